@@ -1,0 +1,25 @@
+// Model weights in and out of a folder in HF's layout (config.json + model.safetensors).
+// Full HF interop (sharding, BF16 writing, tokenizer files) is a later step; names and
+// shapes are already HF's, so folders written here are ordinary HF checkpoints.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+
+#include "model/model.h"
+#include "model/safetensors.h"
+
+namespace crucible {
+
+// Writes config.json and model.safetensors (F32) into `dir`, each file fsynced.
+void save_model(const Model& model, const std::filesystem::path& dir);
+
+// Reads `dir`/config.json and `dir`/model.safetensors. Throws Error naming the file and the
+// tensor for missing tensors, wrong shapes or unsupported dtypes.
+std::unique_ptr<Model> load_model(const std::filesystem::path& dir);
+
+// Copies every parameter of `model` from `file` (matching names and shapes; a redundant
+// lm_head.weight in a tied checkpoint is ignored).
+void load_weights(Model& model, const SafetensorsFile& file);
+
+}  // namespace crucible

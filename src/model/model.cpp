@@ -1,0 +1,342 @@
+#include "model/model.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "kernels/kernels.h"
+
+namespace crucible {
+
+namespace k = kernels;
+
+void PackedBatch::add_sequence(const std::vector<int32_t>& inputs,
+                               const std::vector<int32_t>& next,
+                               const std::vector<float>& weights) {
+    seq_start.push_back(n_tokens());
+    seq_len.push_back(static_cast<int32_t>(inputs.size()));
+    for (size_t i = 0; i < inputs.size(); i++) {
+        tokens.push_back(inputs[i]);
+        targets.push_back(next[i]);
+        positions.push_back(static_cast<int32_t>(i));
+        loss_weight.push_back(weights[i]);
+    }
+}
+
+void PackedBatch::clear() {
+    tokens.clear();
+    targets.clear();
+    positions.clear();
+    loss_weight.clear();
+    seq_start.clear();
+    seq_len.clear();
+}
+
+Model::Model(const ModelConfig& config) : config_(config) {
+    config_.validate("model config");
+    build_layout();
+    const int half = config_.head_dim / 2;
+    rope_cos_.resize((size_t)config_.max_position_embeddings * half);
+    rope_sin_.resize(rope_cos_.size());
+    k::rope_table_init(rope_cos_.data(), rope_sin_.data(), config_.max_position_embeddings,
+                       config_.head_dim, config_.rope_theta);
+}
+
+void Model::build_layout() {
+    const ModelConfig& c = config_;
+    const int64_t H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim();
+    size_t offset = 0;
+    auto add = [&](const std::string& name, std::vector<int64_t> shape, bool decay) {
+        size_t numel = 1;
+        for (int64_t d : shape) numel *= static_cast<size_t>(d);
+        index_[name] = tensors_.size();
+        tensors_.push_back({name, std::move(shape), offset, numel, decay});
+        offset += numel;
+    };
+    add("model.embed_tokens.weight", {c.vocab_size, H}, true);
+    for (int l = 0; l < c.num_hidden_layers; l++) {
+        const std::string p = "model.layers." + std::to_string(l) + ".";
+        add(p + "input_layernorm.weight", {H}, false);
+        add(p + "self_attn.q_proj.weight", {Q, H}, true);
+        if (c.qkv_bias) add(p + "self_attn.q_proj.bias", {Q}, false);
+        add(p + "self_attn.k_proj.weight", {KV, H}, true);
+        if (c.qkv_bias) add(p + "self_attn.k_proj.bias", {KV}, false);
+        add(p + "self_attn.v_proj.weight", {KV, H}, true);
+        if (c.qkv_bias) add(p + "self_attn.v_proj.bias", {KV}, false);
+        add(p + "self_attn.o_proj.weight", {H, Q}, true);
+        if (c.o_bias) add(p + "self_attn.o_proj.bias", {H}, false);
+        add(p + "post_attention_layernorm.weight", {H}, false);
+        add(p + "mlp.gate_proj.weight", {I, H}, true);
+        if (c.mlp_bias) add(p + "mlp.gate_proj.bias", {I}, false);
+        add(p + "mlp.up_proj.weight", {I, H}, true);
+        if (c.mlp_bias) add(p + "mlp.up_proj.bias", {I}, false);
+        add(p + "mlp.down_proj.weight", {H, I}, true);
+        if (c.mlp_bias) add(p + "mlp.down_proj.bias", {H}, false);
+    }
+    add("model.norm.weight", {H}, false);
+    if (!c.tie_word_embeddings) add("lm_head.weight", {c.vocab_size, H}, true);
+    params_.assign(offset, 0.0f);
+    grads_.assign(offset, 0.0f);
+}
+
+const TensorInfo* Model::find(const std::string& name) const {
+    auto it = index_.find(name);
+    return it == index_.end() ? nullptr : &tensors_[it->second];
+}
+
+float* Model::param(const std::string& name) {
+    const TensorInfo* t = find(name);
+    return t ? params_.data() + t->offset : nullptr;
+}
+
+float* Model::grad(const std::string& name) {
+    const TensorInfo* t = find(name);
+    return t ? grads_.data() + t->offset : nullptr;
+}
+
+Model::LayerParams Model::layer_params(float* base, int l) const {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    auto at = [&](const std::string& name) -> float* {
+        auto it = index_.find(p + name);
+        return it == index_.end() ? nullptr : base + tensors_[it->second].offset;
+    };
+    return {at("input_layernorm.weight"),   at("self_attn.q_proj.weight"),
+            at("self_attn.q_proj.bias"),    at("self_attn.k_proj.weight"),
+            at("self_attn.k_proj.bias"),    at("self_attn.v_proj.weight"),
+            at("self_attn.v_proj.bias"),    at("self_attn.o_proj.weight"),
+            at("self_attn.o_proj.bias"),    at("post_attention_layernorm.weight"),
+            at("mlp.gate_proj.weight"),     at("mlp.gate_proj.bias"),
+            at("mlp.up_proj.weight"),       at("mlp.up_proj.bias"),
+            at("mlp.down_proj.weight"),     at("mlp.down_proj.bias")};
+}
+
+void Model::init_random(uint64_t seed, float std) {
+    Rng rng(seed);
+    for (const TensorInfo& t : tensors_) {
+        float* p = params_.data() + t.offset;
+        const bool is_norm = t.name.find("norm") != std::string::npos;
+        const bool is_bias = t.shape.size() == 1 && !is_norm;
+        for (size_t i = 0; i < t.numel; i++) {
+            p[i] = is_norm ? 1.0f : is_bias ? 0.0f : static_cast<float>(rng.normal() * std);
+        }
+    }
+}
+
+void Model::zero_grads() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
+
+void Model::ensure_capacity(int n_tokens, int64_t probs_per_layer) {
+    if (n_tokens <= cap_tokens_ && probs_per_layer <= cap_probs_) return;
+    cap_tokens_ = std::max(n_tokens, cap_tokens_);
+    cap_probs_ = std::max(probs_per_layer, cap_probs_);
+    const ModelConfig& c = config_;
+    const size_t N = cap_tokens_, H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(),
+                 KV = c.kv_dim(), V = c.vocab_size, P = cap_probs_;
+    ActivationLayout a{};
+    size_t off = 0;
+    auto take = [&](size_t n) {
+        const size_t at = off;
+        off += (n + 15) & ~size_t(15);  // 64-byte aligned sub-buffers
+        return at;
+    };
+    // Per-layer block; layer l's tensors sit at layer offset + l * layer_stride.
+    a.resid = take(N * H);
+    a.ln1 = take(N * H);
+    a.rstd1 = take(N);
+    a.q = take(N * Q);
+    a.k = take(N * KV);
+    a.v = take(N * KV);
+    a.probs = take(P);
+    a.att = take(N * Q);
+    a.mid = take(N * H);
+    a.ln2 = take(N * H);
+    a.rstd2 = take(N);
+    a.gate = take(N * I);
+    a.up = take(N * I);
+    a.act = take(N * I);
+    a.layer_stride = off;
+    off = a.layer_stride * c.num_hidden_layers;
+    a.lnf = take(N * H);
+    a.rstdf = take(N);
+    a.logits = take(N * V);
+    a.lse = take(N);
+    a.losses = take(N);
+    a.final_resid = take(N * H);
+    // One layer's worth of activation gradients, reused by every layer in backward.
+    a.d_resid = take(N * H);
+    a.d_tmp = take(N * H);
+    a.d_q = take(N * Q);
+    a.d_k = take(N * KV);
+    a.d_v = take(N * KV);
+    a.d_att = take(N * Q);
+    a.d_probs = take(P);
+    a.d_gate = take(N * I);
+    a.d_up = take(N * I);
+    a.d_act = take(N * I);
+    a.total = off;
+    act_ = a;
+    acts_.assign(a.total, 0.0f);
+}
+
+double Model::forward(const PackedBatch& batch) {
+    const ModelConfig& c = config_;
+    const int N = batch.n_tokens();
+    const int S = batch.n_seqs();
+    const int H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim();
+    const int V = c.vocab_size;
+    for (int s = 0; s < S; s++) {
+        if (batch.seq_len[s] > c.max_position_embeddings) {
+            throw Error("sequence of " + std::to_string(batch.seq_len[s]) +
+                        " tokens exceeds max_position_embeddings " +
+                        std::to_string(c.max_position_embeddings));
+        }
+    }
+    for (int n = 0; n < N; n++) {
+        if (batch.tokens[n] < 0 || batch.tokens[n] >= V || batch.targets[n] < 0 ||
+            batch.targets[n] >= V) {
+            throw Error("token id out of range [0, " + std::to_string(V) + ") at row " +
+                        std::to_string(n));
+        }
+    }
+    probs_offset_.resize(S);
+    int64_t probs = 0;
+    for (int s = 0; s < S; s++) {
+        probs_offset_[s] = probs;
+        probs += (int64_t)c.num_attention_heads * batch.seq_len[s] * batch.seq_len[s];
+    }
+    probs_per_layer_ = probs;
+    ensure_capacity(N, probs);
+    batch_ = &batch;
+
+    float* A = acts_.data();
+    const ActivationLayout& a = act_;
+    const k::AttentionShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim, S,
+                                  batch.seq_start.data(), batch.seq_len.data(),
+                                  probs_offset_.data()};
+    const size_t NH = (size_t)N * H;
+
+    k::embedding_forward(A + a.resid, batch.tokens.data(), param("model.embed_tokens.weight"), N,
+                         H);
+    for (int l = 0; l < c.num_hidden_layers; l++) {
+        const LayerParams w = layer_params(params_.data(), l);
+        float* L = A + l * a.layer_stride;
+        float* resid = L + a.resid;
+        // The next layer's residual input lives in the next layer block (or lnf's input).
+        float* resid_out = l + 1 < c.num_hidden_layers ? L + a.layer_stride + a.resid : A + a.final_resid;
+        float* q = L + a.q;
+        float* kk = L + a.k;
+        float* v = L + a.v;
+        // attention block
+        k::rmsnorm_forward(L + a.ln1, L + a.rstd1, resid, w.ln1_w, N, H, c.rms_norm_eps);
+        k::linear_forward(q, L + a.ln1, w.q_w, w.q_b, N, H, Q);
+        k::linear_forward(kk, L + a.ln1, w.k_w, w.k_b, N, H, KV);
+        k::linear_forward(v, L + a.ln1, w.v_w, w.v_b, N, H, KV);
+        k::rope_forward(q, batch.positions.data(), rope_cos_.data(), rope_sin_.data(), N,
+                        c.num_attention_heads, c.head_dim);
+        k::rope_forward(kk, batch.positions.data(), rope_cos_.data(), rope_sin_.data(), N,
+                        c.num_key_value_heads, c.head_dim);
+        k::attention_forward(L + a.att, L + a.probs, q, kk, v, shape);
+        k::linear_forward(L + a.mid, L + a.att, w.o_w, w.o_b, N, Q, H);
+        k::residual_forward(L + a.mid, L + a.mid, resid, NH);
+        // MLP block
+        k::rmsnorm_forward(L + a.ln2, L + a.rstd2, L + a.mid, w.ln2_w, N, H, c.rms_norm_eps);
+        k::linear_forward(L + a.gate, L + a.ln2, w.gate_w, w.gate_b, N, H, I);
+        k::linear_forward(L + a.up, L + a.ln2, w.up_w, w.up_b, N, H, I);
+        k::swiglu_forward(L + a.act, L + a.gate, L + a.up, (size_t)N * I);
+        k::linear_forward(resid_out, L + a.act, w.down_w, w.down_b, N, I, H);
+        k::residual_forward(resid_out, resid_out, L + a.mid, NH);
+    }
+    // After the loop the last layer's output sits in final_resid.
+    float* final_resid = A + a.final_resid;
+    k::rmsnorm_forward(A + a.lnf, A + a.rstdf, final_resid, param("model.norm.weight"), N, H,
+                       c.rms_norm_eps);
+    const float* head = c.tie_word_embeddings ? param("model.embed_tokens.weight")
+                                              : param("lm_head.weight");
+    k::linear_forward(A + a.logits, A + a.lnf, head, nullptr, N, H, V);
+    k::cross_entropy_forward(A + a.losses, A + a.lse, A + a.logits, batch.targets.data(), N, V);
+    double objective = 0.0;
+    for (int n = 0; n < N; n++) objective += (double)batch.loss_weight[n] * A[a.losses + n];
+    return objective;
+}
+
+void Model::backward() {
+    if (!batch_) throw Error("Model::backward called without a forward pass");
+    const PackedBatch& batch = *batch_;
+    const ModelConfig& c = config_;
+    const int N = batch.n_tokens();
+    const int S = batch.n_seqs();
+    const int H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim();
+    const int V = c.vocab_size;
+    float* A = acts_.data();
+    const ActivationLayout& a = act_;
+    const k::AttentionShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim, S,
+                                  batch.seq_start.data(), batch.seq_len.data(),
+                                  probs_offset_.data()};
+    const size_t NH = (size_t)N * H, NI = (size_t)N * I;
+    auto zero = [](float* p, size_t n) { std::memset(p, 0, n * sizeof(float)); };
+    float* d_resid = A + a.d_resid;
+    float* d_tmp = A + a.d_tmp;
+
+    // LM head and final norm
+    float* dlogits = A + a.logits;
+    k::cross_entropy_backward_inplace(dlogits, A + a.lse, batch.targets.data(),
+                                      batch.loss_weight.data(), N, V);
+    const bool tied = c.tie_word_embeddings;
+    float* head = tied ? param("model.embed_tokens.weight") : param("lm_head.weight");
+    float* dhead = tied ? grad("model.embed_tokens.weight") : grad("lm_head.weight");
+    zero(d_tmp, NH);
+    k::linear_backward(d_tmp, dhead, nullptr, dlogits, A + a.lnf, head, N, H, V);
+    zero(d_resid, NH);
+    k::rmsnorm_backward(d_resid, grad("model.norm.weight"), d_tmp, A + a.final_resid,
+                        param("model.norm.weight"), A + a.rstdf, N, H);
+
+    for (int l = c.num_hidden_layers - 1; l >= 0; l--) {
+        const LayerParams w = layer_params(params_.data(), l);
+        const LayerParams g = layer_params(grads_.data(), l);
+        float* L = A + l * a.layer_stride;
+        // MLP block: resid_out = mid + down(act)
+        zero(A + a.d_act, NI);
+        k::linear_backward(A + a.d_act, g.down_w, g.down_b, d_resid, L + a.act, w.down_w, N, I, H);
+        zero(A + a.d_gate, NI);
+        zero(A + a.d_up, NI);
+        k::swiglu_backward(A + a.d_gate, A + a.d_up, A + a.d_act, L + a.gate, L + a.up, NI);
+        zero(d_tmp, NH);
+        k::linear_backward(d_tmp, g.gate_w, g.gate_b, A + a.d_gate, L + a.ln2, w.gate_w, N, H, I);
+        k::linear_backward(d_tmp, g.up_w, g.up_b, A + a.d_up, L + a.ln2, w.up_w, N, H, I);
+        k::rmsnorm_backward(d_resid, g.ln2_w, d_tmp, L + a.mid, w.ln2_w, L + a.rstd2, N, H);
+        // attention block: mid = resid + o(att)
+        zero(A + a.d_att, (size_t)N * Q);
+        k::linear_backward(A + a.d_att, g.o_w, g.o_b, d_resid, L + a.att, w.o_w, N, Q, H);
+        zero(A + a.d_q, (size_t)N * Q);
+        zero(A + a.d_k, (size_t)N * KV);
+        zero(A + a.d_v, (size_t)N * KV);
+        k::attention_backward(A + a.d_q, A + a.d_k, A + a.d_v, A + a.d_probs, A + a.d_att, L + a.q,
+                              L + a.k, L + a.v, L + a.probs, shape);
+        k::rope_backward(A + a.d_q, batch.positions.data(), rope_cos_.data(), rope_sin_.data(), N,
+                         c.num_attention_heads, c.head_dim);
+        k::rope_backward(A + a.d_k, batch.positions.data(), rope_cos_.data(), rope_sin_.data(), N,
+                         c.num_key_value_heads, c.head_dim);
+        zero(d_tmp, NH);
+        k::linear_backward(d_tmp, g.q_w, g.q_b, A + a.d_q, L + a.ln1, w.q_w, N, H, Q);
+        k::linear_backward(d_tmp, g.k_w, g.k_b, A + a.d_k, L + a.ln1, w.k_w, N, H, KV);
+        k::linear_backward(d_tmp, g.v_w, g.v_b, A + a.d_v, L + a.ln1, w.v_w, N, H, KV);
+        k::rmsnorm_backward(d_resid, g.ln1_w, d_tmp, L + a.resid, w.ln1_w, L + a.rstd1, N, H);
+    }
+    k::embedding_backward(grad("model.embed_tokens.weight"), d_resid, batch.tokens.data(), N, H);
+    batch_ = nullptr;  // logits now hold gradients; a second backward would be wrong
+}
+
+double Model::train_flops(const ModelConfig& c, const PackedBatch& batch) {
+    const double H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim();
+    const double per_token_matmul =
+        c.num_hidden_layers * (H * Q + 2 * H * KV + Q * H + 3 * H * I) + H * c.vocab_size;
+    double attn = 0.0;  // QK^T and PV, full T x T as computed
+    for (int s = 0; s < batch.n_seqs(); s++) {
+        const double T = batch.seq_len[s];
+        attn += 2.0 * T * T * c.head_dim * c.num_attention_heads * c.num_hidden_layers;
+    }
+    // forward 2 FLOPs per MAC, backward twice the forward
+    return 3.0 * (2.0 * per_token_matmul * batch.n_tokens() + 2.0 * attn);
+}
+
+}  // namespace crucible
