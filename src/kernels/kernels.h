@@ -107,3 +107,18 @@ double global_norm(const float* grad, size_t n);
 void scale_inplace(float* x, size_t n, float scale);
 
 }  // namespace crucible::kernels
+
+namespace crucible::kernels {
+
+// ---- learning-rate schedule ---------------------------------------------------------------
+// Linear warmup from lr/warmup to lr over `warmup` steps, then either constant or a cosine
+// decay to lr * min_ratio at step `total`. `step` counts from 0.
+enum class LrSchedule { Constant, Cosine };
+float lr_at(int64_t step, int64_t total, int64_t warmup, float lr, float min_ratio,
+            LrSchedule schedule);
+
+// ---- global gradient-norm clipping (torch.nn.utils.clip_grad_norm_) ---------------------
+// Scales grad by max_norm / (norm + 1e-6) when that is below 1. Returns the norm before.
+double clip_grad_norm(float* grad, size_t n, double max_norm);
+
+}  // namespace crucible::kernels

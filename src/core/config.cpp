@@ -1,0 +1,198 @@
+#include "core/config.h"
+
+#include <functional>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/file_io.h"
+
+namespace crucible {
+
+namespace {
+
+enum class Kind { Bool, Int, Double, String, Null, Other };
+
+Kind scalar_kind(const YAML::Node& n) {
+    if (n.IsNull()) return Kind::Null;
+    if (!n.IsScalar()) return Kind::Other;
+    const std::string& s = n.Scalar();
+    if (n.Tag() == "!") return Kind::String;  // quoted
+    bool b;
+    if (YAML::convert<bool>::decode(n, b) && (s == "true" || s == "false")) return Kind::Bool;
+    int64_t i;
+    if (YAML::convert<int64_t>::decode(n, i)) return Kind::Int;
+    double d;
+    if (YAML::convert<double>::decode(n, d)) return Kind::Double;
+    return Kind::String;
+}
+
+const char* kind_name(Kind k) {
+    switch (k) {
+        case Kind::Bool: return "true or false";
+        case Kind::Int: return "an integer";
+        case Kind::Double: return "a number";
+        case Kind::String: return "a string";
+        default: return "a value";
+    }
+}
+
+// Whether `value` may replace a default of kind `want` (an integer is a valid number; a
+// null default accepts a string; a string accepts anything scalar).
+bool compatible(Kind want, Kind got) {
+    if (want == got) return true;
+    if (want == Kind::Double && got == Kind::Int) return true;
+    if (want == Kind::Null && (got == Kind::String || got == Kind::Null)) return true;
+    if (want == Kind::String && got != Kind::Other) return true;
+    return false;
+}
+
+std::string location(const std::string& where, const YAML::Node& n) {
+    const YAML::Mark m = n.Mark();
+    if (m.line < 0) return where;
+    return where + ":" + std::to_string(m.line + 1);
+}
+
+}  // namespace
+
+Config::Config(const std::string& defaults_yaml) {
+    schema_ = YAML::Load(defaults_yaml);
+    values_ = YAML::Clone(schema_);
+}
+
+void Config::merge(const YAML::Node& src, YAML::Node dst, const YAML::Node& schema,
+                   const std::string& prefix, const std::string& where) {
+    if (!src.IsMap()) {
+        throw Error(location(where, src) + ": expected a mapping" +
+                    (prefix.empty() ? "" : " for '" + prefix + "'"));
+    }
+    for (auto it = src.begin(); it != src.end(); ++it) {
+        const std::string key = it->first.as<std::string>();
+        const std::string full = prefix.empty() ? key : prefix + "." + key;
+        const YAML::Node want = schema[key];
+        if (!want) {
+            std::string known;
+            for (auto s = schema.begin(); s != schema.end(); ++s) {
+                known += (known.empty() ? "" : ", ") + s->first.as<std::string>();
+            }
+            throw Error(location(where, it->first) + ": unknown key '" + full +
+                        "' (known here: " + known + ")");
+        }
+        if (want.IsMap()) {
+            merge(it->second, dst[key], want, full, where);
+            continue;
+        }
+        const Kind wk = scalar_kind(want), gk = scalar_kind(it->second);
+        if (!compatible(wk, gk)) {
+            throw Error(location(where, it->second) + ": key '" + full + "' must be " +
+                        kind_name(wk));
+        }
+        dst[key] = YAML::Clone(it->second);
+    }
+}
+
+void Config::merge_text(const std::string& text, const std::string& where) {
+    YAML::Node n;
+    try {
+        n = YAML::Load(text);
+    } catch (const YAML::Exception& e) {
+        throw Error(where + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
+    }
+    if (n.IsNull()) return;  // an empty file changes nothing
+    merge(n, values_, schema_, "", where);
+}
+
+void Config::merge_file(const std::string& path) { merge_text(read_file(path), path); }
+
+void Config::set(const std::string& assignment) {
+    const size_t eq = assignment.find('=');
+    if (eq == std::string::npos || eq == 0) {
+        throw Error("--set " + assignment + ": expected key=value");
+    }
+    const std::string key = assignment.substr(0, eq);
+    const std::string value = assignment.substr(eq + 1);
+    // Build {a: {b: {c: value}}} and merge it, so --set gets the same checks as a file.
+    std::string yaml;
+    std::stringstream parts(key);
+    std::string part;
+    int depth = 0;
+    while (std::getline(parts, part, '.')) {
+        yaml += std::string(2 * depth, ' ') + part + ":\n";
+        depth++;
+    }
+    yaml.pop_back();
+    yaml += " " + value + "\n";
+    merge_text(yaml, "--set " + assignment);
+}
+
+YAML::Node Config::lookup(const std::string& key) const {
+    // Rebind with reset(): assigning a yaml-cpp node would overwrite the referenced value.
+    YAML::Node n;
+    n.reset(values_);
+    std::stringstream parts(key);
+    std::string part;
+    while (std::getline(parts, part, '.')) {
+        const YAML::Node& cn = n;
+        if (!cn.IsMap() || !cn[part]) throw Error("config: no key '" + key + "'");
+        n.reset(cn[part]);
+    }
+    return n;
+}
+
+std::string Config::get_string(const std::string& key) const {
+    const YAML::Node n = lookup(key);
+    return n.IsNull() ? std::string() : n.as<std::string>();
+}
+
+int64_t Config::get_int(const std::string& key) const {
+    try {
+        return lookup(key).as<int64_t>();
+    } catch (const YAML::Exception&) {
+        throw Error("config: key '" + key + "' must be an integer");
+    }
+}
+
+double Config::get_double(const std::string& key) const {
+    try {
+        return lookup(key).as<double>();
+    } catch (const YAML::Exception&) {
+        throw Error("config: key '" + key + "' must be a number");
+    }
+}
+
+bool Config::get_bool(const std::string& key) const {
+    try {
+        return lookup(key).as<bool>();
+    } catch (const YAML::Exception&) {
+        throw Error("config: key '" + key + "' must be true or false");
+    }
+}
+
+std::string Config::dump() const {
+    YAML::Emitter out;
+    out << values_;
+    return std::string(out.c_str()) + "\n";
+}
+
+std::vector<std::string> Config::diff(const Config& a, const Config& b) {
+    std::vector<std::string> out;
+    std::function<void(const YAML::Node&, const YAML::Node&, const YAML::Node&, std::string)>
+        walk = [&](const YAML::Node& schema, const YAML::Node& x, const YAML::Node& y,
+                   std::string prefix) {
+            for (auto it = schema.begin(); it != schema.end(); ++it) {
+                const std::string k = it->first.as<std::string>();
+                const std::string full = prefix.empty() ? k : prefix + "." + k;
+                if (it->second.IsMap()) {
+                    walk(it->second, x[k], y[k], full);
+                } else {
+                    YAML::Emitter ex, ey;
+                    ex << x[k];
+                    ey << y[k];
+                    if (std::string(ex.c_str()) != std::string(ey.c_str())) out.push_back(full);
+                }
+            }
+        };
+    walk(a.schema_, a.values_, b.values_, "");
+    return out;
+}
+
+}  // namespace crucible

@@ -1,0 +1,32 @@
+// Built-in synthetic reasoning tasks, generated from a seed so they need nothing from outside.
+//
+// Countdown-lite (after TinyZero's Countdown, sized for a small byte-level model): three
+// numbers 1-9 shown sorted and a target 0-99 that some expression "a o b o c" with
+// o in {+, -, *} (usual precedence) produces. Prompt "2 5 7>17:", answer e.g. "5*2+7".
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace crucible {
+
+struct PromptCompletion {
+    std::string prompt;
+    std::string completion;
+};
+
+// `n_eval` held-out problems, then `n_train` training problems whose prompts never occur
+// among the held-out ones. Deterministic in `seed`.
+void countdown_split(int n_train, int n_eval, uint64_t seed, std::vector<PromptCompletion>* train,
+                     std::vector<PromptCompletion>* eval);
+
+// 1 if `answer` (up to the first newline) is an expression over + - * and parentheses-free
+// integers that uses each prompt number exactly once and evaluates to the target; else 0.
+double countdown_reward(const std::string& prompt, const std::string& answer);
+
+// Multi-digit addition "123+45=" -> "168", operands with 1..max_digits digits.
+void addition_split(int n_train, int n_eval, int max_digits, uint64_t seed,
+                    std::vector<PromptCompletion>* train, std::vector<PromptCompletion>* eval);
+
+}  // namespace crucible

@@ -1,0 +1,144 @@
+#include "train/sft_data.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "tokenizer/chat_template.h"
+
+namespace crucible {
+
+using nlohmann::json;
+
+SftExample make_prompt_completion(const ByteTokenizer& tok, const std::string& prompt,
+                                  const std::string& completion) {
+    SftExample ex;
+    ex.prompt = prompt;
+    ex.completion = completion;
+    for (int32_t id : tok.encode(prompt)) {
+        ex.tokens.push_back(id);
+        ex.target.push_back(0);
+    }
+    for (int32_t id : tok.encode(completion)) {
+        ex.tokens.push_back(id);
+        ex.target.push_back(1);
+    }
+    ex.tokens.push_back(ByteTokenizer::kEndOfText);
+    ex.target.push_back(1);
+    return ex;
+}
+
+namespace {
+
+std::string string_field(const json& obj, const char* key, const std::string& where) {
+    auto it = obj.find(key);
+    if (it == obj.end()) throw Error(where + ": missing field '" + key + "'");
+    if (!it->is_string()) {
+        throw Error(where + ": field '" + key + "' must be a string, got " + it->type_name());
+    }
+    return it->get<std::string>();
+}
+
+SftExample make_chat(const ByteTokenizer& tok, const json& messages, const std::string& where) {
+    if (!messages.is_array() || messages.empty()) {
+        throw Error(where + ": field 'messages' must be a non-empty array");
+    }
+    std::vector<ChatMessage> chat;
+    bool has_assistant = false;
+    for (size_t i = 0; i < messages.size(); i++) {
+        const std::string at = where + ": messages[" + std::to_string(i) + "]";
+        if (!messages[i].is_object()) throw Error(at + ": must be an object");
+        ChatMessage m{string_field(messages[i], "role", at), string_field(messages[i], "content", at)};
+        has_assistant |= m.role == "assistant";
+        chat.push_back(std::move(m));
+    }
+    if (!has_assistant) throw Error(where + ": 'messages' has no assistant turn to train on");
+    SftExample ex;
+    for (const TextSegment& seg : render_chatml(chat, false)) {
+        for (int32_t id : tok.encode(seg.text)) {
+            ex.tokens.push_back(id);
+            ex.target.push_back(seg.train ? 1 : 0);
+        }
+    }
+    return ex;
+}
+
+}  // namespace
+
+SftDataset load_sft_jsonl(const std::string& path, const ByteTokenizer& tok, int max_seq_len) {
+    std::ifstream in(path);
+    if (!in) throw Error(path + ": cannot open dataset");
+    SftDataset ds;
+    std::string line;
+    int64_t line_no = 0;
+    while (std::getline(in, line)) {
+        line_no++;
+        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+        const std::string where = path + ":" + std::to_string(line_no);
+        json j;
+        try {
+            j = json::parse(line);
+        } catch (const json::exception& e) {
+            throw Error(where + ": not valid JSON (" + std::string(e.what()) + ")");
+        }
+        if (!j.is_object()) throw Error(where + ": each line must be a JSON object");
+        SftExample ex;
+        if (j.contains("messages")) {
+            ex = make_chat(tok, j["messages"], where);
+        } else if (j.contains("prompt") || j.contains("completion")) {
+            ex = make_prompt_completion(tok, string_field(j, "prompt", where),
+                                        string_field(j, "completion", where));
+        } else {
+            throw Error(where + ": needs 'prompt' and 'completion', or 'messages'");
+        }
+        if ((int)ex.tokens.size() > max_seq_len + 1) {
+            ex.tokens.resize(max_seq_len + 1);
+            ex.target.resize(max_seq_len + 1);
+            ds.truncated++;
+        }
+        if (count_targets(ex) == 0) {
+            throw Error(where + ": nothing to train on (empty completion after truncation to " +
+                        std::to_string(max_seq_len) + " tokens)");
+        }
+        ds.examples.push_back(std::move(ex));
+    }
+    if (ds.examples.empty()) throw Error(path + ": dataset has no examples");
+    return ds;
+}
+
+SftDataset builtin_sft_dataset(const std::string& spec, bool eval_split, int n_train, int n_eval,
+                               uint64_t seed, const ByteTokenizer& tok) {
+    std::vector<PromptCompletion> train, eval;
+    SftDataset ds;
+    if (spec == "builtin:countdown") {
+        countdown_split(n_train, n_eval, seed, &train, &eval);
+        ds.task = "countdown";
+    } else if (spec == "builtin:addition") {
+        addition_split(n_train, n_eval, 3, seed, &train, &eval);
+        ds.task = "addition";
+    } else {
+        throw Error("unknown built-in dataset '" + spec +
+                    "' (known: builtin:countdown, builtin:addition)");
+    }
+    for (const PromptCompletion& pc : eval_split ? eval : train) {
+        ds.examples.push_back(make_prompt_completion(tok, pc.prompt, pc.completion));
+    }
+    return ds;
+}
+
+int64_t count_targets(const SftExample& ex) {
+    int64_t n = 0;
+    for (size_t i = 1; i < ex.target.size(); i++) n += ex.target[i];
+    return n;
+}
+
+void pack_example(const SftExample& ex, float weight, PackedBatch* batch) {
+    const size_t n = ex.tokens.size() - 1;
+    std::vector<int32_t> inputs(ex.tokens.begin(), ex.tokens.begin() + n);
+    std::vector<int32_t> next(ex.tokens.begin() + 1, ex.tokens.end());
+    std::vector<float> w(n);
+    for (size_t i = 0; i < n; i++) w[i] = ex.target[i + 1] ? weight : 0.0f;
+    batch->add_sequence(inputs, next, w);
+}
+
+}  // namespace crucible

@@ -1,0 +1,409 @@
+#include "train/sft_trainer.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <ctime>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <ostream>
+
+#include "core/error.h"
+#include "core/file_io.h"
+#include "core/rng.h"
+#include "engine/reference_generate.h"
+#include "model/checkpoint.h"
+#include "model/safetensors.h"
+#include "train/sft_config.h"
+
+namespace crucible {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// FNV-1a over every example's tokens and targets: a resumed run refuses different data.
+uint64_t dataset_hash(const SftDataset& ds) {
+    uint64_t h = 1469598103934665603ULL;
+    auto mix = [&](uint64_t x) {
+        for (int i = 0; i < 8; i++) {
+            h ^= (x >> (8 * i)) & 0xff;
+            h *= 1099511628211ULL;
+        }
+    };
+    for (const SftExample& ex : ds.examples) {
+        mix(ex.tokens.size());
+        for (size_t i = 0; i < ex.tokens.size(); i++) mix((uint64_t)ex.tokens[i] * 2 + ex.target[i]);
+    }
+    return h;
+}
+
+// The highest step-N folder under `dir` that holds a complete checkpoint, or -1.
+int64_t latest_checkpoint(const fs::path& dir) {
+    int64_t best = -1;
+    if (!fs::exists(dir)) return best;
+    for (const auto& e : fs::directory_iterator(dir)) {
+        const std::string name = e.path().filename().string();
+        if (name.rfind("step-", 0) != 0) continue;
+        if (!fs::exists(e.path() / "trainer_state.json")) continue;
+        try {
+            best = std::max<int64_t>(best, std::stoll(name.substr(5)));
+        } catch (const std::exception&) {
+        }
+    }
+    return best;
+}
+
+std::string format_duration(double s) {
+    char buf[32];
+    const long t = static_cast<long>(s + 0.5);
+    if (t >= 3600) {
+        std::snprintf(buf, sizeof buf, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+    } else {
+        std::snprintf(buf, sizeof buf, "%ldm%02lds", t / 60, t % 60);
+    }
+    return buf;
+}
+
+SftDataset load_dataset(const Config& cfg, bool eval_split, const ByteTokenizer& tok) {
+    const std::string spec = cfg.get_string(eval_split ? "data.eval" : "data.train");
+    if (spec.rfind("builtin:", 0) == 0) {
+        return builtin_sft_dataset(spec, eval_split, (int)cfg.get_int("data.builtin_train_examples"),
+                                   (int)cfg.get_int("data.builtin_eval_examples"),
+                                   (uint64_t)cfg.get_int("seed"), tok);
+    }
+    return load_sft_jsonl(spec, tok, (int)cfg.get_int("data.max_seq_len"));
+}
+
+ModelConfig arch_from_config(const Config& cfg) {
+    json j;
+    for (const char* key : {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                            "num_attention_heads", "num_key_value_heads",
+                            "max_position_embeddings"}) {
+        j[key] = cfg.get_int(std::string("model.arch.") + key);
+    }
+    j["rms_norm_eps"] = cfg.get_double("model.arch.rms_norm_eps");
+    j["rope_theta"] = cfg.get_double("model.arch.rope_theta");
+    j["tie_word_embeddings"] = cfg.get_bool("model.arch.tie_word_embeddings");
+    j["model_type"] = cfg.get_string("model.arch.model_type");
+    j["eos_token_id"] = ByteTokenizer::kEndOfText;
+    return model_config_from_json(j, "config model.arch");
+}
+
+}  // namespace
+
+void resolve_run_name(Config& config) {
+    if (!config.get_string("run.name").empty()) return;
+    const std::time_t now = std::time(nullptr);
+    char stamp[32];
+    std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::gmtime(&now));
+    const fs::path dir(config.get_string("run.dir"));
+    std::string name = std::string("sft-") + stamp;
+    for (int k = 2; fs::exists(dir / name); k++) name = std::string("sft-") + stamp + "-" + std::to_string(k);
+    config.set("run.name=" + name);
+}
+
+SftTrainer::SftTrainer(const Config& config, bool resume, std::ostream& log)
+    : config_(config), log_(log) {
+    run_dir_ = fs::path(config_.get_string("run.dir")) / config_.get_string("run.name");
+    if (config_.get_string("run.name").empty()) {
+        throw Error("config: run.name is empty (resolve_run_name() names new runs)");
+    }
+    total_steps_ = config_.get_int("train.steps");
+    batch_size_ = config_.get_int("train.batch_size");
+    grad_accum_ = config_.get_int("train.grad_accum");
+    seed_ = static_cast<uint64_t>(config_.get_int("seed"));
+    if (total_steps_ <= 0) throw Error("config: train.steps must be > 0");
+    if (batch_size_ <= 0 || grad_accum_ <= 0 || batch_size_ % grad_accum_ != 0) {
+        throw Error("config: train.batch_size must be a positive multiple of train.grad_accum");
+    }
+    const std::string sched = config_.get_string("train.schedule");
+    if (sched != "cosine" && sched != "constant") {
+        throw Error("config: train.schedule must be cosine or constant, got '" + sched + "'");
+    }
+    schedule_ = sched == "cosine" ? kernels::LrSchedule::Cosine : kernels::LrSchedule::Constant;
+
+    train_ = load_dataset(config_, false, tokenizer_);
+    if (!config_.get_string("data.eval").empty()) eval_ = load_dataset(config_, true, tokenizer_);
+    if (train_.truncated > 0) {
+        log_ << "note: " << train_.truncated << " training examples truncated to data.max_seq_len\n";
+    }
+
+    const fs::path ckpt_root = run_dir_ / "checkpoints";
+    const int64_t latest = latest_checkpoint(ckpt_root);
+    if (resume) {
+        const fs::path saved = run_dir_ / "config.yaml";
+        if (!fs::exists(saved) || latest < 0) {
+            throw Error(run_dir_.string() + ": nothing to resume (no config.yaml or checkpoint)");
+        }
+        Config previous(kSftConfigDefaults);
+        previous.merge_file(saved.string());
+        const auto changed = Config::diff(previous, config_);
+        if (!changed.empty()) {
+            std::string keys;
+            for (const auto& k : changed) keys += " " + k;
+            throw Error(saved.string() + ": --resume needs the run's own config; these keys "
+                        "differ:" + keys);
+        }
+        load_checkpoint(checkpoint_dir(latest));
+        log_ << "resumed " << run_dir_.string() << " at step " << step_ << "\n";
+    } else {
+        if (latest >= 0) {
+            throw Error(run_dir_.string() + " already holds checkpoints; pass --resume to "
+                        "continue it, or choose another run.name");
+        }
+        fs::create_directories(ckpt_root);
+        write_file_durable(run_dir_ / "config.yaml", config_.dump());
+        const std::string path = config_.get_string("model.path");
+        if (!path.empty()) {
+            model_ = load_model(path);
+        } else {
+            model_ = std::make_unique<Model>(arch_from_config(config_));
+            model_->init_random(Rng::mix(seed_, 0x1417), (float)config_.get_double("model.init_std"));
+        }
+        adam_m_.assign(model_->num_params(), 0.0f);
+        adam_v_.assign(model_->num_params(), 0.0f);
+        std::ofstream(run_dir_ / "metrics.jsonl", std::ios::trunc);
+    }
+    if (model_->config().vocab_size < ByteTokenizer::kVocabSize) {
+        throw Error("model vocab_size " + std::to_string(model_->config().vocab_size) +
+                    " is smaller than the byte tokenizer's " +
+                    std::to_string(ByteTokenizer::kVocabSize));
+    }
+    // Drop half-written checkpoints from a killed run; they were never published.
+    for (const auto& e : fs::directory_iterator(ckpt_root)) {
+        if (e.path().filename().string().rfind(".tmp-", 0) == 0) fs::remove_all(e.path());
+    }
+    // A resumed run forgets metrics logged after its checkpoint: those steps run again.
+    const fs::path metrics = run_dir_ / "metrics.jsonl";
+    if (resume && fs::exists(metrics)) {
+        std::ifstream in(metrics);
+        std::string line, kept;
+        while (std::getline(in, line)) {
+            try {
+                if (json::parse(line).value("step", INT64_MAX) <= step_) kept += line + "\n";
+            } catch (const json::exception&) {
+                break;  // a torn last line from the kill
+            }
+        }
+        in.close();
+        write_file_durable(metrics, kept);
+    }
+    const int64_t params = static_cast<int64_t>(model_->num_params());
+    log_ << "model: " << model_->config().model_type << ", " << params << " parameters; train "
+         << train_.examples.size() << " examples, eval " << eval_.examples.size()
+         << " examples; run folder " << run_dir_.string() << "\n";
+}
+
+SftTrainer::~SftTrainer() = default;
+
+fs::path SftTrainer::checkpoint_dir(int64_t step) const {
+    return run_dir_ / "checkpoints" / ("step-" + std::to_string(step));
+}
+
+size_t SftTrainer::example_at(int64_t i) {
+    const int64_t n = static_cast<int64_t>(train_.examples.size());
+    const int64_t epoch = i / n;
+    if (epoch != perm_epoch_) {
+        perm_.resize(n);
+        for (int64_t k = 0; k < n; k++) perm_[k] = k;
+        Rng rng(Rng::mix(seed_, static_cast<uint64_t>(epoch) + 1));
+        for (int64_t k = n - 1; k > 0; k--) std::swap(perm_[k], perm_[rng.below(k + 1)]);
+        perm_epoch_ = epoch;
+    }
+    return perm_[i % n];
+}
+
+void SftTrainer::train_step() {
+    const auto t0 = Clock::now();
+    const float lr = kernels::lr_at(step_, total_steps_, config_.get_int("train.warmup_steps"),
+                                    (float)config_.get_double("train.lr"),
+                                    (float)config_.get_double("train.min_lr_ratio"), schedule_);
+    std::vector<size_t> idx(batch_size_);
+    int64_t targets = 0;
+    for (int64_t b = 0; b < batch_size_; b++) {
+        idx[b] = example_at(step_ * batch_size_ + b);
+        targets += count_targets(train_.examples[idx[b]]);
+    }
+    // Token-mean over the whole step: every micro-batch weighs its tokens by 1 / targets.
+    const float weight = 1.0f / static_cast<float>(std::max<int64_t>(targets, 1));
+    model_->zero_grads();
+    double loss = 0.0;
+    int64_t tokens = 0;
+    const int64_t micro = batch_size_ / grad_accum_;
+    for (int64_t a = 0; a < grad_accum_; a++) {
+        batch_.clear();
+        for (int64_t b = a * micro; b < (a + 1) * micro; b++) {
+            pack_example(train_.examples[idx[b]], weight, &batch_);
+        }
+        tokens += batch_.n_tokens();
+        loss += model_->forward(batch_);
+        model_->backward();
+    }
+    const double clip = config_.get_double("train.grad_clip");
+    const double gnorm = clip > 0 ? kernels::clip_grad_norm(model_->grads(), model_->num_params(), clip)
+                                  : kernels::global_norm(model_->grads(), model_->num_params());
+    const float wd = (float)config_.get_double("train.weight_decay");
+    for (const TensorInfo& t : model_->tensors()) {
+        const kernels::AdamWParams hp{lr, (float)config_.get_double("train.beta1"),
+                                      (float)config_.get_double("train.beta2"),
+                                      (float)config_.get_double("train.eps"), t.decay ? wd : 0.0f};
+        kernels::adamw_update(model_->params() + t.offset, model_->grads() + t.offset,
+                              adam_m_.data() + t.offset, adam_v_.data() + t.offset, t.numel, hp,
+                              step_ + 1);
+    }
+    step_++;
+    const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+    elapsed_s_ += dt;
+    tokens_per_s_ = tokens / dt;
+
+    json line = {{"step", step_},       {"loss", loss},         {"lr", lr},
+                 {"grad_norm", gnorm},  {"tokens", tokens},     {"target_tokens", targets},
+                 {"step_s", dt},        {"tokens_per_s", tokens / dt}};
+    const int64_t eval_every = config_.get_int("train.eval_every");
+    const bool last = step_ == total_steps_;
+    if (!eval_.examples.empty() && (last || (eval_every > 0 && step_ % eval_every == 0))) {
+        const EvalResult ev = evaluate();
+        line["eval_loss"] = ev.loss;
+        if (ev.accuracy >= 0) line["eval_accuracy"] = ev.accuracy;
+        char buf[160];
+        std::snprintf(buf, sizeof buf, "eval  step %lld | eval loss %.4f", (long long)step_,
+                      ev.loss);
+        log_ << buf;
+        if (ev.accuracy >= 0) {
+            std::snprintf(buf, sizeof buf, " | greedy accuracy %.1f%% of %lld held-out prompts",
+                          100.0 * ev.accuracy, (long long)ev.n_generated);
+            log_ << buf;
+        }
+        log_ << "\n";
+    }
+    {
+        std::ofstream out(run_dir_ / "metrics.jsonl", std::ios::app);
+        out << line.dump() << "\n";
+    }
+    const int64_t log_every = std::max<int64_t>(1, config_.get_int("train.log_every"));
+    const double eta = (total_steps_ - step_) * (elapsed_s_ / std::max<int64_t>(1, step_));
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "step %lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | ETA %s",
+                  (long long)step_, (long long)total_steps_, loss, lr, gnorm, tokens_per_s_,
+                  format_duration(eta).c_str());
+    if (step_ % log_every == 0 || last || step_ == 1) {
+        log_ << buf << "\n" << std::flush;
+    } else if (isatty(STDERR_FILENO)) {
+        std::fprintf(stderr, "\r%s\r", buf);
+    }
+}
+
+void SftTrainer::run(int64_t until_step) {
+    if (until_step < 0 || until_step > total_steps_) until_step = total_steps_;
+    const int64_t every = config_.get_int("train.checkpoint_every");
+    while (step_ < until_step) {
+        train_step();
+        if (step_ == total_steps_ || (every > 0 && step_ % every == 0)) save_checkpoint();
+    }
+}
+
+EvalResult SftTrainer::evaluate() {
+    EvalResult r;
+    int64_t targets = 0;
+    for (const SftExample& ex : eval_.examples) targets += count_targets(ex);
+    const float weight = 1.0f / static_cast<float>(std::max<int64_t>(targets, 1));
+    PackedBatch batch;
+    for (size_t i = 0; i < eval_.examples.size(); i += batch_size_) {
+        batch.clear();
+        for (size_t j = i; j < std::min(eval_.examples.size(), i + batch_size_); j++) {
+            pack_example(eval_.examples[j], weight, &batch);
+        }
+        r.loss += model_->forward(batch);
+    }
+    const int64_t n_gen =
+        std::min<int64_t>(config_.get_int("train.eval_generate"), eval_.examples.size());
+    if (n_gen <= 0) return r;
+    std::vector<std::vector<int32_t>> prompts;
+    for (int64_t i = 0; i < n_gen; i++) {
+        const SftExample& ex = eval_.examples[i];
+        if (ex.prompt.empty()) break;  // chat data: loss only
+        prompts.push_back(tokenizer_.encode(ex.prompt));
+    }
+    if (prompts.empty()) return r;
+    const auto outs = greedy_generate_reference(*model_, prompts,
+                                                (int)config_.get_int("train.max_new_tokens"),
+                                                ByteTokenizer::kEndOfText);
+    double correct = 0;
+    for (size_t i = 0; i < outs.size(); i++) {
+        std::vector<int32_t> ids = outs[i];
+        if (!ids.empty() && ids.back() == ByteTokenizer::kEndOfText) ids.pop_back();
+        for (int32_t& id : ids) id = id < ByteTokenizer::kVocabSize ? id : '?';
+        const std::string text = tokenizer_.decode(ids);
+        const SftExample& ex = eval_.examples[i];
+        correct += eval_.task == "countdown" ? countdown_reward(ex.prompt, text)
+                                             : (text == ex.completion ? 1.0 : 0.0);
+    }
+    r.n_generated = static_cast<int64_t>(outs.size());
+    r.accuracy = correct / r.n_generated;
+    return r;
+}
+
+void SftTrainer::save_checkpoint() {
+    const fs::path final_dir = checkpoint_dir(step_);
+    const fs::path tmp = run_dir_ / "checkpoints" / (".tmp-step-" + std::to_string(step_));
+    fs::remove_all(tmp);
+    fs::create_directories(tmp);
+    save_model(*model_, tmp);
+    std::vector<TensorToWrite> opt;
+    for (const TensorInfo& t : model_->tensors()) {
+        opt.push_back({"exp_avg." + t.name, t.shape, adam_m_.data() + t.offset});
+        opt.push_back({"exp_avg_sq." + t.name, t.shape, adam_v_.data() + t.offset});
+    }
+    write_file_durable(tmp / "optimizer.safetensors", safetensors_serialize(opt, {}));
+    const json state = {{"format", "crucible-sft-state-1"},
+                        {"step", step_},
+                        {"seed", seed_},
+                        {"examples_seen", step_ * batch_size_},
+                        {"data_epoch", (step_ * batch_size_) / (int64_t)train_.examples.size()},
+                        {"data_hash", std::to_string(dataset_hash(train_))},
+                        {"adam_step", step_}};
+    write_file_durable(tmp / "config.yaml", config_.dump());
+    // Written last: a folder without trainer_state.json is never taken as a checkpoint.
+    write_file_durable(tmp / "trainer_state.json", state.dump(2) + "\n");
+    if (!publish_directory(tmp, final_dir)) {
+        log_ << "note: " << final_dir.string() << " already exists; kept the existing one\n";
+    }
+}
+
+void SftTrainer::load_checkpoint(const fs::path& dir) {
+    const fs::path state_path = dir / "trainer_state.json";
+    json state;
+    try {
+        state = json::parse(read_file(state_path));
+    } catch (const json::exception& e) {
+        throw Error(state_path.string() + ": not valid JSON: " + e.what());
+    }
+    if (state.value("format", "") != "crucible-sft-state-1" || !state["step"].is_number_integer()) {
+        throw Error(state_path.string() + ": not a Crucible SFT trainer state");
+    }
+    if (state.value("data_hash", "") != std::to_string(dataset_hash(train_))) {
+        throw Error(state_path.string() + ": the training data differs from the data this run "
+                    "was trained on; resuming would not continue it exactly");
+    }
+    model_ = load_model(dir);
+    adam_m_.assign(model_->num_params(), 0.0f);
+    adam_v_.assign(model_->num_params(), 0.0f);
+    const SafetensorsFile opt(dir / "optimizer.safetensors");
+    for (const TensorInfo& t : model_->tensors()) {
+        const SafeTensor& m = opt.at("exp_avg." + t.name);
+        const SafeTensor& v = opt.at("exp_avg_sq." + t.name);
+        if (m.numel() != t.numel || v.numel() != t.numel) {
+            throw Error(opt.path() + ": optimizer state for '" + t.name + "' has the wrong size");
+        }
+        m.to_f32(adam_m_.data() + t.offset);
+        v.to_f32(adam_v_.data() + t.offset);
+    }
+    step_ = state["step"].get<int64_t>();
+}
+
+}  // namespace crucible
