@@ -22,7 +22,8 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path fresh_dir(const std::string& name) {
-    const fs::path dir = fs::temp_directory_path() / ("crucible_" + name + "_" + std::to_string(getpid()));
+    const fs::path dir =
+        fs::temp_directory_path() / ("crucible_" + name + "_" + std::to_string(getpid()));
     fs::remove_all(dir);
     fs::create_directories(dir);
     return dir;

@@ -70,8 +70,8 @@ double sgemm_peak_gflops(int reps) {
     double best = 0;
     for (int r = 0; r < reps + 1; r++) {
         const auto t0 = Clock::now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n,
-                    b.data(), n, 0.0f, c.data(), n);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(),
+                    n, 0.0f, c.data(), n);
         const double s = std::chrono::duration<double>(Clock::now() - t0).count();
         if (r > 0) best = std::max(best, 2.0 * n * n * (double)n / s / 1e9);
     }
@@ -134,7 +134,8 @@ json run_torch(const std::string& python, const std::string& script, const char*
     while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
     const int rc = pclose(p);
     if (rc != 0) throw Error("PyTorch baseline failed (" + cmd + "):\n" + out);
-    const size_t brace = out.rfind("\n{") == std::string::npos ? out.find('{') : out.rfind("\n{") + 1;
+    const size_t brace =
+        out.rfind("\n{") == std::string::npos ? out.find('{') : out.rfind("\n{") + 1;
     try {
         return json::parse(out.substr(brace));
     } catch (const json::exception&) {
@@ -174,8 +175,8 @@ std::function<int()> add_bench(CLI::App& app) {
                        {"blas", std::string("OpenBLAS ") + openblas_get_config()},
                        {"sgemm_peak_gflops", peak}};
         if (!opt->json_out) {
-            std::printf("threads %d | %s | sgemm peak %.1f GFLOP/s (2048^3, best of 3)\n",
-                        threads, openblas_get_config(), peak);
+            std::printf("threads %d | %s | sgemm peak %.1f GFLOP/s (2048^3, best of 3)\n", threads,
+                        openblas_get_config(), peak);
         }
         for (const BenchShape& shape : bench_shapes()) {
             if (std::find(opt->configs.begin(), opt->configs.end(), shape.name) ==
@@ -191,8 +192,8 @@ std::function<int()> add_bench(CLI::App& app) {
                         {"fraction_of_sgemm_peak", ours.gflops / peak},
                         {"sgemm_peak_gflops", peak}};
             if (opt->torch) {
-                const json t = run_torch(opt->python, opt->script, shape.name, threads,
-                                         opt->warmup, opt->steps);
+                const json t = run_torch(opt->python, opt->script, shape.name, threads, opt->warmup,
+                                         opt->steps);
                 row["torch_tokens_per_s"] = t["tokens_per_s"];
                 row["torch_step_s"] = t["step_s_median"];
                 row["ratio_vs_torch"] = ours.tokens_per_s / t["tokens_per_s"].get<double>();

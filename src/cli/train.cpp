@@ -15,8 +15,9 @@ std::function<int()> add_train(CLI::App& app) {
     CLI::App* train = app.add_subcommand("train", "Train a model (sft)");
     train->require_subcommand(1);
     CLI::App* sft = train->add_subcommand(
-        "sft", "Supervised fine-tuning on JSONL or a built-in task (defaults: the built-in "
-               "Countdown task on the default ~1.6M-parameter byte-level model)");
+        "sft",
+        "Supervised fine-tuning on JSONL or a built-in task (defaults: the built-in "
+        "Countdown task on the default ~1.6M-parameter byte-level model)");
     struct Options {
         std::string config;
         std::vector<std::string> sets;
@@ -45,8 +46,7 @@ std::function<int()> add_train(CLI::App& app) {
             const std::filesystem::path dir(opt->resume);
             const std::filesystem::path named =
                 std::filesystem::path(config.get_string("run.dir")) / config.get_string("run.name");
-            if (!std::filesystem::exists(named) ||
-                !std::filesystem::equivalent(named, dir)) {
+            if (!std::filesystem::exists(named) || !std::filesystem::equivalent(named, dir)) {
                 throw Error("--resume " + opt->resume + ": its config.yaml names run folder " +
                             named.string() + "; run from the folder the run was started in");
             }

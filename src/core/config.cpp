@@ -28,11 +28,16 @@ Kind scalar_kind(const YAML::Node& n) {
 
 const char* kind_name(Kind k) {
     switch (k) {
-        case Kind::Bool: return "true or false";
-        case Kind::Int: return "an integer";
-        case Kind::Double: return "a number";
-        case Kind::String: return "a string";
-        default: return "a value";
+        case Kind::Bool:
+            return "true or false";
+        case Kind::Int:
+            return "an integer";
+        case Kind::Double:
+            return "a number";
+        case Kind::String:
+            return "a string";
+        default:
+            return "a value";
     }
 }
 
@@ -66,6 +71,10 @@ void Config::merge(const YAML::Node& src, YAML::Node dst, const YAML::Node& sche
                     (prefix.empty() ? "" : " for '" + prefix + "'"));
     }
     for (auto it = src.begin(); it != src.end(); ++it) {
+        if (!it->first.IsScalar()) {
+            throw Error(location(where, it->first) + ": keys must be plain names" +
+                        (prefix.empty() ? "" : " (under '" + prefix + "')"));
+        }
         const std::string key = it->first.as<std::string>();
         const std::string full = prefix.empty() ? key : prefix + "." + key;
         const YAML::Node want = schema[key];
@@ -101,7 +110,9 @@ void Config::merge_text(const std::string& text, const std::string& where) {
     merge(n, values_, schema_, "", where);
 }
 
-void Config::merge_file(const std::string& path) { merge_text(read_file(path), path); }
+void Config::merge_file(const std::string& path) {
+    merge_text(read_file(path), path);
+}
 
 void Config::set(const std::string& assignment) {
     const size_t eq = assignment.find('=');
@@ -110,6 +121,9 @@ void Config::set(const std::string& assignment) {
     }
     const std::string key = assignment.substr(0, eq);
     const std::string value = assignment.substr(eq + 1);
+    if (value.find_first_of("\r\n") != std::string::npos) {
+        throw Error("--set " + key + ": the value must be on one line");
+    }
     // Build {a: {b: {c: value}}} and merge it, so --set gets the same checks as a file.
     std::string yaml;
     std::stringstream parts(key);
@@ -140,6 +154,7 @@ YAML::Node Config::lookup(const std::string& key) const {
 
 std::string Config::get_string(const std::string& key) const {
     const YAML::Node n = lookup(key);
+    if (!n.IsNull() && !n.IsScalar()) throw Error("config: key '" + key + "' is a section");
     return n.IsNull() ? std::string() : n.as<std::string>();
 }
 
@@ -175,9 +190,9 @@ std::string Config::dump() const {
 
 std::vector<std::string> Config::diff(const Config& a, const Config& b) {
     std::vector<std::string> out;
-    std::function<void(const YAML::Node&, const YAML::Node&, const YAML::Node&, std::string)>
-        walk = [&](const YAML::Node& schema, const YAML::Node& x, const YAML::Node& y,
-                   std::string prefix) {
+    std::function<void(const YAML::Node&, const YAML::Node&, const YAML::Node&, std::string)> walk =
+        [&](const YAML::Node& schema, const YAML::Node& x, const YAML::Node& y,
+            std::string prefix) {
             for (auto it = schema.begin(); it != schema.end(); ++it) {
                 const std::string k = it->first.as<std::string>();
                 const std::string full = prefix.empty() ? k : prefix + "." + k;

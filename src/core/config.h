@@ -11,7 +11,7 @@
 namespace crucible {
 
 class Config {
-public:
+  public:
     // `defaults_yaml` is the schema: every accepted key with its default value.
     explicit Config(const std::string& defaults_yaml);
 
@@ -33,7 +33,7 @@ public:
     // Dotted keys whose values differ between two configs.
     static std::vector<std::string> diff(const Config& a, const Config& b);
 
-private:
+  private:
     YAML::Node lookup(const std::string& key) const;
     void merge(const YAML::Node& src, YAML::Node dst, const YAML::Node& schema,
                const std::string& prefix, const std::string& where);

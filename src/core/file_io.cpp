@@ -57,9 +57,13 @@ bool publish_directory(const fs::path& tmp_dir, const fs::path& final_dir) {
         fs::remove_all(tmp_dir);
         return false;
     }
-    // rename(2) of a directory onto an existing non-empty directory fails, so a concurrent
-    // writer cannot replace a published checkpoint either.
-    if (::rename(tmp_dir.c_str(), final_dir.c_str()) != 0) {
+    // RENAME_NOREPLACE: even a directory created after the check above is never replaced.
+    if (::renameat2(AT_FDCWD, tmp_dir.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_NOREPLACE) !=
+        0) {
+        if (errno == EEXIST) {  // published by someone else in the meantime: keep theirs
+            fs::remove_all(tmp_dir);
+            return false;
+        }
         const std::string why = std::strerror(errno);
         fs::remove_all(tmp_dir);
         throw Error(final_dir.string() + ": cannot publish checkpoint: " + why);

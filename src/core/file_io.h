@@ -19,6 +19,7 @@ void fsync_directory(const std::filesystem::path& dir);
 // Publishes a fully written temporary directory under its final name: fsyncs it, renames it
 // and fsyncs the parent. An existing `final_dir` is never replaced: returns false (and removes
 // `tmp_dir`) in that case.
-bool publish_directory(const std::filesystem::path& tmp_dir, const std::filesystem::path& final_dir);
+bool publish_directory(const std::filesystem::path& tmp_dir,
+                       const std::filesystem::path& final_dir);
 
 }  // namespace crucible

@@ -8,7 +8,7 @@
 namespace crucible {
 
 class Rng {
-public:
+  public:
     explicit Rng(uint64_t seed = 0) { reseed(seed); }
 
     void reseed(uint64_t seed) {
@@ -46,7 +46,7 @@ public:
         return splitmix64(x);
     }
 
-private:
+  private:
     static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
     static uint64_t splitmix64(uint64_t& x) {
         uint64_t z = (x += 0x9e3779b97f4a7c15ULL);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include "core/error.h"
 #include "core/rng.h"
 
 namespace crucible {
@@ -38,6 +39,7 @@ bool evaluate(const std::string& expr, long* value, std::vector<long>* numbers) 
         if (!read_number(&v)) return false;
         if (op == '*') {
             product *= v;
+            if (product > 1000000000000L) return false;  // no valid answer is this large
         } else if (op == '+' || op == '-') {
             terms.push_back(sign * product);
             sign = op == '+' ? 1 : -1;
@@ -51,6 +53,28 @@ bool evaluate(const std::string& expr, long* value, std::vector<long>* numbers) 
     for (long t : terms) sum += t;
     *value = sum;
     return true;
+}
+
+// Draws training problems whose prompts are not held out. The problem space is finite
+// (Countdown-lite has ~1,300 distinct prompts), so a held-out set that covers it is an error
+// rather than an endless loop.
+template <typename Draw>
+void fill_train(int n_train, const std::set<std::string>& held_out, Draw& draw,
+                std::vector<PromptCompletion>* train) {
+    int rejected_in_a_row = 0;
+    while (static_cast<int>(train->size()) < n_train) {
+        PromptCompletion pc = draw();
+        if (held_out.count(pc.prompt)) {
+            if (++rejected_in_a_row > 100000) {
+                throw Error("built-in task: the eval split (" + std::to_string(held_out.size()) +
+                            " distinct prompts) leaves no problems to train on; lower "
+                            "data.builtin_eval_examples");
+            }
+            continue;
+        }
+        rejected_in_a_row = 0;
+        train->push_back(std::move(pc));
+    }
 }
 
 }  // namespace
@@ -83,10 +107,7 @@ void countdown_split(int n_train, int n_eval, uint64_t seed, std::vector<PromptC
         eval->push_back(draw());
         held_out.insert(eval->back().prompt);
     }
-    while (static_cast<int>(train->size()) < n_train) {
-        PromptCompletion pc = draw();
-        if (!held_out.count(pc.prompt)) train->push_back(std::move(pc));
-    }
+    fill_train(n_train, held_out, draw, train);
 }
 
 double countdown_reward(const std::string& prompt, const std::string& answer) {
@@ -107,7 +128,12 @@ double countdown_reward(const std::string& prompt, const std::string& answer) {
         }
     }
     if (in_number) given.push_back(x);
-    const long target = std::stol(prompt.substr(gt + 1, colon - gt - 1));
+    const std::string target_text = prompt.substr(gt + 1, colon - gt - 1);
+    if (target_text.empty() || target_text.size() > 9 ||
+        target_text.find_first_not_of("0123456789") != std::string::npos) {
+        return 0.0;
+    }
+    const long target = std::stol(target_text);
     std::string expr = answer.substr(0, answer.find('\n'));
     long value;
     std::vector<long> used;
@@ -136,10 +162,7 @@ void addition_split(int n_train, int n_eval, int max_digits, uint64_t seed,
         eval->push_back(draw());
         held_out.insert(eval->back().prompt);
     }
-    while (static_cast<int>(train->size()) < n_train) {
-        PromptCompletion pc = draw();
-        if (!held_out.count(pc.prompt)) train->push_back(std::move(pc));
-    }
+    fill_train(n_train, held_out, draw, train);
 }
 
 }  // namespace crucible

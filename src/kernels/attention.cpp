@@ -49,8 +49,8 @@ void attention_forward(float* out, float* probs, const float* q, const float* k,
             for (int j = i + 1; j < T; j++) row[j] = 0.0f;
         }
         // out (T, hd) = P V
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, vh,
-                    kv_stride, 0.0f, out + row0 * q_stride + (size_t)h * hd, q_stride);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, vh, kv_stride,
+                    0.0f, out + row0 * q_stride + (size_t)h * hd, q_stride);
     }
 }
 

@@ -35,8 +35,8 @@ void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const floa
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
                     int C, int OC);
 // dinp (N, C) += (nullptr to skip), dweight (OC, C) +=, dbias (OC) += (nullptr if no bias)
-void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                     const float* inp, const float* weight, int N, int C, int OC);
+void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, int N, int C, int OC);
 
 // ---- rotary position embedding, rotate_half (NeoX) convention ----------------------------
 // Fills cos/sin tables (max_pos, head_dim/2) exactly as HF does in fp32:

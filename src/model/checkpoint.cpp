@@ -18,7 +18,16 @@ void save_model(const Model& model, const fs::path& dir) {
     write_file_durable(dir / "config.json", model_config_to_json(model.config()).dump(2) + "\n");
 }
 
-void load_weights(Model& model, const SafetensorsFile& file) {
+void load_weights(Model& model, const SafetensorsFile& file, bool allow_extra) {
+    for (const auto& [name, t] : file.tensors()) {
+        if (allow_extra) break;
+        // Some tied checkpoints carry a redundant lm_head.weight (vLLM #3344): ignore it.
+        if (name == "lm_head.weight" && model.config().tie_word_embeddings) continue;
+        if (!model.find(name)) {
+            throw Error(file.path() + ": unexpected tensor '" + name +
+                        "' (the config.json does not describe it)");
+        }
+    }
     for (const TensorInfo& t : model.tensors()) {
         const SafeTensor& st = file.at(t.name);
         if (st.shape != t.shape) {

@@ -19,7 +19,8 @@ void save_model(const Model& model, const std::filesystem::path& dir);
 std::unique_ptr<Model> load_model(const std::filesystem::path& dir);
 
 // Copies every parameter of `model` from `file` (matching names and shapes; a redundant
-// lm_head.weight in a tied checkpoint is ignored).
-void load_weights(Model& model, const SafetensorsFile& file);
+// lm_head.weight in a tied checkpoint is ignored). Any other tensor the model does not have
+// is an error, unless `allow_extra` (files that also carry non-parameter tensors).
+void load_weights(Model& model, const SafetensorsFile& file, bool allow_extra = false);
 
 }  // namespace crucible

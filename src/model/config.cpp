@@ -46,7 +46,8 @@ T get_field(const json& j, const char* key, const std::string& where, bool requi
 
 void ModelConfig::validate(const std::string& where) const {
     auto positive = [&](int v, const char* name) {
-        if (v <= 0) throw Error(where + ": field '" + name + "' must be > 0, got " + std::to_string(v));
+        if (v <= 0)
+            throw Error(where + ": field '" + name + "' must be > 0, got " + std::to_string(v));
     };
     positive(vocab_size, "vocab_size");
     positive(hidden_size, "hidden_size");
@@ -88,8 +89,8 @@ ModelConfig model_config_from_json(const json& j, const std::string& where) {
     c.rms_norm_eps = get_field<float>(j, "rms_norm_eps", where, false, 1e-6f);
     c.rope_theta = get_field<float>(j, "rope_theta", where, false, 10000.0f);
     if (auto rp = j.find("rope_parameters"); rp != j.end() && rp->is_object()) {
-        c.rope_theta = get_field<float>(*rp, "rope_theta", where + ": rope_parameters", false,
-                                        c.rope_theta);
+        c.rope_theta =
+            get_field<float>(*rp, "rope_theta", where + ": rope_parameters", false, c.rope_theta);
     }
     c.tie_word_embeddings = get_field<bool>(j, "tie_word_embeddings", where, false, false);
     if (c.model_type == "llama") {

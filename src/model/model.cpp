@@ -11,8 +11,7 @@ namespace crucible {
 
 namespace k = kernels;
 
-void PackedBatch::add_sequence(const std::vector<int32_t>& inputs,
-                               const std::vector<int32_t>& next,
+void PackedBatch::add_sequence(const std::vector<int32_t>& inputs, const std::vector<int32_t>& next,
                                const std::vector<float>& weights) {
     seq_start.push_back(n_tokens());
     seq_len.push_back(static_cast<int32_t>(inputs.size()));
@@ -101,14 +100,14 @@ Model::LayerParams Model::layer_params(float* base, int l) const {
         auto it = index_.find(p + name);
         return it == index_.end() ? nullptr : base + tensors_[it->second].offset;
     };
-    return {at("input_layernorm.weight"),   at("self_attn.q_proj.weight"),
-            at("self_attn.q_proj.bias"),    at("self_attn.k_proj.weight"),
-            at("self_attn.k_proj.bias"),    at("self_attn.v_proj.weight"),
-            at("self_attn.v_proj.bias"),    at("self_attn.o_proj.weight"),
-            at("self_attn.o_proj.bias"),    at("post_attention_layernorm.weight"),
-            at("mlp.gate_proj.weight"),     at("mlp.gate_proj.bias"),
-            at("mlp.up_proj.weight"),       at("mlp.up_proj.bias"),
-            at("mlp.down_proj.weight"),     at("mlp.down_proj.bias")};
+    return {at("input_layernorm.weight"), at("self_attn.q_proj.weight"),
+            at("self_attn.q_proj.bias"),  at("self_attn.k_proj.weight"),
+            at("self_attn.k_proj.bias"),  at("self_attn.v_proj.weight"),
+            at("self_attn.v_proj.bias"),  at("self_attn.o_proj.weight"),
+            at("self_attn.o_proj.bias"),  at("post_attention_layernorm.weight"),
+            at("mlp.gate_proj.weight"),   at("mlp.gate_proj.bias"),
+            at("mlp.up_proj.weight"),     at("mlp.up_proj.bias"),
+            at("mlp.down_proj.weight"),   at("mlp.down_proj.bias")};
 }
 
 void Model::init_random(uint64_t seed, float std) {
@@ -123,7 +122,9 @@ void Model::init_random(uint64_t seed, float std) {
     }
 }
 
-void Model::zero_grads() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
+void Model::zero_grads() {
+    std::fill(grads_.begin(), grads_.end(), 0.0f);
+}
 
 void Model::ensure_capacity(int n_tokens, int64_t probs_per_layer) {
     if (n_tokens <= cap_tokens_ && probs_per_layer <= cap_probs_) return;
@@ -210,9 +211,9 @@ double Model::forward(const PackedBatch& batch) {
 
     float* A = acts_.data();
     const ActivationLayout& a = act_;
-    const k::AttentionShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim, S,
-                                  batch.seq_start.data(), batch.seq_len.data(),
-                                  probs_offset_.data()};
+    const k::AttentionShape shape{
+        c.num_attention_heads,  c.num_key_value_heads, c.head_dim,          S,
+        batch.seq_start.data(), batch.seq_len.data(),  probs_offset_.data()};
     const size_t NH = (size_t)N * H;
 
     k::embedding_forward(A + a.resid, batch.tokens.data(), param("model.embed_tokens.weight"), N,
@@ -222,7 +223,8 @@ double Model::forward(const PackedBatch& batch) {
         float* L = A + l * a.layer_stride;
         float* resid = L + a.resid;
         // The next layer's residual input lives in the next layer block (or lnf's input).
-        float* resid_out = l + 1 < c.num_hidden_layers ? L + a.layer_stride + a.resid : A + a.final_resid;
+        float* resid_out =
+            l + 1 < c.num_hidden_layers ? L + a.layer_stride + a.resid : A + a.final_resid;
         float* q = L + a.q;
         float* kk = L + a.k;
         float* v = L + a.v;
@@ -250,8 +252,8 @@ double Model::forward(const PackedBatch& batch) {
     float* final_resid = A + a.final_resid;
     k::rmsnorm_forward(A + a.lnf, A + a.rstdf, final_resid, param("model.norm.weight"), N, H,
                        c.rms_norm_eps);
-    const float* head = c.tie_word_embeddings ? param("model.embed_tokens.weight")
-                                              : param("lm_head.weight");
+    const float* head =
+        c.tie_word_embeddings ? param("model.embed_tokens.weight") : param("lm_head.weight");
     k::linear_forward(A + a.logits, A + a.lnf, head, nullptr, N, H, V);
     k::cross_entropy_forward(A + a.losses, A + a.lse, A + a.logits, batch.targets.data(), N, V);
     double objective = 0.0;
@@ -269,9 +271,9 @@ void Model::backward() {
     const int V = c.vocab_size;
     float* A = acts_.data();
     const ActivationLayout& a = act_;
-    const k::AttentionShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim, S,
-                                  batch.seq_start.data(), batch.seq_len.data(),
-                                  probs_offset_.data()};
+    const k::AttentionShape shape{
+        c.num_attention_heads,  c.num_key_value_heads, c.head_dim,          S,
+        batch.seq_start.data(), batch.seq_len.data(),  probs_offset_.data()};
     const size_t NH = (size_t)N * H, NI = (size_t)N * I;
     auto zero = [](float* p, size_t n) { std::memset(p, 0, n * sizeof(float)); };
     float* d_resid = A + a.d_resid;

@@ -38,7 +38,7 @@ struct PackedBatch {
 };
 
 class Model {
-public:
+  public:
     // Allocates parameters and gradients (zeroed). Call init_random() or load weights.
     explicit Model(const ModelConfig& config);
 
@@ -70,7 +70,7 @@ public:
     // FLOPs of one forward+backward over this batch (matmuls and attention, 6ND style).
     static double train_flops(const ModelConfig& c, const PackedBatch& batch);
 
-private:
+  private:
     struct LayerParams {
         float *ln1_w, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
         float *ln2_w, *gate_w, *gate_b, *up_w, *up_b, *down_w, *down_b;

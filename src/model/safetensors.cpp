@@ -17,21 +17,26 @@ constexpr uint64_t kMaxHeaderSize = 100'000'000;  // safetensors' own bound
 
 size_t dtype_size(DType d) {
     switch (d) {
-        case DType::F32: return 4;
-        case DType::F16: return 2;
-        case DType::BF16: return 2;
-        case DType::I32: return 4;
-        case DType::I64: return 8;
+        case DType::F32:
+            return 4;
+        case DType::F16:
+            return 2;
+        case DType::BF16:
+            return 2;
+        case DType::I32:
+            return 4;
+        case DType::I64:
+            return 8;
     }
     return 0;
 }
 
 bool parse_dtype(const std::string& s, DType* out) {
     static const std::map<std::string, DType> names = {{"F32", DType::F32},
-                                                        {"F16", DType::F16},
-                                                        {"BF16", DType::BF16},
-                                                        {"I32", DType::I32},
-                                                        {"I64", DType::I64}};
+                                                       {"F16", DType::F16},
+                                                       {"BF16", DType::BF16},
+                                                       {"I32", DType::I32},
+                                                       {"I64", DType::I64}};
     auto it = names.find(s);
     if (it == names.end()) return false;
     *out = it->second;
@@ -76,7 +81,9 @@ size_t SafeTensor::numel() const {
 void SafeTensor::to_f32(float* out) const {
     const size_t n = numel();
     switch (dtype) {
-        case DType::F32: std::memcpy(out, data, n * 4); break;
+        case DType::F32:
+            std::memcpy(out, data, n * 4);
+            break;
         case DType::F16:
             for (size_t i = 0; i < n; i++) {
                 uint16_t h;
@@ -92,7 +99,8 @@ void SafeTensor::to_f32(float* out) const {
                 std::memcpy(out + i, &bits, 4);
             }
             break;
-        default: throw Error("tensor is not a floating-point tensor");
+        default:
+            throw Error("tensor is not a floating-point tensor");
     }
 }
 
@@ -181,8 +189,7 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
         const uint64_t b = off[0].get<uint64_t>(), e = off[1].get<uint64_t>();
         if (b > e || e > data_len) {
             throw Error(field + ": data_offsets [" + std::to_string(b) + ", " + std::to_string(e) +
-                        "] out of range (data section is " + std::to_string(data_len) +
-                        " bytes)");
+                        "] out of range (data section is " + std::to_string(data_len) + " bytes)");
         }
         if (e - b != numel * dtype_size(t.dtype)) {
             throw Error(field + ": byte size " + std::to_string(e - b) +
@@ -198,7 +205,8 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
     size_t expect = 0;
     for (auto [b, e] : ranges) {
         if (b < expect) throw Error(where + ": tensors overlap in the data section");
-        if (b > expect) throw Error(where + ": hole in the data section at byte " + std::to_string(expect));
+        if (b > expect)
+            throw Error(where + ": hole in the data section at byte " + std::to_string(expect));
         expect = e;
     }
     if (expect != data_len) {
@@ -220,9 +228,8 @@ std::string safetensors_serialize(const std::vector<TensorToWrite>& tensors,
     for (const TensorToWrite& t : tensors) {
         size_t numel = 1;
         for (int64_t d : t.shape) numel *= static_cast<size_t>(d);
-        header[t.name] = {{"dtype", "F32"},
-                          {"shape", t.shape},
-                          {"data_offsets", {offset, offset + numel * 4}}};
+        header[t.name] = {
+            {"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + numel * 4}}};
         offset += numel * 4;
     }
     if (!metadata.empty()) header["__metadata__"] = metadata;

@@ -26,11 +26,17 @@ struct SafeTensor {
 };
 
 class SafetensorsFile {
-public:
+  public:
     // Reads and validates the whole file. Throws Error naming the file and what is wrong:
     // header size out of bounds, bad JSON, unknown dtype, offsets out of range, overlapping
     // tensors, holes in the data section, size not matching shape x dtype, duplicate names.
     explicit SafetensorsFile(const std::filesystem::path& path);
+    // Tensors point into this object's buffer: copying would alias it, so it is move-only
+    // (a moved vector keeps its buffer, so the pointers stay valid).
+    SafetensorsFile(const SafetensorsFile&) = delete;
+    SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+    SafetensorsFile(SafetensorsFile&&) = default;
+    SafetensorsFile& operator=(SafetensorsFile&&) = default;
 
     const std::map<std::string, SafeTensor>& tensors() const { return tensors_; }
     const std::map<std::string, std::string>& metadata() const { return metadata_; }
@@ -39,7 +45,7 @@ public:
     bool has(const std::string& name) const { return tensors_.count(name) != 0; }
     const std::string& path() const { return path_; }
 
-private:
+  private:
     std::string path_;
     std::vector<uint8_t> bytes_;
     std::map<std::string, SafeTensor> tensors_;

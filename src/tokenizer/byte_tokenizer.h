@@ -9,7 +9,7 @@
 namespace crucible {
 
 class ByteTokenizer {
-public:
+  public:
     static constexpr int32_t kEndOfText = 256;  // <|endoftext|>
     static constexpr int32_t kImStart = 257;    // <|im_start|>
     static constexpr int32_t kImEnd = 258;      // <|im_end|>

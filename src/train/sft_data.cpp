@@ -48,7 +48,8 @@ SftExample make_chat(const ByteTokenizer& tok, const json& messages, const std::
     for (size_t i = 0; i < messages.size(); i++) {
         const std::string at = where + ": messages[" + std::to_string(i) + "]";
         if (!messages[i].is_object()) throw Error(at + ": must be an object");
-        ChatMessage m{string_field(messages[i], "role", at), string_field(messages[i], "content", at)};
+        ChatMessage m{string_field(messages[i], "role", at),
+                      string_field(messages[i], "content", at)};
         has_assistant |= m.role == "assistant";
         chat.push_back(std::move(m));
     }

@@ -21,7 +21,7 @@ struct SftExample {
 
 struct SftDataset {
     std::vector<SftExample> examples;
-    std::string task;      // "countdown", "addition" or "" for files
+    std::string task;       // "countdown", "addition" or "" for files
     int64_t truncated = 0;  // examples cut to max_seq_len
 };
 

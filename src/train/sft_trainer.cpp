@@ -3,8 +3,8 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <ctime>
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <ostream>
@@ -37,7 +37,8 @@ uint64_t dataset_hash(const SftDataset& ds) {
     };
     for (const SftExample& ex : ds.examples) {
         mix(ex.tokens.size());
-        for (size_t i = 0; i < ex.tokens.size(); i++) mix((uint64_t)ex.tokens[i] * 2 + ex.target[i]);
+        for (size_t i = 0; i < ex.tokens.size(); i++)
+            mix((uint64_t)ex.tokens[i] * 2 + ex.target[i]);
     }
     return h;
 }
@@ -72,18 +73,18 @@ std::string format_duration(double s) {
 SftDataset load_dataset(const Config& cfg, bool eval_split, const ByteTokenizer& tok) {
     const std::string spec = cfg.get_string(eval_split ? "data.eval" : "data.train");
     if (spec.rfind("builtin:", 0) == 0) {
-        return builtin_sft_dataset(spec, eval_split, (int)cfg.get_int("data.builtin_train_examples"),
-                                   (int)cfg.get_int("data.builtin_eval_examples"),
-                                   (uint64_t)cfg.get_int("seed"), tok);
+        return builtin_sft_dataset(
+            spec, eval_split, (int)cfg.get_int("data.builtin_train_examples"),
+            (int)cfg.get_int("data.builtin_eval_examples"), (uint64_t)cfg.get_int("seed"), tok);
     }
     return load_sft_jsonl(spec, tok, (int)cfg.get_int("data.max_seq_len"));
 }
 
 ModelConfig arch_from_config(const Config& cfg) {
     json j;
-    for (const char* key : {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                            "num_attention_heads", "num_key_value_heads",
-                            "max_position_embeddings"}) {
+    for (const char* key :
+         {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+          "num_attention_heads", "num_key_value_heads", "max_position_embeddings"}) {
         j[key] = cfg.get_int(std::string("model.arch.") + key);
     }
     j["rms_norm_eps"] = cfg.get_double("model.arch.rms_norm_eps");
@@ -103,7 +104,8 @@ void resolve_run_name(Config& config) {
     std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::gmtime(&now));
     const fs::path dir(config.get_string("run.dir"));
     std::string name = std::string("sft-") + stamp;
-    for (int k = 2; fs::exists(dir / name); k++) name = std::string("sft-") + stamp + "-" + std::to_string(k);
+    for (int k = 2; fs::exists(dir / name); k++)
+        name = std::string("sft-") + stamp + "-" + std::to_string(k);
     config.set("run.name=" + name);
 }
 
@@ -130,7 +132,8 @@ SftTrainer::SftTrainer(const Config& config, bool resume, std::ostream& log)
     train_ = load_dataset(config_, false, tokenizer_);
     if (!config_.get_string("data.eval").empty()) eval_ = load_dataset(config_, true, tokenizer_);
     if (train_.truncated > 0) {
-        log_ << "note: " << train_.truncated << " training examples truncated to data.max_seq_len\n";
+        log_ << "note: " << train_.truncated
+             << " training examples truncated to data.max_seq_len\n";
     }
 
     const fs::path ckpt_root = run_dir_ / "checkpoints";
@@ -146,14 +149,17 @@ SftTrainer::SftTrainer(const Config& config, bool resume, std::ostream& log)
         if (!changed.empty()) {
             std::string keys;
             for (const auto& k : changed) keys += " " + k;
-            throw Error(saved.string() + ": --resume needs the run's own config; these keys "
-                        "differ:" + keys);
+            throw Error(saved.string() +
+                        ": --resume needs the run's own config; these keys "
+                        "differ:" +
+                        keys);
         }
         load_checkpoint(checkpoint_dir(latest));
         log_ << "resumed " << run_dir_.string() << " at step " << step_ << "\n";
     } else {
         if (latest >= 0) {
-            throw Error(run_dir_.string() + " already holds checkpoints; pass --resume to "
+            throw Error(run_dir_.string() +
+                        " already holds checkpoints; pass --resume to "
                         "continue it, or choose another run.name");
         }
         fs::create_directories(ckpt_root);
@@ -163,7 +169,8 @@ SftTrainer::SftTrainer(const Config& config, bool resume, std::ostream& log)
             model_ = load_model(path);
         } else {
             model_ = std::make_unique<Model>(arch_from_config(config_));
-            model_->init_random(Rng::mix(seed_, 0x1417), (float)config_.get_double("model.init_std"));
+            model_->init_random(Rng::mix(seed_, 0x1417),
+                                (float)config_.get_double("model.init_std"));
         }
         adam_m_.assign(model_->num_params(), 0.0f);
         adam_v_.assign(model_->num_params(), 0.0f);
@@ -245,8 +252,9 @@ void SftTrainer::train_step() {
         model_->backward();
     }
     const double clip = config_.get_double("train.grad_clip");
-    const double gnorm = clip > 0 ? kernels::clip_grad_norm(model_->grads(), model_->num_params(), clip)
-                                  : kernels::global_norm(model_->grads(), model_->num_params());
+    const double gnorm = clip > 0
+                             ? kernels::clip_grad_norm(model_->grads(), model_->num_params(), clip)
+                             : kernels::global_norm(model_->grads(), model_->num_params());
     const float wd = (float)config_.get_double("train.weight_decay");
     for (const TensorInfo& t : model_->tensors()) {
         const kernels::AdamWParams hp{lr, (float)config_.get_double("train.beta1"),
@@ -261,9 +269,10 @@ void SftTrainer::train_step() {
     elapsed_s_ += dt;
     tokens_per_s_ = tokens / dt;
 
-    json line = {{"step", step_},       {"loss", loss},         {"lr", lr},
-                 {"grad_norm", gnorm},  {"tokens", tokens},     {"target_tokens", targets},
-                 {"step_s", dt},        {"tokens_per_s", tokens / dt}};
+    json line = {{"step", step_},    {"loss", loss},
+                 {"lr", lr},         {"grad_norm", gnorm},
+                 {"tokens", tokens}, {"target_tokens", targets},
+                 {"step_s", dt},     {"tokens_per_s", tokens / dt}};
     const int64_t eval_every = config_.get_int("train.eval_every");
     const bool last = step_ == total_steps_;
     if (!eval_.examples.empty() && (last || (eval_every > 0 && step_ % eval_every == 0))) {
@@ -288,7 +297,8 @@ void SftTrainer::train_step() {
     const int64_t log_every = std::max<int64_t>(1, config_.get_int("train.log_every"));
     const double eta = (total_steps_ - step_) * (elapsed_s_ / std::max<int64_t>(1, step_));
     char buf[200];
-    std::snprintf(buf, sizeof buf, "step %lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | ETA %s",
+    std::snprintf(buf, sizeof buf,
+                  "step %lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | ETA %s",
                   (long long)step_, (long long)total_steps_, loss, lr, gnorm, tokens_per_s_,
                   format_duration(eta).c_str());
     if (step_ % log_every == 0 || last || step_ == 1) {
@@ -330,9 +340,8 @@ EvalResult SftTrainer::evaluate() {
         prompts.push_back(tokenizer_.encode(ex.prompt));
     }
     if (prompts.empty()) return r;
-    const auto outs = greedy_generate_reference(*model_, prompts,
-                                                (int)config_.get_int("train.max_new_tokens"),
-                                                ByteTokenizer::kEndOfText);
+    const auto outs = greedy_generate_reference(
+        *model_, prompts, (int)config_.get_int("train.max_new_tokens"), ByteTokenizer::kEndOfText);
     double correct = 0;
     for (size_t i = 0; i < outs.size(); i++) {
         std::vector<int32_t> ids = outs[i];
@@ -387,7 +396,8 @@ void SftTrainer::load_checkpoint(const fs::path& dir) {
         throw Error(state_path.string() + ": not a Crucible SFT trainer state");
     }
     if (state.value("data_hash", "") != std::to_string(dataset_hash(train_))) {
-        throw Error(state_path.string() + ": the training data differs from the data this run "
+        throw Error(state_path.string() +
+                    ": the training data differs from the data this run "
                     "was trained on; resuming would not continue it exactly");
     }
     model_ = load_model(dir);

@@ -18,7 +18,7 @@
 namespace crucible {
 
 struct EvalResult {
-    double loss = 0.0;      // token-mean loss over the eval set
+    double loss = 0.0;       // token-mean loss over the eval set
     double accuracy = -1.0;  // greedy accuracy over eval_generate prompts; -1 if not run
     int64_t n_generated = 0;
 };
@@ -27,7 +27,7 @@ struct EvalResult {
 void resolve_run_name(Config& config);
 
 class SftTrainer {
-public:
+  public:
     // Builds (or, with resume, reloads) the run described by `config`. Without resume, a run
     // folder that already holds checkpoints is an error, so nothing is overwritten. With
     // resume, the latest complete checkpoint is loaded and the config must equal the run's
@@ -46,7 +46,7 @@ public:
     // checkpoints/step-N of this run.
     std::filesystem::path checkpoint_dir(int64_t step) const;
 
-private:
+  private:
     void train_step();
     void save_checkpoint();
     void load_checkpoint(const std::filesystem::path& dir);

@@ -1,0 +1,504 @@
+// crucible::Config: the SFT schema's defaults, YAML files and --set overrides merged over
+// them with key and type checks, errors naming file:line and the dotted key, and dump/diff.
+// Expected values come from the schema text in train/sft_config.h and from the YAML written
+// in each test.
+#include "core/config.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "train/sft_config.h"
+
+namespace crucible {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A fresh directory under the test temp dir, removed with everything in it at scope exit.
+class TempDir {
+  public:
+    TempDir() {
+        static std::atomic<int> counter{0};
+        const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+        path_ = fs::path(::testing::TempDir()) /
+                ("crucible_config_" + std::string(info ? info->name() : "x") + "_" +
+                 std::to_string(::getpid()) + "_" + std::to_string(counter++));
+        fs::remove_all(path_);
+        fs::create_directories(path_);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path_, ec);
+    }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+
+    // Writes `text` to a file called `name` inside the directory and returns its path.
+    std::string write(const std::string& name, const std::string& text) const {
+        const fs::path p = path_ / name;
+        std::ofstream out(p, std::ios::binary);
+        out << text;
+        return p.string();
+    }
+
+  private:
+    fs::path path_;
+};
+
+// The message of the crucible::Error thrown by f(), or a failure if it throws nothing (or
+// something else).
+template <typename F>
+std::string error_of(F&& f) {
+    try {
+        f();
+    } catch (const Error& e) {
+        return e.what();
+    } catch (const std::exception& e) {
+        ADD_FAILURE() << "expected crucible::Error, got another exception: " << e.what();
+        return {};
+    }
+    ADD_FAILURE() << "expected crucible::Error, nothing was thrown";
+    return {};
+}
+
+std::vector<std::string> sorted(std::vector<std::string> v) {
+    std::sort(v.begin(), v.end());
+    return v;
+}
+
+Config sft() {
+    return Config(kSftConfigDefaults);
+}
+
+// ---- defaults -------------------------------------------------------------------------------
+
+TEST(ConfigDefaults, SftDefaultsReadableWithEachGetter) {
+    const Config c = sft();
+    EXPECT_EQ(c.get_int("seed"), 1);
+    EXPECT_EQ(c.get_int("train.steps"), 500);
+    EXPECT_EQ(c.get_int("train.batch_size"), 64);
+    EXPECT_EQ(c.get_int("model.arch.hidden_size"), 192);
+    EXPECT_EQ(c.get_int("model.arch.vocab_size"), 264);
+    EXPECT_EQ(c.get_int("data.max_seq_len"), 64);
+    EXPECT_DOUBLE_EQ(c.get_double("train.lr"), 3.0e-3);
+    EXPECT_DOUBLE_EQ(c.get_double("model.arch.rms_norm_eps"), 1.0e-6);
+    EXPECT_DOUBLE_EQ(c.get_double("model.init_std"), 0.02);
+    EXPECT_DOUBLE_EQ(c.get_double("train.beta2"), 0.95);
+    EXPECT_EQ(c.get_string("run.name"), "");
+    EXPECT_EQ(c.get_string("run.dir"), "runs");
+    EXPECT_EQ(c.get_string("model.path"), "");
+    EXPECT_EQ(c.get_string("model.arch.model_type"), "qwen2");
+    EXPECT_EQ(c.get_string("data.train"), "builtin:countdown");
+    EXPECT_EQ(c.get_string("train.schedule"), "cosine");
+    EXPECT_TRUE(c.get_bool("model.arch.tie_word_embeddings"));
+}
+
+TEST(ConfigDefaults, IntegerIsReadableAsDouble) {
+    const Config c = sft();
+    EXPECT_DOUBLE_EQ(c.get_double("train.steps"), 500.0);
+}
+
+TEST(ConfigDefaults, GetterErrorsNameTheKey) {
+    const Config c = sft();
+    EXPECT_NE(error_of([&] { c.get_int("train.nope"); }).find("train.nope"), std::string::npos);
+    EXPECT_NE(error_of([&] { c.get_int("nope.steps"); }).find("nope.steps"), std::string::npos);
+    // A path through a leaf is not a key either.
+    EXPECT_NE(error_of([&] { c.get_int("seed.x"); }).find("seed.x"), std::string::npos);
+    EXPECT_NE(error_of([&] { c.get_int("train.lr"); }).find("train.lr"), std::string::npos);
+    EXPECT_NE(error_of([&] { c.get_bool("train.steps"); }).find("train.steps"), std::string::npos);
+    EXPECT_NE(error_of([&] { c.get_double("run.name"); }).find("run.name"), std::string::npos);
+}
+
+// ---- merge_file -----------------------------------------------------------------------------
+
+TEST(ConfigMergeFile, OverridesNestedKeysAndKeepsTheRest) {
+    TempDir dir;
+    const std::string path = dir.write("run.yaml",
+                                       "# a comment\n"
+                                       "train:\n"
+                                       "  steps: 20\n"
+                                       "  lr: 0.01\n"
+                                       "  schedule: constant\n"
+                                       "model:\n"
+                                       "  arch:\n"
+                                       "    hidden_size: 64\n"
+                                       "    tie_word_embeddings: false\n"
+                                       "data:\n"
+                                       "  train: /data/sft.jsonl\n");
+    Config c = sft();
+    c.merge_file(path);
+    EXPECT_EQ(c.get_int("train.steps"), 20);
+    EXPECT_DOUBLE_EQ(c.get_double("train.lr"), 0.01);
+    EXPECT_EQ(c.get_string("train.schedule"), "constant");
+    EXPECT_EQ(c.get_int("model.arch.hidden_size"), 64);
+    EXPECT_FALSE(c.get_bool("model.arch.tie_word_embeddings"));
+    EXPECT_EQ(c.get_string("data.train"), "/data/sft.jsonl");
+    // Siblings of overridden keys keep their defaults.
+    EXPECT_EQ(c.get_int("train.batch_size"), 64);
+    EXPECT_DOUBLE_EQ(c.get_double("train.beta1"), 0.9);
+    EXPECT_EQ(c.get_int("model.arch.intermediate_size"), 512);
+    EXPECT_EQ(c.get_string("data.eval"), "builtin:countdown");
+    EXPECT_EQ(c.get_string("run.dir"), "runs");
+}
+
+TEST(ConfigMergeFile, LaterFilesOverrideEarlierOnes) {
+    TempDir dir;
+    Config c = sft();
+    c.merge_file(dir.write("a.yaml", "train:\n  steps: 10\n  batch_size: 8\n"));
+    c.merge_file(dir.write("b.yaml", "train:\n  steps: 30\n"));
+    EXPECT_EQ(c.get_int("train.steps"), 30);
+    EXPECT_EQ(c.get_int("train.batch_size"), 8);
+}
+
+TEST(ConfigMergeFile, EmptyFileChangesNothing) {
+    TempDir dir;
+    Config c = sft();
+    c.merge_file(dir.write("empty.yaml", ""));
+    c.merge_file(dir.write("comment.yaml", "# nothing here\n"));
+    EXPECT_TRUE(Config::diff(c, sft()).empty());
+}
+
+TEST(ConfigMergeFile, UnknownKeyNamesFileLineAndDottedKey) {
+    TempDir dir;
+    const std::string path = dir.write("typo.yaml",
+                                       "train:\n"
+                                       "  steps: 20\n"
+                                       "  stpes: 5\n");
+    Config c = sft();
+    const std::string msg = error_of([&] { c.merge_file(path); });
+    EXPECT_NE(msg.find(path + ":3"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("'train.stpes'"), std::string::npos) << msg;
+}
+
+TEST(ConfigMergeFile, UnknownKeyDeepInTheTree) {
+    TempDir dir;
+    const std::string path = dir.write("deep.yaml",
+                                       "seed: 3\n"
+                                       "model:\n"
+                                       "  init_std: 0.01\n"
+                                       "  arch:\n"
+                                       "    hidden_size: 64\n"
+                                       "    hiden_size: 32\n");
+    Config c = sft();
+    const std::string msg = error_of([&] { c.merge_file(path); });
+    EXPECT_NE(msg.find(path + ":6"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("model.arch.hiden_size"), std::string::npos) << msg;
+}
+
+TEST(ConfigMergeFile, UnknownTopLevelKey) {
+    TempDir dir;
+    const std::string path = dir.write("top.yaml", "\n\nopt:\n  lr: 1\n");
+    Config c = sft();
+    const std::string msg = error_of([&] { c.merge_file(path); });
+    EXPECT_NE(msg.find(path + ":3"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("'opt'"), std::string::npos) << msg;
+}
+
+TEST(ConfigMergeFile, WrongTypesNameTheKeyAndLine) {
+    TempDir dir;
+    const struct {
+        const char* name;
+        const char* yaml;
+        const char* key;
+        int line;
+    } cases[] = {
+        {"quoted.yaml", "train:\n  steps: \"abc\"\n", "train.steps", 2},
+        {"plain.yaml", "train:\n  steps: abc\n", "train.steps", 2},
+        {"list.yaml", "train:\n  steps: [1, 2]\n", "train.steps", 2},
+        {"map.yaml", "train:\n  steps:\n    a: 1\n", "train.steps", 3},
+        {"float.yaml", "train:\n  steps: 1.5\n", "train.steps", 2},
+        {"null.yaml", "train:\n  warmup_steps: 3\n  steps:\n", "train.steps", 3},
+        {"quoted_num.yaml", "train:\n  lr: \"0.5\"\n", "train.lr", 2},
+        {"bool.yaml", "model:\n  arch:\n    tie_word_embeddings: 1\n",
+         "model.arch.tie_word_embeddings", 3},
+        {"bool_word.yaml", "model:\n  arch:\n    tie_word_embeddings: maybe\n",
+         "model.arch.tie_word_embeddings", 3},
+        {"string_list.yaml", "run:\n  name: [a, b]\n", "run.name", 2},
+    };
+    for (const auto& tc : cases) {
+        SCOPED_TRACE(tc.name);
+        const std::string path = dir.write(tc.name, tc.yaml);
+        Config c = sft();
+        const std::string msg = error_of([&] { c.merge_file(path); });
+        std::string quoted_key = "'";
+        quoted_key.append(tc.key).append("'");
+        EXPECT_NE(msg.find(quoted_key), std::string::npos) << msg;
+        EXPECT_NE(msg.find(path), std::string::npos) << msg;
+        // The null value of "steps:" has no position of its own, so only require the line
+        // where the value is known to be.
+        if (std::string(tc.name) != "null.yaml") {
+            EXPECT_NE(msg.find(path + ":" + std::to_string(tc.line)), std::string::npos) << msg;
+        }
+    }
+}
+
+TEST(ConfigMergeFile, SectionGivenAScalarErrorsNamingTheSection) {
+    TempDir dir;
+    const std::string path = dir.write("section.yaml", "seed: 2\ntrain: 5\n");
+    Config c = sft();
+    const std::string msg = error_of([&] { c.merge_file(path); });
+    EXPECT_NE(msg.find(path + ":2"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("'train'"), std::string::npos) << msg;
+}
+
+TEST(ConfigMergeFile, TopLevelNotAMappingErrors) {
+    TempDir dir;
+    for (const char* text : {"just a string\n", "- 1\n- 2\n"}) {
+        SCOPED_TRACE(text);
+        const std::string path = dir.write("notmap.yaml", text);
+        Config c = sft();
+        EXPECT_NE(error_of([&] { c.merge_file(path); }).find(path), std::string::npos);
+    }
+}
+
+TEST(ConfigMergeFile, InvalidYamlNamesTheFile) {
+    TempDir dir;
+    for (const char* text :
+         {"train: [1, 2\n", "train:\n  steps: 1\n bad: 2\n  x\n", "train: {steps: 1\n"}) {
+        SCOPED_TRACE(text);
+        const std::string path = dir.write("bad.yaml", text);
+        Config c = sft();
+        const std::string msg = error_of([&] { c.merge_file(path); });
+        EXPECT_NE(msg.find(path + ":"), std::string::npos) << msg;
+    }
+}
+
+// A mapping key that is not a scalar (YAML "? [a, b]") is a crucible::Error naming file:line.
+TEST(ConfigMergeFile, NonScalarKeyIsACrucibleError) {
+    TempDir dir;
+    const std::string path = dir.write("complex_key.yaml", "seed: 2\n? [a, b]\n: 1\n");
+    Config c = sft();
+    const std::string msg = error_of([&] { c.merge_file(path); });
+    EXPECT_NE(msg.find(path + ":2"), std::string::npos) << msg;
+}
+
+TEST(ConfigMergeFile, MissingFileNamesThePath) {
+    TempDir dir;
+    Config c = sft();
+    const std::string path = dir.write("exists.yaml", "") + ".missing";
+    EXPECT_NE(error_of([&] { c.merge_file(path); }).find(path), std::string::npos);
+}
+
+TEST(ConfigMergeFile, IntegerAcceptedWhereADoubleIsExpected) {
+    TempDir dir;
+    Config c = sft();
+    c.merge_file(dir.write("lr.yaml", "train:\n  lr: 1\n  grad_clip: 0\n"));
+    EXPECT_DOUBLE_EQ(c.get_double("train.lr"), 1.0);
+    EXPECT_DOUBLE_EQ(c.get_double("train.grad_clip"), 0.0);
+}
+
+TEST(ConfigMergeFile, ScientificNotationAndNegativeNumbers) {
+    TempDir dir;
+    Config c = sft();
+    c.merge_file(dir.write("num.yaml", "train:\n  lr: 5e-4\n  eps: -1.5\n"));
+    EXPECT_DOUBLE_EQ(c.get_double("train.lr"), 5e-4);
+    EXPECT_DOUBLE_EQ(c.get_double("train.eps"), -1.5);
+}
+
+// ---- set ------------------------------------------------------------------------------------
+
+TEST(ConfigSet, OverridesLeafValues) {
+    Config c = sft();
+    c.set("train.lr=0.5");
+    c.set("model.arch.hidden_size=64");
+    c.set("seed=42");
+    c.set("run.name=my-run");
+    c.set("model.arch.tie_word_embeddings=false");
+    c.set("train.steps=7");
+    EXPECT_DOUBLE_EQ(c.get_double("train.lr"), 0.5);
+    EXPECT_EQ(c.get_int("model.arch.hidden_size"), 64);
+    EXPECT_EQ(c.get_int("seed"), 42);
+    EXPECT_EQ(c.get_string("run.name"), "my-run");
+    EXPECT_FALSE(c.get_bool("model.arch.tie_word_embeddings"));
+    EXPECT_EQ(c.get_int("train.steps"), 7);
+    // Everything else stays.
+    EXPECT_EQ(c.get_int("model.arch.intermediate_size"), 512);
+}
+
+TEST(ConfigSet, ValueMayContainEqualsAndColonsWithoutSpaces) {
+    Config c = sft();
+    c.set("data.train=/data/a=b.jsonl");
+    c.set("data.eval=builtin:addition");
+    EXPECT_EQ(c.get_string("data.train"), "/data/a=b.jsonl");
+    EXPECT_EQ(c.get_string("data.eval"), "builtin:addition");
+}
+
+TEST(ConfigSet, QuotedEmptyStringClearsAString) {
+    Config c = sft();
+    c.set("data.eval=\"\"");
+    EXPECT_EQ(c.get_string("data.eval"), "");
+}
+
+TEST(ConfigSet, UnknownKeyErrorsNamingIt) {
+    Config c = sft();
+    EXPECT_NE(error_of([&] { c.set("train.stpes=3"); }).find("train.stpes"), std::string::npos);
+    EXPECT_NE(error_of([&] { c.set("model.arch.hidden=3"); }).find("model.arch.hidden"),
+              std::string::npos);
+    EXPECT_NE(error_of([&] { c.set("bogus=1"); }).find("bogus"), std::string::npos);
+    // A leaf cannot be descended into.
+    EXPECT_NE(error_of([&] { c.set("train.steps.x=1"); }).find("train.steps"), std::string::npos);
+    EXPECT_EQ(c.get_int("train.steps"), 500);
+}
+
+TEST(ConfigSet, WrongTypeErrorsNamingTheKey) {
+    Config c = sft();
+    EXPECT_NE(error_of([&] { c.set("train.steps=abc"); }).find("train.steps"), std::string::npos);
+    EXPECT_NE(error_of([&] { c.set("train.steps=[1,2]"); }).find("train.steps"), std::string::npos);
+    EXPECT_NE(error_of([&] { c.set("train.lr=fast"); }).find("train.lr"), std::string::npos);
+    // Setting a whole section to a scalar.
+    EXPECT_NE(error_of([&] { c.set("train=1"); }).find("train"), std::string::npos);
+    EXPECT_EQ(c.get_int("train.steps"), 500);
+    EXPECT_DOUBLE_EQ(c.get_double("train.lr"), 3.0e-3);
+}
+
+TEST(ConfigSet, MissingEqualsSignErrors) {
+    Config c = sft();
+    const std::string msg = error_of([&] { c.set("train.lr"); });
+    EXPECT_NE(msg.find("train.lr"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("key=value"), std::string::npos) << msg;
+    EXPECT_NE(error_of([&] { c.set("=0.5"); }).find("key=value"), std::string::npos);
+    EXPECT_NE(error_of([&] { c.set(""); }).find("key=value"), std::string::npos);
+}
+
+// ---- dump / diff ----------------------------------------------------------------------------
+
+TEST(ConfigDump, DefaultsRoundTrip) {
+    const Config a = sft();
+    Config b = sft();
+    b.merge_text(a.dump(), "saved config.yaml");
+    EXPECT_TRUE(Config::diff(a, b).empty());
+}
+
+TEST(ConfigDump, ModifiedConfigRoundTripsIntoAFreshOne) {
+    Config a = sft();
+    a.set("train.lr=0.5");
+    a.set("model.arch.hidden_size=64");
+    a.set("run.name=round trip");
+    a.set("data.eval=\"\"");
+    a.set("model.path=\"/ckpt/step 10\"");
+    a.set("model.arch.tie_word_embeddings=false");
+    Config b = sft();
+    b.merge_text(a.dump(), "saved config.yaml");
+    EXPECT_TRUE(Config::diff(a, b).empty()) << a.dump();
+    EXPECT_DOUBLE_EQ(b.get_double("train.lr"), 0.5);
+    EXPECT_EQ(b.get_int("model.arch.hidden_size"), 64);
+    EXPECT_EQ(b.get_string("run.name"), "round trip");
+    EXPECT_EQ(b.get_string("data.eval"), "");
+    EXPECT_EQ(b.get_string("model.path"), "/ckpt/step 10");
+    EXPECT_FALSE(b.get_bool("model.arch.tie_word_embeddings"));
+    EXPECT_EQ(b.get_string("data.train"), "builtin:countdown");
+    // And the dump of the reloaded config is the same text.
+    EXPECT_EQ(a.dump(), b.dump());
+}
+
+TEST(ConfigDiff, ListsExactlyTheChangedKeys) {
+    const Config base = sft();
+    Config c = sft();
+    EXPECT_TRUE(Config::diff(base, c).empty());
+    c.set("train.lr=0.5");
+    c.set("model.arch.hidden_size=64");
+    c.set("run.name=other");
+    EXPECT_EQ(sorted(Config::diff(base, c)),
+              (std::vector<std::string>{"model.arch.hidden_size", "run.name", "train.lr"}));
+    EXPECT_EQ(sorted(Config::diff(c, base)),
+              (std::vector<std::string>{"model.arch.hidden_size", "run.name", "train.lr"}));
+}
+
+TEST(ConfigDiff, SettingTheDefaultValueIsNoChange) {
+    const Config base = sft();
+    Config c = sft();
+    c.set("train.steps=500");
+    c.set("train.schedule=cosine");
+    c.set("model.path=\"\"");
+    EXPECT_TRUE(Config::diff(base, c).empty());
+}
+
+// ---- a schema of our own --------------------------------------------------------------------
+
+constexpr const char* kSmallSchema = R"(
+a: 1
+b:
+  c: hello
+  d: 2.5
+  e: false
+  f:
+    g: x
+n: ~
+)";
+
+TEST(ConfigSmallSchema, DefaultsAndNestedSections) {
+    const Config c(kSmallSchema);
+    EXPECT_EQ(c.get_int("a"), 1);
+    EXPECT_EQ(c.get_string("b.c"), "hello");
+    EXPECT_DOUBLE_EQ(c.get_double("b.d"), 2.5);
+    EXPECT_FALSE(c.get_bool("b.e"));
+    EXPECT_EQ(c.get_string("b.f.g"), "x");
+    EXPECT_EQ(c.get_string("n"), "");
+}
+
+TEST(ConfigSmallSchema, MergeTextAndSet) {
+    Config c(kSmallSchema);
+    c.merge_text("b:\n  d: 7\n  f:\n    g: y\n", "inline");
+    c.set("a=-3");
+    c.set("b.e=true");
+    EXPECT_EQ(c.get_int("a"), -3);
+    EXPECT_DOUBLE_EQ(c.get_double("b.d"), 7.0);
+    EXPECT_TRUE(c.get_bool("b.e"));
+    EXPECT_EQ(c.get_string("b.f.g"), "y");
+    EXPECT_EQ(c.get_string("b.c"), "hello");
+    EXPECT_EQ(sorted(Config::diff(Config(kSmallSchema), c)),
+              (std::vector<std::string>{"a", "b.d", "b.e", "b.f.g"}));
+}
+
+TEST(ConfigSmallSchema, StringKeyAcceptsAnyScalar) {
+    Config c(kSmallSchema);
+    c.set("b.c=42");
+    EXPECT_EQ(c.get_string("b.c"), "42");
+    c.set("b.c=true");
+    EXPECT_EQ(c.get_string("b.c"), "true");
+    EXPECT_NE(error_of([&] { c.set("b.c=[1, 2]"); }).find("b.c"), std::string::npos);
+}
+
+TEST(ConfigSmallSchema, NullDefaultAcceptsAStringOnly) {
+    Config c(kSmallSchema);
+    c.set("n=somewhere");
+    EXPECT_EQ(c.get_string("n"), "somewhere");
+    EXPECT_NE(error_of([&] { c.set("n=5"); }).find("'n'"), std::string::npos);
+}
+
+TEST(ConfigSmallSchema, BoolOnlyTrueOrFalse) {
+    Config c(kSmallSchema);
+    EXPECT_NE(error_of([&] { c.set("b.e=yes"); }).find("b.e"), std::string::npos);
+    EXPECT_NE(error_of([&] { c.set("b.e=0"); }).find("b.e"), std::string::npos);
+    EXPECT_FALSE(c.get_bool("b.e"));
+}
+
+TEST(ConfigSmallSchema, ErrorsUseTheGivenName) {
+    Config c(kSmallSchema);
+    const std::string msg = error_of([&] { c.merge_text("a: 1\nb:\n  z: 1\n", "saved.yaml"); });
+    EXPECT_NE(msg.find("saved.yaml:3"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("'b.z'"), std::string::npos) << msg;
+}
+
+}  // namespace
+}  // namespace crucible
+
+namespace crucible {
+namespace {
+
+TEST(ConfigSet, ValueWithANewlineCannotSetOtherKeys) {
+    Config c(kSftConfigDefaults);
+    EXPECT_THROW(c.set("train.lr=0.5\nseed: 9"), Error);
+    EXPECT_EQ(c.get_int("seed"), 1);
+}
+
+}  // namespace
+}  // namespace crucible
