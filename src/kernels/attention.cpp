@@ -1,10 +1,15 @@
 #include <cblas.h>
 
+#include <algorithm>
 #include <cmath>
 
+#include "kernels/fast_exp.h"
 #include "kernels/kernels.h"
 
 namespace crucible::kernels {
+
+// Rows per block of the causal score matrix (see attention_forward).
+static constexpr int kRowBlock = 64;
 
 int64_t attention_probs_size(const int32_t* seq_len, int n_seqs, int n_heads) {
     int64_t total = 0;
@@ -32,25 +37,34 @@ void attention_forward(float* out, float* probs, const float* q, const float* k,
         const float* kh = k + row0 * kv_stride + (size_t)g * hd;
         const float* vh = v + row0 * kv_stride + (size_t)g * hd;
         float* P = probs + sh.probs_offset[s] + (size_t)h * T * T;
-        // P (T, T) = scale * Q K^T, then causal softmax in fp32.
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, qh, q_stride, kh,
-                    kv_stride, 0.0f, P, T);
-        for (int i = 0; i < T; i++) {
-            float* row = P + (size_t)i * T;
-            float mx = row[0];
-            for (int j = 1; j <= i; j++) mx = row[j] > mx ? row[j] : mx;
-            float sum = 0.0f;
-            for (int j = 0; j <= i; j++) {
-                row[j] = std::exp(row[j] - mx);
-                sum += row[j];
+        // Row blocks of the causal score matrix: rows [r0, r1) only see columns [0, r1), so
+        // the GEMMs skip most of the upper triangle (about 40% of the work at T = 256).
+        for (int r0 = 0; r0 < T; r0 += kRowBlock) {
+            const int r1 = std::min(T, r0 + kRowBlock);
+            const int M = r1 - r0;
+            float* Pb = P + (size_t)r0 * T;
+            // P[r0:r1, 0:r1] = scale * Q[r0:r1] K[0:r1]^T, then causal softmax in fp32.
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, r1, hd, scale,
+                        qh + (size_t)r0 * q_stride, q_stride, kh, kv_stride, 0.0f, Pb, T);
+            for (int i = r0; i < r1; i++) {
+                float* row = P + (size_t)i * T;
+                float mx = row[0];
+#pragma omp simd reduction(max : mx)
+                for (int j = 1; j <= i; j++) mx = std::max(mx, row[j]);
+                float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+                for (int j = 0; j <= i; j++) {
+                    row[j] = fast_exp(row[j] - mx);
+                    sum += row[j];
+                }
+                const float inv = 1.0f / sum;
+                for (int j = 0; j <= i; j++) row[j] *= inv;
+                for (int j = i + 1; j < T; j++) row[j] = 0.0f;
             }
-            const float inv = 1.0f / sum;
-            for (int j = 0; j <= i; j++) row[j] *= inv;
-            for (int j = i + 1; j < T; j++) row[j] = 0.0f;
+            // out[r0:r1] = P[r0:r1, 0:r1] V[0:r1]
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, hd, r1, 1.0f, Pb, T, vh,
+                        kv_stride, 0.0f, out + (row0 + r0) * q_stride + (size_t)h * hd, q_stride);
         }
-        // out (T, hd) = P V
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, vh, kv_stride,
-                    0.0f, out + row0 * q_stride + (size_t)h * hd, q_stride);
     }
 }
 
@@ -81,25 +95,33 @@ void attention_backward(float* dq, float* dk, float* dv, float* dprobs, const fl
             float* dqh = dq + row0 * q_stride + (size_t)h * hd;
             const float* P = probs + sh.probs_offset[s] + (size_t)h * T * T;
             float* dS = dprobs + sh.probs_offset[s] + (size_t)h * T * T;
-            // dV += P^T dO ; dP = dO V^T
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, doh,
-                        q_stride, 1.0f, dvg, kv_stride);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, doh, q_stride, vg,
-                        kv_stride, 0.0f, dS, T);
-            // softmax backward: dS = P * (dP - sum_j P dP), times the score scale
-            for (int i = 0; i < T; i++) {
-                const float* p = P + (size_t)i * T;
-                float* d = dS + (size_t)i * T;
-                float dot = 0.0f;
-                for (int j = 0; j <= i; j++) dot += p[j] * d[j];
-                for (int j = 0; j <= i; j++) d[j] = scale * p[j] * (d[j] - dot);
-                for (int j = i + 1; j < T; j++) d[j] = 0.0f;
+            for (int r0 = 0; r0 < T; r0 += kRowBlock) {
+                const int r1 = std::min(T, r0 + kRowBlock);
+                const int M = r1 - r0;
+                const float* Pb = P + (size_t)r0 * T;
+                float* dSb = dS + (size_t)r0 * T;
+                const float* qb = qh + (size_t)r0 * q_stride;
+                const float* dob = doh + (size_t)r0 * q_stride;
+                // dV[0:r1] += P[r0:r1, 0:r1]^T dO[r0:r1] ; dP[r0:r1, 0:r1] = dO[r0:r1] V[0:r1]^T
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hd, M, 1.0f, Pb, T, dob,
+                            q_stride, 1.0f, dvg, kv_stride);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, r1, hd, 1.0f, dob, q_stride,
+                            vg, kv_stride, 0.0f, dSb, T);
+                // softmax backward: dS = P * (dP - sum_j P dP), times the score scale
+                for (int i = r0; i < r1; i++) {
+                    const float* p = P + (size_t)i * T;
+                    float* d = dS + (size_t)i * T;
+                    float dot = 0.0f;
+                    for (int j = 0; j <= i; j++) dot += p[j] * d[j];
+                    for (int j = 0; j <= i; j++) d[j] = scale * p[j] * (d[j] - dot);
+                    for (int j = i + 1; j < r1; j++) d[j] = 0.0f;
+                }
+                // dQ[r0:r1] += dS[r0:r1, 0:r1] K[0:r1] ; dK[0:r1] += dS[r0:r1, 0:r1]^T Q[r0:r1]
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, hd, r1, 1.0f, dSb, T, kg,
+                            kv_stride, 1.0f, dqh + (size_t)r0 * q_stride, q_stride);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hd, M, 1.0f, dSb, T, qb,
+                            q_stride, 1.0f, dkg, kv_stride);
             }
-            // dQ += dS K ; dK += dS^T Q
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, dS, T, kg,
-                        kv_stride, 1.0f, dqh, q_stride);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, dS, T, qh,
-                        q_stride, 1.0f, dkg, kv_stride);
         }
     }
 }

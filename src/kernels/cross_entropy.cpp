@@ -1,5 +1,6 @@
 #include <cmath>
 
+#include "kernels/fast_exp.h"
 #include "kernels/kernels.h"
 
 namespace crucible::kernels {
@@ -12,7 +13,8 @@ void cross_entropy_forward(float* losses, float* lse, const float* logits, const
         float mx = row[0];
         for (int j = 1; j < V; j++) mx = row[j] > mx ? row[j] : mx;
         double sum = 0.0;
-        for (int j = 0; j < V; j++) sum += std::exp(row[j] - mx);
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < V; j++) sum += fast_exp(row[j] - mx);
         const float l = mx + static_cast<float>(std::log(sum));
         lse[n] = l;
         losses[n] = l - row[targets[n]];
@@ -30,7 +32,8 @@ void cross_entropy_backward_inplace(float* logits, const float* lse, const int32
             continue;
         }
         const float l = lse[n];
-        for (int j = 0; j < V; j++) row[j] = w * std::exp(row[j] - l);
+#pragma omp simd
+        for (int j = 0; j < V; j++) row[j] = w * fast_exp(row[j] - l);
         row[targets[n]] -= w;
     }
 }
