@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -124,9 +125,12 @@ StepTiming time_training_step(const BenchShape& shape, int warmup, int steps) {
 
 json run_torch(const std::string& python, const std::string& script, const char* config,
                int threads, int warmup, int steps) {
-    const std::string cmd = python + " " + script + " --config " + config + " --threads " +
-                            std::to_string(threads) + " --steps " + std::to_string(steps) +
-                            " --warmup " + std::to_string(warmup) + " 2>&1";
+    // PyTorch runs with the environment the user gave us, not the wait policy we defaulted.
+    const char* restore =
+        std::getenv("CRUCIBLE_DEFAULTED_OMP_WAIT_POLICY") ? "env -u OMP_WAIT_POLICY " : "";
+    const std::string cmd = restore + python + " " + script + " --config " + config +
+                            " --threads " + std::to_string(threads) + " --steps " +
+                            std::to_string(steps) + " --warmup " + std::to_string(warmup) + " 2>&1";
     FILE* p = popen(cmd.c_str(), "r");
     if (!p) throw Error("cannot run " + cmd);
     std::string out;

@@ -1,10 +1,27 @@
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 
 #include "cli/commands.h"
 #include "core/error.h"
 
+// OpenMP's default wait policy spins at every barrier; when another process shares the cores
+// (the normal case on a shared machine) a spinning thread holds up a descheduled one, and a
+// training step with hundreds of small parallel regions ran 3-4x slower in measurements
+// (docs/PERFORMANCE.md). libgomp reads OMP_WAIT_POLICY when it loads, before main, so the
+// binary re-executes itself once with the passive policy unless the user chose one.
+static void default_to_passive_openmp_waits(char** argv) {
+    if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    setenv("CRUCIBLE_DEFAULTED_OMP_WAIT_POLICY", "1", 1);
+    execv("/proc/self/exe", argv);
+    // exec failed: carry on with the default policy.
+}
+
 int main(int argc, char** argv) {
+    default_to_passive_openmp_waits(argv);
     CLI::App app{"crucible: train, run and evaluate reasoning language models on CPU"};
     app.require_subcommand(1);
     auto train = crucible::cli::add_train(app);

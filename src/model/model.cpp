@@ -332,10 +332,10 @@ double Model::train_flops(const ModelConfig& c, const PackedBatch& batch) {
     const double H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim();
     const double per_token_matmul =
         c.num_hidden_layers * (H * Q + 2 * H * KV + Q * H + 3 * H * I) + H * c.vocab_size;
-    double attn = 0.0;  // QK^T and PV, full T x T as computed
+    double attn = 0.0;  // multiply-adds of QK^T and PV over the causal triangle only
     for (int s = 0; s < batch.n_seqs(); s++) {
         const double T = batch.seq_len[s];
-        attn += 2.0 * T * T * c.head_dim * c.num_attention_heads * c.num_hidden_layers;
+        attn += T * (T + 1) * c.head_dim * c.num_attention_heads * c.num_hidden_layers;
     }
     // forward 2 FLOPs per MAC, backward twice the forward
     return 3.0 * (2.0 * per_token_matmul * batch.n_tokens() + 2.0 * attn);

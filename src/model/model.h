@@ -67,7 +67,8 @@ class Model {
 
     const float* logits() const { return acts_.data() + act_.logits; }
     const float* token_losses() const { return acts_.data() + act_.losses; }
-    // FLOPs of one forward+backward over this batch (matmuls and attention, 6ND style).
+    // Useful FLOPs of one forward+backward over this batch: 6 x multiply-adds of the matmuls
+    // and of causal attention (the lower triangle only), as MFU is usually counted.
     static double train_flops(const ModelConfig& c, const PackedBatch& batch);
 
   private:

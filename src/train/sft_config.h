@@ -32,12 +32,12 @@ data:
   builtin_eval_examples: 200
   max_seq_len: 64           # tokens; longer examples are truncated (and counted)
 train:
-  steps: 500
+  steps: 1000
   batch_size: 64            # sequences per optimizer step
   grad_accum: 1             # micro-batches per step (batch_size must divide evenly)
-  lr: 3.0e-3
+  lr: 1.0e-3
   min_lr_ratio: 0.1         # cosine decays to lr * min_lr_ratio
-  warmup_steps: 25
+  warmup_steps: 50
   schedule: cosine          # cosine or constant
   weight_decay: 0.1         # on matrices and embeddings only
   beta1: 0.9
@@ -45,8 +45,8 @@ train:
   eps: 1.0e-8
   grad_clip: 1.0            # global grad-norm clip; 0 disables
   checkpoint_every: 100     # steps; the last step is always checkpointed
-  log_every: 25
-  eval_every: 100           # steps; 0 disables (evaluation also runs after the last step)
+  log_every: 50
+  eval_every: 250           # steps; 0 disables (evaluation also runs after the last step)
   eval_generate: 200        # held-out prompts completed greedily for accuracy (0: loss only)
   max_new_tokens: 16
 )";
