@@ -83,12 +83,12 @@ Config sft() {
 TEST(ConfigDefaults, SftDefaultsReadableWithEachGetter) {
     const Config c = sft();
     EXPECT_EQ(c.get_int("seed"), 1);
-    EXPECT_EQ(c.get_int("train.steps"), 500);
+    EXPECT_EQ(c.get_int("train.steps"), 1000);
     EXPECT_EQ(c.get_int("train.batch_size"), 64);
     EXPECT_EQ(c.get_int("model.arch.hidden_size"), 192);
     EXPECT_EQ(c.get_int("model.arch.vocab_size"), 264);
     EXPECT_EQ(c.get_int("data.max_seq_len"), 64);
-    EXPECT_DOUBLE_EQ(c.get_double("train.lr"), 3.0e-3);
+    EXPECT_DOUBLE_EQ(c.get_double("train.lr"), 1.0e-3);
     EXPECT_DOUBLE_EQ(c.get_double("model.arch.rms_norm_eps"), 1.0e-6);
     EXPECT_DOUBLE_EQ(c.get_double("model.init_std"), 0.02);
     EXPECT_DOUBLE_EQ(c.get_double("train.beta2"), 0.95);
@@ -103,7 +103,7 @@ TEST(ConfigDefaults, SftDefaultsReadableWithEachGetter) {
 
 TEST(ConfigDefaults, IntegerIsReadableAsDouble) {
     const Config c = sft();
-    EXPECT_DOUBLE_EQ(c.get_double("train.steps"), 500.0);
+    EXPECT_DOUBLE_EQ(c.get_double("train.steps"), 1000.0);
 }
 
 TEST(ConfigDefaults, GetterErrorsNameTheKey) {
@@ -345,7 +345,7 @@ TEST(ConfigSet, UnknownKeyErrorsNamingIt) {
     EXPECT_NE(error_of([&] { c.set("bogus=1"); }).find("bogus"), std::string::npos);
     // A leaf cannot be descended into.
     EXPECT_NE(error_of([&] { c.set("train.steps.x=1"); }).find("train.steps"), std::string::npos);
-    EXPECT_EQ(c.get_int("train.steps"), 500);
+    EXPECT_EQ(c.get_int("train.steps"), 1000);
 }
 
 TEST(ConfigSet, WrongTypeErrorsNamingTheKey) {
@@ -355,8 +355,8 @@ TEST(ConfigSet, WrongTypeErrorsNamingTheKey) {
     EXPECT_NE(error_of([&] { c.set("train.lr=fast"); }).find("train.lr"), std::string::npos);
     // Setting a whole section to a scalar.
     EXPECT_NE(error_of([&] { c.set("train=1"); }).find("train"), std::string::npos);
-    EXPECT_EQ(c.get_int("train.steps"), 500);
-    EXPECT_DOUBLE_EQ(c.get_double("train.lr"), 3.0e-3);
+    EXPECT_EQ(c.get_int("train.steps"), 1000);
+    EXPECT_DOUBLE_EQ(c.get_double("train.lr"), 1.0e-3);
 }
 
 TEST(ConfigSet, MissingEqualsSignErrors) {
@@ -415,7 +415,7 @@ TEST(ConfigDiff, ListsExactlyTheChangedKeys) {
 TEST(ConfigDiff, SettingTheDefaultValueIsNoChange) {
     const Config base = sft();
     Config c = sft();
-    c.set("train.steps=500");
+    c.set("train.steps=1000");
     c.set("train.schedule=cosine");
     c.set("model.path=\"\"");
     EXPECT_TRUE(Config::diff(base, c).empty());
