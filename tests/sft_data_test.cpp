@@ -432,3 +432,23 @@ TEST(SftDataBuiltin, UnknownNameErrors) {
 
 }  // namespace
 }  // namespace crucible
+
+namespace crucible {
+namespace {
+
+// GPT-2's ByteLevel map, worked out from its definition: printable bytes map to themselves,
+// the 68 others to U+0100.. in byte order (0x00-0x20 -> U+0100-U+0120, 0x7F-0xA0 ->
+// U+0121-U+0142, 0xAD -> U+0143).
+TEST(SftDataByteLevel, MapMatchesGpt2) {
+    EXPECT_EQ(byte_level_char(' '), "\u0120");   // "Ġ"
+    EXPECT_EQ(byte_level_char('\n'), "\u010A");  // "Ċ"
+    EXPECT_EQ(byte_level_char(0x00), "\u0100");
+    EXPECT_EQ(byte_level_char(0x7F), "\u0121");
+    EXPECT_EQ(byte_level_char(0xA0), "\u0142");
+    EXPECT_EQ(byte_level_char(0xAD), "\u0143");
+    EXPECT_EQ(byte_level_char('!'), "!");
+    EXPECT_EQ(byte_level_char(0xFF), "\u00FF");
+}
+
+}  // namespace
+}  // namespace crucible

@@ -1,6 +1,8 @@
 // The SFT trainer's contracts beyond resumption: accumulation does not change the objective,
 // a seed fixes a run, a checkpoint folder is a valid starting model, the loss falls, and the
 // example configs run.
+#include "train/sft_trainer.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -15,7 +17,6 @@
 #include "core/file_io.h"
 #include "model/checkpoint.h"
 #include "train/sft_config.h"
-#include "train/sft_trainer.h"
 
 namespace crucible {
 namespace {
@@ -101,8 +102,8 @@ TEST(SftTrainer, StartsFromACheckpointFolder) {
     SftTrainer t2(second, false, log);
     auto saved = load_model(ckpt);
     ASSERT_EQ(saved->num_params(), t2.model().num_params());
-    EXPECT_EQ(0, std::memcmp(saved->params(), t2.model().params(),
-                             saved->num_params() * sizeof(float)));
+    EXPECT_EQ(
+        0, std::memcmp(saved->params(), t2.model().params(), saved->num_params() * sizeof(float)));
     fs::remove_all(dir);
 }
 
@@ -138,11 +139,11 @@ TEST(SftTrainer, ExampleConfigsRun) {
     const fs::path dir = fresh_dir("examples");
     for (const char* example : {"sft_countdown.yaml", "sft_jsonl.yaml"}) {
         const std::string src = fs::path(CRUCIBLE_FIXTURE_DIR).parent_path().parent_path();
-        const std::string cmd = "cd " + src + " && " + CRUCIBLE_BINARY +
-                                " train sft --config examples/" + example +
-                                " --set train.steps=2 --set train.eval_generate=2" +
-                                " --set data.builtin_train_examples=300 --set run.dir=" +
-                                dir.string() + " --set run.name=" + example + " > /dev/null";
+        const std::string cmd =
+            "cd " + src + " && " + CRUCIBLE_BINARY + " train sft --config examples/" + example +
+            " --set train.steps=2 --set train.eval_generate=2" +
+            " --set data.builtin_train_examples=300 --set run.dir=" + dir.string() +
+            " --set run.name=" + example + " > /dev/null";
         EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
         EXPECT_TRUE(fs::exists(dir / example / "checkpoints/step-2/model.safetensors"));
     }

@@ -10,7 +10,6 @@
 
 namespace crucible::kernels {
 
-
 inline float fast_exp(float x) {
     // Below -87.3 the result is ~1e-38: negligible next to any softmax denominator.
     x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);

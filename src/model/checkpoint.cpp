@@ -1,5 +1,6 @@
 #include "model/checkpoint.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -18,31 +19,106 @@ void save_model(const Model& model, const fs::path& dir) {
     write_file_durable(dir / "config.json", model_config_to_json(model.config()).dump(2) + "\n");
 }
 
-void load_weights(Model& model, const SafetensorsFile& file, bool allow_extra) {
-    for (const auto& [name, t] : file.tensors()) {
-        if (allow_extra) break;
-        // Some tied checkpoints carry a redundant lm_head.weight (vLLM #3344): ignore it.
-        if (name == "lm_head.weight" && model.config().tie_word_embeddings) continue;
-        if (!model.find(name)) {
-            throw Error(file.path() + ": unexpected tensor '" + name +
-                        "' (the config.json does not describe it)");
+void load_tensor(Model& model, const TensorInfo& t, const SafetensorsFile& file) {
+    const SafeTensor& st = file.at(t.name);
+    if (st.shape != t.shape) {
+        std::string want, got;
+        for (auto d : t.shape) want += (want.empty() ? "" : ", ") + std::to_string(d);
+        for (auto d : st.shape) got += (got.empty() ? "" : ", ") + std::to_string(d);
+        throw Error(file.path() + ": tensor '" + t.name + "' has shape [" + got +
+                    "] but config.json needs [" + want + "]");
+    }
+    if (st.dtype != DType::F32 && st.dtype != DType::F16 && st.dtype != DType::BF16) {
+        throw Error(file.path() + ": tensor '" + t.name + "' must be F32, F16 or BF16");
+    }
+    st.to_f32(model.params() + t.offset);
+}
+
+namespace {
+
+// One mechanism for a single file and for shards: every parameter comes from the file that
+// holds it, and (unless allow_extra) every tensor in the files must be a parameter.
+void load_from(Model& model, const std::vector<const SafetensorsFile*>& files, bool allow_extra) {
+    if (!allow_extra) {
+        for (const SafetensorsFile* f : files) {
+            for (const auto& [name, t] : f->tensors()) {
+                // Some tied checkpoints carry a redundant lm_head.weight (vLLM #3344).
+                if (name == "lm_head.weight" && model.config().tie_word_embeddings) continue;
+                if (!model.find(name)) {
+                    throw Error(f->path() + ": unexpected tensor '" + name +
+                                "' (the config.json does not describe it)");
+                }
+            }
         }
     }
     for (const TensorInfo& t : model.tensors()) {
-        const SafeTensor& st = file.at(t.name);
-        if (st.shape != t.shape) {
-            std::string want, got;
-            for (auto d : t.shape) want += std::to_string(d) + ",";
-            for (auto d : st.shape) got += std::to_string(d) + ",";
-            throw Error(file.path() + ": tensor '" + t.name + "' has shape [" + got +
-                        "] but the config needs [" + want + "]");
+        const SafetensorsFile* holder = files.front();
+        for (const SafetensorsFile* f : files) {
+            if (f->has(t.name)) holder = f;
         }
-        if (st.dtype != DType::F32 && st.dtype != DType::F16 && st.dtype != DType::BF16) {
-            throw Error(file.path() + ": tensor '" + t.name + "' must be F32, F16 or BF16");
-        }
-        st.to_f32(model.params() + t.offset);
+        load_tensor(model, t, *holder);  // names the missing tensor if no file has it
     }
 }
+
+}  // namespace
+
+void load_weights(Model& model, const SafetensorsFile& file, bool allow_extra) {
+    load_from(model, {&file}, allow_extra);
+}
+
+void load_weights(Model& model, const std::vector<SafetensorsFile>& files) {
+    std::vector<const SafetensorsFile*> ptrs;
+    for (const SafetensorsFile& f : files) ptrs.push_back(&f);
+    load_from(model, ptrs, false);
+}
+
+namespace {
+
+// The weight files of a checkpoint folder: model.safetensors, or the shards named by
+// model.safetensors.index.json ({"metadata": ..., "weight_map": {tensor: file}}).
+std::vector<SafetensorsFile> open_weight_files(const fs::path& dir) {
+    std::vector<SafetensorsFile> files;
+    const fs::path index_path = dir / "model.safetensors.index.json";
+    if (!fs::exists(index_path)) {
+        files.emplace_back(dir / "model.safetensors");
+        return files;
+    }
+    nlohmann::json index;
+    try {
+        index = nlohmann::json::parse(read_file(index_path));
+    } catch (const nlohmann::json::exception& e) {
+        throw Error(index_path.string() + ": not valid JSON: " + e.what());
+    }
+    if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
+        throw Error(index_path.string() + ": needs a \"weight_map\" object");
+    }
+    std::vector<std::string> shards;
+    for (auto& [tensor, file] : index["weight_map"].items()) {
+        if (!file.is_string()) {
+            throw Error(index_path.string() + ": weight_map entry for '" + tensor +
+                        "' must be a file name");
+        }
+        const std::string name = file.get<std::string>();
+        if (name.find('/') != std::string::npos || name == "..") {
+            throw Error(index_path.string() + ": shard '" + name +
+                        "' must be a file in the folder");
+        }
+        if (std::find(shards.begin(), shards.end(), name) == shards.end()) shards.push_back(name);
+    }
+    for (const std::string& shard : shards) files.emplace_back(dir / shard);
+    // Every tensor the index names must be in the shard it names.
+    for (auto& [tensor, file] : index["weight_map"].items()) {
+        const std::string name = file.get<std::string>();
+        const size_t k = std::find(shards.begin(), shards.end(), name) - shards.begin();
+        if (!files[k].has(tensor)) {
+            throw Error((dir / name).string() + ": missing tensor '" + tensor +
+                        "' that model.safetensors.index.json places there");
+        }
+    }
+    return files;
+}
+
+}  // namespace
 
 std::unique_ptr<Model> load_model(const fs::path& dir) {
     const fs::path config_path = dir / "config.json";
@@ -53,7 +129,7 @@ std::unique_ptr<Model> load_model(const fs::path& dir) {
         throw Error(config_path.string() + ": not valid JSON: " + e.what());
     }
     auto model = std::make_unique<Model>(model_config_from_json(j, config_path.string()));
-    load_weights(*model, SafetensorsFile(dir / "model.safetensors"));
+    load_weights(*model, open_weight_files(dir));
     return model;
 }
 

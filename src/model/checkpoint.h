@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <vector>
 
 #include "model/model.h"
 #include "model/safetensors.h"
@@ -16,11 +17,16 @@ void save_model(const Model& model, const std::filesystem::path& dir);
 
 // Reads `dir`/config.json and `dir`/model.safetensors. Throws Error naming the file and the
 // tensor for missing tensors, wrong shapes or unsupported dtypes.
+// A sharded folder (model.safetensors.index.json + shards) loads the same way.
 std::unique_ptr<Model> load_model(const std::filesystem::path& dir);
 
 // Copies every parameter of `model` from `file` (matching names and shapes; a redundant
 // lm_head.weight in a tied checkpoint is ignored). Any other tensor the model does not have
 // is an error, unless `allow_extra` (files that also carry non-parameter tensors).
 void load_weights(Model& model, const SafetensorsFile& file, bool allow_extra = false);
+// The same over the shards of a sharded checkpoint.
+void load_weights(Model& model, const std::vector<SafetensorsFile>& files);
+// Copies one parameter from `file`, checking shape and dtype.
+void load_tensor(Model& model, const TensorInfo& t, const SafetensorsFile& file);
 
 }  // namespace crucible

@@ -1,6 +1,12 @@
 #include "model/safetensors.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -70,6 +76,49 @@ float half_to_float(uint16_t h) {
     return f;
 }
 
+bool valid_utf8(const std::string& s) {
+    size_t i = 0;
+    while (i < s.size()) {
+        const unsigned char c = static_cast<unsigned char>(s[i]);
+        int extra;
+        uint32_t cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            extra = 1;
+            cp = c & 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            extra = 2;
+            cp = c & 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            extra = 3;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (i + extra >= s.size()) return false;  // truncated sequence
+        for (int k = 1; k <= extra; k++) {
+            const unsigned char cc = static_cast<unsigned char>(s[i + k]);
+            if ((cc & 0xc0) != 0x80) return false;
+            cp = (cp << 6) | (cc & 0x3f);
+        }
+        // overlong forms, surrogates and code points beyond U+10FFFF
+        static const uint32_t min_cp[] = {0, 0x80, 0x800, 0x10000};
+        if (cp < min_cp[extra] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+        i += extra + 1;
+    }
+    return true;
+}
+
+uint16_t float_to_bf16(float f) {
+    uint32_t bits;
+    std::memcpy(&bits, &f, 4);
+    if ((bits & 0x7fffffff) > 0x7f800000) return static_cast<uint16_t>((bits >> 16) | 0x40);  // NaN
+    bits += 0x7fff + ((bits >> 16) & 1);  // round to nearest even
+    return static_cast<uint16_t>(bits >> 16);
+}
+
 }  // namespace
 
 size_t SafeTensor::numel() const {
@@ -109,18 +158,21 @@ void SafeTensor::to_i32(int32_t* out) const {
     std::memcpy(out, data, numel() * 4);
 }
 
-SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path.string()) {
-    const std::string raw = read_file(path);
-    bytes_.assign(raw.begin(), raw.end());
-    const std::string& where = path_;
-    if (bytes_.size() < 8) throw Error(where + ": not a safetensors file (shorter than 8 bytes)");
+SafetensorsContents parse_safetensors(const uint8_t* bytes, size_t size, const std::string& where) {
+    SafetensorsContents out;
+    if (size < 8) throw Error(where + ": not a safetensors file (shorter than 8 bytes)");
     uint64_t header_len = 0;
-    for (int i = 7; i >= 0; i--) header_len = (header_len << 8) | bytes_[i];
-    if (header_len > kMaxHeaderSize || header_len > bytes_.size() - 8) {
+    for (int i = 7; i >= 0; i--) header_len = (header_len << 8) | bytes[i];
+    if (header_len > kMaxHeaderSize || header_len > size - 8) {
         throw Error(where + ": header length " + std::to_string(header_len) +
                     " exceeds the file size or the 100 MB limit");
     }
-    const std::string header(reinterpret_cast<const char*>(bytes_.data()) + 8, header_len);
+    const std::string header(reinterpret_cast<const char*>(bytes) + 8, header_len);
+    if (!valid_utf8(header)) throw Error(where + ": header is not valid UTF-8");
+    const size_t first = header.find_first_not_of(" \t\r\n");
+    if (first == std::string::npos || header[first] != '{') {
+        throw Error(where + ": header must be a JSON object starting with '{'");
+    }
     json j;
     try {
         // Duplicate keys are rejected by a parse callback that tracks keys per object.
@@ -146,7 +198,7 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
     }
     if (!j.is_object()) throw Error(where + ": header must be a JSON object");
     const size_t data_start = 8 + header_len;
-    const size_t data_len = bytes_.size() - data_start;
+    const size_t data_len = size - data_start;
     std::vector<std::pair<size_t, size_t>> ranges;
     for (auto& [name, v] : j.items()) {
         if (name == "__metadata__") {
@@ -155,7 +207,7 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
                 if (!mv.is_string()) {
                     throw Error(where + ": __metadata__ value for '" + mk + "' must be a string");
                 }
-                metadata_[mk] = mv.get<std::string>();
+                out.metadata[mk] = mv.get<std::string>();
             }
             continue;
         }
@@ -196,10 +248,10 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
                         " does not match shape x dtype (" +
                         std::to_string(numel * dtype_size(t.dtype)) + ")");
         }
-        t.data = bytes_.data() + data_start + b;
+        t.data = bytes + data_start + b;
         t.nbytes = e - b;
         ranges.push_back({b, e});
-        tensors_.emplace(name, std::move(t));
+        out.tensors.emplace(name, std::move(t));
     }
     std::sort(ranges.begin(), ranges.end());
     size_t expect = 0;
@@ -213,11 +265,51 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
         throw Error(where + ": data section has " + std::to_string(data_len - expect) +
                     " trailing bytes not covered by any tensor");
     }
+    return out;
+}
+
+SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path.string()) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw Error(path_ + ": cannot open: " + std::strerror(errno));
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+        ::close(fd);
+        throw Error(path_ + ": cannot stat: " + std::strerror(errno));
+    }
+    map_size_ = static_cast<size_t>(st.st_size);
+    if (map_size_ > 0) {
+        map_ = ::mmap(nullptr, map_size_, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map_ == MAP_FAILED) {
+            map_ = nullptr;
+            ::close(fd);
+            throw Error(path_ + ": cannot mmap: " + std::strerror(errno));
+        }
+    }
+    ::close(fd);
+    try {
+        contents_ = parse_safetensors(static_cast<const uint8_t*>(map_), map_size_, path_);
+    } catch (...) {
+        if (map_) ::munmap(map_, map_size_);
+        throw;
+    }
+}
+
+SafetensorsFile::~SafetensorsFile() {
+    if (map_) ::munmap(map_, map_size_);
+}
+
+SafetensorsFile::SafetensorsFile(SafetensorsFile&& other) noexcept
+    : path_(std::move(other.path_)),
+      map_(other.map_),
+      map_size_(other.map_size_),
+      contents_(std::move(other.contents_)) {
+    other.map_ = nullptr;
+    other.map_size_ = 0;
 }
 
 const SafeTensor& SafetensorsFile::at(const std::string& name) const {
-    auto it = tensors_.find(name);
-    if (it == tensors_.end()) throw Error(path_ + ": missing tensor '" + name + "'");
+    auto it = contents_.tensors.find(name);
+    if (it == contents_.tensors.end()) throw Error(path_ + ": missing tensor '" + name + "'");
     return it->second;
 }
 
@@ -225,12 +317,20 @@ std::string safetensors_serialize(const std::vector<TensorToWrite>& tensors,
                                   const std::map<std::string, std::string>& metadata) {
     json header = json::object();
     size_t offset = 0;
+    std::vector<size_t> numels;
     for (const TensorToWrite& t : tensors) {
+        if (t.dtype != DType::F32 && t.dtype != DType::BF16) {
+            throw Error("safetensors writer: tensor '" + t.name +
+                        "' must be written as F32 or BF16");
+        }
         size_t numel = 1;
         for (int64_t d : t.shape) numel *= static_cast<size_t>(d);
-        header[t.name] = {
-            {"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + numel * 4}}};
-        offset += numel * 4;
+        numels.push_back(numel);
+        const size_t bytes = numel * dtype_size(t.dtype);
+        header[t.name] = {{"dtype", t.dtype == DType::F32 ? "F32" : "BF16"},
+                          {"shape", t.shape},
+                          {"data_offsets", {offset, offset + bytes}}};
+        offset += bytes;
     }
     if (!metadata.empty()) header["__metadata__"] = metadata;
     std::string h = header.dump();
@@ -240,10 +340,17 @@ std::string safetensors_serialize(const std::vector<TensorToWrite>& tensors,
     uint64_t len = h.size();
     for (int i = 0; i < 8; i++) out.push_back(static_cast<char>((len >> (8 * i)) & 0xff));
     out += h;
-    for (const TensorToWrite& t : tensors) {
-        size_t numel = 1;
-        for (int64_t d : t.shape) numel *= static_cast<size_t>(d);
-        out.append(reinterpret_cast<const char*>(t.data), numel * 4);
+    for (size_t k = 0; k < tensors.size(); k++) {
+        const TensorToWrite& t = tensors[k];
+        if (t.dtype == DType::F32) {
+            out.append(reinterpret_cast<const char*>(t.data), numels[k] * 4);
+        } else {
+            for (size_t i = 0; i < numels[k]; i++) {
+                const uint16_t b = float_to_bf16(t.data[i]);
+                out.push_back(static_cast<char>(b & 0xff));
+                out.push_back(static_cast<char>(b >> 8));
+            }
+        }
     }
     return out;
 }

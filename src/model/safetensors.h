@@ -2,6 +2,7 @@
 // tensor's dtype, shape and byte range, then the raw little-endian data.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -25,42 +26,53 @@ struct SafeTensor {
     void to_i32(int32_t* out) const;
 };
 
+// The parsed header of a safetensors image: tensors point into the image.
+struct SafetensorsContents {
+    std::map<std::string, SafeTensor> tensors;
+    std::map<std::string, std::string> metadata;
+};
+
+// Parses and validates a whole safetensors image held in memory. `where` (a file name) starts
+// every error. Throws Error for: a header size out of bounds, a header that is not UTF-8 JSON
+// object text, duplicate keys, an unknown dtype, offsets out of range, overlapping tensors,
+// holes in the data section, a size that does not match shape x dtype.
+SafetensorsContents parse_safetensors(const uint8_t* data, size_t size, const std::string& where);
+
 class SafetensorsFile {
   public:
-    // Reads and validates the whole file. Throws Error naming the file and what is wrong:
-    // header size out of bounds, bad JSON, unknown dtype, offsets out of range, overlapping
-    // tensors, holes in the data section, size not matching shape x dtype, duplicate names.
+    // Maps the file read-only (mmap) and validates it with parse_safetensors.
     explicit SafetensorsFile(const std::filesystem::path& path);
-    // Tensors point into this object's buffer: copying would alias it, so it is move-only
-    // (a moved vector keeps its buffer, so the pointers stay valid).
+    ~SafetensorsFile();
+    // Tensors point into this object's mapping: copying would alias it, so it is move-only.
     SafetensorsFile(const SafetensorsFile&) = delete;
     SafetensorsFile& operator=(const SafetensorsFile&) = delete;
-    SafetensorsFile(SafetensorsFile&&) = default;
-    SafetensorsFile& operator=(SafetensorsFile&&) = default;
+    SafetensorsFile(SafetensorsFile&& other) noexcept;
+    SafetensorsFile& operator=(SafetensorsFile&&) = delete;
 
-    const std::map<std::string, SafeTensor>& tensors() const { return tensors_; }
-    const std::map<std::string, std::string>& metadata() const { return metadata_; }
+    const std::map<std::string, SafeTensor>& tensors() const { return contents_.tensors; }
+    const std::map<std::string, std::string>& metadata() const { return contents_.metadata; }
     // The tensor called `name`; throws Error naming the file if it is absent.
     const SafeTensor& at(const std::string& name) const;
-    bool has(const std::string& name) const { return tensors_.count(name) != 0; }
+    bool has(const std::string& name) const { return contents_.tensors.count(name) != 0; }
     const std::string& path() const { return path_; }
 
   private:
     std::string path_;
-    std::vector<uint8_t> bytes_;
-    std::map<std::string, SafeTensor> tensors_;
-    std::map<std::string, std::string> metadata_;
+    void* map_ = nullptr;
+    size_t map_size_ = 0;
+    SafetensorsContents contents_;
 };
 
-// A tensor to write: fp32 data with its shape.
+// A tensor to write: fp32 data with its shape, stored as F32 or BF16.
 struct TensorToWrite {
     std::string name;
     std::vector<int64_t> shape;
     const float* data;
+    DType dtype = DType::F32;  // F32 or BF16 (rounded to nearest even, as torch does)
 };
 
-// Serializes F32 tensors (in the given order) plus string metadata to a safetensors byte
-// string, the header padded with spaces to a multiple of 8 bytes.
+// Serializes tensors (in the given order) plus string metadata to a safetensors byte string,
+// the header padded with spaces to a multiple of 8 bytes.
 std::string safetensors_serialize(const std::vector<TensorToWrite>& tensors,
                                   const std::map<std::string, std::string>& metadata);
 

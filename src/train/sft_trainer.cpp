@@ -363,6 +363,7 @@ void SftTrainer::save_checkpoint() {
     fs::remove_all(tmp);
     fs::create_directories(tmp);
     save_model(*model_, tmp);
+    ByteTokenizer::save_hf_files(tmp, model_->config().max_position_embeddings);
     std::vector<TensorToWrite> opt;
     for (const TensorInfo& t : model_->tensors()) {
         opt.push_back({"exp_avg." + t.name, t.shape, adam_m_.data() + t.offset});
