@@ -1,4 +1,6 @@
-// ChatML (Qwen2's chat format) rendered as segments that know whether they are trained on.
+// Chat formats rendered as segments that know whether they are trained on: ChatML (Crucible's
+// byte-level models), Qwen2 and Qwen2.5 (ChatML with their default system prompts) and
+// Llama-3. The family of a HF model is recognised from tokenizer_config.json's chat_template.
 #pragma once
 
 #include <string>
@@ -12,15 +14,39 @@ struct ChatMessage {
 };
 
 // A piece of rendered text; `train` marks text the model should learn to produce (assistant
-// content and its closing <|im_end|>).
+// content and the end-of-turn token that closes it).
 struct TextSegment {
     std::string text;
     bool train;
 };
 
-// "<|im_start|>{role}\n{content}<|im_end|>\n" per message; with `add_generation_prompt`,
-// a final "<|im_start|>assistant\n".
-std::vector<TextSegment> render_chatml(const std::vector<ChatMessage>& messages,
-                                       bool add_generation_prompt);
+enum class ChatFormat {
+    ChatML,  // <|im_start|>role\ncontent<|im_end|>\n, no default system prompt
+    Qwen2,   // ChatML; "You are a helpful assistant." when no system message is given
+    Qwen25,  // ChatML; "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+    Llama3,  // <|begin_of_text|><|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>
+};
+
+// "chatml", "qwen2", "qwen2.5", "llama3". Throws Error listing the names for anything else.
+ChatFormat chat_format_from_name(const std::string& name);
+
+// Recognises the family of a Jinja chat_template (from tokenizer_config.json at `where`).
+// Throws Error naming `where` and the option that selects a format when it is not one of ours.
+ChatFormat detect_chat_format(const std::string& chat_template, const std::string& where,
+                              const std::string& option = "chat_template");
+
+// Renders messages as the format's own template would; with `add_generation_prompt` the text
+// ends with the opening of an assistant turn.
+std::vector<TextSegment> render_chat(ChatFormat format, const std::vector<ChatMessage>& messages,
+                                     bool add_generation_prompt);
+// The concatenated text of render_chat.
+std::string render_chat_text(ChatFormat format, const std::vector<ChatMessage>& messages,
+                             bool add_generation_prompt);
+
+// Plain ChatML (ChatFormat::ChatML).
+inline std::vector<TextSegment> render_chatml(const std::vector<ChatMessage>& messages,
+                                              bool add_generation_prompt) {
+    return render_chat(ChatFormat::ChatML, messages, add_generation_prompt);
+}
 
 }  // namespace crucible
