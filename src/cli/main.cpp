@@ -26,6 +26,8 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     auto train = crucible::cli::add_train(app);
     auto bench = crucible::cli::add_bench(app);
+    auto tokenize = crucible::cli::add_tokenize(app);
+    auto convert = crucible::cli::add_convert(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -34,6 +36,8 @@ int main(int argc, char** argv) {
     try {
         if (app.got_subcommand("train")) return train();
         if (app.got_subcommand("bench")) return bench();
+        if (app.got_subcommand("tokenize")) return tokenize();
+        if (app.got_subcommand("convert")) return convert();
     } catch (const crucible::Error& e) {
         std::fprintf(stderr, "error: %s\n", e.what());
         return 1;

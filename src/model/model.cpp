@@ -11,6 +11,19 @@ namespace crucible {
 
 namespace k = kernels;
 
+// The per-layer tensor names in LayerParams' field order.
+static const char* const kLayerTensorNames[] = {
+    "input_layernorm.weight", "self_attn.q_proj.weight",
+    "self_attn.q_proj.bias",  "self_attn.k_proj.weight",
+    "self_attn.k_proj.bias",  "self_attn.v_proj.weight",
+    "self_attn.v_proj.bias",  "self_attn.o_proj.weight",
+    "self_attn.o_proj.bias",  "post_attention_layernorm.weight",
+    "mlp.gate_proj.weight",   "mlp.gate_proj.bias",
+    "mlp.up_proj.weight",     "mlp.up_proj.bias",
+    "mlp.down_proj.weight",   "mlp.down_proj.bias"};
+static_assert(sizeof(kLayerTensorNames) / sizeof(kLayerTensorNames[0]) ==
+              sizeof(Model::LayerOffsets) / sizeof(size_t));
+
 void PackedBatch::add_sequence(const std::vector<int32_t>& inputs, const std::vector<int32_t>& next,
                                const std::vector<float>& weights) {
     seq_start.push_back(n_tokens());
@@ -74,6 +87,14 @@ void Model::build_layout() {
         if (c.mlp_bias) add(p + "mlp.down_proj.bias", {H}, false);
     }
     add("model.norm.weight", {H}, false);
+    layer_offsets_.resize(c.num_hidden_layers);
+    for (int l = 0; l < c.num_hidden_layers; l++) {
+        const std::string p = "model.layers." + std::to_string(l) + ".";
+        for (int i = 0; i < kLayerTensorCount; i++) {
+            auto it = index_.find(p + kLayerTensorNames[i]);
+            layer_offsets_[l][i] = it == index_.end() ? kAbsent : tensors_[it->second].offset;
+        }
+    }
     if (!c.tie_word_embeddings) add("lm_head.weight", {c.vocab_size, H}, true);
     params_.assign(offset, 0.0f);
     grads_.assign(offset, 0.0f);
@@ -95,19 +116,12 @@ float* Model::grad(const std::string& name) {
 }
 
 Model::LayerParams Model::layer_params(float* base, int l) const {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    auto at = [&](const std::string& name) -> float* {
-        auto it = index_.find(p + name);
-        return it == index_.end() ? nullptr : base + tensors_[it->second].offset;
-    };
-    return {at("input_layernorm.weight"), at("self_attn.q_proj.weight"),
-            at("self_attn.q_proj.bias"),  at("self_attn.k_proj.weight"),
-            at("self_attn.k_proj.bias"),  at("self_attn.v_proj.weight"),
-            at("self_attn.v_proj.bias"),  at("self_attn.o_proj.weight"),
-            at("self_attn.o_proj.bias"),  at("post_attention_layernorm.weight"),
-            at("mlp.gate_proj.weight"),   at("mlp.gate_proj.bias"),
-            at("mlp.up_proj.weight"),     at("mlp.up_proj.bias"),
-            at("mlp.down_proj.weight"),   at("mlp.down_proj.bias")};
+    // Resolved once in build_layout(); absent tensors (biases a config omits) are nullptr.
+    const size_t* off = layer_offsets_[l].data();
+    float* p[kLayerTensorCount];
+    for (int i = 0; i < kLayerTensorCount; i++) p[i] = off[i] == kAbsent ? nullptr : base + off[i];
+    return {p[0], p[1], p[2],  p[3],  p[4],  p[5],  p[6],  p[7],
+            p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15]};
 }
 
 void Model::init_random(uint64_t seed, float std) {

@@ -2,6 +2,7 @@
 // a training forward/backward over packed batches (sequences back to back, no padding).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <unordered_map>
@@ -71,7 +72,12 @@ class Model {
     // and of causal attention (the lower triangle only), as MFU is usually counted.
     static double train_flops(const ModelConfig& c, const PackedBatch& batch);
 
+    // Offsets of one layer's tensors in the flat buffers, in LayerParams' order.
+    static constexpr int kLayerTensorCount = 16;
+    using LayerOffsets = std::array<size_t, kLayerTensorCount>;
+
   private:
+    static constexpr size_t kAbsent = SIZE_MAX;
     struct LayerParams {
         float *ln1_w, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
         float *ln2_w, *gate_w, *gate_b, *up_w, *up_b, *down_w, *down_b;
@@ -92,6 +98,7 @@ class Model {
     ModelConfig config_;
     std::vector<TensorInfo> tensors_;
     std::unordered_map<std::string, size_t> index_;
+    std::vector<LayerOffsets> layer_offsets_;
     std::vector<float> params_;  // all parameters, one allocation
     std::vector<float> grads_;   // same layout as params_
     std::vector<float> acts_;    // all activations and activation gradients, one allocation

@@ -123,6 +123,17 @@ SftTrainer::SftTrainer(const Config& config, bool resume, std::ostream& log)
     if (batch_size_ <= 0 || grad_accum_ <= 0 || batch_size_ % grad_accum_ != 0) {
         throw Error("config: train.batch_size must be a positive multiple of train.grad_accum");
     }
+    hp_.lr = (float)config_.get_double("train.lr");
+    hp_.min_lr_ratio = (float)config_.get_double("train.min_lr_ratio");
+    hp_.warmup_steps = config_.get_int("train.warmup_steps");
+    hp_.beta1 = (float)config_.get_double("train.beta1");
+    hp_.beta2 = (float)config_.get_double("train.beta2");
+    hp_.eps = (float)config_.get_double("train.eps");
+    hp_.weight_decay = (float)config_.get_double("train.weight_decay");
+    hp_.grad_clip = config_.get_double("train.grad_clip");
+    hp_.checkpoint_every = config_.get_int("train.checkpoint_every");
+    hp_.eval_every = config_.get_int("train.eval_every");
+    hp_.log_every = std::max<int64_t>(1, config_.get_int("train.log_every"));
     const std::string sched = config_.get_string("train.schedule");
     if (sched != "cosine" && sched != "constant") {
         throw Error("config: train.schedule must be cosine or constant, got '" + sched + "'");
@@ -227,9 +238,8 @@ size_t SftTrainer::example_at(int64_t i) {
 
 void SftTrainer::train_step() {
     const auto t0 = Clock::now();
-    const float lr = kernels::lr_at(step_, total_steps_, config_.get_int("train.warmup_steps"),
-                                    (float)config_.get_double("train.lr"),
-                                    (float)config_.get_double("train.min_lr_ratio"), schedule_);
+    const float lr =
+        kernels::lr_at(step_, total_steps_, hp_.warmup_steps, hp_.lr, hp_.min_lr_ratio, schedule_);
     std::vector<size_t> idx(batch_size_);
     int64_t targets = 0;
     for (int64_t b = 0; b < batch_size_; b++) {
@@ -251,15 +261,13 @@ void SftTrainer::train_step() {
         loss += model_->forward(batch_);
         model_->backward();
     }
-    const double clip = config_.get_double("train.grad_clip");
+    const double clip = hp_.grad_clip;
     const double gnorm = clip > 0
                              ? kernels::clip_grad_norm(model_->grads(), model_->num_params(), clip)
                              : kernels::global_norm(model_->grads(), model_->num_params());
-    const float wd = (float)config_.get_double("train.weight_decay");
+    const float wd = hp_.weight_decay;
     for (const TensorInfo& t : model_->tensors()) {
-        const kernels::AdamWParams hp{lr, (float)config_.get_double("train.beta1"),
-                                      (float)config_.get_double("train.beta2"),
-                                      (float)config_.get_double("train.eps"), t.decay ? wd : 0.0f};
+        const kernels::AdamWParams hp{lr, hp_.beta1, hp_.beta2, hp_.eps, t.decay ? wd : 0.0f};
         kernels::adamw_update(model_->params() + t.offset, model_->grads() + t.offset,
                               adam_m_.data() + t.offset, adam_v_.data() + t.offset, t.numel, hp,
                               step_ + 1);
@@ -273,7 +281,7 @@ void SftTrainer::train_step() {
                  {"lr", lr},         {"grad_norm", gnorm},
                  {"tokens", tokens}, {"target_tokens", targets},
                  {"step_s", dt},     {"tokens_per_s", tokens / dt}};
-    const int64_t eval_every = config_.get_int("train.eval_every");
+    const int64_t eval_every = hp_.eval_every;
     const bool last = step_ == total_steps_;
     if (!eval_.examples.empty() && (last || (eval_every > 0 && step_ % eval_every == 0))) {
         const EvalResult ev = evaluate();
@@ -294,7 +302,7 @@ void SftTrainer::train_step() {
         std::ofstream out(run_dir_ / "metrics.jsonl", std::ios::app);
         out << line.dump() << "\n";
     }
-    const int64_t log_every = std::max<int64_t>(1, config_.get_int("train.log_every"));
+    const int64_t log_every = hp_.log_every;
     const double eta = (total_steps_ - step_) * (elapsed_s_ / std::max<int64_t>(1, step_));
     char buf[200];
     std::snprintf(buf, sizeof buf,
@@ -310,7 +318,7 @@ void SftTrainer::train_step() {
 
 void SftTrainer::run(int64_t until_step) {
     if (until_step < 0 || until_step > total_steps_) until_step = total_steps_;
-    const int64_t every = config_.get_int("train.checkpoint_every");
+    const int64_t every = hp_.checkpoint_every;
     while (step_ < until_step) {
         train_step();
         if (step_ == total_steps_ || (every > 0 && step_ % every == 0)) save_checkpoint();

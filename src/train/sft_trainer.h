@@ -64,6 +64,12 @@ class SftTrainer {
     int64_t total_steps_;
     int64_t batch_size_, grad_accum_;
     kernels::LrSchedule schedule_;
+    // The train.* values the step reads, taken from the config once.
+    struct Hyper {
+        float lr, min_lr_ratio, beta1, beta2, eps, weight_decay;
+        double grad_clip;
+        int64_t warmup_steps, checkpoint_every, eval_every, log_every;
+    } hp_{};
     // Data order: epoch e is a permutation drawn from Rng(mix(seed, e)).
     uint64_t seed_;
     int64_t perm_epoch_ = -1;
