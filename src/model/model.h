@@ -72,16 +72,23 @@ class Model {
     // and of causal attention (the lower triangle only), as MFU is usually counted.
     static double train_flops(const ModelConfig& c, const PackedBatch& batch);
 
+    // Pointers to one layer's tensors inside a flat buffer (parameters or gradients); absent
+    // biases are nullptr.
+    struct LayerParams {
+        float *ln1_w, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
+        float *ln2_w, *gate_w, *gate_b, *up_w, *up_b, *down_w, *down_b;
+    };
+    // Layer l's parameters (for inference paths such as the engine's cached decoder).
+    LayerParams layer(int l) const { return layer_params(const_cast<float*>(params_.data()), l); }
+    const float* rope_cos() const { return rope_cos_.data(); }  // (max_pos, head_dim/2)
+    const float* rope_sin() const { return rope_sin_.data(); }
+
     // Offsets of one layer's tensors in the flat buffers, in LayerParams' order.
     static constexpr int kLayerTensorCount = 16;
     using LayerOffsets = std::array<size_t, kLayerTensorCount>;
 
   private:
     static constexpr size_t kAbsent = SIZE_MAX;
-    struct LayerParams {
-        float *ln1_w, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
-        float *ln2_w, *gate_w, *gate_b, *up_w, *up_b, *down_w, *down_b;
-    };
     // Offsets (in floats) of each activation tensor inside acts_, for the current capacity.
     struct ActivationLayout {
         size_t resid, ln1, rstd1, q, k, v, probs, att, mid, ln2, rstd2, gate, up, act;  // per layer

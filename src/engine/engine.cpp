@@ -1,0 +1,389 @@
+#include "engine/engine.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "kernels/kernels.h"
+
+namespace crucible {
+
+namespace k = kernels;
+
+struct Engine::Sequence {
+    int request;
+    int sample;  // -1: the request's prompt (prefilled once, then forked into its samples)
+    const std::vector<int32_t>* prompt;
+    KvCache::Table table;
+    int prefilled = 0;         // prompt tokens already in the cache
+    int32_t pending = -1;      // sampled token whose KV is computed in the next step
+    std::vector<int32_t> out;  // completion so far
+    Rng rng;
+    bool done = false;
+    std::string finish_reason;
+};
+
+struct Engine::Row {
+    Sequence* seq;
+    int32_t token;
+    int32_t pos;
+    bool want_logits;
+};
+
+Engine::Engine(Model& model, EngineOptions options) : model_(model), options_(std::move(options)) {
+    const ModelConfig& c = model_.config();
+    if (options_.kv_blocks <= 0) {
+        const int per_seq =
+            (c.max_position_embeddings + KvCache::kBlockSize - 1) / KvCache::kBlockSize;
+        options_.kv_blocks = std::min(per_seq * std::max(1, options_.max_batch_seqs), 1 << 16);
+    }
+    cache_ = std::make_unique<KvCache>(c, options_.kv_blocks);
+}
+
+Engine::~Engine() = default;
+
+void Engine::forward(const std::vector<Row>& rows, std::vector<float>* logits) {
+    const ModelConfig& c = model_.config();
+    const int N = static_cast<int>(rows.size());
+    const int H = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), I = c.intermediate_size;
+    const int V = c.vocab_size, hd = c.head_dim, nh = c.num_attention_heads;
+    const int groups = nh / c.num_key_value_heads;
+    auto grow = [](std::vector<float>& b, size_t n) {
+        if (b.size() < n) b.resize(n);
+        return b.data();
+    };
+    float* x = grow(x_, (size_t)N * H);
+    float* ln = grow(ln_, (size_t)N * H);
+    float* rstd = grow(rstd_, N);
+    float* q = grow(q_, (size_t)N * Q);
+    float* kk = grow(k_, (size_t)N * KV);
+    float* v = grow(v_, (size_t)N * KV);
+    float* att = grow(att_, (size_t)N * Q);
+    float* h = grow(h_, (size_t)N * H);
+    float* gate = grow(gate_, (size_t)N * I);
+    float* up = grow(up_, (size_t)N * I);
+    float* act = grow(act_, (size_t)N * I);
+    tokens_.resize(N);
+    positions_.resize(N);
+    for (int i = 0; i < N; i++) {
+        tokens_[i] = rows[i].token;
+        positions_[i] = rows[i].pos;
+    }
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    k::embedding_forward(x, tokens_.data(),
+                         model_.params() + model_.find("model.embed_tokens.weight")->offset, N, H);
+    for (int l = 0; l < c.num_hidden_layers; l++) {
+        const Model::LayerParams w = model_.layer(l);
+        k::rmsnorm_forward(ln, rstd, x, w.ln1_w, N, H, c.rms_norm_eps);
+        k::linear_forward(q, ln, w.q_w, w.q_b, N, H, Q);
+        k::linear_forward(kk, ln, w.k_w, w.k_b, N, H, KV);
+        k::linear_forward(v, ln, w.v_w, w.v_b, N, H, KV);
+        k::rope_forward(q, positions_.data(), model_.rope_cos(), model_.rope_sin(), N, nh, hd);
+        k::rope_forward(kk, positions_.data(), model_.rope_cos(), model_.rope_sin(), N,
+                        c.num_key_value_heads, hd);
+        for (int i = 0; i < N; i++) {
+            const Row& r = rows[i];
+            std::memcpy(cache_->k_at(r.seq->table, l, r.pos), kk + (size_t)i * KV,
+                        KV * sizeof(float));
+            std::memcpy(cache_->v_at(r.seq->table, l, r.pos), v + (size_t)i * KV,
+                        KV * sizeof(float));
+        }
+        // Attention of each new row over its sequence's cached keys 0..pos.
+#pragma omp parallel
+        {
+            std::vector<float> scores;
+#pragma omp for schedule(dynamic, 4)
+            for (int item = 0; item < N * nh; item++) {
+                const int i = item / nh, head = item % nh, g = head / groups;
+                const Row& r = rows[i];
+                const float* qh = q + (size_t)i * Q + (size_t)head * hd;
+                scores.resize(r.pos + 1);
+                float mx = -INFINITY;
+                for (int j = 0; j <= r.pos; j++) {
+                    const float* kj = cache_->k_at(r.seq->table, l, j) + (size_t)g * hd;
+                    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+                    for (int d = 0; d < hd; d++) s += qh[d] * kj[d];
+                    scores[j] = s * scale;
+                    mx = std::max(mx, scores[j]);
+                }
+                float sum = 0.0f;
+                for (int j = 0; j <= r.pos; j++) {
+                    scores[j] = std::exp(scores[j] - mx);
+                    sum += scores[j];
+                }
+                const float inv = 1.0f / sum;
+                float* o = att + (size_t)i * Q + (size_t)head * hd;
+                std::fill(o, o + hd, 0.0f);
+                for (int j = 0; j <= r.pos; j++) {
+                    const float* vj = cache_->v_at(r.seq->table, l, j) + (size_t)g * hd;
+                    const float p = scores[j] * inv;
+#pragma omp simd
+                    for (int d = 0; d < hd; d++) o[d] += p * vj[d];
+                }
+            }
+        }
+        k::linear_forward(h, att, w.o_w, w.o_b, N, Q, H);
+        k::residual_forward(x, x, h, (size_t)N * H);
+        k::rmsnorm_forward(ln, rstd, x, w.ln2_w, N, H, c.rms_norm_eps);
+        k::linear_forward(gate, ln, w.gate_w, w.gate_b, N, H, I);
+        k::linear_forward(up, ln, w.up_w, w.up_b, N, H, I);
+        k::swiglu_forward(act, gate, up, (size_t)N * I);
+        k::linear_forward(h, act, w.down_w, w.down_b, N, I, H);
+        k::residual_forward(x, x, h, (size_t)N * H);
+    }
+    // Logits only for the rows that sample: the LM head is the largest matmul of a step.
+    int M = 0;
+    float* sel = grow(sel_, (size_t)N * H);
+    for (int i = 0; i < N; i++) {
+        if (rows[i].want_logits)
+            std::memcpy(sel + (size_t)(M++) * H, x + (size_t)i * H, H * sizeof(float));
+    }
+    if (M == 0) return;
+    k::rmsnorm_forward(ln, rstd, sel, model_.params() + model_.find("model.norm.weight")->offset, M,
+                       H, c.rms_norm_eps);
+    const TensorInfo* head = c.tie_word_embeddings ? model_.find("model.embed_tokens.weight")
+                                                   : model_.find("lm_head.weight");
+    logits->resize((size_t)M * V);
+    k::linear_forward(logits->data(), ln, model_.params() + head->offset, nullptr, M, H, V);
+}
+
+std::vector<std::vector<GeneratedSequence>> Engine::generate(
+    const std::vector<GenerationRequest>& requests,
+    const std::function<void(int64_t, int64_t)>& on_progress) {
+    const ModelConfig& c = model_.config();
+    const int V = c.vocab_size;
+    const int B = KvCache::kBlockSize;
+    steps_ = prefill_tokens_ = decode_tokens_ = 0;
+    std::vector<std::vector<GeneratedSequence>> results(requests.size());
+    for (size_t r = 0; r < requests.size(); r++) {
+        const GenerationRequest& req = requests[r];
+        if (req.prompt.empty())
+            throw Error("generation request " + std::to_string(r) + ": empty prompt");
+        if ((int)req.prompt.size() >= c.max_position_embeddings) {
+            throw Error("generation request " + std::to_string(r) + ": prompt of " +
+                        std::to_string(req.prompt.size()) +
+                        " tokens leaves no room in the context of " +
+                        std::to_string(c.max_position_embeddings));
+        }
+        for (int32_t t : req.prompt) {
+            if (t < 0 || t >= V)
+                throw Error("generation request " + std::to_string(r) + ": token id out of range");
+        }
+        results[r].resize(std::max(req.n, 1));
+    }
+    // Blocks a request can ever hold: its prompt, and per sample the rest of the context plus
+    // one copied block (copy-on-write of the shared partial prompt block).
+    std::vector<int> worst_case(requests.size());
+    std::vector<int> samples_left(requests.size());
+    int64_t total_samples = 0;
+    for (size_t r = 0; r < requests.size(); r++) {
+        const int P = static_cast<int>(requests[r].prompt.size());
+        const int full = std::min(c.max_position_embeddings, P + requests[r].params.max_tokens);
+        const int n = std::max(requests[r].n, 1);
+        worst_case[r] = (P + B - 1) / B + n * ((full - P + B - 1) / B + 1);
+        samples_left[r] = n;
+        total_samples += n;
+    }
+    int committed = 0, running_samples = 0;
+    size_t next_request = 0;
+    std::vector<Sequence*> active;  // admitted, not finished
+    int64_t finished = 0, generated = 0;
+    std::vector<Row> rows;
+    std::vector<float> logits;
+
+    auto finish = [&](Sequence* s, const char* why) {
+        s->done = true;
+        s->finish_reason = why;
+        cache_->release(s->table);
+        GeneratedSequence& g = results[s->request][s->sample];
+        g.tokens = s->out;
+        g.finish_reason = why;
+        finished++;
+        running_samples--;
+        if (--samples_left[s->request] == 0) committed -= worst_case[s->request];
+        running_samples--;
+        if (--samples_left[s->request] == 0) committed -= worst_case[s->request];
+    };
+    // Appends a sampled token and decides whether the sequence ends with it.
+    auto accept = [&](Sequence* s, int32_t tok) {
+        const SamplingParams& p = requests[s->request].params;
+        s->out.push_back(tok);
+        generated++;
+        if (std::find(p.stop_ids.begin(), p.stop_ids.end(), tok) != p.stop_ids.end())
+            return finish(s, "stop");
+        if (!p.stop_strings.empty() && options_.detokenize) {
+            const std::string text = options_.detokenize(s->out);
+            for (const std::string& stop : p.stop_strings) {
+                if (!stop.empty() && text.find(stop) != std::string::npos) return finish(s, "stop");
+            }
+        }
+        if ((int)s->out.size() >= p.max_tokens ||
+            (int)(s->prompt->size() + s->out.size()) >= c.max_position_embeddings) {
+            return finish(s, "length");
+        }
+        s->pending = tok;
+    };
+
+    while (finished < total_samples) {
+        // Admit requests while the KV pool can hold every admitted request's worst case, so
+        // no sequence ever needs preempting.
+        while (next_request < requests.size()) {
+            const size_t r = next_request;
+            const int n = std::max(requests[r].n, 1);
+            if (committed > 0 && (committed + worst_case[r] > cache_->num_blocks() ||
+                                  running_samples + n > options_.max_batch_seqs)) {
+                break;
+            }
+            if (worst_case[r] > cache_->num_blocks()) {
+                throw Error("generation request " + std::to_string(r) +
+                            " needs more KV cache blocks than the engine has (" +
+                            std::to_string(cache_->num_blocks()) + ")");
+            }
+            committed += worst_case[r];
+            running_samples += n;
+            auto s = std::make_unique<Sequence>();
+            s->request = static_cast<int>(r);
+            s->sample = -1;
+            s->prompt = &requests[r].prompt;
+            active.push_back(s.get());
+            seqs_.push_back(std::move(s));
+            next_request++;
+        }
+        // Build the step: a token for every decoding sequence, then prompt chunks.
+        rows.clear();
+        for (Sequence* s : active) {
+            if (s->sample >= 0 && !s->done) {
+                if (!cache_->reserve(s->table, 1)) throw Error("KV cache exhausted during decode");
+                rows.push_back({s, s->pending, s->table.length, true});
+                s->table.length++;
+            }
+        }
+        decode_tokens_ += rows.size();
+        int budget = std::max(options_.max_batch_tokens - (int)rows.size(), 1);
+        for (Sequence* s : active) {
+            if (s->sample >= 0 || budget <= 0) continue;
+            const int left = (int)s->prompt->size() - s->prefilled;
+            const int chunk = std::min(left, budget);
+            if (!cache_->reserve(s->table, chunk)) break;
+            for (int j = 0; j < chunk; j++) {
+                const int pos = s->prefilled + j;
+                rows.push_back({s, (*s->prompt)[pos], pos, pos == (int)s->prompt->size() - 1});
+            }
+            s->table.length += chunk;
+            s->prefilled += chunk;
+            budget -= chunk;
+            prefill_tokens_ += chunk;
+        }
+        forward(rows, &logits);
+        steps_++;
+        // Sample: logits rows follow the order of rows with want_logits.
+        int li = 0;
+        std::vector<Sequence*> forked;
+        for (const Row& r : rows) {
+            if (!r.want_logits) continue;
+            const float* row_logits = logits.data() + (size_t)(li++) * V;
+            Sequence* s = r.seq;
+            const GenerationRequest& req = requests[s->request];
+            if (s->sample >= 0) {
+                accept(s, sample_token(row_logits, V, req.params, s->rng));
+                continue;
+            }
+            // The prompt is in the cache: its samples share it and draw their first tokens.
+            for (int i = 0; i < std::max(req.n, 1); i++) {
+                auto child = std::make_unique<Sequence>();
+                child->request = s->request;
+                child->sample = i;
+                child->prompt = s->prompt;
+                child->prefilled = s->prefilled;
+                child->table = cache_->fork(s->table);
+                child->rng.reseed(Rng::mix(req.params.seed, static_cast<uint64_t>(i)));
+                accept(child.get(), sample_token(row_logits, V, req.params, child->rng));
+                forked.push_back(child.get());
+                seqs_.push_back(std::move(child));
+            }
+            cache_->release(s->table);
+            s->done = true;
+        }
+        std::vector<Sequence*> still;
+        for (Sequence* s : active) {
+            if (!s->done) still.push_back(s);
+        }
+        for (Sequence* s : forked) {
+            if (!s->done) still.push_back(s);
+        }
+        active.swap(still);
+        if (on_progress) on_progress(finished, generated);
+    }
+    seqs_.clear();
+    rescore(requests, &results);
+    return results;
+}
+
+void Engine::rescore(const std::vector<GenerationRequest>& requests,
+                     std::vector<std::vector<GeneratedSequence>>* results) {
+    const int V = model_.config().vocab_size;
+    struct Item {
+        size_t r, i;
+    };
+    std::vector<Item> items;
+    for (size_t r = 0; r < requests.size(); r++) {
+        if (requests[r].params.logprobs < 0) continue;
+        for (size_t i = 0; i < (*results)[r].size(); i++) {
+            if (!(*results)[r][i].tokens.empty()) items.push_back({r, i});
+        }
+    }
+    // Pack sequences into batches of about max_batch_tokens * 4 rows for the trainer's forward.
+    const size_t budget = std::max<size_t>(4 * options_.max_batch_tokens, 1024);
+    size_t at = 0;
+    while (at < items.size()) {
+        PackedBatch batch;
+        std::vector<Item> in_batch;
+        while (at < items.size()) {
+            const Item it = items[at];
+            const std::vector<int32_t>& prompt = requests[it.r].prompt;
+            const std::vector<int32_t>& out = (*results)[it.r][it.i].tokens;
+            const size_t len = prompt.size() + out.size() - 1;
+            if (!in_batch.empty() && batch.tokens.size() + len > budget) break;
+            std::vector<int32_t> seq(prompt);
+            seq.insert(seq.end(), out.begin(), out.end());
+            std::vector<int32_t> inputs(seq.begin(), seq.end() - 1),
+                next(seq.begin() + 1, seq.end());
+            batch.add_sequence(inputs, next, std::vector<float>(inputs.size(), 0.0f));
+            in_batch.push_back(it);
+            at++;
+        }
+        model_.forward(batch);
+        for (size_t b = 0; b < in_batch.size(); b++) {
+            const Item it = in_batch[b];
+            GeneratedSequence& g = (*results)[it.r][it.i];
+            const int top_n = requests[it.r].params.logprobs;
+            const int first = batch.seq_start[b] + (int)requests[it.r].prompt.size() - 1;
+            g.logprobs.clear();
+            g.top_logprobs.clear();
+            for (size_t t = 0; t < g.tokens.size(); t++) {
+                const int row = first + (int)t;
+                const float loss = model_.token_losses()[row];
+                g.logprobs.push_back(-loss);
+                if (top_n <= 0) continue;
+                const float* lg = model_.logits() + (size_t)row * V;
+                const float lse = loss + lg[g.tokens[t]];
+                std::vector<int32_t> ids(V);
+                for (int j = 0; j < V; j++) ids[j] = j;
+                const int n = std::min(top_n, V);
+                std::partial_sort(ids.begin(), ids.begin() + n, ids.end(),
+                                  [&](int32_t a, int32_t c) {
+                                      return lg[a] > lg[c] || (lg[a] == lg[c] && a < c);
+                                  });
+                std::vector<TokenLogprob> alts;
+                for (int j = 0; j < n; j++) alts.push_back({ids[j], lg[ids[j]] - lse});
+                g.top_logprobs.push_back(std::move(alts));
+            }
+        }
+    }
+}
+
+}  // namespace crucible
