@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/bench_shapes.h"
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/rng.h"
@@ -25,35 +26,6 @@ using nlohmann::json;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-struct BenchShape {
-    const char* name;
-    ModelConfig config;
-    int batch;  // sequences per step
-    int seq;    // tokens per sequence
-};
-
-ModelConfig qwen2_shape(int hidden, int layers, int heads, int kv_heads, int ffn, int vocab) {
-    ModelConfig c;
-    c.model_type = "qwen2";
-    c.hidden_size = hidden;
-    c.num_hidden_layers = layers;
-    c.num_attention_heads = heads;
-    c.num_key_value_heads = kv_heads;
-    c.head_dim = hidden / heads;
-    c.intermediate_size = ffn;
-    c.vocab_size = vocab;
-    c.max_position_embeddings = 4096;
-    c.rope_theta = 1e6f;
-    c.tie_word_embeddings = false;
-    return c;
-}
-
-// The shapes bench/torch_train.py builds under the same names.
-std::vector<BenchShape> bench_shapes() {
-    return {{"small", qwen2_shape(256, 4, 8, 2, 704, 512), 8, 256},
-            {"medium", qwen2_shape(896, 4, 14, 2, 4864, 32768), 2, 512}};
-}
 
 double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
@@ -171,7 +143,11 @@ std::function<int()> add_bench(CLI::App& app) {
     train->add_flag("!--no-torch", opt->torch, "skip the PyTorch baseline");
     train->add_option("--python", opt->python, "interpreter with PyTorch (Debian python3-torch)");
     train->add_option("--torch-script", opt->script, "path of bench/torch_train.py");
-    return [opt]() {
+    auto tokenize = add_bench_tokenize(*bench);
+    auto generate = add_bench_generate(*bench);
+    return [opt, bench, tokenize, generate]() {
+        if (bench->got_subcommand("tokenize")) return tokenize();
+        if (bench->got_subcommand("generate")) return generate();
         const int threads = omp_get_max_threads();
         openblas_set_num_threads(threads);
         const double peak = sgemm_peak_gflops(3);

@@ -29,8 +29,9 @@ std::string default_model_name(const std::filesystem::path& dir) {
 
 std::function<int()> add_convert(CLI::App& app) {
     CLI::App* cmd = app.add_subcommand(
-        "convert", "Convert an HF model folder (config.json, model.safetensors, tokenizer.json) "
-                   "to another format: GGUF for llama.cpp (docs/GGUF.md)");
+        "convert",
+        "Convert an HF model folder (config.json, model.safetensors, tokenizer.json) "
+        "to another format: GGUF for llama.cpp (docs/GGUF.md)");
     struct Options {
         std::string to;
         std::string in;
@@ -39,9 +40,7 @@ std::function<int()> add_convert(CLI::App& app) {
         std::string name;
     };
     auto opt = std::make_shared<Options>();
-    cmd->add_option("--to", opt->to, "output format")
-        ->required()
-        ->check(CLI::IsMember({"gguf"}));
+    cmd->add_option("--to", opt->to, "output format")->required()->check(CLI::IsMember({"gguf"}));
     cmd->add_option("IN_DIR", opt->in, "HF model folder, e.g. runs/NAME/checkpoints/step-N")
         ->required()
         ->check(CLI::ExistingDirectory);
@@ -59,8 +58,8 @@ std::function<int()> add_convert(CLI::App& app) {
         const GgufTokenizer tok = load_gguf_tokenizer(in, model->config());
         const std::string name = opt->name.empty() ? default_model_name(in) : opt->name;
         write_gguf(*model, tok, name, kTypes.at(opt->type), opt->out);
-        std::cout << "wrote " << opt->out << " (" << model->config().model_type << ", "
-                  << opt->type << ", " << model->tensors().size() << " tensors, "
+        std::cout << "wrote " << opt->out << " (" << model->config().model_type << ", " << opt->type
+                  << ", " << model->tensors().size() << " tensors, "
                   << std::filesystem::file_size(opt->out) << " bytes)\n";
         return 0;
     };

@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
     auto bench = crucible::cli::add_bench(app);
     auto tokenize = crucible::cli::add_tokenize(app);
     auto convert = crucible::cli::add_convert(app);
+    auto generate = crucible::cli::add_generate(app);
+    auto sandbox = crucible::cli::add_sandbox(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -38,9 +40,14 @@ int main(int argc, char** argv) {
         if (app.got_subcommand("bench")) return bench();
         if (app.got_subcommand("tokenize")) return tokenize();
         if (app.got_subcommand("convert")) return convert();
+        if (app.got_subcommand("generate")) return generate();
+        if (app.got_subcommand("sandbox")) return sandbox();
     } catch (const crucible::Error& e) {
         std::fprintf(stderr, "error: %s\n", e.what());
         return 1;
+    } catch (const std::exception& e) {  // a bug, not bad input: still one readable line
+        std::fprintf(stderr, "internal error: %s\n", e.what());
+        return 2;
     }
     return 0;
 }

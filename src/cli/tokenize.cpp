@@ -15,7 +15,8 @@ using nlohmann::json;
 
 std::function<int()> add_tokenize(CLI::App& app) {
     CLI::App* cmd = app.add_subcommand(
-        "tokenize", "Encode stdin lines to JSON arrays of ids (or decode them) with a tokenizer.json");
+        "tokenize",
+        "Encode stdin lines to JSON arrays of ids (or decode them) with a tokenizer.json");
     struct Options {
         std::string tokenizer;
         bool jsonl = false;
@@ -24,8 +25,10 @@ std::function<int()> add_tokenize(CLI::App& app) {
     auto opt = std::make_shared<Options>();
     cmd->add_option("--tokenizer", opt->tokenizer, "tokenizer.json or a folder holding one")
         ->required();
-    cmd->add_flag("--jsonl", opt->jsonl, "each input line is a JSON string (texts may hold newlines)");
-    cmd->add_flag("--decode", opt->decode, "read JSON arrays of ids, print each text as a JSON string");
+    cmd->add_flag("--jsonl", opt->jsonl,
+                  "each input line is a JSON string (texts may hold newlines)");
+    cmd->add_flag("--decode", opt->decode,
+                  "read JSON arrays of ids, print each text as a JSON string");
     return [opt]() {
         const BpeTokenizer tok(opt->tokenizer);
         std::ios::sync_with_stdio(false);
@@ -44,9 +47,9 @@ std::function<int()> add_tokenize(CLI::App& app) {
                 } catch (const json::exception& e) {
                     throw bad("a JSON array of integer ids", e.what());
                 }
-                std::cout << json(tok.decode(ids)).dump(-1, ' ', false,
-                                                         json::error_handler_t::replace)
-                          << '\n';
+                std::cout
+                    << json(tok.decode(ids)).dump(-1, ' ', false, json::error_handler_t::replace)
+                    << '\n';
                 continue;
             }
             std::string text;

@@ -25,14 +25,15 @@ uint16_t fp32_to_fp16(float f) {
     const uint32_t sign = (x >> 16) & 0x8000;
     const uint32_t abs = x & 0x7fffffff;
     if (abs >= 0x7f800000) {  // inf, or NaN kept quiet with its top payload bits
-        return static_cast<uint16_t>(sign | 0x7c00 | (abs > 0x7f800000 ? 0x200 | ((abs >> 13) & 0x3ff) : 0));
+        return static_cast<uint16_t>(sign | 0x7c00 |
+                                     (abs > 0x7f800000 ? 0x200 | ((abs >> 13) & 0x3ff) : 0));
     }
     if (abs >= 0x477ff000) return static_cast<uint16_t>(sign | 0x7c00);  // >= 65520 -> inf
     if (abs < 0x38800000) {  // below 2^-14: a subnormal half (units of 2^-24) or zero
         const uint32_t e = abs >> 23;
         if (e < 102) return static_cast<uint16_t>(sign);  // below 2^-25: rounds to zero
         const uint32_t m = (abs & 0x7fffff) | 0x800000;   // value = m * 2^(e-150)
-        const uint32_t shift = 126 - e;                    // 14..24
+        const uint32_t shift = 126 - e;                   // 14..24
         uint32_t h = m >> shift;
         const uint32_t rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
         if (rem > half || (rem == half && (h & 1))) h++;
@@ -51,8 +52,8 @@ float fp16_to_fp32(uint16_t h) {
         const float v = std::ldexp(static_cast<float>(mant), -24);
         return sign ? -v : v;
     }
-    const uint32_t x = exp == 31 ? sign | 0x7f800000 | (mant << 13)
-                                 : sign | ((exp + 112) << 23) | (mant << 13);
+    const uint32_t x =
+        exp == 31 ? sign | 0x7f800000 | (mant << 13) : sign | ((exp + 112) << 23) | (mant << 13);
     float f;
     std::memcpy(&f, &x, 4);
     return f;
@@ -65,9 +66,12 @@ constexpr size_t kQ8_0Bytes = 2 + kQK8_0;  // fp16 scale, then 32 int8
 
 size_t ggml_nbytes(GgmlType type, size_t n) {
     switch (type) {
-        case GgmlType::F32: return n * 4;
-        case GgmlType::F16: return n * 2;
-        case GgmlType::Q8_0: return n / kQK8_0 * kQ8_0Bytes;
+        case GgmlType::F32:
+            return n * 4;
+        case GgmlType::F16:
+            return n * 2;
+        case GgmlType::Q8_0:
+            return n / kQK8_0 * kQ8_0Bytes;
     }
     return 0;
 }
@@ -200,8 +204,7 @@ int64_t id_field(const json& j, const char* key, const fs::path& where) {
     if (it == j.end() || it->is_null()) return -1;
     const json& v = it->is_array() && !it->empty() ? (*it)[0] : *it;
     if (!v.is_number_integer() || v.get<int64_t>() < 0) {
-        throw Error(where.string() + ": field '" + key + "' must be a token id, got " +
-                    it->dump());
+        throw Error(where.string() + ": field '" + key + "' must be a token id, got " + it->dump());
     }
     return v.get<int64_t>();
 }
@@ -248,8 +251,7 @@ GgufTokenizer load_gguf_tokenizer(const fs::path& dir, const ModelConfig& config
         if (!tj["added_tokens"].is_array()) throw Error(where + ": added_tokens must be an array");
         for (const json& a : tj["added_tokens"]) {
             if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() ||
-                a["id"].get<int64_t>() < 0 || !a.contains("content") ||
-                !a["content"].is_string()) {
+                a["id"].get<int64_t>() < 0 || !a.contains("content") || !a["content"].is_string()) {
                 throw Error(where + ": added_tokens entry " + a.dump() +
                             " needs an \"id\" >= 0 and a \"content\" string");
             }
@@ -372,7 +374,9 @@ namespace {
 
 constexpr uint32_t kAlignment = 32;
 
-uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+uint64_t align_up(uint64_t x, uint64_t a) {
+    return (x + a - 1) / a * a;
+}
 
 template <typename T>
 void put(std::string& out, T v) {
@@ -631,9 +635,9 @@ struct Cursor {
     uint64_t left() const { return bytes.size() - pos; }
     void need(uint64_t n, const char* what) const {
         if (n > left()) {
-            throw Error(path + ": truncated at byte " + std::to_string(pos) + " (reading " +
-                        what + ", " + std::to_string(n) + " bytes needed, " +
-                        std::to_string(left()) + " left)");
+            throw Error(path + ": truncated at byte " + std::to_string(pos) + " (reading " + what +
+                        ", " + std::to_string(n) + " bytes needed, " + std::to_string(left()) +
+                        " left)");
         }
     }
     template <typename T>
@@ -658,33 +662,60 @@ uint64_t min_size(GgufValueType t) {
     switch (t) {
         case GgufValueType::U8:
         case GgufValueType::I8:
-        case GgufValueType::BOOL: return 1;
+        case GgufValueType::BOOL:
+            return 1;
         case GgufValueType::U16:
-        case GgufValueType::I16: return 2;
+        case GgufValueType::I16:
+            return 2;
         case GgufValueType::U32:
         case GgufValueType::I32:
-        case GgufValueType::F32: return 4;
-        case GgufValueType::ARRAY: return 12;
-        default: return 8;
+        case GgufValueType::F32:
+            return 4;
+        case GgufValueType::ARRAY:
+            return 12;
+        default:
+            return 8;
     }
 }
 
-bool known_value_type(uint32_t t) { return t <= 12; }
+bool known_value_type(uint32_t t) {
+    return t <= 12;
+}
 
 GgufValue read_value(Cursor& c, GgufValueType type, const std::string& key, int depth) {
     GgufValue v;
     v.type = type;
     switch (type) {
-        case GgufValueType::U8: v.u = c.get<uint8_t>("a u8"); break;
-        case GgufValueType::I8: v.i = c.get<int8_t>("an i8"); break;
-        case GgufValueType::U16: v.u = c.get<uint16_t>("a u16"); break;
-        case GgufValueType::I16: v.i = c.get<int16_t>("an i16"); break;
-        case GgufValueType::U32: v.u = c.get<uint32_t>("a u32"); break;
-        case GgufValueType::I32: v.i = c.get<int32_t>("an i32"); break;
-        case GgufValueType::U64: v.u = c.get<uint64_t>("a u64"); break;
-        case GgufValueType::I64: v.i = c.get<int64_t>("an i64"); break;
-        case GgufValueType::F32: v.f = c.get<float>("an f32"); break;
-        case GgufValueType::F64: v.f = c.get<double>("an f64"); break;
+        case GgufValueType::U8:
+            v.u = c.get<uint8_t>("a u8");
+            break;
+        case GgufValueType::I8:
+            v.i = c.get<int8_t>("an i8");
+            break;
+        case GgufValueType::U16:
+            v.u = c.get<uint16_t>("a u16");
+            break;
+        case GgufValueType::I16:
+            v.i = c.get<int16_t>("an i16");
+            break;
+        case GgufValueType::U32:
+            v.u = c.get<uint32_t>("a u32");
+            break;
+        case GgufValueType::I32:
+            v.i = c.get<int32_t>("an i32");
+            break;
+        case GgufValueType::U64:
+            v.u = c.get<uint64_t>("a u64");
+            break;
+        case GgufValueType::I64:
+            v.i = c.get<int64_t>("an i64");
+            break;
+        case GgufValueType::F32:
+            v.f = c.get<float>("an f32");
+            break;
+        case GgufValueType::F64:
+            v.f = c.get<double>("an f64");
+            break;
         case GgufValueType::BOOL: {
             const auto b = c.get<uint8_t>("a bool");
             if (b > 1) {
@@ -694,7 +725,9 @@ GgufValue read_value(Cursor& c, GgufValueType type, const std::string& key, int 
             v.b = b == 1;
             break;
         }
-        case GgufValueType::STRING: v.str = c.str("a string"); break;
+        case GgufValueType::STRING:
+            v.str = c.str("a string");
+            break;
         case GgufValueType::ARRAY: {
             const auto et = c.get<uint32_t>("an array type");
             if (!known_value_type(et)) {
@@ -704,7 +737,10 @@ GgufValue read_value(Cursor& c, GgufValueType type, const std::string& key, int 
             if (depth >= 4) throw Error(c.path + ": key '" + key + "': arrays nested too deep");
             v.elem_type = static_cast<GgufValueType>(et);
             const auto n = c.get<uint64_t>("an array length");
-            if (n > c.left() / min_size(v.elem_type)) c.need(n * min_size(v.elem_type), "array");
+            if (n > c.left() / min_size(v.elem_type)) {
+                throw Error(c.path + ": truncated: key '" + key + "' claims " + std::to_string(n) +
+                            " array elements, more than the file holds");
+            }
             v.array.reserve(n);
             for (uint64_t i = 0; i < n; i++) {
                 v.array.push_back(read_value(c, v.elem_type, key, depth + 1));

@@ -22,8 +22,8 @@ enum class GgufType { F32, F16, Q8_0 };
 
 // The tokenizer as llama.cpp's "gpt2" (byte-level BPE) vocabulary wants it.
 struct GgufTokenizer {
-    std::string pre = "qwen2";        // pre-tokenizer regex; "llama-bpe" for Llama-3's
-    std::vector<std::string> tokens;  // one per id, 0 .. vocab_size-1
+    std::string pre = "qwen2";         // pre-tokenizer regex; "llama-bpe" for Llama-3's
+    std::vector<std::string> tokens;   // one per id, 0 .. vocab_size-1
     std::vector<int32_t> token_types;  // 1 normal, 3 control, 4 user-defined, 5 unused
     std::vector<std::string> merges;   // "a b"
     int64_t bos_id = -1;               // -1: absent
@@ -113,10 +113,10 @@ class GgufFile {
   public:
     uint32_t version = 0;
     uint32_t alignment = 32;
-    uint64_t data_offset = 0;  // absolute offset of the data section
-    std::vector<std::string> keys;             // metadata keys in file order
+    uint64_t data_offset = 0;       // absolute offset of the data section
+    std::vector<std::string> keys;  // metadata keys in file order
     std::map<std::string, GgufValue> metadata;
-    std::vector<GgufTensorInfo> tensors;       // in file order
+    std::vector<GgufTensorInfo> tensors;  // in file order
 
     const std::string& path() const { return path_; }
     uint64_t file_size() const { return bytes_.size(); }

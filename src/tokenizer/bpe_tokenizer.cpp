@@ -50,8 +50,8 @@ class AddedMatcher {
             for (const Entry& e : bucket) {
                 if (text.compare(i, e.content.size(), e.content) != 0) continue;
                 size_t start = i, end = i + e.content.size();
-                if (e.token.single_word && (ends_with_word(text.substr(0, start)) ||
-                                            starts_with_word(text.substr(end)))) {
+                if (e.token.single_word &&
+                    (ends_with_word(text.substr(0, start)) || starts_with_word(text.substr(end)))) {
                     continue;
                 }
                 if (e.token.lstrip) start = std::max(from, start - trailing_space(text, start));
@@ -135,22 +135,25 @@ class MergeTable {
     static uint64_t key(int32_t a, int32_t b) {
         return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
     }
-    size_t hash(uint64_t k) const { return static_cast<size_t>((k * 0x9E3779B97F4A7C15ull) >> 17) & mask_; }
+    size_t hash(uint64_t k) const {
+        return static_cast<size_t>((k * 0x9E3779B97F4A7C15ull) >> 17) & mask_;
+    }
     std::vector<uint64_t> keys_, vals_;
     size_t mask_ = 0;
 };
 
 struct PreStep {
-    bool byte_level = false;                 // ByteLevel step (else Split)
-    bool add_prefix_space = false;           // ByteLevel only
-    std::unique_ptr<RegexSplitter> regex;    // Split's regex, or ByteLevel's GPT-2 regex
+    bool byte_level = false;               // ByteLevel step (else Split)
+    bool add_prefix_space = false;         // ByteLevel only
+    std::unique_ptr<RegexSplitter> regex;  // Split's regex, or ByteLevel's GPT-2 regex
 };
 
 struct StringHash {
     using is_transparent = void;
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
-using WordCache = std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>>;
+using WordCache =
+    std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>>;
 
 constexpr size_t kCacheMaxWord = 256;     // longer pieces are not cached (as in HF)
 constexpr size_t kCacheCapacity = 65536;  // entries; the cache stops growing when full
@@ -215,7 +218,8 @@ void BpeTokenizer::Impl::load_pre_tokenizer(const json& p, const std::string& fi
     } else if (type == "Split") {
         const auto pat = p.find("pattern");
         if (pat == p.end() || !pat->is_object() || !pat->contains("Regex")) {
-            fail(field + ".pattern", "expected {\"Regex\": ...} (String patterns are not supported)");
+            fail(field + ".pattern",
+                 "expected {\"Regex\": ...} (String patterns are not supported)");
         }
         if (p.value("behavior", std::string()) != "Isolated") {
             fail(field + ".behavior", "only \"Isolated\" is supported");
@@ -229,8 +233,8 @@ void BpeTokenizer::Impl::load_pre_tokenizer(const json& p, const std::string& fi
         }
         steps.push_back(std::move(s));
     } else {
-        fail(field + ".type", "unsupported pre-tokenizer \"" + type +
-                                  "\" (supported: Sequence, Split, ByteLevel)");
+        fail(field + ".type",
+             "unsupported pre-tokenizer \"" + type + "\" (supported: Sequence, Split, ByteLevel)");
     }
 }
 
@@ -278,7 +282,8 @@ void BpeTokenizer::Impl::load(const json& j) {
             const json& a = (*ait)[i];
             const std::string f = "added_tokens[" + std::to_string(i) + "]";
             if (!a.is_object() || !a.contains("id") || !a.contains("content") ||
-                !a["id"].is_number_integer() || !a["content"].is_string() || a["id"].get<int64_t>() < 0) {
+                !a["id"].is_number_integer() || !a["content"].is_string() ||
+                a["id"].get<int64_t>() < 0) {
                 fail(f, "expected {\"id\": non-negative integer, \"content\": string, ...}");
             }
             AddedToken t;
@@ -322,8 +327,10 @@ void BpeTokenizer::Impl::load(const json& j) {
         bool all = true;
         for (size_t i = 0; i < tok.size() && all;) {
             const auto it = char_byte.find(utf8_next(tok, i));
-            if (it == char_byte.end()) all = false;
-            else bytes.push_back(static_cast<char>(it->second));
+            if (it == char_byte.end())
+                all = false;
+            else
+                bytes.push_back(static_cast<char>(it->second));
         }
         id_bytes[id] = all ? bytes : tok;
     }
@@ -331,7 +338,8 @@ void BpeTokenizer::Impl::load(const json& j) {
     // Unknown token.
     if (const auto u = model.find("unk_token"); u != model.end() && !u->is_null()) {
         const auto it = vocab.find(u->get<std::string>());
-        if (it == vocab.end()) fail("model.unk_token", "\"" + u->get<std::string>() + "\" is not in model.vocab");
+        if (it == vocab.end())
+            fail("model.unk_token", "\"" + u->get<std::string>() + "\" is not in model.vocab");
         unk_id = it->second;
     }
 
@@ -348,7 +356,8 @@ void BpeTokenizer::Impl::load(const json& j) {
             if (s.starts_with("#version")) continue;
             const size_t sp = s.find(' ');
             if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos) {
-                fail(f, "expected \"left right\" (two tokens separated by one space), got \"" + s + "\"");
+                fail(f, "expected \"left right\" (two tokens separated by one space), got \"" + s +
+                            "\"");
             }
             a = s.substr(0, sp);
             b = s.substr(sp + 1);
@@ -384,7 +393,8 @@ void BpeTokenizer::Impl::load(const json& j) {
     }
 
     const auto pit = j.find("pre_tokenizer");
-    if (pit == j.end() || pit->is_null()) fail("pre_tokenizer", "missing (a ByteLevel pre-tokenizer is required)");
+    if (pit == j.end() || pit->is_null())
+        fail("pre_tokenizer", "missing (a ByteLevel pre-tokenizer is required)");
     load_pre_tokenizer(*pit, "pre_tokenizer");
     if (std::none_of(steps.begin(), steps.end(), [](const PreStep& s) { return s.byte_level; })) {
         fail("pre_tokenizer", "no ByteLevel step: only byte-level BPE is supported");
@@ -458,9 +468,9 @@ void BpeTokenizer::Impl::encode_normalized(std::string_view seg, std::vector<int
     thread_local Pieces pieces, next;
     std::string buf;  // holds pieces that gained a prefix space, after `seg`'s bytes
     const auto view = [&](std::pair<uint32_t, uint32_t> p) {
-        return p.first < seg.size() ? seg.substr(p.first, p.second - p.first)
-                                    : std::string_view(buf).substr(p.first - seg.size(),
-                                                                   p.second - p.first);
+        return p.first < seg.size()
+                   ? seg.substr(p.first, p.second - p.first)
+                   : std::string_view(buf).substr(p.first - seg.size(), p.second - p.first);
     };
     pieces.clear();
     pieces.emplace_back(0, static_cast<uint32_t>(seg.size()));
@@ -499,8 +509,10 @@ void BpeTokenizer::Impl::encode_word(std::string_view piece, std::vector<int32_t
     }
     if (piece.size() == 1) {  // a single byte needs no merges
         const int32_t id = byte_id[static_cast<uint8_t>(piece[0])];
-        if (id >= 0) out.push_back(id);
-        else if (unk_id >= 0) out.push_back(unk_id);
+        if (id >= 0)
+            out.push_back(id);
+        else if (unk_id >= 0)
+            out.push_back(unk_id);
         return;
     }
     if (piece.size() > kCacheMaxWord) {
@@ -597,7 +609,9 @@ const std::string& BpeTokenizer::token_bytes(int32_t id) const {
     return impl_->id_bytes[id];
 }
 
-int BpeTokenizer::vocab_size() const { return static_cast<int>(impl_->id_token.size()); }
+int BpeTokenizer::vocab_size() const {
+    return static_cast<int>(impl_->id_token.size());
+}
 
 std::optional<int32_t> BpeTokenizer::token_id(std::string_view token) const {
     if (const auto it = impl_->added_by_content.find(token); it != impl_->added_by_content.end()) {
@@ -616,7 +630,9 @@ bool BpeTokenizer::is_special(int32_t id) const {
     return id >= 0 && static_cast<size_t>(id) < impl_->id_special.size() && impl_->id_special[id];
 }
 
-const std::filesystem::path& BpeTokenizer::path() const { return impl_->file; }
+const std::filesystem::path& BpeTokenizer::path() const {
+    return impl_->file;
+}
 
 BpeStreamDecoder::BpeStreamDecoder(const BpeTokenizer& tokenizer, bool skip_special)
     : tok_(tokenizer), skip_special_(skip_special) {}

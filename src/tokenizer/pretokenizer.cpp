@@ -59,9 +59,9 @@ RegexSplitter::RegexSplitter(const std::string& pattern) : impl_(std::make_uniqu
     const std::string p = onig_compatible(pattern);
     int err = 0;
     PCRE2_SIZE offset = 0;
-    impl_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(p.data()), p.size(),
-                                PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &offset,
-                                nullptr);
+    impl_->code =
+        pcre2_compile(reinterpret_cast<PCRE2_SPTR>(p.data()), p.size(),
+                      PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &offset, nullptr);
     if (!impl_->code) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(err, msg, sizeof msg);
@@ -84,8 +84,9 @@ void RegexSplitter::split(std::string_view text, uint32_t base,
     const size_t n = text.size();
     size_t prev = 0, at = 0;
     while (at < n) {
-        const int rc = impl_->jit ? pcre2_jit_match(impl_->code, subject, n, at, 0, md.get(), nullptr)
-                                  : pcre2_match(impl_->code, subject, n, at, 0, md.get(), nullptr);
+        const int rc = impl_->jit
+                           ? pcre2_jit_match(impl_->code, subject, n, at, 0, md.get(), nullptr)
+                           : pcre2_match(impl_->code, subject, n, at, 0, md.get(), nullptr);
         if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0) {
             PCRE2_UCHAR msg[256];

@@ -166,19 +166,21 @@ std::string nfc_normalize(std::string_view s) {
     out.reserve(s.size());
     icu::StringByteSink<std::string> sink(&out);
     nfc->normalizeUTF8(0, piece, sink, nullptr, status);
-    if (U_FAILURE(status)) throw Error(std::string("ICU NFC normalization: ") + u_errorName(status));
+    if (U_FAILURE(status))
+        throw Error(std::string("ICU NFC normalization: ") + u_errorName(status));
     return out;
 }
 
 bool is_unicode_whitespace(uint32_t cp) {
-    return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 ||
-           cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
-           cp == 0x202F || cp == 0x205F || cp == 0x3000;
+    return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
+           cp == 0x205F || cp == 0x3000;
 }
 
 bool is_word_char(uint32_t cp) {
-    if (cp < 0x80) return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') ||
-                          (cp >= 'A' && cp <= 'Z') || cp == '_';
+    if (cp < 0x80)
+        return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') ||
+               cp == '_';
     const auto c = static_cast<UChar32>(cp);
     if (u_hasBinaryProperty(c, UCHAR_ALPHABETIC)) return true;
     const int8_t t = u_charType(c);

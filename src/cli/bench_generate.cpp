@@ -1,0 +1,181 @@
+// `crucible bench generate`: engine throughput — decode at several batch sizes, prefill, the
+// gain from prefix sharing on a GRPO-shaped load — next to the memory-bandwidth bound of
+// single-stream decode (weight bytes per token / memcpy bandwidth, measured in the same run).
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/bench_shapes.h"
+#include "cli/commands.h"
+#include "core/rng.h"
+#include "engine/engine.h"
+
+namespace crucible::cli {
+
+using nlohmann::json;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Best-of-3 memcpy bandwidth over a buffer far larger than the caches, in bytes/s.
+double memcpy_bandwidth() {
+    const size_t n = size_t(256) << 20;
+    std::vector<char> a(n, 1), b(n, 0);
+    double best = 0;
+    for (int r = 0; r < 3; r++) {
+        const auto t0 = Clock::now();
+        std::memcpy(b.data(), a.data(), n);
+        best = std::max(best, 2.0 * n / seconds_since(t0));  // read + write
+    }
+    return best;
+}
+
+std::vector<int32_t> random_prompt(Rng& rng, int len, int vocab) {
+    std::vector<int32_t> p(len);
+    for (int32_t& t : p) t = static_cast<int32_t>(rng.below(vocab));
+    return p;
+}
+
+// Generated tokens per second for `requests`, best of `reps` runs.
+double throughput(Engine& engine, const std::vector<GenerationRequest>& requests, int reps) {
+    double best = 0;
+    for (int r = 0; r < reps; r++) {
+        const auto t0 = Clock::now();
+        engine.generate(requests);
+        best = std::max(best, engine.decode_tokens() / seconds_since(t0));
+    }
+    return best;
+}
+
+}  // namespace
+
+std::function<int()> add_bench_generate(CLI::App& bench) {
+    CLI::App* cmd = bench.add_subcommand(
+        "generate", "Engine decode/prefill throughput, prefix sharing, vs the bandwidth bound");
+    struct Options {
+        bool json_out = false;
+        std::vector<std::string> configs{"small", "medium"};
+        std::vector<int> batches{1, 8, 32, 128};
+        int new_tokens = 32;
+        int prompt_tokens = 32;
+    };
+    auto o = std::make_shared<Options>();
+    cmd->add_flag("--json", o->json_out, "print one JSON object");
+    cmd->add_option("--configs", o->configs, "small, medium")->delimiter(',');
+    cmd->add_option("--batches", o->batches, "decode batch sizes")->delimiter(',');
+    cmd->add_option("--new-tokens", o->new_tokens, "tokens generated per sequence");
+    cmd->add_option("--prompt-tokens", o->prompt_tokens, "prompt length for the decode runs");
+    return [o]() {
+        const double bw = memcpy_bandwidth();
+        json result = {{"threads", omp_get_max_threads()}, {"memcpy_gbytes_per_s", bw / 1e9}};
+        if (!o->json_out) {
+            std::printf("threads %d | memcpy bandwidth %.1f GB/s\n", omp_get_max_threads(),
+                        bw / 1e9);
+        }
+        for (const BenchShape& shape : bench_shapes()) {
+            if (std::find(o->configs.begin(), o->configs.end(), shape.name) == o->configs.end()) {
+                continue;
+            }
+            Model model(shape.config);
+            model.init_random(7);
+            Rng rng(1);
+            json row;
+            // Single-stream bound: every decode step reads all weights once.
+            const double weight_bytes = 4.0 * model.num_params();
+            const double bound = bw / weight_bytes;
+            row["bandwidth_bound_tokens_per_s"] = bound;
+            double batch1 = 0;
+            for (int b : o->batches) {
+                std::vector<GenerationRequest> reqs(b);
+                for (auto& r : reqs) {
+                    r.prompt = random_prompt(rng, o->prompt_tokens, shape.config.vocab_size);
+                    r.params.temperature = 0.0f;
+                    r.params.max_tokens = o->new_tokens;
+                }
+                EngineOptions eo;
+                eo.max_batch_seqs = std::max(b, 1);
+                eo.max_batch_tokens = std::max(512, b);
+                Engine engine(model, eo);
+                const double tps = throughput(engine, reqs, b <= 8 ? 2 : 1);
+                if (b == 1) batch1 = tps;
+                row["decode_tokens_per_s_batch_" + std::to_string(b)] = tps;
+                if (!o->json_out) {
+                    std::printf("%-6s | batch %4d | %9.1f generated tok/s", shape.name, b, tps);
+                    if (b == 1)
+                        std::printf(" | %.2fx of the bandwidth bound (%.1f tok/s)", tps / bound,
+                                    bound);
+                    if (b > 1 && batch1 > 0) std::printf(" | %.1fx batch 1", tps / batch1);
+                    std::printf("\n");
+                    std::fflush(stdout);
+                }
+            }
+            {  // prefill: one 512-token prompt, one new token
+                GenerationRequest r;
+                r.prompt = random_prompt(rng, 512, shape.config.vocab_size);
+                r.params.temperature = 0.0f;
+                r.params.max_tokens = 1;
+                EngineOptions eo;
+                eo.max_batch_tokens = 512;
+                Engine engine(model, eo);
+                double best = 0;
+                for (int rep = 0; rep < 2; rep++) {
+                    const auto t0 = Clock::now();
+                    engine.generate({r});
+                    best = std::max(best, engine.prefill_tokens() / seconds_since(t0));
+                }
+                row["prefill_tokens_per_s"] = best;
+                if (!o->json_out)
+                    std::printf("%-6s | prefill 512 tokens | %9.1f tok/s\n", shape.name, best);
+            }
+            {  // GRPO-shaped: 32 prompts x 8 samples, shared prefix vs 256 independent requests
+                const int prompts = 32, samples = 8, plen = 128;
+                std::vector<GenerationRequest> shared(prompts), separate;
+                for (auto& r : shared) {
+                    r.prompt = random_prompt(rng, plen, shape.config.vocab_size);
+                    r.params.temperature = 1.0f;
+                    r.params.max_tokens = o->new_tokens;
+                    r.n = samples;
+                    GenerationRequest one = r;
+                    one.n = 1;
+                    for (int i = 0; i < samples; i++) {
+                        one.params.seed = i;
+                        separate.push_back(one);
+                    }
+                }
+                EngineOptions eo;
+                eo.max_batch_seqs = prompts * samples;
+                Engine engine(model, eo);
+                auto t0 = Clock::now();
+                engine.generate(shared);
+                const double t_shared = seconds_since(t0);
+                t0 = Clock::now();
+                engine.generate(separate);
+                const double t_separate = seconds_since(t0);
+                row["grpo_shared_prefix_s"] = t_shared;
+                row["grpo_separate_s"] = t_separate;
+                row["prefix_sharing_speedup"] = t_separate / t_shared;
+                if (!o->json_out) {
+                    std::printf(
+                        "%-6s | 32 prompts x 8 samples (128-token prompts) | shared %.2f s, "
+                        "separate %.2f s | %.2fx\n",
+                        shape.name, t_shared, t_separate, t_separate / t_shared);
+                }
+            }
+            result[shape.name] = row;
+        }
+        if (o->json_out) std::cout << result.dump(2) << "\n";
+        return 0;
+    };
+}
+
+}  // namespace crucible::cli

@@ -1,0 +1,39 @@
+// The model shapes the benchmarks share (and bench/torch_train.py builds under the same names).
+#pragma once
+
+#include <vector>
+
+#include "model/config.h"
+
+namespace crucible::cli {
+
+struct BenchShape {
+    const char* name;
+    ModelConfig config;
+    int batch;  // sequences per step
+    int seq;    // tokens per sequence
+};
+
+inline ModelConfig qwen2_shape(int hidden, int layers, int heads, int kv_heads, int ffn, int vocab) {
+    ModelConfig c;
+    c.model_type = "qwen2";
+    c.hidden_size = hidden;
+    c.num_hidden_layers = layers;
+    c.num_attention_heads = heads;
+    c.num_key_value_heads = kv_heads;
+    c.head_dim = hidden / heads;
+    c.intermediate_size = ffn;
+    c.vocab_size = vocab;
+    c.max_position_embeddings = 4096;
+    c.rope_theta = 1e6f;
+    c.tie_word_embeddings = false;
+    return c;
+}
+
+// The shapes bench/torch_train.py builds under the same names.
+inline std::vector<BenchShape> bench_shapes() {
+    return {{"small", qwen2_shape(256, 4, 8, 2, 704, 512), 8, 256},
+            {"medium", qwen2_shape(896, 4, 14, 2, 4864, 32768), 2, 512}};
+}
+
+}  // namespace crucible::cli

@@ -1,0 +1,53 @@
+// Running untrusted code (evolve evaluators, code rewards): one child process tree in fresh
+// user, PID, network, mount, IPC, UTS and cgroup namespaces, with rlimits, a seccomp filter, a
+// wall-clock kill of the whole tree and capped output capture. The comment at the top of
+// sandbox.cpp describes the isolation scheme.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace crucible {
+
+struct SandboxOptions {
+    double cpu_s = 10;                  // RLIMIT_CPU per process: SIGXCPU, then SIGKILL 1 s later
+    double wall_s = 30;                 // wall clock for the whole tree, then SIGKILL to all of it
+    size_t mem_mb = 1024;               // RLIMIT_AS per process (address space, not RSS)
+    int procs = 64;                     // RLIMIT_NPROC: processes of the sandbox user
+    size_t file_mb = 64;                // RLIMIT_FSIZE: largest file it may write
+    int open_files = 256;               // RLIMIT_NOFILE
+    size_t max_output_bytes = 1 << 20;  // per stream; the rest is read and discarded
+    std::filesystem::path scratch;      // the one writable directory (cwd, HOME, TMPDIR);
+                                        // empty: a fresh temporary one, removed afterwards
+    std::vector<std::filesystem::path> read_only;  // extra host paths made visible read-only
+    std::vector<std::pair<std::string, std::string>> env;  // added to the clean environment
+    bool allow_unsafe = false;  // where namespaces are unavailable, run with rlimits + seccomp
+                                // only (no filesystem or network isolation) instead of refusing
+};
+
+struct SandboxResult {
+    int exit_code = -1;       // the command's exit status; -1 when a signal ended it
+    int signal = 0;           // the signal that ended it (SIGKILL after a wall timeout), else 0
+    bool timed_out = false;   // the wall-clock limit fired and the tree was killed
+    bool cpu_limit = false;   // RLIMIT_CPU ended it (SIGXCPU, or SIGKILL past the hard limit)
+    double cpu_s = 0;         // user + system CPU of the whole tree
+    double wall_s = 0;        // from start to the last process reaped
+    long max_rss_kb = 0;      // peak resident set of the largest single process
+    std::string stdout_text;  // at most max_output_bytes each
+    std::string stderr_text;
+    bool stdout_truncated = false;
+    bool stderr_truncated = false;
+    bool isolated = true;  // false: ran without namespaces (allow_unsafe and none available)
+};
+
+// Runs argv (argv[0] resolved on the sandbox's PATH unless it holds a '/') in the sandbox with
+// stdin at /dev/null and a clean environment (PATH, HOME, TMPDIR, LANG + options.env; nothing
+// is inherited, so API keys in the caller's environment stay out). Blocks until every process
+// of the tree is gone; never outlives wall_s by more than about a second. Thread-safe.
+// Throws Error when the sandbox cannot be set up (bad scratch dir, command not found, no
+// namespaces and !allow_unsafe); the command's own failures are reported in the result.
+SandboxResult run_sandboxed(const SandboxOptions& options, const std::vector<std::string>& argv);
+
+}  // namespace crucible
