@@ -14,7 +14,8 @@ struct BenchShape {
     int seq;    // tokens per sequence
 };
 
-inline ModelConfig qwen2_shape(int hidden, int layers, int heads, int kv_heads, int ffn, int vocab) {
+inline ModelConfig qwen2_shape(int hidden, int layers, int heads, int kv_heads, int ffn,
+                               int vocab) {
     ModelConfig c;
     c.model_type = "qwen2";
     c.hidden_size = hidden;
