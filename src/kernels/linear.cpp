@@ -16,7 +16,12 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
         }
         beta = 1.0f;
     }
-    // out (N, OC) = inp (N, C) @ weight^T (C, OC)
+    // out (N, OC) = inp (N, C) @ weight^T (C, OC). A single row (one-sequence decode) is a
+    // matrix-vector product: OpenBLAS 0.3.21's sgemm does not route M = 1 to its faster gemv.
+    if (N == 1) {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, weight, C, inp, 1, beta, out, 1);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, beta,
                 out, OC);
 }
