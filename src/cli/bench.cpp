@@ -97,9 +97,9 @@ StepTiming time_training_step(const BenchShape& shape, int warmup, int steps) {
 
 json run_torch(const std::string& python, const std::string& script, const char* config,
                int threads, int warmup, int steps) {
-    // PyTorch runs with the environment the user gave us, not the wait policy we defaulted.
+    // PyTorch runs with the environment the user gave us, not the spin count we defaulted.
     const char* restore =
-        std::getenv("CRUCIBLE_DEFAULTED_OMP_WAIT_POLICY") ? "env -u OMP_WAIT_POLICY " : "";
+        std::getenv("CRUCIBLE_DEFAULTED_GOMP_SPINCOUNT") ? "env -u GOMP_SPINCOUNT " : "";
     const std::string cmd = restore + python + " " + script + " --config " + config +
                             " --threads " + std::to_string(threads) + " --steps " +
                             std::to_string(steps) + " --warmup " + std::to_string(warmup) + " 2>&1";

@@ -7,21 +7,26 @@
 #include "cli/commands.h"
 #include "core/error.h"
 
-// OpenMP's default wait policy spins at every barrier; when another process shares the cores
-// (the normal case on a shared machine) a spinning thread holds up a descheduled one, and a
-// training step with hundreds of small parallel regions ran 3-4x slower in measurements
-// (docs/PERFORMANCE.md). libgomp reads OMP_WAIT_POLICY when it loads, before main, so the
-// binary re-executes itself once with the passive policy unless the user chose one.
-static void default_to_passive_openmp_waits(char** argv) {
-    if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
-    setenv("OMP_WAIT_POLICY", "passive", 1);
-    setenv("CRUCIBLE_DEFAULTED_OMP_WAIT_POLICY", "1", 1);
+// libgomp's default waits spin for ~300,000 iterations at every barrier. When another process
+// shares the cores (the normal case on a shared machine), the spinning thread holds up a
+// descheduled one and a training step of hundreds of small parallel regions ran 3-4x slower;
+// fully passive waits fix that but make single-sequence decode 5-18x slower (every region then
+// pays a futex wake-up). A short spin (GOMP_SPINCOUNT=3000) measured within 12% of passive
+// under contention and as fast as spinning for decode (docs/PERFORMANCE.md). libgomp reads the
+// variable when it loads, before main, so the binary re-executes itself once with it unless the
+// user chose a policy.
+static void default_to_short_openmp_spins(char** argv) {
+    if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr) {
+        return;
+    }
+    setenv("GOMP_SPINCOUNT", "3000", 1);
+    setenv("CRUCIBLE_DEFAULTED_GOMP_SPINCOUNT", "1", 1);
     execv("/proc/self/exe", argv);
     // exec failed: carry on with the default policy.
 }
 
 int main(int argc, char** argv) {
-    default_to_passive_openmp_waits(argv);
+    default_to_short_openmp_spins(argv);
     CLI::App app{"crucible: train, run and evaluate reasoning language models on CPU"};
     app.require_subcommand(1);
     auto train = crucible::cli::add_train(app);
