@@ -152,3 +152,77 @@ TEST(SftTrainer, ExampleConfigsRun) {
 
 }  // namespace
 }  // namespace crucible
+
+#include "tokenizer/byte_tokenizer.h"
+#include "tokenizer/text_tokenizer.h"
+
+namespace crucible {
+namespace {
+
+// A model folder with its own BPE tokenizer.json: the trainer tokenizes with it (a merge
+// "a"+"b" -> id 256, eos "<eos>" = 257 from tokenizer_config.json) and its checkpoints carry
+// the same tokenizer files.
+TEST(SftTrainer, TrainsWithTheModelFoldersOwnTokenizer) {
+    const fs::path dir = fresh_dir("bpe");
+    const fs::path model_dir = dir / "model";
+    fs::create_directories(model_dir);
+    ModelConfig c;
+    c.vocab_size = 264;
+    c.hidden_size = 32;
+    c.intermediate_size = 48;
+    c.num_hidden_layers = 1;
+    c.num_attention_heads = 4;
+    c.num_key_value_heads = 2;
+    c.head_dim = 8;
+    c.max_position_embeddings = 64;
+    Model m(c);
+    m.init_random(1);
+    save_model(m, model_dir);
+    nlohmann::json vocab = nlohmann::json::object();
+    for (int b = 0; b < 256; b++) vocab[byte_level_char(static_cast<uint8_t>(b))] = b;
+    vocab["ab"] = 256;
+    const nlohmann::json byte_level = {{"type", "ByteLevel"},
+                                       {"add_prefix_space", false},
+                                       {"trim_offsets", false},
+                                       {"use_regex", false}};
+    const nlohmann::json tok = {
+        {"version", "1.0"},
+        {"added_tokens",
+         {{{"id", 257},
+           {"content", "<eos>"},
+           {"single_word", false},
+           {"lstrip", false},
+           {"rstrip", false},
+           {"normalized", false},
+           {"special", true}}}},
+        {"normalizer", nullptr},
+        {"pre_tokenizer", byte_level},
+        {"decoder", byte_level},
+        {"model",
+         {{"type", "BPE"},
+          {"vocab", vocab},
+          {"merges", nlohmann::json::array({nlohmann::json::array({"a", "b"})})}}}};
+    write_file_durable(model_dir / "tokenizer.json", tok.dump());
+    write_file_durable(model_dir / "tokenizer_config.json", R"({"eos_token": "<eos>"})");
+    const TextTokenizer t = load_text_tokenizer(model_dir);
+    EXPECT_EQ(t.encode("xab"), (std::vector<int32_t>{'x', 256}));
+    EXPECT_EQ(t.eos, 257);
+    const SftExample ex = make_prompt_completion(t, "q", "ab");
+    EXPECT_EQ(ex.tokens, (std::vector<int32_t>{'q', 256, 257}));
+
+    write_file_durable(dir / "data.jsonl", "{\"prompt\": \"ab=\", \"completion\": \"ab\"}\n");
+    Config cfg = tiny(dir, "run");
+    cfg.set("model.path=" + model_dir.string());
+    cfg.set("data.train=" + (dir / "data.jsonl").string());
+    cfg.set("data.eval=\"\"");
+    cfg.set("train.steps=2");
+    std::ostringstream log;
+    SftTrainer trainer(cfg, false, log);
+    trainer.run();
+    EXPECT_EQ(read_file(trainer.checkpoint_dir(2) / "tokenizer.json"),
+              read_file(model_dir / "tokenizer.json"));
+    fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace crucible

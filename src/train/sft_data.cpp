@@ -10,7 +10,7 @@ namespace crucible {
 
 using nlohmann::json;
 
-SftExample make_prompt_completion(const ByteTokenizer& tok, const std::string& prompt,
+SftExample make_prompt_completion(const TextTokenizer& tok, const std::string& prompt,
                                   const std::string& completion) {
     SftExample ex;
     ex.prompt = prompt;
@@ -23,7 +23,7 @@ SftExample make_prompt_completion(const ByteTokenizer& tok, const std::string& p
         ex.tokens.push_back(id);
         ex.target.push_back(1);
     }
-    ex.tokens.push_back(ByteTokenizer::kEndOfText);
+    ex.tokens.push_back(tok.eos);
     ex.target.push_back(1);
     return ex;
 }
@@ -39,7 +39,7 @@ std::string string_field(const json& obj, const char* key, const std::string& wh
     return it->get<std::string>();
 }
 
-SftExample make_chat(const ByteTokenizer& tok, const json& messages, const std::string& where) {
+SftExample make_chat(const TextTokenizer& tok, const json& messages, const std::string& where) {
     if (!messages.is_array() || messages.empty()) {
         throw Error(where + ": field 'messages' must be a non-empty array");
     }
@@ -55,7 +55,7 @@ SftExample make_chat(const ByteTokenizer& tok, const json& messages, const std::
     }
     if (!has_assistant) throw Error(where + ": 'messages' has no assistant turn to train on");
     SftExample ex;
-    for (const TextSegment& seg : render_chatml(chat, false)) {
+    for (const TextSegment& seg : render_chat(tok.chat, chat, false)) {
         for (int32_t id : tok.encode(seg.text)) {
             ex.tokens.push_back(id);
             ex.target.push_back(seg.train ? 1 : 0);
@@ -66,7 +66,7 @@ SftExample make_chat(const ByteTokenizer& tok, const json& messages, const std::
 
 }  // namespace
 
-SftDataset load_sft_jsonl(const std::string& path, const ByteTokenizer& tok, int max_seq_len) {
+SftDataset load_sft_jsonl(const std::string& path, const TextTokenizer& tok, int max_seq_len) {
     std::ifstream in(path);
     if (!in) throw Error(path + ": cannot open dataset");
     SftDataset ds;
@@ -108,7 +108,7 @@ SftDataset load_sft_jsonl(const std::string& path, const ByteTokenizer& tok, int
 }
 
 SftDataset builtin_sft_dataset(const std::string& spec, bool eval_split, int n_train, int n_eval,
-                               uint64_t seed, const ByteTokenizer& tok) {
+                               uint64_t seed, const TextTokenizer& tok) {
     std::vector<PromptCompletion> train, eval;
     SftDataset ds;
     if (spec == "builtin:countdown") {

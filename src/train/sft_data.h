@@ -8,7 +8,7 @@
 
 #include "env/countdown.h"
 #include "model/model.h"
-#include "tokenizer/byte_tokenizer.h"
+#include "tokenizer/text_tokenizer.h"
 
 namespace crucible {
 
@@ -25,19 +25,19 @@ struct SftDataset {
     int64_t truncated = 0;  // examples cut to max_seq_len
 };
 
-// prompt tokens (not trained) + completion tokens + <|endoftext|> (trained).
-SftExample make_prompt_completion(const ByteTokenizer& tok, const std::string& prompt,
+// prompt tokens (not trained) + completion tokens + the tokenizer's eos (trained).
+SftExample make_prompt_completion(const TextTokenizer& tok, const std::string& prompt,
                                   const std::string& completion);
 
 // Reads a JSONL file. Each line is {"prompt": str, "completion": str} or
 // {"messages": [{"role": str, "content": str}, ...]}; other fields are ignored. Throws
 // Error("FILE:LINE: ...") naming the field for malformed lines. Examples longer than
 // max_seq_len + 1 tokens are truncated and counted.
-SftDataset load_sft_jsonl(const std::string& path, const ByteTokenizer& tok, int max_seq_len);
+SftDataset load_sft_jsonl(const std::string& path, const TextTokenizer& tok, int max_seq_len);
 
 // "builtin:countdown" or "builtin:addition": the train or eval split of a built-in task.
 SftDataset builtin_sft_dataset(const std::string& spec, bool eval_split, int n_train, int n_eval,
-                               uint64_t seed, const ByteTokenizer& tok);
+                               uint64_t seed, const TextTokenizer& tok);
 
 // Appends an example to a packed batch as inputs tokens[0..n-2] predicting tokens[1..n-1];
 // each trained target gets loss weight `weight`.

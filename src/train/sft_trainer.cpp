@@ -70,7 +70,7 @@ std::string format_duration(double s) {
     return buf;
 }
 
-SftDataset load_dataset(const Config& cfg, bool eval_split, const ByteTokenizer& tok) {
+SftDataset load_dataset(const Config& cfg, bool eval_split, const TextTokenizer& tok) {
     const std::string spec = cfg.get_string(eval_split ? "data.eval" : "data.train");
     if (spec.rfind("builtin:", 0) == 0) {
         return builtin_sft_dataset(
@@ -140,6 +140,11 @@ SftTrainer::SftTrainer(const Config& config, bool resume, std::ostream& log)
     }
     schedule_ = sched == "cosine" ? kernels::LrSchedule::Cosine : kernels::LrSchedule::Constant;
 
+    // A model folder with a tokenizer.json brings its tokenizer; new models use bytes.
+    const std::string start_from = config_.get_string("model.path");
+    tokenizer_ = !start_from.empty() && fs::exists(fs::path(start_from) / "tokenizer.json")
+                     ? load_text_tokenizer(start_from)
+                     : TextTokenizer(ByteTokenizer());
     train_ = load_dataset(config_, false, tokenizer_);
     if (!config_.get_string("data.eval").empty()) eval_ = load_dataset(config_, true, tokenizer_);
     if (train_.truncated > 0) {
@@ -187,10 +192,10 @@ SftTrainer::SftTrainer(const Config& config, bool resume, std::ostream& log)
         adam_v_.assign(model_->num_params(), 0.0f);
         std::ofstream(run_dir_ / "metrics.jsonl", std::ios::trunc);
     }
-    if (model_->config().vocab_size < ByteTokenizer::kVocabSize) {
+    if (model_->config().vocab_size < tokenizer_.vocab_size) {
         throw Error("model vocab_size " + std::to_string(model_->config().vocab_size) +
-                    " is smaller than the byte tokenizer's " +
-                    std::to_string(ByteTokenizer::kVocabSize));
+                    " is smaller than the tokenizer's " + std::to_string(tokenizer_.vocab_size) +
+                    " ids");
     }
     // Drop half-written checkpoints from a killed run; they were never published.
     for (const auto& e : fs::directory_iterator(ckpt_root)) {
@@ -349,12 +354,11 @@ EvalResult SftTrainer::evaluate() {
     }
     if (prompts.empty()) return r;
     const auto outs = greedy_generate_reference(
-        *model_, prompts, (int)config_.get_int("train.max_new_tokens"), ByteTokenizer::kEndOfText);
+        *model_, prompts, (int)config_.get_int("train.max_new_tokens"), tokenizer_.eos);
     double correct = 0;
     for (size_t i = 0; i < outs.size(); i++) {
         std::vector<int32_t> ids = outs[i];
-        if (!ids.empty() && ids.back() == ByteTokenizer::kEndOfText) ids.pop_back();
-        for (int32_t& id : ids) id = id < ByteTokenizer::kVocabSize ? id : '?';
+        if (!ids.empty() && ids.back() == tokenizer_.eos) ids.pop_back();
         const std::string text = tokenizer_.decode(ids);
         const SftExample& ex = eval_.examples[i];
         correct += eval_.task == "countdown" ? countdown_reward(ex.prompt, text)
@@ -371,7 +375,15 @@ void SftTrainer::save_checkpoint() {
     fs::remove_all(tmp);
     fs::create_directories(tmp);
     save_model(*model_, tmp);
-    ByteTokenizer::save_hf_files(tmp, model_->config().max_position_embeddings);
+    if (tokenizer_.byte_level) {
+        ByteTokenizer::save_hf_files(tmp, model_->config().max_position_embeddings);
+    } else {  // the folder's own tokenizer files travel with the weights
+        const fs::path from(config_.get_string("model.path"));
+        for (const char* f : {"tokenizer.json", "tokenizer_config.json", "generation_config.json",
+                              "special_tokens_map.json", "vocab.json", "merges.txt"}) {
+            if (fs::exists(from / f)) write_file_durable(tmp / f, read_file(from / f));
+        }
+    }
     std::vector<TensorToWrite> opt;
     for (const TensorInfo& t : model_->tensors()) {
         opt.push_back({"exp_avg." + t.name, t.shape, adam_m_.data() + t.offset});

@@ -12,7 +12,7 @@
 #include "core/config.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
-#include "tokenizer/byte_tokenizer.h"
+#include "tokenizer/text_tokenizer.h"
 #include "train/sft_data.h"
 
 namespace crucible {
@@ -56,7 +56,7 @@ class SftTrainer {
     const Config config_;
     std::ostream& log_;
     std::filesystem::path run_dir_;
-    ByteTokenizer tokenizer_;
+    TextTokenizer tokenizer_;  // the model folder's tokenizer.json, else the byte tokenizer
     std::unique_ptr<Model> model_;
     SftDataset train_, eval_;
     std::vector<float> adam_m_, adam_v_;

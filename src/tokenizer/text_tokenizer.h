@@ -1,0 +1,35 @@
+// What training and evaluation need from a tokenizer, whichever kind a model folder has:
+// Crucible's byte tokenizer or a Hugging Face tokenizer.json.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tokenizer/byte_tokenizer.h"
+#include "tokenizer/chat_template.h"
+
+namespace crucible {
+
+struct TextTokenizer {
+    std::function<std::vector<int32_t>(std::string_view)> encode;
+    std::function<std::string(const std::vector<int32_t>&)> decode;
+    int32_t eos = -1;    // closes every trained completion
+    int vocab_size = 0;  // largest id in use + 1
+    ChatFormat chat = ChatFormat::ChatML;
+    bool byte_level = false;  // Crucible's own byte tokenizer (checkpoints write its files)
+
+    TextTokenizer() = default;
+    // The byte tokenizer (implicit, so byte-tokenizer callers need no change).
+    TextTokenizer(const ByteTokenizer& byte);  // NOLINT(google-explicit-constructor)
+};
+
+// The tokenizer of a model folder: tokenizer.json (byte-level BPE), the end-of-sequence token
+// from tokenizer_config.json's eos_token (else generation_config.json's eos_token_id), the chat
+// format from its chat_template (ChatML when there is none). Throws Error naming the file.
+TextTokenizer load_text_tokenizer(const std::filesystem::path& dir);
+
+}  // namespace crucible
