@@ -796,3 +796,28 @@ TEST(CheckpointIoModelConfig, BadFieldsNameTheField) {
 
 }  // namespace
 }  // namespace crucible
+
+namespace crucible {
+namespace {
+
+// BF16 writing rounds to nearest even, as torch's .to(torch.bfloat16) does; values worked by
+// hand: 1.0 = 0x3F80, -2.5 = 0xC020, 0.5 = 0x3F00, 1 + 2^-8 is a tie and rounds to even
+// (0x3F80), 1 + 3*2^-9 is above the tie (0x3F81).
+TEST(CheckpointIoSafetensors, Bf16WritingRoundsToNearestEven) {
+    const std::vector<float> x = {1.0f, -2.5f, 0.5f, 1.00390625f, 1.005859375f};
+    const std::string bytes = safetensors_serialize({{"x", {5}, x.data(), DType::BF16}}, {});
+    const uint16_t want[] = {0x3F80, 0xC020, 0x3F00, 0x3F80, 0x3F81};
+    const size_t data = bytes.size() - 10;
+    for (int i = 0; i < 5; i++) {
+        const uint16_t got =
+            static_cast<uint8_t>(bytes[data + 2 * i]) |
+            static_cast<uint16_t>(static_cast<uint8_t>(bytes[data + 2 * i + 1]) << 8);
+        EXPECT_EQ(got, want[i]) << i;
+    }
+    const auto parsed =
+        parse_safetensors(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "mem");
+    EXPECT_EQ(parsed.tensors.at("x").dtype, DType::BF16);
+}
+
+}  // namespace
+}  // namespace crucible
