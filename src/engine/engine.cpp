@@ -36,9 +36,15 @@ struct Engine::Row {
 Engine::Engine(Model& model, EngineOptions options) : model_(model), options_(std::move(options)) {
     const ModelConfig& c = model_.config();
     if (options_.kv_blocks <= 0) {
-        const int per_seq =
-            (c.max_position_embeddings + KvCache::kBlockSize - 1) / KvCache::kBlockSize;
-        options_.kv_blocks = std::min(per_seq * std::max(1, options_.max_batch_seqs), 1 << 16);
+        // Enough for max_batch_seqs full contexts, but within a memory budget (a real model's
+        // 32k context would otherwise ask for tens of GB); at least one full context.
+        const int B = KvCache::kBlockSize;
+        const int per_seq = (c.max_position_embeddings + B - 1) / B;
+        const double block_bytes = 2.0 * c.num_hidden_layers * B * c.kv_dim() * sizeof(float);
+        const int budget = static_cast<int>(options_.kv_budget_bytes / block_bytes);
+        const int64_t want = (int64_t)per_seq * std::max(1, options_.max_batch_seqs);
+        options_.kv_blocks =
+            static_cast<int>(std::max<int64_t>(per_seq, std::min<int64_t>(want, budget)));
     }
     cache_ = std::make_unique<KvCache>(c, options_.kv_blocks);
 }

@@ -39,9 +39,10 @@ struct GeneratedSequence {
 };
 
 struct EngineOptions {
-    int kv_blocks = 0;           // 0: enough for max_batch_seqs sequences of the full context
-    int max_batch_tokens = 512;  // rows per forward pass (decode tokens + prefill chunks)
-    int max_batch_seqs = 256;    // sequences decoding at once
+    int kv_blocks = 0;             // 0: max_batch_seqs full contexts, capped by kv_budget_bytes
+    double kv_budget_bytes = 2e9;  // default KV pool size limit (fp32 K and V, all layers)
+    int max_batch_tokens = 512;    // rows per forward pass (decode tokens + prefill chunks)
+    int max_batch_seqs = 256;      // sequences decoding at once
     // Turns completion ids into text, for stop strings (none: stop strings are ignored).
     std::function<std::string(const std::vector<int32_t>&)> detokenize;
 };
