@@ -24,62 +24,17 @@
 #include "model/config.h"
 #include "model/model.h"
 #include "model/safetensors.h"
+#include "test_util.h"
 
 namespace crucible {
 namespace {
 
+using testutil::error_of;
+using testutil::slurp;
+using testutil::TempDir;
+
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-// A fresh directory under the test temp dir, removed with everything in it at scope exit.
-class TempDir {
-  public:
-    TempDir() {
-        static std::atomic<int> counter{0};
-        const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-        path_ = fs::path(::testing::TempDir()) /
-                ("crucible_ckpt_" + std::string(info ? info->name() : "x") + "_" +
-                 std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::remove_all(path_);
-        fs::create_directories(path_);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-
-    const fs::path& path() const { return path_; }
-    fs::path write(const std::string& name, const std::string& bytes) const {
-        const fs::path p = path_ / name;
-        std::ofstream out(p, std::ios::binary);
-        out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-        return p;
-    }
-
-  private:
-    fs::path path_;
-};
-
-std::string slurp(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-template <typename F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    } catch (const std::exception& e) {
-        ADD_FAILURE() << "expected crucible::Error, got another exception: " << e.what();
-        return {};
-    }
-    ADD_FAILURE() << "expected crucible::Error, nothing was thrown";
-    return {};
-}
 
 std::string le64(uint64_t v) {
     std::string s;

@@ -15,59 +15,17 @@
 #include <vector>
 
 #include "core/error.h"
+#include "test_util.h"
 #include "train/sft_config.h"
 
 namespace crucible {
 namespace {
 
+using testutil::error_of;
+using testutil::slurp;
+using testutil::TempDir;
+
 namespace fs = std::filesystem;
-
-// A fresh directory under the test temp dir, removed with everything in it at scope exit.
-class TempDir {
-  public:
-    TempDir() {
-        static std::atomic<int> counter{0};
-        const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-        path_ = fs::path(::testing::TempDir()) /
-                ("crucible_config_" + std::string(info ? info->name() : "x") + "_" +
-                 std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::remove_all(path_);
-        fs::create_directories(path_);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-
-    // Writes `text` to a file called `name` inside the directory and returns its path.
-    std::string write(const std::string& name, const std::string& text) const {
-        const fs::path p = path_ / name;
-        std::ofstream out(p, std::ios::binary);
-        out << text;
-        return p.string();
-    }
-
-  private:
-    fs::path path_;
-};
-
-// The message of the crucible::Error thrown by f(), or a failure if it throws nothing (or
-// something else).
-template <typename F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    } catch (const std::exception& e) {
-        ADD_FAILURE() << "expected crucible::Error, got another exception: " << e.what();
-        return {};
-    }
-    ADD_FAILURE() << "expected crucible::Error, nothing was thrown";
-    return {};
-}
 
 std::vector<std::string> sorted(std::vector<std::string> v) {
     std::sort(v.begin(), v.end());
@@ -283,7 +241,7 @@ TEST(ConfigMergeFile, NonScalarKeyIsACrucibleError) {
 TEST(ConfigMergeFile, MissingFileNamesThePath) {
     TempDir dir;
     Config c = sft();
-    const std::string path = dir.write("exists.yaml", "") + ".missing";
+    const std::string path = dir.write("exists.yaml", "").string() + ".missing";
     EXPECT_NE(error_of([&] { c.merge_file(path); }).find(path), std::string::npos);
 }
 

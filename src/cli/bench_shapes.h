@@ -1,6 +1,8 @@
-// The model shapes the benchmarks share (and bench/torch_train.py builds under the same names).
+// What the benchmarks share: the model shapes (bench/torch_train.py builds them under the same
+// names) and the median of repeated timings.
 #pragma once
 
+#include <algorithm>
 #include <vector>
 
 #include "model/config.h"
@@ -35,6 +37,13 @@ inline ModelConfig qwen2_shape(int hidden, int layers, int heads, int kv_heads, 
 inline std::vector<BenchShape> bench_shapes() {
     return {{"small", qwen2_shape(256, 4, 8, 2, 704, 512), 8, 256},
             {"medium", qwen2_shape(896, 4, 14, 2, 4864, 32768), 2, 512}};
+}
+
+// The median of timings (the middle value, or the mean of the two middle ones).
+inline double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 }  // namespace crucible::cli

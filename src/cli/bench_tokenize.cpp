@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/bench_shapes.h"
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/file_io.h"
@@ -25,12 +26,6 @@ using nlohmann::json;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double median_of(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const size_t n = v.size();
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 // The corpus texts joined by newlines, `repeat` times over, cut into chunks of about
 // `chunk_bytes` at text boundaries: documents the size of a prompt or a file.
@@ -106,7 +101,7 @@ std::function<int()> add_bench_tokenize(CLI::App& bench) {
         pass(&tokens);  // warm-up: fills the word cache, as HF's warm-up fills its own
         std::vector<double> times;
         for (int i = 0; i < opt->runs; i++) times.push_back(pass(nullptr));
-        const double s = median_of(times);
+        const double s = median(times);
         json result = {
             {"tokenizer", opt->tokenizer},
             {"bytes", bytes},
