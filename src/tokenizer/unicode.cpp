@@ -16,6 +16,27 @@ bool is_ascii(std::string_view s) {
 
 namespace {
 
+// For a lead byte `c` of a well-formed UTF-8 sequence: its length and the allowed range of the
+// second byte (Unicode Table 3-7). False when `c` cannot start a sequence.
+static bool utf8_lead(uint8_t c, size_t* n, uint8_t* lo, uint8_t* hi) {
+    *lo = 0x80;
+    *hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+        *n = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        *n = 3;
+        if (c == 0xE0) *lo = 0xA0;
+        if (c == 0xED) *hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        *n = 4;
+        if (c == 0xF0) *lo = 0x90;
+        if (c == 0xF4) *hi = 0x8F;
+    } else {
+        return false;
+    }
+    return true;
+}
+
 // Length of the well-formed sequence starting at s[i] (1-4), or 0 when s[i] starts an
 // ill-formed one; `partial` is set when the bytes are a well-formed but truncated prefix.
 size_t utf8_sequence_length(std::string_view s, size_t i, bool* partial) {
@@ -24,20 +45,8 @@ size_t utf8_sequence_length(std::string_view s, size_t i, bool* partial) {
     const uint8_t c = b(0);
     if (c < 0x80) return 1;
     size_t n;
-    uint8_t lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else {
-        return 0;
-    }
+    uint8_t lo, hi;  // allowed range of the second byte
+    if (!utf8_lead(c, &n, &lo, &hi)) return 0;
     for (size_t k = 1; k < n; k++) {
         if (i + k >= s.size()) {
             if (partial) *partial = true;
@@ -53,20 +62,8 @@ size_t utf8_sequence_length(std::string_view s, size_t i, bool* partial) {
 size_t utf8_invalid_length(std::string_view s, size_t i) {
     const uint8_t c = static_cast<uint8_t>(s[i]);
     size_t n;
-    uint8_t lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else {
-        return 1;
-    }
+    uint8_t lo, hi;
+    if (!utf8_lead(c, &n, &lo, &hi)) return 1;
     size_t k = 1;
     for (; k < n && i + k < s.size(); k++) {
         const uint8_t x = static_cast<uint8_t>(s[i + k]);
