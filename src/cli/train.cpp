@@ -1,62 +1,98 @@
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "cli/commands.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "rl/rl_config.h"
+#include "rl/rl_trainer.h"
 #include "train/sft_config.h"
 #include "train/sft_trainer.h"
 
 namespace crucible::cli {
 
+namespace {
+
+struct TrainOptions {
+    std::string config;
+    std::vector<std::string> sets;
+    std::string resume;
+    bool print_config = false;
+};
+
+void add_common_options(CLI::App* cmd, TrainOptions* opt, const char* example) {
+    cmd->add_option("--config", opt->config, std::string("YAML config (see ") + example + ")")
+        ->check(CLI::ExistingFile);
+    cmd->add_option("--set", opt->sets, "override a config key: key.path=value (repeatable)");
+    cmd->add_option("--resume", opt->resume,
+                    "RUN_DIR: continue that run from its latest checkpoint, exactly as if it had "
+                    "never stopped (its config.yaml is the config)")
+        ->check(CLI::ExistingDirectory);
+    cmd->add_flag("--print-config", opt->print_config,
+                  "print the effective config (defaults, file, overrides) and exit");
+}
+
+// Defaults, then (on resume) the run's own config.yaml, then --config, then --set.
+Config effective_config(const char* defaults, const TrainOptions& opt) {
+    Config config(defaults);
+    if (!opt.resume.empty()) {
+        // The run's own effective config; --config/--set may only restate it.
+        config.merge_file((std::filesystem::path(opt.resume) / "config.yaml").string());
+    }
+    if (!opt.config.empty()) config.merge_file(opt.config);
+    for (const std::string& s : opt.sets) config.set(s);
+    if (!opt.resume.empty()) {
+        const std::filesystem::path dir(opt.resume);
+        const std::filesystem::path named =
+            std::filesystem::path(config.get_string("run.dir")) / config.get_string("run.name");
+        if (!std::filesystem::exists(named) || !std::filesystem::equivalent(named, dir)) {
+            throw Error("--resume " + opt.resume + ": its config.yaml names run folder " +
+                        named.string() + "; run from the folder the run was started in");
+        }
+    }
+    return config;
+}
+
+}  // namespace
+
 std::function<int()> add_train(CLI::App& app) {
-    CLI::App* train = app.add_subcommand("train", "Train a model (sft)");
+    CLI::App* train = app.add_subcommand("train", "Train a model (sft, rl)");
     train->require_subcommand(1);
     CLI::App* sft = train->add_subcommand(
         "sft",
         "Supervised fine-tuning on JSONL or a built-in task (defaults: the built-in "
         "Countdown task on the default ~1.6M-parameter byte-level model)");
-    struct Options {
-        std::string config;
-        std::vector<std::string> sets;
-        std::string resume;
-        bool print_config = false;
-    };
-    auto opt = std::make_shared<Options>();
-    sft->add_option("--config", opt->config, "YAML config (see examples/sft_countdown.yaml)")
-        ->check(CLI::ExistingFile);
-    sft->add_option("--set", opt->sets, "override a config key: key.path=value (repeatable)");
-    sft->add_option("--resume", opt->resume,
-                    "RUN_DIR: continue that run from its latest checkpoint, exactly as if it had "
-                    "never stopped (its config.yaml is the config)")
-        ->check(CLI::ExistingDirectory);
-    sft->add_flag("--print-config", opt->print_config,
-                  "print the effective config (defaults, file, overrides) and exit");
-    return [opt]() {
-        Config config(kSftConfigDefaults);
-        if (!opt->resume.empty()) {
-            // The run's own effective config; --config/--set may only restate it.
-            config.merge_file((std::filesystem::path(opt->resume) / "config.yaml").string());
-        }
-        if (!opt->config.empty()) config.merge_file(opt->config);
-        for (const std::string& s : opt->sets) config.set(s);
-        if (!opt->resume.empty()) {
-            const std::filesystem::path dir(opt->resume);
-            const std::filesystem::path named =
-                std::filesystem::path(config.get_string("run.dir")) / config.get_string("run.name");
-            if (!std::filesystem::exists(named) || !std::filesystem::equivalent(named, dir)) {
-                throw Error("--resume " + opt->resume + ": its config.yaml names run folder " +
-                            named.string() + "; run from the folder the run was started in");
+    CLI::App* rl = train->add_subcommand(
+        "rl",
+        "Reinforcement learning with verifiable rewards (GRPO, DAPO, Dr. GRPO, GSPO; see "
+        "examples/rl_*.yaml and docs/RL.md)");
+    auto sft_opt = std::make_shared<TrainOptions>();
+    auto rl_opt = std::make_shared<TrainOptions>();
+    add_common_options(sft, sft_opt.get(), "examples/sft_countdown.yaml");
+    add_common_options(rl, rl_opt.get(), "examples/rl_dapo.yaml");
+    return [sft, sft_opt, rl_opt]() {
+        if (sft->parsed()) {
+            Config config = effective_config(kSftConfigDefaults, *sft_opt);
+            if (sft_opt->print_config) {
+                std::cout << config.dump();
+                return 0;
             }
+            resolve_run_name(config);
+            SftTrainer trainer(config, !sft_opt->resume.empty(), std::cout);
+            trainer.run();
+            std::cout << "done: " << trainer.checkpoint_dir(trainer.step()).string() << "\n";
+            return 0;
         }
-        if (opt->print_config) {
+        Config config = effective_config(kRlConfigDefaults, *rl_opt);
+        if (rl_opt->print_config) {
             std::cout << config.dump();
             return 0;
         }
-        resolve_run_name(config);
-        SftTrainer trainer(config, !opt->resume.empty(), std::cout);
+        rl::resolve_rl_run_name(config);
+        rl::RlTrainer trainer(config, !rl_opt->resume.empty(), std::cout);
         trainer.run();
         std::cout << "done: " << trainer.checkpoint_dir(trainer.step()).string() << "\n";
         return 0;

@@ -15,6 +15,7 @@
 #include "engine/reference_generate.h"
 #include "model/checkpoint.h"
 #include "model/safetensors.h"
+#include "train/run_folder.h"
 #include "train/sft_config.h"
 
 namespace crucible {
@@ -41,33 +42,6 @@ uint64_t dataset_hash(const SftDataset& ds) {
             mix((uint64_t)ex.tokens[i] * 2 + ex.target[i]);
     }
     return h;
-}
-
-// The highest step-N folder under `dir` that holds a complete checkpoint, or -1.
-int64_t latest_checkpoint(const fs::path& dir) {
-    int64_t best = -1;
-    if (!fs::exists(dir)) return best;
-    for (const auto& e : fs::directory_iterator(dir)) {
-        const std::string name = e.path().filename().string();
-        if (name.rfind("step-", 0) != 0) continue;
-        if (!fs::exists(e.path() / "trainer_state.json")) continue;
-        try {
-            best = std::max<int64_t>(best, std::stoll(name.substr(5)));
-        } catch (const std::exception&) {
-        }
-    }
-    return best;
-}
-
-std::string format_duration(double s) {
-    char buf[32];
-    const long t = static_cast<long>(s + 0.5);
-    if (t >= 3600) {
-        std::snprintf(buf, sizeof buf, "%ldh%02ldm", t / 3600, (t / 60) % 60);
-    } else {
-        std::snprintf(buf, sizeof buf, "%ldm%02lds", t / 60, t % 60);
-    }
-    return buf;
 }
 
 SftDataset load_dataset(const Config& cfg, bool eval_split, const TextTokenizer& tok) {
@@ -198,24 +172,9 @@ SftTrainer::SftTrainer(const Config& config, bool resume, std::ostream& log)
                     " ids");
     }
     // Drop half-written checkpoints from a killed run; they were never published.
-    for (const auto& e : fs::directory_iterator(ckpt_root)) {
-        if (e.path().filename().string().rfind(".tmp-", 0) == 0) fs::remove_all(e.path());
-    }
+    remove_unpublished_checkpoints(ckpt_root);
     // A resumed run forgets metrics logged after its checkpoint: those steps run again.
-    const fs::path metrics = run_dir_ / "metrics.jsonl";
-    if (resume && fs::exists(metrics)) {
-        std::ifstream in(metrics);
-        std::string line, kept;
-        while (std::getline(in, line)) {
-            try {
-                if (json::parse(line).value("step", INT64_MAX) <= step_) kept += line + "\n";
-            } catch (const json::exception&) {
-                break;  // a torn last line from the kill
-            }
-        }
-        in.close();
-        write_file_durable(metrics, kept);
-    }
+    if (resume) truncate_jsonl_after_step(run_dir_ / "metrics.jsonl", step_);
     const int64_t params = static_cast<int64_t>(model_->num_params());
     log_ << "model: " << model_->config().model_type << ", " << params << " parameters; train "
          << train_.examples.size() << " examples, eval " << eval_.examples.size()
@@ -378,18 +337,9 @@ void SftTrainer::save_checkpoint() {
     if (tokenizer_.byte_level) {
         ByteTokenizer::save_hf_files(tmp, model_->config().max_position_embeddings);
     } else {  // the folder's own tokenizer files travel with the weights
-        const fs::path from(config_.get_string("model.path"));
-        for (const char* f : {"tokenizer.json", "tokenizer_config.json", "generation_config.json",
-                              "special_tokens_map.json", "vocab.json", "merges.txt"}) {
-            if (fs::exists(from / f)) write_file_durable(tmp / f, read_file(from / f));
-        }
+        copy_tokenizer_files(config_.get_string("model.path"), tmp);
     }
-    std::vector<TensorToWrite> opt;
-    for (const TensorInfo& t : model_->tensors()) {
-        opt.push_back({"exp_avg." + t.name, t.shape, adam_m_.data() + t.offset});
-        opt.push_back({"exp_avg_sq." + t.name, t.shape, adam_v_.data() + t.offset});
-    }
-    write_file_durable(tmp / "optimizer.safetensors", safetensors_serialize(opt, {}));
+    save_optimizer_state(*model_, adam_m_, adam_v_, tmp / "optimizer.safetensors");
     const json state = {{"format", "crucible-sft-state-1"},
                         {"step", step_},
                         {"seed", seed_},
@@ -422,18 +372,7 @@ void SftTrainer::load_checkpoint(const fs::path& dir) {
                     "was trained on; resuming would not continue it exactly");
     }
     model_ = load_model(dir);
-    adam_m_.assign(model_->num_params(), 0.0f);
-    adam_v_.assign(model_->num_params(), 0.0f);
-    const SafetensorsFile opt(dir / "optimizer.safetensors");
-    for (const TensorInfo& t : model_->tensors()) {
-        const SafeTensor& m = opt.at("exp_avg." + t.name);
-        const SafeTensor& v = opt.at("exp_avg_sq." + t.name);
-        if (m.numel() != t.numel || v.numel() != t.numel) {
-            throw Error(opt.path() + ": optimizer state for '" + t.name + "' has the wrong size");
-        }
-        m.to_f32(adam_m_.data() + t.offset);
-        v.to_f32(adam_v_.data() + t.offset);
-    }
+    load_optimizer_state(*model_, dir / "optimizer.safetensors", &adam_m_, &adam_v_);
     step_ = state["step"].get<int64_t>();
 }
 

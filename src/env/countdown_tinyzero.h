@@ -1,0 +1,40 @@
+// Countdown with TinyZero's rules (Jiayi Pan et al., TinyZero, 2025): reach a target with
+// + - * / and parentheses, using each given number exactly once; the model shows its work in
+// <think> tags and gives the equation in <answer> tags. Reward (TinyZero's compute_score):
+// 1 for a correct equation in the last <answer>, 0.1 for an answer that is there but wrong
+// (bad characters, wrong numbers, does not evaluate, misses the target), 0 for no answer.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace crucible {
+
+struct CountdownProblem {
+    std::vector<int> numbers;  // 3 or 4 numbers, 1..99
+    int target = 0;            // reachable: some expression over the numbers produces it
+};
+
+// The user-facing question and the base-model prompt that opens the <think> block.
+std::string countdown_question(const CountdownProblem& p);
+std::string countdown_base_prompt(const CountdownProblem& p);
+
+// `n_eval` held-out problems, then `n_train` others. Deterministic in `seed`.
+void countdown_tinyzero_split(int n_train, int n_eval, uint64_t seed,
+                              std::vector<CountdownProblem>* train,
+                              std::vector<CountdownProblem>* eval);
+
+// The text inside the last <answer>...</answer>, if any.
+std::optional<std::string> last_answer_tag(std::string_view completion);
+
+// Evaluates an arithmetic expression over + - * / and parentheses (doubles); nullopt when it
+// does not parse, has other characters or divides by zero. `numbers` receives its integers.
+std::optional<double> evaluate_arithmetic(std::string_view expr, std::vector<int>* numbers);
+
+// TinyZero's score: 0, 0.1 or 1 (see above).
+double countdown_tinyzero_reward(const CountdownProblem& p, std::string_view completion);
+
+}  // namespace crucible

@@ -1,0 +1,71 @@
+// The RL configuration schema: every key `crucible train rl` accepts, with its default. The
+// defaults are DAPO's recipe (clip-higher, token-mean loss, dynamic sampling, no KL) sized for
+// the built-in Countdown task on the default byte-level model; examples/rl_*.yaml are the
+// presets. A config file and --set may change values but not add keys or change types.
+#pragma once
+
+namespace crucible {
+
+inline constexpr const char* kRlConfigDefaults = R"(
+run:
+  name: ""                  # the run folder is <dir>/<name>; empty: rl-<UTC time>
+  dir: runs
+seed: 1                     # fixes data order, sampling and the built-in data
+model:
+  path: ""                  # the checkpoint folder to start from (config.json, model.safetensors,
+                            # tokenizer files) -- e.g. an SFT run's checkpoints/step-N
+task:
+  name: countdown_lite      # countdown_lite, countdown (TinyZero's rules), addition or jsonl
+  data: ""                  # task jsonl: lines {"prompt"|"messages", "answer", "verifier"?}
+  eval_data: ""             # task jsonl: held-out lines in the same format ("" : none)
+  verifier: exact           # task jsonl: default verifier (exact, numeric, math, mc, regex)
+  chat: false               # task jsonl: put "prompt" through the model's chat template
+  train_examples: 20000     # built-in tasks: problems generated for training
+  eval_examples: 200        # built-in tasks: held-out problems
+  max_digits: 3             # addition: operand digits
+rewards:                    # weighted sum; a weight of 0 computes and logs a component only
+  correct: 1.0              # the task's verifier (Countdown-TinyZero: 0 / 0.1 format / 1)
+  soft_overlong: 0.0        # DAPO's soft overlong punishment (0 .. -1), see algorithm.overlong_*
+rollout:
+  prompts_per_step: 32      # groups per update batch
+  samples_per_prompt: 8     # G, the group size
+  temperature: 1.0          # the loss uses the T=1 policy; other values make rollouts off-policy
+  top_p: 1.0
+  top_k: 0
+  max_new_tokens: 16        # L_max: longer completions are truncated (finish_reason length)
+algorithm:
+  advantage: grpo           # grpo, dr_grpo, batch_std, rloo, reinforce_pp_baseline
+  ratio: token              # token (PPO/GRPO) or sequence (GSPO)
+  clip_low: 0.2             # epsilon_low
+  clip_high: 0.28           # epsilon_high (clip-higher; GRPO uses 0.2)
+  dual_clip: 0.0            # c > 1 caps the loss of negative-advantage tokens at -c*A; 0 off
+  loss_aggregation: token_mean   # seq_mean_token_mean (GRPO), token_mean (DAPO),
+                                 # seq_sum_norm (Dr. GRPO: sum / (B * L_max))
+  kl_beta: 0.0              # > 0 loads a frozen reference model (the starting weights)
+  kl_estimator: k3          # k1, k2 or k3
+  overlong_filter: false    # truncated completions take no part in the loss
+  overlong_cache: 4         # L_cache of the soft overlong punishment (tokens)
+  dynamic_sampling: true    # drop groups whose rewards are all equal and refill the batch
+  max_generation_batches: 3 # dynamic sampling: generation rounds per step at most
+  updates_per_batch: 1      # mu: passes over the rollout batch
+  minibatches: 1            # optimizer steps per pass (the batch is split by groups)
+train:
+  steps: 100                # rollout steps
+  lr: 2.0e-4
+  min_lr_ratio: 1.0         # cosine decays to lr * min_lr_ratio (1: constant after warm-up)
+  warmup_steps: 5           # optimizer steps
+  schedule: constant        # cosine or constant
+  weight_decay: 0.0
+  beta1: 0.9
+  beta2: 0.99
+  eps: 1.0e-8
+  grad_clip: 1.0            # global grad-norm clip; 0 disables
+  micro_batch_tokens: 4096  # rows per forward/backward (gradient accumulation beyond)
+  checkpoint_every: 25      # steps; the last step is always checkpointed
+  log_every: 5
+  eval_every: 25            # steps; 0 disables (the last step is always evaluated)
+  eval_samples: 4           # samples per held-out problem at rollout.temperature
+  eval_problems: 200        # held-out problems evaluated (at most task.eval_examples)
+)";
+
+}  // namespace crucible

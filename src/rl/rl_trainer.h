@@ -1,0 +1,105 @@
+// Reinforcement learning with verifiable rewards in one process: the generation engine samples
+// groups of completions from the very weights being trained, rewards score them, advantages
+// and the clipped objective (src/rl/objective) turn them into gradients, AdamW steps. Runs
+// checkpoint atomically and resume bit-identically; metrics.jsonl and samples.jsonl record
+// every step and every rollout.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <iosfwd>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "kernels/kernels.h"
+#include "model/model.h"
+#include "rl/evaluate.h"
+#include "rl/objective.h"
+#include "rl/task.h"
+#include "tokenizer/text_tokenizer.h"
+
+namespace crucible::rl {
+
+// A reward component: the score of one completion (text without the end-of-sequence token,
+// and its token ids). It may throw or return NaN: the sample is then excluded and logged.
+struct RewardFunction {
+    std::string name;
+    double weight = 1.0;  // 0: computed and logged only
+    std::function<double(const TaskItem& item, const std::string& completion,
+                         const std::vector<int32_t>& completion_ids, bool truncated)>
+        fn;
+};
+
+// Gives a config with an empty run.name a fresh one: "rl-YYYYMMDD-HHMMSS" (UTC).
+void resolve_rl_run_name(Config& config);
+
+// Refuses conflicting settings, naming the keys.
+void validate_rl_config(const Config& config);
+
+class RlTrainer {
+  public:
+    // Builds (or, with resume, reloads) the run described by `config` (see kRlConfigDefaults).
+    // `extra_rewards` are added to the config's reward components (library users, tests).
+    RlTrainer(const Config& config, bool resume, std::ostream& log,
+              std::vector<RewardFunction> extra_rewards = {});
+    ~RlTrainer();
+
+    // Trains until `until_step` (default: train.steps), checkpointing on the way.
+    void run(int64_t until_step = -1);
+    // Held-out accuracy: train.eval_samples samples of train.eval_problems problems.
+    TaskEvaluation evaluate();
+
+    int64_t step() const { return step_; }
+    Model& model() { return *model_; }
+    const Task& task() const { return task_; }
+    const TextTokenizer& tokenizer() const { return tokenizer_; }
+    const std::filesystem::path& run_dir() const { return run_dir_; }
+    std::filesystem::path checkpoint_dir(int64_t step) const;
+    // The last step's metrics line (what metrics.jsonl received).
+    const std::string& last_metrics() const { return last_metrics_; }
+
+  private:
+    struct Rollout;
+    void train_step();
+    void generate_group_batch(std::vector<Rollout>* out, int64_t* generated_tokens);
+    void score(Rollout* r);
+    // One optimizer step over `mb` (indices into rollouts) with forward/backward in
+    // micro-batches; accumulates statistics.
+    struct StepStats;
+    void update(std::vector<Rollout>& rollouts, const std::vector<size_t>& mb, int iteration,
+                StepStats* st);
+    std::vector<std::vector<size_t>> micro_batches(const std::vector<Rollout>& rollouts,
+                                                   const std::vector<size_t>& mb) const;
+    void pack(const std::vector<Rollout>& rollouts, const std::vector<size_t>& micro,
+              PackedBatch* batch) const;
+    void score_logprobs(Model& model, std::vector<Rollout>& rollouts, const std::vector<size_t>& mb,
+                        bool reference);
+    void save_checkpoint();
+    void load_checkpoint(const std::filesystem::path& dir);
+    size_t prompt_at(int64_t k);  // the train item at position k of the epoch-shuffled stream
+
+    const Config config_;
+    std::ostream& log_;
+    std::filesystem::path run_dir_;
+    TextTokenizer tokenizer_;
+    Task task_;
+    std::unique_ptr<Model> model_;
+    std::unique_ptr<Model> reference_;  // only when algorithm.kl_beta > 0
+    std::vector<RewardFunction> rewards_;
+    PolicyLossOptions loss_;
+    AdvantageMode advantage_;
+    std::vector<float> adam_m_, adam_v_;
+    int64_t step_ = 0, optimizer_steps_ = 0, prompt_cursor_ = 0;
+    int64_t total_steps_;
+    kernels::LrSchedule schedule_;
+    uint64_t seed_;
+    int64_t perm_epoch_ = -1;
+    std::vector<size_t> perm_;
+    double elapsed_s_ = 0.0;
+    std::string last_metrics_;
+};
+
+}  // namespace crucible::rl

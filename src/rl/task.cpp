@@ -1,0 +1,157 @@
+#include "rl/task.h"
+
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "env/countdown.h"
+#include "env/countdown_tinyzero.h"
+#include "eval/verifiers.h"
+#include "tokenizer/chat_template.h"
+
+namespace crucible::rl {
+
+namespace {
+
+using json = nlohmann::json;
+
+TaskItem make_item(const TextTokenizer& tok, std::string id, std::string prompt, std::string answer,
+                   int index) {
+    TaskItem item;
+    item.id = std::move(id);
+    item.prompt = std::move(prompt);
+    item.prompt_ids = tok.encode(item.prompt);
+    item.answer = std::move(answer);
+    item.index = index;
+    return item;
+}
+
+std::vector<TaskItem> read_jsonl(const std::string& path, const Config& cfg,
+                                 const TextTokenizer& tok) {
+    std::ifstream in(path);
+    if (!in) throw Error(path + ": cannot open the task's JSONL file");
+    const std::string default_verifier = cfg.get_string("task.verifier");
+    const bool chat = cfg.get_bool("task.chat");
+    std::vector<TaskItem> items;
+    std::string line;
+    for (int lineno = 1; std::getline(in, line); lineno++) {
+        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+        const std::string where = path + ":" + std::to_string(lineno);
+        json j;
+        try {
+            j = json::parse(line);
+        } catch (const json::exception& e) {
+            throw Error(where + ": not valid JSON: " + e.what());
+        }
+        if (!j.is_object()) throw Error(where + ": each line must be a JSON object");
+        std::string prompt;
+        if (j.contains("messages")) {
+            std::vector<ChatMessage> messages;
+            if (!j["messages"].is_array()) throw Error(where + ": \"messages\" must be an array");
+            for (const json& m : j["messages"]) {
+                if (!m.is_object() || !m.contains("role") || !m["role"].is_string() ||
+                    !m.contains("content") || !m["content"].is_string()) {
+                    throw Error(where + ": each message needs string \"role\" and \"content\"");
+                }
+                messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+            }
+            prompt = render_chat_text(tok.chat, messages, true);
+        } else if (j.contains("prompt") && j["prompt"].is_string()) {
+            prompt = j["prompt"].get<std::string>();
+            if (chat) prompt = render_chat_text(tok.chat, {{"user", prompt}}, true);
+        } else {
+            throw Error(where + ": needs a string \"prompt\" or a \"messages\" array");
+        }
+        const char* answer_key = j.contains("answer") ? "answer" : "gold";
+        if (!j.contains(answer_key)) throw Error(where + ": needs \"answer\"");
+        const json& a = j[answer_key];
+        const std::string answer = a.is_string() ? a.get<std::string>() : a.dump();
+        std::string id = std::to_string(items.size());
+        if (j.contains("id"))
+            id = j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump();
+        TaskItem item = make_item(tok, id, prompt, answer, (int)items.size());
+        item.verifier = default_verifier;
+        if (j.contains("verifier")) {
+            if (!j["verifier"].is_string()) throw Error(where + ": \"verifier\" must be a string");
+            item.verifier = j["verifier"].get<std::string>();
+        }
+        try {
+            eval::verify(item.verifier, "0", "0");  // names an unknown verifier now, not mid-run
+        } catch (const Error& e) {
+            throw Error(where + ": \"verifier\": " + e.what());
+        }
+        items.push_back(std::move(item));
+    }
+    if (items.empty()) throw Error(path + ": no items");
+    return items;
+}
+
+}  // namespace
+
+Task load_task(const Config& cfg, const TextTokenizer& tok) {
+    Task task;
+    task.name = cfg.get_string("task.name");
+    const uint64_t seed = static_cast<uint64_t>(cfg.get_int("seed"));
+    const int n_train = static_cast<int>(cfg.get_int("task.train_examples"));
+    const int n_eval = static_cast<int>(cfg.get_int("task.eval_examples"));
+    if (task.name == "countdown_lite" || task.name == "addition") {
+        std::vector<PromptCompletion> train, eval;
+        if (task.name == "countdown_lite") {
+            countdown_split(n_train, n_eval, seed, &train, &eval);
+            task.score = [](const TaskItem& item, const std::string& completion) {
+                return countdown_reward(item.prompt, completion);
+            };
+        } else {
+            addition_split(n_train, n_eval, static_cast<int>(cfg.get_int("task.max_digits")), seed,
+                           &train, &eval);
+            task.score = [](const TaskItem& item, const std::string& completion) {
+                const size_t nl = completion.find('\n');
+                return completion.substr(0, nl) == item.answer ? 1.0 : 0.0;
+            };
+        }
+        for (size_t i = 0; i < train.size(); i++)
+            task.train.push_back(make_item(tok, "train-" + std::to_string(i), train[i].prompt,
+                                           train[i].completion, (int)i));
+        for (size_t i = 0; i < eval.size(); i++)
+            task.eval.push_back(make_item(tok, "eval-" + std::to_string(i), eval[i].prompt,
+                                          eval[i].completion, (int)i));
+    } else if (task.name == "countdown") {
+        auto train = std::make_shared<std::vector<CountdownProblem>>();
+        auto eval = std::make_shared<std::vector<CountdownProblem>>();
+        countdown_tinyzero_split(n_train, n_eval, seed, train.get(), eval.get());
+        const bool chat = cfg.get_bool("task.chat");
+        auto prompt_of = [&](const CountdownProblem& p) {
+            return chat ? render_chat_text(tok.chat, {{"user", countdown_question(p)}}, true)
+                        : countdown_base_prompt(p);
+        };
+        for (size_t i = 0; i < train->size(); i++)
+            task.train.push_back(make_item(tok, "train-" + std::to_string(i),
+                                           prompt_of((*train)[i]),
+                                           std::to_string((*train)[i].target), (int)i));
+        for (size_t i = 0; i < eval->size(); i++)
+            task.eval.push_back(make_item(tok, "eval-" + std::to_string(i), prompt_of((*eval)[i]),
+                                          std::to_string((*eval)[i].target), (int)i));
+        // Items carry their split position; the problem is looked up by it.
+        task.score = [train, eval](const TaskItem& item, const std::string& completion) {
+            const auto& split = item.id.rfind("eval-", 0) == 0 ? *eval : *train;
+            return countdown_tinyzero_reward(split.at(item.index), completion);
+        };
+        task.stop_strings = {"</answer>"};
+    } else if (task.name == "jsonl") {
+        const std::string data = cfg.get_string("task.data");
+        if (data.empty()) throw Error("config: task.data: task jsonl needs a JSONL file");
+        task.train = read_jsonl(data, cfg, tok);
+        const std::string eval_data = cfg.get_string("task.eval_data");
+        if (!eval_data.empty()) task.eval = read_jsonl(eval_data, cfg, tok);
+        task.score = [](const TaskItem& item, const std::string& completion) {
+            return eval::verify(item.verifier, item.answer, completion) ? 1.0 : 0.0;
+        };
+    } else {
+        throw Error("config: task.name: unknown task '" + task.name +
+                    "' (expected countdown_lite, countdown, addition or jsonl)");
+    }
+    return task;
+}
+
+}  // namespace crucible::rl

@@ -1,0 +1,37 @@
+// What the RL trainer trains on: prompts (already tokenized) and the task's verifier, for the
+// built-in tasks and for any JSONL dataset.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "tokenizer/text_tokenizer.h"
+
+namespace crucible::rl {
+
+struct TaskItem {
+    std::string id;
+    std::string prompt;  // the text shown to the model (after any chat template)
+    std::vector<int32_t> prompt_ids;
+    std::string answer;    // gold answer (or the task's own encoding of the problem)
+    std::string verifier;  // jsonl: exact, numeric, math, mc, regex
+    int index = 0;         // position in its split (built-in tasks score by it)
+};
+
+struct Task {
+    std::string name;
+    std::vector<TaskItem> train, eval;
+    // The task's correctness reward for a completion (text, end-of-sequence removed).
+    std::function<double(const TaskItem&, const std::string&)> score;
+    // Text that ends a completion besides the end-of-sequence token ("" : none).
+    std::vector<std::string> stop_strings;
+};
+
+// Builds the task named by task.* of an RL config (data files are read here: errors name the
+// file, line and field).
+Task load_task(const Config& config, const TextTokenizer& tok);
+
+}  // namespace crucible::rl

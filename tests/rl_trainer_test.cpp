@@ -1,0 +1,332 @@
+// The RL loop end to end on a tiny random model: it runs, the policy moves towards the reward,
+// resume is bit-identical, failing rewards are contained, dynamic sampling refills, and bad
+// configs are refused naming the keys. Plus a shortened `crucible demo`.
+#include "rl/rl_trainer.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+#include "model/checkpoint.h"
+#include "rl/demo.h"
+#include "rl/rl_config.h"
+#include "test_util.h"
+#include "tokenizer/byte_tokenizer.h"
+
+namespace crucible::rl {
+namespace {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+fs::path tiny_model(const fs::path& dir) {
+    ModelConfig c;
+    c.model_type = "qwen2";
+    c.vocab_size = 264;
+    c.hidden_size = 32;
+    c.intermediate_size = 64;
+    c.num_hidden_layers = 2;
+    c.num_attention_heads = 2;
+    c.num_key_value_heads = 1;
+    c.head_dim = 16;
+    c.max_position_embeddings = 64;
+    c.tie_word_embeddings = true;
+    Model m(c);
+    m.init_random(3);
+    const fs::path out = dir / "model";
+    fs::create_directories(out);
+    save_model(m, out);
+    ByteTokenizer::save_hf_files(out, c.max_position_embeddings);
+    return out;
+}
+
+Config tiny_config(const fs::path& dir, const fs::path& model) {
+    Config c(kRlConfigDefaults);
+    c.set("run.dir=" + dir.string());
+    c.set("run.name=run");
+    c.set("model.path=" + model.string());
+    c.set("task.train_examples=200");
+    c.set("task.eval_examples=8");
+    c.set("rewards.correct=0");  // a random model never solves Countdown: the test reward leads
+    c.set("rollout.prompts_per_step=4");
+    c.set("rollout.samples_per_prompt=4");
+    c.set("rollout.max_new_tokens=6");
+    c.set("train.steps=6");
+    c.set("train.lr=1e-2");
+    c.set("train.warmup_steps=0");
+    c.set("train.checkpoint_every=2");
+    c.set("train.eval_every=0");
+    c.set("train.eval_problems=4");
+    c.set("train.eval_samples=2");
+    c.set("train.log_every=100");
+    return c;
+}
+
+// The share of completion tokens with ids below 128 (ASCII bytes): a dense, graded reward that
+// a random policy earns about half of.
+RewardFunction low_ids() {
+    return {"low_ids", 1.0,
+            [](const TaskItem&, const std::string&, const std::vector<int32_t>& ids, bool) {
+                if (ids.empty()) return 0.0;
+                double n = 0;
+                for (int32_t id : ids) n += id < 128;
+                return n / static_cast<double>(ids.size());
+            }};
+}
+
+std::vector<json> read_jsonl(const fs::path& file) {
+    std::vector<json> out;
+    std::ifstream in(file);
+    std::string line;
+    while (std::getline(in, line)) out.push_back(json::parse(line));
+    return out;
+}
+
+TEST(RlTrainer, RunsOnPolicyAndMovesThePolicyTowardsTheReward) {
+    testutil::TempDir dir;
+    const fs::path model = tiny_model(dir.path());
+    Config c = tiny_config(dir.path(), model);
+    c.set("train.steps=30");
+    std::ostringstream log;
+    RlTrainer trainer(c, false, log, {low_ids()});
+    const auto before = std::vector<float>(trainer.model().params(),
+                                           trainer.model().params() + trainer.model().num_params());
+    trainer.run();
+    const auto metrics = read_jsonl(dir.path() / "run" / "metrics.jsonl");
+    ASSERT_EQ(metrics.size(), 30u);
+    for (const json& m : metrics) {
+        EXPECT_TRUE(std::isfinite(m["loss"].get<double>())) << m.dump();
+        EXPECT_TRUE(std::isfinite(m["grad_norm"].get<double>())) << m.dump();
+        // One update per rollout batch: the update's forward reproduces the old log-probs
+        // exactly, so every ratio is exactly 1 and nothing is clipped.
+        EXPECT_EQ(m["ratio_mean"].get<double>(), 1.0) << m.dump();
+        EXPECT_EQ(m["clip_frac_low"].get<double>(), 0.0);
+        EXPECT_EQ(m["clip_frac_high"].get<double>(), 0.0);
+        EXPECT_TRUE(m.contains("reward/low_ids"));
+    }
+    double moved = 0;
+    for (size_t i = 0; i < before.size(); i++)
+        moved += std::abs(before[i] - trainer.model().params()[i]);
+    EXPECT_GT(moved, 0.0);
+    // A random policy earns about half; 30 steps at lr 1e-2 take it most of the way to 1.
+    auto mean_reward = [&](size_t from) {
+        double sum = 0;
+        for (size_t i = from; i < from + 3; i++) sum += metrics[i]["reward/low_ids"].get<double>();
+        return sum / 3;
+    };
+    EXPECT_GT(mean_reward(27), mean_reward(0) + 0.25)
+        << "the policy did not learn to prefer low ids: " << mean_reward(0) << " -> "
+        << mean_reward(27);
+    const auto samples = read_jsonl(dir.path() / "run" / "samples.jsonl");
+    EXPECT_GE(samples.size(), 30u * 16u);
+    EXPECT_TRUE(samples[0].contains("advantage"));
+    EXPECT_TRUE(samples[0]["rewards"].contains("low_ids"));
+}
+
+TEST(RlTrainer, ResumeAfterAStopIsBitIdentical) {
+    testutil::TempDir a_dir, b_dir;
+    const fs::path model = tiny_model(a_dir.path());
+    for (const char* opt : {"algorithm.minibatches=2", "algorithm.updates_per_batch=2"}) {
+        Config a = tiny_config(a_dir.path(), model);
+        Config b = tiny_config(b_dir.path(), model);
+        a.set(opt);
+        b.set(opt);
+        a.set(std::string("run.name=") + (opt[10] == 'm' ? "mb" : "mu"));
+        b.set(std::string("run.name=") + (opt[10] == 'm' ? "mb" : "mu"));
+        std::ostringstream log;
+        RlTrainer straight(a, false, log, {low_ids()});
+        straight.run();
+        {
+            RlTrainer first(b, false, log, {low_ids()});
+            first.run(4);  // checkpoints at 2 and 4, then "crashes"
+        }
+        // Simulate a kill after step 5's logs were written but before its checkpoint.
+        {
+            std::ofstream(b_dir.path() / a.get_string("run.name") / "metrics.jsonl", std::ios::app)
+                << "{\"step\": 5, \"torn\": tr";
+        }
+        RlTrainer resumed(b, true, log, {low_ids()});
+        EXPECT_EQ(resumed.step(), 4);
+        resumed.run();
+        ASSERT_EQ(straight.model().num_params(), resumed.model().num_params());
+        EXPECT_EQ(0, std::memcmp(straight.model().params(), resumed.model().params(),
+                                 straight.model().num_params() * sizeof(float)))
+            << opt;
+        const auto ma = read_jsonl(straight.run_dir() / "metrics.jsonl");
+        const auto mb = read_jsonl(resumed.run_dir() / "metrics.jsonl");
+        ASSERT_EQ(ma.size(), mb.size());
+        for (size_t i = 0; i < ma.size(); i++) {
+            for (const char* key : {"loss", "reward_mean", "grad_norm", "clip_frac_high"}) {
+                EXPECT_EQ(ma[i][key], mb[i][key]) << opt << " step " << i + 1 << " " << key;
+            }
+        }
+        // Several updates per batch: later updates are off-policy, so ratios move off 1.
+        EXPECT_NE(ma.back()["ratio_mean"].get<double>(), 1.0) << opt;
+        EXPECT_EQ(testutil::slurp(straight.checkpoint_dir(6) / "optimizer.safetensors"),
+                  testutil::slurp(resumed.checkpoint_dir(6) / "optimizer.safetensors"));
+    }
+}
+
+TEST(RlTrainer, FailingRewardsMarkSamplesAndNeverStopTheRun) {
+    testutil::TempDir dir;
+    const fs::path model = tiny_model(dir.path());
+    Config c = tiny_config(dir.path(), model);
+    c.set("train.steps=2");
+    int calls = 0;
+    RewardFunction flaky{
+        "flaky", 1.0,
+        [&calls](const TaskItem&, const std::string&, const std::vector<int32_t>&, bool) -> double {
+            calls++;
+            if (calls % 3 == 0) throw std::runtime_error("judge unreachable");
+            if (calls % 3 == 1) return std::nan("");
+            return 1.0;
+        }};
+    std::ostringstream log;
+    RlTrainer trainer(c, false, log, {low_ids(), flaky});
+    trainer.run();
+    const auto metrics = read_jsonl(dir.path() / "run" / "metrics.jsonl");
+    ASSERT_EQ(metrics.size(), 2u);
+    EXPECT_GT(metrics[0]["invalid_samples"].get<int>(), 0);
+    int errors = 0, nan_errors = 0;
+    for (const json& s : read_jsonl(dir.path() / "run" / "samples.jsonl")) {
+        if (!s.contains("error")) continue;
+        errors++;
+        EXPECT_TRUE(s["reward"].is_null());
+        EXPECT_FALSE(s["in_loss"].get<bool>());
+        const std::string e = s["error"];
+        nan_errors += e.find("not a finite number") != std::string::npos;
+        EXPECT_TRUE(e.find("judge unreachable") != std::string::npos ||
+                    e.find("not a finite number") != std::string::npos)
+            << e;
+    }
+    EXPECT_GT(errors, 0);
+    EXPECT_GT(nan_errors, 0);
+}
+
+TEST(RlTrainer, DynamicSamplingDropsUninformativeGroupsAndRefills) {
+    testutil::TempDir dir;
+    const fs::path model = tiny_model(dir.path());
+    // Items with an even index always score 1: their groups have zero reward variance.
+    RewardFunction half{
+        "half", 1.0,
+        [](const TaskItem& item, const std::string& text, const std::vector<int32_t>& ids, bool) {
+            if (item.index % 2 == 0) return 1.0;
+            return static_cast<double>(text.size() + ids.size() % 3);
+        }};
+    for (int rounds : {1, 3}) {
+        Config c = tiny_config(dir.path(), model);
+        c.set("run.name=r" + std::to_string(rounds));
+        c.set("train.steps=1");
+        c.set("algorithm.max_generation_batches=" + std::to_string(rounds));
+        std::ostringstream log;
+        RlTrainer trainer(c, false, log, {half});
+        trainer.run();
+        const json m = read_jsonl(trainer.run_dir() / "metrics.jsonl").at(0);
+        int kept_even = 0, kept = 0;
+        for (const json& s : read_jsonl(trainer.run_dir() / "samples.jsonl")) {
+            if (!s["kept"].get<bool>()) continue;
+            kept++;
+            const std::string id = s["item"];
+            kept_even += std::stoi(id.substr(id.find('-') + 1)) % 2 == 0;
+        }
+        EXPECT_EQ(kept_even, 0);  // never trains on a zero-variance group
+        EXPECT_GT(m["frac_reward_zero_std"].get<double>(), 0.0);
+        if (rounds == 1) {
+            EXPECT_EQ(m["generation_rounds"].get<int>(), 1);
+            EXPECT_LT(m["groups_kept"].get<int>(), 4);  // no refill: a short batch
+        } else {
+            EXPECT_GT(m["generation_rounds"].get<int>(), 1);
+            EXPECT_EQ(m["groups_kept"].get<int>(), 4);  // refilled to prompts_per_step
+            EXPECT_EQ(kept, 16);
+        }
+    }
+}
+
+TEST(RlTrainer, OverlongFilteringMasksTruncatedSamples) {
+    testutil::TempDir dir;
+    const fs::path model = tiny_model(dir.path());
+    Config c = tiny_config(dir.path(), model);
+    c.set("train.steps=1");
+    c.set("rollout.max_new_tokens=2");
+    c.set("algorithm.overlong_filter=true");
+    c.set("algorithm.dynamic_sampling=false");
+    std::ostringstream log;
+    RlTrainer trainer(c, false, log, {low_ids()});
+    trainer.run();
+    int truncated = 0;
+    for (const json& s : read_jsonl(trainer.run_dir() / "samples.jsonl")) {
+        if (s["finish_reason"] == "length") {
+            truncated++;
+            EXPECT_FALSE(s["in_loss"].get<bool>());
+        } else {
+            EXPECT_TRUE(s["in_loss"].get<bool>());
+        }
+    }
+    EXPECT_GT(truncated, 0);
+}
+
+TEST(RlTrainer, ConflictingOrBadConfigsNameTheKeys) {
+    testutil::TempDir dir;
+    const fs::path model = tiny_model(dir.path());
+    auto error_with = [&](std::vector<std::string> sets) {
+        Config c = tiny_config(dir.path(), model);
+        for (const auto& s : sets) c.set(s);
+        std::ostringstream log;
+        return testutil::error_of([&] { RlTrainer t(c, false, log); });
+    };
+    std::string e = error_with({"algorithm.ratio=sequence", "algorithm.dual_clip=3"});
+    EXPECT_NE(e.find("algorithm.dual_clip"), std::string::npos) << e;
+    EXPECT_NE(e.find("algorithm.ratio"), std::string::npos) << e;
+    e = error_with({"rollout.samples_per_prompt=1"});
+    EXPECT_NE(e.find("rollout.samples_per_prompt"), std::string::npos) << e;
+    e = error_with({"algorithm.loss_aggregation=mean"});
+    EXPECT_NE(e.find("algorithm.loss_aggregation"), std::string::npos) << e;
+    e = error_with({"rollout.max_new_tokens=60"});
+    EXPECT_NE(e.find("max_position_embeddings"), std::string::npos) << e;
+    e = error_with({"task.name=jsonl"});
+    EXPECT_NE(e.find("task.data"), std::string::npos) << e;
+    Config c(kRlConfigDefaults);
+    e = testutil::error_of([&] { c.set("algorithm.clip_hi=0.3"); });
+    EXPECT_NE(e.find("algorithm.clip_hi"), std::string::npos) << e;
+}
+
+TEST(RlDemo, ShortDemoWritesResultsAndAReportAndResumes) {
+    testutil::TempDir dir;
+    DemoOptions o;
+    o.out_dir = (dir.path() / "demo").string();
+    o.sft_steps = 20;
+    o.rl_steps = 3;
+    o.eval_problems = 12;
+    o.eval_samples = 2;
+    o.sft_overrides = {"train.batch_size=16", "data.builtin_train_examples=500",
+                       "data.builtin_eval_examples=20", "train.warmup_steps=5"};
+    o.rl_overrides = {"task.train_examples=500",    "task.eval_examples=20",
+                      "rollout.prompts_per_step=4", "rollout.samples_per_prompt=4",
+                      "train.eval_problems=4",      "train.eval_samples=2"};
+    std::ostringstream log;
+    const json r = run_demo(o, log);
+    for (const char* key : {"before", "after", "p_value", "seconds", "minimum_detectable_effect"}) {
+        ASSERT_TRUE(r.contains(key)) << key;
+        EXPECT_TRUE(std::isfinite(r[key].get<double>())) << key << ": " << r.dump();
+    }
+    EXPECT_LE(r["ci_before"][0].get<double>(), r["before"].get<double>());
+    EXPECT_GE(r["ci_before"][1].get<double>(), r["before"].get<double>());
+    const json saved = json::parse(testutil::slurp(dir.path() / "demo" / "results.json"));
+    EXPECT_EQ(saved["after"], r["after"]);
+    const std::string html = testutil::slurp(dir.path() / "demo" / "report.html");
+    EXPECT_NE(html.find("<svg"), std::string::npos);
+    EXPECT_EQ(html.find("http://"), html.find("http://www.w3.org/2000/svg"));  // no external loads
+    // Re-running continues from the finished runs: same weights, same scores.
+    std::ostringstream log2;
+    const json again = run_demo(o, log2);
+    EXPECT_EQ(again["before"], r["before"]);
+    EXPECT_EQ(again["after"], r["after"]);
+    EXPECT_NE(log2.str().find("resumed"), std::string::npos) << log2.str();
+}
+
+}  // namespace
+}  // namespace crucible::rl
