@@ -52,6 +52,7 @@ Config tiny_config(const fs::path& dir, const fs::path& model) {
     c.set("task.train_examples=200");
     c.set("task.eval_examples=8");
     c.set("rewards.correct=0");  // a random model never solves Countdown: the test reward leads
+    c.set("rewards.soft_overlong=0");
     c.set("rollout.prompts_per_step=4");
     c.set("rollout.samples_per_prompt=4");
     c.set("rollout.max_new_tokens=6");
@@ -326,6 +327,26 @@ TEST(RlDemo, ShortDemoWritesResultsAndAReportAndResumes) {
     EXPECT_EQ(again["before"], r["before"]);
     EXPECT_EQ(again["after"], r["after"]);
     EXPECT_NE(log2.str().find("resumed"), std::string::npos) << log2.str();
+}
+
+}  // namespace
+}  // namespace crucible::rl
+
+namespace crucible::rl {
+namespace {
+
+// Every preset parses against the schema and passes validation.
+TEST(RlPresets, EveryPresetIsAValidConfig) {
+    const std::filesystem::path examples =
+        std::filesystem::path(CRUCIBLE_FIXTURE_DIR) / ".." / ".." / "examples";
+    int n = 0;
+    for (const char* name : {"rl_grpo.yaml", "rl_dapo.yaml", "rl_dr_grpo.yaml", "rl_gspo.yaml"}) {
+        Config c(kRlConfigDefaults);
+        c.merge_file((examples / name).string());
+        EXPECT_NO_THROW(validate_rl_config(c)) << name;
+        n++;
+    }
+    EXPECT_EQ(n, 4);
 }
 
 }  // namespace

@@ -25,7 +25,7 @@ task:
   max_digits: 3             # addition: operand digits
 rewards:                    # weighted sum; a weight of 0 computes and logs a component only
   correct: 1.0              # the task's verifier (Countdown-TinyZero: 0 / 0.1 format / 1)
-  soft_overlong: 0.0        # DAPO's soft overlong punishment (0 .. -1), see algorithm.overlong_*
+  soft_overlong: 1.0        # DAPO's soft overlong punishment (0 .. -1), see algorithm.overlong_*
 rollout:
   prompts_per_step: 32      # groups per update batch
   samples_per_prompt: 8     # G, the group size
@@ -51,7 +51,7 @@ algorithm:
   minibatches: 1            # optimizer steps per pass (the batch is split by groups)
 train:
   steps: 100                # rollout steps
-  lr: 2.0e-4
+  lr: 5.0e-5
   min_lr_ratio: 1.0         # cosine decays to lr * min_lr_ratio (1: constant after warm-up)
   warmup_steps: 5           # optimizer steps
   schedule: constant        # cosine or constant
