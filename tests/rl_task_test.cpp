@@ -1,0 +1,130 @@
+// RL tasks: TinyZero's Countdown rules worked by hand, the generated problems' invariants, and
+// JSONL task files (scoring through the eval verifiers; errors name file, line and field).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "env/countdown_tinyzero.h"
+#include "rl/rl_config.h"
+#include "rl/task.h"
+#include "test_util.h"
+#include "tokenizer/byte_tokenizer.h"
+
+namespace crucible {
+namespace {
+
+TEST(CountdownTinyZero, RewardFollowsTinyZerosRules) {
+    const CountdownProblem p{{3, 5, 7}, 22};
+    EXPECT_EQ(countdown_tinyzero_reward(p, "<think>3*5=15</think> <answer>3*5+7</answer>"), 1.0);
+    EXPECT_EQ(countdown_tinyzero_reward(p, "<answer> (7 + 3 * 5) </answer>"), 1.0);
+    EXPECT_EQ(countdown_tinyzero_reward(p, "<answer>(3+5)*7</answer>"), 0.1);     // 56
+    EXPECT_EQ(countdown_tinyzero_reward(p, "<answer>3*5+7+0</answer>"), 0.1);     // extra number
+    EXPECT_EQ(countdown_tinyzero_reward(p, "<answer>5*5-3</answer>"), 0.1);       // 5 twice, no 7
+    EXPECT_EQ(countdown_tinyzero_reward(p, "<answer>3*5+7.0</answer>"), 0.1);     // not integers
+    EXPECT_EQ(countdown_tinyzero_reward(p, "<answer>3*5+7 = 22</answer>"), 0.1);  // '=' not allowed
+    EXPECT_EQ(countdown_tinyzero_reward(p, "the answer is 3*5+7"), 0.0);          // no tags
+    EXPECT_EQ(countdown_tinyzero_reward(p, "<answer>3*5+7"), 0.0);                // unclosed
+    // The last <answer> counts.
+    EXPECT_EQ(countdown_tinyzero_reward(p, "<answer>1</answer> no: <answer>7+5*3</answer>"), 1.0);
+    EXPECT_EQ(countdown_tinyzero_reward(p, "<answer>7+5*3</answer> no: <answer>1</answer>"), 0.1);
+    // Division is real division; division by zero does not evaluate.
+    const CountdownProblem q{{6, 3, 4}, 8};
+    EXPECT_EQ(countdown_tinyzero_reward(q, "<answer>6/3*4</answer>"), 1.0);
+    EXPECT_EQ(countdown_tinyzero_reward(q, "<answer>4/(3-3)*6</answer>"), 0.1);
+    const CountdownProblem r{{7, 2, 9}, 1};  // 7/2 = 3.5 -> 9 - 2*3.5 ... (9-7)/2 = 1
+    EXPECT_EQ(countdown_tinyzero_reward(r, "<answer>(9-7)/2</answer>"), 1.0);
+}
+
+TEST(CountdownTinyZero, ArithmeticParser) {
+    std::vector<int> nums;
+    EXPECT_DOUBLE_EQ(*evaluate_arithmetic("2+3*4-(6/4)", &nums), 12.5);
+    EXPECT_EQ(nums, (std::vector<int>{2, 3, 4, 6, 4}));
+    EXPECT_DOUBLE_EQ(*evaluate_arithmetic("-(2-5)*2", &nums), 6.0);
+    EXPECT_FALSE(evaluate_arithmetic("2+", &nums).has_value());
+    EXPECT_FALSE(evaluate_arithmetic("(2+3", &nums).has_value());
+    EXPECT_FALSE(evaluate_arithmetic("2 3", &nums).has_value());
+    EXPECT_FALSE(evaluate_arithmetic("2^3", &nums).has_value());
+    EXPECT_FALSE(evaluate_arithmetic("", &nums).has_value());
+    EXPECT_FALSE(evaluate_arithmetic(std::string(1000, '(') + "1", &nums).has_value());
+}
+
+TEST(CountdownTinyZero, SplitIsDisjointDeterministicAndInRange) {
+    std::vector<CountdownProblem> train, eval, train2, eval2;
+    countdown_tinyzero_split(300, 50, 5, &train, &eval);
+    countdown_tinyzero_split(300, 50, 5, &train2, &eval2);
+    ASSERT_EQ(train.size(), 300u);
+    ASSERT_EQ(eval.size(), 50u);
+    auto key = [](const CountdownProblem& p) {
+        std::vector<int> n = p.numbers;
+        std::sort(n.begin(), n.end());
+        std::string k;
+        for (int x : n) k += std::to_string(x) + ",";
+        return k + std::to_string(p.target);
+    };
+    std::set<std::string> held;
+    for (size_t i = 0; i < eval.size(); i++) {
+        held.insert(key(eval[i]));
+        EXPECT_EQ(key(eval[i]), key(eval2[i]));
+    }
+    for (const auto& p : train) {
+        EXPECT_EQ(held.count(key(p)), 0u);
+        EXPECT_TRUE(p.numbers.size() == 3 || p.numbers.size() == 4);
+        for (int x : p.numbers) EXPECT_TRUE(x >= 1 && x <= 99);
+        EXPECT_TRUE(p.target >= 1 && p.target <= 999);
+    }
+    // The prompt names every number and the target, and asks for <answer> tags.
+    const std::string prompt = countdown_base_prompt(eval[0]);
+    EXPECT_NE(prompt.find(std::to_string(eval[0].target)), std::string::npos);
+    EXPECT_NE(prompt.find("<answer>"), std::string::npos);
+}
+
+TEST(RlTask, JsonlItemsAreScoredByTheirVerifiers) {
+    testutil::TempDir dir;
+    const auto file = dir.write(
+        "data.jsonl",
+        "{\"prompt\": \"2+2=\", \"answer\": \"4\"}\n"
+        "{\"prompt\": \"half of 1\", \"answer\": 0.5, \"verifier\": \"numeric\", \"id\": 7}\n"
+        "\n"
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x?\"}], \"answer\": "
+        "\"\\\\frac{1}{2}\","
+        " \"verifier\": \"math\"}\n");
+    Config c(kRlConfigDefaults);
+    c.set("task.name=jsonl");
+    c.set("task.data=" + file.string());
+    const TextTokenizer tok{ByteTokenizer()};
+    const rl::Task task = rl::load_task(c, tok);
+    ASSERT_EQ(task.train.size(), 3u);
+    EXPECT_EQ(task.train[1].id, "7");
+    EXPECT_EQ(task.score(task.train[0], "4"), 1.0);
+    EXPECT_EQ(task.score(task.train[0], "5"), 0.0);
+    EXPECT_EQ(task.score(task.train[1], "0.50"), 1.0);
+    EXPECT_EQ(task.score(task.train[2], "so \\boxed{0.5}"), 1.0);
+    EXPECT_NE(task.train[2].prompt.find("<|im_start|>user"), std::string::npos);
+}
+
+TEST(RlTask, BadJsonlLinesNameFileLineAndField) {
+    testutil::TempDir dir;
+    auto error_for = [&](const std::string& text) {
+        const auto file = dir.write("bad.jsonl", text);
+        Config c(kRlConfigDefaults);
+        c.set("task.name=jsonl");
+        c.set("task.data=" + file.string());
+        const TextTokenizer tok{ByteTokenizer()};
+        return testutil::error_of([&] { rl::load_task(c, tok); });
+    };
+    std::string e = error_for("{\"prompt\": \"a\", \"answer\": \"b\"}\n{\"prompt\": 3}\n");
+    EXPECT_NE(e.find("bad.jsonl:2"), std::string::npos) << e;
+    EXPECT_NE(e.find("prompt"), std::string::npos) << e;
+    e = error_for("{\"prompt\": \"a\"}\n");
+    EXPECT_NE(e.find("bad.jsonl:1"), std::string::npos) << e;
+    EXPECT_NE(e.find("answer"), std::string::npos) << e;
+    e = error_for("{\"prompt\": \"a\", \"answer\": \"b\", \"verifier\": \"fuzzy\"}\n");
+    EXPECT_NE(e.find("verifier"), std::string::npos) << e;
+    e = error_for("not json\n");
+    EXPECT_NE(e.find("not valid JSON"), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace crucible
