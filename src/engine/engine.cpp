@@ -13,8 +13,21 @@ namespace crucible {
 
 namespace k = kernels;
 
+struct Engine::Request {
+    int64_t id = 0;
+    GenerationRequest req;
+    int n = 1;
+    int worst_case = 0;    // KV blocks it may ever hold
+    int samples_left = 0;  // samples not finished
+    bool admitted = false;
+    bool rescore = true;
+    std::vector<GeneratedSequence> results;
+    TokenCallback on_token;
+    DoneCallback on_done;
+};
+
 struct Engine::Sequence {
-    int request;
+    Request* req;
     int sample;  // -1: the request's prompt (prefilled once, then forked into its samples)
     const std::vector<int32_t>* prompt;
     KvCache::Table table;
@@ -23,7 +36,6 @@ struct Engine::Sequence {
     std::vector<int32_t> out;  // completion so far
     Rng rng;
     bool done = false;
-    std::string finish_reason;
 };
 
 struct Engine::Row {
@@ -157,174 +169,248 @@ void Engine::forward(const std::vector<Row>& rows, std::vector<float>* logits) {
     k::linear_forward(logits->data(), ln, model_.params() + head->offset, nullptr, M, H, V);
 }
 
-std::vector<std::vector<GeneratedSequence>> Engine::generate(
-    const std::vector<GenerationRequest>& requests,
-    const std::function<void(int64_t, int64_t)>& on_progress) {
-    const ModelConfig& c = model_.config();
-    const int V = c.vocab_size;
+namespace {
+
+// KV blocks a request can ever hold: its prompt, and per sample the rest of the context plus
+// one copied block (copy-on-write of the shared partial prompt block).
+int worst_case_blocks(const GenerationRequest& req, const ModelConfig& c) {
     const int B = KvCache::kBlockSize;
-    steps_ = prefill_tokens_ = decode_tokens_ = 0;
-    std::vector<std::vector<GeneratedSequence>> results(requests.size());
-    for (size_t r = 0; r < requests.size(); r++) {
-        const GenerationRequest& req = requests[r];
-        if (req.prompt.empty())
-            throw Error("generation request " + std::to_string(r) + ": empty prompt");
-        if ((int)req.prompt.size() >= c.max_position_embeddings) {
-            throw Error("generation request " + std::to_string(r) + ": prompt of " +
-                        std::to_string(req.prompt.size()) +
-                        " tokens leaves no room in the context of " +
-                        std::to_string(c.max_position_embeddings));
-        }
-        for (int32_t t : req.prompt) {
-            if (t < 0 || t >= V)
-                throw Error("generation request " + std::to_string(r) + ": token id out of range");
-        }
-        results[r].resize(std::max(req.n, 1));
-    }
-    // Blocks a request can ever hold: its prompt, and per sample the rest of the context plus
-    // one copied block (copy-on-write of the shared partial prompt block).
-    std::vector<int> worst_case(requests.size());
-    std::vector<int> samples_left(requests.size());
-    int64_t total_samples = 0;
-    for (size_t r = 0; r < requests.size(); r++) {
-        const int P = static_cast<int>(requests[r].prompt.size());
-        const int full = std::min(c.max_position_embeddings, P + requests[r].params.max_tokens);
-        const int n = std::max(requests[r].n, 1);
-        worst_case[r] = (P + B - 1) / B + n * ((full - P + B - 1) / B + 1);
-        samples_left[r] = n;
-        total_samples += n;
-    }
-    int committed = 0, running_samples = 0;
-    size_t next_request = 0;
-    std::vector<Sequence*> active;  // admitted, not finished
-    int64_t finished = 0, generated = 0;
-    std::vector<Row> rows;
-    std::vector<float> logits;
+    const int P = static_cast<int>(req.prompt.size());
+    const int full = std::min(c.max_position_embeddings, P + std::max(req.params.max_tokens, 1));
+    const int n = std::max(req.n, 1);
+    return (P + B - 1) / B + n * ((full - P + B - 1) / B + 1);
+}
 
-    auto finish = [&](Sequence* s, const char* why) {
-        s->done = true;
-        s->finish_reason = why;
-        cache_->release(s->table);
-        GeneratedSequence& g = results[s->request][s->sample];
-        g.tokens = s->out;
-        g.finish_reason = why;
-        finished++;
-        running_samples--;
-        if (--samples_left[s->request] == 0) committed -= worst_case[s->request];
-        running_samples--;
-        if (--samples_left[s->request] == 0) committed -= worst_case[s->request];
-    };
-    // Appends a sampled token and decides whether the sequence ends with it.
-    auto accept = [&](Sequence* s, int32_t tok) {
-        const SamplingParams& p = requests[s->request].params;
-        s->out.push_back(tok);
-        generated++;
-        if (std::find(p.stop_ids.begin(), p.stop_ids.end(), tok) != p.stop_ids.end())
-            return finish(s, "stop");
-        if (!p.stop_strings.empty() && options_.detokenize) {
-            const std::string text = options_.detokenize(s->out);
-            for (const std::string& stop : p.stop_strings) {
-                if (!stop.empty() && text.find(stop) != std::string::npos) return finish(s, "stop");
-            }
-        }
-        if ((int)s->out.size() >= p.max_tokens ||
-            (int)(s->prompt->size() + s->out.size()) >= c.max_position_embeddings) {
-            return finish(s, "length");
-        }
-        s->pending = tok;
-    };
+}  // namespace
 
-    while (finished < total_samples) {
-        // Admit requests while the KV pool can hold every admitted request's worst case, so
-        // no sequence ever needs preempting.
-        while (next_request < requests.size()) {
-            const size_t r = next_request;
-            const int n = std::max(requests[r].n, 1);
-            if (committed > 0 && (committed + worst_case[r] > cache_->num_blocks() ||
-                                  running_samples + n > options_.max_batch_seqs)) {
-                break;
-            }
-            if (worst_case[r] > cache_->num_blocks()) {
-                throw Error("generation request " + std::to_string(r) +
-                            " needs more KV cache blocks than the engine has (" +
-                            std::to_string(cache_->num_blocks()) + ")");
-            }
-            committed += worst_case[r];
-            running_samples += n;
-            auto s = std::make_unique<Sequence>();
-            s->request = static_cast<int>(r);
-            s->sample = -1;
-            s->prompt = &requests[r].prompt;
-            active.push_back(s.get());
-            seqs_.push_back(std::move(s));
-            next_request++;
+void Engine::validate(const GenerationRequest& req, const std::string& what) const {
+    const ModelConfig& c = model_.config();
+    if (req.prompt.empty()) throw Error(what + ": empty prompt");
+    if ((int)req.prompt.size() >= c.max_position_embeddings) {
+        throw Error(what + ": prompt of " + std::to_string(req.prompt.size()) +
+                    " tokens leaves no room in the context of " +
+                    std::to_string(c.max_position_embeddings));
+    }
+    for (int32_t t : req.prompt) {
+        if (t < 0 || t >= c.vocab_size) {
+            throw Error(what + ": token id out of range (" + std::to_string(t) + " not in [0, " +
+                        std::to_string(c.vocab_size) + "))");
         }
-        // Build the step: a token for every decoding sequence, then prompt chunks.
-        rows.clear();
-        for (Sequence* s : active) {
-            if (s->sample >= 0 && !s->done) {
-                if (!cache_->reserve(s->table, 1)) throw Error("KV cache exhausted during decode");
-                rows.push_back({s, s->pending, s->table.length, true});
-                s->table.length++;
-            }
-        }
-        decode_tokens_ += rows.size();
-        int budget = std::max(options_.max_batch_tokens - (int)rows.size(), 1);
-        for (Sequence* s : active) {
-            if (s->sample >= 0 || budget <= 0) continue;
-            const int left = (int)s->prompt->size() - s->prefilled;
-            const int chunk = std::min(left, budget);
-            if (!cache_->reserve(s->table, chunk)) break;
-            for (int j = 0; j < chunk; j++) {
-                const int pos = s->prefilled + j;
-                rows.push_back({s, (*s->prompt)[pos], pos, pos == (int)s->prompt->size() - 1});
-            }
-            s->table.length += chunk;
-            s->prefilled += chunk;
-            budget -= chunk;
-            prefill_tokens_ += chunk;
-        }
-        forward(rows, &logits);
-        steps_++;
-        // Sample: logits rows follow the order of rows with want_logits.
-        int li = 0;
-        std::vector<Sequence*> forked;
-        for (const Row& r : rows) {
-            if (!r.want_logits) continue;
-            const float* row_logits = logits.data() + (size_t)(li++) * V;
-            Sequence* s = r.seq;
-            const GenerationRequest& req = requests[s->request];
-            if (s->sample >= 0) {
-                accept(s, sample_token(row_logits, V, req.params, s->rng));
-                continue;
-            }
-            // The prompt is in the cache: its samples share it and draw their first tokens.
-            for (int i = 0; i < std::max(req.n, 1); i++) {
-                auto child = std::make_unique<Sequence>();
-                child->request = s->request;
-                child->sample = i;
-                child->prompt = s->prompt;
-                child->prefilled = s->prefilled;
-                child->table = cache_->fork(s->table);
-                child->rng.reseed(Rng::mix(req.params.seed, static_cast<uint64_t>(i)));
-                accept(child.get(), sample_token(row_logits, V, req.params, child->rng));
-                forked.push_back(child.get());
-                seqs_.push_back(std::move(child));
-            }
+    }
+    if (worst_case_blocks(req, c) > cache_->num_blocks()) {
+        throw Error(what + " needs more KV cache blocks than the engine has (" +
+                    std::to_string(cache_->num_blocks()) + ")");
+    }
+}
+
+int64_t Engine::submit(GenerationRequest request, TokenCallback on_token, DoneCallback on_done,
+                       bool rescore_when_done) {
+    const int64_t id = next_id_++;
+    validate(request, "generation request " + std::to_string(id));
+    auto r = std::make_unique<Request>();
+    r->id = id;
+    r->n = std::max(request.n, 1);
+    r->worst_case = worst_case_blocks(request, model_.config());
+    r->samples_left = r->n;
+    r->rescore = rescore_when_done;
+    r->results.resize(r->n);
+    r->req = std::move(request);
+    r->on_token = std::move(on_token);
+    r->on_done = std::move(on_done);
+    waiting_.push_back(r.get());
+    requests_.emplace(id, std::move(r));
+    return id;
+}
+
+bool Engine::cancel(int64_t id) {
+    const auto it = requests_.find(id);
+    if (it == requests_.end()) return false;
+    Request* r = it->second.get();
+    if (!r->admitted) {
+        waiting_.erase(std::find(waiting_.begin(), waiting_.end(), r));
+    } else {
+        for (Sequence* s : active_) {
+            if (s->req != r) continue;
             cache_->release(s->table);
             s->done = true;
         }
-        std::vector<Sequence*> still;
-        for (Sequence* s : active) {
-            if (!s->done) still.push_back(s);
+        std::erase_if(active_, [r](Sequence* s) { return s->req == r; });
+        running_samples_ -= r->samples_left;
+        committed_ -= r->worst_case;
+    }
+    std::erase_if(seqs_, [r](const std::unique_ptr<Sequence>& s) { return s->req == r; });
+    requests_.erase(it);
+    return true;
+}
+
+void Engine::admit() {
+    // Admit requests while the KV pool can hold every admitted request's worst case, so no
+    // sequence ever needs preempting.
+    while (!waiting_.empty()) {
+        Request* r = waiting_.front();
+        if (committed_ > 0 && (committed_ + r->worst_case > cache_->num_blocks() ||
+                               running_samples_ + r->n > options_.max_batch_seqs)) {
+            break;
         }
-        for (Sequence* s : forked) {
-            if (!s->done) still.push_back(s);
+        committed_ += r->worst_case;
+        running_samples_ += r->n;
+        r->admitted = true;
+        auto s = std::make_unique<Sequence>();
+        s->req = r;
+        s->sample = -1;
+        s->prompt = &r->req.prompt;
+        active_.push_back(s.get());
+        seqs_.push_back(std::move(s));
+        waiting_.pop_front();
+    }
+}
+
+void Engine::finish(Sequence* s, const char* why) {
+    s->done = true;
+    cache_->release(s->table);
+    Request* r = s->req;
+    GeneratedSequence& g = r->results[s->sample];
+    g.tokens = s->out;
+    g.finish_reason = why;
+    running_samples_--;
+    if (--r->samples_left == 0) {
+        committed_ -= r->worst_case;
+        completed_.push_back(r);
+    }
+}
+
+void Engine::accept(Sequence* s, int32_t tok) {
+    const SamplingParams& p = s->req->req.params;
+    s->out.push_back(tok);
+    const char* why = nullptr;
+    if (std::find(p.stop_ids.begin(), p.stop_ids.end(), tok) != p.stop_ids.end()) why = "stop";
+    if (!why && !p.stop_strings.empty() && options_.detokenize) {
+        const std::string text = options_.detokenize(s->out);
+        for (const std::string& stop : p.stop_strings) {
+            if (!stop.empty() && text.find(stop) != std::string::npos) why = "stop";
         }
-        active.swap(still);
+    }
+    if (!why &&
+        ((int)s->out.size() >= p.max_tokens ||
+         (int)(s->prompt->size() + s->out.size()) >= model_.config().max_position_embeddings)) {
+        why = "length";
+    }
+    if (s->req->on_token) s->req->on_token(s->sample, tok, why ? why : "");
+    if (why) {
+        finish(s, why);
+    } else {
+        s->pending = tok;
+    }
+}
+
+bool Engine::step() {
+    if (active_.empty() && waiting_.empty()) return false;
+    const int V = model_.config().vocab_size;
+    admit();
+    // Build the step: a token for every decoding sequence, then prompt chunks.
+    std::vector<Row>& rows = rows_;
+    rows.clear();
+    for (Sequence* s : active_) {
+        if (s->sample >= 0 && !s->done) {
+            if (!cache_->reserve(s->table, 1)) throw Error("KV cache exhausted during decode");
+            rows.push_back({s, s->pending, s->table.length, true});
+            s->table.length++;
+        }
+    }
+    decode_tokens_ += rows.size();
+    last_step_sequences_ = static_cast<int>(rows.size());
+    int budget = std::max(options_.max_batch_tokens - (int)rows.size(), 1);
+    for (Sequence* s : active_) {
+        if (s->sample >= 0 || budget <= 0) continue;
+        const int left = (int)s->prompt->size() - s->prefilled;
+        const int chunk = std::min(left, budget);
+        if (!cache_->reserve(s->table, chunk)) break;
+        for (int j = 0; j < chunk; j++) {
+            const int pos = s->prefilled + j;
+            rows.push_back({s, (*s->prompt)[pos], pos, pos == (int)s->prompt->size() - 1});
+        }
+        s->table.length += chunk;
+        s->prefilled += chunk;
+        budget -= chunk;
+        prefill_tokens_ += chunk;
+        last_step_sequences_++;
+    }
+    if (!rows.empty()) forward(rows, &logits_);
+    steps_++;
+    // Sample: logits rows follow the order of rows with want_logits.
+    int li = 0;
+    std::vector<Sequence*> forked;
+    for (const Row& row : rows) {
+        if (!row.want_logits) continue;
+        const float* row_logits = logits_.data() + (size_t)(li++) * V;
+        Sequence* s = row.seq;
+        const GenerationRequest& req = s->req->req;
+        if (s->sample >= 0) {
+            accept(s, sample_token(row_logits, V, req.params, s->rng));
+            continue;
+        }
+        // The prompt is in the cache: its samples share it and draw their first tokens.
+        for (int i = 0; i < s->req->n; i++) {
+            auto child = std::make_unique<Sequence>();
+            child->req = s->req;
+            child->sample = i;
+            child->prompt = s->prompt;
+            child->prefilled = s->prefilled;
+            child->table = cache_->fork(s->table);
+            child->rng.reseed(Rng::mix(req.params.seed, static_cast<uint64_t>(i)));
+            accept(child.get(), sample_token(row_logits, V, req.params, child->rng));
+            forked.push_back(child.get());
+            seqs_.push_back(std::move(child));
+        }
+        cache_->release(s->table);
+        s->done = true;
+    }
+    std::vector<Sequence*> still;
+    for (Sequence* s : active_) {
+        if (!s->done) still.push_back(s);
+    }
+    for (Sequence* s : forked) {
+        if (!s->done) still.push_back(s);
+    }
+    active_.swap(still);
+    std::erase_if(seqs_, [](const std::unique_ptr<Sequence>& s) { return s->done; });
+    // Hand finished requests over (after the batch is consistent: callbacks may be slow).
+    std::vector<Request*> completed;
+    completed.swap(completed_);
+    for (Request* r : completed) {
+        std::vector<std::vector<GeneratedSequence>> results(1);
+        results[0] = std::move(r->results);
+        if (r->rescore && r->req.params.logprobs >= 0) rescore({r->req}, &results);
+        const DoneCallback on_done = std::move(r->on_done);
+        requests_.erase(r->id);
+        if (on_done) on_done(std::move(results[0]));
+    }
+    return true;
+}
+
+std::vector<std::vector<GeneratedSequence>> Engine::generate(
+    const std::vector<GenerationRequest>& requests,
+    const std::function<void(int64_t, int64_t)>& on_progress) {
+    if (!requests_.empty()) throw Error("Engine::generate: submitted requests are outstanding");
+    for (size_t r = 0; r < requests.size(); r++)
+        validate(requests[r], "generation request " + std::to_string(r));
+    steps_ = prefill_tokens_ = decode_tokens_ = 0;
+    std::vector<std::vector<GeneratedSequence>> results(requests.size());
+    int64_t finished = 0, generated = 0;
+    for (size_t r = 0; r < requests.size(); r++) {
+        submit(
+            requests[r],
+            [&](int, int32_t, const std::string& finish) {
+                generated++;
+                if (!finish.empty()) finished++;
+            },
+            [&results, r](std::vector<GeneratedSequence>&& out) { results[r] = std::move(out); },
+            /*rescore_when_done=*/false);
+    }
+    while (step()) {
         if (on_progress) on_progress(finished, generated);
     }
-    seqs_.clear();
+    // All samples re-scored together, packed in request order (what the RL trainer expects).
     rescore(requests, &results);
     return results;
 }

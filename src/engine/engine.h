@@ -6,10 +6,16 @@
 // of a request share its prefilled prompt blocks (copy-on-write). Logprobs, when asked for,
 // are computed by re-scoring the finished sequence with the trainer's own forward pass
 // (Model::forward), so an RL importance ratio at the first update is exactly 1.
+//
+// Two ways to drive it: generate() runs a list of requests to completion; submit() / step() /
+// cancel() let a caller (the server's engine thread) add requests to a running batch, take
+// tokens as they are drawn and drop requests at any step. generate() is a loop over the latter.
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,6 +53,13 @@ struct EngineOptions {
     std::function<std::string(const std::vector<int32_t>&)> detokenize;
 };
 
+// Called from step() for every token a sample draws: (sample index, token, finish reason),
+// the reason empty while the sample goes on, else "stop" or "length".
+using TokenCallback = std::function<void(int sample, int32_t token, const std::string& finish)>;
+// Called from step() once every sample of a request has finished, with the results (logprobs
+// filled when asked for). The request is forgotten afterwards.
+using DoneCallback = std::function<void(std::vector<GeneratedSequence>&& results)>;
+
 class Engine {
   public:
     Engine(Model& model, EngineOptions options = {});
@@ -54,11 +67,40 @@ class Engine {
 
     // Runs the requests to completion. Result [r][i] is sample i of request r. `on_progress`
     // (optional) is called after every step with (sequences finished, tokens generated).
+    // Throws Error naming the request for an invalid one, before generating anything.
+    // REQUIRES: no request submitted with submit() is outstanding.
     std::vector<std::vector<GeneratedSequence>> generate(
         const std::vector<GenerationRequest>& requests,
         const std::function<void(int64_t, int64_t)>& on_progress = {});
 
-    // Statistics of the last generate(): forward passes and rows (tokens) processed.
+    // ---- incremental use (one thread: submit, step and cancel are not thread-safe) --------
+    // Checks that `request` can run (non-empty prompt, ids in the vocabulary, room in the
+    // context and in the KV pool); throws Error starting with `what` otherwise.
+    void validate(const GenerationRequest& request, const std::string& what) const;
+    // Queues a request (validated as above) and returns its id. It joins the batch at a later
+    // step, when the KV pool can hold its worst case. With `rescore_when_done`, logprobs (if
+    // asked for) are computed when its last sample finishes, by re-scoring its samples packed
+    // together with the trainer's forward; otherwise GeneratedSequence::logprobs stay empty.
+    int64_t submit(GenerationRequest request, TokenCallback on_token, DoneCallback on_done,
+                   bool rescore_when_done = true);
+    // Drops a queued or running request: its KV blocks are freed at once and no callback of
+    // it is called again. Returns false when the id is unknown (already finished).
+    bool cancel(int64_t id);
+    // One forward pass over a token of every decoding sample plus prompt chunks, then
+    // sampling (callbacks run here). Returns false, doing nothing, when no request is queued
+    // or running.
+    bool step();
+
+    // Requests queued but not yet in the batch; samples (and prompts being prefilled) in it.
+    int num_waiting() const { return static_cast<int>(waiting_.size()); }
+    int num_running() const { return static_cast<int>(active_.size()); }
+    // Sequences that had a row in the last step's forward pass.
+    int last_step_sequences() const { return last_step_sequences_; }
+    int kv_blocks() const { return cache_->num_blocks(); }
+    int free_kv_blocks() const { return cache_->free_blocks(); }
+
+    // Forward passes and rows (tokens) processed: since the last generate() began, or in
+    // total for incremental use.
     int64_t steps() const { return steps_; }
     int64_t prefill_tokens() const { return prefill_tokens_; }
     int64_t decode_tokens() const { return decode_tokens_; }
@@ -66,18 +108,34 @@ class Engine {
   private:
     struct Sequence;
     struct Row;
+    struct Request;
     // One forward pass over `rows`; fills logits for rows with want_logits (in row order).
     void forward(const std::vector<Row>& rows, std::vector<float>* logits);
     void rescore(const std::vector<GenerationRequest>& requests,
                  std::vector<std::vector<GeneratedSequence>>* results);
+    // Moves queued requests into the batch while the KV pool holds every admitted worst case.
+    void admit();
+    // Appends a drawn token to `s` and decides whether the sample ends with it.
+    void accept(Sequence* s, int32_t token);
+    void finish(Sequence* s, const char* why);
 
     Model& model_;
     EngineOptions options_;
     std::unique_ptr<KvCache> cache_;
-    std::vector<std::unique_ptr<Sequence>> seqs_;
+    std::map<int64_t, std::unique_ptr<Request>> requests_;  // queued or running, by id
+    std::deque<Request*> waiting_;                          // queued, in submission order
+    std::vector<Sequence*> active_;                         // in the batch, not finished
+    std::vector<std::unique_ptr<Sequence>> seqs_;           // owns every live sequence
+    std::vector<Request*> completed_;                       // finished during this step
+    int64_t next_id_ = 1;
+    int committed_ = 0;        // worst-case KV blocks of the admitted requests
+    int running_samples_ = 0;  // samples of the admitted requests not finished
+    int last_step_sequences_ = 0;
     // Step buffers, grown as needed.
     std::vector<float> x_, ln_, q_, k_, v_, att_, h_, gate_, up_, act_, sel_, rstd_;
     std::vector<int32_t> tokens_, positions_;
+    std::vector<Row> rows_;
+    std::vector<float> logits_;
     int64_t steps_ = 0, prefill_tokens_ = 0, decode_tokens_ = 0;
 };
 

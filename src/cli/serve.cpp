@@ -1,0 +1,68 @@
+// `crucible serve`: the OpenAI-compatible HTTP server (src/serve/server.h, docs/SERVING.md).
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <ctime>
+#include <thread>
+
+#include "cli/commands.h"
+#include "serve/server.h"
+
+namespace crucible::cli {
+
+std::function<int()> add_serve(CLI::App& app) {
+    CLI::App* cmd = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
+    auto o = std::make_shared<ServerOptions>();
+    cmd->add_option("--model", o->model_dir, "model folder (config.json + model.safetensors)")
+        ->required()
+        ->check(CLI::ExistingDirectory);
+    cmd->add_option("--host", o->host, "address to listen on")->capture_default_str();
+    cmd->add_option("--port", o->port, "port (0: any free port, printed at start)")
+        ->capture_default_str();
+    cmd->add_option("--served-model-name", o->served_model_name,
+                    "the model id clients send (default: the folder's name)");
+    cmd->add_option("--max-queue", o->max_queue, "requests waiting for the batch before 429")
+        ->capture_default_str();
+    cmd->add_option("--max-batch-seqs", o->max_batch_seqs, "sequences decoding at once")
+        ->capture_default_str();
+    cmd->add_option("--max-batch-tokens", o->max_batch_tokens, "rows per forward pass")
+        ->capture_default_str();
+    cmd->add_option("--http-threads", o->http_threads, "connections served at once")
+        ->capture_default_str();
+    return [o]() {
+        // SIGTERM/SIGINT are taken by one thread (sigwait), never by a handler: every thread
+        // created from here on inherits the blocked mask.
+        sigset_t signals;
+        sigemptyset(&signals);
+        sigaddset(&signals, SIGTERM);
+        sigaddset(&signals, SIGINT);
+        pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+        Server server(*o);
+        std::fprintf(stderr, "crucible serve: model '%s' on http://%s:%d/v1\n",
+                     server.model_name().c_str(), o->host.c_str(), server.port());
+        std::fflush(stderr);
+        std::atomic<bool> finished{false};
+        std::thread waiter([&] {
+            const timespec tick{0, 100 * 1000 * 1000};
+            while (!finished) {
+                const int sig = sigtimedwait(&signals, nullptr, &tick);
+                if (sig == SIGTERM || sig == SIGINT) {
+                    std::fprintf(stderr, "crucible serve: %s, draining in-flight requests\n",
+                                 sig == SIGTERM ? "SIGTERM" : "SIGINT");
+                    std::fflush(stderr);
+                    server.stop();
+                    return;
+                }
+            }
+        });
+        server.run();
+        finished = true;
+        waiter.join();
+        std::fprintf(stderr, "crucible serve: stopped\n");
+        return 0;
+    };
+}
+
+}  // namespace crucible::cli

@@ -1,0 +1,74 @@
+// `crucible serve`: an OpenAI-compatible HTTP server over the batched engine.
+//
+// One engine thread owns the model and loops Engine::step(); HTTP handler threads (httplib's
+// pool) parse and validate a request, tokenize it, queue it for the engine thread and wait on
+// a per-request channel that the engine's callbacks fill. Requests join the running batch at
+// the next step (continuous batching) and leave it when they finish or their client goes away.
+// Endpoints, fields and errors: docs/SERVING.md.
+//
+// The header names no engine or tokenizer type: a caller (a test, the CLI) needs only the
+// options and the port.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace crucible {
+
+struct ServerOptions {
+    std::filesystem::path model_dir;  // config.json + model.safetensors (+ tokenizer files)
+    std::string host = "127.0.0.1";
+    int port = 8000;                // 0: an ephemeral port, see Server::port()
+    std::string served_model_name;  // the id clients send as "model"; empty: the folder's name
+    int max_queue = 256;            // requests waiting to join the batch; past it, 429
+    int max_batch_seqs = 256;       // sequences decoding at once
+    int max_batch_tokens = 512;     // rows per forward pass (decode tokens + prefill chunks)
+    int http_threads = 64;          // concurrent connections served (a stream holds one)
+    // A streaming response with nothing to send for this long writes an SSE comment line:
+    // a write is how a vanished client is noticed when no tokens are flowing.
+    double heartbeat_s = 1.0;
+    // Called by the engine thread after every step with the step count (tests pause the
+    // engine here to make queueing and disconnects deterministic).
+    std::function<void(int64_t step)> after_step;
+};
+
+// A snapshot of the engine thread's state.
+struct ServerStats {
+    int64_t steps = 0;              // forward passes
+    int max_step_sequences = 0;     // most sequences that shared one forward pass
+    int running = 0;                // sequences in the batch (prompts being prefilled included)
+    int waiting = 0;                // requests queued, not yet in the batch
+    int kv_blocks = 0;              // KV cache pool size
+    int free_kv_blocks = 0;         // ... and what is free
+    int64_t requests = 0;           // generation requests accepted
+    int64_t cancelled = 0;          // requests whose client went away before they finished
+    int64_t completion_tokens = 0;  // tokens generated (all samples)
+};
+
+class Server {
+  public:
+    // Loads the model folder, binds host:port and starts the engine thread. Throws Error naming
+    // the folder or the address.
+    explicit Server(ServerOptions options);
+    ~Server();  // stops as stop() does and waits for the threads
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    int port() const;                       // the bound port
+    const std::string& model_name() const;  // the served model id
+    // Serves until stop(); then stops accepting, lets every in-flight request finish (streams
+    // included) and returns.
+    void run();
+    // Makes run() drain and return. Thread-safe; may be called before run().
+    void stop();
+    ServerStats stats() const;
+
+  private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace crucible
