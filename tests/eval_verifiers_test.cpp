@@ -5,6 +5,8 @@
 #include <string>
 
 #include "core/error.h"
+#include "eval/math_expr.h"
+#include "eval/symbolic.h"
 #include "eval/verifiers.h"
 
 namespace crucible::eval {
@@ -182,6 +184,36 @@ const Case kCases[] = {
     {"math", "2\\alpha", "\\alpha+\\alpha", true},
     {"math", "\\frac{1}{2}", "\\frac{1}{2}x", false},
     {"math", "ab", "ba", false},
+    // symbolic: GiNaC proves rational-function and radical identities exactly; trig and log
+    // identities are left to the probes
+    {"math", "\\frac{x^2-1}{x-1}", "x+1", true},
+    {"math", "\\frac{x^2-1}{x-1}", "x-1", false},
+    {"math", "\\frac{2x}{x^2}", "\\frac{2}{x}", true},
+    {"math", "(x+1)^3", "x^3+3x^2+3x+1", true},
+    {"math", "(x+1)^3", "x^3+3x^2+3x+2", false},
+    {"math", "x^2-y^2", "(x-y)(x+y)", true},
+    {"math", "\\frac{1}{x}+\\frac{1}{y}", "\\frac{x+y}{x \\cdot y}", true},
+    {"math", "\\frac{a+b}{2}", "\\frac{a}{2}+\\frac{b}{2}", true},
+    {"math", "\\pi r^2", "r^2\\pi", true},
+    {"math", "x-x+1", "1", true},
+    {"math", "3\\sqrt{2}", "\\sqrt{18}", true},
+    {"math", "3\\sqrt{2}", "\\sqrt{17}", false},
+    {"math", "\\frac{1}{\\sqrt{3}}", "\\frac{\\sqrt{3}}{3}", true},
+    {"math", "\\frac{\\sqrt{6}}{3}", "\\sqrt{\\frac{2}{3}}", true},
+    {"math", "2^{10}", "1024", true},
+    {"math", "\\frac{10^{12}+1}{10^{12}}", "1", false},
+    {"math", "e^{2}", "e \\cdot e", true},
+    {"math", "\\ln(e^2)", "2", true},
+    {"math", "\\sin^2 x + \\cos^2 x", "1", true},
+    {"math", "\\sin^2 x + \\cos^2 x", "2", false},
+    {"math", "\\sin^2 x", "1 - \\cos^2 x", true},
+    {"math", "1-\\cos^2 x", "\\cos^2 x", false},
+    {"math", "\\sin x \\cos x", "\\frac{1}{2}\\sin(2x)", true},
+    {"math", "\\cos^2\\theta - \\sin^2\\theta", "\\cos(2\\theta)", true},
+    {"math", "\\tan x", "\\frac{\\sin x}{\\cos x}", true},
+    {"math", "\\sin x", "\\cos x", false},
+    {"math", "\\frac{\\pi}{4}", "\\arctan 1", true},
+    {"math", "\\sin^{-1} x", "\\arcsin x", false},
     // equations
     {"math", "y=2x+1", "2x+1", true},
     {"math", "y=2x+1", "y=1+2x", true},
@@ -300,6 +332,28 @@ TEST(EvalVerifiers, ErrorsAtTheBoundary) {
     } catch (const Error& e) {
         EXPECT_NE(std::string(e.what()).find("judge"), std::string::npos);
     }
+}
+
+// Which identities GiNaC itself decides (the table above cannot tell GiNaC from the probes).
+TEST(EvalVerifiers, SymbolicVerdicts) {
+    auto verdict = [](const char* a, const char* b) {
+        const auto ea = detail::parse_math_expr(normalize_math(a));
+        const auto eb = detail::parse_math_expr(normalize_math(b));
+        EXPECT_TRUE(ea && eb) << a << " | " << b;
+        return detail::symbolic_verdict(*ea, *eb);
+    };
+    EXPECT_EQ(verdict("\\frac{x^2-1}{x-1}", "x+1"), std::optional<bool>(true));
+    EXPECT_EQ(verdict("2\\sqrt{2}", "\\sqrt{8}"), std::optional<bool>(true));
+    EXPECT_EQ(verdict("\\frac{10^{12}+1}{10^{12}}", "1"), std::optional<bool>(false));
+    EXPECT_EQ(verdict("\\binom{6}{3}", "20"), std::optional<bool>(true));
+    EXPECT_EQ(verdict("5!", "121"), std::optional<bool>(false));
+    // Not decided, left to the probes: trig identities, decimals, huge powers, odd roots of
+    // negatives (GiNaC's principal root is complex).
+    EXPECT_EQ(verdict("\\sin^2x+\\cos^2x", "1"), std::nullopt);
+    EXPECT_EQ(verdict("0.5x", "\\frac{x}{2}"), std::nullopt);
+    EXPECT_EQ(verdict("(x+1)^{100}", "(1+x)^{100}"), std::nullopt);
+    EXPECT_EQ(verdict("\\sqrt[3]{-8}", "-2"), std::nullopt);
+    EXPECT_EQ(verdict("x", "y"), std::nullopt);
 }
 
 TEST(EvalVerifiers, ExtractMathAnswer) {

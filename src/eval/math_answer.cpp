@@ -17,12 +17,15 @@
 #include <vector>
 
 #include "core/rng.h"
+#include "eval/math_expr.h"
+#include "eval/symbolic.h"
 #include "eval/text_util.h"
 
 namespace crucible::eval {
 namespace {
 
 using namespace text;
+using namespace detail;
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -78,124 +81,6 @@ bool has_alnum(std::string_view s) {
 // + - * / ^, \cdot \times \div, implicit multiplication, \frac, \sqrt[n]{}, \binom, |x|, n!,
 // \pi, \infty, elementary functions. Anything else is a parse failure.
 
-enum class Op {
-    kNum,
-    kVar,
-    kNeg,
-    kAdd,
-    kSub,
-    kMul,
-    kDiv,
-    kPow,
-    kFact,
-    kAbs,
-    kSqrt,
-    kRoot,
-    kSin,
-    kCos,
-    kTan,
-    kSec,
-    kCsc,
-    kCot,
-    kAsin,
-    kAcos,
-    kAtan,
-    kLn,
-    kLog10,
-    kLogBase,
-    kExp,
-    kBinom
-};
-
-struct Node {
-    Op op;
-    double value = 0.0;  // kNum: the number; kVar: the variable id
-    int a = -1;
-    int b = -1;
-};
-
-struct Expr {
-    std::vector<Node> nodes;
-    int root = -1;
-    std::set<int> vars;
-    bool has_decimal = false;   // a decimal point or exponent was written
-    bool has_infinity = false;  // \infty was written (a division by zero is not infinity)
-
-    double eval(int i, const std::vector<double>& values) const {
-        const Node& n = nodes[static_cast<size_t>(i)];
-        auto A = [&] { return eval(n.a, values); };
-        auto B = [&] { return eval(n.b, values); };
-        switch (n.op) {
-            case Op::kNum:
-                return n.value;
-            case Op::kVar:
-                return values[static_cast<size_t>(n.value)];
-            case Op::kNeg:
-                return -A();
-            case Op::kAdd:
-                return A() + B();
-            case Op::kSub:
-                return A() - B();
-            case Op::kMul:
-                return A() * B();
-            case Op::kDiv:
-                return A() / B();
-            case Op::kPow:
-                return std::pow(A(), B());
-            case Op::kFact: {
-                const double x = A();
-                if (x < 0 || x > 170 || x != std::floor(x)) return kNaN;
-                return std::round(std::tgamma(x + 1.0));
-            }
-            case Op::kAbs:
-                return std::fabs(A());
-            case Op::kSqrt:
-                return std::sqrt(A());
-            case Op::kRoot: {
-                const double x = A(), k = B();
-                if (x < 0 && k == std::floor(k) && std::fmod(k, 2.0) != 0.0)
-                    return -std::pow(-x, 1.0 / k);
-                return std::pow(x, 1.0 / k);
-            }
-            case Op::kSin:
-                return std::sin(A());
-            case Op::kCos:
-                return std::cos(A());
-            case Op::kTan:
-                return std::tan(A());
-            case Op::kSec:
-                return 1.0 / std::cos(A());
-            case Op::kCsc:
-                return 1.0 / std::sin(A());
-            case Op::kCot:
-                return 1.0 / std::tan(A());
-            case Op::kAsin:
-                return std::asin(A());
-            case Op::kAcos:
-                return std::acos(A());
-            case Op::kAtan:
-                return std::atan(A());
-            case Op::kLn:
-                return std::log(A());
-            case Op::kLog10:
-                return std::log10(A());
-            case Op::kLogBase:
-                return std::log(A()) / std::log(B());
-            case Op::kExp:
-                return std::exp(A());
-            case Op::kBinom: {
-                const double x = A(), k = B();
-                if (k < 0 || k > x || k != std::floor(k) || x != std::floor(x)) return kNaN;
-                double r = 1.0;
-                for (double i = 1; i <= k; ++i) r = r * (x - k + i) / i;
-                return std::round(r);
-            }
-        }
-        return kNaN;
-    }
-    double eval(const std::vector<double>& values) const { return eval(root, values); }
-};
-
 struct FunctionName {
     std::string_view name;
     Op op;
@@ -210,6 +95,19 @@ constexpr std::string_view kGreek[] = {"alpha", "beta",   "gamma", "delta", "eps
                                        "theta", "lambda", "mu",    "rho",   "sigma",
                                        "tau",   "phi",    "psi",   "omega", "varphi"};
 constexpr int kNumVars = 52 + static_cast<int>(std::size(kGreek));
+
+// Commands the parser knows; an unknown run of letters that starts with one ("\\sinx", what
+// "\\sin x" becomes once whitespace is removed) is read as that command and what follows.
+bool known_command(std::string_view name) {
+    for (std::string_view k :
+         {"frac", "sqrt", "pi", "infty", "binom", "log", "cdot", "times", "div"})
+        if (k == name) return true;
+    for (const auto& f : kFunctions)
+        if (f.name == name) return true;
+    for (auto g : kGreek)
+        if (g == name) return true;
+    return false;
+}
 
 int letter_var(char c) {
     return c >= 'a' && c <= 'z' ? c - 'a' : 26 + (c - 'A');
@@ -239,7 +137,11 @@ class ExprParser {
         if (peek() != '\\') return {};
         size_t e = pos_ + 1;
         while (e < s_.size() && is_alpha(s_[e])) ++e;
-        return s_.substr(pos_ + 1, e - pos_ - 1);
+        const std::string_view full = s_.substr(pos_ + 1, e - pos_ - 1);
+        if (known_command(full)) return full;
+        for (size_t n = full.size() - (full.empty() ? 0 : 1); n >= 2; --n)
+            if (known_command(full.substr(0, n))) return full.substr(0, n);
+        return full;
     }
     bool eat_command(std::string_view name) {
         if (command_at() != name) return false;
@@ -356,8 +258,20 @@ class ExprParser {
         return fail();
     }
     int variable(int id) {
+        if (id == letter_var('e')) return add(Op::kE);  // Euler's number, as answers use it
         e_.vars.insert(id);
         return add(Op::kVar, -1, -1, id);
+    }
+    // f(x), f x, and f^2 x = (f x)^2. A negative power (\\sin^{-1}: inverse or reciprocal?)
+    // is ambiguous, so it does not parse.
+    int function_call(Op op) {
+        int power = -1;
+        if (op != Op::kSqrt && eat('^')) {
+            power = exponent();
+            if (failed_ || e_.nodes[static_cast<size_t>(power)].op == Op::kNeg) return fail();
+        }
+        const int r = add(op, function_argument());
+        return power >= 0 ? add(Op::kPow, r, power) : r;
     }
     int function_argument() {
         if (peek() == '(' || peek() == '{') return primary();
@@ -410,13 +324,13 @@ class ExprParser {
         while (is_alpha(peek())) ++pos_;
         const std::string_view w = s_.substr(b, pos_ - b);
         if (w.size() == 1) return variable(letter_var(w[0]));
-        if (w == "pi") return add(Op::kNum, -1, -1, std::numbers::pi);
+        if (w == "pi") return add(Op::kPi);
         if (w == "inf" || w == "infty" || w == "infinity") {
             e_.has_infinity = true;
             return add(Op::kNum, -1, -1, kInf);
         }
         for (const auto& f : kFunctions)
-            if (f.name == w) return add(f.op, function_argument());
+            if (f.name == w) return function_call(f.op);
         return fail();  // "xy", "cm", "Monday": words are not expressions
     }
     int command() {
@@ -439,7 +353,7 @@ class ExprParser {
             }
             return add(Op::kSqrt, group());
         }
-        if (cmd == "pi") return add(Op::kNum, -1, -1, std::numbers::pi);
+        if (cmd == "pi") return add(Op::kPi);
         if (cmd == "infty") {
             e_.has_infinity = true;
             return add(Op::kNum, -1, -1, kInf);
@@ -449,7 +363,7 @@ class ExprParser {
             return add(Op::kLogBase, function_argument(), base);
         }
         for (const auto& f : kFunctions)
-            if (f.name == cmd) return add(f.op, function_argument());
+            if (f.name == cmd) return function_call(f.op);
         for (size_t g = 0; g < std::size(kGreek); ++g)
             if (kGreek[g] == cmd) return variable(52 + static_cast<int>(g));
         return fail();
@@ -494,9 +408,11 @@ bool values_close(double a, double b, bool decimal) {
 constexpr int kProbes = 5;
 
 bool expressions_equal(const Expr& a, const Expr& b) {
-    if (a.vars != b.vars) return false;
+    // What GiNaC decides is final; anything else goes to the probes.
+    if (const auto v = symbolic_verdict(a, b)) return *v;
+    // Variables may differ (sin^2 x + cos^2 x against 1): the probes set all of them.
     const bool decimal = a.has_decimal || b.has_decimal;
-    if (a.vars.empty()) {
+    if (a.vars.empty() && b.vars.empty()) {
         const double x = a.eval({}), y = b.eval({});
         if (!std::isfinite(x) || !std::isfinite(y))
             return std::isinf(x) && x == y && a.has_infinity && b.has_infinity;
@@ -876,6 +792,12 @@ bool equal_strings(std::string_view a, std::string_view b, int depth) {
 }  // namespace
 
 // ---- math -------------------------------------------------------------------------------------
+
+namespace detail {
+std::optional<Expr> parse_math_expr(std::string_view normalized) {
+    return parse_expr(normalized);
+}
+}  // namespace detail
 
 std::optional<std::string> extract_math_answer(std::string_view text) {
     // The last \boxed / \fbox.

@@ -1,9 +1,11 @@
 // Math answer checking: extract the final answer of a solution, normalise its LaTeX, and
 // decide equivalence by structure (sets, tuples, intervals, matrices, equations) and value
 // (numbers, fractions, constant expressions, and expressions in variables evaluated at fixed
-// numeric probe points). Symbolic algebra (GiNaC) is not used yet: two expressions in variables
-// are equal when they agree at every probe point where both are defined (at least two).
-// A parse failure is never "equal". The percent policy is the one described in verifiers.h.
+// numeric probe points). Two expressions are equal when GiNaC proves their difference zero
+// (symbolic.h: exact for rational functions and radicals), else when they agree at every
+// numeric probe point where both are defined (at least two; trig/log identities are decided
+// here). e is Euler's number; "\sin^2 x" is (\sin x)^2. A parse failure is never "equal". The
+// percent policy is the one described in verifiers.h.
 #pragma once
 
 #include <optional>

@@ -196,9 +196,10 @@ bool verify(const std::string& kind, const std::string& gold, const std::string&
     if (kind == "exact") return verify_exact(gold, pred);
     if (kind == "regex") return verify_regex(gold, pred);
     if (kind == "numeric") return verify_numeric(gold, pred);
-    if (kind == "mc") return verify_choice(gold, pred);
+    if (kind == "mc" || kind == "choice") return verify_choice(gold, pred);
     if (kind == "math") return verify_math(gold, pred);
-    throw Error("unknown verifier '" + kind + "' (expected exact, regex, numeric, mc or math)");
+    throw Error("unknown verifier '" + kind +
+                "' (expected exact, regex, numeric, mc (or choice) or math)");
 }
 
 }  // namespace crucible::eval

@@ -70,7 +70,8 @@ bool verify_choice(std::string_view gold, std::string_view pred);
 
 // ---- dispatch ---------------------------------------------------------------------------------
 
-// kind in {"exact", "regex", "numeric", "mc", "math"}; any other kind throws crucible::Error.
+// kind in {"exact", "regex", "numeric", "mc" (alias "choice"), "math"}; any other kind throws
+// crucible::Error.
 bool verify(const std::string& kind, const std::string& gold, const std::string& pred);
 
 }  // namespace crucible::eval

@@ -1,0 +1,250 @@
+// `crucible eval`, `verify`, `compare` and `report`: the eval harness from the command line
+// (docs/EVALUATION.md).
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/file_io.h"
+#include "eval/dataset.h"
+#include "eval/harness.h"
+#include "eval/local_generator.h"
+#include "eval/report_html.h"
+#include "eval/results.h"
+#include "eval/sample_store.h"
+#include "eval/verifiers.h"
+
+namespace crucible::cli {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+// "12:34" or "1:02:03".
+std::string clock_text(double seconds) {
+    if (!std::isfinite(seconds) || seconds < 0) return "--:--";
+    const long s = std::lround(seconds);
+    char buf[32];
+    if (s >= 3600) {
+        std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
+    } else {
+        std::snprintf(buf, sizeof buf, "%ld:%02ld", s / 60, s % 60);
+    }
+    return buf;
+}
+
+// A field of a verify line as text: a string, or a number as JSON writes it.
+std::string text_field(const json& j, const char* key, const std::string& where) {
+    if (!j.contains(key)) throw Error(where + ": needs field '" + key + "'");
+    const json& v = j[key];
+    if (v.is_string()) return v.get<std::string>();
+    if (v.is_number()) return v.dump();
+    throw Error(where + ": field '" + key + "' must be a string or a number");
+}
+
+}  // namespace
+
+std::function<int()> add_eval(CLI::App& app) {
+    CLI::App* cmd = app.add_subcommand(
+        "eval", "Score a model on a JSONL dataset with K samples per item (resumable)");
+    cmd->option_defaults()->always_capture_default();
+    struct Options {
+        std::string model, data, out, verifier = "math", cluster_field = "cluster", chat_format;
+        int n = 1, max_tokens = 1024, concurrency = 8, batch = 64, max_batch_tokens = 512,
+            bootstrap = 0;
+        double temperature = 1.0, top_p = 1.0;
+        uint64_t seed = 0, bootstrap_seed = 0;
+        bool raw = false, chat = false, strip_think = false;
+    };
+    auto o = std::make_shared<Options>();
+    cmd->add_option("--model", o->model,
+                    "model folder, or an endpoint openai:BASE_URL#MODEL (e.g. "
+                    "openai:http://127.0.0.1:8000/v1#qwen)")
+        ->required();
+    cmd->add_option("--data", o->data,
+                    "JSONL items {id, prompt | messages, answer | gold, verifier?, cluster?}")
+        ->required()
+        ->check(CLI::ExistingFile);
+    cmd->add_option("--out", o->out, "run directory (samples.sqlite, results.json)")->required();
+    cmd->add_option("--n", o->n, "samples per item (K); a re-run with a larger K adds samples");
+    cmd->add_option("--temperature", o->temperature, "0 is greedy");
+    cmd->add_option("--top-p", o->top_p);
+    cmd->add_option("--max-tokens", o->max_tokens, "completion tokens per sample");
+    cmd->add_option("--seed", o->seed, "sample j of item i uses a seed derived from (seed, id, j)");
+    auto* chat =
+        cmd->add_flag("--chat", o->chat, "send raw prompts through the chat template (default)");
+    cmd->add_flag("--raw", o->raw, "send raw prompts as they are (completions)")->excludes(chat);
+    cmd->add_flag("--strip-think", o->strip_think,
+                  "score only what follows </think> (an unclosed <think> scores 0)");
+    cmd->add_option("--verifier", o->verifier,
+                    "default verifier: math, exact, regex, numeric, mc (choice)");
+    cmd->add_option("--cluster-field", o->cluster_field,
+                    "item field naming its cluster, for clustered standard errors");
+    cmd->add_option("--concurrency", o->concurrency, "requests in flight (endpoints)");
+    cmd->add_option("--batch", o->batch, "samples per engine call (local models)");
+    cmd->add_option("--max-batch-tokens", o->max_batch_tokens, "rows per forward pass (local)");
+    cmd->add_option("--chat-format", o->chat_format, "chatml, qwen2, qwen2.5 or llama3 (local)");
+    cmd->add_option("--bootstrap", o->bootstrap, "bootstrap resamples for avg@K (0: none)");
+    cmd->add_option("--bootstrap-seed", o->bootstrap_seed);
+    return [o]() {
+        eval::Dataset data = eval::load_dataset(o->data, o->verifier, o->cluster_field);
+        for (const std::string& e : data.excluded)
+            std::fprintf(stderr, "excluded: %s\n", e.c_str());
+        if (data.items.empty()) throw Error(o->data + ": no usable item");
+        std::unique_ptr<eval::Generator> gen =
+            o->model.rfind("openai:", 0) == 0
+                ? eval::make_openai_generator(o->model, o->concurrency)
+                : eval::make_local_generator(o->model, o->batch, o->max_batch_tokens,
+                                             o->chat_format);
+        eval::EvalOptions eo;
+        eo.run_dir = o->out;
+        eo.k = o->n;
+        eo.sampling.temperature = o->temperature;
+        eo.sampling.top_p = o->top_p;
+        eo.sampling.max_tokens = o->max_tokens;
+        eo.sampling.seed = o->seed;
+        eo.sampling.chat = !o->raw;
+        eo.strip_think = o->strip_think;
+        eo.model = o->model;
+        eo.data = o->data;
+        const auto t0 = std::chrono::steady_clock::now();
+        const bool tty = isatty(STDERR_FILENO);
+        double last_print = -1e9;
+        eo.on_progress = [&](int64_t done, int64_t total) {
+            const double s =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            if (done < total && !tty && s - last_print < 5.0) return;
+            last_print = s;
+            const double rate = done / std::max(s, 1e-9);
+            const double eta = done > 0 ? (total - done) / rate : NAN;
+            std::fprintf(
+                stderr, "%seval: %lld/%lld samples | %.2f samples/s | elapsed %s | ETA %s%s",
+                tty ? "\r" : "", (long long)done, (long long)total, rate, clock_text(s).c_str(),
+                clock_text(eta).c_str(), (done == total || !tty) ? "\n" : "   ");
+        };
+        eval::SampleStore(o->out).set_setting("excluded", json(data.excluded).dump());
+        const eval::EvalSummary sum = eval::run_eval(data.items, *gen, eo);
+        std::fprintf(stderr, "eval: %lld generated (%lld failed), %lld already stored\n",
+                     (long long)sum.generated, (long long)sum.failed, (long long)sum.skipped);
+        eval::ResultsOptions ro;
+        ro.bootstrap = o->bootstrap;
+        ro.bootstrap_seed = o->bootstrap_seed;
+        const json results = eval::compute_results(eval::load_run(o->out), ro);
+        write_file_durable(fs::path(o->out) / "results.json", results.dump(2) + "\n");
+        std::fputs(eval::results_table(results).c_str(), stdout);
+        return 0;
+    };
+}
+
+std::function<int()> add_verify(CLI::App& app) {
+    CLI::App* cmd = app.add_subcommand(
+        "verify", "Check answers: JSONL lines {gold, pred, verifier?} get \"equal\": true|false");
+    struct Options {
+        std::string in, out, verifier = "math";
+    };
+    auto o = std::make_shared<Options>();
+    cmd->add_option("--jsonl", o->in, "input JSONL")->required()->check(CLI::ExistingFile);
+    cmd->add_option("--out", o->out, "output JSONL (default: stdout)");
+    cmd->add_option("--verifier", o->verifier, "for lines without one (default math)");
+    return [o]() {
+        std::ifstream in(o->in);
+        std::string text, out_text;
+        int line_no = 0, n = 0, n_equal = 0;
+        while (std::getline(in, text)) {
+            ++line_no;
+            if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+            const std::string where = o->in + ":" + std::to_string(line_no);
+            json j = json::parse(text, nullptr, false);
+            if (j.is_discarded() || !j.is_object()) throw Error(where + ": not a JSON object");
+            const std::string gold = text_field(j, "gold", where);
+            const std::string pred = text_field(j, "pred", where);
+            std::string kind = o->verifier;
+            if (j.contains("verifier")) {
+                if (!j["verifier"].is_string())
+                    throw Error(where + ": field 'verifier' must be a string");
+                kind = j["verifier"].get<std::string>();
+            }
+            if (!eval::is_known_verifier(kind))
+                throw Error(where + ": unknown verifier '" + kind +
+                            "' (expected exact, regex, numeric, mc, choice or math)");
+            bool equal = false;
+            try {
+                equal = eval::verify(kind, gold, pred);
+            } catch (const Error& e) {
+                throw Error(where + ": " + e.what());
+            }
+            j["equal"] = equal;
+            ++n;
+            n_equal += equal ? 1 : 0;
+            out_text += j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+        }
+        if (o->out.empty()) {
+            std::fputs(out_text.c_str(), stdout);
+        } else {
+            write_file_durable(o->out, out_text);
+        }
+        std::fprintf(stderr, "verify: %d lines, %d equal\n", n, n_equal);
+        return 0;
+    };
+}
+
+std::function<int()> add_compare(CLI::App& app) {
+    CLI::App* cmd =
+        app.add_subcommand("compare", "Paired comparison of two eval runs, with power analysis");
+    cmd->option_defaults()->always_capture_default();
+    struct Options {
+        std::string a, b, json_out;
+        double delta = 0.05;
+        int permutations = 10000;
+        uint64_t seed = 0;
+    };
+    auto o = std::make_shared<Options>();
+    cmd->add_option("RUN_A", o->a, "eval run directory")->required()->check(CLI::ExistingDirectory);
+    cmd->add_option("RUN_B", o->b, "eval run directory")->required()->check(CLI::ExistingDirectory);
+    cmd->add_option("--delta", o->delta,
+                    "difference (a fraction, 0.05 = 5 points) the power analysis sizes for");
+    cmd->add_option("--permutations", o->permutations, "sign-flip resamples beyond 20 items");
+    cmd->add_option("--seed", o->seed, "seed of the sign-flip resamples");
+    cmd->add_option("--json", o->json_out, "also write the comparison as JSON");
+    return [o]() {
+        if (!(o->delta > 0)) throw Error("--delta must be positive");
+        eval::CompareOptions co;
+        co.delta = o->delta;
+        co.permutations = o->permutations;
+        co.seed = o->seed;
+        const json c = eval::compare_runs(eval::load_run(o->a), eval::load_run(o->b), co);
+        std::fputs(eval::comparison_text(c).c_str(), stdout);
+        if (!o->json_out.empty()) write_file_durable(o->json_out, c.dump(2) + "\n");
+        return 0;
+    };
+}
+
+std::function<int()> add_report(CLI::App& app) {
+    CLI::App* cmd =
+        app.add_subcommand("report", "One self-contained HTML page for one or more eval runs");
+    struct Options {
+        std::vector<std::string> runs;
+        std::string out = "report.html";
+    };
+    auto o = std::make_shared<Options>();
+    cmd->add_option("RUN_DIR", o->runs, "eval run directories")
+        ->required()
+        ->check(CLI::ExistingDirectory);
+    cmd->add_option("--out", o->out, "HTML file to write");
+    return [o]() {
+        std::vector<json> results;
+        for (const std::string& r : o->runs)
+            results.push_back(eval::compute_results(eval::load_run(r)));
+        write_file_durable(o->out, eval::report_html(results));
+        std::fprintf(stderr, "report: %s (%zu runs)\n", o->out.c_str(), results.size());
+        return 0;
+    };
+}
+
+}  // namespace crucible::cli

@@ -1,0 +1,104 @@
+#include "eval/dataset.h"
+
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+
+namespace crucible::eval {
+
+using nlohmann::json;
+
+bool is_known_verifier(const std::string& kind) {
+    return kind == "exact" || kind == "regex" || kind == "numeric" || kind == "mc" ||
+           kind == "choice" || kind == "math";
+}
+
+namespace {
+
+// A scalar field as text: strings as they are, numbers as JSON writes them; "" otherwise.
+std::string scalar_text(const json& v) {
+    if (v.is_string()) return v.get<std::string>();
+    if (v.is_number() || v.is_boolean()) return v.dump();
+    return {};
+}
+
+// Parses one line into `item`; returns "" or the reason the line is left out.
+std::string parse_item(const std::string& text, int line_no, const std::string& default_verifier,
+                       const std::string& cluster_field, EvalItem* item) {
+    const json j = json::parse(text, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return "not a JSON object";
+    item->line = line_no;
+    item->id = "line-" + std::to_string(line_no);
+    if (j.contains("id")) {
+        item->id = scalar_text(j["id"]);
+        if (item->id.empty()) return "field 'id' must be a non-empty string or a number";
+    }
+    if (j.contains("messages")) {
+        const json& msgs = j["messages"];
+        if (!msgs.is_array() || msgs.empty()) return "field 'messages' must be a non-empty array";
+        for (const json& m : msgs) {
+            if (!m.is_object() || !m.contains("role") || !m["role"].is_string() ||
+                !m.contains("content") || !m["content"].is_string())
+                return "each entry of 'messages' needs string 'role' and 'content'";
+            item->messages.emplace_back(m["role"].get<std::string>(),
+                                        m["content"].get<std::string>());
+        }
+    } else if (j.contains("prompt")) {
+        if (!j["prompt"].is_string()) return "field 'prompt' must be a string";
+        item->prompt = j["prompt"].get<std::string>();
+    } else {
+        return "needs 'prompt' or 'messages'";
+    }
+    const char* answer_key = j.contains("answer") ? "answer" : "gold";
+    if (!j.contains(answer_key)) return "needs 'answer' (or 'gold')";
+    item->answer = scalar_text(j[answer_key]);
+    if (item->answer.empty())
+        return std::string("field '") + answer_key + "' must be a non-empty string or a number";
+    item->verifier = default_verifier;
+    if (j.contains("verifier")) {
+        if (!j["verifier"].is_string()) return "field 'verifier' must be a string";
+        item->verifier = j["verifier"].get<std::string>();
+    }
+    if (!is_known_verifier(item->verifier))
+        return "unknown verifier '" + item->verifier +
+               "' (expected exact, regex, numeric, mc, choice or math)";
+    if (!cluster_field.empty() && j.contains(cluster_field))
+        item->cluster = scalar_text(j[cluster_field]);
+    return {};
+}
+
+}  // namespace
+
+Dataset load_dataset(const std::string& path, const std::string& default_verifier,
+                     const std::string& cluster_field) {
+    if (!is_known_verifier(default_verifier))
+        throw Error("--verifier: unknown verifier '" + default_verifier +
+                    "' (expected exact, regex, numeric, mc, choice or math)");
+    std::ifstream in(path);
+    if (!in) throw Error(path + ": cannot open the dataset");
+    Dataset d;
+    std::map<std::string, int> seen;  // id -> line
+    std::string text;
+    int line_no = 0;
+    while (std::getline(in, text)) {
+        ++line_no;
+        if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+        EvalItem item;
+        const std::string why = parse_item(text, line_no, default_verifier, cluster_field, &item);
+        if (!why.empty()) {
+            d.excluded.push_back(path + ":" + std::to_string(line_no) + ": " + why);
+            continue;
+        }
+        const auto [it, fresh] = seen.emplace(item.id, line_no);
+        if (!fresh)
+            throw Error(path + ":" + std::to_string(line_no) + ": id '" + item.id +
+                        "' was already used on line " + std::to_string(it->second) +
+                        " (ids must be unique: runs are compared by id)");
+        d.items.push_back(std::move(item));
+    }
+    return d;
+}
+
+}  // namespace crucible::eval

@@ -1,0 +1,382 @@
+#include "eval/results.h"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <limits>
+#include <map>
+
+#include "core/error.h"
+#include "eval/math_answer.h"
+#include "eval/sample_store.h"
+
+namespace crucible::eval {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// NaN (and inf) become null in JSON.
+json num(double v) {
+    return std::isfinite(v) ? json(v) : json(nullptr);
+}
+json interval_json(const Interval& i) {
+    return json::array({num(i.lo), num(i.hi)});
+}
+json estimate_json(const Estimate& e, double level) {
+    return {{"mean", num(e.mean)},
+            {"se", num(e.se)},
+            {"ci", interval_json(normal_interval(e.mean, e.se, level))},
+            {"n_items", e.n_items},
+            {"n_excluded", e.n_excluded}};
+}
+
+// Answers the item's verifier finds equal get the first one's spelling (math only; the
+// other kinds' extracted answers are already canonical strings).
+void canonicalise(const std::string& verifier, std::vector<std::string>* answers) {
+    if (verifier != "math") return;
+    std::vector<std::string> reps;
+    for (std::string& a : *answers) {
+        if (a.empty()) continue;
+        for (const std::string& r : reps) {
+            if (r == a || math_answers_equal(r, a)) {
+                a = r;
+                break;
+            }
+        }
+        if (std::find(reps.begin(), reps.end(), a) == reps.end()) reps.push_back(a);
+    }
+}
+
+std::string fmt(const char* f, double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, f, v);
+    return buf;
+}
+
+double or_nan(const json& j) {
+    return j.is_number() ? j.get<double>() : kNaN;
+}
+
+}  // namespace
+
+RunData load_run(const std::string& run_dir) {
+    if (!std::filesystem::exists(std::filesystem::path(run_dir) / "samples.sqlite"))
+        throw Error(run_dir + ": not an eval run (no samples.sqlite)");
+    SampleStore store(run_dir);
+    RunData run;
+    run.dir = run_dir;
+    const auto settings = store.settings();
+    if (auto it = settings.find("model"); it != settings.end()) run.model = it->second;
+    if (auto it = settings.find("k"); it != settings.end()) run.k = std::stoi(it->second);
+    if (auto it = settings.find("excluded"); it != settings.end()) {
+        const json j = json::parse(it->second, nullptr, false);
+        if (j.is_array())
+            for (const json& e : j) run.excluded.push_back(e.get<std::string>());
+    }
+    const std::vector<EvalItem> items = store.items();
+    if (items.empty()) throw Error(store.path() + ": the run holds no items");
+    std::map<std::string, size_t> row;
+    for (const EvalItem& it : items) {
+        row[it.id] = run.ids.size();
+        run.ids.push_back(it.id);
+        run.clusters.push_back(it.cluster);
+    }
+    const size_t k = static_cast<size_t>(std::max(run.k, 1));
+    run.scores.assign(items.size(), std::vector<double>(k, kNaN));
+    run.answers.assign(items.size(), std::vector<std::string>(k));
+    for (const SampleRecord& s : store.samples()) {
+        const auto it = row.find(s.item_id);
+        if (it == row.end() || s.sample < 0 || static_cast<size_t>(s.sample) >= k) continue;
+        if (!s.error.empty() || !s.score) {
+            ++run.n_failed;
+            if (run.failures.size() < 5)
+                run.failures.push_back(s.item_id + "#" + std::to_string(s.sample) + ": " + s.error);
+            continue;
+        }
+        run.scores[it->second][static_cast<size_t>(s.sample)] = *s.score;
+        run.answers[it->second][static_cast<size_t>(s.sample)] = s.answer;
+    }
+    for (size_t i = 0; i < items.size(); ++i) canonicalise(items[i].verifier, &run.answers[i]);
+    return run;
+}
+
+json compute_results(const RunData& run, const ResultsOptions& options) {
+    const double level = options.level;
+    const int k = std::max(run.k, 1);
+    json out;
+    out["run"] = run.dir;
+    out["model"] = run.model;
+    out["k"] = k;
+    out["level"] = level;
+
+    const std::vector<double> means = item_means(run.scores);
+    const Estimate avg = mean_accuracy(run.scores);
+    std::vector<double> flat;
+    int64_t n_samples = 0;
+    for (const auto& r : run.scores)
+        for (double v : r)
+            if (!std::isnan(v)) {
+                flat.push_back(v);
+                ++n_samples;
+            }
+    const Estimate clt = mean_with_se(flat);
+    out["n_items"] = avg.n_items;
+    out["n_items_without_samples"] = avg.n_excluded;
+    out["n_samples"] = n_samples;
+    out["n_failed_samples"] = run.n_failed;
+    out["failures"] = run.failures;
+    out["n_excluded_lines"] = run.excluded.size();
+    out["excluded_lines"] = run.excluded;
+
+    json a;
+    a["mean"] = num(avg.mean);
+    // The naive SE treats all n*K samples as independent; the item SE is the right one.
+    a["se_clt_samples"] = num(clt.se);
+    a["se_item"] = num(avg.se);
+    a["ci_normal"] = interval_json(normal_interval(avg.mean, avg.se, level));
+    // Small-n intervals on (sum of item means) successes out of n items.
+    double successes = 0.0;
+    for (double m : means)
+        if (!std::isnan(m)) successes += m;
+    const double n = avg.n_items;
+    if (n > 0) {
+        a["ci_wilson"] = interval_json(wilson_interval(successes, n, level));
+        a["ci_beta_jeffreys"] = interval_json(jeffreys_interval(successes, n, level));
+        if (k == 1)
+            a["ci_clopper_pearson"] = interval_json(clopper_pearson_interval(successes, n, level));
+    }
+    bool any_cluster = false;
+    for (const auto& c : run.clusters) any_cluster = any_cluster || !c.empty();
+    if (any_cluster) {
+        std::vector<std::string> clusters = run.clusters;
+        for (size_t i = 0; i < clusters.size(); ++i)
+            if (clusters[i].empty()) clusters[i] = "\x01item:" + run.ids[i];  // its own cluster
+        const Estimate c = mean_accuracy_clustered(run.scores, clusters, false);
+        std::map<std::string, int> distinct;
+        for (size_t i = 0; i < clusters.size(); ++i)
+            if (!std::isnan(means[i])) distinct[clusters[i]]++;
+        a["se_cluster"] = num(c.se);
+        a["n_clusters"] = distinct.size();
+        a["ci_cluster"] = interval_json(normal_interval(c.mean, c.se, level));
+    }
+    if (options.bootstrap > 0 && n > 0) {
+        const BootstrapResult b =
+            bootstrap_mean(means, options.bootstrap, options.bootstrap_seed, level);
+        a["bootstrap"] = {{"resamples", options.bootstrap},
+                          {"seed", options.bootstrap_seed},
+                          {"se", num(b.se)},
+                          {"ci", interval_json(b.interval)}};
+    }
+    json metrics;
+    metrics["avg@" + std::to_string(k)] = a;
+    for (int kk = 1; kk <= k; kk *= 2) {
+        metrics["pass@" + std::to_string(kk)] = estimate_json(pass_at_k(run.scores, kk), level);
+    }
+    for (int kk = 1; kk <= k; kk *= 2) {
+        metrics["pass^" + std::to_string(kk)] = estimate_json(pass_hat_k(run.scores, kk), level);
+    }
+    metrics["maj@" + std::to_string(k)] =
+        estimate_json(maj_at_k(run.answers, run.scores, k), level);
+    out["metrics"] = metrics;
+
+    // The whole pass@k curve (k = 1..K), for the report.
+    json curve = json::array();
+    for (const Estimate& e : pass_at_k_curve(run.scores)) curve.push_back(num(e.mean));
+    out["pass_at_k_curve"] = curve;
+
+    json items = json::array();
+    for (size_t i = 0; i < run.ids.size(); ++i) {
+        int present = 0, correct = 0;
+        for (double v : run.scores[i]) {
+            if (std::isnan(v)) continue;
+            ++present;
+            correct += v >= 1.0 ? 1 : 0;
+        }
+        items.push_back({{"id", run.ids[i]},
+                         {"cluster", run.clusters[i]},
+                         {"n", present},
+                         {"correct", correct},
+                         {"mean", num(means[i])}});
+    }
+    out["per_item"] = items;
+    return out;
+}
+
+std::string results_table(const json& r) {
+    const int pct_level = static_cast<int>(std::lround(r.value("level", 0.95) * 100));
+    std::string s;
+    s += "run " + r.value("run", std::string()) + "  (" + r.value("model", std::string()) + ")\n";
+    s += "items " + std::to_string(r["n_items"].get<int>()) + ", K " +
+         std::to_string(r["k"].get<int>()) + ", samples " +
+         std::to_string(r["n_samples"].get<int64_t>()) + ", failed samples " +
+         std::to_string(r["n_failed_samples"].get<int64_t>()) + ", excluded lines " +
+         std::to_string(r["n_excluded_lines"].get<size_t>()) + "\n";
+    char line[256];
+    std::snprintf(line, sizeof line, "%-12s %8s %8s   %-22s %s\n", "metric", "value", "SE",
+                  (std::to_string(pct_level) + "% interval").c_str(), "note");
+    s += line;
+    auto pct = [](const json& v) {
+        return v.is_number() ? fmt("%.2f", 100 * v.get<double>()) : "-";
+    };
+    auto iv = [&](const json& i) {
+        if (!i.is_array() || i.size() != 2) return std::string("-");
+        return "[" + pct(i[0]) + ", " + pct(i[1]) + "]";
+    };
+    for (const auto& [name, m] : r["metrics"].items()) {
+        if (name.rfind("avg@", 0) == 0) {
+            std::snprintf(line, sizeof line, "%-12s %8s %8s   %-22s %s\n", name.c_str(),
+                          pct(m["mean"]).c_str(), pct(m["se_item"]).c_str(),
+                          iv(m["ci_normal"]).c_str(), "normal, SE clustered by item");
+            s += line;
+            std::snprintf(line, sizeof line, "%-12s %8s %8s   %-22s %s\n", "", "",
+                          pct(m["se_clt_samples"]).c_str(), "", "naive SE (samples iid)");
+            s += line;
+            if (m.contains("ci_wilson")) {
+                std::snprintf(line, sizeof line, "%-12s %8s %8s   %-22s %s\n", "", "", "",
+                              iv(m["ci_wilson"]).c_str(), "Wilson (items)");
+                s += line;
+                std::snprintf(line, sizeof line, "%-12s %8s %8s   %-22s %s\n", "", "", "",
+                              iv(m["ci_beta_jeffreys"]).c_str(), "Beta posterior (Jeffreys)");
+                s += line;
+            }
+            if (m.contains("se_cluster")) {
+                std::snprintf(line, sizeof line, "%-12s %8s %8s   %-22s %s\n", "", "",
+                              pct(m["se_cluster"]).c_str(), iv(m["ci_cluster"]).c_str(),
+                              ("clustered by field (" + std::to_string(m["n_clusters"].get<int>()) +
+                               " clusters)")
+                                  .c_str());
+                s += line;
+            }
+            if (m.contains("bootstrap")) {
+                std::snprintf(line, sizeof line, "%-12s %8s %8s   %-22s %s\n", "", "",
+                              pct(m["bootstrap"]["se"]).c_str(), iv(m["bootstrap"]["ci"]).c_str(),
+                              "bootstrap percentile");
+                s += line;
+            }
+            continue;
+        }
+        std::snprintf(
+            line, sizeof line, "%-12s %8s %8s   %-22s %s\n", name.c_str(), pct(m["mean"]).c_str(),
+            pct(m["se"]).c_str(), iv(m["ci"]).c_str(),
+            m["n_excluded"].get<int>() > 0
+                ? (std::to_string(m["n_excluded"].get<int>()) + " items short of k").c_str()
+                : "");
+        s += line;
+    }
+    s += "(values in %)\n";
+    return s;
+}
+
+json compare_runs(const RunData& a, const RunData& b, const CompareOptions& options) {
+    std::map<std::string, size_t> in_b;
+    for (size_t i = 0; i < b.ids.size(); ++i) in_b[b.ids[i]] = i;
+    ScoreRows ra, rb;
+    std::vector<std::string> ids;
+    for (size_t i = 0; i < a.ids.size(); ++i) {
+        const auto it = in_b.find(a.ids[i]);
+        if (it == in_b.end()) continue;
+        ids.push_back(a.ids[i]);
+        ra.push_back(a.scores[i]);
+        rb.push_back(b.scores[it->second]);
+    }
+    if (ids.empty()) throw Error(a.dir + " and " + b.dir + " share no item id");
+    const std::vector<double> ma = item_means(ra), mb = item_means(rb);
+    const PairedComparison pc = compare_paired(ma, mb, options.level);
+    std::vector<double> diffs;
+    int wins_a = 0, wins_b = 0, ties = 0;
+    for (size_t i = 0; i < ma.size(); ++i) {
+        if (std::isnan(ma[i]) || std::isnan(mb[i])) continue;
+        const double d = ma[i] - mb[i];
+        diffs.push_back(d);
+        (d > 0 ? wins_a : d < 0 ? wins_b : ties)++;
+    }
+    const double p_perm =
+        diffs.empty() ? kNaN : sign_flip_p_value(diffs, options.permutations, options.seed);
+    const PowerInputs pw = estimate_power_inputs(ra, rb);
+    const double n = pc.n_items;
+    json out;
+    out["run_a"] = {{"dir", a.dir}, {"model", a.model}, {"k", a.k}, {"mean", num(pc.mean_a)}};
+    out["run_b"] = {{"dir", b.dir}, {"model", b.model}, {"k", b.k}, {"mean", num(pc.mean_b)}};
+    out["n_items"] = pc.n_items;
+    out["n_only_in_a"] = a.ids.size() - ids.size();
+    out["n_only_in_b"] = b.ids.size() - ids.size();
+    out["level"] = options.level;
+    out["diff"] = num(pc.diff);
+    out["se"] = num(pc.se);
+    out["unpaired_se"] = num(pc.unpaired_se);
+    out["ci"] = interval_json(pc.interval);
+    out["correlation"] = num(pc.correlation);
+    out["t"] = num(pc.z);
+    out["df"] = pc.n_items - 1;
+    out["p_value_t"] = num(pc.p_value_t);
+    out["p_value_z"] = num(pc.p_value);
+    out["p_value_sign_flip"] = num(p_perm);
+    out["sign_flip"] = {{"exact", diffs.size() <= 20},
+                        {"resamples", diffs.size() <= 20 ? 0 : options.permutations},
+                        {"seed", options.seed}};
+    out["wins_a"] = wins_a;
+    out["wins_b"] = wins_b;
+    out["ties"] = ties;
+    out["power"] = {{"alpha", pw.alpha},
+                    {"power", pw.power},
+                    {"omega2", num(pw.omega2)},
+                    {"sigma2_a", num(pw.sigma2_a)},
+                    {"sigma2_b", num(pw.sigma2_b)},
+                    {"k_a", pw.k_a},
+                    {"k_b", pw.k_b},
+                    {"mde", n > 0 ? num(minimum_detectable_effect(pw, n)) : json(nullptr)},
+                    {"delta", options.delta},
+                    {"items_needed", num(std::ceil(items_needed(pw, options.delta)))},
+                    {"samples_needed",
+                     n > 0 ? num(std::max(1.0, std::ceil(samples_needed(pw, n, options.delta))))
+                           : json(nullptr)}};
+    return out;
+}
+
+std::string comparison_text(const json& c) {
+    const int pct_level = static_cast<int>(std::lround(c.value("level", 0.95) * 100));
+    auto pct = [](const json& v) {
+        return v.is_number() ? fmt("%+.2f", 100 * v.get<double>()) : "-";
+    };
+    auto p = [](const json& v) { return v.is_number() ? fmt("%.4g", v.get<double>()) : "-"; };
+    std::string s;
+    s += "A: " + c["run_a"]["dir"].get<std::string>() + "  avg " +
+         fmt("%.2f%%", 100 * or_nan(c["run_a"]["mean"])) + "  (K " +
+         std::to_string(c["run_a"]["k"].get<int>()) + ")\n";
+    s += "B: " + c["run_b"]["dir"].get<std::string>() + "  avg " +
+         fmt("%.2f%%", 100 * or_nan(c["run_b"]["mean"])) + "  (K " +
+         std::to_string(c["run_b"]["k"].get<int>()) + ")\n";
+    s += "paired items " + std::to_string(c["n_items"].get<int>()) + " (only in A " +
+         std::to_string(c["n_only_in_a"].get<size_t>()) + ", only in B " +
+         std::to_string(c["n_only_in_b"].get<size_t>()) + "); A better on " +
+         std::to_string(c["wins_a"].get<int>()) + ", B better on " +
+         std::to_string(c["wins_b"].get<int>()) + ", tied " + std::to_string(c["ties"].get<int>()) +
+         "\n";
+    s += "A - B = " + pct(c["diff"]) + " pp, SE " + pct(c["se"]) + " (unpaired " +
+         pct(c["unpaired_se"]) + "), " + std::to_string(pct_level) + "% CI [" + pct(c["ci"][0]) +
+         ", " + pct(c["ci"][1]) + "], correlation " + p(c["correlation"]) + "\n";
+    s += "p-values: paired t (df " + std::to_string(c["df"].get<int>()) + ") " + p(c["p_value_t"]) +
+         ", normal " + p(c["p_value_z"]) + ", sign-flip permutation " + p(c["p_value_sign_flip"]) +
+         (c["sign_flip"]["exact"].get<bool>() ? " (exact)" : "") + "\n";
+    const json& w = c["power"];
+    s += "power (alpha " + p(w["alpha"]) + ", power " + p(w["power"]) + "): omega^2 " +
+         p(w["omega2"]) + ", sigma^2 A " + p(w["sigma2_a"]) + " B " + p(w["sigma2_b"]) + "\n";
+    s += "  minimum detectable effect at n=" + std::to_string(c["n_items"].get<int>()) +
+         ", K=" + std::to_string(w["k_a"].get<int>()) + "/" + std::to_string(w["k_b"].get<int>()) +
+         ": " + fmt("%.2f", 100 * or_nan(w["mde"])) + " pp\n";
+    s += "  to detect delta " + fmt("%.2f", 100 * or_nan(w["delta"])) +
+         " pp: " + p(w["items_needed"]) + " items at this K, or " +
+         (w["k_a"].get<int>() == 1 && w["k_b"].get<int>() == 1
+              ? std::string("? samples per item at this n (with K = 1 the within-item variance "
+                            "is unknown: run K >= 2)")
+          : w["samples_needed"].is_number()
+              ? p(w["samples_needed"]) + " samples per item at this n"
+              : std::string("no K at this n (the between-item variance alone is too large)")) +
+         "\n";
+    return s;
+}
+
+}  // namespace crucible::eval

@@ -1,0 +1,61 @@
+// From a run's stored samples to its metrics (results.json and the terminal table), and the
+// paired comparison of two runs. Every number is recomputed from RUN_DIR/samples.sqlite.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "eval/statistics.h"
+
+namespace crucible::eval {
+
+// A run's scores as the statistics want them: one row per item (dataset order), K columns,
+// NaN for a missing or failed sample; answers for majority voting, canonicalised per item so
+// that answers the item's verifier finds equal share one spelling.
+struct RunData {
+    std::string dir;
+    std::string model;
+    int k = 0;
+    std::vector<std::string> ids;
+    std::vector<std::string> clusters;  // "" when the item has none
+    ScoreRows scores;
+    std::vector<std::vector<std::string>> answers;
+    int64_t n_failed = 0;               // failed samples among the first K
+    std::vector<std::string> failures;  // the first few failure reasons, "id#j: reason"
+    std::vector<std::string> excluded;  // dataset lines left out, as recorded by the eval
+};
+
+// Reads RUN_DIR/samples.sqlite. Throws crucible::Error when it is missing or holds no items.
+RunData load_run(const std::string& run_dir);
+
+struct ResultsOptions {
+    int bootstrap = 0;  // resamples for the bootstrap intervals (0: none)
+    uint64_t bootstrap_seed = 0;
+    double level = 0.95;
+};
+
+// Every metric with its interval (the layout is documented in docs/EVALUATION.md).
+nlohmann::json compute_results(const RunData& run, const ResultsOptions& options = {});
+
+// A fixed-width table of compute_results' metrics for the terminal.
+std::string results_table(const nlohmann::json& results);
+
+struct CompareOptions {
+    double delta = 0.05;       // the difference the power analysis sizes the eval for
+    int permutations = 10000;  // sign-flip resamples beyond 20 items (exact below)
+    uint64_t seed = 0;
+    double level = 0.95;
+};
+
+// Paired comparison of two runs on the items present in both (matched by id): the per-item
+// difference of avg@K with its SE, CI, paired-t and sign-flip p-values, and Miller's power
+// analysis (MDE at this n and K, items and samples needed for options.delta).
+// Throws crucible::Error when the runs share no item.
+nlohmann::json compare_runs(const RunData& a, const RunData& b, const CompareOptions& options);
+
+// compare_runs' result as text for the terminal.
+std::string comparison_text(const nlohmann::json& comparison);
+
+}  // namespace crucible::eval

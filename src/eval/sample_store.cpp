@@ -1,0 +1,146 @@
+#include "eval/sample_store.h"
+
+#include <filesystem>
+
+#include "core/error.h"
+
+namespace crucible::eval {
+
+namespace {
+
+std::string store_path(const std::string& run_dir) {
+    std::error_code ec;
+    std::filesystem::create_directories(run_dir, ec);
+    if (ec) throw Error(run_dir + ": cannot create the run directory: " + ec.message());
+    return (std::filesystem::path(run_dir) / "samples.sqlite").string();
+}
+
+}  // namespace
+
+SampleStore::SampleStore(const std::string& run_dir) : db_(store_path(run_dir)) {
+    db_.exec(
+        "CREATE TABLE IF NOT EXISTS settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS items(ord INTEGER NOT NULL, id TEXT PRIMARY KEY,"
+        " answer TEXT NOT NULL, verifier TEXT NOT NULL, cluster TEXT NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS samples(item_id TEXT NOT NULL, sample INTEGER NOT NULL,"
+        " seed INTEGER NOT NULL, prompt TEXT NOT NULL, completion TEXT NOT NULL,"
+        " prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,"
+        " finish_reason TEXT NOT NULL, score REAL, answer TEXT NOT NULL,"
+        " latency_s REAL NOT NULL, error TEXT NOT NULL, PRIMARY KEY(item_id, sample));");
+}
+
+std::map<std::string, std::string> SampleStore::settings() {
+    std::map<std::string, std::string> out;
+    auto st = db_.prepare("SELECT key, value FROM settings");
+    while (st.step()) out[st.column_text(0)] = st.column_text(1);
+    return out;
+}
+
+void SampleStore::set_setting(const std::string& key, const std::string& value) {
+    db_.prepare("INSERT OR REPLACE INTO settings(key, value) VALUES(?, ?)")
+        .bind(1, key)
+        .bind(2, value)
+        .run();
+}
+
+void SampleStore::check_settings(const std::map<std::string, std::string>& settings) {
+    const auto stored = this->settings();
+    for (const auto& [key, value] : settings) {
+        const auto it = stored.find(key);
+        if (it != stored.end() && it->second != value)
+            throw Error(path() + ": this run was made with " + key + " = '" + it->second +
+                        "', now '" + value +
+                        "'; use a new --out directory (or the same settings) to add samples");
+    }
+    SqliteTransaction tx(db_);
+    for (const auto& [key, value] : settings)
+        if (!stored.count(key)) set_setting(key, value);
+    tx.commit();
+}
+
+void SampleStore::put_items(const std::vector<EvalItem>& items) {
+    SqliteTransaction tx(db_);
+    db_.exec("DELETE FROM items");
+    auto st =
+        db_.prepare("INSERT INTO items(ord, id, answer, verifier, cluster) VALUES(?, ?, ?, ?, ?)");
+    for (size_t i = 0; i < items.size(); ++i) {
+        st.reset();
+        st.bind(1, static_cast<int64_t>(i))
+            .bind(2, items[i].id)
+            .bind(3, items[i].answer)
+            .bind(4, items[i].verifier)
+            .bind(5, items[i].cluster)
+            .run();
+    }
+    tx.commit();
+}
+
+std::vector<EvalItem> SampleStore::items() {
+    std::vector<EvalItem> out;
+    auto st = db_.prepare("SELECT id, answer, verifier, cluster FROM items ORDER BY ord");
+    while (st.step()) {
+        EvalItem it;
+        it.id = st.column_text(0);
+        it.answer = st.column_text(1);
+        it.verifier = st.column_text(2);
+        it.cluster = st.column_text(3);
+        out.push_back(std::move(it));
+    }
+    return out;
+}
+
+void SampleStore::put(const SampleRecord& s) {
+    auto st = db_.prepare(
+        "INSERT OR REPLACE INTO samples(item_id, sample, seed, prompt, completion, prompt_tokens,"
+        " completion_tokens, finish_reason, score, answer, latency_s, error)"
+        " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    st.bind(1, s.item_id)
+        .bind(2, s.sample)
+        .bind(3, static_cast<int64_t>(s.seed))
+        .bind(4, s.prompt)
+        .bind(5, s.completion)
+        .bind(6, s.prompt_tokens)
+        .bind(7, s.completion_tokens)
+        .bind(8, s.finish_reason);
+    if (s.score) {
+        st.bind(9, *s.score);
+    } else {
+        st.bind_null(9);
+    }
+    st.bind(10, s.answer).bind(11, s.latency_s).bind(12, s.error).run();
+}
+
+std::vector<SampleRecord> SampleStore::samples() {
+    std::vector<SampleRecord> out;
+    auto st = db_.prepare(
+        "SELECT s.item_id, s.sample, s.seed, s.prompt, s.completion, s.prompt_tokens,"
+        " s.completion_tokens, s.finish_reason, s.score, s.answer, s.latency_s, s.error"
+        " FROM samples s LEFT JOIN items i ON i.id = s.item_id"
+        " ORDER BY i.ord, s.item_id, s.sample");
+    while (st.step()) {
+        SampleRecord r;
+        r.item_id = st.column_text(0);
+        r.sample = static_cast<int>(st.column_int(1));
+        r.seed = static_cast<uint64_t>(st.column_int(2));
+        r.prompt = st.column_text(3);
+        r.completion = st.column_text(4);
+        r.prompt_tokens = st.column_int(5);
+        r.completion_tokens = st.column_int(6);
+        r.finish_reason = st.column_text(7);
+        if (!st.is_null(8)) r.score = st.column_double(8);
+        r.answer = st.column_text(9);
+        r.latency_s = st.column_double(10);
+        r.error = st.column_text(11);
+        out.push_back(std::move(r));
+    }
+    return out;
+}
+
+std::map<std::string, std::vector<int>> SampleStore::done() {
+    std::map<std::string, std::vector<int>> out;
+    auto st = db_.prepare("SELECT item_id, sample FROM samples WHERE error = '' ORDER BY sample");
+    while (st.step()) out[st.column_text(0)].push_back(static_cast<int>(st.column_int(1)));
+    return out;
+}
+
+}  // namespace crucible::eval

@@ -1,0 +1,20 @@
+// Symbolic equivalence of two parsed math answers with GiNaC: a - b is brought to a normal
+// form (GiNaC's normal(): rational functions over a common denominator, radicals of integers
+// in canonical form) and tested for zero. This proves identities such as
+// (x^2 - 1)/(x - 1) = x + 1 or 2 sqrt(2) = sqrt(8) exactly; it proves nothing about trig or
+// log identities, which the numeric probes of math_answer.cpp decide.
+#pragma once
+
+#include <optional>
+
+#include "eval/math_expr.h"
+
+namespace crucible::eval::detail {
+
+// true when GiNaC proves a - b == 0; false when a - b normalises to a nonzero rational
+// number (two different exact constants); nullopt otherwise (not decided: the caller goes on
+// to the numeric probes). Expressions with decimals (not exact), infinity, huge powers or
+// factorials, or anything GiNaC throws on, are not decided.
+std::optional<bool> symbolic_verdict(const Expr& a, const Expr& b);
+
+}  // namespace crucible::eval::detail
