@@ -1,0 +1,290 @@
+#include "evolve/report.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "evolve/program_db.h"
+
+namespace crucible::evolve {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct Loaded {
+    std::vector<Program> programs;
+    int islands = 1;
+    std::vector<std::vector<std::pair<std::string, int64_t>>> cells;
+    std::vector<Migration> migrations;
+    std::string stop_reason;
+    json structure;
+};
+
+Loaded load(const fs::path& run_dir) {
+    const fs::path path = run_dir / "programs.sqlite";
+    if (!fs::exists(path)) throw Error("evolve: no run database at " + path.string());
+    EvolveOptions o;
+    o.islands = 0;  // read only: do not create island rows
+    ProgramDb db(path.string(), o);
+    Loaded l;
+    l.programs = db.all();
+    l.structure = json::parse(db.meta("structure", "{}"));
+    l.islands = l.structure.value("islands", 1);
+    for (int i = 0; i < l.islands; i++) l.cells.push_back(db.cells(i));
+    l.migrations = db.migrations();
+    l.stop_reason = db.meta("stop_reason", "(running or interrupted)");
+    return l;
+}
+
+std::string esc(const std::string& s) {
+    std::string o;
+    for (char c : s) {
+        switch (c) {
+            case '<':
+                o += "&lt;";
+                break;
+            case '>':
+                o += "&gt;";
+                break;
+            case '&':
+                o += "&amp;";
+                break;
+            case '"':
+                o += "&quot;";
+                break;
+            default:
+                o += c;
+        }
+    }
+    return o;
+}
+
+std::string csv_field(const std::string& s) {
+    if (s.find_first_of(",\"\n") == std::string::npos) return s;
+    std::string o = "\"";
+    for (char c : s) o += c == '"' ? std::string("\"\"") : std::string(1, c);
+    return o + "\"";
+}
+
+std::string num(double v) {
+    return std::isfinite(v) ? fmt::format("{:.10g}", v) : "";
+}
+
+// Color from red (lo) to green (hi).
+std::string color(double v, double lo, double hi) {
+    const double t = hi > lo ? std::clamp((v - lo) / (hi - lo), 0.0, 1.0) : 1.0;
+    return fmt::format("hsl({:.0f},70%,{:.0f}%)", 120 * t, 75 - 25 * t);
+}
+
+}  // namespace
+
+std::string render_report(const fs::path& run_dir) {
+    const Loaded l = load(run_dir);
+    std::vector<const Program*> ev;
+    for (const auto& p : l.programs) {
+        if (p.status == "evaluated") ev.push_back(&p);
+    }
+    double lo = 1e300, hi = -1e300;
+    int64_t max_it = 1;
+    for (const auto* p : ev) {
+        lo = std::min(lo, p->score);
+        hi = std::max(hi, p->score);
+        max_it = std::max(max_it, p->iteration);
+    }
+    if (ev.empty()) lo = 0, hi = 1;
+    if (hi <= lo) hi = lo + 1;
+    std::map<std::string, int> status_count;
+    for (const auto& p : l.programs) status_count[p.status]++;
+    const Program* best = nullptr;
+    for (const auto* p : ev) {
+        if (!best || p->score > best->score) best = p;
+    }
+
+    std::string h = R"(<!doctype html><html><head><meta charset="utf-8"><title>evolve report</title>
+<style>body{font-family:sans-serif;margin:24px;max-width:1100px}table{border-collapse:collapse}
+td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}pre{background:#f6f6f6;padding:8px;
+overflow:auto;font-size:12px}.grid td{width:28px;height:22px;text-align:center}</style></head><body>)";
+    h += "<h1>Evolve run: " + esc(run_dir.filename().string()) + "</h1>\n<p>";
+    for (const auto& [s, n] : status_count) h += fmt::format("{}: {} &nbsp; ", esc(s), n);
+    h += "stop reason: " + esc(l.stop_reason) + "<br>search: " + esc(l.structure.dump()) + "</p>\n";
+
+    // Score over time: every evaluated program as a dot, best so far as a line.
+    const int W = 900, H = 300, M = 40;
+    const auto X = [&](double it) { return M + (W - 2 * M) * it / static_cast<double>(max_it); };
+    const auto Y = [&](double s) { return H - M - (H - 2 * M) * (s - lo) / (hi - lo); };
+    h += "<h2>Score over time</h2>\n";
+    h += fmt::format("<svg width='{}' height='{}' style='border:1px solid #ddd'>", W, H);
+    h += fmt::format(
+        "<text x='4' y='{}' font-size='11'>{}</text><text x='4' y='{}' "
+        "font-size='11'>{}</text><text x='{}' y='{}' font-size='11'>iteration {}</text>",
+        Y(hi) + 4, num(hi), Y(lo), num(lo), W - 120, H - 8, max_it);
+    std::string line;
+    double run_best = -1e300;
+    for (const auto* p : ev) {
+        h += fmt::format(
+            "<circle cx='{:.1f}' cy='{:.1f}' r='2.5' fill='{}'><title>#{} it {} "
+            "island {}: {}</title></circle>",
+            X(p->iteration), Y(p->score), p->island % 2 ? "#48c" : "#c84", p->id, p->iteration,
+            p->island, num(p->score));
+        if (p->score > run_best) {
+            if (!line.empty()) line += fmt::format(" L{:.1f},{:.1f}", X(p->iteration), Y(run_best));
+            run_best = p->score;
+            line += fmt::format("{}{:.1f},{:.1f}", line.empty() ? "M" : " L", X(p->iteration),
+                                Y(run_best));
+        }
+    }
+    if (!line.empty()) {
+        line += fmt::format(" L{:.1f},{:.1f}", X(max_it), Y(run_best));
+        h += "<path d='" + line + "' stroke='#080' fill='none' stroke-width='2'/>";
+    }
+    h += "</svg>\n";
+
+    // Lineage: parent -> child edges, x = iteration, y = score; the best program's ancestry
+    // in bold.
+    std::map<int64_t, const Program*> by_id;
+    for (const auto* p : ev) by_id[p->id] = p;
+    std::map<int64_t, bool> on_path;
+    for (const Program* p = best; p;
+         p = by_id.count(p->parent_id) ? by_id[p->parent_id] : nullptr) {
+        on_path[p->id] = true;
+    }
+    h += "<h2>Lineage tree</h2><p>Each evaluated program at (iteration, score), joined to its "
+         "parent; the best program's ancestry is drawn thick.</p>\n";
+    h += fmt::format("<svg width='{}' height='{}' style='border:1px solid #ddd'>", W, H);
+    for (const auto* p : ev) {
+        if (!by_id.count(p->parent_id)) continue;
+        const Program* q = by_id[p->parent_id];
+        const bool bold = on_path.count(p->id) > 0;
+        h += fmt::format(
+            "<line x1='{:.1f}' y1='{:.1f}' x2='{:.1f}' y2='{:.1f}' stroke='{}' "
+            "stroke-width='{}'/>",
+            X(q->iteration), Y(q->score), X(p->iteration), Y(p->score), bold ? "#080" : "#bbb",
+            bold ? 2.5 : 0.8);
+    }
+    for (const auto* p : ev) {
+        h += fmt::format(
+            "<circle cx='{:.1f}' cy='{:.1f}' r='3' fill='{}'><title>#{} parent {} "
+            "{} {}</title></circle>",
+            X(p->iteration), Y(p->score), color(p->score, lo, hi), p->id, p->parent_id,
+            esc(p->operator_name), num(p->score));
+    }
+    h += "</svg>\n";
+
+    // Island occupancy: the grid of each island (2 features: a table; else a cell list).
+    h += "<h2>Islands and MAP-Elites grids</h2>\n";
+    const json feats = l.structure.value("features", json::array());
+    for (int i = 0; i < l.islands; i++) {
+        h += fmt::format("<h3>Island {} ({} occupied cells)</h3>", i, l.cells[i].size());
+        std::map<std::pair<int, int>, int64_t> grid;
+        for (const auto& [cell, id] : l.cells[i]) {
+            int a = 0, b = 0;
+            if (std::sscanf(cell.c_str(), "%d,%d", &a, &b) >= 1) grid[{a, b}] = id;
+        }
+        if (feats.size() == 2) {
+            const int na = feats[0][1], nb = feats[1][1];
+            h += "<table class='grid'><tr><th>" + esc(feats[1][0].get<std::string>()) +
+                 " &rarr;<br>" + esc(feats[0][0].get<std::string>()) + " &darr;</th>";
+            for (int b = 0; b < nb; b++) h += fmt::format("<th>{}</th>", b);
+            h += "</tr>";
+            for (int a = 0; a < na; a++) {
+                h += fmt::format("<tr><th>{}</th>", a);
+                for (int b = 0; b < nb; b++) {
+                    auto it = grid.find({a, b});
+                    if (it == grid.end() || !by_id.count(it->second)) {
+                        h += "<td></td>";
+                        continue;
+                    }
+                    const Program* p = by_id[it->second];
+                    h += fmt::format("<td style='background:{}' title='#{} score {}'>{}</td>",
+                                     color(p->score, lo, hi), p->id, num(p->score), p->id);
+                }
+                h += "</tr>";
+            }
+            h += "</table>";
+        } else {
+            h += "<p>";
+            for (const auto& [cell, id] : l.cells[i]) h += fmt::format("[{}]=#{} ", esc(cell), id);
+            h += "</p>";
+        }
+    }
+    h += fmt::format("<p>Migrations: {} offers, {} placed.</p>\n", l.migrations.size(),
+                     std::count_if(l.migrations.begin(), l.migrations.end(),
+                                   [](const Migration& m) { return m.placed; }));
+
+    // Best programs.
+    std::vector<const Program*> top = ev;
+    std::sort(top.begin(), top.end(), [](auto* a, auto* b) { return a->score > b->score; });
+    if (top.size() > 15) top.resize(15);
+    h += "<h2>Best programs</h2><table><tr><th>id</th><th>score</th><th>iteration</th>"
+         "<th>island</th><th>generation</th><th>operator</th><th>model</th><th>parent</th></tr>";
+    for (const auto* p : top) {
+        h += fmt::format(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+            "<td>{}</td><td>{}</td></tr>",
+            p->id, num(p->score), p->iteration, p->island, p->generation, esc(p->operator_name),
+            esc(p->model), p->parent_id);
+    }
+    h += "</table>";
+    if (best) {
+        h += fmt::format("<h2>Best program (#{}, score {})</h2><pre>{}</pre>", best->id,
+                         num(best->score), esc(best->code));
+    }
+    h += "</body></html>\n";
+    return h;
+}
+
+std::string export_csv(const fs::path& run_dir) {
+    const Loaded l = load(run_dir);
+    std::string out =
+        "id,parent_id,second_parent_id,island,generation,iteration,status,operator,model,score,"
+        "prompt_tokens,completion_tokens,cost_usd,llm_s,eval_s,cell,children,metrics,error\n";
+    for (const auto& p : l.programs) {
+        out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", p.id,
+                           p.parent_id, p.second_parent_id, p.island, p.generation, p.iteration,
+                           p.status, csv_field(p.operator_name), csv_field(p.model), num(p.score),
+                           p.prompt_tokens, p.completion_tokens, p.cost_usd, p.llm_s, p.eval_s,
+                           csv_field(p.cell), p.children, csv_field(p.metrics.dump()),
+                           csv_field(p.error));
+    }
+    return out;
+}
+
+std::string export_json(const fs::path& run_dir) {
+    const Loaded l = load(run_dir);
+    json arr = json::array();
+    for (const auto& p : l.programs) {
+        arr.push_back({{"id", p.id},
+                       {"parent_id", p.parent_id},
+                       {"second_parent_id", p.second_parent_id},
+                       {"island", p.island},
+                       {"generation", p.generation},
+                       {"iteration", p.iteration},
+                       {"status", p.status},
+                       {"operator", p.operator_name},
+                       {"model", p.model},
+                       {"score", std::isfinite(p.score) ? json(p.score) : json(nullptr)},
+                       {"metrics", p.metrics},
+                       {"features", p.features},
+                       {"cell", p.cell},
+                       {"prompt_tokens", p.prompt_tokens},
+                       {"completion_tokens", p.completion_tokens},
+                       {"cost_usd", p.cost_usd},
+                       {"llm_s", p.llm_s},
+                       {"eval_s", p.eval_s},
+                       {"children", p.children},
+                       {"code", p.code},
+                       {"diff", p.diff},
+                       {"prompt", p.prompt},
+                       {"artifacts", p.artifacts},
+                       {"error", p.error}});
+    }
+    json out = {{"structure", l.structure}, {"stop_reason", l.stop_reason}, {"programs", arr}};
+    return out.dump(1, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+}  // namespace crucible::evolve
