@@ -278,7 +278,7 @@ TEST(OpenAIClient, ParsesLogprobs) {
     const ChatResult r = client.chat(chat_request("m", "Hi"));
     ASSERT_EQ(r.choices.size(), 1u);
     ASSERT_TRUE(r.choices[0].logprobs.has_value());
-    const std::vector<TokenLogprob>& lp = *r.choices[0].logprobs;
+    const std::vector<TokenTextLogprob>& lp = *r.choices[0].logprobs;
     ASSERT_EQ(lp.size(), 3u);
     EXPECT_EQ(lp[0].token, "Hello");
     EXPECT_DOUBLE_EQ(lp[0].logprob, -0.31725305);
@@ -296,7 +296,7 @@ TEST(OpenAIClient, ParsesLogprobs) {
     EXPECT_EQ(c.choices[0].text, " no");
     EXPECT_FALSE(c.choices[0].logprobs.has_value());
     ASSERT_TRUE(c.choices[1].logprobs.has_value());
-    const std::vector<TokenLogprob>& clp = *c.choices[1].logprobs;
+    const std::vector<TokenTextLogprob>& clp = *c.choices[1].logprobs;
     ASSERT_EQ(clp.size(), 1u);
     EXPECT_EQ(clp[0].token, " yes");
     EXPECT_DOUBLE_EQ(clp[0].logprob, -0.5);

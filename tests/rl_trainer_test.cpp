@@ -295,6 +295,53 @@ TEST(RlTrainer, ConflictingOrBadConfigsNameTheKeys) {
     EXPECT_NE(e.find("algorithm.clip_hi"), std::string::npos) << e;
 }
 
+// `rewards.rubric`: each rollout is scored by its item's rubric (here one programmatic regex
+// criterion worth 1 point, so the HealthBench score is 1 when the completion has a letter
+// a-m and 0 otherwise), logged as a reward component.
+TEST(RlTrainer, RubricRewardScoresEachRolloutByItsItemsRubric) {
+    testutil::TempDir dir;
+    const fs::path model = tiny_model(dir.path());
+    std::string lines;
+    for (int i = 0; i < 8; i++) {
+        lines += "{\"prompt\": \"say " + std::to_string(i) +
+                 ":\", \"rubric\": [{\"criterion\": \"has a letter a-m\", \"kind\": "
+                 "\"regex\", \"pattern\": \"[a-m]\", \"points\": 1}]}\n";
+    }
+    const fs::path data = dir.write("rubric.jsonl", lines);
+    Config c = tiny_config(dir.path(), model);
+    c.set("task.name=jsonl");
+    c.set("task.data=" + data.string());
+    c.set("rewards.rubric=1");
+    c.set("train.steps=2");
+    c.set("algorithm.dynamic_sampling=false");
+    std::ostringstream log;
+    RlTrainer trainer(c, false, log);
+    trainer.run();
+    int met = 0, n = 0;
+    for (const json& s : read_jsonl(trainer.run_dir() / "samples.jsonl")) {
+        const std::string text = s["completion"];
+        bool has = false;
+        for (char ch : text) has = has || (ch >= 'a' && ch <= 'm');
+        ASSERT_TRUE(s["rewards"].contains("rubric")) << s.dump();
+        EXPECT_EQ(s["rewards"]["rubric"].get<double>(), has ? 1.0 : 0.0) << text;
+        EXPECT_EQ(s["reward"].get<double>(), has ? 1.0 : 0.0);  // correct: 0, soft_overlong: 0
+        met += has;
+        n++;
+    }
+    EXPECT_EQ(n, 2 * 16);
+    EXPECT_GT(met, 0);
+    EXPECT_LT(met, n);
+    const json m = read_jsonl(trainer.run_dir() / "metrics.jsonl").back();
+    EXPECT_TRUE(m.contains("reward/rubric"));
+    EXPECT_TRUE(m.contains("judge"));
+    // Items without a rubric are refused when the rubric reward is on.
+    Config bad = tiny_config(dir.path(), model);
+    bad.set("run.name=bad");
+    bad.set("rewards.rubric=1");
+    const std::string e = testutil::error_of([&] { RlTrainer t(bad, false, log); });
+    EXPECT_NE(e.find("rewards.rubric"), std::string::npos) << e;
+}
+
 TEST(RlDemo, ShortDemoWritesResultsAndAReportAndResumes) {
     testutil::TempDir dir;
     DemoOptions o;

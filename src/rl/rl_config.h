@@ -26,6 +26,19 @@ task:
 rewards:                    # weighted sum; a weight of 0 computes and logs a component only
   correct: 1.0              # the task's verifier (Countdown-TinyZero: 0 / 0.1 format / 1)
   soft_overlong: 1.0        # DAPO's soft overlong punishment (0 .. -1), see algorithm.overlong_*
+  rubric: 0.0               # the item's rubric score in [0, 1] (task jsonl items with "rubric")
+rubric:                     # the rubric reward's scorer (docs/RUBRICS.md; as `crucible rubric score`)
+  judge: ""                 # openai:BASE_URL#MODEL; "": programmatic criteria only
+  mode: per-criterion       # per-criterion or one-call
+  aggregation: healthbench  # healthbench, weighted_mean or implicit (when an item names none)
+  votes: 1
+  temperature: 0.0
+  max_tokens: 1024
+  concurrency: 8
+  timeout_s: 120.0
+  cache: ""                 # SQLite judge cache; "": <run folder>/judge_cache.sqlite
+  price_in: 0.0             # USD per 1M judge prompt tokens (cost accounting)
+  price_out: 0.0
 rollout:
   prompts_per_step: 32      # groups per update batch
   samples_per_prompt: 8     # G, the group size

@@ -17,6 +17,7 @@
 #include "core/rng.h"
 #include "engine/engine.h"
 #include "model/checkpoint.h"
+#include "reward/rubric_scorer.h"
 #include "rl/rl_config.h"
 #include "train/run_folder.h"
 
@@ -42,6 +43,8 @@ struct RlTrainer::Rollout {
     std::string text;                 // completion text without the end-of-sequence token
     bool truncated = false;           // hit rollout.max_new_tokens
     std::vector<std::pair<std::string, double>> components;
+    double rubric = NAN;  // the rubric reward (when on); NaN with rubric_error when it failed
+    std::string rubric_error;
     double reward = 0.0;
     bool valid = true;  // every reward component produced a finite number
     std::string error;
@@ -183,6 +186,32 @@ RlTrainer::RlTrainer(const Config& config, bool resume, std::ostream& log,
                                                          cache);
                         }});
     for (RewardFunction& r : extra_rewards) rewards_.push_back(std::move(r));
+    if (config_.get_double("rewards.rubric") != 0.0) {
+        for (const TaskItem& item : task_.train) {
+            if (!item.rubric) {
+                throw Error("config: rewards.rubric is on but training item '" + item.id +
+                            "' has no \"rubric\" (task jsonl lines carry their rubric)");
+            }
+        }
+        reward::RubricScorerConfig rc;
+        rc.judge = config_.get_string("rubric.judge");
+        rc.mode = config_.get_string("rubric.mode");
+        rc.aggregation = config_.get_string("rubric.aggregation");
+        rc.votes = static_cast<int>(config_.get_int("rubric.votes"));
+        rc.temperature = config_.get_double("rubric.temperature");
+        rc.max_tokens = static_cast<int>(config_.get_int("rubric.max_tokens"));
+        rc.concurrency = static_cast<int>(config_.get_int("rubric.concurrency"));
+        rc.timeout_s = config_.get_double("rubric.timeout_s");
+        rc.cache = config_.get_string("rubric.cache");
+        if (rc.cache.empty()) rc.cache = (run_dir_ / "judge_cache.sqlite").string();
+        rc.price_in = config_.get_double("rubric.price_in");
+        rc.price_out = config_.get_double("rubric.price_out");
+        rc.seed = seed_;
+        fs::create_directories(run_dir_);
+        rubric_ = reward::make_rubric_scorer(rc, [this](std::string_view text) {
+            return static_cast<int64_t>(tokenizer_.encode(text).size());
+        });
+    }
 
     const fs::path ckpt_root = run_dir_ / "checkpoints";
     const int64_t latest = latest_checkpoint(ckpt_root);
@@ -286,6 +315,31 @@ void RlTrainer::score(Rollout* r) {
         }
         r->components.emplace_back(f.name, value);
         r->reward += f.weight * value;
+    }
+    if (rubric_) {
+        if (!std::isfinite(r->rubric)) {
+            r->valid = false;
+            r->error = "rubric: " + (r->rubric_error.empty() ? "no score" : r->rubric_error);
+        } else {
+            r->components.emplace_back("rubric", r->rubric);
+            r->reward += config_.get_double("rewards.rubric") * r->rubric;
+        }
+    }
+}
+
+void RlTrainer::score_rubrics(std::vector<Rollout>& rollouts, size_t first) {
+    if (!rubric_) return;
+    std::vector<reward::RubricItem> items;
+    std::vector<std::string> responses;
+    for (size_t i = first; i < rollouts.size(); i++) {
+        items.push_back(*task_.train[rollouts[i].item].rubric);
+        responses.push_back(rollouts[i].text);
+    }
+    const auto results = rubric_->score_batch(items, responses);
+    for (size_t i = first; i < rollouts.size(); i++) {
+        const reward::RubricResult& res = results[i - first];
+        rollouts[i].rubric = res.failed ? NAN : res.score;
+        rollouts[i].rubric_error = res.failure;
     }
 }
 
@@ -487,6 +541,7 @@ void RlTrainer::train_step() {
         generate_group_batch(&rollouts, &generated_tokens);
         t_generate += seconds_since(t0);
         t0 = Clock::now();
+        score_rubrics(rollouts, first);
         for (size_t i = first; i < rollouts.size(); i++) score(&rollouts[i]);
         t_reward += seconds_since(t0);
         rounds++;
@@ -610,6 +665,7 @@ void RlTrainer::train_step() {
         std::max<int64_t>(optimizer_steps_ - 1, 0), total_steps_ * mu * n_mb,
         config_.get_int("train.warmup_steps"), static_cast<float>(config_.get_double("train.lr")),
         static_cast<float>(config_.get_double("train.min_lr_ratio")), schedule_);
+    if (rubric_) line["judge"] = rubric_->judge_stats().to_json();
     line["time_generate_s"] = t_generate;
     line["time_reward_s"] = t_reward;
     line["time_train_s"] = t_train;

@@ -21,6 +21,10 @@
 #include "rl/task.h"
 #include "tokenizer/text_tokenizer.h"
 
+namespace crucible::reward {
+class RubricScorer;
+}
+
 namespace crucible::rl {
 
 // A reward component: the score of one completion (text without the end-of-sequence token,
@@ -66,6 +70,8 @@ class RlTrainer {
     void train_step();
     void generate_group_batch(std::vector<Rollout>* out, int64_t* generated_tokens);
     void score(Rollout* r);
+    // The rubric reward of rollouts [first, end): one concurrent batch of judge calls.
+    void score_rubrics(std::vector<Rollout>& rollouts, size_t first);
     // One optimizer step over `mb` (indices into rollouts) with forward/backward in
     // micro-batches; accumulates statistics.
     struct StepStats;
@@ -89,6 +95,7 @@ class RlTrainer {
     std::unique_ptr<Model> model_;
     std::unique_ptr<Model> reference_;  // only when algorithm.kl_beta > 0
     std::vector<RewardFunction> rewards_;
+    std::unique_ptr<reward::RubricScorer> rubric_;  // when rewards.rubric != 0
     PolicyLossOptions loss_;
     AdvantageMode advantage_;
     std::vector<float> adam_m_, adam_v_;

@@ -8,6 +8,7 @@
 #include "env/countdown.h"
 #include "env/countdown_tinyzero.h"
 #include "eval/verifiers.h"
+#include "reward/rubric.h"
 #include "tokenizer/chat_template.h"
 
 namespace crucible::rl {
@@ -64,9 +65,15 @@ std::vector<TaskItem> read_jsonl(const std::string& path, const Config& cfg,
             throw Error(where + ": needs a string \"prompt\" or a \"messages\" array");
         }
         const char* answer_key = j.contains("answer") ? "answer" : "gold";
-        if (!j.contains(answer_key)) throw Error(where + ": needs \"answer\"");
-        const json& a = j[answer_key];
-        const std::string answer = a.is_string() ? a.get<std::string>() : a.dump();
+        const bool has_rubric = j.contains("rubric");
+        if (!j.contains(answer_key) && !has_rubric) {
+            throw Error(where + ": needs \"answer\" (or a \"rubric\")");
+        }
+        std::string answer;
+        if (j.contains(answer_key)) {
+            const json& a = j[answer_key];
+            answer = a.is_string() ? a.get<std::string>() : a.dump();
+        }
         std::string id = std::to_string(items.size());
         if (j.contains("id"))
             id = j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump();
@@ -75,6 +82,10 @@ std::vector<TaskItem> read_jsonl(const std::string& path, const Config& cfg,
         if (j.contains("verifier")) {
             if (!j["verifier"].is_string()) throw Error(where + ": \"verifier\" must be a string");
             item.verifier = j["verifier"].get<std::string>();
+        }
+        if (has_rubric) {
+            item.rubric = std::make_shared<const reward::RubricItem>(
+                reward::parse_rubric_item(j, reward::SourceRef{path, lineno, item.id}));
         }
         try {
             eval::verify(item.verifier, "0", "0");  // names an unknown verifier now, not mid-run

@@ -4,11 +4,16 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/config.h"
 #include "tokenizer/text_tokenizer.h"
+
+namespace crucible::reward {
+struct RubricItem;
+}
 
 namespace crucible::rl {
 
@@ -19,6 +24,7 @@ struct TaskItem {
     std::string answer;    // gold answer (or the task's own encoding of the problem)
     std::string verifier;  // jsonl: exact, numeric, math, mc, regex
     int index = 0;         // position in its split (built-in tasks score by it)
+    std::shared_ptr<const reward::RubricItem> rubric;  // task jsonl: the line's "rubric", if any
 };
 
 struct Task {

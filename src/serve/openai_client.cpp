@@ -114,15 +114,15 @@ double logprob_value(const json& v) {
 }
 
 // Legacy completions: {"tokens": [...], "token_logprobs": [...], "top_logprobs": [{tok: lp}]}.
-std::vector<TokenLogprob> parse_completion_logprobs(const json& lp) {
-    std::vector<TokenLogprob> out;
+std::vector<TokenTextLogprob> parse_completion_logprobs(const json& lp) {
+    std::vector<TokenTextLogprob> out;
     const json& tokens = lp.at("tokens");
     const json& values = lp.at("token_logprobs");
     const json* tops = lp.contains("top_logprobs") && lp["top_logprobs"].is_array()
                            ? &lp["top_logprobs"]
                            : nullptr;
     for (size_t i = 0; i < tokens.size(); ++i) {
-        TokenLogprob t{tokens.at(i).get<std::string>(), logprob_value(values.at(i)), {}};
+        TokenTextLogprob t{tokens.at(i).get<std::string>(), logprob_value(values.at(i)), {}};
         if (tops && i < tops->size() && (*tops)[i].is_object()) {
             for (const auto& [tok, v] : (*tops)[i].items())
                 t.top.emplace_back(tok, logprob_value(v));
@@ -135,11 +135,11 @@ std::vector<TokenLogprob> parse_completion_logprobs(const json& lp) {
 }
 
 // Chat: {"content": [{"token", "logprob", "bytes", "top_logprobs": [{"token", "logprob"}]}]}.
-void append_chat_logprobs(const json& lp, std::vector<TokenLogprob>& out) {
+void append_chat_logprobs(const json& lp, std::vector<TokenTextLogprob>& out) {
     const json& content = lp.at("content");
     if (content.is_null()) return;
     for (const json& entry : content) {
-        TokenLogprob t{
+        TokenTextLogprob t{
             entry.at("token").get<std::string>(), logprob_value(entry.at("logprob")), {}};
         if (entry.contains("top_logprobs") && entry["top_logprobs"].is_array())
             for (const json& alt : entry["top_logprobs"])

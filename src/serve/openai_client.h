@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/rng.h"
+#include "tokenizer/chat_template.h"  // ChatMessage
 
 namespace crucible {
 
@@ -33,13 +34,9 @@ struct ClientOptions {
     std::function<void(double seconds)> sleep_fn;
 };
 
-struct ChatMessage {
-    std::string role;  // "system", "user", "assistant"
-    std::string content;
-};
-
-// One generated token with its log-probability and, when asked, the most likely alternatives.
-struct TokenLogprob {
+// One generated token (as text) with its log-probability and, when asked, the most likely
+// alternatives.
+struct TokenTextLogprob {
     std::string token;
     double logprob = 0;
     std::vector<std::pair<std::string, double>> top;  // most likely first
@@ -50,7 +47,7 @@ struct Choice {
     std::string text;           // the completion text, or the assistant message's content
     std::string reasoning;      // message.reasoning_content, where a server sends it (vLLM)
     std::string finish_reason;  // "stop", "length", ...; empty when the server sent null
-    std::optional<std::vector<TokenLogprob>> logprobs;  // present when requested and returned
+    std::optional<std::vector<TokenTextLogprob>> logprobs;  // present when requested and returned
 };
 
 struct Usage {
