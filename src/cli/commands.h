@@ -8,6 +8,8 @@ namespace crucible::cli {
 
 // Each returns the function to run when its subcommand was chosen (exit code).
 std::function<int()> add_train(CLI::App& app);
+// `demo`: SFT, held-out scoring, GRPO, scoring again, paired comparison (src/cli/demo.cpp).
+std::function<int()> add_demo(CLI::App& app);
 std::function<int()> add_bench(CLI::App& app);
 std::function<int()> add_tokenize(CLI::App& app);
 // `bench tokenize`, registered on the `bench` subcommand by add_bench.
@@ -16,6 +18,15 @@ std::function<int()> add_bench_tokenize(CLI::App& bench);
 std::function<int()> add_bench_generate(CLI::App& bench);
 std::function<int()> add_convert(CLI::App& app);
 std::function<int()> add_generate(CLI::App& app);
+std::function<int()> add_serve(CLI::App& app);
 std::function<int()> add_sandbox(CLI::App& app);
+std::function<int()> add_evolve(CLI::App& app);
+// The eval harness (src/cli/eval.cpp).
+std::function<int()> add_eval(CLI::App& app);
+std::function<int()> add_verify(CLI::App& app);
+std::function<int()> add_compare(CLI::App& app);
+std::function<int()> add_report(CLI::App& app);
+// `rubric score` and `rubric generate` (src/cli/rubric.cpp).
+std::function<int()> add_rubric(CLI::App& app);
 
 }  // namespace crucible::cli

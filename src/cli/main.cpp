@@ -30,11 +30,19 @@ int main(int argc, char** argv) {
     CLI::App app{"crucible: train, run and evaluate reasoning language models on CPU"};
     app.require_subcommand(1);
     auto train = crucible::cli::add_train(app);
+    auto demo = crucible::cli::add_demo(app);
     auto bench = crucible::cli::add_bench(app);
     auto tokenize = crucible::cli::add_tokenize(app);
     auto convert = crucible::cli::add_convert(app);
     auto generate = crucible::cli::add_generate(app);
+    auto serve = crucible::cli::add_serve(app);
     auto sandbox = crucible::cli::add_sandbox(app);
+    auto evolve = crucible::cli::add_evolve(app);
+    auto eval = crucible::cli::add_eval(app);
+    auto verify = crucible::cli::add_verify(app);
+    auto compare = crucible::cli::add_compare(app);
+    auto report = crucible::cli::add_report(app);
+    auto rubric = crucible::cli::add_rubric(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -42,11 +50,19 @@ int main(int argc, char** argv) {
     }
     try {
         if (app.got_subcommand("train")) return train();
+        if (app.got_subcommand("demo")) return demo();
         if (app.got_subcommand("bench")) return bench();
         if (app.got_subcommand("tokenize")) return tokenize();
         if (app.got_subcommand("convert")) return convert();
         if (app.got_subcommand("generate")) return generate();
+        if (app.got_subcommand("serve")) return serve();
         if (app.got_subcommand("sandbox")) return sandbox();
+        if (app.got_subcommand("evolve")) return evolve();
+        if (app.got_subcommand("eval")) return eval();
+        if (app.got_subcommand("verify")) return verify();
+        if (app.got_subcommand("compare")) return compare();
+        if (app.got_subcommand("report")) return report();
+        if (app.got_subcommand("rubric")) return rubric();
     } catch (const crucible::Error& e) {
         std::fprintf(stderr, "error: %s\n", e.what());
         return 1;
