@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -14,6 +15,8 @@
 #include "cli/commands.h"
 #include "core/rng.h"
 #include "engine/engine.h"
+#include "model/checkpoint.h"
+#include "tokenizer/byte_tokenizer.h"
 
 namespace crucible::cli {
 
@@ -78,6 +81,8 @@ std::function<int()> add_bench_generate(CLI::App& bench) {
         std::vector<int> batches{1, 8, 32, 128};
         int new_tokens = 32;
         int prompt_tokens = 32;
+        bool decode_only = false;
+        std::string save_model;
     };
     auto o = std::make_shared<Options>();
     cmd->add_flag("--json", o->json_out, "print one JSON object");
@@ -85,7 +90,28 @@ std::function<int()> add_bench_generate(CLI::App& bench) {
     cmd->add_option("--batches", o->batches, "decode batch sizes")->delimiter(',');
     cmd->add_option("--new-tokens", o->new_tokens, "tokens generated per sequence");
     cmd->add_option("--prompt-tokens", o->prompt_tokens, "prompt length for the decode runs");
+    cmd->add_flag("--decode-only", o->decode_only, "skip the prefill and GRPO-shaped runs");
+    cmd->add_option("--save-model", o->save_model,
+                    "write each chosen config's model (the benchmarked random weights, byte "
+                    "tokenizer files) to DIR/NAME as an HF folder, then exit without measuring");
     return [o]() {
+        // The same weights the measurements use, for other engines (bench/llamacpp_bench.sh).
+        if (!o->save_model.empty()) {
+            for (const BenchShape& shape : bench_shapes()) {
+                if (std::find(o->configs.begin(), o->configs.end(), shape.name) ==
+                    o->configs.end()) {
+                    continue;
+                }
+                Model model(shape.config);
+                model.init_random(7);
+                const std::filesystem::path dir = std::filesystem::path(o->save_model) / shape.name;
+                std::filesystem::create_directories(dir);
+                save_model(model, dir);
+                ByteTokenizer::save_hf_files(dir, shape.config.max_position_embeddings);
+                std::printf("wrote %s\n", dir.string().c_str());
+            }
+            return 0;
+        }
         const double bw = memcpy_bandwidth();
         json result = {{"threads", omp_get_max_threads()}, {"memcpy_gbytes_per_s", bw / 1e9}};
         if (!o->json_out) {
@@ -128,6 +154,10 @@ std::function<int()> add_bench_generate(CLI::App& bench) {
                     std::printf("\n");
                     std::fflush(stdout);
                 }
+            }
+            if (o->decode_only) {
+                result[shape.name] = row;
+                continue;
             }
             {  // prefill: one 512-token prompt, one new token
                 GenerationRequest r;
