@@ -165,5 +165,35 @@ TEST(EngineStep, LogprobsOfASubmittedRequestAreGeneratesBitForBit) {
     }
 }
 
+// generate()'s per-request callback fires while other requests still decode (the RL trainer
+// starts judging a finished group then), once per request, with the samples it returns.
+TEST(EngineStep, GenerateReportsEachRequestAsSoonAsItFinishes) {
+    Model& model = step_model();
+    const std::vector<GenerationRequest> reqs = {request({1, 2, 3}, 40, 0.0f, 0, 2),
+                                                 request({5, 6}, 2, 1.0f, 9, 3),
+                                                 request({7, 8, 9}, 20, 0.8f, 4, 1)};
+    Engine engine(model);
+    std::map<size_t, std::vector<GeneratedSequence>> seen;
+    std::map<size_t, int64_t> step_seen;
+    const auto out =
+        engine.generate(reqs, {}, [&](size_t r, const std::vector<GeneratedSequence>& samples) {
+            EXPECT_EQ(seen.count(r), 0u) << "request " << r << " reported twice";
+            seen[r] = samples;
+            step_seen[r] = engine.steps();
+        });
+    ASSERT_EQ(seen.size(), reqs.size());
+    for (size_t r = 0; r < reqs.size(); r++) {
+        ASSERT_EQ(seen[r].size(), out[r].size());
+        for (size_t i = 0; i < out[r].size(); i++) {
+            EXPECT_EQ(seen[r][i].tokens, out[r][i].tokens) << r << "/" << i;
+            EXPECT_EQ(seen[r][i].finish_reason, out[r][i].finish_reason);
+        }
+    }
+    // The 2-token request was reported long before the 40-token one finished decoding.
+    EXPECT_LT(step_seen[1], step_seen[0]);
+    EXPECT_LE(step_seen[1], 4);
+    EXPECT_EQ(step_seen[0], engine.steps());
+}
+
 }  // namespace
 }  // namespace crucible

@@ -4,11 +4,14 @@
 #include "rl/rl_trainer.h"
 
 #include <gtest/gtest.h>
+#include <httplib.h>
 
+#include <atomic>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "core/error.h"
 #include "model/checkpoint.h"
@@ -340,6 +343,94 @@ TEST(RlTrainer, RubricRewardScoresEachRolloutByItsItemsRubric) {
     bad.set("rewards.rubric=1");
     const std::string e = testutil::error_of([&] { RlTrainer t(bad, false, log); });
     EXPECT_NE(e.find("rewards.rubric"), std::string::npos) << e;
+}
+
+// The rubric reward with an LLM judge over real HTTP: a scripted OpenAI-compatible judge says
+// "met" when the response under judgement holds a letter a-m, and answers malformed JSON (on
+// every attempt) when it holds a digit. Those samples are marked invalid with the judge's
+// reason and left out of the update; the run goes on.
+TEST(RlTrainer, RubricJudgeOverHttpScoresAndItsFailuresAreExcluded) {
+    httplib::Server judge;
+    std::atomic<int> requests{0};
+    judge.Post("/v1/chat/completions", [&](const httplib::Request& req, httplib::Response& res) {
+        requests++;
+        const json body = json::parse(req.body);
+        const std::string user = body["messages"][1]["content"].get<std::string>();
+        const size_t b = user.find(">>>\n", user.find("<<<BEGIN RESPONSE ")) + 4;
+        const std::string response = user.substr(b, user.find("\n<<<END RESPONSE", b) - b);
+        bool letter = false, digit = false;
+        for (char ch : response) {
+            letter = letter || (ch >= 'a' && ch <= 'm');
+            digit = digit || (ch >= '0' && ch <= '9');
+        }
+        const std::string content =
+            digit ? "not json" : json{{"explanation", "checked"}, {"criteria_met", letter}}.dump();
+        const json out{
+            {"id", "chatcmpl-1"},
+            {"object", "chat.completion"},
+            {"model", body.value("model", "")},
+            {"choices",
+             {{{"index", 0},
+               {"message", {{"role", "assistant"}, {"content", content}}},
+               {"finish_reason", "stop"}}}},
+            {"usage", {{"prompt_tokens", 50}, {"completion_tokens", 5}, {"total_tokens", 55}}}};
+        res.set_content(out.dump(), "application/json");
+    });
+    const int port = judge.bind_to_any_port("127.0.0.1");
+    ASSERT_GT(port, 0);
+    std::thread listener([&] { judge.listen_after_bind(); });
+
+    testutil::TempDir dir;
+    const fs::path model = tiny_model(dir.path());
+    std::string lines;
+    for (int i = 0; i < 8; i++) {
+        lines +=
+            "{\"prompt\": \"say " + std::to_string(i) +
+            ":\", \"rubric\": [{\"criterion\": \"Uses a letter from a to m\", \"points\": 2}]}\n";
+    }
+    Config c = tiny_config(dir.path(), model);
+    c.set("task.name=jsonl");
+    c.set("task.data=" + dir.write("rubric.jsonl", lines).string());
+    c.set("rewards.rubric=1");
+    c.set("rubric.judge=openai:http://127.0.0.1:" + std::to_string(port) + "/v1#judge");
+    c.set("train.steps=2");
+    c.set("algorithm.dynamic_sampling=false");
+    std::ostringstream log;
+    {
+        RlTrainer trainer(c, false, log);
+        trainer.run();
+    }
+    judge.stop();
+    listener.join();
+
+    int met = 0, unmet = 0, failed = 0;
+    for (const json& s : read_jsonl(dir.path() / "run" / "samples.jsonl")) {
+        const std::string text = s["completion"];
+        bool letter = false, digit = false;
+        for (char ch : text) {
+            letter = letter || (ch >= 'a' && ch <= 'm');
+            digit = digit || (ch >= '0' && ch <= '9');
+        }
+        if (digit) {
+            failed++;
+            EXPECT_TRUE(s["reward"].is_null()) << s.dump();
+            EXPECT_FALSE(s["in_loss"].get<bool>()) << s.dump();
+            EXPECT_NE(s.value("error", "").find("rubric"), std::string::npos) << s.dump();
+        } else {
+            ASSERT_TRUE(s["rewards"].contains("rubric")) << s.dump();
+            EXPECT_EQ(s["rewards"]["rubric"].get<double>(), letter ? 1.0 : 0.0) << text;
+            (letter ? met : unmet)++;
+        }
+    }
+    EXPECT_EQ(met + unmet + failed, 2 * 16);
+    EXPECT_GT(met, 0);
+    EXPECT_GT(unmet, 0);
+    EXPECT_GT(failed, 0);
+    const json m = read_jsonl(dir.path() / "run" / "metrics.jsonl").back();
+    ASSERT_TRUE(m.contains("judge")) << m.dump();
+    EXPECT_GT(m["judge"]["judge_requests"].get<int64_t>(), 0);
+    EXPECT_GT(m["judge"]["judge_failures"].get<int64_t>(), 0);
+    EXPECT_EQ(m["judge"]["judge_requests"].get<int64_t>(), requests.load());
 }
 
 TEST(RlDemo, ShortDemoWritesResultsAndAReportAndResumes) {

@@ -390,7 +390,8 @@ bool Engine::step() {
 
 std::vector<std::vector<GeneratedSequence>> Engine::generate(
     const std::vector<GenerationRequest>& requests,
-    const std::function<void(int64_t, int64_t)>& on_progress) {
+    const std::function<void(int64_t, int64_t)>& on_progress,
+    const std::function<void(size_t, const std::vector<GeneratedSequence>&)>& on_request_done) {
     if (!requests_.empty()) throw Error("Engine::generate: submitted requests are outstanding");
     for (size_t r = 0; r < requests.size(); r++)
         validate(requests[r], "generation request " + std::to_string(r));
@@ -404,7 +405,10 @@ std::vector<std::vector<GeneratedSequence>> Engine::generate(
                 generated++;
                 if (!finish.empty()) finished++;
             },
-            [&results, r](std::vector<GeneratedSequence>&& out) { results[r] = std::move(out); },
+            [&results, &on_request_done, r](std::vector<GeneratedSequence>&& out) {
+                results[r] = std::move(out);
+                if (on_request_done) on_request_done(r, results[r]);
+            },
             /*rescore_when_done=*/false);
     }
     while (step()) {

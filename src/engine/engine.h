@@ -67,11 +67,16 @@ class Engine {
 
     // Runs the requests to completion. Result [r][i] is sample i of request r. `on_progress`
     // (optional) is called after every step with (sequences finished, tokens generated).
+    // `on_request_done` (optional) is called, during the run, as soon as every sample of
+    // request r has finished, with its samples (logprobs not yet filled: they are re-scored at
+    // the end), so a caller can start work on a request while others still decode.
     // Throws Error naming the request for an invalid one, before generating anything.
     // REQUIRES: no request submitted with submit() is outstanding.
     std::vector<std::vector<GeneratedSequence>> generate(
         const std::vector<GenerationRequest>& requests,
-        const std::function<void(int64_t, int64_t)>& on_progress = {});
+        const std::function<void(int64_t, int64_t)>& on_progress = {},
+        const std::function<void(size_t r, const std::vector<GeneratedSequence>&)>&
+            on_request_done = {});
 
     // ---- incremental use (one thread: submit, step and cancel are not thread-safe) --------
     // Checks that `request` can run (non-empty prompt, ids in the vocabulary, room in the

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <ctime>
 #include <fstream>
+#include <future>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <ostream>
@@ -52,6 +53,10 @@ struct RlTrainer::Rollout {
     bool in_loss = false;  // kept, valid and not removed by overlong filtering
     double advantage = 0.0;
     std::vector<float> old_logp, ref_logp;
+};
+
+struct RlTrainer::Judging {
+    std::vector<std::future<std::vector<reward::RubricResult>>> groups;  // in group order
 };
 
 struct RlTrainer::StepStats {
@@ -327,23 +332,22 @@ void RlTrainer::score(Rollout* r) {
     }
 }
 
-void RlTrainer::score_rubrics(std::vector<Rollout>& rollouts, size_t first) {
+void RlTrainer::score_rubrics(std::vector<Rollout>& rollouts, size_t first, Judging& judging) {
     if (!rubric_) return;
-    std::vector<reward::RubricItem> items;
-    std::vector<std::string> responses;
-    for (size_t i = first; i < rollouts.size(); i++) {
-        items.push_back(*task_.train[rollouts[i].item].rubric);
-        responses.push_back(rollouts[i].text);
+    const size_t G = static_cast<size_t>(config_.get_int("rollout.samples_per_prompt"));
+    for (size_t p = 0; p < judging.groups.size(); p++) {
+        const std::vector<reward::RubricResult> results = judging.groups[p].get();
+        for (size_t s = 0; s < G; s++) {
+            Rollout& r = rollouts[first + p * G + s];
+            r.rubric = results[s].failed ? NAN : results[s].score;
+            r.rubric_error = results[s].failure;
+        }
     }
-    const auto results = rubric_->score_batch(items, responses);
-    for (size_t i = first; i < rollouts.size(); i++) {
-        const reward::RubricResult& res = results[i - first];
-        rollouts[i].rubric = res.failed ? NAN : res.score;
-        rollouts[i].rubric_error = res.failure;
-    }
+    judging.groups.clear();
 }
 
-void RlTrainer::generate_group_batch(std::vector<Rollout>* out, int64_t* generated_tokens) {
+void RlTrainer::generate_group_batch(std::vector<Rollout>* out, int64_t* generated_tokens,
+                                     Judging* judging) {
     const int P = static_cast<int>(config_.get_int("rollout.prompts_per_step"));
     const int G = static_cast<int>(config_.get_int("rollout.samples_per_prompt"));
     std::vector<GenerationRequest> requests;
@@ -364,10 +368,27 @@ void RlTrainer::generate_group_batch(std::vector<Rollout>* out, int64_t* generat
         requests.push_back(std::move(r));
         items.push_back(item);
     }
+    const auto completion_text = [this](const std::vector<int32_t>& tokens) {
+        std::vector<int32_t> ids = tokens;
+        if (!ids.empty() && ids.back() == tokenizer_.eos) ids.pop_back();
+        return tokenizer_.decode(ids);
+    };
+    judging->groups.clear();
+    judging->groups.resize(rubric_ ? P : 0);
+    const auto start_judging = [&](size_t p, const std::vector<GeneratedSequence>& samples) {
+        if (!rubric_) return;
+        std::vector<reward::RubricItem> rubric(samples.size(), *task_.train[items[p]].rubric);
+        std::vector<std::string> texts;
+        for (const GeneratedSequence& g : samples) texts.push_back(completion_text(g.tokens));
+        judging->groups[p] = std::async(
+            std::launch::async, [this, rubric = std::move(rubric), texts = std::move(texts)] {
+                return rubric_->score_batch(rubric, texts);
+            });
+    };
     EngineOptions options;
     options.detokenize = tokenizer_.decode;
     Engine engine(*model_, options);
-    const auto outs = engine.generate(requests);
+    const auto outs = engine.generate(requests, {}, start_judging);
     const int first_group = out->empty() ? 0 : out->back().group + 1;
     for (int p = 0; p < P; p++) {
         for (int s = 0; s < G; s++) {
@@ -378,9 +399,7 @@ void RlTrainer::generate_group_batch(std::vector<Rollout>* out, int64_t* generat
             r.sample = s;
             r.completion = g.tokens;
             r.truncated = g.finish_reason == "length";
-            std::vector<int32_t> ids = g.tokens;
-            if (!ids.empty() && ids.back() == tokenizer_.eos) ids.pop_back();
-            r.text = tokenizer_.decode(ids);
+            r.text = completion_text(g.tokens);
             *generated_tokens += static_cast<int64_t>(g.tokens.size());
             out->push_back(std::move(r));
         }
@@ -538,10 +557,11 @@ void RlTrainer::train_step() {
     while (rounds < max_rounds) {
         const size_t first = rollouts.size();
         auto t0 = Clock::now();
-        generate_group_batch(&rollouts, &generated_tokens);
+        Judging judging;
+        generate_group_batch(&rollouts, &generated_tokens, &judging);
         t_generate += seconds_since(t0);
         t0 = Clock::now();
-        score_rubrics(rollouts, first);
+        score_rubrics(rollouts, first, judging);
         for (size_t i = first; i < rollouts.size(); i++) score(&rollouts[i]);
         t_reward += seconds_since(t0);
         rounds++;

@@ -68,10 +68,14 @@ class RlTrainer {
   private:
     struct Rollout;
     void train_step();
-    void generate_group_batch(std::vector<Rollout>* out, int64_t* generated_tokens);
+    // Rubric scoring in flight: one task per group, started as soon as the group's last
+    // sample finished decoding, so judge calls overlap the generation of the other groups.
+    struct Judging;
+    void generate_group_batch(std::vector<Rollout>* out, int64_t* generated_tokens,
+                              Judging* judging);
     void score(Rollout* r);
-    // The rubric reward of rollouts [first, end): one concurrent batch of judge calls.
-    void score_rubrics(std::vector<Rollout>& rollouts, size_t first);
+    // Waits for the rubric scores of rollouts [first, end) and stores them in the rollouts.
+    void score_rubrics(std::vector<Rollout>& rollouts, size_t first, Judging& judging);
     // One optimizer step over `mb` (indices into rollouts) with forward/backward in
     // micro-batches; accumulates statistics.
     struct StepStats;
