@@ -18,6 +18,7 @@
 #include "eval/results.h"
 #include "eval/sample_store.h"
 #include "eval/verifiers.h"
+#include "reward/rubric_scorer.h"
 
 namespace crucible::cli {
 
@@ -48,6 +49,22 @@ std::string text_field(const json& j, const char* key, const std::string& where)
     throw Error(where + ": field '" + key + "' must be a string or a number");
 }
 
+// Why the rubric items cannot be scored without a judge ("" when they can).
+std::string missing_judge(const std::vector<eval::EvalItem>& items,
+                          const std::string& aggregation) {
+    for (const eval::EvalItem& it : items) {
+        if (!it.is_rubric()) continue;
+        const reward::Rubric& r = it.rubric->rubric;
+        if (r.aggregation.value_or(reward::aggregation_from_string(aggregation)) ==
+            reward::Aggregation::implicit)
+            return "item '" + it.id + "' uses implicit aggregation (one judge call)";
+        for (const reward::Criterion& c : r.criteria)
+            if (!c.is_programmatic())
+                return "item '" + it.id + "' criterion '" + c.id + "' is judged by an LLM";
+    }
+    return "";
+}
+
 }  // namespace
 
 std::function<int()> add_eval(CLI::App& app) {
@@ -61,6 +78,8 @@ std::function<int()> add_eval(CLI::App& app) {
         double temperature = 1.0, top_p = 1.0;
         uint64_t seed = 0, bootstrap_seed = 0;
         bool raw = false, chat = false, strip_think = false;
+        reward::RubricScorerConfig judge;  // rubric items: the flags of `crucible rubric score`
+        std::string judge_b, judge_cache;
     };
     auto o = std::make_shared<Options>();
     cmd->add_option("--model", o->model,
@@ -68,7 +87,8 @@ std::function<int()> add_eval(CLI::App& app) {
                     "openai:http://127.0.0.1:8000/v1#qwen)")
         ->required();
     cmd->add_option("--data", o->data,
-                    "JSONL items {id, prompt | messages, answer | gold, verifier?, cluster?}")
+                    "JSONL items {id, prompt | messages, answer | gold, verifier?, cluster?}, "
+                    "or with a rubric (docs/RUBRICS.md) instead of an answer")
         ->required()
         ->check(CLI::ExistingFile);
     cmd->add_option("--out", o->out, "run directory (samples.sqlite, results.json)")->required();
@@ -92,6 +112,31 @@ std::function<int()> add_eval(CLI::App& app) {
     cmd->add_option("--chat-format", o->chat_format, "chatml, qwen2, qwen2.5 or llama3 (local)");
     cmd->add_option("--bootstrap", o->bootstrap, "bootstrap resamples for avg@K (0: none)");
     cmd->add_option("--bootstrap-seed", o->bootstrap_seed);
+    // Rubric items (docs/RUBRICS.md): the judge flags of `crucible rubric score`, prefixed with
+    // --judge- where the name would clash with a sampling flag of eval.
+    cmd->add_option("--judge", o->judge.judge,
+                    "rubric items: the LLM judge, openai:BASE_URL#MODEL (needed when a rubric "
+                    "has judge criteria)");
+    cmd->add_option("--judge-b", o->judge_b,
+                    "rubric items: a second judge; scores the same samples and reports the "
+                    "agreement (percent, Cohen's kappa)");
+    cmd->add_option("--judge-mode", o->judge.mode, "per-criterion | one-call");
+    cmd->add_option("--aggregation", o->judge.aggregation,
+                    "healthbench | weighted_mean | implicit (an item's own 'aggregation' wins)");
+    cmd->add_option("--votes", o->judge.votes, "judge samples per criterion, averaged");
+    cmd->add_option("--judge-temperature", o->judge.temperature, "judge temperature");
+    cmd->add_option("--judge-max-tokens", o->judge.max_tokens, "judge max_tokens");
+    cmd->add_option("--judge-max-attempts", o->judge.max_attempts,
+                    "requests per judgement when replies are malformed");
+    cmd->add_option("--judge-concurrency", o->judge.concurrency, "judge requests in flight");
+    cmd->add_option("--judge-rps", o->judge.rps,
+                    "at most this many judge requests per second (0: no limit)");
+    cmd->add_option("--judge-retries", o->judge.retries, "judge HTTP retries on 429/5xx/timeouts");
+    cmd->add_option("--judge-timeout-s", o->judge.timeout_s, "judge HTTP timeout");
+    cmd->add_option("--judge-cache", o->judge_cache,
+                    "SQLite judge cache (default RUN_DIR/judge_cache.sqlite; 'none': no cache)");
+    cmd->add_option("--price-in", o->judge.price_in, "USD per 1M judge prompt tokens");
+    cmd->add_option("--price-out", o->judge.price_out, "USD per 1M judge completion tokens");
     return [o]() {
         eval::Dataset data = eval::load_dataset(o->data, o->verifier, o->cluster_field);
         for (const std::string& e : data.excluded)
@@ -129,9 +174,56 @@ std::function<int()> add_eval(CLI::App& app) {
                 clock_text(eta).c_str(), (done == total || !tty) ? "\n" : "   ");
         };
         eval::SampleStore(o->out).set_setting("excluded", json(data.excluded).dump());
+        size_t n_rubric = 0;
+        for (const eval::EvalItem& it : data.items) n_rubric += it.is_rubric() ? 1 : 0;
+        std::unique_ptr<reward::RubricScorer> scorer, scorer_b;
+        if (n_rubric > 0) {
+            const std::string why = missing_judge(data.items, o->judge.aggregation);
+            if (!why.empty() && o->judge.judge.empty())
+                throw Error(o->data + ": " + why + ": pass --judge openai:BASE_URL#MODEL");
+            reward::RubricScorerConfig config = o->judge;
+            config.seed = o->seed;
+            config.cache = o->judge_cache.empty()
+                               ? (fs::path(o->out) / "judge_cache.sqlite").string()
+                           : o->judge_cache == "none" ? std::string()
+                                                      : o->judge_cache;
+            scorer = reward::make_rubric_scorer(config);
+            if (!o->judge_b.empty()) {
+                reward::RubricScorerConfig config_b = config;
+                config_b.judge = o->judge_b;
+                scorer_b = reward::make_rubric_scorer(config_b);
+            }
+            eo.rubric_scorer = scorer.get();
+            eo.rubric_scorer_b = scorer_b.get();
+            eo.judge_b = o->judge_b;
+            char buf[64];
+            std::snprintf(buf, sizeof buf, "%.17g", config.temperature);
+            // What decides a score; the endpoint's address may change between calls.
+            eo.rubric_settings = {
+                {"judge_model",
+                 config.judge.empty() ? "" : reward::parse_judge_endpoint(config.judge).model},
+                {"judge_mode", config.mode},
+                {"aggregation", config.aggregation},
+                {"votes", std::to_string(config.votes)},
+                {"judge_temperature", buf},
+                {"judge_max_tokens", std::to_string(config.max_tokens)}};
+            eval::SampleStore(o->out).set_setting("judge", config.judge);
+            std::fprintf(
+                stderr, "eval: %zu rubric items, judge %s\n", n_rubric,
+                config.judge.empty() ? "(none: programmatic criteria only)" : config.judge.c_str());
+        } else if (!o->judge.judge.empty() || !o->judge_b.empty()) {
+            std::fprintf(stderr, "eval: no rubric items, so --judge/--judge-b are not used\n");
+        }
         const eval::EvalSummary sum = eval::run_eval(data.items, *gen, eo);
         std::fprintf(stderr, "eval: %lld generated (%lld failed), %lld already stored\n",
                      (long long)sum.generated, (long long)sum.failed, (long long)sum.skipped);
+        if (sum.rubric_failed > 0)
+            std::fprintf(stderr,
+                         "eval: %lld samples failed in rubric scoring (a re-run retries them)\n",
+                         (long long)sum.rubric_failed);
+        if (scorer_b)
+            std::fprintf(stderr, "eval: second judge scored %lld samples (%lld failed)\n",
+                         (long long)sum.judged_b, (long long)sum.judged_b_failed);
         eval::ResultsOptions ro;
         ro.bootstrap = o->bootstrap;
         ro.bootstrap_seed = o->bootstrap_seed;

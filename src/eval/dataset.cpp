@@ -24,17 +24,75 @@ std::string scalar_text(const json& v) {
     return {};
 }
 
+// The first of `keys` present in `j` with a non-null value (the rubric format's rule).
+const json* first_of(const json& j, std::initializer_list<const char*> keys) {
+    for (const char* k : keys) {
+        auto it = j.find(k);
+        if (it != j.end() && !it->is_null()) return &*it;
+    }
+    return nullptr;
+}
+
+// A line with a rubric: parsed by reward::parse_rubric_item (any format docs/RUBRICS.md
+// accepts), scored by the rubric. `item->id` is already set. Returns "" or the reason.
+std::string parse_rubric_line(const json& j, const std::string& path, int line_no, EvalItem* item) {
+    if (j.contains("verifier") && j["verifier"] != "rubric")
+        return "item '" + item->id + "' has a rubric, so it is scored by it; field 'verifier' " +
+               "must be absent or \"rubric\" (a criterion of kind verifier checks an answer)";
+    json r = j;
+    r["id"] = item->id;  // so the rubric's errors and results name the item as the run does
+    r.erase("prompt_id");
+    for (const char* key : {"answer", "gold"}) {  // a number is fine as a gold answer
+        if (r.contains(key) && (r[key].is_number() || r[key].is_boolean())) r[key] = r[key].dump();
+    }
+    const std::string prefix = path + ":" + std::to_string(line_no) + ": ";
+    try {
+        auto rubric = std::make_shared<reward::RubricItem>(
+            reward::parse_rubric_item(r, reward::SourceRef{path, line_no, ""}));
+        item->rubric = std::move(rubric);
+    } catch (const Error& e) {
+        std::string why = e.what();
+        if (why.rfind(prefix, 0) == 0) why.erase(0, prefix.size());
+        return why;
+    }
+    // Keep a conversation given as one string a raw prompt, so --raw sends it as it is.
+    const json* conv = first_of(j, {"messages", "prompt", "question"});
+    if (conv && conv->is_string()) {
+        item->prompt = conv->get<std::string>();
+    } else {
+        for (const ChatMessage& m : item->rubric->messages)
+            item->messages.emplace_back(m.role, m.content);
+    }
+    if (const json* a = first_of(j, {"answer", "gold"})) item->answer = scalar_text(*a);
+    item->verifier = "rubric";
+    return {};
+}
+
 // Parses one line into `item`; returns "" or the reason the line is left out.
-std::string parse_item(const std::string& text, int line_no, const std::string& default_verifier,
-                       const std::string& cluster_field, EvalItem* item) {
+std::string parse_item(const std::string& text, const std::string& path, int line_no,
+                       const std::string& default_verifier, const std::string& cluster_field,
+                       EvalItem* item) {
     const json j = json::parse(text, nullptr, false);
     if (j.is_discarded() || !j.is_object()) return "not a JSON object";
     item->line = line_no;
     item->id = "line-" + std::to_string(line_no);
+    const bool has_rubric = first_of(j, {"rubric", "rubrics", "checklist"}) != nullptr;
     if (j.contains("id")) {
         item->id = scalar_text(j["id"]);
         if (item->id.empty()) return "field 'id' must be a non-empty string or a number";
+    } else if (has_rubric && j.contains("prompt_id")) {  // HealthBench's name for it
+        item->id = scalar_text(j["prompt_id"]);
+        if (item->id.empty()) return "field 'prompt_id' must be a non-empty string or a number";
     }
+    if (has_rubric) {
+        const std::string why = parse_rubric_line(j, path, line_no, item);
+        if (!why.empty()) return why;
+        if (!cluster_field.empty() && j.contains(cluster_field))
+            item->cluster = scalar_text(j[cluster_field]);
+        return {};
+    }
+    if (j.contains("verifier") && j["verifier"] == "rubric")
+        return "verifier 'rubric' needs a 'rubric' (or 'rubrics', 'checklist') field";
     if (j.contains("messages")) {
         const json& msgs = j["messages"];
         if (!msgs.is_array() || msgs.empty()) return "field 'messages' must be a non-empty array";
@@ -86,7 +144,8 @@ Dataset load_dataset(const std::string& path, const std::string& default_verifie
         ++line_no;
         if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
         EvalItem item;
-        const std::string why = parse_item(text, line_no, default_verifier, cluster_field, &item);
+        const std::string why =
+            parse_item(text, path, line_no, default_verifier, cluster_field, &item);
         if (!why.empty()) {
             d.excluded.push_back(path + ":" + std::to_string(line_no) + ": " + why);
             continue;

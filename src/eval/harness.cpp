@@ -2,7 +2,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <deque>
+#include <exception>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -37,6 +40,8 @@ std::string scored_text(const std::string& completion, bool strip_think) {
 }
 
 double score_sample(const EvalItem& item, const std::string& text, std::string* answer) {
+    if (item.is_rubric())
+        throw Error("item '" + item.id + "' is scored by its rubric, not by a verifier");
     const std::string& kind = item.verifier;
     if (kind == "math" || kind == "numeric") {
         const auto a = extract_math_answer(text);
@@ -165,10 +170,187 @@ std::unique_ptr<Generator> make_openai_generator(const std::string& spec, int co
                                              spec.substr(hash + 1), concurrency);
 }
 
+namespace {
+
+// Adds what a scorer's judge spent since `*last` to the run's stored totals under `key`.
+void add_judge_stats(SampleStore& store, const char* key, const reward::RubricScorer& scorer,
+                     reward::JudgeStats* last) {
+    const reward::JudgeStats now = scorer.judge_stats();
+    if (now.requests == last->requests && now.cache_hits == last->cache_hits &&
+        now.failures == last->failures)
+        return;
+    const auto settings = store.settings();
+    json total = json::object();
+    if (auto it = settings.find(key); it != settings.end()) {
+        total = json::parse(it->second, nullptr, false);
+        if (!total.is_object()) total = json::object();
+    }
+    const json delta = {
+        {"judge_requests", now.requests - last->requests},
+        {"judge_cache_hits", now.cache_hits - last->cache_hits},
+        {"judge_parse_retries", now.parse_retries - last->parse_retries},
+        {"judge_failures", now.failures - last->failures},
+        {"judge_prompt_tokens", now.prompt_tokens - last->prompt_tokens},
+        {"judge_completion_tokens", now.completion_tokens - last->completion_tokens},
+        {"judge_cost_usd", now.cost_usd - last->cost_usd}};
+    for (const auto& [k, v] : delta.items()) {
+        if (v.is_number_float())
+            total[k] = total.value(k, 0.0) + v.get<double>();
+        else
+            total[k] = total.value(k, int64_t{0}) + v.get<int64_t>();
+    }
+    store.set_setting(key, total.dump());
+    *last = now;
+}
+
+// A generated sample of a rubric item waiting for its score.
+struct PendingRubric {
+    const EvalItem* item;
+    SampleRecord record;
+    std::string text;  // what is scored
+};
+
+// The scoring thread of rubric samples: push() queues a sample; the thread takes whatever has
+// queued (up to `batch`), scores it in one score_batch call and hands each record to `store`.
+// finish() (also run by the destructor, e.g. when the generator throws) scores what is left,
+// joins, and rethrows an exception the thread met.
+class RubricScoringQueue {
+  public:
+    RubricScoringQueue(const reward::RubricScorer& scorer, int batch,
+                       std::function<void(SampleRecord, bool rubric_failed)> store,
+                       std::function<void()> after_batch)
+        : scorer_(scorer),
+          batch_(static_cast<size_t>(std::max(1, batch))),
+          store_(std::move(store)),
+          after_batch_(std::move(after_batch)),
+          thread_([this] { loop(); }) {}
+    ~RubricScoringQueue() {
+        try {
+            finish();
+        } catch (...) {  // already unwinding, or finish() ran: nothing more to report
+        }
+    }
+    void push(PendingRubric p) {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            queue_.push_back(std::move(p));
+        }
+        cv_.notify_one();
+    }
+    void finish() {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            closed_ = true;
+        }
+        cv_.notify_one();
+        if (thread_.joinable()) thread_.join();
+        if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+    }
+
+  private:
+    void loop() {
+        for (;;) {
+            std::vector<PendingRubric> batch;
+            {
+                std::unique_lock<std::mutex> lock(mutex_);
+                cv_.wait(lock, [this] { return closed_ || !queue_.empty(); });
+                if (queue_.empty()) return;  // closed and drained
+                while (!queue_.empty() && batch.size() < batch_) {
+                    batch.push_back(std::move(queue_.front()));
+                    queue_.pop_front();
+                }
+            }
+            if (error_) continue;  // drain without scoring after a failure
+            try {
+                score(batch);
+            } catch (...) {
+                error_ = std::current_exception();
+            }
+        }
+    }
+    void score(std::vector<PendingRubric>& batch) {
+        std::vector<reward::RubricItem> items;
+        std::vector<std::string> texts;
+        for (const PendingRubric& p : batch) {
+            items.push_back(*p.item->rubric);
+            texts.push_back(p.text);
+        }
+        const std::vector<reward::RubricResult> results = scorer_.score_batch(items, texts);
+        for (size_t i = 0; i < batch.size(); ++i) {
+            SampleRecord& r = batch[i].record;
+            const reward::RubricResult& res = results[i];
+            r.rubric = res.to_json().dump(-1, ' ', false, json::error_handler_t::replace);
+            if (res.failed) {
+                r.score.reset();
+                r.error = "rubric: " + res.failure;
+            } else {
+                r.score = res.score;
+            }
+            store_(std::move(r), res.failed);
+        }
+        after_batch_();
+    }
+
+    const reward::RubricScorer& scorer_;
+    size_t batch_;
+    std::function<void(SampleRecord, bool)> store_;
+    std::function<void()> after_batch_;
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::deque<PendingRubric> queue_;
+    bool closed_ = false;
+    std::exception_ptr error_;  // written by the thread, read after join
+    std::thread thread_;        // last: starts once everything above is constructed
+};
+
+// The second judge's pass: every scored rubric sample it has not scored (or failed on).
+void judge_b_pass(const std::vector<EvalItem>& items, SampleStore& store,
+                  const EvalOptions& options, EvalSummary* summary) {
+    const reward::RubricScorer& scorer = *options.rubric_scorer_b;
+    reward::JudgeStats last = scorer.judge_stats();
+    std::map<std::string, const EvalItem*> by_id;
+    for (const EvalItem& it : items)
+        if (it.is_rubric()) by_id[it.id] = &it;
+    std::vector<SampleRecord> todo;
+    for (SampleRecord& s : store.samples()) {
+        if (!s.error.empty() || s.rubric.empty() || !by_id.count(s.item_id)) continue;
+        if (!s.rubric_b.empty()) {
+            const json b = json::parse(s.rubric_b, nullptr, false);
+            if (b.is_object() && !b.value("failed", true)) continue;  // scored already
+        }
+        todo.push_back(std::move(s));
+    }
+    const size_t batch = static_cast<size_t>(std::max(1, options.rubric_batch));
+    for (size_t from = 0; from < todo.size(); from += batch) {
+        const size_t to = std::min(todo.size(), from + batch);
+        std::vector<reward::RubricItem> rubric_items;
+        std::vector<std::string> texts;
+        for (size_t i = from; i < to; ++i) {
+            rubric_items.push_back(*by_id.at(todo[i].item_id)->rubric);
+            texts.push_back(scored_text(todo[i].completion, options.strip_think));
+        }
+        const auto results = scorer.score_batch(rubric_items, texts);
+        for (size_t i = from; i < to; ++i) {
+            const reward::RubricResult& res = results[i - from];
+            store.put_rubric_b(todo[i].item_id, todo[i].sample,
+                               res.to_json().dump(-1, ' ', false, json::error_handler_t::replace));
+            ++summary->judged_b;
+            if (res.failed) ++summary->judged_b_failed;
+        }
+        add_judge_stats(store, kJudgeBStatsKey, scorer, &last);
+    }
+}
+
+}  // namespace
+
 EvalSummary run_eval(const std::vector<EvalItem>& items, Generator& generator,
                      const EvalOptions& options) {
     if (options.k < 1)
         throw Error("--n must be at least 1 (got " + std::to_string(options.k) + ")");
+    bool has_rubric = false;
+    for (const EvalItem& it : items) has_rubric = has_rubric || it.is_rubric();
+    if (has_rubric && !options.rubric_scorer)
+        throw Error("eval: the dataset has rubric items and no rubric scorer was given");
     SampleStore store(options.run_dir);
     char buf[64];
     auto num = [&buf](double v) {
@@ -176,15 +358,27 @@ EvalSummary run_eval(const std::vector<EvalItem>& items, Generator& generator,
         return std::string(buf);
     };
     const SamplingOptions& s = options.sampling;
-    store.check_settings({{"model", generator.name()},
-                          {"temperature", num(s.temperature)},
-                          {"top_p", num(s.top_p)},
-                          {"max_tokens", std::to_string(s.max_tokens)},
-                          {"seed", std::to_string(s.seed)},
-                          {"chat", s.chat ? "true" : "false"},
-                          {"strip_think", options.strip_think ? "true" : "false"}});
+    std::map<std::string, std::string> settings{
+        {"model", generator.name()},
+        {"temperature", num(s.temperature)},
+        {"top_p", num(s.top_p)},
+        {"max_tokens", std::to_string(s.max_tokens)},
+        {"seed", std::to_string(s.seed)},
+        {"chat", s.chat ? "true" : "false"},
+        {"strip_think", options.strip_think ? "true" : "false"}};
+    if (has_rubric) settings.insert(options.rubric_settings.begin(), options.rubric_settings.end());
+    store.check_settings(settings);
     store.set_setting("k", std::to_string(options.k));
     store.set_setting("data", options.data);
+    if (has_rubric && options.rubric_scorer_b) {
+        const auto stored = store.settings();
+        const auto it = stored.find("judge_b");
+        if (it == stored.end() || it->second != options.judge_b) {
+            store.clear_rubric_b();
+            store.set_setting("judge_b", options.judge_b);
+            store.set_setting(kJudgeBStatsKey, "{}");
+        }
+    }
     store.put_items(items);
 
     const auto done = store.done();
@@ -204,6 +398,29 @@ EvalSummary run_eval(const std::vector<EvalItem>& items, Generator& generator,
     }
     const int64_t total = static_cast<int64_t>(jobs.size());
     std::string first_error;
+    // The generator's callback and the rubric scoring thread both store samples.
+    std::mutex store_mutex;
+    const auto store_sample = [&](const SampleRecord& r, bool rubric_failed) {
+        std::lock_guard<std::mutex> lock(store_mutex);
+        store.put(r);
+        ++summary.generated;
+        if (!r.error.empty()) ++summary.failed;
+        if (rubric_failed) ++summary.rubric_failed;
+        if (options.on_progress) options.on_progress(summary.generated, total);
+    };
+    std::unique_ptr<RubricScoringQueue> rubric_queue;
+    reward::JudgeStats judge_last;
+    if (has_rubric) {
+        judge_last = options.rubric_scorer->judge_stats();
+        rubric_queue = std::make_unique<RubricScoringQueue>(
+            *options.rubric_scorer, options.rubric_batch,
+            [&](SampleRecord r, bool failed) { store_sample(r, failed); },
+            [&] {
+                std::lock_guard<std::mutex> lock(store_mutex);
+                add_judge_stats(store, kJudgeStatsKey, *options.rubric_scorer, &judge_last);
+            });
+    }
+    int64_t generated = 0, generation_failed = 0;  // only touched by the serialized callback
     if (options.on_progress) options.on_progress(0, total);
     generator.generate(items, jobs, s, [&](const SampleJob& job, GeneratedSample g) {
         const EvalItem& item = items[job.item];
@@ -218,7 +435,7 @@ EvalSummary run_eval(const std::vector<EvalItem>& items, Generator& generator,
         r.finish_reason = std::move(g.finish_reason);
         r.latency_s = g.latency_s;
         r.error = std::move(g.error);
-        if (r.error.empty()) {
+        if (r.error.empty() && !item.is_rubric()) {
             try {
                 r.score =
                     score_sample(item, scored_text(r.completion, options.strip_think), &r.answer);
@@ -226,21 +443,28 @@ EvalSummary run_eval(const std::vector<EvalItem>& items, Generator& generator,
                 r.error = std::string("scoring: ") + e.what();
             }
         }
+        // The stop rule counts generation and verifier failures, not the judge's: a judge
+        // failure never stops a run.
+        ++generated;
         if (!r.error.empty()) {
-            ++summary.failed;
+            ++generation_failed;
             if (first_error.empty()) first_error = r.error;
         }
-        store.put(r);
-        ++summary.generated;
-        if (options.on_progress) options.on_progress(summary.generated, total);
-        return !(summary.failed >= kMaxFailuresBeforeSuccess &&
-                 summary.failed == summary.generated);
+        if (r.error.empty() && item.is_rubric()) {
+            std::string text = scored_text(r.completion, options.strip_think);
+            rubric_queue->push({&item, std::move(r), std::move(text)});
+        } else {
+            store_sample(r, false);
+        }
+        return !(generation_failed >= kMaxFailuresBeforeSuccess && generation_failed == generated);
     });
-    if (summary.failed >= kMaxFailuresBeforeSuccess && summary.failed == summary.generated &&
-        summary.generated < total)
-        throw Error("eval: stopped after the first " + std::to_string(summary.failed) +
+    if (rubric_queue) rubric_queue->finish();
+    if (generation_failed >= kMaxFailuresBeforeSuccess && generation_failed == generated &&
+        generated < total)
+        throw Error("eval: stopped after the first " + std::to_string(generation_failed) +
                     " samples all failed (" + generator.name() +
                     "); the first error: " + first_error);
+    if (has_rubric && options.rubric_scorer_b) judge_b_pass(items, store, options, &summary);
     return summary;
 }
 

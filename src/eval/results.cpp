@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "eval/math_answer.h"
 #include "eval/sample_store.h"
+#include "reward/rubric_metrics.h"
 
 namespace crucible::eval {
 
@@ -60,7 +61,80 @@ double or_nan(const json& j) {
     return j.is_number() ? j.get<double>() : kNaN;
 }
 
+// A stored rubric result, or nullopt when there is none (or it does not parse).
+std::optional<reward::RubricResult> rubric_result(const std::string& text) {
+    if (text.empty()) return std::nullopt;
+    const json j = json::parse(text, nullptr, false);
+    if (j.is_discarded()) return std::nullopt;
+    try {
+        return reward::RubricResult::from_json(j);
+    } catch (const Error&) {
+        return std::nullopt;
+    }
+}
+
+json stats_setting(const std::map<std::string, std::string>& settings, const char* key) {
+    const auto it = settings.find(key);
+    if (it == settings.end()) return json::object();
+    json j = json::parse(it->second, nullptr, false);
+    return j.is_object() ? j : json::object();
+}
+
+// The "rubric" section of compute_results.
+json rubric_section(const RunData& run, const ResultsOptions& options) {
+    std::vector<reward::RubricItem> items;
+    std::vector<std::vector<reward::RubricResult>> rows, rows_b;
+    // Paired verdicts of the two judges: samples the run's judge scored and the second one too.
+    std::vector<reward::RubricItem> pair_items;
+    std::vector<reward::RubricResult> pair_a, pair_b;
+    bool any_b = false;
+    for (size_t i = 0; i < run.rubrics.size(); ++i) {
+        if (!run.rubrics[i]) continue;
+        items.push_back(*run.rubrics[i]);
+        rows.emplace_back();
+        rows_b.emplace_back();
+        for (size_t j = 0; j < run.rubric_results[i].size(); ++j) {
+            const auto& a = run.rubric_results[i][j];
+            const auto& b = run.rubric_results_b[i][j];
+            if (a) rows.back().push_back(*a);
+            if (b) {
+                any_b = true;
+                rows_b.back().push_back(*b);
+            }
+            if (a && b && !a->failed) {
+                pair_items.push_back(*run.rubrics[i]);
+                pair_a.push_back(*a);
+                pair_b.push_back(*b);
+            }
+        }
+    }
+    const reward::RubricReport report = reward::summarize_rubric_samples(
+        items, rows, options.level, options.bootstrap, options.bootstrap_seed);
+    json out = report.to_json();
+    out["bootstrap_resamples"] = options.bootstrap;
+    out["pass_at_k_counts"] = "samples with full credit (score 1)";
+    out["judge"] = run.judge_stats;
+    out["judge"]["endpoint"] = run.judge;
+    if (any_b) {
+        const reward::RubricReport report_b = reward::summarize_rubric_samples(
+            items, rows_b, options.level, options.bootstrap, options.bootstrap_seed);
+        out["judge_b"] = run.judge_b_stats;
+        out["judge_b"]["endpoint"] = run.judge_b;
+        out["judge_b_overall"] = report_b.overall.to_json();
+        out["judge_b_n_failed_samples"] = report_b.n_failed_samples;
+        out["agreement"] = reward::judge_agreement(pair_items, pair_a, pair_b).to_json();
+        out["agreement"]["n_samples"] = pair_items.size();
+    }
+    return out;
+}
+
 }  // namespace
+
+bool RunData::has_rubric() const {
+    for (const auto& r : rubrics)
+        if (r) return true;
+    return false;
+}
 
 RunData load_run(const std::string& run_dir) {
     if (!std::filesystem::exists(std::filesystem::path(run_dir) / "samples.sqlite"))
@@ -71,6 +145,10 @@ RunData load_run(const std::string& run_dir) {
     const auto settings = store.settings();
     if (auto it = settings.find("model"); it != settings.end()) run.model = it->second;
     if (auto it = settings.find("k"); it != settings.end()) run.k = std::stoi(it->second);
+    if (auto it = settings.find("judge"); it != settings.end()) run.judge = it->second;
+    if (auto it = settings.find("judge_b"); it != settings.end()) run.judge_b = it->second;
+    run.judge_stats = stats_setting(settings, kJudgeStatsKey);
+    run.judge_b_stats = stats_setting(settings, kJudgeBStatsKey);
     if (auto it = settings.find("excluded"); it != settings.end()) {
         const json j = json::parse(it->second, nullptr, false);
         if (j.is_array())
@@ -83,13 +161,22 @@ RunData load_run(const std::string& run_dir) {
         row[it.id] = run.ids.size();
         run.ids.push_back(it.id);
         run.clusters.push_back(it.cluster);
+        run.rubrics.push_back(it.rubric);
     }
     const size_t k = static_cast<size_t>(std::max(run.k, 1));
     run.scores.assign(items.size(), std::vector<double>(k, kNaN));
     run.answers.assign(items.size(), std::vector<std::string>(k));
+    run.rubric_results.assign(items.size(), std::vector<std::optional<reward::RubricResult>>(k));
+    run.rubric_results_b = run.rubric_results;
     for (const SampleRecord& s : store.samples()) {
         const auto it = row.find(s.item_id);
         if (it == row.end() || s.sample < 0 || static_cast<size_t>(s.sample) >= k) continue;
+        if (run.rubrics[it->second]) {
+            const auto j = static_cast<size_t>(s.sample);
+            run.rubric_results[it->second][j] = rubric_result(s.rubric);
+            if (s.error.empty())  // the second judge's verdict on a sample still stored
+                run.rubric_results_b[it->second][j] = rubric_result(s.rubric_b);
+        }
         if (!s.error.empty() || !s.score) {
             ++run.n_failed;
             if (run.failures.size() < 5)
@@ -145,7 +232,8 @@ json compute_results(const RunData& run, const ResultsOptions& options) {
     if (n > 0) {
         a["ci_wilson"] = interval_json(wilson_interval(successes, n, level));
         a["ci_beta_jeffreys"] = interval_json(jeffreys_interval(successes, n, level));
-        if (k == 1)
+        // Clopper-Pearson is exact for a binomial count; rubric scores are not one.
+        if (k == 1 && !run.has_rubric())
             a["ci_clopper_pearson"] = interval_json(clopper_pearson_interval(successes, n, level));
     }
     bool any_cluster = false;
@@ -178,9 +266,17 @@ json compute_results(const RunData& run, const ResultsOptions& options) {
     for (int kk = 1; kk <= k; kk *= 2) {
         metrics["pass^" + std::to_string(kk)] = estimate_json(pass_hat_k(run.scores, kk), level);
     }
-    metrics["maj@" + std::to_string(k)] =
-        estimate_json(maj_at_k(run.answers, run.scores, k), level);
+    if (!run.has_rubric()) {
+        metrics["maj@" + std::to_string(k)] =
+            estimate_json(maj_at_k(run.answers, run.scores, k), level);
+    } else {
+        out["metrics_omitted"] = {
+            {"maj@" + std::to_string(k),
+             "rubric samples have no extracted answer to vote on (an abstaining item would "
+             "score 0)"}};
+    }
     out["metrics"] = metrics;
+    if (run.has_rubric()) out["rubric"] = rubric_section(run, options);
 
     // The whole pass@k curve (k = 1..K), for the report.
     json curve = json::array();
@@ -204,6 +300,75 @@ json compute_results(const RunData& run, const ResultsOptions& options) {
     out["per_item"] = items;
     return out;
 }
+
+namespace {
+
+// The rubric section of results_table.
+std::string rubric_table(const json& rb, int pct_level) {
+    auto pct = [](const json& v) {
+        return v.is_number() ? fmt("%.2f", 100 * v.get<double>()) : "-";
+    };
+    auto iv = [&](const json& i) {
+        if (!i.is_array() || i.size() != 2) return std::string("-");
+        return "[" + pct(i[0]) + ", " + pct(i[1]) + "]";
+    };
+    char line[512];
+    std::string s;
+    std::snprintf(line, sizeof line,
+                  "rubric: %d items (%d without a score), %d scored samples, %d failed\n",
+                  rb.value("n_items", 0), rb.value("n_failed", 0), rb.value("n_samples", 0),
+                  rb.value("n_failed_samples", 0));
+    s += line;
+    const auto row = [&](const std::string& name, const json& m, const std::string& note) {
+        std::snprintf(line, sizeof line, "%-22s %8s %8s   %-22s %s\n", name.c_str(),
+                      pct(m["mean"]).c_str(), pct(m["se"]).c_str(), iv(m["ci_normal"]).c_str(),
+                      note.c_str());
+        s += line;
+    };
+    std::snprintf(line, sizeof line, "%-22s %8s %8s   %-22s %s\n", "rubric score", "value", "SE",
+                  (std::to_string(pct_level) + "% interval").c_str(), "note");
+    s += line;
+    row("mean", rb["overall"], "normal, SE clustered by item");
+    if (rb["overall"]["ci_bootstrap"].is_array() && rb["overall"]["ci_bootstrap"][0].is_number()) {
+        std::snprintf(line, sizeof line, "%-22s %8s %8s   %-22s %s\n", "", "", "",
+                      iv(rb["overall"]["ci_bootstrap"]).c_str(), "bootstrap percentile");
+        s += line;
+    }
+    std::snprintf(line, sizeof line, "%-22s %8s\n", "healthbench overall",
+                  pct(rb["healthbench_overall"]).c_str());
+    s += line;
+    for (const auto& [tag, m] : rb["by_tag"].items())
+        row("  " + tag, m, std::to_string(m.value("n", 0)) + " items");
+    const auto judge_line = [&](const char* name, const json& j) {
+        std::snprintf(line, sizeof line,
+                      "%s %s: %lld requests, %lld cache hits, %lld failures, tokens %lld in / "
+                      "%lld out, cost $%.4f\n",
+                      name, j.value("endpoint", std::string("(none)")).c_str(),
+                      (long long)j.value("judge_requests", int64_t{0}),
+                      (long long)j.value("judge_cache_hits", int64_t{0}),
+                      (long long)j.value("judge_failures", int64_t{0}),
+                      (long long)j.value("judge_prompt_tokens", int64_t{0}),
+                      (long long)j.value("judge_completion_tokens", int64_t{0}),
+                      j.value("judge_cost_usd", 0.0));
+        s += line;
+    };
+    judge_line("judge", rb["judge"]);
+    if (rb.contains("judge_b")) {
+        judge_line("judge B", rb["judge_b"]);
+        row("judge B mean", rb["judge_b_overall"], "the same samples, second judge");
+        const json& a = rb["agreement"];
+        std::snprintf(
+            line, sizeof line, "judge agreement: %s%% of %d criterion verdicts, Cohen's kappa %s\n",
+            pct(a["percent_agreement"]).c_str(), a.value("n", 0),
+            a["cohen_kappa"].is_number() ? fmt("%.3f", a["cohen_kappa"].get<double>()).c_str()
+                                         : "-");
+        s += line;
+    }
+    s += "pass@k / pass^k count rubric samples with full credit (score 1) as correct\n";
+    return s;
+}
+
+}  // namespace
 
 std::string results_table(const json& r) {
     const int pct_level = static_cast<int>(std::lround(r.value("level", 0.95) * 100));
@@ -266,6 +431,7 @@ std::string results_table(const json& r) {
                 : "");
         s += line;
     }
+    if (r.contains("rubric")) s += rubric_table(r["rubric"], pct_level);
     s += "(values in %)\n";
     return s;
 }

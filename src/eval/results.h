@@ -3,11 +3,15 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "eval/statistics.h"
+#include "reward/rubric.h"
+#include "reward/rubric_scorer.h"
 
 namespace crucible::eval {
 
@@ -25,6 +29,16 @@ struct RunData {
     int64_t n_failed = 0;               // failed samples among the first K
     std::vector<std::string> failures;  // the first few failure reasons, "id#j: reason"
     std::vector<std::string> excluded;  // dataset lines left out, as recorded by the eval
+
+    // Rubric items: their rubric (null for other items) and, per sample index < K, the stored
+    // per-criterion result of the run's judge and of the second judge (nullopt when absent).
+    std::vector<std::shared_ptr<const reward::RubricItem>> rubrics;
+    std::vector<std::vector<std::optional<reward::RubricResult>>> rubric_results;
+    std::vector<std::vector<std::optional<reward::RubricResult>>> rubric_results_b;
+    std::string judge, judge_b;                             // endpoints as recorded ("" when none)
+    nlohmann::json judge_stats = nlohmann::json::object();  // the run's totals (JudgeStats keys)
+    nlohmann::json judge_b_stats = nlohmann::json::object();
+    bool has_rubric() const;
 };
 
 // Reads RUN_DIR/samples.sqlite. Throws crucible::Error when it is missing or holds no items.
@@ -36,7 +50,11 @@ struct ResultsOptions {
     double level = 0.95;
 };
 
-// Every metric with its interval (the layout is documented in docs/EVALUATION.md).
+// Every metric with its interval (the layout is documented in docs/EVALUATION.md). A run with
+// rubric items gets a "rubric" section (mean score clustered by item, HealthBench's overall
+// figure, per-tag scores, judge stats, and with a second judge its score and the agreement);
+// maj@K (no extracted answer to vote on) and Clopper-Pearson (not a binomial count) are left
+// out of such a run, and pass@k / pass^k count a sample as correct only with full credit.
 nlohmann::json compute_results(const RunData& run, const ResultsOptions& options = {});
 
 // A fixed-width table of compute_results' metrics for the terminal.

@@ -1,12 +1,51 @@
 #include "eval/sample_store.h"
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 
 namespace crucible::eval {
 
+using nlohmann::json;
+
 namespace {
+
+// Adds `column` to `table` unless it is there (stores written by older versions).
+void add_column_if_missing(SqliteDb& db, const std::string& table, const std::string& column,
+                           const std::string& declaration) {
+    auto st = db.prepare("SELECT 1 FROM pragma_table_info(?) WHERE name = ?");
+    st.bind(1, table).bind(2, column);
+    if (st.step()) return;
+    db.exec("ALTER TABLE " + table + " ADD COLUMN " + column + " " + declaration);
+}
+
+// A rubric item's rubric as stored in the items table.
+std::string rubric_text(const EvalItem& item) {
+    if (!item.rubric) return "";
+    json j{{"rubric", reward::rubric_to_json(item.rubric->rubric)}, {"tags", item.rubric->tags}};
+    if (item.rubric->rubric.aggregation)
+        j["aggregation"] = reward::to_string(*item.rubric->rubric.aggregation);
+    return j.dump();
+}
+
+std::shared_ptr<const reward::RubricItem> rubric_from_text(const std::string& text,
+                                                           const std::string& id,
+                                                           const std::string& where) {
+    if (text.empty()) return nullptr;
+    const json j = json::parse(text, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("rubric"))
+        throw Error(where + ": item '" + id + "': the stored rubric is not valid JSON");
+    auto item = std::make_shared<reward::RubricItem>();
+    item->id = id;
+    const reward::SourceRef ref{where, 0, id};
+    item->rubric = reward::parse_rubric(j["rubric"], ref);
+    if (j.contains("tags")) item->tags = j["tags"].get<std::vector<std::string>>();
+    if (j.contains("aggregation"))
+        item->rubric.aggregation =
+            reward::aggregation_from_string(j["aggregation"].get<std::string>());
+    return item;
+}
 
 std::string store_path(const std::string& run_dir) {
     std::error_code ec;
@@ -27,6 +66,9 @@ SampleStore::SampleStore(const std::string& run_dir) : db_(store_path(run_dir)) 
         " prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,"
         " finish_reason TEXT NOT NULL, score REAL, answer TEXT NOT NULL,"
         " latency_s REAL NOT NULL, error TEXT NOT NULL, PRIMARY KEY(item_id, sample));");
+    add_column_if_missing(db_, "items", "rubric", "TEXT NOT NULL DEFAULT ''");
+    add_column_if_missing(db_, "samples", "rubric", "TEXT NOT NULL DEFAULT ''");
+    add_column_if_missing(db_, "samples", "rubric_b", "TEXT NOT NULL DEFAULT ''");
 }
 
 std::map<std::string, std::string> SampleStore::settings() {
@@ -61,8 +103,8 @@ void SampleStore::check_settings(const std::map<std::string, std::string>& setti
 void SampleStore::put_items(const std::vector<EvalItem>& items) {
     SqliteTransaction tx(db_);
     db_.exec("DELETE FROM items");
-    auto st =
-        db_.prepare("INSERT INTO items(ord, id, answer, verifier, cluster) VALUES(?, ?, ?, ?, ?)");
+    auto st = db_.prepare(
+        "INSERT INTO items(ord, id, answer, verifier, cluster, rubric) VALUES(?, ?, ?, ?, ?, ?)");
     for (size_t i = 0; i < items.size(); ++i) {
         st.reset();
         st.bind(1, static_cast<int64_t>(i))
@@ -70,6 +112,7 @@ void SampleStore::put_items(const std::vector<EvalItem>& items) {
             .bind(3, items[i].answer)
             .bind(4, items[i].verifier)
             .bind(5, items[i].cluster)
+            .bind(6, rubric_text(items[i]))
             .run();
     }
     tx.commit();
@@ -77,13 +120,14 @@ void SampleStore::put_items(const std::vector<EvalItem>& items) {
 
 std::vector<EvalItem> SampleStore::items() {
     std::vector<EvalItem> out;
-    auto st = db_.prepare("SELECT id, answer, verifier, cluster FROM items ORDER BY ord");
+    auto st = db_.prepare("SELECT id, answer, verifier, cluster, rubric FROM items ORDER BY ord");
     while (st.step()) {
         EvalItem it;
         it.id = st.column_text(0);
         it.answer = st.column_text(1);
         it.verifier = st.column_text(2);
         it.cluster = st.column_text(3);
+        it.rubric = rubric_from_text(st.column_text(4), it.id, path());
         out.push_back(std::move(it));
     }
     return out;
@@ -92,8 +136,8 @@ std::vector<EvalItem> SampleStore::items() {
 void SampleStore::put(const SampleRecord& s) {
     auto st = db_.prepare(
         "INSERT OR REPLACE INTO samples(item_id, sample, seed, prompt, completion, prompt_tokens,"
-        " completion_tokens, finish_reason, score, answer, latency_s, error)"
-        " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        " completion_tokens, finish_reason, score, answer, latency_s, error, rubric, rubric_b)"
+        " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     st.bind(1, s.item_id)
         .bind(2, s.sample)
         .bind(3, static_cast<int64_t>(s.seed))
@@ -107,15 +151,32 @@ void SampleStore::put(const SampleRecord& s) {
     } else {
         st.bind_null(9);
     }
-    st.bind(10, s.answer).bind(11, s.latency_s).bind(12, s.error).run();
+    st.bind(10, s.answer)
+        .bind(11, s.latency_s)
+        .bind(12, s.error)
+        .bind(13, s.rubric)
+        .bind(14, s.rubric_b)
+        .run();
+}
+
+void SampleStore::put_rubric_b(const std::string& item_id, int sample, const std::string& result) {
+    db_.prepare("UPDATE samples SET rubric_b = ? WHERE item_id = ? AND sample = ?")
+        .bind(1, result)
+        .bind(2, item_id)
+        .bind(3, sample)
+        .run();
+}
+
+void SampleStore::clear_rubric_b() {
+    db_.exec("UPDATE samples SET rubric_b = ''");
 }
 
 std::vector<SampleRecord> SampleStore::samples() {
     std::vector<SampleRecord> out;
     auto st = db_.prepare(
         "SELECT s.item_id, s.sample, s.seed, s.prompt, s.completion, s.prompt_tokens,"
-        " s.completion_tokens, s.finish_reason, s.score, s.answer, s.latency_s, s.error"
-        " FROM samples s LEFT JOIN items i ON i.id = s.item_id"
+        " s.completion_tokens, s.finish_reason, s.score, s.answer, s.latency_s, s.error,"
+        " s.rubric, s.rubric_b FROM samples s LEFT JOIN items i ON i.id = s.item_id"
         " ORDER BY i.ord, s.item_id, s.sample");
     while (st.step()) {
         SampleRecord r;
@@ -131,6 +192,8 @@ std::vector<SampleRecord> SampleStore::samples() {
         r.answer = st.column_text(9);
         r.latency_s = st.column_double(10);
         r.error = st.column_text(11);
+        r.rubric = st.column_text(12);
+        r.rubric_b = st.column_text(13);
         out.push_back(std::move(r));
     }
     return out;

@@ -1,7 +1,9 @@
 // The durable record of an eval run: RUN_DIR/samples.sqlite holds the run's settings, its
 // items and one row per (item, sample index). Each sample is committed as it completes, so a
 // killed run loses at most the samples in flight; a re-run generates only the (item, sample)
-// pairs that are absent or failed, and every statistic is recomputed from this table.
+// pairs that are absent or failed, and every statistic is recomputed from this table (rubric
+// items keep their rubric, and rubric samples their per-criterion results, for that). A file
+// written before the rubric columns existed opens as it is: they are added when missing.
 #pragma once
 
 #include <cstdint>
@@ -28,7 +30,16 @@ struct SampleRecord {
     std::string answer;           // the extracted answer used for maj@k ("" when none)
     double latency_s = 0.0;
     std::string error;  // why generation or scoring failed; "" on success
+    // Rubric items: reward::RubricResult::to_json() as text, per criterion ("" otherwise), by
+    // the run's judge and by the second judge (--judge-b; "" until it has scored the sample).
+    std::string rubric;
+    std::string rubric_b;
 };
+
+// Settings holding a run's judge totals (JudgeStats::to_json keys): each eval call adds what
+// its rubric scorers spent, so the figures cover every call that worked on the run.
+constexpr const char* kJudgeStatsKey = "judge_stats";
+constexpr const char* kJudgeBStatsKey = "judge_b_stats";
 
 class SampleStore {
   public:
@@ -45,10 +56,16 @@ class SampleStore {
 
     // Replaces the run's item list (in dataset order).
     void put_items(const std::vector<EvalItem>& items);
-    std::vector<EvalItem> items();  // prompt/messages are not stored; answer, verifier, cluster
+    // prompt/messages are not stored; answer, verifier, cluster and a rubric item's rubric
+    // (criteria, example tags, aggregation) are.
+    std::vector<EvalItem> items();
 
     // Inserts or replaces one sample, committed before returning.
     void put(const SampleRecord& s);
+    // Sets the second judge's result of a stored sample (a no-op when the sample is absent).
+    void put_rubric_b(const std::string& item_id, int sample, const std::string& result);
+    // Clears every second-judge result (the second judge changed).
+    void clear_rubric_b();
     // Every stored sample, ordered by item insertion order then sample index.
     std::vector<SampleRecord> samples();
     // The (item id, sample) pairs stored without an error.

@@ -46,10 +46,9 @@ json ScoreSummary::to_json() const {
 json RubricReport::to_json() const {
     json tags = json::object();
     for (const auto& [tag, s] : by_tag) tags[tag] = s.to_json();
-    return {{"overall", overall.to_json()},
-            {"healthbench_overall", num(healthbench_overall)},
-            {"n_items", n_items},
-            {"n_failed", n_failed},
+    return {{"overall", overall.to_json()}, {"healthbench_overall", num(healthbench_overall)},
+            {"n_items", n_items},           {"n_failed", n_failed},
+            {"n_samples", n_samples},       {"n_failed_samples", n_failed_samples},
             {"by_tag", std::move(tags)}};
 }
 
@@ -59,6 +58,18 @@ RubricReport summarize_rubric_scores(std::span<const RubricItem> items,
     if (items.size() != results.size())
         throw Error("summarize_rubric_scores: " + std::to_string(results.size()) + " results for " +
                     std::to_string(items.size()) + " items");
+    std::vector<std::vector<RubricResult>> per_item;
+    per_item.reserve(results.size());
+    for (const RubricResult& r : results) per_item.push_back({r});
+    return summarize_rubric_samples(items, per_item, level, bootstrap_resamples, seed);
+}
+
+RubricReport summarize_rubric_samples(std::span<const RubricItem> items,
+                                      std::span<const std::vector<RubricResult>> results,
+                                      double level, int bootstrap_resamples, uint64_t seed) {
+    if (items.size() != results.size())
+        throw Error("summarize_rubric_samples: " + std::to_string(results.size()) +
+                    " result rows for " + std::to_string(items.size()) + " items");
     RubricReport report;
     report.n_items = static_cast<int>(items.size());
     std::vector<double> scores;
@@ -66,26 +77,48 @@ RubricReport summarize_rubric_scores(std::span<const RubricItem> items,
     int raw_n = 0;
     std::map<std::string, std::vector<double>> tag_values;
     for (size_t i = 0; i < items.size(); ++i) {
-        const RubricResult& r = results[i];
-        if (r.failed || std::isnan(r.score)) {
+        const Rubric& rubric = items[i].rubric;
+        std::vector<std::string> tags;  // the item's criterion tags, in first-seen order
+        for (const Criterion& c : rubric.criteria)
+            for (const std::string& t : c.tags)
+                if (std::find(tags.begin(), tags.end(), t) == tags.end()) tags.push_back(t);
+        double score_sum = 0, raw_item = 0;
+        int known = 0;
+        std::vector<double> tag_sum(tags.size(), 0.0);
+        std::vector<int> tag_n(tags.size(), 0);
+        for (const RubricResult& r : results[i]) {
+            if (r.failed || std::isnan(r.score)) {
+                ++report.n_failed_samples;
+                continue;
+            }
+            ++report.n_samples;
+            ++known;
+            score_sum += r.score;
+            raw_item += r.raw;
+            if (r.aggregation == Aggregation::implicit) continue;  // no per-criterion verdicts
+            if (r.criteria.size() != rubric.criteria.size())
+                throw Error("summarize_rubric_samples: item '" + items[i].id +
+                            "': a result does not match its rubric");
+            std::vector<double> met(r.criteria.size());
+            for (size_t c = 0; c < r.criteria.size(); ++c) met[c] = r.criteria[c].met;
+            for (size_t t = 0; t < tags.size(); ++t) {
+                const double s = aggregate_tag(rubric, met, r.aggregation, tags[t]);
+                if (std::isnan(s)) continue;
+                tag_sum[t] += s;
+                ++tag_n[t];
+            }
+        }
+        if (known == 0) {
             ++report.n_failed;
             continue;
         }
-        scores.push_back(r.score);
-        raw_sum += r.raw;
+        const double mean = score_sum / known;
+        scores.push_back(mean);
+        raw_sum += raw_item / known;
         ++raw_n;
-        for (const std::string& tag : items[i].tags) tag_values[tag].push_back(r.score);
-        if (r.aggregation == Aggregation::implicit) continue;  // no per-criterion verdicts
-        std::vector<double> met(r.criteria.size());
-        for (size_t c = 0; c < r.criteria.size(); ++c) met[c] = r.criteria[c].met;
-        std::vector<std::string> tags;
-        for (const Criterion& c : items[i].rubric.criteria)
-            for (const std::string& t : c.tags)
-                if (std::find(tags.begin(), tags.end(), t) == tags.end()) tags.push_back(t);
-        for (const std::string& t : tags) {
-            const double s = aggregate_tag(items[i].rubric, met, r.aggregation, t);
-            if (!std::isnan(s)) tag_values[t].push_back(s);
-        }
+        for (const std::string& tag : items[i].tags) tag_values[tag].push_back(mean);
+        for (size_t t = 0; t < tags.size(); ++t)
+            if (tag_n[t] > 0) tag_values[tags[t]].push_back(tag_sum[t] / tag_n[t]);
     }
     report.overall = summarize(scores, level, bootstrap_resamples, seed);
     report.healthbench_overall = raw_n > 0 ? std::clamp(raw_sum / raw_n, 0.0, 1.0) : kNaN;

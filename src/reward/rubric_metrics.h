@@ -27,7 +27,9 @@ struct RubricReport {
     // HealthBench's overall figure: the mean of the unclipped per-item ratios, then clipped.
     double healthbench_overall = 0;
     int n_items = 0;
-    int n_failed = 0;  // items whose score is unknown (excluded from every statistic)
+    int n_failed = 0;          // items without any known score (excluded from every statistic)
+    int n_samples = 0;         // results with a known score
+    int n_failed_samples = 0;  // results whose score is unknown
     // Per tag: for a criterion tag, each item's score over its criteria with that tag (items
     // without such a criterion are left out); for an example tag, the item's overall score.
     std::map<std::string, ScoreSummary> by_tag;
@@ -38,6 +40,16 @@ struct RubricReport {
 RubricReport summarize_rubric_scores(std::span<const RubricItem> items,
                                      std::span<const RubricResult> results, double level = 0.95,
                                      int bootstrap_resamples = 1000, uint64_t seed = 0);
+
+// The same with K samples per item (an eval run): results[i] holds item i's sample results.
+// Each item contributes the mean over its known samples (of the score, of HealthBench's raw
+// ratio, of each tag's score), so the SE is over items, i.e. clustered by item (Miller 2024);
+// with one result per item this is summarize_rubric_scores.
+// REQUIRES: results.size() == items.size().
+RubricReport summarize_rubric_samples(std::span<const RubricItem> items,
+                                      std::span<const std::vector<RubricResult>> results,
+                                      double level = 0.95, int bootstrap_resamples = 1000,
+                                      uint64_t seed = 0);
 
 struct Agreement {
     int n = 0;                     // paired verdicts compared

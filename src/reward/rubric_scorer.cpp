@@ -52,6 +52,31 @@ json RubricResult::to_json() const {
     return j;
 }
 
+RubricResult RubricResult::from_json(const json& j) {
+    const auto number = [](const json& v) { return v.is_number() ? v.get<double>() : kNaN; };
+    if (!j.is_object() || !j.contains("criteria") || !j["criteria"].is_array())
+        throw Error("rubric result: expected an object with 'criteria', got " +
+                    j.dump().substr(0, 80));
+    RubricResult r;
+    r.score = number(j.value("score", json()));
+    r.raw = number(j.value("raw", json()));
+    r.aggregation = aggregation_from_string(j.value("aggregation", std::string("healthbench")));
+    r.failed = j.value("failed", false);
+    r.failure = j.value("failure", std::string());
+    r.explanation = j.value("explanation", std::string());
+    for (const json& c : j["criteria"]) {
+        if (!c.is_object()) throw Error("rubric result: a criterion is not an object");
+        CriterionResult cr;
+        cr.id = c.value("id", std::string());
+        cr.met = number(c.value("met", json()));
+        cr.votes = c.value("votes", 0);
+        cr.explanation = c.value("explanation", std::string());
+        cr.error = c.value("error", std::string());
+        r.criteria.push_back(std::move(cr));
+    }
+    return r;
+}
+
 RubricScorer::RubricScorer(RubricScorerOptions options, std::shared_ptr<Judge> judge)
     : options_(std::move(options)), judge_(std::move(judge)) {}
 

@@ -34,6 +34,8 @@ struct RubricResult {
     std::vector<CriterionResult> criteria;  // in rubric order
     std::string explanation;                // the implicit judge's explanation
     nlohmann::json to_json() const;
+    // The inverse of to_json (null numbers read back as NaN). Throws Error on another shape.
+    static RubricResult from_json(const nlohmann::json& j);
 };
 
 struct RubricScorerOptions {
