@@ -340,11 +340,15 @@ std::string rubric_table(const json& rb, int pct_level) {
     for (const auto& [tag, m] : rb["by_tag"].items())
         row("  " + tag, m, std::to_string(m.value("n", 0)) + " items");
     const auto judge_line = [&](const char* name, const json& j) {
+        const std::string endpoint = j.value("endpoint", std::string());
+        if (endpoint.empty()) {
+            s += std::string(name) + ": none (programmatic criteria only)\n";
+            return;
+        }
         std::snprintf(line, sizeof line,
                       "%s %s: %lld requests, %lld cache hits, %lld failures, tokens %lld in / "
                       "%lld out, cost $%.4f\n",
-                      name, j.value("endpoint", std::string("(none)")).c_str(),
-                      (long long)j.value("judge_requests", int64_t{0}),
+                      name, endpoint.c_str(), (long long)j.value("judge_requests", int64_t{0}),
                       (long long)j.value("judge_cache_hits", int64_t{0}),
                       (long long)j.value("judge_failures", int64_t{0}),
                       (long long)j.value("judge_prompt_tokens", int64_t{0}),
