@@ -42,12 +42,15 @@ class TableGenerator : public Generator {
   public:
     std::map<std::string, std::vector<std::string>> table;
     std::vector<std::pair<std::string, int>> asked;
+    int kill_after = -1;  // >= 0: throw after that many samples, as a killed process stops
 
     std::string name() const override { return "table"; }
     void generate(const std::vector<EvalItem>& items, const std::vector<SampleJob>& jobs,
                   const SamplingOptions&,
                   const std::function<bool(const SampleJob&, GeneratedSample)>& done) override {
         for (const SampleJob& j : jobs) {
+            if (kill_after >= 0 && static_cast<int>(asked.size()) >= kill_after)
+                throw std::runtime_error("killed");
             const std::string& id = items[j.item].id;
             asked.emplace_back(id, j.sample);
             GeneratedSample g;
@@ -260,6 +263,46 @@ TEST(EvalRubric, ProgrammaticCriteriaEndToEndMatchHandComputation) {
                   run_eval(d.items, gen, options_for(t.path() / "run2", 1, nullptr));
               }).find("no rubric scorer"),
               std::string::npos);
+}
+
+// A run killed mid-way keeps the samples it generated, scored (the scoring thread finishes
+// what was queued before the exception leaves run_eval), and a re-run adds only the rest.
+TEST(EvalRubric, KilledRunKeepsScoredSamplesAndResumes) {
+    TempDir t;
+    std::vector<EvalItem> items;
+    for (const char* id : {"a", "b", "c"}) {
+        EvalItem it;
+        it.id = id;
+        it.prompt = "p";
+        it.verifier = "rubric";
+        auto r = std::make_shared<reward::RubricItem>();
+        r->id = id;
+        r->rubric = reward::parse_rubric(
+            json::parse(R"([{"kind": "contains", "value": "yes", "points": 1}])"), {});
+        it.rubric = r;
+        items.push_back(it);
+    }
+    TableGenerator gen;
+    for (const auto& it : items) gen.table[it.id] = {"yes", "no"};
+    gen.kill_after = 4;
+    const auto scorer = reward::make_rubric_scorer({});
+    const fs::path run = t.path() / "run";
+    EXPECT_THROW(run_eval(items, gen, options_for(run, 2, scorer.get())), std::runtime_error);
+    auto samples = SampleStore(run.string()).samples();
+    ASSERT_EQ(samples.size(), 4u);
+    for (const SampleRecord& r : samples) {
+        ASSERT_TRUE(r.score.has_value()) << r.item_id << r.error;
+        EXPECT_EQ(*r.score, r.sample == 0 ? 1.0 : 0.0);
+        EXPECT_FALSE(r.rubric.empty());
+    }
+    gen.kill_after = -1;
+    gen.asked.clear();
+    const EvalSummary s = run_eval(items, gen, options_for(run, 2, scorer.get()));
+    EXPECT_EQ(s.generated, 2);
+    EXPECT_EQ(gen.asked, (std::vector<std::pair<std::string, int>>{{"c", 0}, {"c", 1}}));
+    const json r = compute_results(load_run(run.string()));
+    EXPECT_NEAR(num(r["rubric"]["overall"]["mean"]), 0.5, 1e-12);
+    EXPECT_EQ(r["rubric"]["n_samples"], 6);
 }
 
 // ---- the judge over HTTP
