@@ -69,6 +69,8 @@ def main():
         sys.exit("llamacpp_bench: node-llama-cpp is not installed; run scripts/setup or\n"
                  "  npm ci --prefix bench/llamacpp --omit=optional --ignore-scripts")
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    load_before = os.getloadavg()
+    print("load average before: %.2f %.2f %.2f" % load_before)
     work = args.workdir or tempfile.mkdtemp(prefix="llamacpp_bench_")
     os.makedirs(work, exist_ok=True)
     try:
@@ -135,7 +137,10 @@ def main():
         print(f"  {B} sequences:  crucible {med['crucible_B']:.1f} tok/s, llama.cpp "
               f"{med['llama_B']:.1f} tok/s, ratio {rB:.2f}x (target >= {TARGET_BATCH}x: "
               f"{'met' if rB >= TARGET_BATCH else 'NOT met'})")
-        print(json.dumps({"threads": args.threads, "runs": rows, "median": med,
+        load_after = os.getloadavg()
+        print("load average after: %.2f %.2f %.2f" % load_after)
+        print(json.dumps({"threads": args.threads, "load_before": load_before,
+                          "load_after": load_after, "runs": rows, "median": med,
                           "ratio_single": r1, f"ratio_{B}": rB, "greedy_same_tokens": same,
                           "greedy_tokens": len(greedy)}))
     finally:
