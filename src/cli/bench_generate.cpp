@@ -95,7 +95,7 @@ std::function<int()> add_bench_generate(CLI::App& bench) {
                     "write each chosen config's model (the benchmarked random weights, byte "
                     "tokenizer files) to DIR/NAME as an HF folder, then exit without measuring");
     return [o]() {
-        // The same weights the measurements use, for other engines (bench/llamacpp_bench.sh).
+        // The same weights the measurements use, for other engines (bench/llamacpp_bench.py).
         if (!o->save_model.empty()) {
             for (const BenchShape& shape : bench_shapes()) {
                 if (std::find(o->configs.begin(), o->configs.end(), shape.name) ==
