@@ -12,7 +12,7 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/rng.h"
-#include "engine/reference_generate.h"
+#include "engine/engine.h"
 #include "model/checkpoint.h"
 #include "model/safetensors.h"
 #include "train/run_folder.h"
@@ -312,11 +312,19 @@ EvalResult SftTrainer::evaluate() {
         prompts.push_back(tokenizer_.encode(ex.prompt));
     }
     if (prompts.empty()) return r;
-    const auto outs = greedy_generate_reference(
-        *model_, prompts, (int)config_.get_int("train.max_new_tokens"), tokenizer_.eos);
+    // Greedy, batched through the engine (its greedy tokens equal the full-recompute
+    // reference's: Engine.GreedyMatchesReferenceGenerationBatchedOrOneAtATime).
+    std::vector<GenerationRequest> requests(prompts.size());
+    for (size_t i = 0; i < prompts.size(); i++) {
+        requests[i].prompt = std::move(prompts[i]);
+        requests[i].params.temperature = 0.0f;
+        requests[i].params.max_tokens = static_cast<int>(config_.get_int("train.max_new_tokens"));
+        requests[i].params.stop_ids = {tokenizer_.eos};
+    }
+    const auto outs = Engine(*model_).generate(requests);
     double correct = 0;
     for (size_t i = 0; i < outs.size(); i++) {
-        std::vector<int32_t> ids = outs[i];
+        std::vector<int32_t> ids = outs[i][0].tokens;
         if (!ids.empty() && ids.back() == tokenizer_.eos) ids.pop_back();
         const std::string text = tokenizer_.decode(ids);
         const SftExample& ex = eval_.examples[i];
