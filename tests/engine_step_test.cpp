@@ -5,6 +5,7 @@
 
 #include <map>
 
+#include "core/error.h"
 #include "engine/engine.h"
 #include "engine/reference_generate.h"
 
@@ -193,6 +194,25 @@ TEST(EngineStep, GenerateReportsEachRequestAsSoonAsItFinishes) {
     EXPECT_LT(step_seen[1], step_seen[0]);
     EXPECT_LE(step_seen[1], 4);
     EXPECT_EQ(step_seen[0], engine.steps());
+}
+
+// Samples that share a prompt but carry their own seeds draw exactly what separate requests
+// with those seeds draw: the eval harness groups an item's samples this way.
+TEST(EngineStep, PerSampleSeedsMatchSeparateRequests) {
+    Model& model = step_model();
+    const std::vector<uint64_t> seeds = {17, 4242, 9};
+    GenerationRequest shared = request({3, 1, 4, 1, 5, 9, 2, 6}, 12, 1.0f, 0, 3);
+    shared.sample_seeds = seeds;
+    std::vector<GenerationRequest> separate;
+    for (uint64_t s : seeds) separate.push_back(request({3, 1, 4, 1, 5, 9, 2, 6}, 12, 1.0f, s, 1));
+    const auto a = Engine(model).generate({shared});
+    const auto b = Engine(model).generate(separate);
+    ASSERT_EQ(a[0].size(), seeds.size());
+    for (size_t i = 0; i < seeds.size(); i++) EXPECT_EQ(a[0][i].tokens, b[i][0].tokens) << i;
+    EXPECT_NE(a[0][0].tokens, a[0][1].tokens);  // the seeds matter
+    GenerationRequest bad = shared;
+    bad.sample_seeds.pop_back();
+    EXPECT_THROW(Engine(model).generate({bad}), Error);
 }
 
 }  // namespace

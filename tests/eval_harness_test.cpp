@@ -631,6 +631,20 @@ TEST(EvalHarness, LocalModelCliResumesAndCompares) {
         EXPECT_GT(r.completion_tokens, 0);
         EXPECT_TRUE(r.score.has_value());
     }
+    // An item's samples share one prefill (one request, a seed per sample) when they fall in
+    // one batch; one sample per batch draws exactly the same completions.
+    const fs::path single = t.path() / "single";
+    ASSERT_EQ(run_cli("eval --model " + (t.path() / "model").string() + " --data " + data.string() +
+                          " --max-tokens 6 --seed 5 --batch 1 --n 4 --out " + single.string(),
+                      t.path() / "err"),
+              0)
+        << testutil::slurp(t.path() / "err");
+    std::map<std::pair<std::string, int>, std::string> grouped;
+    for (const SampleRecord& r : samples) grouped[{r.item_id, r.sample}] = r.completion;
+    const auto alone = SampleStore(single.string()).samples();
+    ASSERT_EQ(alone.size(), 12u);
+    for (const SampleRecord& r : alone)
+        EXPECT_EQ(r.completion, (grouped[{r.item_id, r.sample}])) << r.item_id << "#" << r.sample;
     const json results = json::parse(read_file(run / "results.json"));
     EXPECT_EQ(results["n_items"], 3);
     EXPECT_EQ(results["k"], 4);

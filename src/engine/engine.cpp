@@ -197,6 +197,10 @@ void Engine::validate(const GenerationRequest& req, const std::string& what) con
                         std::to_string(c.vocab_size) + "))");
         }
     }
+    if (!req.sample_seeds.empty() && (int)req.sample_seeds.size() != std::max(req.n, 1)) {
+        throw Error(what + ": " + std::to_string(req.sample_seeds.size()) +
+                    " sample seeds for n = " + std::to_string(req.n));
+    }
     if (worst_case_blocks(req, c) > cache_->num_blocks()) {
         throw Error(what + " needs more KV cache blocks than the engine has (" +
                     std::to_string(cache_->num_blocks()) + ")");
@@ -357,7 +361,9 @@ bool Engine::step() {
             child->prompt = s->prompt;
             child->prefilled = s->prefilled;
             child->table = cache_->fork(s->table);
-            child->rng.reseed(Rng::mix(req.params.seed, static_cast<uint64_t>(i)));
+            child->rng.reseed(req.sample_seeds.empty()
+                                  ? Rng::mix(req.params.seed, static_cast<uint64_t>(i))
+                                  : Rng::mix(req.sample_seeds[i], 0));
             accept(child.get(), sample_token(row_logits, V, req.params, child->rng));
             forked.push_back(child.get());
             seqs_.push_back(std::move(child));

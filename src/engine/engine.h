@@ -30,6 +30,10 @@ struct GenerationRequest {
     std::vector<int32_t> prompt;
     SamplingParams params;
     int n = 1;  // samples sharing the prompt's KV blocks
+    // Empty: sample i draws with the seed Rng::mix(params.seed, i). Else (n seeds): sample i
+    // draws exactly as a request of its own with params.seed = sample_seeds[i] and n = 1
+    // would, so callers that seed each sample (the eval harness) still share the prefill.
+    std::vector<uint64_t> sample_seeds;
 };
 
 struct TokenLogprob {

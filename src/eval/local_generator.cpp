@@ -51,39 +51,51 @@ class LocalGenerator : public Generator {
                   const std::function<bool(const SampleJob&, GeneratedSample)>& done) override {
         for (size_t b = 0; b < jobs.size(); b += static_cast<size_t>(batch_)) {
             const size_t e = std::min(jobs.size(), b + static_cast<size_t>(batch_));
+            // Consecutive jobs of one item form one request whose samples share the prompt's
+            // prefill; each sample keeps its own seed (GenerationRequest::sample_seeds), so
+            // what it draws does not depend on the grouping.
             std::vector<GenerationRequest> reqs;
             std::vector<std::string> prompts;
+            std::vector<size_t> first_job;  // per request
             for (size_t j = b; j < e; ++j) {
+                if (!reqs.empty() && jobs[j].item == jobs[first_job.back()].item) {
+                    reqs.back().n++;
+                    reqs.back().sample_seeds.push_back(jobs[j].seed);
+                    continue;
+                }
                 prompts.push_back(prompt_text(items[jobs[j].item], sampling.chat));
                 GenerationRequest r;
                 r.prompt = encode(prompts.back());
                 r.n = 1;
+                r.sample_seeds = {jobs[j].seed};
                 r.params.temperature = static_cast<float>(sampling.temperature);
                 r.params.top_p = static_cast<float>(sampling.top_p);
                 r.params.max_tokens = sampling.max_tokens;
-                r.params.seed = jobs[j].seed;
                 r.params.stop_ids = eos_;
                 reqs.push_back(std::move(r));
+                first_job.push_back(j);
             }
             const auto t0 = std::chrono::steady_clock::now();
             const auto results = engine_->generate(reqs);
             // A batch finishes together: each sample's latency is the batch's wall time.
             const double wall =
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-            for (size_t j = b; j < e; ++j) {
-                const GeneratedSequence& seq = results[j - b][0];
-                std::vector<int32_t> shown = seq.tokens;
-                if (seq.finish_reason == "stop" && !shown.empty() &&
-                    std::find(eos_.begin(), eos_.end(), shown.back()) != eos_.end())
-                    shown.pop_back();  // the end-of-sequence token is not text
-                GeneratedSample g;
-                g.prompt = std::move(prompts[j - b]);
-                g.completion = decode(shown);
-                g.prompt_tokens = static_cast<int64_t>(reqs[j - b].prompt.size());
-                g.completion_tokens = static_cast<int64_t>(seq.tokens.size());
-                g.finish_reason = seq.finish_reason;
-                g.latency_s = wall;
-                if (!done(jobs[j], std::move(g))) return;
+            for (size_t r = 0; r < reqs.size(); ++r) {
+                for (int i = 0; i < reqs[r].n; ++i) {
+                    const GeneratedSequence& seq = results[r][static_cast<size_t>(i)];
+                    std::vector<int32_t> shown = seq.tokens;
+                    if (seq.finish_reason == "stop" && !shown.empty() &&
+                        std::find(eos_.begin(), eos_.end(), shown.back()) != eos_.end())
+                        shown.pop_back();  // the end-of-sequence token is not text
+                    GeneratedSample g;
+                    g.prompt = prompts[r];
+                    g.completion = decode(shown);
+                    g.prompt_tokens = static_cast<int64_t>(reqs[r].prompt.size());
+                    g.completion_tokens = static_cast<int64_t>(seq.tokens.size());
+                    g.finish_reason = seq.finish_reason;
+                    g.latency_s = wall;
+                    if (!done(jobs[first_job[r] + static_cast<size_t>(i)], std::move(g))) return;
+                }
             }
         }
     }
