@@ -1,9 +1,42 @@
 #include <cblas.h>
+#include <immintrin.h>
 
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
 
 namespace crucible::kernels {
+
+namespace {
+
+// out[j] (+)= dot(w[j, :], x) for the rows j of w (OC x C, row-major). One-sequence decode is
+// a pure stream over the weights, so the loop reads one row at a time, front to back, 32
+// floats (two cache lines) per iteration into four independent FMA chains. On one core of the
+// development machine this streams about 1.6x faster than OpenBLAS 0.3.21's sgemv (about 20
+// against 13 GB/s), while interleaving four rows, the textbook blocking, is no faster than
+// sgemv (docs/PERFORMANCE.md).
+void gemv_rows(float* out, const float* x, const float* w, int C, int OC, bool accumulate) {
+#pragma omp parallel for schedule(static)
+    for (int j = 0; j < OC; j++) {
+        const float* r = w + (size_t)j * C;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        int c = 0;
+        for (; c + 32 <= C; c += 32) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(r + c), _mm256_loadu_ps(x + c), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(r + c + 8), _mm256_loadu_ps(x + c + 8), a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(r + c + 16), _mm256_loadu_ps(x + c + 16), a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(r + c + 24), _mm256_loadu_ps(x + c + 24), a3);
+        }
+        const __m256 a = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+        __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_add_ss(h, _mm_movehdup_ps(h));
+        float s = _mm_cvtss_f32(h);
+        for (; c < C; c++) s += r[c] * x[c];
+        out[j] = accumulate ? out[j] + s : s;
+    }
+}
+
+}  // namespace
 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
                     int C, int OC) {
@@ -17,9 +50,9 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
         beta = 1.0f;
     }
     // out (N, OC) = inp (N, C) @ weight^T (C, OC). A single row (one-sequence decode) is a
-    // matrix-vector product: OpenBLAS 0.3.21's sgemm does not route M = 1 to its faster gemv.
+    // matrix-vector product, a stream over the weights (gemv_rows above).
     if (N == 1) {
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, weight, C, inp, 1, beta, out, 1);
+        gemv_rows(out, inp, weight, C, OC, beta != 0.0f);
         return;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, beta,
