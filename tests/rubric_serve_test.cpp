@@ -29,10 +29,9 @@ using nlohmann::json;
 using testutil::slurp;
 using testutil::TempDir;
 
-TEST(RubricServe, ScoreAgainstCrucibleServe) {
-    TempDir dir;
-    const fs::path model_dir = dir.path() / "judge";
-    fs::create_directories(model_dir);
+// A random byte-level model (2 layers, 32 wide) saved to `dir`.
+void write_random_model(const fs::path& dir, int context) {
+    fs::create_directories(dir);
     ModelConfig c;
     c.vocab_size = 264;
     c.hidden_size = 32;
@@ -41,35 +40,50 @@ TEST(RubricServe, ScoreAgainstCrucibleServe) {
     c.num_attention_heads = 4;
     c.num_key_value_heads = 2;
     c.head_dim = 8;
-    c.max_position_embeddings = 4096;
+    c.max_position_embeddings = context;
     c.tie_word_embeddings = true;
     Model model(c);
     model.init_random(3, 0.2f);
-    save_model(model, model_dir);
-    ByteTokenizer::save_hf_files(model_dir, 4096);
+    save_model(model, dir);
+    ByteTokenizer::save_hf_files(dir, context);
+}
 
-    // Start the server on a free port; it prints the URL when it listens.
-    const fs::path log = dir.path() / "serve.log";
-    const fs::path pid_file = dir.path() / "serve.pid";
+// `crucible serve` on `model_dir` (as model "judge") on a free port: its pid and base URL, or
+// pid 0 and the log's text when it did not start within a minute.
+struct Served {
+    pid_t pid = 0;
+    std::string url, log;
+};
+Served start_serve(const fs::path& model_dir, const fs::path& dir) {
+    const fs::path log = dir / "serve.log";
+    const fs::path pid_file = dir / "serve.pid";
     const std::string start = std::string(CRUCIBLE_BINARY) + " serve --model " +
                               model_dir.string() + " --port 0 --served-model-name judge 2> " +
                               log.string() + " & echo $! > " + pid_file.string();
-    ASSERT_EQ(std::system(start.c_str()), 0);
+    if (std::system(start.c_str()) != 0) return {0, "", "could not run " + start};
     const pid_t pid = static_cast<pid_t>(std::stol(slurp(pid_file)));
-    std::string url;
-    for (int i = 0; i < 600 && url.empty(); ++i) {  // up to a minute on a loaded machine
+    for (int i = 0; i < 600; ++i) {  // up to a minute on a loaded machine
         const std::string text = slurp(log);
         const size_t at = text.find("on http://");
         if (at != std::string::npos) {
             const size_t end = text.find('\n', at);
-            if (end != std::string::npos) url = text.substr(at + 3, end - at - 3);
+            if (end != std::string::npos) return {pid, text.substr(at + 3, end - at - 3), ""};
         }
-        if (url.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    if (url.empty()) {
-        kill(pid, SIGKILL);
-        FAIL() << "crucible serve did not start: " << slurp(log);
-    }
+    kill(pid, SIGKILL);
+    return {0, "", slurp(log)};
+}
+
+TEST(RubricServe, ScoreAgainstCrucibleServe) {
+    TempDir dir;
+    const fs::path model_dir = dir.path() / "judge";
+    write_random_model(model_dir, 4096);
+
+    const Served served = start_serve(model_dir, dir.path());
+    ASSERT_NE(served.pid, 0) << "crucible serve did not start: " << served.log;
+    const pid_t pid = served.pid;
+    const std::string url = served.url;
 
     const auto data = dir.path() / "data.jsonl";
     std::ofstream(data)
@@ -103,6 +117,57 @@ TEST(RubricServe, ScoreAgainstCrucibleServe) {
     EXPECT_EQ(summary["judge"]["judge_requests"], 2);
     EXPECT_EQ(summary["judge"]["judge_parse_retries"], 1);
     EXPECT_GT(summary["judge"]["judge_prompt_tokens"].get<int64_t>(), 500);
+}
+
+// A rubric-rewarded RL run whose judge is `crucible serve`: the programmatic criterion scores
+// every rollout; the judge criterion goes over real HTTP to the served (random) model, whose
+// replies are never valid JSON, so those samples are marked failed and the run still finishes
+// its steps, with the judge's requests and tokens in its metrics.
+TEST(RubricServe, RlRunWithCrucibleServeAsJudge) {
+    TempDir dir;
+    write_random_model(dir.path() / "judge", 4096);
+    write_random_model(dir.path() / "policy", 64);
+    const Served served = start_serve(dir.path() / "judge", dir.path());
+    ASSERT_NE(served.pid, 0) << "crucible serve did not start: " << served.log;
+    std::ofstream data(dir.path() / "items.jsonl");
+    for (int i = 0; i < 4; i++) {
+        data << R"({"prompt": "say )" << i
+             << R"(:", "rubric": [{"kind": "regex", "pattern": "[a-m]", "points": 1}, )"
+             << R"({"criterion": "Is polite", "points": 1}]})"
+             << "\n";
+    }
+    data.close();
+    const std::string cmd =
+        std::string(CRUCIBLE_BINARY) + " train rl --set run.dir=" + dir.path().string() +
+        " --set run.name=rl --set model.path=" + (dir.path() / "policy").string() +
+        " --set task.name=jsonl --set task.data=" + (dir.path() / "items.jsonl").string() +
+        " --set rewards.correct=0 --set rewards.soft_overlong=0 --set rewards.rubric=1" +
+        " --set rubric.judge=openai:" + served.url + "#judge --set rubric.max_tokens=8" +
+        " --set rollout.prompts_per_step=2 --set rollout.samples_per_prompt=2" +
+        " --set rollout.max_new_tokens=4 --set algorithm.dynamic_sampling=false" +
+        " --set train.steps=2 --set train.eval_every=0 --set train.warmup_steps=0 > " +
+        (dir.path() / "rl.log").string() + " 2>&1";
+    const int status = std::system(cmd.c_str());
+    kill(served.pid, SIGTERM);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << slurp(dir.path() / "rl.log");
+    int failed = 0, n = 0;
+    std::istringstream samples(slurp(dir.path() / "rl" / "samples.jsonl"));
+    for (std::string line; std::getline(samples, line); n++) {
+        const json s = json::parse(line);
+        if (!s["reward"].is_null()) continue;
+        failed++;
+        EXPECT_NE(s["error"].get<std::string>().find("rubric: criterion"), std::string::npos)
+            << s.dump();
+    }
+    EXPECT_EQ(n, 2 * 4);
+    EXPECT_EQ(failed, n);  // the random judge never answers in the required format
+    std::istringstream metrics(slurp(dir.path() / "rl" / "metrics.jsonl"));
+    std::string last;
+    for (std::string line; std::getline(metrics, line);) last = line;
+    const json m = json::parse(last);
+    EXPECT_EQ(m["step"], 2);
+    EXPECT_GT(m["judge"]["judge_requests"].get<int64_t>(), 0);
+    EXPECT_GT(m["judge"]["judge_prompt_tokens"].get<int64_t>(), 0);
 }
 
 }  // namespace
