@@ -27,7 +27,9 @@
 #include "eval/report_html.h"
 #include "eval/results.h"
 #include "eval/sample_store.h"
+#include "http_test_server.h"
 #include "model/checkpoint.h"
+#include "model_util.h"
 #include "test_util.h"
 #include "tokenizer/byte_tokenizer.h"
 
@@ -37,6 +39,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 using testutil::TempDir;
+using testutil::TestServer;
 
 // Completions from a table: completion(id, sample). Counts what it was asked for; with
 // `kill_after` >= 0 it throws after that many samples, as a killed process would stop.
@@ -419,27 +422,6 @@ TEST(EvalHarness, ReportIsSelfContained) {
 
 // ---- the OpenAI path, against an HTTP server in this process ------------------------------------
 
-class TestServer {
-  public:
-    TestServer() {
-        port_ = server_.bind_to_any_port("127.0.0.1");
-        if (port_ <= 0) throw std::runtime_error("test server: cannot bind 127.0.0.1");
-        thread_ = std::thread([this] { server_.listen_after_bind(); });
-    }
-    ~TestServer() {
-        while (!server_.is_running()) std::this_thread::yield();
-        server_.stop();
-        thread_.join();
-    }
-    httplib::Server& http() { return server_; }
-    std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1"; }
-
-  private:
-    httplib::Server server_;
-    int port_ = 0;
-    std::thread thread_;
-};
-
 // A chat endpoint that answers "question N" with \boxed{N} for even seeds and \boxed{0} for
 // odd ones, and fails every request about "question bad..." with HTTP 400.
 struct FakeEndpoint {
@@ -573,29 +555,9 @@ TEST(EvalHarness, VerifyCli) {
               std::string::npos);
 }
 
-// A tiny random model folder (as tests/generate_cli_test.cpp builds): its completions are
-// noise, which is all resumption needs.
-void write_tiny_model(const fs::path& dir) {
-    ModelConfig c;
-    c.vocab_size = 264;
-    c.hidden_size = 32;
-    c.intermediate_size = 48;
-    c.num_hidden_layers = 2;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = 2;
-    c.head_dim = 8;
-    c.max_position_embeddings = 128;
-    c.tie_word_embeddings = true;
-    fs::create_directories(dir);
-    Model model(c);
-    model.init_random(3, 0.2f);
-    save_model(model, dir);
-    ByteTokenizer::save_hf_files(dir, 128);
-}
-
 TEST(EvalHarness, LocalModelCliResumesAndCompares) {
     TempDir t;
-    write_tiny_model(t.path() / "model");
+    testutil::write_byte_model(t.path() / "model", 128);
     const fs::path data =
         t.write("d.jsonl", R"({"id": "x", "prompt": "1+1=", "answer": "2"})"
                            "\n"
@@ -703,7 +665,7 @@ TEST(EvalHarness, EndpointCliAgainstInProcessServer) {
 // a child process on a free port (it prints the address), eval runs K = 2 then K = 3.
 TEST(EvalHarness, AgainstCrucibleServe) {
     TempDir t;
-    write_tiny_model(t.path() / "model");
+    testutil::write_byte_model(t.path() / "model", 128);
     const fs::path log = t.path() / "serve.log";
     const pid_t pid = fork();
     ASSERT_GE(pid, 0);

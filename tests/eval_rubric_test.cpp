@@ -27,6 +27,7 @@
 #include "eval/harness.h"
 #include "eval/results.h"
 #include "eval/sample_store.h"
+#include "http_test_server.h"
 #include "reward/rubric_scorer.h"
 #include "test_util.h"
 
@@ -35,7 +36,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using testutil::between;
 using testutil::TempDir;
+using testutil::TestServer;
 
 // Completions from a table: completion(id, sample); records what it was asked for.
 class TableGenerator : public Generator {
@@ -307,37 +310,6 @@ TEST(EvalRubric, KilledRunKeepsScoredSamplesAndResumes) {
 
 // ---- the judge over HTTP
 // --------------------------------------------------------------------------
-
-// An HTTP server on an ephemeral port, listening from construction until destruction.
-class TestServer {
-  public:
-    TestServer() {
-        port_ = server_.bind_to_any_port("127.0.0.1");
-        if (port_ <= 0) throw std::runtime_error("test server: cannot bind 127.0.0.1");
-        thread_ = std::thread([this] { server_.listen_after_bind(); });
-    }
-    ~TestServer() {
-        while (!server_.is_running()) std::this_thread::yield();
-        server_.stop();
-        thread_.join();
-    }
-    httplib::Server& http() { return server_; }
-    std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1"; }
-
-  private:
-    httplib::Server server_;
-    int port_ = 0;
-    std::thread thread_;
-};
-
-// The text after the last `marker` up to `end`.
-std::string between(const std::string& s, const std::string& marker, const std::string& end) {
-    const size_t b = s.rfind(marker);
-    if (b == std::string::npos) return "";
-    const size_t from = b + marker.size();
-    const size_t e = s.find(end, from);
-    return s.substr(from, e == std::string::npos ? std::string::npos : e - from);
-}
 
 // One scripted OpenAI-compatible chat endpoint for the generator and the judges, told apart by
 // the request's model:

@@ -3,7 +3,6 @@
 // fed back, budgets, evaluator timeouts and crashes, resume after a crash, the built-in
 // problems' reference values and the offline operator's progress on circle packing.
 #include <gtest/gtest.h>
-#include <httplib.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +19,7 @@
 #include "evolve/evaluator.h"
 #include "evolve/program_db.h"
 #include "evolve/report.h"
+#include "http_test_server.h"
 #include "test_util.h"
 
 namespace crucible::evolve {
@@ -466,38 +466,33 @@ TEST(EvolveReference, OfflineOperatorImprovesCirclePacking) {
 // ---- over HTTP ------------------------------------------------------------------------------
 
 TEST(EvolveHttp, OpenAIEndpointDrivesTheLoop) {
-    httplib::Server server;
     std::mutex mutex;
     std::vector<json> bodies;
-    server.Post("/v1/chat/completions", [&](const httplib::Request& req, httplib::Response& res) {
-        const json body = json::parse(req.body);
-        std::lock_guard<std::mutex> lock(mutex);
-        bodies.push_back(body);
-        const std::string text =
-            "Rewrite:\n```python\nx = " + std::to_string(2 + bodies.size()) + ".0\n```\n";
-        const json reply = {{"id", "c"},
-                            {"model", body["model"]},
-                            {"choices",
-                             {{{"index", 0},
-                               {"message", {{"role", "assistant"}, {"content", text}}},
-                               {"finish_reason", "stop"}}}},
-                            {"usage", {{"prompt_tokens", 100}, {"completion_tokens", 20}}}};
-        res.set_content(reply.dump(), "application/json");
-    });
-    const int port = server.bind_to_any_port("127.0.0.1");
-    std::thread t([&] { server.listen_after_bind(); });
+    testutil::TestServer server;
+    server.http().Post(
+        "/v1/chat/completions", [&](const httplib::Request& req, httplib::Response& res) {
+            const json body = json::parse(req.body);
+            std::lock_guard<std::mutex> lock(mutex);
+            bodies.push_back(body);
+            const std::string text =
+                "Rewrite:\n```python\nx = " + std::to_string(2 + bodies.size()) + ".0\n```\n";
+            const json reply = {{"id", "c"},
+                                {"model", body["model"]},
+                                {"choices",
+                                 {{{"index", 0},
+                                   {"message", {{"role", "assistant"}, {"content", text}}},
+                                   {"finish_reason", "stop"}}}},
+                                {"usage", {{"prompt_tokens", 100}, {"completion_tokens", 20}}}};
+            res.set_content(reply.dump(), "application/json");
+        });
     TempDir dir;
     write_problem(dir, 1);
     Problem p = load_problem(dir.path());
     p.options.iterations = 2;
     p.options.archive_ratio = 0;
-    p.options.llms.push_back(
-        {"http://127.0.0.1:" + std::to_string(port) + "/v1", "m1", 1, 1.0, 2.0});
+    p.options.llms.push_back({server.base_url(), "m1", 1, 1.0, 2.0});
     OpenAIEnsemble llm(p.options);
     const RunSummary s = run_evolution(p, dir.path() / "run", &llm, false);
-    while (!server.is_running()) std::this_thread::yield();
-    server.stop();
-    t.join();
     EXPECT_EQ(s.evaluated, 2);
     EXPECT_EQ(s.tokens, 240);
     EXPECT_NEAR(s.cost_usd, 2 * (100 * 1.0 + 20 * 2.0) / 1e6, 1e-15);

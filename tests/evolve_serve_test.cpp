@@ -11,6 +11,7 @@
 #include "evolve/controller.h"
 #include "evolve/program_db.h"
 #include "model/checkpoint.h"
+#include "model_util.h"
 #include "serve/server.h"
 #include "test_util.h"
 #include "tokenizer/byte_tokenizer.h"
@@ -23,21 +24,7 @@ namespace fs = std::filesystem;
 TEST(EvolveServe, LoopRunsAgainstCrucibleServe) {
     testutil::TempDir tmp;
     const fs::path model_dir = tmp.path() / "tiny";
-    ModelConfig c;
-    c.vocab_size = 264;
-    c.hidden_size = 32;
-    c.intermediate_size = 48;
-    c.num_hidden_layers = 2;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = 2;
-    c.head_dim = 8;
-    c.max_position_embeddings = 4096;
-    c.tie_word_embeddings = true;
-    Model model(c);
-    model.init_random(5, 0.2f);
-    fs::create_directories(model_dir);
-    save_model(model, model_dir);
-    ByteTokenizer::save_hf_files(model_dir, 4096);
+    testutil::write_byte_model(model_dir, 4096, 5);
 
     ServerOptions so;
     so.model_dir = model_dir;

@@ -10,6 +10,7 @@
 #include "core/file_io.h"
 #include "engine/reference_generate.h"
 #include "model/checkpoint.h"
+#include "model_util.h"
 #include "tokenizer/byte_tokenizer.h"
 #include "tokenizer/chat_template.h"
 
@@ -24,21 +25,7 @@ struct GenerateCli : ::testing::Test {
     std::unique_ptr<Model> model;
     void SetUp() override {
         fs::remove_all(dir);
-        fs::create_directories(dir / "model");
-        ModelConfig c;
-        c.vocab_size = 264;
-        c.hidden_size = 32;
-        c.intermediate_size = 48;
-        c.num_hidden_layers = 2;
-        c.num_attention_heads = 4;
-        c.num_key_value_heads = 2;
-        c.head_dim = 8;
-        c.max_position_embeddings = 128;
-        c.tie_word_embeddings = true;
-        model = std::make_unique<Model>(c);
-        model->init_random(3, 0.2f);
-        save_model(*model, dir / "model");
-        ByteTokenizer::save_hf_files(dir / "model", 128);
+        model = testutil::write_byte_model(dir / "model", 128);
     }
     void TearDown() override { fs::remove_all(dir); }
     int run(const std::string& args, const std::string& stderr_file = "/dev/null") {

@@ -22,34 +22,13 @@
 #include <vector>
 
 #include "core/error.h"
+#include "http_test_server.h"
 
 namespace crucible {
 namespace {
 
 using nlohmann::json;
-
-// An HTTP server on an ephemeral port, listening from construction until destruction.
-class TestServer {
-  public:
-    TestServer() {
-        port_ = server_.bind_to_any_port("127.0.0.1");
-        if (port_ <= 0) throw std::runtime_error("test server: cannot bind 127.0.0.1");
-        thread_ = std::thread([this] { server_.listen_after_bind(); });
-    }
-    ~TestServer() {
-        // stop() is a no-op until the accept loop runs; the socket already accepts meanwhile.
-        while (!server_.is_running()) std::this_thread::yield();
-        server_.stop();
-        thread_.join();
-    }
-    httplib::Server& http() { return server_; }
-    std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1"; }
-
-  private:
-    httplib::Server server_;
-    int port_ = 0;
-    std::thread thread_;
-};
+using testutil::TestServer;
 
 // What the server saw, shared with the test thread.
 struct Seen {

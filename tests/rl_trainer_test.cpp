@@ -4,16 +4,15 @@
 #include "rl/rl_trainer.h"
 
 #include <gtest/gtest.h>
-#include <httplib.h>
 
 #include <atomic>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
-#include <thread>
 
 #include "core/error.h"
+#include "http_test_server.h"
 #include "model/checkpoint.h"
 #include "rl/demo.h"
 #include "rl/rl_config.h"
@@ -350,9 +349,10 @@ TEST(RlTrainer, RubricRewardScoresEachRolloutByItsItemsRubric) {
 // every attempt) when it holds a digit. Those samples are marked invalid with the judge's
 // reason and left out of the update; the run goes on.
 TEST(RlTrainer, RubricJudgeOverHttpScoresAndItsFailuresAreExcluded) {
-    httplib::Server judge;
+    testutil::TestServer judge;
     std::atomic<int> requests{0};
-    judge.Post("/v1/chat/completions", [&](const httplib::Request& req, httplib::Response& res) {
+    judge.http().Post("/v1/chat/completions", [&](const httplib::Request& req,
+                                                  httplib::Response& res) {
         requests++;
         const json body = json::parse(req.body);
         const std::string user = body["messages"][1]["content"].get<std::string>();
@@ -376,9 +376,6 @@ TEST(RlTrainer, RubricJudgeOverHttpScoresAndItsFailuresAreExcluded) {
             {"usage", {{"prompt_tokens", 50}, {"completion_tokens", 5}, {"total_tokens", 55}}}};
         res.set_content(out.dump(), "application/json");
     });
-    const int port = judge.bind_to_any_port("127.0.0.1");
-    ASSERT_GT(port, 0);
-    std::thread listener([&] { judge.listen_after_bind(); });
 
     testutil::TempDir dir;
     const fs::path model = tiny_model(dir.path());
@@ -392,7 +389,7 @@ TEST(RlTrainer, RubricJudgeOverHttpScoresAndItsFailuresAreExcluded) {
     c.set("task.name=jsonl");
     c.set("task.data=" + dir.write("rubric.jsonl", lines).string());
     c.set("rewards.rubric=1");
-    c.set("rubric.judge=openai:http://127.0.0.1:" + std::to_string(port) + "/v1#judge");
+    c.set("rubric.judge=openai:" + judge.base_url() + "#judge");
     c.set("train.steps=2");
     c.set("algorithm.dynamic_sampling=false");
     std::ostringstream log;
@@ -400,8 +397,6 @@ TEST(RlTrainer, RubricJudgeOverHttpScoresAndItsFailuresAreExcluded) {
         RlTrainer trainer(c, false, log);
         trainer.run();
     }
-    judge.stop();
-    listener.join();
 
     int met = 0, unmet = 0, failed = 0;
     for (const json& s : read_jsonl(dir.path() / "run" / "samples.jsonl")) {

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "http_test_server.h"
 #include "reward/judge.h"
 #include "reward/rubric_generate.h"
 #include "reward/rubric_scorer.h"
@@ -30,39 +31,10 @@ namespace crucible::reward {
 namespace {
 
 using nlohmann::json;
+using testutil::between;
 using testutil::error_of;
 using testutil::TempDir;
-
-// An HTTP server on an ephemeral port, listening from construction until destruction.
-class TestServer {
-  public:
-    TestServer() {
-        port_ = server_.bind_to_any_port("127.0.0.1");
-        if (port_ <= 0) throw std::runtime_error("test server: cannot bind 127.0.0.1");
-        thread_ = std::thread([this] { server_.listen_after_bind(); });
-    }
-    ~TestServer() {
-        while (!server_.is_running()) std::this_thread::yield();
-        server_.stop();
-        thread_.join();
-    }
-    httplib::Server& http() { return server_; }
-    std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1"; }
-
-  private:
-    httplib::Server server_;
-    int port_ = 0;
-    std::thread thread_;
-};
-
-// The text after the last `marker` up to `end` (or the end of the text).
-std::string between(const std::string& s, const std::string& marker, const std::string& end) {
-    const size_t b = s.rfind(marker);
-    if (b == std::string::npos) return "";
-    const size_t from = b + marker.size();
-    const size_t e = s.find(end, from);
-    return s.substr(from, e == std::string::npos ? std::string::npos : e - from);
-}
+using testutil::TestServer;
 
 // A judge that decides "met" when the criterion text contains "[yes]". What it replies can be
 // replaced per request by `script` (return status and content; status 0 means "decide").

@@ -18,6 +18,7 @@
 
 #include "model/checkpoint.h"
 #include "model/model.h"
+#include "model_util.h"
 #include "test_util.h"
 #include "tokenizer/byte_tokenizer.h"
 
@@ -28,25 +29,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using testutil::slurp;
 using testutil::TempDir;
-
-// A random byte-level model (2 layers, 32 wide) saved to `dir`.
-void write_random_model(const fs::path& dir, int context) {
-    fs::create_directories(dir);
-    ModelConfig c;
-    c.vocab_size = 264;
-    c.hidden_size = 32;
-    c.intermediate_size = 48;
-    c.num_hidden_layers = 2;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = 2;
-    c.head_dim = 8;
-    c.max_position_embeddings = context;
-    c.tie_word_embeddings = true;
-    Model model(c);
-    model.init_random(3, 0.2f);
-    save_model(model, dir);
-    ByteTokenizer::save_hf_files(dir, context);
-}
 
 // `crucible serve` on `model_dir` (as model "judge") on a free port: its pid and base URL, or
 // pid 0 and the log's text when it did not start within a minute.
@@ -78,7 +60,7 @@ Served start_serve(const fs::path& model_dir, const fs::path& dir) {
 TEST(RubricServe, ScoreAgainstCrucibleServe) {
     TempDir dir;
     const fs::path model_dir = dir.path() / "judge";
-    write_random_model(model_dir, 4096);
+    testutil::write_byte_model(model_dir, 4096);
 
     const Served served = start_serve(model_dir, dir.path());
     ASSERT_NE(served.pid, 0) << "crucible serve did not start: " << served.log;
@@ -125,8 +107,8 @@ TEST(RubricServe, ScoreAgainstCrucibleServe) {
 // its steps, with the judge's requests and tokens in its metrics.
 TEST(RubricServe, RlRunWithCrucibleServeAsJudge) {
     TempDir dir;
-    write_random_model(dir.path() / "judge", 4096);
-    write_random_model(dir.path() / "policy", 64);
+    testutil::write_byte_model(dir.path() / "judge", 4096);
+    testutil::write_byte_model(dir.path() / "policy", 64);
     const Served served = start_serve(dir.path() / "judge", dir.path());
     ASSERT_NE(served.pid, 0) << "crucible serve did not start: " << served.log;
     std::ofstream data(dir.path() / "items.jsonl");

@@ -26,6 +26,7 @@
 
 #include "engine/reference_generate.h"
 #include "model/checkpoint.h"
+#include "model_util.h"
 #include "serve/openai_client.h"
 #include "serve/server.h"
 #include "test_util.h"
@@ -41,26 +42,6 @@ using nlohmann::json;
 namespace fs = std::filesystem;
 
 constexpr int kContext = 128;
-
-// A model folder: random weights, the byte tokenizer's HF files (ChatML, eos 256 and 258).
-std::unique_ptr<Model> write_model(const fs::path& dir, int context, uint64_t seed) {
-    ModelConfig c;
-    c.vocab_size = 264;
-    c.hidden_size = 32;
-    c.intermediate_size = 48;
-    c.num_hidden_layers = 2;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = 2;
-    c.head_dim = 8;
-    c.max_position_embeddings = context;
-    c.tie_word_embeddings = true;
-    auto model = std::make_unique<Model>(c);
-    model->init_random(seed, 0.2f);
-    fs::create_directories(dir);
-    save_model(*model, dir);
-    ByteTokenizer::save_hf_files(dir, context);
-    return model;
-}
 
 // A text as a JSON response carries it: invalid UTF-8 (random models emit any byte) replaced.
 std::string as_served(const std::string& text) {
@@ -106,7 +87,7 @@ bool eventually(F cond) {
 struct Serve : ::testing::Test {
     testutil::TempDir tmp;
     fs::path dir = tmp.path() / "tiny";
-    std::unique_ptr<Model> model = write_model(dir, kContext, 3);
+    std::unique_ptr<Model> model = testutil::write_byte_model(dir, kContext, 3);
     Gate gate;
     std::unique_ptr<Server> server;
     std::thread runner;
@@ -591,7 +572,8 @@ TEST_F(Serve, AClientThatDisconnectsMidStreamFreesItsSequences) {
 TEST(ServeBinary, SigtermDrainsInFlightRequestsAndExitsZero) {
     testutil::TempDir tmp;
     const fs::path dir = tmp.path() / "model";
-    write_model(dir, 1024, 5);  // a long context: the stream is still running at SIGTERM
+    testutil::write_byte_model(dir, 1024,
+                               5);  // a long context: the stream is still running at SIGTERM
     const fs::path log = tmp.path() / "serve.log";
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
