@@ -15,6 +15,7 @@
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/byte_tokenizer.h"
 #include "tokenizer/chat_template.h"
+#include "tokenizer/text_tokenizer.h"
 
 namespace crucible::cli {
 
@@ -101,20 +102,7 @@ ChatFormat chat_format_of(const fs::path& dir) {
 
 // Stop ids from generation_config.json's eos_token_id (a number or a list).
 std::vector<int32_t> eos_ids_of(const fs::path& dir, const ModelConfig& c) {
-    std::vector<int32_t> ids;
-    const fs::path gen = dir / "generation_config.json";
-    if (fs::exists(gen)) {
-        const json j = json::parse(read_file(gen), nullptr, false);
-        if (j.is_object() && j.contains("eos_token_id")) {
-            const json& e = j["eos_token_id"];
-            if (e.is_number_integer()) ids.push_back(e.get<int32_t>());
-            if (e.is_array()) {
-                for (const json& x : e) {
-                    if (x.is_number_integer()) ids.push_back(x.get<int32_t>());
-                }
-            }
-        }
-    }
+    std::vector<int32_t> ids = generation_eos_ids(dir);
     if (ids.empty() && c.eos_token_id >= 0) ids.push_back(c.eos_token_id);
     return ids;
 }

@@ -12,6 +12,7 @@
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/byte_tokenizer.h"
 #include "tokenizer/chat_template.h"
+#include "tokenizer/text_tokenizer.h"
 
 namespace crucible::eval {
 
@@ -129,18 +130,7 @@ class LocalGenerator : public Generator {
                                   "--chat-format");
     }
     std::vector<int32_t> eos_ids(const ModelConfig& c) const {
-        std::vector<int32_t> ids;
-        const fs::path gen = dir_ / "generation_config.json";
-        if (fs::exists(gen)) {
-            const json j = json::parse(read_file(gen), nullptr, false);
-            if (j.is_object() && j.contains("eos_token_id")) {
-                const json& e = j["eos_token_id"];
-                if (e.is_number_integer()) ids.push_back(e.get<int32_t>());
-                if (e.is_array())
-                    for (const json& x : e)
-                        if (x.is_number_integer()) ids.push_back(x.get<int32_t>());
-            }
-        }
+        std::vector<int32_t> ids = generation_eos_ids(dir_);
         if (ids.empty() && c.eos_token_id >= 0) ids.push_back(c.eos_token_id);
         return ids;
     }

@@ -5,37 +5,13 @@
 #include <cstdio>
 #include <map>
 
+#include "core/svg_chart.h"
+
 namespace crucible::eval {
 
 using nlohmann::json;
 
 namespace {
-
-std::string esc(const std::string& s) {
-    std::string out;
-    for (char c : s) {
-        switch (c) {
-            case '&':
-                out += "&amp;";
-                break;
-            case '<':
-                out += "&lt;";
-                break;
-            case '>':
-                out += "&gt;";
-                break;
-            case '"':
-                out += "&quot;";
-                break;
-            case '\'':
-                out += "&#39;";
-                break;
-            default:
-                out.push_back(c);
-        }
-    }
-    return out;
-}
 
 std::string f(const char* format, double v) {
     char buf[64];
@@ -91,7 +67,7 @@ std::string accuracy_chart(const std::vector<json>& runs) {
         const int x = left + gap + static_cast<int>(i) * (bar + gap);
         s += "<rect x=\"" + std::to_string(x) + "\" y=\"" + f("%.1f", y(m)) + "\" width=\"" +
              std::to_string(bar) + "\" height=\"" + f("%.1f", m * h) + "\" fill=\"" +
-             run_colour(i) + "\"><title>" + esc(runs[i]["run"].get<std::string>()) + ": " +
+             run_colour(i) + "\"><title>" + html_escape(runs[i]["run"].get<std::string>()) + ": " +
              f("%.2f%%", 100 * m) + " [" + f("%.2f", 100 * lo) + ", " + f("%.2f", 100 * hi) +
              "]</title></rect>\n";
         const int cx = x + bar / 2;
@@ -138,14 +114,15 @@ std::string heatmap(const std::vector<json>& runs) {
         const int y = 20 + static_cast<int>(i) * ch;
         if (ch >= 14)
             s += "<text x=\"" + std::to_string(left - 6) + "\" y=\"" + std::to_string(y + ch - 3) +
-                 "\" text-anchor=\"end\" font-size=\"11\">" + esc(ids[i].substr(0, 20)) + "</text>";
+                 "\" text-anchor=\"end\" font-size=\"11\">" + html_escape(ids[i].substr(0, 20)) +
+                 "</text>";
         for (size_t r = 0; r < runs.size(); ++r) {
             const auto it = cell[r].find(ids[i]);
             const double v = it == cell[r].end() ? std::nan("") : it->second;
             s += "<rect x=\"" + std::to_string(left + static_cast<int>(r) * cw) + "\" y=\"" +
                  std::to_string(y) + "\" width=\"" + std::to_string(cw - 2) + "\" height=\"" +
-                 std::to_string(ch - 1) + "\" fill=\"" + heat(v) + "\"><title>" + esc(ids[i]) +
-                 " / run " + std::to_string(r + 1) + ": " +
+                 std::to_string(ch - 1) + "\" fill=\"" + heat(v) + "\"><title>" +
+                 html_escape(ids[i]) + " / run " + std::to_string(r + 1) + ": " +
                  (std::isnan(v) ? std::string("no samples") : f("%.3f", v)) + "</title></rect>";
         }
         s += "\n";
@@ -214,8 +191,8 @@ std::string report_html(const std::vector<json>& runs) {
         };
         s += "<tr><td><span class=\"swatch\" style=\"background:" + std::string(run_colour(i)) +
              "\"></span>" + std::to_string(i + 1) + "</td><td class=\"l\">" +
-             esc(r["run"].get<std::string>()) + "</td><td class=\"l\">" +
-             esc(r.value("model", std::string())) + "</td><td>" +
+             html_escape(r["run"].get<std::string>()) + "</td><td class=\"l\">" +
+             html_escape(r.value("model", std::string())) + "</td><td>" +
              std::to_string(r["n_items"].get<int>()) + "</td><td>" +
              std::to_string(r["k"].get<int>()) + "</td><td>" + pct(a["mean"]) + "%</td><td>" +
              iv(a["ci_normal"]) + "</td><td>" + iv(a.value("ci_wilson", json())) + "</td><td>" +

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/svg_chart.h"
 #include "evolve/program_db.h"
 
 namespace crucible::evolve {
@@ -39,29 +40,6 @@ Loaded load(const fs::path& run_dir) {
     l.migrations = db.migrations();
     l.stop_reason = db.meta("stop_reason", "(running or interrupted)");
     return l;
-}
-
-std::string esc(const std::string& s) {
-    std::string o;
-    for (char c : s) {
-        switch (c) {
-            case '<':
-                o += "&lt;";
-                break;
-            case '>':
-                o += "&gt;";
-                break;
-            case '&':
-                o += "&amp;";
-                break;
-            case '"':
-                o += "&quot;";
-                break;
-            default:
-                o += c;
-        }
-    }
-    return o;
 }
 
 std::string csv_field(const std::string& s) {
@@ -109,9 +87,10 @@ std::string render_report(const fs::path& run_dir) {
 <style>body{font-family:sans-serif;margin:24px;max-width:1100px}table{border-collapse:collapse}
 td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}pre{background:#f6f6f6;padding:8px;
 overflow:auto;font-size:12px}.grid td{width:28px;height:22px;text-align:center}</style></head><body>)";
-    h += "<h1>Evolve run: " + esc(run_dir.filename().string()) + "</h1>\n<p>";
-    for (const auto& [s, n] : status_count) h += fmt::format("{}: {} &nbsp; ", esc(s), n);
-    h += "stop reason: " + esc(l.stop_reason) + "<br>search: " + esc(l.structure.dump()) + "</p>\n";
+    h += "<h1>Evolve run: " + html_escape(run_dir.filename().string()) + "</h1>\n<p>";
+    for (const auto& [s, n] : status_count) h += fmt::format("{}: {} &nbsp; ", html_escape(s), n);
+    h += "stop reason: " + html_escape(l.stop_reason) +
+         "<br>search: " + html_escape(l.structure.dump()) + "</p>\n";
 
     // Score over time: every evaluated program as a dot, best so far as a line.
     const int W = 900, H = 300, M = 40;
@@ -171,7 +150,7 @@ overflow:auto;font-size:12px}.grid td{width:28px;height:22px;text-align:center}<
             "<circle cx='{:.1f}' cy='{:.1f}' r='3' fill='{}'><title>#{} parent {} "
             "{} {}</title></circle>",
             X(p->iteration), Y(p->score), color(p->score, lo, hi), p->id, p->parent_id,
-            esc(p->operator_name), num(p->score));
+            html_escape(p->operator_name), num(p->score));
     }
     h += "</svg>\n";
 
@@ -187,8 +166,8 @@ overflow:auto;font-size:12px}.grid td{width:28px;height:22px;text-align:center}<
         }
         if (feats.size() == 2) {
             const int na = feats[0][1], nb = feats[1][1];
-            h += "<table class='grid'><tr><th>" + esc(feats[1][0].get<std::string>()) +
-                 " &rarr;<br>" + esc(feats[0][0].get<std::string>()) + " &darr;</th>";
+            h += "<table class='grid'><tr><th>" + html_escape(feats[1][0].get<std::string>()) +
+                 " &rarr;<br>" + html_escape(feats[0][0].get<std::string>()) + " &darr;</th>";
             for (int b = 0; b < nb; b++) h += fmt::format("<th>{}</th>", b);
             h += "</tr>";
             for (int a = 0; a < na; a++) {
@@ -208,7 +187,8 @@ overflow:auto;font-size:12px}.grid td{width:28px;height:22px;text-align:center}<
             h += "</table>";
         } else {
             h += "<p>";
-            for (const auto& [cell, id] : l.cells[i]) h += fmt::format("[{}]=#{} ", esc(cell), id);
+            for (const auto& [cell, id] : l.cells[i])
+                h += fmt::format("[{}]=#{} ", html_escape(cell), id);
             h += "</p>";
         }
     }
@@ -226,13 +206,13 @@ overflow:auto;font-size:12px}.grid td{width:28px;height:22px;text-align:center}<
         h += fmt::format(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
             "<td>{}</td><td>{}</td></tr>",
-            p->id, num(p->score), p->iteration, p->island, p->generation, esc(p->operator_name),
-            esc(p->model), p->parent_id);
+            p->id, num(p->score), p->iteration, p->island, p->generation,
+            html_escape(p->operator_name), html_escape(p->model), p->parent_id);
     }
     h += "</table>";
     if (best) {
         h += fmt::format("<h2>Best program (#{}, score {})</h2><pre>{}</pre>", best->id,
-                         num(best->score), esc(best->code));
+                         num(best->score), html_escape(best->code));
     }
     h += "</body></html>\n";
     return h;

@@ -245,19 +245,7 @@ namespace {
 
 // Stop ids: generation_config.json's eos_token_id (a number or a list) and the tokenizer's.
 std::vector<int32_t> stop_ids_of(const fs::path& dir, int32_t tokenizer_eos) {
-    std::vector<int32_t> ids;
-    const fs::path gen = dir / "generation_config.json";
-    if (fs::exists(gen)) {
-        const json j = json::parse(read_file(gen), nullptr, false);
-        if (j.is_object() && j.contains("eos_token_id")) {
-            const json& e = j["eos_token_id"];
-            if (e.is_number_integer()) ids.push_back(e.get<int32_t>());
-            if (e.is_array()) {
-                for (const json& x : e)
-                    if (x.is_number_integer()) ids.push_back(x.get<int32_t>());
-            }
-        }
-    }
+    std::vector<int32_t> ids = generation_eos_ids(dir);
     if (tokenizer_eos >= 0 && std::find(ids.begin(), ids.end(), tokenizer_eos) == ids.end())
         ids.push_back(tokenizer_eos);
     return ids;

@@ -79,4 +79,19 @@ TextTokenizer load_text_tokenizer(const fs::path& dir) {
     return t;
 }
 
+std::vector<int32_t> generation_eos_ids(const fs::path& dir) {
+    std::vector<int32_t> ids;
+    const fs::path gen = dir / "generation_config.json";
+    if (!fs::exists(gen)) return ids;
+    const json j = json::parse(read_file(gen), nullptr, false);
+    if (!j.is_object() || !j.contains("eos_token_id")) return ids;
+    const json& e = j["eos_token_id"];
+    if (e.is_number_integer()) ids.push_back(e.get<int32_t>());
+    if (e.is_array()) {
+        for (const json& x : e)
+            if (x.is_number_integer()) ids.push_back(x.get<int32_t>());
+    }
+    return ids;
+}
+
 }  // namespace crucible

@@ -32,4 +32,9 @@ struct TextTokenizer {
 // format from its chat_template (ChatML when there is none). Throws Error naming the file.
 TextTokenizer load_text_tokenizer(const std::filesystem::path& dir);
 
+// generation_config.json's eos_token_id in the model folder `dir` (a number or a list of
+// numbers), in order: the ids that end generation. Empty when the file or the field is absent;
+// a file that is not JSON counts as absent, entries that are not integers are skipped.
+std::vector<int32_t> generation_eos_ids(const std::filesystem::path& dir);
+
 }  // namespace crucible
