@@ -89,17 +89,6 @@ std::vector<int32_t> prompt_of(const json& line, const std::string& where, const
     throw Error(where + ": needs 'prompt', 'messages' or 'prompt_ids'");
 }
 
-// The chat format of a model folder (tokenizer_config.json's chat_template), ChatML if none.
-ChatFormat chat_format_of(const fs::path& dir) {
-    const fs::path cfg = dir / "tokenizer_config.json";
-    if (!fs::exists(cfg)) return ChatFormat::ChatML;
-    const json j = json::parse(read_file(cfg), nullptr, false);
-    if (!j.is_object() || !j.contains("chat_template") || !j["chat_template"].is_string()) {
-        return ChatFormat::ChatML;
-    }
-    return detect_chat_format(j["chat_template"].get<std::string>(), cfg.string(), "--chat-format");
-}
-
 // Stop ids from generation_config.json's eos_token_id (a number or a list).
 std::vector<int32_t> eos_ids_of(const fs::path& dir, const ModelConfig& c) {
     std::vector<int32_t> ids = generation_eos_ids(dir);
@@ -140,7 +129,7 @@ std::function<int()> add_generate(CLI::App& app) {
     return [o]() {
         auto model = load_model(o->model);
         const TextCodec tok = codec_for(o->model, model->config().vocab_size);
-        const ChatFormat chat = o->chat_format.empty() ? chat_format_of(o->model)
+        const ChatFormat chat = o->chat_format.empty() ? folder_chat_format(o->model)
                                                        : chat_format_from_name(o->chat_format);
         const std::vector<int32_t> eos = eos_ids_of(o->model, model->config());
         std::vector<json> lines;

@@ -37,7 +37,7 @@ class LocalGenerator : public Generator {
                             std::to_string(bpe_->vocab_size()) +
                             " ids but config.json's vocab_size is " + std::to_string(vocab));
         }
-        chat_ = chat_format.empty() ? folder_chat_format() : chat_format_from_name(chat_format);
+        chat_ = chat_format.empty() ? folder_chat_format(dir_) : chat_format_from_name(chat_format);
         eos_ = eos_ids(model_->config());
         EngineOptions eo;
         eo.max_batch_tokens = max_batch_tokens;
@@ -119,15 +119,6 @@ class LocalGenerator : public Generator {
         std::vector<int32_t> safe;
         for (int32_t id : ids) safe.push_back(id < ByteTokenizer::kVocabSize ? id : '?');
         return bytes_.decode(safe);
-    }
-    ChatFormat folder_chat_format() const {
-        const fs::path cfg = dir_ / "tokenizer_config.json";
-        if (!fs::exists(cfg)) return ChatFormat::ChatML;
-        const json j = json::parse(read_file(cfg), nullptr, false);
-        if (!j.is_object() || !j.contains("chat_template") || !j["chat_template"].is_string())
-            return ChatFormat::ChatML;
-        return detect_chat_format(j["chat_template"].get<std::string>(), cfg.string(),
-                                  "--chat-format");
     }
     std::vector<int32_t> eos_ids(const ModelConfig& c) const {
         std::vector<int32_t> ids = generation_eos_ids(dir_);

@@ -79,6 +79,15 @@ TextTokenizer load_text_tokenizer(const fs::path& dir) {
     return t;
 }
 
+ChatFormat folder_chat_format(const fs::path& dir) {
+    const fs::path cfg = dir / "tokenizer_config.json";
+    if (!fs::exists(cfg)) return ChatFormat::ChatML;
+    const json j = json::parse(read_file(cfg), nullptr, false);
+    if (!j.is_object() || !j.contains("chat_template") || !j["chat_template"].is_string())
+        return ChatFormat::ChatML;
+    return detect_chat_format(j["chat_template"].get<std::string>(), cfg.string(), "--chat-format");
+}
+
 std::vector<int32_t> generation_eos_ids(const fs::path& dir) {
     std::vector<int32_t> ids;
     const fs::path gen = dir / "generation_config.json";

@@ -32,6 +32,11 @@ struct TextTokenizer {
 // format from its chat_template (ChatML when there is none). Throws Error naming the file.
 TextTokenizer load_text_tokenizer(const std::filesystem::path& dir);
 
+// The chat format a model folder's tokenizer_config.json names by its chat_template; ChatML
+// when the file or the template is absent or the file is not JSON. Throws Error (naming the
+// file and suggesting --chat-format) for a template it does not recognise.
+ChatFormat folder_chat_format(const std::filesystem::path& dir);
+
 // generation_config.json's eos_token_id in the model folder `dir` (a number or a list of
 // numbers), in order: the ids that end generation. Empty when the file or the field is absent;
 // a file that is not JSON counts as absent, entries that are not integers are skipped.
