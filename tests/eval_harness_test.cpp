@@ -30,6 +30,7 @@
 #include "http_test_server.h"
 #include "model/checkpoint.h"
 #include "model_util.h"
+#include "table_generator.h"
 #include "test_util.h"
 #include "tokenizer/byte_tokenizer.h"
 
@@ -38,36 +39,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using testutil::TableGenerator;
 using testutil::TempDir;
 using testutil::TestServer;
-
-// Completions from a table: completion(id, sample). Counts what it was asked for; with
-// `kill_after` >= 0 it throws after that many samples, as a killed process would stop.
-class TableGenerator : public Generator {
-  public:
-    std::map<std::string, std::vector<std::string>> table;
-    int kill_after = -1;
-    std::vector<std::pair<std::string, int>> asked;
-
-    std::string name() const override { return "table"; }
-    void generate(const std::vector<EvalItem>& items, const std::vector<SampleJob>& jobs,
-                  const SamplingOptions&,
-                  const std::function<bool(const SampleJob&, GeneratedSample)>& done) override {
-        for (const SampleJob& j : jobs) {
-            if (kill_after >= 0 && static_cast<int>(asked.size()) >= kill_after)
-                throw std::runtime_error("killed");
-            const std::string& id = items[j.item].id;
-            asked.emplace_back(id, j.sample);
-            GeneratedSample g;
-            g.prompt = items[j.item].prompt;
-            const auto& row = table.at(id);
-            g.completion = row[static_cast<size_t>(j.sample) % row.size()];
-            g.completion_tokens = 3;
-            g.finish_reason = "stop";
-            if (!done(j, std::move(g))) return;
-        }
-    }
-};
 
 std::vector<EvalItem> items_of(const std::vector<std::pair<std::string, std::string>>& id_gold,
                                const std::vector<std::string>& clusters = {}) {

@@ -29,6 +29,7 @@
 #include "eval/sample_store.h"
 #include "http_test_server.h"
 #include "reward/rubric_scorer.h"
+#include "table_generator.h"
 #include "test_util.h"
 
 namespace crucible::eval {
@@ -37,35 +38,9 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 using testutil::between;
+using testutil::TableGenerator;
 using testutil::TempDir;
 using testutil::TestServer;
-
-// Completions from a table: completion(id, sample); records what it was asked for.
-class TableGenerator : public Generator {
-  public:
-    std::map<std::string, std::vector<std::string>> table;
-    std::vector<std::pair<std::string, int>> asked;
-    int kill_after = -1;  // >= 0: throw after that many samples, as a killed process stops
-
-    std::string name() const override { return "table"; }
-    void generate(const std::vector<EvalItem>& items, const std::vector<SampleJob>& jobs,
-                  const SamplingOptions&,
-                  const std::function<bool(const SampleJob&, GeneratedSample)>& done) override {
-        for (const SampleJob& j : jobs) {
-            if (kill_after >= 0 && static_cast<int>(asked.size()) >= kill_after)
-                throw std::runtime_error("killed");
-            const std::string& id = items[j.item].id;
-            asked.emplace_back(id, j.sample);
-            GeneratedSample g;
-            g.prompt = items[j.item].prompt;
-            const auto& row = table.at(id);
-            g.completion = row[static_cast<size_t>(j.sample) % row.size()];
-            g.completion_tokens = 3;
-            g.finish_reason = "stop";
-            if (!done(j, std::move(g))) return;
-        }
-    }
-};
 
 EvalOptions options_for(const fs::path& dir, int k, const reward::RubricScorer* scorer) {
     EvalOptions o;
