@@ -137,8 +137,8 @@ TEST(Engine, StopTokensAndMaxTokens) {
 
 // The logprobs the engine reports are the trainer's: re-scoring the same packed batch with
 // Model::forward gives the same numbers bit for bit, so an RL ratio at the first update is 1.
-// (Scored in a different packing, OpenBLAS may pick other kernels for the other matrix sizes
-// and the last bits move; the trainer must score old logprobs on its own micro-batches.)
+// (Scored in a different packing, the linear layers may take other kernels for the other row
+// counts and the last bits move; the trainer must score old logprobs on its own micro-batches.)
 TEST(Engine, LogprobsAreTheTrainersSoTheFirstImportanceRatioIsExactlyOne) {
     Model& model = tiny_model();
     GenerationRequest r;

@@ -3,6 +3,7 @@
 
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
+#include "kernels/small_batch_linear.h"
 
 namespace crucible::kernels {
 
@@ -40,6 +41,12 @@ void gemv_rows(float* out, const float* x, const float* w, int C, int OC, bool a
 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
                     int C, int OC) {
+    // A few rows (batched decode): read the weights once, in place (small_batch_linear.cpp).
+    if (N >= 2 && N <= kSmallBatchMaxRows) {
+        small_batch_linear(out, inp, weight, bias, N, C, OC,
+                           cpu_has_avx512() ? SimdPath::avx512 : SimdPath::avx2);
+        return;
+    }
     float beta = 0.0f;
     if (bias) {
 #pragma omp parallel for schedule(static)

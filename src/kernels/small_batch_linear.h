@@ -1,0 +1,22 @@
+// The linear layer for a few rows at a time (batched decode): out = inp @ W^T (+ b) that reads
+// the weights once, in place, instead of packing them on every call as BLAS does.
+#pragma once
+
+namespace crucible::kernels {
+
+// linear_forward sends 2 to this many rows to small_batch_linear (src/kernels/linear.cpp).
+inline constexpr int kSmallBatchMaxRows = 64;
+
+enum class SimdPath { avx2, avx512 };
+
+// Whether this CPU runs the AVX-512 path (checked once).
+bool cpu_has_avx512();
+
+// out (N, OC) = inp (N, C) @ weight (OC, C)^T, + bias (OC) when not null. Every output is the
+// fused multiply-add chain over c = 0, 1, ..., C-1 in order, starting from 0, with the bias
+// added last: the same bits on either path, for any N, tiling or thread count. `path` avx512
+// needs cpu_has_avx512().
+void small_batch_linear(float* out, const float* inp, const float* weight, const float* bias, int N,
+                        int C, int OC, SimdPath path);
+
+}  // namespace crucible::kernels
