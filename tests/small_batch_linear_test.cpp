@@ -63,7 +63,7 @@ Vec run(SimdPath path, const Vec& inp, const Vec& weight, const float* bias, int
 // heights (6 and 12), inputs from 1 up.
 TEST(SmallBatchLinear, EveryOutputIsTheInOrderFmaChain) {
     for (SimdPath path : paths()) {
-        for (int N : {2, 3, 8, 9, 16, 17, 31, 32, 33, 48, 64}) {
+        for (int N : {2, 3, 8, 9, 16, 17, 31, 32, 33, 48, 64, 100, 128}) {
             for (const auto& [C, OC] : {std::pair{1, 1}, {7, 5}, {37, 13}, {130, 25}}) {
                 const Vec inp = randn((size_t)N * C, 100 + N), weight = randn((size_t)OC * C, 7),
                           bias = randn(OC, 8);

@@ -32,7 +32,7 @@ void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const floa
 
 // ---- linear: out = inp @ W^T + b ------------------------------------------------------------
 // out (N, OC), inp (N, C), weight (OC, C), bias (OC) or nullptr. One row: a weight-streaming
-// matrix-vector kernel; 2 to kSmallBatchMaxRows (64) rows: small_batch_linear, whose outputs
+// matrix-vector kernel; 2 to kSmallBatchMaxRows (128) rows: small_batch_linear, whose outputs
 // are exact in-order FMA chains (bit-identical for any N in that range); more: OpenBLAS sgemm.
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
                     int C, int OC);

@@ -9,7 +9,7 @@
 
 namespace crucible::kernels {
 
-// Why this shape. With 2 to 64 rows a linear layer is a stream over the weights (tens of MB)
+// Why this shape. With a few rows a linear layer is a stream over the weights (tens of MB)
 // with a little arithmetic per weight. OpenBLAS's sgemm copies ("packs") every weight panel
 // into a buffer before multiplying, on every call: at 32 rows that copy was about a third of a
 // decode step (perf, docs/PERFORMANCE.md). Here the input, which is small, is transposed

@@ -5,7 +5,7 @@
 namespace crucible::kernels {
 
 // linear_forward sends 2 to this many rows to small_batch_linear (src/kernels/linear.cpp).
-inline constexpr int kSmallBatchMaxRows = 64;
+inline constexpr int kSmallBatchMaxRows = 128;
 
 enum class SimdPath { avx2, avx512 };
 
