@@ -808,6 +808,9 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(o
             res.set_content(dump(error_body(ApiError{500, what, "", "server_error", ""})),
                             "application/json");
         });
+    // Responses go out as separate header and body writes: with Nagle's algorithm the second
+    // waits for the client's delayed ACK (tens of ms per request). Accepted sockets inherit it.
+    s.http.set_tcp_nodelay(true);
     int listen_fd = -1;
     s.http.set_socket_options([&listen_fd](socket_t sock) {
         httplib::default_socket_options(sock);
