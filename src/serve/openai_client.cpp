@@ -331,6 +331,7 @@ OpenAIClient::Reply OpenAIClient::send_once(const std::string& method, const std
     client.set_read_timeout(timeout);
     client.set_write_timeout(timeout);
     client.set_keep_alive(false);
+    client.set_tcp_nodelay(true);  // header and body are separate writes (see server.cpp)
 
     httplib::Request req;
     req.method = method;
