@@ -93,19 +93,21 @@ TEST(SmallBatchLinear, SameBitsOnEveryThreadCount) {
     }
 }
 
-// linear_forward takes this kernel from 2 to kSmallBatchMaxRows rows, and BLAS above: the
-// BLAS path agrees with the chain to float rounding, not bit for bit.
+// linear_forward takes this kernel from kSmallBatchMinRows to kSmallBatchMaxRows rows; the
+// weight-stream kernel below and BLAS above agree with the chain to float rounding, not bit for
+// bit.
 TEST(SmallBatchLinear, LinearForwardUsesItForSmallBatches) {
     using crucible::kernels::kSmallBatchMaxRows;
+    using crucible::kernels::kSmallBatchMinRows;
     const int C = 96, OC = 40;
     const Vec weight = randn((size_t)OC * C, 3), bias = randn(OC, 4);
-    for (int N : {2, kSmallBatchMaxRows, kSmallBatchMaxRows + 1}) {
+    for (int N : {1, 2, 4, kSmallBatchMinRows, kSmallBatchMaxRows, kSmallBatchMaxRows + 1}) {
         const Vec inp = randn((size_t)N * C, 5);
         Vec out((size_t)N * OC);
         crucible::kernels::linear_forward(out.data(), inp.data(), weight.data(), bias.data(), N, C,
                                           OC);
         const Vec want = fma_chain(inp, weight, bias.data(), N, C, OC);
-        if (N <= kSmallBatchMaxRows) {
+        if (N >= kSmallBatchMinRows && N <= kSmallBatchMaxRows) {
             EXPECT_TRUE(same_bits(out, want)) << N;
         } else {
             for (size_t i = 0; i < out.size(); i++) EXPECT_NEAR(out[i], want[i], 1e-4) << i;

@@ -139,9 +139,11 @@ std::function<int()> add_bench(CLI::App& app) {
     train->add_option("--torch-script", opt->script, "path of bench/torch_train.py");
     auto tokenize = add_bench_tokenize(*bench);
     auto generate = add_bench_generate(*bench);
-    return [opt, bench, tokenize, generate]() {
+    auto linear = add_bench_linear(*bench);
+    return [opt, bench, tokenize, generate, linear]() {
         if (bench->got_subcommand("tokenize")) return tokenize();
         if (bench->got_subcommand("generate")) return generate();
+        if (bench->got_subcommand("linear")) return linear();
         const int threads = omp_get_max_threads();
         openblas_set_num_threads(threads);
         const double peak = sgemm_peak_gflops(3);

@@ -31,9 +31,10 @@ void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const floa
                       const float* weight, const float* rstd, int N, int C);
 
 // ---- linear: out = inp @ W^T + b ------------------------------------------------------------
-// out (N, OC), inp (N, C), weight (OC, C), bias (OC) or nullptr. One row: a weight-streaming
-// matrix-vector kernel; 2 to kSmallBatchMaxRows (128) rows: small_batch_linear, whose outputs
-// are exact in-order FMA chains (bit-identical for any N in that range); more: OpenBLAS sgemm.
+// out (N, OC), inp (N, C), weight (OC, C), bias (OC) or nullptr. Up to 4 rows: a kernel that
+// streams the weights; kSmallBatchMinRows (5) to kSmallBatchMaxRows (128) rows:
+// small_batch_linear, whose outputs are exact in-order FMA chains (the same bits for any N in
+// that range); more rows: OpenBLAS sgemm.
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
                     int C, int OC);
 // dinp (N, C) += (nullptr to skip), dweight (OC, C) +=, dbias (OC) += (nullptr if no bias)

@@ -9,31 +9,53 @@ namespace crucible::kernels {
 
 namespace {
 
-// out[j] (+)= dot(w[j, :], x) for the rows j of w (OC x C, row-major). One-sequence decode is
-// a pure stream over the weights, so the loop reads one row at a time, front to back, 32
-// floats (two cache lines) per iteration into four independent FMA chains. On one core of the
-// development machine this streams about 1.6x faster than OpenBLAS 0.3.21's sgemv (about 20
-// against 13 GB/s), while interleaving four rows, the textbook blocking, is no faster than
-// sgemv (docs/PERFORMANCE.md).
-void gemv_rows(float* out, const float* x, const float* w, int C, int OC, bool accumulate) {
+// out[n][j] (+)= dot(w[j, :], x[n, :]) for NR input rows (1 to 4) and the rows j of w (OC x C,
+// row-major). With so few rows decode is a pure stream over the weights, so the loop reads one
+// weight row at a time, front to back, 8 * K floats per iteration into K independent FMA chains
+// per input row. On one core of the development machine one row with K = 4 streams about 1.6x
+// faster than OpenBLAS 0.3.21's sgemv (about 20 against 13 GB/s), while interleaving four
+// weight rows, the textbook blocking, is no faster than sgemv (docs/PERFORMANCE.md). From two
+// input rows on, K = 2 keeps the accumulators in registers. With more rows the broadcast kernel
+// (small_batch_linear.cpp) does less work per weight.
+template <int NR, int K>
+void dot_rows(float* out, const float* x, const float* w, int C, int OC, bool accumulate) {
 #pragma omp parallel for schedule(static)
     for (int j = 0; j < OC; j++) {
         const float* r = w + (size_t)j * C;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        __m256 acc[NR][K];
+#pragma GCC unroll 4
+        for (int n = 0; n < NR; n++)
+#pragma GCC unroll 4
+            for (int k = 0; k < K; k++) acc[n][k] = _mm256_setzero_ps();
         int c = 0;
-        for (; c + 32 <= C; c += 32) {
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(r + c), _mm256_loadu_ps(x + c), a0);
-            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(r + c + 8), _mm256_loadu_ps(x + c + 8), a1);
-            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(r + c + 16), _mm256_loadu_ps(x + c + 16), a2);
-            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(r + c + 24), _mm256_loadu_ps(x + c + 24), a3);
+        for (; c + 8 * K <= C; c += 8 * K) {
+#pragma GCC unroll 4
+            for (int k = 0; k < K; k++) {
+                const __m256 wv = _mm256_loadu_ps(r + c + 8 * k);
+#pragma GCC unroll 4
+                for (int n = 0; n < NR; n++) {
+                    acc[n][k] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + (size_t)n * C + c + 8 * k),
+                                                acc[n][k]);
+                }
+            }
         }
-        const __m256 a = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
-        __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_add_ss(h, _mm_movehdup_ps(h));
-        float s = _mm_cvtss_f32(h);
-        for (; c < C; c++) s += r[c] * x[c];
-        out[j] = accumulate ? out[j] + s : s;
+#pragma GCC unroll 4
+        for (int n = 0; n < NR; n++) {
+            __m256 a = acc[n][0];
+            if constexpr (K == 2) a = _mm256_add_ps(acc[n][0], acc[n][1]);
+            if constexpr (K == 4) {
+                a = _mm256_add_ps(_mm256_add_ps(acc[n][0], acc[n][1]),
+                                  _mm256_add_ps(acc[n][2], acc[n][3]));
+            }
+            __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+            h = _mm_add_ss(h, _mm_movehdup_ps(h));
+            float s = _mm_cvtss_f32(h);
+            const float* xn = x + (size_t)n * C;
+            for (int t = c; t < C; t++) s += r[t] * xn[t];
+            float* o = out + (size_t)n * OC + j;
+            *o = accumulate ? *o + s : s;
+        }
     }
 }
 
@@ -41,8 +63,8 @@ void gemv_rows(float* out, const float* x, const float* w, int C, int OC, bool a
 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
                     int C, int OC) {
-    // A few rows (batched decode): read the weights once, in place (small_batch_linear.cpp).
-    if (N >= 2 && N <= kSmallBatchMaxRows) {
+    // 5 to 128 rows (batched decode): read the weights once, in place (small_batch_linear.cpp).
+    if (N >= kSmallBatchMinRows && N <= kSmallBatchMaxRows) {
         small_batch_linear(out, inp, weight, bias, N, C, OC,
                            cpu_has_avx512() ? SimdPath::avx512 : SimdPath::avx2);
         return;
@@ -56,11 +78,20 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
         }
         beta = 1.0f;
     }
-    // out (N, OC) = inp (N, C) @ weight^T (C, OC). A single row (one-sequence decode) is a
-    // matrix-vector product, a stream over the weights (gemv_rows above).
-    if (N == 1) {
-        gemv_rows(out, inp, weight, C, OC, beta != 0.0f);
-        return;
+    // out (N, OC) = inp (N, C) @ weight^T (C, OC). Up to 4 rows (decode of a few sequences) it
+    // is a stream over the weights (dot_rows above).
+    const bool acc = beta != 0.0f;
+    switch (N) {
+        case 1:
+            return dot_rows<1, 4>(out, inp, weight, C, OC, acc);
+        case 2:
+            return dot_rows<2, 2>(out, inp, weight, C, OC, acc);
+        case 3:
+            return dot_rows<3, 2>(out, inp, weight, C, OC, acc);
+        case 4:
+            return dot_rows<4, 2>(out, inp, weight, C, OC, acc);
+        default:
+            break;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, beta,
                 out, OC);

@@ -4,7 +4,9 @@
 
 namespace crucible::kernels {
 
-// linear_forward sends 2 to this many rows to small_batch_linear (src/kernels/linear.cpp).
+// linear_forward sends kSmallBatchMinRows to kSmallBatchMaxRows rows to small_batch_linear
+// (src/kernels/linear.cpp); fewer rows stream the weights with vector loads instead.
+inline constexpr int kSmallBatchMinRows = 5;
 inline constexpr int kSmallBatchMaxRows = 128;
 
 enum class SimdPath { avx2, avx512 };
