@@ -360,7 +360,7 @@ class ScriptedServer {
 // limits" +3 (judge: not met), contains "water" +2 (met): (5 + 2) / 10 = 0.7.
 // Run 1: every judge request about item j2's response ("FAILME ...") gets HTTP 500, so j2's
 // sample fails with the reason while j1's is scored and the run goes on. Run 2 (the failure
-// gone) regenerates and re-judges j2's sample only.
+// gone) judges j2's stored completion again, without regenerating it.
 TEST(EvalRubric, JudgeFailureMarksTheSampleAndARerunRetriesIt) {
     TempDir t;
     ScriptedServer server;
@@ -403,9 +403,12 @@ TEST(EvalRubric, JudgeFailureMarksTheSampleAndARerunRetriesIt) {
 
     server.set_fail_marker("");
     gen.asked.clear();
+    gen.table["j2"] = {"a different answer"};  // would change the score if it were regenerated
     s = run_eval(d.items, gen, options_for(run, 1, scorer.get()));
-    EXPECT_EQ(gen.asked, (std::vector<std::pair<std::string, int>>{{"j2", 0}}));
-    EXPECT_EQ(s.generated, 1);
+    EXPECT_TRUE(gen.asked.empty());
+    EXPECT_EQ(s.generated, 0);
+    EXPECT_EQ(s.rejudged, 1);
+    EXPECT_EQ(s.skipped, 1);
     EXPECT_EQ(s.failed, 0);
     EXPECT_EQ(server.requests("judge-a"), 6);  // j2's two criteria again; j1 untouched
     r = compute_results(load_run(run.string()));
@@ -420,7 +423,10 @@ TEST(EvalRubric, JudgeFailureMarksTheSampleAndARerunRetriesIt) {
     EXPECT_EQ(judge["judge_prompt_tokens"], 400);
     EXPECT_EQ(judge["judge_completion_tokens"], 40);
     EXPECT_NEAR(num(judge["judge_cost_usd"]), 440 / 1e6, 1e-12);
-    const json sample = json::parse(SampleStore(run.string()).samples()[1].rubric);
+    const SampleRecord j2 = SampleStore(run.string()).samples()[1];
+    EXPECT_EQ(j2.item_id, "j2");
+    EXPECT_EQ(j2.completion, "FAILME: rest and drink water.");  // the first run's completion
+    const json sample = json::parse(j2.rubric);
     EXPECT_EQ(sample["criteria"][0]["explanation"], "checked");
     EXPECT_EQ(sample["criteria"][0]["votes"], 1);
 }

@@ -217,10 +217,16 @@ std::function<int()> add_eval(CLI::App& app) {
         const eval::EvalSummary sum = eval::run_eval(data.items, *gen, eo);
         std::fprintf(stderr, "eval: %lld generated (%lld failed), %lld already stored\n",
                      (long long)sum.generated, (long long)sum.failed, (long long)sum.skipped);
-        if (sum.rubric_failed > 0)
+        if (sum.rejudged > 0)
             std::fprintf(stderr,
-                         "eval: %lld samples failed in rubric scoring (a re-run retries them)\n",
-                         (long long)sum.rubric_failed);
+                         "eval: %lld stored samples whose judging had failed judged again "
+                         "(not regenerated)\n",
+                         (long long)sum.rejudged);
+        if (sum.rubric_failed > 0)
+            std::fprintf(
+                stderr,
+                "eval: %lld samples failed in rubric scoring (a re-run judges them again)\n",
+                (long long)sum.rubric_failed);
         if (scorer_b)
             std::fprintf(stderr, "eval: second judge scored %lld samples (%lld failed)\n",
                          (long long)sum.judged_b, (long long)sum.judged_b_failed);

@@ -207,8 +207,15 @@ void add_judge_stats(SampleStore& store, const char* key, const reward::RubricSc
 struct PendingRubric {
     const EvalItem* item;
     SampleRecord record;
-    std::string text;  // what is scored
+    std::string text;      // what is scored
+    bool rejudge = false;  // a stored sample whose judging failed before, not a new one
 };
+
+// A stored sample whose generation succeeded and whose rubric judging failed (the harness
+// stores those with an error "rubric: <why>"): a re-run judges its completion again.
+bool judging_failed(const SampleRecord& r) {
+    return r.error.rfind("rubric: ", 0) == 0 && !r.rubric.empty();
+}
 
 // The scoring thread of rubric samples: push() queues a sample; the thread takes whatever has
 // queued (up to `batch`), scores it in one score_batch call and hands each record to `store`.
@@ -217,7 +224,7 @@ struct PendingRubric {
 class RubricScoringQueue {
   public:
     RubricScoringQueue(const reward::RubricScorer& scorer, int batch,
-                       std::function<void(SampleRecord, bool rubric_failed)> store,
+                       std::function<void(SampleRecord, bool rubric_failed, bool rejudged)> store,
                        std::function<void()> after_batch)
         : scorer_(scorer),
           batch_(static_cast<size_t>(std::max(1, batch))),
@@ -286,14 +293,14 @@ class RubricScoringQueue {
             } else {
                 r.score = res.score;
             }
-            store_(std::move(r), res.failed);
+            store_(std::move(r), res.failed, batch[i].rejudge);
         }
         after_batch_();
     }
 
     const reward::RubricScorer& scorer_;
     size_t batch_;
-    std::function<void(SampleRecord, bool)> store_;
+    std::function<void(SampleRecord, bool, bool)> store_;
     std::function<void()> after_batch_;
     std::mutex mutex_;
     std::condition_variable cv_;
@@ -382,7 +389,15 @@ EvalSummary run_eval(const std::vector<EvalItem>& items, Generator& generator,
     store.put_items(items);
 
     const auto done = store.done();
+    // Samples whose judge failed keep their completion: they are judged again, not regenerated.
+    std::map<std::pair<std::string, int>, SampleRecord> to_rejudge;
+    if (has_rubric) {
+        for (SampleRecord& r : store.samples()) {
+            if (judging_failed(r)) to_rejudge[{r.item_id, r.sample}] = std::move(r);
+        }
+    }
     std::vector<SampleJob> jobs;
+    std::vector<PendingRubric> rejudge;
     EvalSummary summary;
     for (size_t i = 0; i < items.size(); ++i) {
         std::set<int> have;
@@ -393,20 +408,29 @@ EvalSummary run_eval(const std::vector<EvalItem>& items, Generator& generator,
                 ++summary.skipped;
                 continue;
             }
+            auto old = to_rejudge.find({items[i].id, j});
+            if (items[i].is_rubric() && old != to_rejudge.end()) {
+                SampleRecord r = std::move(old->second);
+                r.error.clear();
+                r.rubric.clear();
+                std::string text = scored_text(r.completion, options.strip_think);
+                rejudge.push_back({&items[i], std::move(r), std::move(text), true});
+                continue;
+            }
             jobs.push_back({i, j, sample_seed(s.seed, items[i].id, j)});
         }
     }
-    const int64_t total = static_cast<int64_t>(jobs.size());
+    const int64_t total = static_cast<int64_t>(jobs.size() + rejudge.size());
     std::string first_error;
     // The generator's callback and the rubric scoring thread both store samples.
     std::mutex store_mutex;
-    const auto store_sample = [&](const SampleRecord& r, bool rubric_failed) {
+    const auto store_sample = [&](const SampleRecord& r, bool rubric_failed, bool rejudged) {
         std::lock_guard<std::mutex> lock(store_mutex);
         store.put(r);
-        ++summary.generated;
+        ++(rejudged ? summary.rejudged : summary.generated);
         if (!r.error.empty()) ++summary.failed;
         if (rubric_failed) ++summary.rubric_failed;
-        if (options.on_progress) options.on_progress(summary.generated, total);
+        if (options.on_progress) options.on_progress(summary.generated + summary.rejudged, total);
     };
     std::unique_ptr<RubricScoringQueue> rubric_queue;
     reward::JudgeStats judge_last;
@@ -414,7 +438,7 @@ EvalSummary run_eval(const std::vector<EvalItem>& items, Generator& generator,
         judge_last = options.rubric_scorer->judge_stats();
         rubric_queue = std::make_unique<RubricScoringQueue>(
             *options.rubric_scorer, options.rubric_batch,
-            [&](SampleRecord r, bool failed) { store_sample(r, failed); },
+            [&](SampleRecord r, bool failed, bool rejudged) { store_sample(r, failed, rejudged); },
             [&] {
                 std::lock_guard<std::mutex> lock(store_mutex);
                 add_judge_stats(store, kJudgeStatsKey, *options.rubric_scorer, &judge_last);
@@ -422,6 +446,7 @@ EvalSummary run_eval(const std::vector<EvalItem>& items, Generator& generator,
     }
     int64_t generated = 0, generation_failed = 0;  // only touched by the serialized callback
     if (options.on_progress) options.on_progress(0, total);
+    for (PendingRubric& p : rejudge) rubric_queue->push(std::move(p));
     generator.generate(items, jobs, s, [&](const SampleJob& job, GeneratedSample g) {
         const EvalItem& item = items[job.item];
         SampleRecord r;
@@ -454,7 +479,7 @@ EvalSummary run_eval(const std::vector<EvalItem>& items, Generator& generator,
             std::string text = scored_text(r.completion, options.strip_think);
             rubric_queue->push({&item, std::move(r), std::move(text)});
         } else {
-            store_sample(r, false);
+            store_sample(r, false, false);
         }
         return !(generation_failed >= kMaxFailuresBeforeSuccess && generation_failed == generated);
     });

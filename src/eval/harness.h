@@ -97,7 +97,10 @@ struct EvalSummary {
     int64_t failed = 0;         // of those, failed ones
     int64_t skipped = 0;        // already in the store
     int64_t rubric_failed = 0;  // of the failed, those whose rubric scoring failed (judge)
-    int64_t judged_b = 0;       // samples the second judge scored in this call
+    // Stored samples whose judging had failed, judged again from their stored completion (not
+    // regenerated); their failures count in `failed` and `rubric_failed` too.
+    int64_t rejudged = 0;
+    int64_t judged_b = 0;  // samples the second judge scored in this call
     int64_t judged_b_failed = 0;
 };
 
