@@ -387,6 +387,7 @@ TEST(EvalHarness, ReportIsSelfContained) {
     EXPECT_NE(html.find("<svg class=\"heatmap\""), std::string::npos);
     EXPECT_NE(html.find("<svg class=\"passk\""), std::string::npos);
     EXPECT_NE(html.find("<polyline"), std::string::npos);
+    EXPECT_EQ(html.find("Rubric scores"), std::string::npos);   // no rubric items, no panel
     EXPECT_NE(html.find("b&lt;&amp;&gt;"), std::string::npos);  // ids are escaped
     EXPECT_EQ(html.find("b<&>"), std::string::npos);
     // Nothing outside the page: no URL, no linked resource, no script.

@@ -25,6 +25,7 @@
 #include "core/sqlite.h"
 #include "eval/dataset.h"
 #include "eval/harness.h"
+#include "eval/report_html.h"
 #include "eval/results.h"
 #include "eval/sample_store.h"
 #include "http_test_server.h"
@@ -223,6 +224,15 @@ TEST(EvalRubric, ProgrammaticCriteriaEndToEndMatchHandComputation) {
     EXPECT_EQ(rb["by_tag"]["axis:accuracy"]["n"], 1);
     EXPECT_TRUE(rb["by_tag"]["axis:accuracy"]["se"].is_null());
     EXPECT_NEAR(num(rb["by_tag"]["theme:home"]["mean"]), 0.5625, 1e-12);
+
+    // The HTML report's rubric panel shows the same figures, in %.
+    const std::string html = report_html({r});
+    EXPECT_NE(html.find("<h2>Rubric scores</h2>"), std::string::npos);
+    EXPECT_NE(html.find("<td>52.08</td><td>2.08</td>"), std::string::npos);  // 25/48, 1/48
+    EXPECT_NE(html.find("none (programmatic criteria only)"), std::string::npos);
+    EXPECT_NE(html.find("<td class=\"l\">axis:completeness</td><td>75.00 &plusmn; 25.00 (2)"),
+              std::string::npos);
+    EXPECT_NE(html.find("<td class=\"l\">axis:accuracy</td><td>50.00 (1)"), std::string::npos);
     EXPECT_EQ(rb["judge"]["endpoint"], "");
     // avg@K is the same mean with the same item SE; pass@k counts full credit.
     EXPECT_NEAR(num(r["metrics"]["avg@2"]["mean"]), 25.0 / 48, 1e-12);

@@ -166,6 +166,83 @@ std::string pass_curves(const std::vector<json>& runs) {
     return s + "</svg>\n";
 }
 
+// The rubric scores of the runs that have rubric items (docs/EVALUATION.md): the mean score
+// with its item-clustered SE and interval, HealthBench's overall, the judges' bills and
+// agreement, then the score per tag, one column per run. Empty when no run has rubric items.
+std::string rubric_panel(const std::vector<json>& runs) {
+    auto pct = [](const json& v) {
+        return v.is_number() ? f("%.2f", 100 * v.get<double>()) : std::string("-");
+    };
+    auto iv = [&](const json& v) {
+        return v.is_array() && v.size() == 2 ? "[" + pct(v[0]) + ", " + pct(v[1]) + "]"
+                                             : std::string("-");
+    };
+    auto count = [](const json& j, const char* key) {
+        return std::to_string(j.value(key, int64_t{0}));
+    };
+    auto judge = [&](const json& j) {
+        const std::string endpoint = j.value("endpoint", std::string());
+        if (endpoint.empty()) return std::string("none (programmatic criteria only)");
+        return html_escape(endpoint) + ": " + count(j, "judge_requests") + " requests, " +
+               count(j, "judge_cache_hits") + " cache hits, " + count(j, "judge_failures") +
+               " failures, $" + f("%.4f", j.value("judge_cost_usd", 0.0));
+    };
+    std::vector<size_t> with;
+    std::map<std::string, bool> tags;
+    for (size_t i = 0; i < runs.size(); ++i) {
+        if (!runs[i].contains("rubric")) continue;
+        with.push_back(i);
+        for (const auto& [tag, m] : runs[i]["rubric"]["by_tag"].items()) tags[tag] = true;
+    }
+    if (with.empty()) return "";
+    std::string s =
+        "<h2>Rubric scores</h2>\n<p>Mean of the samples' rubric scores (each in [0, 1]), SE "
+        "clustered by item. HealthBench overall: the items' mean unclipped ratio, clipped to "
+        "[0, 1] once. Values in %.</p>\n<table class=\"rubric\">\n<tr><th>#</th><th>mean</th>"
+        "<th>SE</th><th>95% CI</th><th>HealthBench overall</th><th>scored samples</th>"
+        "<th>failed</th><th class=\"l\">judge</th></tr>\n";
+    for (size_t i : with) {
+        const json& rb = runs[i]["rubric"];
+        s += "<tr><td>" + std::to_string(i + 1) + "</td><td>" + pct(rb["overall"]["mean"]) +
+             "</td><td>" + pct(rb["overall"]["se"]) + "</td><td>" + iv(rb["overall"]["ci_normal"]) +
+             "</td><td>" + pct(rb["healthbench_overall"]) + "</td><td>" + count(rb, "n_samples") +
+             "</td><td>" + count(rb, "n_failed_samples") + "</td><td class=\"l\">" +
+             judge(rb["judge"]);
+        if (rb.contains("judge_b")) {
+            const json& a = rb["agreement"];
+            s += "<br>judge B " + judge(rb["judge_b"]) + "; its mean " +
+                 pct(rb["judge_b_overall"]["mean"]) + "; agreement " + pct(a["percent_agreement"]) +
+                 "% of " + count(a, "n") + " verdicts, Cohen's kappa " +
+                 (a["cohen_kappa"].is_number() ? f("%.3f", a["cohen_kappa"].get<double>())
+                                               : std::string("-"));
+        }
+        s += "</td></tr>\n";
+    }
+    s += "</table>\n";
+    if (tags.empty()) return s;
+    s += "<p>Per tag (criterion tags such as <code>axis:</code> and example tags such as "
+         "<code>theme:</code>): mean &plusmn; SE over the items that carry the tag.</p>\n"
+         "<table class=\"rubric-tags\">\n<tr><th class=\"l\">tag</th>";
+    for (size_t i : with) s += "<th>run " + std::to_string(i + 1) + "</th>";
+    s += "</tr>\n";
+    for (const auto& [tag, unused] : tags) {
+        s += "<tr><td class=\"l\">" + html_escape(tag) + "</td>";
+        for (size_t i : with) {
+            const json& by_tag = runs[i]["rubric"]["by_tag"];
+            if (!by_tag.contains(tag)) {
+                s += "<td>-</td>";
+                continue;
+            }
+            const json& m = by_tag[tag];
+            s += "<td>" + pct(m["mean"]) +
+                 (m["se"].is_number() ? " &plusmn; " + pct(m["se"]) : std::string()) + " (" +
+                 count(m, "n") + ")</td>";
+        }
+        s += "</tr>\n";
+    }
+    return s + "</table>\n";
+}
+
 }  // namespace
 
 std::string report_html(const std::vector<json>& runs) {
@@ -209,6 +286,7 @@ std::string report_html(const std::vector<json>& runs) {
     s += heatmap(runs);
     s += "<h2>pass@k</h2>\n<p>Unbiased estimator (Chen et al. 2021) for k = 1..K.</p>\n";
     s += pass_curves(runs);
+    s += rubric_panel(runs);
     s += "</body>\n</html>\n";
     return s;
 }
