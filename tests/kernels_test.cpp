@@ -249,24 +249,30 @@ TEST(KernelsLinear, WithoutBiasMatchesReferenceAndFiniteDifferences) {
     check_linear(false);
 }
 
-// One row (one-sequence decode) takes the hand-written matrix-vector path: shapes with a tail
-// of rows (OC not a multiple of 4) and of columns (C not a multiple of 16), with and without
-// bias, against a double reference.
-TEST(KernelsLinear, SingleRowMatchesReference) {
-    for (const auto& [C, OC] : {std::pair{37, 10}, {16, 4}, {3, 1}, {896, 133}}) {
-        for (bool with_bias : {false, true}) {
-            const Vec inp = randn(C, 40), weight = randn((size_t)OC * C, 41, 0.5),
-                      bias = randn(OC, 42);
-            Vec out(OC, kNaN);
-            linear_forward(out.data(), inp.data(), weight.data(), with_bias ? bias.data() : nullptr,
-                           1, C, OC);
-            DVec want(OC);
-            for (int o = 0; o < OC; o++) {
-                double acc = with_bias ? bias[o] : 0.0;
-                for (int c = 0; c < C; c++) acc += (double)inp[c] * weight[(size_t)o * C + c];
-                want[o] = acc;
+// One to four rows (decode of a few sequences) take the hand-written weight-stream path:
+// shapes with a tail of columns (C not a multiple of 8, 16 or 32) and odd output counts, with
+// and without bias, against a double reference.
+TEST(KernelsLinear, FewRowsMatchReference) {
+    for (int N = 1; N <= 4; N++) {
+        for (const auto& [C, OC] : {std::pair{37, 10}, {16, 4}, {3, 1}, {896, 133}}) {
+            for (bool with_bias : {false, true}) {
+                const Vec inp = randn((size_t)N * C, 40 + N),
+                          weight = randn((size_t)OC * C, 41, 0.5), bias = randn(OC, 42);
+                Vec out((size_t)N * OC, kNaN);
+                linear_forward(out.data(), inp.data(), weight.data(),
+                               with_bias ? bias.data() : nullptr, N, C, OC);
+                DVec want((size_t)N * OC);
+                for (int n = 0; n < N; n++) {
+                    for (int o = 0; o < OC; o++) {
+                        double acc = with_bias ? bias[o] : 0.0;
+                        for (int c = 0; c < C; c++)
+                            acc += (double)inp[(size_t)n * C + c] * weight[(size_t)o * C + c];
+                        want[(size_t)n * OC + o] = acc;
+                    }
+                }
+                EXPECT_TRUE(all_close(out, want, 2e-5))
+                    << N << " rows, " << C << "x" << OC << " bias " << with_bias;
             }
-            EXPECT_TRUE(all_close(out, want, 2e-5)) << C << "x" << OC << " bias " << with_bias;
         }
     }
 }
