@@ -276,6 +276,11 @@ const Case kCases[] = {
     {"math", "25", "25\\%", true},
     {"math", "20 percent", "20", true},
     {"math", "10\\%", "20", false},
+    // a power that overflows at the probes is not equal to a constant (a reward hack before)
+    {"math", "1", "(x+1)^{100000}", false},
+    {"math", "5", "x^{1000}", false},
+    {"math", "x^{1000}", "x^{1000}", true},
+    {"math", "2^{100}", "2^{100}", true},
     // text answers
     {"math", "\\text{Monday}", "monday", true},
     {"math", "\\text{Monday}", "Tuesday", false},

@@ -423,6 +423,9 @@ bool expressions_equal(const Expr& a, const Expr& b) {
         const std::vector<double> v = probe_values(p);
         const double x = a.eval(v), y = b.eval(v);
         if (!std::isfinite(x) && !std::isfinite(y)) continue;  // outside both domains
+        // Finite on one side only: different here. (Without this an overflow, x^{1000} at
+        // x > 1, would scale the tolerance to infinity and "agree" with any constant.)
+        if (!std::isfinite(x) || !std::isfinite(y)) return false;
         const double scale = std::max({1.0, std::fabs(x), std::fabs(y)});
         if (!(std::fabs(x - y) <= (decimal ? 1e-6 : 1e-9) * scale)) return false;
         ++agree;
