@@ -2,9 +2,11 @@
 
 #include <ginac/ginac.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 
 namespace crucible::eval::detail {
@@ -14,6 +16,71 @@ namespace {
 // Exponents and factorials above these are left to the probes: normal() expands powers.
 constexpr double kMaxExponent = 64;
 constexpr double kMaxFactorial = 30;
+
+// Above this many monomials in the worst case normal() is not tried, and the probes decide.
+// normal() expands powers, and its time grows about with the square of the terms: by hand,
+// s^6 + 1 against s^5 (s + 1) with s = a+b+...+k (8 variables, 3,003 monomials) took 0.13 s,
+// s^11 + 1 against s^10 (s + 1) (75,582) 81 s, and s^64 - (s - 1)^64 never finished.
+constexpr double kMaxMonomials = 5000;
+
+// What normal() may have to expand in `e`, which it brings to one fraction of polynomials:
+// upper bounds of the numerator's and the denominator's total degrees (sums take a common
+// denominator, powers with a numeric exponent multiply), and the number of opaque atoms (a
+// function application or a non-numeric power counts as a new variable of degree 1; the
+// largest degree met inside one is kept in `inner`, as normal() works on arguments too).
+struct Size {
+    double num = 0, den = 0;
+    int atoms = 0;
+    double inner = 0;
+};
+
+Size expansion_size(const Expr& e, int i) {
+    const Node& n = e.nodes[static_cast<size_t>(i)];
+    const Size a = n.a >= 0 ? expansion_size(e, n.a) : Size{};
+    const Size b = n.b >= 0 ? expansion_size(e, n.b) : Size{};
+    const int atoms = a.atoms + b.atoms;
+    const double inner = std::max(a.inner, b.inner);
+    switch (n.op) {
+        case Op::kNum:
+        case Op::kPi:
+        case Op::kE:
+        case Op::kFact:
+        case Op::kBinom:
+            return {0, 0, atoms, inner};
+        case Op::kVar:
+            return {1, 0, 0, 0};
+        case Op::kNeg:
+            return a;
+        case Op::kAdd:
+        case Op::kSub:
+            return {std::max(a.num + b.den, b.num + a.den), a.den + b.den, atoms, inner};
+        case Op::kMul:
+            return {a.num + b.num, a.den + b.den, atoms, inner};
+        case Op::kDiv:
+            return {a.num + b.den, a.den + b.num, atoms, inner};
+        case Op::kPow: {
+            const Node& x = e.nodes[static_cast<size_t>(n.b)];
+            if (x.op == Op::kNum) {
+                const double k = std::ceil(std::fabs(x.value));
+                return x.value >= 0 ? Size{k * a.num, k * a.den, atoms, inner}
+                                    : Size{k * a.den, k * a.num, atoms, inner};
+            }
+            break;
+        }
+        default:
+            break;
+    }
+    // Roots, |.|, trigonometric functions, logarithms, exp, symbolic powers: opaque.
+    return {1, 0, atoms + 1, std::max({inner, a.num, a.den, b.num, b.den})};
+}
+
+// C(degree + vars, vars), the monomials of a polynomial of that degree in that many
+// variables; stops counting past kMaxMonomials.
+double monomial_bound(double degree, int vars) {
+    double c = 1;
+    for (int k = 1; k <= vars && c <= kMaxMonomials; ++k) c = c * (degree + k) / k;
+    return c;
+}
 
 // d^q, or 0 when it exceeds `limit`.
 long power_up_to(long d, long q, long limit) {
@@ -167,6 +234,14 @@ class ToGinac {
 
 std::optional<bool> symbolic_verdict(const Expr& a, const Expr& b) {
     if (a.has_decimal || b.has_decimal || a.has_infinity || b.has_infinity) return std::nullopt;
+    // The difference a - b, as normal() sees it.
+    const Size sa = expansion_size(a, a.root), sb = expansion_size(b, b.root);
+    std::set<int> vars = a.vars;
+    vars.insert(b.vars.begin(), b.vars.end());
+    const double degree =
+        std::max({sa.num + sb.den, sb.num + sa.den, sa.den + sb.den, sa.inner, sb.inner});
+    if (monomial_bound(degree, static_cast<int>(vars.size()) + sa.atoms + sb.atoms) > kMaxMonomials)
+        return std::nullopt;
     try {
         std::map<int, GiNaC::symbol> symbols;  // shared, so x in a is x in b
         ToGinac conv(&symbols);
