@@ -74,7 +74,9 @@ std::function<int()> add_bench_linear(CLI::App& bench) {
     auto o = std::make_shared<Options>();
     cmd->add_flag("--json", o->json_out, "print one JSON object");
     cmd->add_option("--config", o->config, "which shape: small, medium");
-    cmd->add_option("--rows", o->rows, "row counts (sequences in a decode step)")->delimiter(',');
+    cmd->add_option("--rows", o->rows, "row counts (sequences in a decode step)")
+        ->delimiter(',')
+        ->check(CLI::PositiveNumber);
     cmd->add_option("--reps", o->reps, "timed runs per side (best kept), alternating")
         ->check(CLI::PositiveNumber);
     return [o]() {
@@ -88,7 +90,6 @@ std::function<int()> add_bench_linear(CLI::App& bench) {
         if (!o->json_out) std::printf("%s, %d threads\n", o->config.c_str(), threads);
         Rng rng(1);
         for (int n : o->rows) {
-            if (n < 1) throw Error("bench linear: --rows must be positive");
             double ours_step = 0, blas_step = 0, flops_step = 0;
             json per_matrix = json::array();
             for (const Matrix& m : step_matrices(shape->config)) {
