@@ -423,6 +423,74 @@ TEST(EvolveReference, CirclePackingScoresAlphaEvolvesPackingExactly) {
     EXPECT_NE(out.artifacts.find("expected 26 circles"), std::string::npos) << out.artifacts;
 }
 
+// A candidate leaves a process behind (double fork, new session, its output closed) that keeps
+// writing a file into the shared scratch directory. When the evaluator runs the candidate
+// itself (one sandbox) that process is still alive while the evaluator works; with
+// `evaluator.run` the candidate's sandbox, and everything it started, is gone before the
+// evaluator starts.
+TEST(EvolveEvaluator, RunSandboxEndsTheCandidateBeforeTheEvaluatorStarts) {
+    TempDir dir;
+    const std::string lingering =
+        "import os, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    if os.fork() == 0:\n"
+        "        null = os.open('/dev/null', os.O_RDWR)\n"
+        "        for fd in (0, 1, 2):\n"
+        "            os.dup2(null, fd)  # so that whoever reads the program's output sees EOF\n"
+        "        time.sleep(0.3)\n"
+        "        for _ in range(100):\n"
+        "            open('lingering.txt', 'a').write('still here\\n')\n"
+        "            time.sleep(0.05)\n"
+        "        os._exit(0)\n"
+        "    os._exit(0)\n"
+        "print(1.5)\n";
+    // Reads the program's output (from {run_stdout}, or by running it), waits a second, and
+    // reports whether anything wrote lingering.txt in its working directory (the scratch).
+    dir.write("eval.py",
+              "import json, os, subprocess, sys, time\n"
+              "if sys.argv[1] == '--stdout':\n"
+              "    out = open(sys.argv[2]).read()\n"
+              "else:\n"
+              "    out = subprocess.run([sys.executable, sys.argv[1]], capture_output=True,\n"
+              "                         text=True).stdout\n"
+              "time.sleep(1)\n"
+              "print(json.dumps({'combined_score': float(out.split()[-1]),\n"
+              "                  'lingering': int(os.path.exists('lingering.txt'))}))\n");
+    dir.write("program.py", "# EVOLVE-BLOCK-START\nx = 1\n# EVOLVE-BLOCK-END\n");
+    const std::string limits = "  timeout_s: 20\n  cpu_s: 20\n  mem_mb: 512\n";
+    dir.write("problem.yaml",
+              "initial_program: program.py\nevaluator:\n"
+              "  command: [python3, '{problem}/eval.py', '{program}']\n" +
+                  limits);
+    const EvalOutcome shared = evaluate_program(load_problem(dir.path()), lingering);
+    ASSERT_TRUE(shared.ok) << shared.error << shared.artifacts;
+    EXPECT_EQ(shared.score, 1.5);
+    EXPECT_EQ(shared.metrics["lingering"], 1);  // alive beside the evaluator
+
+    dir.write("problem.yaml",
+              "initial_program: program.py\nevaluator:\n"
+              "  run: [python3, '{program}']\n"
+              "  command: [python3, '{problem}/eval.py', --stdout, '{run_stdout}']\n" +
+                  limits);
+    const EvalOutcome separate = evaluate_program(load_problem(dir.path()), lingering);
+    ASSERT_TRUE(separate.ok) << separate.error << separate.artifacts;
+    EXPECT_EQ(separate.score, 1.5);
+    EXPECT_EQ(separate.metrics["lingering"], 0);  // killed with the run's sandbox
+
+    // The run's failures are the candidate's, named as the run's.
+    const EvalOutcome crashed = evaluate_program(load_problem(dir.path()), "raise SystemExit(3)\n");
+    EXPECT_FALSE(crashed.ok);
+    EXPECT_EQ(crashed.error, "run: the program exited with status 3");
+    EXPECT_EQ(crashed.stages_run, 0);
+
+    // {run_stdout} without a run is a problem.yaml error.
+    dir.write("problem.yaml",
+              "initial_program: program.py\nevaluator:\n"
+              "  command: [python3, '{problem}/eval.py', --stdout, '{run_stdout}']\n");
+    EXPECT_THROW(load_problem(dir.path()), Error);
+}
+
 TEST(EvolveReference, BinPackingBestFitReproducesFunSearch) {
     const Problem problem = load_problem(examples() / "bin_packing");
     EvalOutcome out = evaluate_program(problem, problem.initial_code);

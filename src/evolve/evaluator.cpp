@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <optional>
 
 #include "core/error.h"
 #include "core/file_io.h"
@@ -92,33 +93,68 @@ EvalOutcome evaluate_program(const Problem& problem, const std::string& code) {
     so.procs = problem.procs;
     so.scratch = scratch.path;
     so.read_only = problem.read_only;
-    for (size_t k = 0; k < problem.stages.size(); k++) {
-        const EvalStage& stage = problem.stages[k];
+    // Where the run's output is handed to the stages: outside the scratch directory, so the
+    // candidate can neither see it nor plant anything (a symlink) where it will be written.
+    std::optional<ScratchDir> handoff;
+    if (!problem.run_command.empty()) handoff.emplace();
+    const fs::path run_stdout = handoff ? handoff->path / "stdout.txt" : fs::path();
+    const fs::path run_stderr = handoff ? handoff->path / "stderr.txt" : fs::path();
+    const auto argv_of = [&](const std::vector<std::string>& command) {
         std::vector<std::string> argv;
-        for (const auto& a : stage.command) {
+        for (const auto& a : command) {
             std::string s = substitute(a, "{program}", program.string());
             s = substitute(s, "{problem}", problem.dir.string());
+            s = substitute(s, "{run_stdout}", run_stdout.string());
+            s = substitute(s, "{run_stderr}", run_stderr.string());
             argv.push_back(substitute(s, "{scratch}", scratch.path.string()));
         }
-        const SandboxResult r = run_sandboxed(so, argv);
+        return argv;
+    };
+    // Records why a sandboxed command failed in `out`; false when it ran to a zero exit.
+    const auto failed = [&](const SandboxResult& r, const std::string& where,
+                            const std::string& who) {
         out.wall_s += r.wall_s;
-        out.stages_run = static_cast<int>(k + 1);
-        const std::string where = "stage " + std::to_string(k + 1) + ": ";
         if (r.timed_out || r.cpu_limit) {
             out.timed_out = true;
             out.error = where + (r.timed_out ? "wall-clock limit of " : "CPU limit of ") +
                         std::to_string(r.timed_out ? problem.timeout_s : problem.cpu_s) +
                         " s exceeded";
-            out.artifacts = tail(r.stderr_text, 2000);
+        } else if (r.exit_code != 0) {
+            out.error = where + who +
+                        (r.signal ? " killed by signal " + std::to_string(r.signal)
+                                  : " exited with status " + std::to_string(r.exit_code));
+        } else {
+            return false;
+        }
+        out.artifacts = tail(r.stderr_text, 2000);
+        return true;
+    };
+    if (handoff) {
+        const SandboxResult r = run_sandboxed(so, argv_of(problem.run_command));
+        if (failed(r, "run: ", "the program")) return out;
+        if (r.stdout_truncated) {
+            out.error = "run: the program printed more than " +
+                        std::to_string(so.max_output_bytes) + " bytes";
             return out;
         }
-        if (r.exit_code != 0) {
-            out.error = where + "evaluator " +
-                        (r.signal ? "killed by signal " + std::to_string(r.signal)
-                                  : "exited with status " + std::to_string(r.exit_code));
-            out.artifacts = tail(r.stderr_text, 2000);
-            return out;
+        write_file_durable(run_stdout, r.stdout_text);
+        write_file_durable(run_stderr, r.stderr_text);
+        // Readable by the sandbox's user (nobody when crucible runs as root), never writable.
+        fs::permissions(handoff->path, fs::perms::owner_all | fs::perms::group_read |
+                                           fs::perms::group_exec | fs::perms::others_read |
+                                           fs::perms::others_exec);
+        for (const fs::path& f : {run_stdout, run_stderr}) {
+            fs::permissions(f, fs::perms::owner_read | fs::perms::owner_write |
+                                   fs::perms::group_read | fs::perms::others_read);
         }
+        so.read_only.push_back(handoff->path);
+    }
+    for (size_t k = 0; k < problem.stages.size(); k++) {
+        const EvalStage& stage = problem.stages[k];
+        const SandboxResult r = run_sandboxed(so, argv_of(stage.command));
+        out.stages_run = static_cast<int>(k + 1);
+        const std::string where = "stage " + std::to_string(k + 1) + ": ";
+        if (failed(r, where, "evaluator")) return out;
         std::string err;
         EvalOutcome stage_out;
         if (!parse_eval_output(r.stdout_text, &stage_out, &err)) {

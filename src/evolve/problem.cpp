@@ -196,6 +196,10 @@ Problem load_problem(const fs::path& dir_in) {
     ev.get("cpu_s", p.cpu_s);
     ev.get("mem_mb", p.mem_mb);
     ev.get("procs", p.procs);
+    if (ev.has("run")) {
+        p.run_command = ev.strings("run");
+        if (p.run_command.empty()) ev.fail(ev.raw("run"), "key 'evaluator.run' must not be empty");
+    }
     if (ev.has("command")) p.stages.push_back({ev.strings("command"), 0, false});
     if (ev.has("stages")) {
         const YAML::Node list = ev.raw("stages");
@@ -217,6 +221,11 @@ Problem load_problem(const fs::path& dir_in) {
     if (p.stages.empty()) throw Error(file + ": evaluator needs 'command' or 'stages'");
     for (const auto& st : p.stages) {
         if (st.command.empty()) throw Error(file + ": evaluator.command must not be empty");
+        for (const std::string& a : st.command) {
+            if (p.run_command.empty() && (a.find("{run_stdout}") != std::string::npos ||
+                                          a.find("{run_stderr}") != std::string::npos))
+                throw Error(file + ": evaluator uses {run_stdout}/{run_stderr} but has no 'run'");
+        }
     }
 
     Section opts(top.raw("evolve"), file, "evolve");

@@ -16,7 +16,8 @@ namespace crucible::evolve {
 // One evaluator stage of the cascade. A candidate runs stage k+1 only when its combined_score
 // after stage k is >= stage k's threshold (the last stage's threshold is unused).
 struct EvalStage {
-    std::vector<std::string> command;  // {program}, {problem}, {scratch} are substituted
+    std::vector<std::string> command;  // {program}, {problem}, {scratch}, {run_stdout},
+                                       // {run_stderr} are substituted
     double threshold = 0;
     bool has_threshold = false;
 };
@@ -86,8 +87,13 @@ struct Problem {
     std::string language = "python";
     std::string program_file;  // name the candidate is written under in the scratch directory
     std::string initial_code;
+    // evaluator.run: the candidate alone, in a sandbox of its own that is torn down (every
+    // process it started killed) before the first stage starts; its stdout and stderr reach
+    // the stages as read-only files ({run_stdout}, {run_stderr}). Empty: the stages run the
+    // candidate themselves, in the evaluator's sandbox.
+    std::vector<std::string> run_command;
     std::vector<EvalStage> stages;
-    double timeout_s = 60;  // wall clock per stage
+    double timeout_s = 60;  // wall clock per stage (and for the run)
     double cpu_s = 60;
     size_t mem_mb = 2048;
     int procs = 64;
