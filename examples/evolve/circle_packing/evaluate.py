@@ -1,4 +1,5 @@
-# Evaluator for circle packing n = 26: runs the candidate, reads its last stdout line
+# Evaluator for circle packing n = 26: reads the candidate's last stdout line (from the file
+# evaluator.run wrote, --stdout FILE; or by running the candidate itself, PROGRAM)
 # {"circles": [[x, y, r], ...]} and checks it exactly (Fractions of the printed floats):
 # 0 <= x - r, x + r <= 1 (same for y), r >= 0, and dist(i, j) >= r_i + r_j for every pair,
 # as AlphaEvolve's verifier. NaN and inf are rejected before any comparison. Prints one JSON
@@ -42,10 +43,23 @@ def check(circles):
     return sum(c[2] for c in circles)
 
 
+def circles_from_output(out):
+    lines = [l for l in out.splitlines() if l.strip()]
+    if not lines:
+        fail("the program printed nothing")
+    try:
+        return json.loads(lines[-1])["circles"]
+    except (ValueError, KeyError, TypeError) as e:
+        fail(f"the program's last line is not {{\"circles\": [...]}}: {e}")
+
+
 def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--json":  # check a packing file directly
         with open(sys.argv[2]) as f:
             circles = json.load(f)["circles_xyr"]
+    elif len(sys.argv) == 3 and sys.argv[1] == "--stdout":  # the output of evaluator.run
+        with open(sys.argv[2]) as f:
+            circles = circles_from_output(f.read())
     else:
         proc = subprocess.Popen([sys.executable, sys.argv[1]], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -60,13 +74,7 @@ def main():
             pass
         if proc.returncode != 0:
             fail(f"the program exited with status {proc.returncode}:\n{err[-1500:]}")
-        lines = [l for l in out.splitlines() if l.strip()]
-        if not lines:
-            fail("the program printed nothing")
-        try:
-            circles = json.loads(lines[-1])["circles"]
-        except (ValueError, KeyError, TypeError) as e:
-            fail(f"the program's last line is not {{\"circles\": [...]}}: {e}")
+        circles = circles_from_output(out)
     total = check(circles)
     print(json.dumps({"combined_score": total, "sum_radii": total, "valid": 1}))
 
