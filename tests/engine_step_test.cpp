@@ -8,22 +8,14 @@
 #include "core/error.h"
 #include "engine/engine.h"
 #include "engine/reference_generate.h"
+#include "model_util.h"
 
 namespace crucible {
 namespace {
 
 Model& step_model() {
     static Model* m = [] {
-        ModelConfig c;
-        c.vocab_size = 61;
-        c.hidden_size = 32;
-        c.intermediate_size = 48;
-        c.num_hidden_layers = 2;
-        c.num_attention_heads = 4;
-        c.num_key_value_heads = 2;
-        c.head_dim = 8;
-        c.max_position_embeddings = 96;
-        auto* model = new Model(c);
+        auto* model = new Model(testutil::tiny_model_config(61, 96));
         model->init_random(11, 0.3f);
         return model;
     }();

@@ -12,20 +12,13 @@
 #include "core/error.h"
 #include "engine/reference_generate.h"
 #include "engine/sampler.h"
+#include "model_util.h"
 
 namespace crucible {
 namespace {
 
 ModelConfig tiny_config() {
-    ModelConfig c;
-    c.vocab_size = 61;
-    c.hidden_size = 32;
-    c.intermediate_size = 48;
-    c.num_hidden_layers = 2;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = 2;
-    c.head_dim = 8;
-    c.max_position_embeddings = 96;
+    ModelConfig c = testutil::tiny_model_config(61, 96);
     c.rope_theta = 10000.0f;
     return c;
 }

@@ -23,6 +23,7 @@
 #include "core/file_io.h"
 #include "model/checkpoint.h"
 #include "model/model.h"
+#include "model_util.h"
 #include "test_util.h"
 #include "tokenizer/byte_tokenizer.h"
 
@@ -44,16 +45,8 @@ void spit(const fs::path& p, const std::string& bytes) {
 constexpr int kMaxPos = 64;
 
 ModelConfig tiny_config(bool tied, const std::string& model_type = "qwen2") {
-    ModelConfig c;
+    ModelConfig c = testutil::tiny_model_config(264, kMaxPos);
     c.model_type = model_type;
-    c.vocab_size = 264;
-    c.hidden_size = 32;
-    c.intermediate_size = 48;
-    c.num_hidden_layers = 2;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = 2;
-    c.head_dim = 8;
-    c.max_position_embeddings = kMaxPos;
     c.rms_norm_eps = 1e-6f;
     c.rope_theta = 1e6f;
     c.tie_word_embeddings = tied;

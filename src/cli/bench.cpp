@@ -25,8 +25,6 @@ using nlohmann::json;
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 // OpenBLAS sgemm at a large square size: the practical FLOP ceiling of this machine.
 double sgemm_peak_gflops(int reps) {
     const int n = 2048;
@@ -39,7 +37,7 @@ double sgemm_peak_gflops(int reps) {
         const auto t0 = Clock::now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(),
                     n, 0.0f, c.data(), n);
-        const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+        const double s = seconds_since(t0);
         if (r > 0) best = std::max(best, 2.0 * n * n * (double)n / s / 1e9);
     }
     return best;
@@ -80,7 +78,7 @@ StepTiming time_training_step(const BenchShape& shape, int warmup, int steps) {
             kernels::adamw_update(model.params() + t.offset, model.grads() + t.offset,
                                   m.data() + t.offset, v.data() + t.offset, t.numel, hp, i + 1);
         }
-        const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+        const double s = seconds_since(t0);
         if (i >= warmup) times.push_back(s);
     }
     const double step_s = median(times);

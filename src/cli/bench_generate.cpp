@@ -24,12 +24,6 @@ using nlohmann::json;
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) {
-    return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
 // Best-of-3 memcpy bandwidth over a buffer far larger than the caches, in bytes/s.
 double memcpy_bandwidth() {
     const size_t n = size_t(256) << 20;

@@ -26,8 +26,6 @@ using nlohmann::json;
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 struct Matrix {
     const char* name;
     int C, OC;  // inputs, outputs
@@ -46,9 +44,13 @@ std::vector<Matrix> step_matrices(const ModelConfig& c) {
 }
 
 const char* kernel_for_rows(int n) {
-    if (n < kernels::kSmallBatchMinRows) return "weight stream";
-    if (n <= kernels::kSmallBatchMaxRows) {
-        return kernels::cpu_has_avx512() ? "small-batch avx512" : "small-batch avx2";
+    switch (kernels::linear_kernel(n)) {
+        case kernels::LinearKernel::weight_stream:
+            return "weight stream";
+        case kernels::LinearKernel::small_batch:
+            return kernels::cpu_has_avx512() ? "small-batch avx512" : "small-batch avx2";
+        case kernels::LinearKernel::blas:
+            break;
     }
     return "sgemm";
 }
@@ -57,7 +59,7 @@ template <class F>
 double seconds(F&& f) {
     const auto t0 = Clock::now();
     f();
-    return std::chrono::duration<double>(Clock::now() - t0).count();
+    return seconds_since(t0);
 }
 
 }  // namespace

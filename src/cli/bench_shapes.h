@@ -1,8 +1,9 @@
 // What the benchmarks share: the model shapes (bench/torch_train.py builds them under the same
-// names) and the median of repeated timings.
+// names), the clock and the median of repeated timings.
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <vector>
 
 #include "model/config.h"
@@ -37,6 +38,12 @@ inline ModelConfig qwen2_shape(int hidden, int layers, int heads, int kv_heads, 
 inline std::vector<BenchShape> bench_shapes() {
     return {{"small", qwen2_shape(256, 4, 8, 2, 704, 512), 8, 256},
             {"medium", qwen2_shape(896, 4, 14, 2, 4864, 32768), 2, 512}};
+}
+
+using Clock = std::chrono::steady_clock;
+
+inline double seconds_since(Clock::time_point t0) {
+    return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
 // The median of timings (the middle value, or the mean of the two middle ones).

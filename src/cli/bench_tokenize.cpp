@@ -25,8 +25,6 @@ using nlohmann::json;
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 // The corpus texts joined by newlines, `repeat` times over, cut into chunks of about
 // `chunk_bytes` at text boundaries: documents the size of a prompt or a file.
 std::vector<std::string> bench_chunks(const std::string& corpus, int repeat, size_t chunk_bytes) {
@@ -95,7 +93,7 @@ std::function<int()> add_bench_tokenize(CLI::App& bench) {
             size_t n = 0;
             for (const auto& c : chunks) n += tok.encode(c).size();
             if (tokens) *tokens = n;
-            return std::chrono::duration<double>(Clock::now() - t0).count();
+            return seconds_since(t0);
         };
         size_t tokens = 0;
         pass(&tokens);  // warm-up: fills the word cache, as HF's warm-up fills its own

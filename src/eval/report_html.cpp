@@ -23,6 +23,17 @@ double val(const json& j, double fallback = std::nan("")) {
     return j.is_number() ? j.get<double>() : fallback;
 }
 
+// A fraction as a percentage with two decimals, "-" when absent.
+std::string pct(const json& v) {
+    return v.is_number() ? f("%.2f", 100 * v.get<double>()) : std::string("-");
+}
+
+// An interval [lo, hi] in percent, "-" when absent.
+std::string iv(const json& v) {
+    return v.is_array() && v.size() == 2 ? "[" + pct(v[0]) + ", " + pct(v[1]) + "]"
+                                         : std::string("-");
+}
+
 // A colour per run (Okabe-Ito, readable by colour-blind readers).
 const char* run_colour(size_t i) {
     static const char* kColours[] = {"#0072B2", "#D55E00", "#009E73", "#CC79A7",
@@ -170,13 +181,6 @@ std::string pass_curves(const std::vector<json>& runs) {
 // with its item-clustered SE and interval, HealthBench's overall, the judges' bills and
 // agreement, then the score per tag, one column per run. Empty when no run has rubric items.
 std::string rubric_panel(const std::vector<json>& runs) {
-    auto pct = [](const json& v) {
-        return v.is_number() ? f("%.2f", 100 * v.get<double>()) : std::string("-");
-    };
-    auto iv = [&](const json& v) {
-        return v.is_array() && v.size() == 2 ? "[" + pct(v[0]) + ", " + pct(v[1]) + "]"
-                                             : std::string("-");
-    };
     auto count = [](const json& j, const char* key) {
         return std::to_string(j.value(key, int64_t{0}));
     };
@@ -260,12 +264,6 @@ std::string report_html(const std::vector<json>& runs) {
     for (size_t i = 0; i < runs.size(); ++i) {
         const json& r = runs[i];
         const json& a = avg_metric(r);
-        auto pct = [](const json& v) {
-            return v.is_number() ? f("%.2f", 100 * v.get<double>()) : std::string("-");
-        };
-        auto iv = [&](const json& v) {
-            return v.is_array() ? "[" + pct(v[0]) + ", " + pct(v[1]) + "]" : std::string("-");
-        };
         s += "<tr><td><span class=\"swatch\" style=\"background:" + std::string(run_colour(i)) +
              "\"></span>" + std::to_string(i + 1) + "</td><td class=\"l\">" +
              html_escape(r["run"].get<std::string>()) + "</td><td class=\"l\">" +

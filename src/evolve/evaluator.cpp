@@ -113,7 +113,6 @@ EvalOutcome evaluate_program(const Problem& problem, const std::string& code) {
     // Records why a sandboxed command failed in `out`; false when it ran to a zero exit.
     const auto failed = [&](const SandboxResult& r, const std::string& where,
                             const std::string& who) {
-        out.wall_s += r.wall_s;
         if (r.timed_out || r.cpu_limit) {
             out.timed_out = true;
             out.error = where + (r.timed_out ? "wall-clock limit of " : "CPU limit of ") +
@@ -131,6 +130,7 @@ EvalOutcome evaluate_program(const Problem& problem, const std::string& code) {
     };
     if (handoff) {
         const SandboxResult r = run_sandboxed(so, argv_of(problem.run_command));
+        out.wall_s += r.wall_s;
         if (failed(r, "run: ", "the program")) return out;
         if (r.stdout_truncated) {
             out.error = "run: the program printed more than " +
@@ -152,6 +152,7 @@ EvalOutcome evaluate_program(const Problem& problem, const std::string& code) {
     for (size_t k = 0; k < problem.stages.size(); k++) {
         const EvalStage& stage = problem.stages[k];
         const SandboxResult r = run_sandboxed(so, argv_of(stage.command));
+        out.wall_s += r.wall_s;
         out.stages_run = static_cast<int>(k + 1);
         const std::string where = "stage " + std::to_string(k + 1) + ": ";
         if (failed(r, where, "evaluator")) return out;

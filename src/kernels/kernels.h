@@ -37,6 +37,9 @@ void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const floa
 // that range); more rows: OpenBLAS sgemm.
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
                     int C, int OC);
+// Which of those kernels linear_forward uses for N rows.
+enum class LinearKernel { weight_stream, small_batch, blas };
+LinearKernel linear_kernel(int N);
 // dinp (N, C) += (nullptr to skip), dweight (OC, C) +=, dbias (OC) += (nullptr if no bias)
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int N, int C, int OC);

@@ -61,10 +61,17 @@ void dot_rows(float* out, const float* x, const float* w, int C, int OC, bool ac
 
 }  // namespace
 
+LinearKernel linear_kernel(int N) {
+    if (N < kSmallBatchMinRows) return LinearKernel::weight_stream;
+    if (N <= kSmallBatchMaxRows) return LinearKernel::small_batch;
+    return LinearKernel::blas;
+}
+
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
                     int C, int OC) {
+    const LinearKernel kernel = linear_kernel(N);
     // 5 to 128 rows (batched decode): read the weights once, in place (small_batch_linear.cpp).
-    if (N >= kSmallBatchMinRows && N <= kSmallBatchMaxRows) {
+    if (kernel == LinearKernel::small_batch) {
         small_batch_linear(out, inp, weight, bias, N, C, OC,
                            cpu_has_avx512() ? SimdPath::avx512 : SimdPath::avx2);
         return;
@@ -80,18 +87,19 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
     }
     // out (N, OC) = inp (N, C) @ weight^T (C, OC). Up to 4 rows (decode of a few sequences) it
     // is a stream over the weights (dot_rows above).
-    const bool acc = beta != 0.0f;
-    switch (N) {
-        case 1:
-            return dot_rows<1, 4>(out, inp, weight, C, OC, acc);
-        case 2:
-            return dot_rows<2, 2>(out, inp, weight, C, OC, acc);
-        case 3:
-            return dot_rows<3, 2>(out, inp, weight, C, OC, acc);
-        case 4:
-            return dot_rows<4, 2>(out, inp, weight, C, OC, acc);
-        default:
-            break;
+    static_assert(kSmallBatchMinRows == 5, "dot_rows is instantiated for 1 to 4 rows");
+    if (kernel == LinearKernel::weight_stream && N > 0) {
+        const bool acc = beta != 0.0f;
+        switch (N) {
+            case 1:
+                return dot_rows<1, 4>(out, inp, weight, C, OC, acc);
+            case 2:
+                return dot_rows<2, 2>(out, inp, weight, C, OC, acc);
+            case 3:
+                return dot_rows<3, 2>(out, inp, weight, C, OC, acc);
+            default:
+                return dot_rows<4, 2>(out, inp, weight, C, OC, acc);
+        }
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, beta,
                 out, OC);

@@ -77,6 +77,8 @@ void tile_avx2(const Tile& t) {
 }
 
 // R weight rows x V vectors of 16 input rows, AVX-512: 12 x 2 uses 24 of the 32 zmm registers.
+// The same loop as tile_avx2, not one template over both: target("avx512f") on a template
+// would let the compiler emit AVX-512 instructions in its AVX2 instance too.
 template <int R, int V>
 __attribute__((target("avx512f"))) void tile_avx512(const Tile& t) {
     const float* w[R];
