@@ -44,7 +44,9 @@ std::string normalize_text(std::string_view s) {
 }
 
 bool verify_exact(std::string_view gold, std::string_view pred) {
-    return normalize_text(gold) == normalize_text(pred);
+    // An empty gold answer is no answer: matching it would pay an empty completion.
+    const std::string g = normalize_text(gold);
+    return !g.empty() && g == normalize_text(pred);
 }
 
 // ---- regex ------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ namespace crucible::eval {
 
 // Trims, collapses each run of ASCII whitespace to one space, lower-cases ASCII letters.
 std::string normalize_text(std::string_view s);
+// Equal after normalize_text. An empty (or all-whitespace) gold never matches: it is no answer.
 bool verify_exact(std::string_view gold, std::string_view pred);
 
 // ---- regex ------------------------------------------------------------------------------------
