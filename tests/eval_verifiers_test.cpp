@@ -214,6 +214,33 @@ const Case kCases[] = {
     {"math", "\\sin x", "\\cos x", false},
     {"math", "\\frac{\\pi}{4}", "\\arctan 1", true},
     {"math", "\\sin^{-1} x", "\\arcsin x", false},
+    // absolute values, roots, logs and domains: the probes take negative and mixed-sign
+    // points, and a point where one side is real and the other is not (or is not finite)
+    // makes them different, even when GiNaC's normal form says equal; a single removable
+    // point (x/x, (x^2-1)/(x-1)) is never probed, so it does not count
+    {"math", "|x|", "x", false},
+    {"math", "\\sqrt{x^2}", "x", false},
+    {"math", "\\sqrt{x^2}", "|x|", true},
+    {"math", "\\frac{x}{|x|}", "1", false},
+    {"math", "\\frac{|x|}{x}", "\\frac{x}{|x|}", true},
+    {"math", "2\\ln x", "\\ln(x^2)", false},
+    {"math", "2\\ln|x|", "\\ln(x^2)", true},
+    {"math", "\\log_{2}(x^2)", "2\\log_{2}x", false},
+    {"math", "\\sqrt{4}", "2", true},
+    {"math", "x^2", "|x|^2", true},
+    {"math", "|x-1|", "x-1", false},
+    {"math", "\\sqrt{(x-1)^2}", "|x-1|", true},
+    {"math", "\\sqrt{x^2 y^2}", "|x \\cdot y|", true},
+    {"math", "(\\sqrt{x})^2", "x", false},
+    {"math", "e^{\\ln x}", "x", false},
+    {"math", "\\ln(e^x)", "x", true},
+    {"math", "\\sqrt{x}\\sqrt{y}", "\\sqrt{xy}", false},
+    {"math", "x^{1/3}", "\\sqrt[3]{x}", true},
+    {"math", "x^{2/3}", "\\sqrt[3]{x^2}", true},
+    {"math", "\\arcsin x", "\\frac{\\pi}{2}-\\arccos x", true},
+    {"math", "\\frac{x}{x}", "1", true},
+    {"math", "\\frac{1}{\\frac{1}{x}}", "x", true},
+    {"math", "\\frac{x^2-1}{x-1}", "x+1", true},
     // equations
     {"math", "y=2x+1", "2x+1", true},
     {"math", "y=2x+1", "y=1+2x", true},
@@ -222,6 +249,46 @@ const Case kCases[] = {
     {"math", "x=3", "x=4", false},
     {"math", "3", "x = 3", true},
     {"math", "x=1, y=2", "y=2, x=1", true},
+    // relations: flipped, negated and scaled inequalities; strictness and direction count
+    {"math", "x \\ge 5", "5 \\le x", true},
+    {"math", "x \\geq 5", "x >= 5", true},
+    {"math", "x < 1", "-x > -1", true},
+    {"math", "x < 1", "x > 1", false},
+    {"math", "x \\le 1", "x < 1", false},
+    {"math", "2x < 6", "-x > -3", true},
+    {"math", "x < 3", "3 - x > 0", true},
+    {"math", "x > 3", "3 - x > 0", false},
+    {"math", "x \\neq 2", "x != 2", true},
+    {"math", "-1 < x \\le 2", "-1 < x \\leq 2", true},
+    {"math", "-1 < x \\le 2", "-1 \\le x < 2", false},
+    // decimals compare at the precision they give, never coarser than 6 places
+    {"math", "0.3", "\\frac{1}{3}", false},
+    {"math", "0.33", "\\frac{1}{3}", false},
+    {"math", "0.333333", "\\frac{1}{3}", true},
+    {"math", "0.3333334", "\\frac{1}{3}", false},
+    {"math", "0.014286", "\\frac{1}{70}", true},
+    {"math", "333.3333", "\\frac{1000}{3}", false},
+    {"math", "0.125", "\\frac{1}{8}", true},
+    {"math", "0.1", "0.10001", false},
+    // commas and spaces in numbers: groups of three are one number, anything else is a list
+    {"math", "1,2", "12", false},
+    {"math", "1 2", "12", false},
+    {"math", "3,5", "3.5", false},
+    {"math", "0,375", "0.375", true},
+    {"math", "32,\\!349", "32349", true},
+    {"math", "32, 349", "32349", false},
+    {"math", "1\\,000\\,000", "1000000", true},
+    {"math", "1,0000", "10000", false},
+    // mixed numbers are sums; a product of a number and a fraction of variables is not
+    {"math", "2\\frac{1}{2}", "\\frac{5}{2}", true},
+    {"math", "2\\frac{1}{2}", "1", false},
+    {"math", "-2\\frac{1}{2}", "-2.5", true},
+    {"math", "2\\frac{x}{2}", "x", true},
+    // lists with an ellipsis are patterns, in order
+    {"math", "1, 2, 3, \\ldots", "1, 2, 3", false},
+    {"math", "1, 2, 3, ...", "1, 2, 3", false},
+    {"math", "1, 2, 3, \\ldots", "1, 2, 3, \\cdots", true},
+    {"math", "1, 2, 3, \\ldots", "3, 2, 1, \\ldots", false},
     // sets, tuples, intervals
     {"math", "\\{1,2,3\\}", "\\{3,2,1\\}", true},
     {"math", "\\{1,2\\}", "\\{1,2,3\\}", false},
@@ -371,8 +438,22 @@ TEST(EvalVerifiers, SymbolicVerdicts) {
 TEST(EvalVerifiers, ExtractMathAnswer) {
     EXPECT_EQ(extract_math_answer("so \\boxed{\\frac{1}{\\sqrt{2}}} done").value(),
               "\\frac{1}{\\sqrt{2}}");
-    EXPECT_EQ(extract_math_answer("\\boxed{1} then \\boxed{\\{1,\\{2\\}\\}}").value(),
+    EXPECT_EQ(extract_math_answer(
+                  "\\boxed{1} was my first guess but I then found \\boxed{\\{1,\\{2\\}\\}}")
+                  .value(),
               "\\{1,\\{2\\}\\}");
+    // Boxes close together, or joined by and/or/,/; within 70 characters, are one list.
+    EXPECT_EQ(extract_math_answer("\\boxed{2} and \\boxed{5}").value(), "2,5");
+    EXPECT_EQ(extract_math_answer("\\boxed{4}\\boxed{9}").value(), "4,9");
+    EXPECT_EQ(extract_math_answer("\\boxed{5} and again \\boxed{5}").value(), "5");
+    // "Answer" and a math environment within 50 characters, on any line.
+    EXPECT_EQ(extract_math_answer("The answer is\n\\[\n\\frac{3}{4}\n\\]\nDone.").value(),
+              "\\[\n\\frac{3}{4}\n\\]");
+    EXPECT_EQ(extract_math_answer("Answer \\( 9 \\) here").value(), "\\( 9 \\)");
+    // No marker: the last environment, with those joined to it by "and" / "or" / ",".
+    EXPECT_EQ(extract_math_answer("so $x = 2$, hence $$y = 3$$").value(), "$$y = 3$$");
+    EXPECT_EQ(extract_math_answer("roots $2$ and $3$").value(), "$2$ and $3$");
+    EXPECT_EQ(extract_math_answer("it is $12.5$ percent").value(), "$12.5$ percent");
     EXPECT_EQ(extract_math_answer("$\\boxed 5$").value(), "5");
     EXPECT_EQ(extract_math_answer("\\fbox{7}").value(), "7");
     EXPECT_EQ(extract_math_answer("Thus the answer is $x^2$. I hope so.").value(), "$x^2$");
@@ -430,6 +511,52 @@ TEST(EvalVerifiers, HostileInputsFailQuietly) {
     EXPECT_FALSE(verify("math", "1", std::string(100000, 'x')));
     EXPECT_FALSE(verify("math", "1", "(a+b+c+d+f+g+h+k+1)^{64}-(a+b+c+d+f+g+h+k)^{64}"));
     EXPECT_FALSE(verify("numeric", "1", std::string(100000, '1')));
+    // Unclosed delimiters, many boxes, long relation chains and lists stay linear and fast.
+    std::string parens, dollars, boxes, many, chain = "x", dots = "1";
+    for (int i = 0; i < 30000; ++i) parens += "\\(";
+    for (int i = 0; i < 30000; ++i) dollars += "$\\$";
+    for (int i = 0; i < 20000; ++i) boxes += "\\boxed{1}";
+    for (int i = 0; i < 20000; ++i) many += "\\boxed{" + std::to_string(i) + "}";
+    for (int i = 0; i < 300; ++i) chain += "<x";
+    for (int i = 0; i < 300; ++i) dots += ",\\ldots";
+    EXPECT_FALSE(verify("math", "1", "The answer is " + parens));
+    EXPECT_FALSE(verify("math", "1", dollars));
+    EXPECT_TRUE(verify("math", "1", boxes));  // one answer, repeated
+    EXPECT_FALSE(verify("math", "1", many));  // a list far too long to be an answer
+    EXPECT_TRUE(verify("math", chain, chain));
+    EXPECT_FALSE(verify("math", "x<x", chain));
+    EXPECT_FALSE(verify("math", "1", dots));
+    EXPECT_FALSE(verify("math", "1", "x = " + std::string(1500, '1') + "=1"));
+}
+
+// Rules that hold in one direction only: the gold decides how the prediction is read.
+TEST(EvalVerifiers, MathGoldFirstRules) {
+    // A chain is worth its last value, if every constant step in it is true.
+    EXPECT_TRUE(verify_math("11", "$x = 5 + 5 + 1 = 11$"));
+    EXPECT_FALSE(verify_math("11", "$x = 11 = 12$"));
+    EXPECT_FALSE(verify_math("11", "$12 = 11$"));
+    EXPECT_FALSE(verify_math("8", "$x = 3 + 4 = 8$"));
+    EXPECT_TRUE(verify_math("x = 4", "$x = \\frac{8}{2} = 4$"));
+    // A predicted equation answers a value by its last side; a gold equation that is not an
+    // assignment is not answered by its right side.
+    EXPECT_TRUE(verify_math("1", "$2x + z = 1$"));
+    EXPECT_FALSE(verify_math("2x + z = 1", "$1$"));
+    // A gold relation is answered by its interval; a gold interval is not answered by
+    // restating it as a relation (the prediction must solve, not copy).
+    EXPECT_TRUE(verify_math("x \\geq 5", "$[5, \\infty)$"));
+    EXPECT_TRUE(verify_math("1 < x \\le 4", "$(1, 4]$"));
+    EXPECT_TRUE(verify_math("x \\ne 2", "$(-\\infty, 2) \\cup (2, \\infty)$"));
+    EXPECT_FALSE(verify_math("[5, \\infty)", "$x \\geq 5$"));
+    EXPECT_FALSE(verify_math("x > 2", "$[2, \\infty)$"));
+    // Approximations: the exact side counts.
+    EXPECT_TRUE(verify_math("\\frac{1}{3}", "$p = \\frac{1}{3} \\approx 0.33$"));
+    EXPECT_TRUE(verify_math("20", "$d \\approx 20$"));
+    EXPECT_FALSE(verify_math("0.33", "$p = \\frac{1}{3} \\approx 0.33$"));
+    // A hedge is a list: several boxes are not the first or the last of them.
+    EXPECT_FALSE(verify_math("3", "\\boxed{3} or \\boxed{4}"));
+    EXPECT_FALSE(verify_math("4", "\\boxed{3} or \\boxed{4}"));
+    EXPECT_TRUE(verify_math("3, 4", "\\boxed{3} or \\boxed{4}"));
+    EXPECT_FALSE(verify_math("7", "\\boxed{7\\text{ or }8}"));
 }
 
 }  // namespace

@@ -48,7 +48,8 @@ std::string replace_command(std::string s, std::string_view name, std::string_vi
     return s;
 }
 
-// \! \, \; \: "\ " and ~ become spaces; a "\\" row break is left alone.
+// \, \; \: "\ " and ~ become spaces, \! (and the spaces after it) nothing; a "\\" row
+// break is left alone.
 std::string replace_spacing(std::string_view s) {
     std::string out;
     out.reserve(s.size());
@@ -60,7 +61,12 @@ std::string replace_spacing(std::string_view s) {
                 ++i;
                 continue;
             }
-            if (c == '!' || c == ',' || c == ';' || c == ':' || c == ' ') {
+            if (c == '!') {  // a negative thin space joins what it sits between ("32,\!349")
+                ++i;
+                while (i + 1 < s.size() && is_space(s[i + 1])) ++i;
+                continue;
+            }
+            if (c == ',' || c == ';' || c == ':' || c == ' ') {
                 out.push_back(' ');
                 ++i;
                 continue;
@@ -193,6 +199,11 @@ class ExprParser {
                 l = add(Op::kMul, l, unary());
             } else if (eat('/') || eat_command("div")) {
                 l = add(Op::kDiv, l, unary());
+            } else if (mixed_number_follows(l)) {
+                // "2\frac{1}{2}" is two and a half (Math-Verify's reading), not a product.
+                const bool negative = e_.nodes[static_cast<size_t>(l)].op == Op::kNeg;
+                const int sum = add(Op::kAdd, number_node_, power());
+                l = negative ? add(Op::kNeg, sum) : sum;
             } else if (starts_primary()) {
                 l = add(Op::kMul, l, power());
             } else {
@@ -301,6 +312,27 @@ class ExprParser {
         --depth_;
         return r;
     }
+    // An integer literal that ends at pos_ (alone or negated) followed by \frac of two
+    // integer literals ("2\frac{1}{2}", "-3\frac14").
+    bool mixed_number_follows(int l) const {
+        if (number_node_ < 0 || pos_ != number_end_) return false;
+        const Node& n = e_.nodes[static_cast<size_t>(l)];
+        if (l != number_node_ && !(n.op == Op::kNeg && n.a == number_node_)) return false;
+        if (s_.substr(pos_, 5) != "\\frac") return false;
+        size_t i = pos_ + 5;
+        for (int arg = 0; arg < 2; ++arg) {
+            if (i < s_.size() && is_digit(s_[i])) {
+                ++i;
+                continue;
+            }
+            if (i >= s_.size() || s_[i] != '{') return false;
+            const size_t b = ++i;
+            while (i < s_.size() && is_digit(s_[i])) ++i;
+            if (i == b || i >= s_.size() || s_[i] != '}') return false;
+            ++i;
+        }
+        return i >= s_.size() || s_[i] != '^';
+    }
     int number() {
         const size_t b = pos_;
         while (is_digit(peek())) ++pos_;
@@ -316,7 +348,11 @@ class ExprParser {
             while (is_digit(peek())) ++pos_;
         }
         const std::string text(s_.substr(b, pos_ - b));
-        return add(Op::kNum, -1, -1, std::strtod(text.c_str(), nullptr));
+        const int node = add(Op::kNum, -1, -1, std::strtod(text.c_str(), nullptr));
+        const bool integer = text.find_first_of(".eE") == std::string::npos;
+        number_node_ = integer ? node : -1;
+        number_end_ = pos_;
+        return node;
     }
     // A run of plain letters: a function name, pi, inf, or one variable.
     int word() {
@@ -371,6 +407,8 @@ class ExprParser {
 
     std::string_view s_;
     size_t pos_ = 0;
+    int number_node_ = -1;  // the last integer literal parsed, and where it ended
+    size_t number_end_ = 0;
     int depth_ = 0;
     bool failed_ = false;
     Expr e_;
@@ -381,12 +419,20 @@ std::optional<Expr> parse_expr(std::string_view s) {
     return ExprParser(s).parse();
 }
 
-// Values for the variables at numeric probe point p: distinct, positive, not round.
+// Values for the variables at numeric probe point p, distinct and not round. Points 0-4
+// are positive, in (0.3, 3); points 5-11 give each variable a random sign, point 5 makes all
+// of them negative, and points 10-11 stay inside (-1, 1) (where arcsin and arccos are real),
+// so x and |x|, sqrt(x^2) and x, 2 ln x and ln(x^2) are told apart.
+constexpr int kProbes = 12;
+
 std::vector<double> probe_values(int p) {
     std::vector<double> v(kNumVars);
     for (int i = 0; i < kNumVars; ++i) {
         Rng rng(Rng::mix(static_cast<uint64_t>(i) + 1, static_cast<uint64_t>(p) + 101));
-        v[static_cast<size_t>(i)] = 0.3 + 2.7 * rng.uniform();
+        double x = 0.3 + 2.7 * rng.uniform();
+        if (p >= 10) x = 0.1 + 0.8 * rng.uniform();
+        if (p == 5 || (p > 5 && rng.uniform() < 0.5)) x = -x;
+        v[static_cast<size_t>(i)] = x;
     }
     return v;
 }
@@ -395,8 +441,9 @@ bool is_integral(double x) {
     return std::fabs(x) < 9e15 && x == std::floor(x);
 }
 
-// Two constants: exact for integers, 1e-6 relative when a decimal was written (so 0.333333
-// equals 1/3 and 0.333 does not), 1e-9 relative otherwise (rounding in sqrt, pi, ...).
+// Two constants: exact for integers, 1e-6 relative when a decimal was written inside an
+// expression (1.5\times10^3), 1e-9 relative otherwise (rounding in sqrt, pi, ...). A plain
+// decimal number is compared by decimals_equal instead.
 bool values_close(double a, double b, bool decimal) {
     if (std::isnan(a) || std::isnan(b)) return false;
     if (std::isinf(a) || std::isinf(b)) return a == b;
@@ -405,18 +452,52 @@ bool values_close(double a, double b, bool decimal) {
     return std::fabs(a - b) <= std::max(1e-12, rel * std::max(std::fabs(a), std::fabs(b)));
 }
 
-constexpr int kProbes = 5;
+// The number of decimal places of a plain decimal number ("-0.125": 3), or -1 when the
+// answer is anything else.
+int decimal_places(std::string_view s) {
+    size_t i = (!s.empty() && (s[0] == '-' || s[0] == '+')) ? 1 : 0;
+    while (i < s.size() && is_digit(s[i])) ++i;
+    if (i >= s.size() || s[i] != '.') return -1;
+    const size_t point = i++;
+    while (i < s.size() && is_digit(s[i])) ++i;
+    if (i != s.size() || i == point + 1) return -1;
+    return static_cast<int>(i - point - 1);
+}
 
+// A plain decimal against another value, at the precision the decimal gives but never
+// coarser than 6 places (Math-Verify rounds at 6): the decimal must be the value correctly
+// rounded there, so 0.142857 is 1/7 and 0.1429, 0.3 and 1.414 are not 1/7, 1/3 and sqrt 2.
+// Two decimals compare rounded to 6 places, as Math-Verify does.
+bool decimals_equal(double x, int dx, double y, int dy) {
+    if (!std::isfinite(x) || !std::isfinite(y)) return false;
+    const double slack =
+        4 * std::numeric_limits<double>::epsilon() * std::max({1.0, std::fabs(x), std::fabs(y)});
+    if (dx >= 0 && dy >= 0) {
+        if (std::max(std::fabs(x), std::fabs(y)) < 1e9)
+            return std::round(x * 1e6) == std::round(y * 1e6);
+        return std::fabs(x - y) <= slack;
+    }
+    const int places = std::max({dx, dy, 6});
+    return std::fabs(x - y) <= 0.5 * std::pow(10.0, -places) * (1 + 1e-9) + slack;
+}
+
+// Equal when GiNaC proves it or the probes agree, and in both cases the two are defined at
+// the same probe points: where one side is real and finite and the other is not (a square
+// root or log of a negative number, a division by zero, an overflow) they differ, so
+// sqrt(x)^2, which GiNaC reduces to x, is not x. A single removable point (x/x against 1)
+// is never a probe point, so it does not count.
 bool expressions_equal(const Expr& a, const Expr& b) {
-    // What GiNaC decides is final; anything else goes to the probes.
-    if (const auto v = symbolic_verdict(a, b)) return *v;
+    const std::optional<bool> proved = symbolic_verdict(a, b);
+    if (proved == false) return false;
     // Variables may differ (sin^2 x + cos^2 x against 1): the probes set all of them.
     const bool decimal = a.has_decimal || b.has_decimal;
     if (a.vars.empty() && b.vars.empty()) {
         const double x = a.eval({}), y = b.eval({});
-        if (!std::isfinite(x) || !std::isfinite(y))
+        if (!std::isfinite(x) || !std::isfinite(y)) {
+            if (proved) return !std::isfinite(x) && !std::isfinite(y);
             return std::isinf(x) && x == y && a.has_infinity && b.has_infinity;
-        return values_close(x, y, decimal);
+        }
+        return proved || values_close(x, y, decimal);
     }
     int agree = 0;
     for (int p = 0; p < kProbes; ++p) {
@@ -427,7 +508,35 @@ bool expressions_equal(const Expr& a, const Expr& b) {
         // x > 1, would scale the tolerance to infinity and "agree" with any constant.)
         if (!std::isfinite(x) || !std::isfinite(y)) return false;
         const double scale = std::max({1.0, std::fabs(x), std::fabs(y)});
-        if (!(std::fabs(x - y) <= (decimal ? 1e-6 : 1e-9) * scale)) return false;
+        if (!proved && !(std::fabs(x - y) <= (decimal ? 1e-6 : 1e-9) * scale)) return false;
+        ++agree;
+    }
+    return proved || agree >= 2;
+}
+
+// f and g proportional with a positive factor (relations: 2x - 6 < 0 is x - 3 < 0, and
+// 3 - x < 0 is not) or any nonzero factor (positive_only false), and defined at the same
+// probe points.
+bool proportional(const Expr& f, const Expr& g, bool positive_only) {
+    if (f.vars.empty() || g.vars.empty()) return false;
+    double ratio = kNaN;
+    int agree = 0;
+    for (int p = 0; p < kProbes; ++p) {
+        const std::vector<double> v = probe_values(p);
+        const double x = f.eval(v), y = g.eval(v);
+        if (!std::isfinite(x) && !std::isfinite(y)) continue;
+        if (!std::isfinite(x) || !std::isfinite(y)) return false;
+        if (x == 0.0 || y == 0.0) {
+            if (std::fabs(x - y) > 1e-12) return false;
+            continue;
+        }
+        const double r = x / y;
+        if (std::isnan(ratio)) {
+            ratio = r;
+            if (positive_only && !(ratio > 0)) return false;
+        } else if (!(std::fabs(r - ratio) <= 1e-9 * std::max(1.0, std::fabs(ratio)))) {
+            return false;
+        }
         ++agree;
     }
     return agree >= 2;
@@ -497,20 +606,78 @@ bool wraps_whole(std::string_view s, size_t open) {
     return false;
 }
 
-enum class Kind { kScalar, kSet, kSeq, kMatrix, kUnion, kEquation };
+enum class Kind { kScalar, kSet, kSeq, kMatrix, kUnion, kEquation, kRelation };
 
 struct Structure {
     Kind kind = Kind::kScalar;
     char open = 0, close = 0;        // kSeq: the brackets
     bool bare = false;               // kSet written without braces ("1, 2")
-    std::vector<std::string> parts;  // elements; kMatrix: row-major cells
+    std::vector<std::string> parts;  // elements; kMatrix: row-major cells; kRelation: sides
+    std::vector<std::string> ops;    // kRelation: "<", "\\le", "\\ne", "=" between the sides
     size_t rows = 0;                 // kMatrix
 };
 
-bool is_inequality(std::string_view s) {
-    return s.find('<') != std::string_view::npos || s.find('>') != std::string_view::npos ||
-           s.find("\\le") != std::string_view::npos || s.find("\\ge") != std::string_view::npos ||
-           s.find("\\ne") != std::string_view::npos;
+// The relation operator at s[i] ("<", ">", "\le", "\ge", "\ne", "="), empty if none. "\le"
+// is also read where whitespace removal glued a variable to it ("x\ley"), unless the letters
+// spell another command (\leftarrow, \neg, \gets, ...).
+std::string_view relation_at(std::string_view s, size_t i) {
+    const char c = s[i];
+    if (c == '<' || c == '>' || c == '=') return s.substr(i, 1);
+    if (c != '\\' || i + 3 > s.size()) return {};
+    const std::string_view op = s.substr(i, 3);
+    if (op != "\\le" && op != "\\ge" && op != "\\ne") return {};
+    for (std::string_view longer : {"\\leftarrow", "\\leftrightarrow", "\\lesssim", "\\neg",
+                                    "\\nearrow", "\\nexists", "\\gets", "\\geqq", "\\leqq"})
+        if (s.substr(i, longer.size()) == longer) return {};
+    return op;
+}
+
+// Splits a relation "a < b \le c" at its top-level operators; false when it has no "<",
+// ">", "\le", "\ge" or "\ne" (an equation or no relation at all).
+bool split_relation(std::string_view s, std::vector<std::string>* parts,
+                    std::vector<std::string>* ops) {
+    int depth = 0;
+    size_t start = 0;
+    bool inequality = false;
+    for (size_t i = 0; i < s.size(); ++i) {
+        const char c = s[i];
+        if (is_open(c)) {
+            ++depth;
+            continue;
+        }
+        if (is_close(c)) {
+            --depth;
+            continue;
+        }
+        if (depth != 0) continue;
+        const std::string_view op = relation_at(s, i);
+        if (op.empty()) continue;
+        inequality = inequality || op != "=";
+        parts->emplace_back(s.substr(start, i - start));
+        ops->emplace_back(op);
+        start = i + op.size();
+        i = start - 1;
+    }
+    parts->emplace_back(s.substr(start));
+    for (const auto& p : *parts)
+        if (p.empty()) return false;
+    return inequality;
+}
+
+// The cells of a matrix body "1&2\\3&4" into `st`; false when ragged.
+bool fill_matrix(std::string_view body, Structure* st) {
+    std::vector<std::string> rows = split_top(body, "\\\\");
+    if (!rows.empty() && rows.back().empty()) rows.pop_back();
+    size_t cols = 0;
+    for (const auto& r : rows) {
+        std::vector<std::string> cells = split_top(r, "&");
+        if (cols != 0 && cells.size() != cols) return false;
+        cols = cells.size();
+        for (auto& c : cells) st->parts.push_back(std::move(c));
+    }
+    st->rows = rows.size();
+    st->kind = Kind::kMatrix;
+    return true;
 }
 
 Structure classify(const std::string& s) {
@@ -524,21 +691,26 @@ Structure classify(const std::string& s) {
         const std::string b = "\\begin{" + std::string(env) + "}";
         const std::string e = "\\end{" + std::string(env) + "}";
         if (!starts_with(s, b) || !ends_with(s, e) || s.size() < b.size() + e.size()) continue;
-        std::string body = s.substr(b.size(), s.size() - b.size() - e.size());
-        std::vector<std::string> rows = split_top(body, "\\\\");
-        if (!rows.empty() && rows.back().empty()) rows.pop_back();
-        st.kind = Kind::kMatrix;
         st.open = env[0];  // vmatrix (a determinant) differs from the others
         if (env == "bmatrix" || env == "matrix" || env == "Bmatrix") st.open = 'p';
-        size_t cols = 0;
-        for (const auto& r : rows) {
-            std::vector<std::string> cells = split_top(r, "&");
-            if (cols != 0 && cells.size() != cols) return Structure{};  // ragged: scalar, fails
-            cols = cells.size();
-            for (auto& c : cells) st.parts.push_back(std::move(c));
-        }
-        st.rows = rows.size();
+        if (!fill_matrix(std::string_view(s).substr(b.size(), s.size() - b.size() - e.size()), &st))
+            return Structure{};  // ragged: scalar, fails
         return st;
+    }
+    // An array in brackets, "[\begin{array}{cc}1&2\\3&4\end{array}]", is a matrix too.
+    if (s.size() > 2 && (s[0] == '[' || s[0] == '(') && (s.back() == ']' || s.back() == ')')) {
+        const std::string_view inner = std::string_view(s).substr(1, s.size() - 2);
+        const std::string_view b = "\\begin{array}{", e = "\\end{array}";
+        if (starts_with(inner, b) && ends_with(inner, e)) {
+            const size_t spec_end = inner.find('}', b.size());
+            if (spec_end != std::string_view::npos && spec_end + 1 <= inner.size() - e.size()) {
+                st.open = 'p';
+                if (!fill_matrix(inner.substr(spec_end + 1, inner.size() - e.size() - spec_end - 1),
+                                 &st))
+                    return Structure{};
+                return st;
+            }
+        }
     }
     if (s.size() >= 4 && starts_with(s, "\\{") && ends_with(s, "\\}") && wraps_whole(s, 1)) {
         st.kind = Kind::kSet;
@@ -571,12 +743,15 @@ Structure classify(const std::string& s) {
         st.parts = std::move(parts);
         return st;
     }
-    if (!is_inequality(s)) {
-        if (auto parts = split_top(s, "="); parts.size() > 1) {
-            st.kind = Kind::kEquation;
-            st.parts = std::move(parts);
-            return st;
-        }
+    if (split_relation(s, &st.parts, &st.ops)) {
+        st.kind = Kind::kRelation;
+        return st;
+    }
+    st.parts.clear();
+    st.ops.clear();
+    if (auto parts = split_top(s, "="); parts.size() > 1) {
+        st.kind = Kind::kEquation;
+        st.parts = std::move(parts);
     }
     return st;
 }
@@ -618,32 +793,147 @@ bool is_variable_name(std::string_view s) {
 
 bool equal_core(const std::string& a, const std::string& b, int depth);
 
+bool is_constant(const std::string& s) {
+    const auto e = parse_expr(s);
+    return e && e->vars.empty() && !e->has_infinity;
+}
+
+// The value a chain "x = 5+5+1 = 11" states: its last side, from side `first` on, when every
+// side that is a constant equals it. "12 = 11" and "x = 3+4 = 8" state nothing (a false
+// step is not an answer, though Math-Verify reads only the last side). nullopt then.
+std::optional<std::string> chain_value(const Structure& st, size_t first, int depth) {
+    const std::string& last = st.parts.back();
+    for (size_t i = first; i + 1 < st.parts.size(); ++i)
+        if (is_constant(st.parts[i]) && !equal_core(st.parts[i], last, depth + 1))
+            return std::nullopt;
+    return last;
+}
+
 bool equations_compare(const Structure& ea, const Structure& eb, int depth) {
-    if (ea.parts.size() == 2 && eb.parts.size() == 2) {
-        if (ea.parts[0] == eb.parts[0] && is_variable_name(ea.parts[0]))
-            return equal_core(ea.parts[1], eb.parts[1], depth + 1);
-        auto fa = parse_expr("(" + ea.parts[0] + ")-(" + ea.parts[1] + ")");
-        auto fb = parse_expr("(" + eb.parts[0] + ")-(" + eb.parts[1] + ")");
+    std::vector<std::string> pa = ea.parts, pb = eb.parts;
+    // Two assignments compare their first and last sides ("x = 8/2 = 4" is "x = 4").
+    if (pa.size() > 2 && is_variable_name(pa[0])) {
+        const auto v = chain_value(ea, 1, depth);
+        if (!v) return false;
+        pa = {pa[0], *v};
+    }
+    if (pb.size() > 2 && is_variable_name(pb[0])) {
+        const auto v = chain_value(eb, 1, depth);
+        if (!v) return false;
+        pb = {pb[0], *v};
+    }
+    if (pa.size() == 2 && pb.size() == 2) {
+        if (pa[0] == pb[0] && is_variable_name(pa[0])) return equal_core(pa[1], pb[1], depth + 1);
+        auto fa = parse_expr("(" + pa[0] + ")-(" + pa[1] + ")");
+        auto fb = parse_expr("(" + pb[0] + ")-(" + pb[1] + ")");
         return fa && fb && equations_equal(*fa, *fb);
     }
     return false;
 }
 
-bool equal_core(const std::string& a, const std::string& b, int depth) {
-    if (depth > kMaxDepth || a.empty() || b.empty()) return false;
-    // Identical answers are equal, unless they hold nothing to compare ("???", "()").
-    if (a == b && (a == "\\{\\}" || has_alnum(a))) return true;
-    const Structure sa = classify(a), sb = classify(b);
-    // An assignment "x = 3" against a value: compare the value (the last side of a chain).
-    if (sa.kind == Kind::kEquation && sb.kind != Kind::kEquation) {
-        for (size_t i = 0; i + 1 < sa.parts.size(); ++i)
-            if (!is_variable_name(sa.parts[i])) return false;
-        return equal_core(sa.parts.back(), b, depth + 1);
+// One relation "l op r" in the form "f op 0" with op one of <, \le, \ne, = (a > b is
+// b < a); false when a side does not parse.
+struct Relation {
+    std::string op;
+    std::optional<Expr> f;
+};
+Relation canonical_relation(const std::string& l, std::string op, const std::string& r) {
+    std::string lhs = l, rhs = r;
+    if (op == ">" || op == "\\ge") {
+        std::swap(lhs, rhs);
+        op = op == ">" ? "<" : "\\le";
     }
+    return {op, parse_expr("(" + lhs + ")-(" + rhs + ")")};
+}
+
+// Two relations, link by link in the order written (a chain "-3 < x < 3" has two links):
+// the same operator after flipping > and \ge, and lhs - rhs proportional, by a positive
+// factor for < and \le (so -x > -1 is x < 1, and 2x < 6 is x < 3).
+bool relations_equal(const Structure& ra, const Structure& rb) {
+    if (ra.ops.size() != rb.ops.size()) return false;
+    for (size_t i = 0; i < ra.ops.size(); ++i) {
+        const Relation x = canonical_relation(ra.parts[i], ra.ops[i], ra.parts[i + 1]);
+        const Relation y = canonical_relation(rb.parts[i], rb.ops[i], rb.parts[i + 1]);
+        if (x.op != y.op || !x.f || !y.f) return false;
+        if (!proportional(*x.f, *y.f, x.op == "<" || x.op == "\\le")) return false;
+    }
+    return true;
+}
+
+// A relation on one variable with constant bounds as the interval it describes: "x \ge 5"
+// is [5,\infty), "1 < x \le 4" is (1,4], "x \ne 2" is (-\infty,2)\cup(2,\infty). nullopt
+// for anything else.
+std::optional<std::string> relation_as_interval(const Structure& r) {
+    auto lower = [](const std::string& op) { return op == "<" || op == "\\le"; };
+    auto strict = [](const std::string& op) { return op == "<" || op == ">"; };
+    if (r.ops.size() == 1) {
+        std::string op = r.ops[0], c;
+        if (is_variable_name(r.parts[0]) && is_constant(r.parts[1])) {
+            c = r.parts[1];
+        } else if (is_variable_name(r.parts[1]) && is_constant(r.parts[0])) {
+            c = r.parts[0];
+            if (op != "\\ne")
+                op = lower(op) ? (strict(op) ? ">" : "\\ge") : (strict(op) ? "<" : "\\le");
+        } else {
+            return std::nullopt;
+        }
+        if (op == "\\ne") return "(-\\infty," + c + ")\\cup(" + c + ",\\infty)";
+        if (lower(op)) return "(-\\infty," + c + (strict(op) ? ")" : "]");
+        return (strict(op) ? "(" : "[") + c + ",\\infty)";
+    }
+    if (r.ops.size() == 2 && is_variable_name(r.parts[1]) && is_constant(r.parts[0]) &&
+        is_constant(r.parts[2])) {
+        const std::string &o1 = r.ops[0], &o2 = r.ops[1];
+        if (o1 == "\\ne" || o2 == "\\ne" || o1 == "=" || o2 == "=" || lower(o1) != lower(o2))
+            return std::nullopt;
+        const bool up = lower(o1);
+        const std::string& lo = up ? r.parts[0] : r.parts[2];
+        const std::string& hi = up ? r.parts[2] : r.parts[0];
+        const bool lo_open = strict(up ? o1 : o2), hi_open = strict(up ? o2 : o1);
+        return (lo_open ? "(" : "[") + lo + "," + hi + (hi_open ? ")" : "]");
+    }
+    return std::nullopt;
+}
+
+// "x \approx 11" is 11 named x; "p = 1/3 \approx 0.33" keeps the exact side.
+std::string drop_approximation(const std::string& s) {
+    const auto parts = split_top(s, "\\approx");
+    if (parts.size() < 2 || parts[0].empty() || parts.back().empty()) return s;
+    if (is_variable_name(parts[0])) return parts[0] + "=" + parts.back();
+    return parts[0];
+}
+
+bool has_ellipsis(const std::vector<std::string>& parts) {
+    return std::find(parts.begin(), parts.end(), "\\dots") != parts.end();
+}
+
+bool equal_core(const std::string& a_in, const std::string& b_in, int depth) {
+    if (depth > kMaxDepth || a_in.empty() || b_in.empty()) return false;
+    // Identical answers are equal, unless they hold nothing to compare ("???", "()").
+    if (a_in == b_in && (a_in == "\\{\\}" || has_alnum(a_in))) return true;
+    const std::string a = drop_approximation(a_in), b = drop_approximation(b_in);
+    const Structure sa = classify(a), sb = classify(b);
+    // A gold assignment "x = 3" (or a chain "x = 1+2 = 3") against a value: the value.
+    if (sa.kind == Kind::kEquation && sb.kind != Kind::kEquation) {
+        if (!is_variable_name(sa.parts[0])) return false;
+        const auto v = chain_value(sa, 1, depth);
+        return v && equal_core(*v, b, depth + 1);
+    }
+    // A predicted equation against a value: its last side ("x = 5+5+1 = 11" answers 11).
     if (sb.kind == Kind::kEquation && sa.kind != Kind::kEquation) {
-        for (size_t i = 0; i + 1 < sb.parts.size(); ++i)
-            if (!is_variable_name(sb.parts[i])) return false;
-        return equal_core(a, sb.parts.back(), depth + 1);
+        const auto v = chain_value(sb, 0, depth);
+        return v && equal_core(a, *v, depth + 1);
+    }
+    // Relations: link by link; a gold relation on one variable also equals the interval it
+    // describes, but a gold interval is not answered by restating it as a relation
+    // (Math-Verify's asymmetry: solving an inequality must not be paid for copying it).
+    if (sa.kind == Kind::kRelation || sb.kind == Kind::kRelation) {
+        if (sa.kind == sb.kind) return relations_equal(sa, sb);
+        if (sa.kind == Kind::kRelation && (sb.kind == Kind::kSeq || sb.kind == Kind::kUnion)) {
+            const auto interval = relation_as_interval(sa);
+            return interval && equal_core(*interval, b, depth + 1);
+        }
+        return false;
     }
     // A bare list against a tuple: "3, 4" answers "(3,4)" in order.
     if (sa.kind == Kind::kSet && sa.bare && sb.kind == Kind::kSeq && sb.open == '(' &&
@@ -656,6 +946,10 @@ bool equal_core(const std::string& a, const std::string& b, int depth) {
     switch (sa.kind) {
         case Kind::kUnion:
         case Kind::kSet:
+            // A list with an ellipsis is a pattern, read in order: "1, 3, 5, \dots" is not
+            // "1, 3, 5" and not "\dots, 5, 3, 1".
+            if (has_ellipsis(sa.parts) || has_ellipsis(sb.parts))
+                return elements_equal_ordered(sa.parts, sb.parts, depth);
             return elements_equal_unordered(sa.parts, sb.parts, depth);
         case Kind::kSeq:
             return sa.open == sb.open && sa.close == sb.close &&
@@ -665,11 +959,19 @@ bool equal_core(const std::string& a, const std::string& b, int depth) {
                    elements_equal_ordered(sa.parts, sb.parts, depth);
         case Kind::kEquation:
             return equations_compare(sa, sb, depth);
+        case Kind::kRelation:
         case Kind::kScalar:
             break;
     }
     const auto ea = parse_expr(a), eb = parse_expr(b);
-    if (ea && eb) return expressions_equal(*ea, *eb);
+    if (ea && eb) {
+        // A plain decimal is compared at the precision it gives (decimals_equal).
+        const int da = decimal_places(a), db = decimal_places(b);
+        if ((da >= 0 || db >= 0) && ea->vars.empty() && eb->vars.empty() && !ea->has_infinity &&
+            !eb->has_infinity)
+            return decimals_equal(ea->eval({}), da, eb->eval({}), db);
+        return expressions_equal(*ea, *eb);
+    }
     // Neither is an expression: text answers ("Monday", "\text{yes}") compare case-folded.
     if (!ea && !eb) return has_alnum(a) && to_lower(a) == to_lower(b);
     return false;
@@ -709,6 +1011,66 @@ std::string strip_trailing_punctuation(std::string s) {
     return s;
 }
 
+// "5 and 6", "1, 2, or 3", "7\text{ or }8": the words "and" and "or" between answers are
+// list commas (as Math-Verify reads them).
+std::string words_to_commas(const std::string& s) {
+    std::string out;
+    size_t i = 0;
+    while (i < s.size()) {
+        size_t w = 0;
+        if (s.compare(i, 3, "and") == 0) w = 3;
+        if (s.compare(i, 2, "or") == 0) w = 2;
+        const bool word = w > 0 && (i == 0 || (!is_alpha(s[i - 1]) && s[i - 1] != '\\')) &&
+                          (i + w >= s.size() || !is_alpha(s[i + w]));
+        if (!word) {
+            out.push_back(s[i++]);
+            continue;
+        }
+        while (!out.empty() && (is_space(out.back()) || out.back() == ',')) out.pop_back();
+        out.push_back(',');
+        i += w;
+        while (i < s.size() && is_space(s[i])) ++i;
+    }
+    return out;
+}
+
+// Removes whitespace. Digits apart stay apart ("1 2" is not 12: one space is kept, and the
+// answer no longer parses as a number), unless they are thousands groups ("1 000 000", and
+// "3\,000" once \, is a space).
+std::string remove_spaces(const std::string& s) {
+    std::string out;
+    size_t i = 0;
+    while (i < s.size()) {
+        if (!is_digit(s[i])) {
+            if (!is_space(s[i])) out.push_back(s[i]);
+            ++i;
+            continue;
+        }
+        const bool decimals = i > 0 && s[i - 1] == '.';
+        std::vector<std::string_view> groups;
+        for (size_t j = i;;) {
+            size_t k = j;
+            while (k < s.size() && is_digit(s[k])) ++k;
+            groups.push_back(std::string_view(s).substr(j, k - j));
+            size_t m = k;
+            while (m < s.size() && is_space(s[m])) ++m;
+            if (m > k && m < s.size() && is_digit(s[m])) {
+                j = m;
+                continue;
+            }
+            i = k;
+            break;
+        }
+        bool thousands = !decimals && groups[0].size() <= 3;
+        for (size_t g = 1; g < groups.size(); ++g) thousands = thousands && groups[g].size() == 3;
+        for (size_t g = 0; g < groups.size(); ++g) {
+            if (g > 0 && !thousands) out.push_back(' ');
+            out += groups[g];
+        }
+    }
+    return out;
+}
+
 Normalized normalize(std::string_view in) {
     Normalized out;
     std::string s = trim(in);
@@ -717,7 +1079,12 @@ Normalized normalize(std::string_view in) {
         s = trim(s.substr(2, s.size() - 4));
     s = replace_all(s, "\\$", "");
     s = replace_all(s, "$", "");
-    s = trim(s);
+    // Ellipses, before trailing punctuation is stripped: "1, 3, 5, ..." keeps its "...".
+    s = replace_all(s, "...", "\\dots");
+    s = replace_all(s, "\xE2\x80\xA6", "\\dots");
+    for (std::string_view d : {"\\ldots", "\\cdots", "\\dotsc", "\\dotsb", "\\dotso"})
+        s = replace_command(s, d, "\\dots");
+    s = strip_trailing_punctuation(trim(s));
     if ((starts_with(s, "\\(") && ends_with(s, "\\)")) ||
         (starts_with(s, "\\[") && ends_with(s, "\\]")))
         s = trim(s.substr(2, s.size() - 4));
@@ -748,7 +1115,19 @@ Normalized normalize(std::string_view in) {
     s = replace_command(s, "\\neq", "\\ne");
     s = replace_command(s, "\\leq", "\\le");
     s = replace_command(s, "\\geq", "\\ge");
+    s = replace_command(s, "\\leqslant", "\\le");
+    s = replace_command(s, "\\geqslant", "\\ge");
+    s = replace_command(s, "\\lt", "<");
+    s = replace_command(s, "\\gt", ">");
+    for (auto [from, to] : {std::pair<std::string_view, std::string_view>{"<=", "\\le"},
+                            {">=", "\\ge"},
+                            {"!=", "\\ne"},
+                            {"\xE2\x89\xA4", "\\le"},
+                            {"\xE2\x89\xA5", "\\ge"},
+                            {"\xE2\x89\xA0", "\\ne"}})
+        s = replace_all(s, from, to);
     s = replace_all(s, "{,}", ",");
+    s = words_to_commas(s);
     // Units, percent and punctuation until nothing changes ("50 percent.", "5 cm.").
     for (std::string prev; prev != s;) {
         prev = s;
@@ -766,9 +1145,16 @@ Normalized normalize(std::string_view in) {
         }
         s = trim(s);
     }
+    // "1,000.99" is one number (groups of three); "0,375" too, as a decimal comma (a grouped
+    // number never starts with 0). Any other comma separates elements: "3,5" is a list.
     static const std::regex thousands(R"(^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$)");
-    if (std::regex_match(s, thousands)) s = replace_all(s, ",", "");
-    s.erase(std::remove_if(s.begin(), s.end(), is_space), s.end());
+    static const std::regex decimal_comma(R"(^[+-]?0,\d+$)");
+    if (std::regex_match(s, decimal_comma)) {
+        s = replace_all(s, ",", ".");
+    } else if (std::regex_match(s, thousands)) {
+        s = replace_all(s, ",", "");
+    }
+    s = remove_spaces(s);
     static const std::regex member(R"(^[a-zA-Z]\\in(?![a-zA-Z]))");
     s = std::regex_replace(s, member, "", std::regex_constants::format_first_only);
     out.text = s;
@@ -802,49 +1188,204 @@ std::optional<Expr> parse_math_expr(std::string_view normalized) {
 }
 }  // namespace detail
 
-std::optional<std::string> extract_math_answer(std::string_view text) {
-    // The last \boxed / \fbox.
-    size_t best = std::string_view::npos, name_len = 0;
-    for (std::string_view name : {"\\boxed", "\\fbox"}) {
-        const size_t p = text.rfind(name);
-        if (p != std::string_view::npos && (best == std::string_view::npos || p > best)) {
-            best = p;
-            name_len = name.size();
+namespace {
+
+constexpr size_t kNone = std::string_view::npos;
+
+// Math-Verify's separators between boxed answers that form one list: "and", "or", ",", ";".
+bool has_separator(std::string_view s) {
+    if (s.find(',') != kNone || s.find(';') != kNone) return true;
+    for (std::string_view w : {"and", "or"}) {
+        for (size_t p = s.find(w); p != kNone; p = s.find(w, p + 1)) {
+            const bool left = p == 0 || !(is_alpha(s[p - 1]) || is_digit(s[p - 1]));
+            const size_t e = p + w.size();
+            if (left && (e >= s.size() || !(is_alpha(s[e]) || is_digit(s[e])))) return true;
         }
     }
-    if (best != std::string_view::npos) {
+    return false;
+}
+
+// The last \boxed{} / \fbox{} and, joined by commas, the boxes before it that belong to the
+// same answer: under 10 characters between them, or under 70 with a separator and another
+// content ("\boxed{2} and \boxed{5}" is the list 2, 5; a repeated box counts once).
+// nullopt when there is no box, or the last one is unbalanced (then `broken` is set).
+std::optional<std::string> boxed_answers(std::string_view text, bool* broken) {
+    std::vector<std::string> found;  // right to left
+    size_t limit = text.size(), taken_at = kNone;
+    // The last \\boxed and \\fbox before `limit`; limit only falls, so a position found
+    // before it stays the last one (each name is searched for once per occurrence).
+    constexpr std::string_view kNames[2] = {"\\boxed", "\\fbox"};
+    size_t last[2] = {text.rfind(kNames[0]), text.rfind(kNames[1])};
+    while (limit > 0) {
+        size_t best = kNone, name_len = 0;
+        for (int k = 0; k < 2; ++k) {
+            if (last[k] != kNone && last[k] >= limit)
+                last[k] = limit == 0 ? kNone : text.substr(0, limit).rfind(kNames[k]);
+            if (last[k] != kNone && (best == kNone || last[k] > best)) {
+                best = last[k];
+                name_len = kNames[k].size();
+            }
+        }
+        if (best == kNone) break;
+        const std::string_view before = text.substr(0, limit);
         size_t b = best + name_len;
-        while (b < text.size() && text[b] == ' ') ++b;
-        if (b < text.size() && text[b] == '{') {
-            const size_t e = match_brace(text, b);
-            if (e == std::string_view::npos) return std::nullopt;
-            return trim(text.substr(b + 1, e - b - 1));
-        }
-        if (best + name_len < b) {  // "\boxed 5": up to whitespace or '$'
+        while (b < before.size() && before[b] == ' ') ++b;
+        std::string content;
+        size_t close = kNone;
+        if (b < before.size() && before[b] == '{') {
+            close = match_brace(before, b);
+            if (close == kNone) {
+                if (found.empty()) *broken = true;
+                break;
+            }
+            content = trim(before.substr(b + 1, close - b - 1));
+        } else if (found.empty() && best + name_len < b) {  // "\boxed 5": up to a space or '$'
             size_t e = b;
-            while (e < text.size() && !is_space(text[e]) && text[e] != '$') ++e;
-            if (e > b) return std::string(text.substr(b, e - b));
+            while (e < before.size() && !is_space(before[e]) && before[e] != '$') ++e;
+            if (e == b) break;
+            content = std::string(before.substr(b, e - b));
+            close = e - 1;
+        } else {
+            if (found.empty()) *broken = true;
+            break;
         }
-        return std::nullopt;
+        if (!found.empty()) {
+            const std::string_view between = text.substr(close + 1, taken_at - close - 1);
+            const bool near = between.size() < 10;
+            const bool joined =
+                between.size() < 70 && content != found.back() && has_separator(between);
+            if (!near && !joined) break;
+        }
+        if (found.empty() || found.back() != content) found.push_back(content);
+        taken_at = best;
+        limit = best;
+    }
+    if (found.empty()) return std::nullopt;
+    std::string out;
+    for (size_t i = found.size(); i-- > 0;) {
+        out += found[i];
+        if (i > 0) out += ",";
+    }
+    return out;
+}
+
+// The end (one past the closing delimiter) of the math environment that opens at `b` --
+// $...$ and \(...\) on one line, $$...$$ and \[...\] on any -- or kNone.
+size_t environment_end(std::string_view t, size_t b) {
+    auto closing = [&](size_t from, std::string_view close, bool one_line) {
+        for (size_t i = from; i + close.size() <= t.size(); ++i) {
+            if (one_line && t[i] == '\n') return kNone;
+            if (t[i] == '\\' && close[0] != '\\') {
+                ++i;  // an escaped character ("\$") does not close $...$
+                continue;
+            }
+            if (t.substr(i, close.size()) == close) return i + close.size();
+        }
+        return kNone;
+    };
+    if (t.substr(b, 2) == "$$") return closing(b + 2, "$$", false);
+    if (t.substr(b, 2) == "\\[") return closing(b + 2, "\\]", false);
+    if (t.substr(b, 2) == "\\(") return closing(b + 2, "\\)", true);
+    if (t[b] == '$' && (b == 0 || t[b - 1] != '\\')) {
+        const size_t e = closing(b + 1, "$", true);
+        return e == b + 2 ? kNone : e;  // "$$" is not an empty environment
+    }
+    return kNone;
+}
+
+// A percent sign or word right after an environment ("$12.5$ percent") belongs to it.
+size_t percent_suffix_end(std::string_view t, size_t e) {
+    size_t i = e;
+    while (i < t.size() && t[i] == ' ') ++i;
+    for (std::string_view p : {"\\%", "%", "percentage", "percent", "pct"})
+        if (t.substr(i, p.size()) == p) return i + p.size();
+    return e;
+}
+
+// Math environments in reading order, as [begin, end) spans. An opener that finds no closer
+// is remembered, so that the next openers of its kind before the end of its search are not
+// searched again ("\\(\\(\\(..." stays linear).
+std::vector<std::pair<size_t, size_t>> environments(std::string_view t) {
+    std::vector<std::pair<size_t, size_t>> out;
+    size_t hopeless[4] = {0, 0, 0, 0};  // per kind ($, $$, \(, \[): no closer before this
+    for (size_t i = 0; i < t.size();) {
+        const char c = t[i];
+        int kind = -1;
+        if (c == '$') kind = t.substr(i, 2) == "$$" ? 1 : 0;
+        if (c == '\\' && i + 1 < t.size() && (t[i + 1] == '(' || t[i + 1] == '['))
+            kind = t[i + 1] == '(' ? 2 : 3;
+        if (kind >= 0 && i >= hopeless[kind]) {
+            const size_t e = environment_end(t, i);
+            if (e != kNone) {
+                out.emplace_back(i, percent_suffix_end(t, e));
+                i = out.back().second;
+                continue;
+            }
+            const size_t eol = t.find('\n', i);
+            hopeless[kind] = (kind == 0 || kind == 2) && eol != kNone ? eol : t.size();
+        }
+        i += c == '\\' ? 2 : 1;  // "\$" is a dollar sign, not a delimiter
+    }
+    return out;
+}
+
+// Environments written as one answer: "$5$ and $6$", "$1$, $2$, or $3$" (at most 6).
+bool connected(std::string_view gap) {
+    const std::string g = trim(gap);
+    return g.empty() || g == "," || g == "and" || g == "or" || g == ",and" || g == ", and" ||
+           g == ",or" || g == ", or";
+}
+
+}  // namespace
+
+std::optional<std::string> extract_math_answer(std::string_view text) {
+    // The last \boxed (with the boxes that belong with it).
+    bool broken = false;
+    if (auto boxed = boxed_answers(text, &broken)) return boxed;
+    if (broken) return std::nullopt;
+    const auto envs = environments(text);
+    // "Answer" and, within 50 characters, a math environment (any lines): that environment
+    // and the ones connected to it.
+    const std::string lower_text = to_lower(text);
+    const size_t anchor = lower_text.rfind("answer");
+    if (anchor != std::string::npos) {
+        for (size_t k = 0; k < envs.size(); ++k) {
+            if (envs[k].first < anchor + 6) continue;
+            if (envs[k].first > anchor + 6 + 50) break;
+            size_t last = k;
+            while (
+                last + 1 < envs.size() && last - k < 5 &&
+                connected(text.substr(envs[last].second, envs[last + 1].first - envs[last].second)))
+                ++last;
+            return std::string(text.substr(envs[k].first, envs[last].second - envs[k].first));
+        }
     }
     // "The answer is ..." / "Final Answer: ...": the last one.
-    const std::string lower_text = to_lower(text);
     size_t at = std::string::npos;
     for (std::string_view marker : {"answer is", "answer:"}) {
         const size_t p = lower_text.rfind(marker);
         if (p != std::string::npos && (at == std::string::npos || p + marker.size() > at))
             at = p + marker.size();
     }
-    if (at == std::string::npos) return std::nullopt;
-    std::string_view rest = text.substr(at);
-    rest = rest.substr(0, rest.find('\n'));
-    // End of the sentence: a period followed by a space ("$\frac12$. I hope it is correct.").
-    if (size_t stop = rest.find(". "); stop != std::string_view::npos) rest = rest.substr(0, stop);
-    std::string answer = trim(rest);
-    while (!answer.empty() && (answer[0] == ':' || answer[0] == '*'))
-        answer = trim(answer.substr(1));
-    if (answer.empty()) return std::nullopt;
-    return answer;
+    if (at != std::string::npos) {
+        std::string_view rest = text.substr(at);
+        rest = rest.substr(0, rest.find('\n'));
+        // End of the sentence: a period followed by a space ("$\frac12$. I hope it is correct.").
+        if (size_t stop = rest.find(". "); stop != std::string_view::npos)
+            rest = rest.substr(0, stop);
+        std::string answer = trim(rest);
+        while (!answer.empty() && (answer[0] == ':' || answer[0] == '*'))
+            answer = trim(answer.substr(1));
+        if (!answer.empty()) return answer;
+    }
+    // No marker: the last math environment, with the ones connected to it.
+    if (envs.empty()) return std::nullopt;
+    size_t first = envs.size() - 1;
+    while (
+        first > 0 && envs.size() - first < 6 &&
+        connected(text.substr(envs[first - 1].second, envs[first].first - envs[first - 1].second)))
+        --first;
+    return std::string(text.substr(envs[first].first, envs.back().second - envs[first].first));
 }
 
 std::string normalize_math(std::string_view answer) {

@@ -50,6 +50,21 @@ struct Node {
     int b = -1;
 };
 
+// x^k over the reals: a negative base takes a rational exponent with an odd denominator
+// (x^{1/3} is the real cube root, as \sqrt[3]{x} is); any other non-integer power of a
+// negative number is not real (NaN), as std::pow has it.
+inline double real_pow(double x, double k) {
+    if (!(x < 0) || k == std::floor(k) || !std::isfinite(k)) return std::pow(x, k);
+    for (double q = 3; q <= 15; q += 2) {
+        const double p = k * q;
+        if (std::fabs(p - std::round(p)) < 1e-9) {
+            const double r = std::pow(-x, k);
+            return std::fmod(std::fabs(std::round(p)), 2.0) == 1.0 ? -r : r;
+        }
+    }
+    return std::numeric_limits<double>::quiet_NaN();
+}
+
 struct Expr {
     std::vector<Node> nodes;
     int root = -1;
@@ -77,7 +92,7 @@ struct Expr {
             case Op::kDiv:
                 return A() / B();
             case Op::kPow:
-                return std::pow(A(), B());
+                return real_pow(A(), B());
             case Op::kFact: {
                 const double x = A();
                 if (x < 0 || x > 170 || x != std::floor(x))
