@@ -370,6 +370,111 @@ TEST(EvalHarness, CompareMatchesHandPairedT) {
               std::string::npos);
 }
 
+// A run written to a sample store: item i is id_of(i) in clusters[i] ("" for none), with the
+// scores of rows[i] as samples 0, 1, ... (NaN: the sample is not stored, as after a failure).
+RunData stored_run(const fs::path& dir, int k, const std::vector<std::vector<double>>& rows,
+                   const std::vector<std::string>& clusters = {}) {
+    SampleStore s(dir.string());
+    std::vector<std::pair<std::string, std::string>> ids;
+    for (size_t i = 0; i < rows.size(); ++i) ids.push_back({id_of(i), "1"});
+    s.put_items(items_of(ids, clusters));
+    s.set_setting("k", std::to_string(k));
+    for (size_t i = 0; i < rows.size(); ++i) {
+        for (size_t j = 0; j < rows[i].size(); ++j) {
+            if (std::isnan(rows[i][j])) continue;
+            SampleRecord r;
+            r.item_id = id_of(i);
+            r.sample = static_cast<int>(j);
+            r.score = rows[i][j];
+            s.put(r);
+        }
+    }
+    return load_run(dir.string());
+}
+
+// Item 10 of issue 13: with ragged sample counts every @k figure stands on the items with all
+// K samples, and results.json and the table say how many were left out. Items (K = 4):
+// q0 4 samples 1 correct, q1 4 samples 2 correct, q2 2 samples 1 correct, q3 1 sample wrong.
+// On q0, q1 (hand-worked in eval_statistics_test.cpp, TheCurveUsesOneItemSet): pass@1 3/8,
+// pass@2 2/3, pass@4 1, curve (3/8, 2/3, 7/8, 1); pass^2 = (0 + 1/6)/2 = 1/12.
+TEST(EvalHarness, PassAtKLeavesOutItemsShortOfKAndSaysSo) {
+    TempDir t;
+    const double x = std::nan("");
+    const RunData run =
+        stored_run(t.path(), 4, {{1, 0, 0, 0}, {1, 1, 0, 0}, {1, 0, x, x}, {0, x, x, x}});
+    const json r = compute_results(run);
+    const json& m = r["metrics"];
+    EXPECT_NEAR(m["pass@1"]["mean"].get<double>(), 3.0 / 8, 1e-12);
+    EXPECT_NEAR(m["pass@2"]["mean"].get<double>(), 2.0 / 3, 1e-12);
+    EXPECT_NEAR(m["pass@4"]["mean"].get<double>(), 1.0, 1e-12);
+    EXPECT_NEAR(m["pass^2"]["mean"].get<double>(), 1.0 / 12, 1e-12);
+    for (const char* key : {"pass@1", "pass@2", "pass@4", "pass^1", "pass^2", "pass^4", "maj@4"}) {
+        EXPECT_EQ(m[key]["n_items"], 2) << key;
+        EXPECT_EQ(m[key]["n_excluded"], 2) << key;
+    }
+    const std::vector<double> curve = {3.0 / 8, 2.0 / 3, 7.0 / 8, 1.0};
+    ASSERT_EQ(r["pass_at_k_curve"].size(), 4u);
+    for (size_t k = 0; k < 4; ++k)
+        EXPECT_NEAR(r["pass_at_k_curve"][k].get<double>(), curve[k], 1e-12) << k + 1;
+    EXPECT_EQ(r["pass_at_k_items"]["k"], 4);
+    EXPECT_EQ(r["pass_at_k_items"]["n_items"], 2);
+    EXPECT_EQ(r["pass_at_k_items"]["n_short"], 2);
+    // avg@4 still averages every item with a sample: (1/4 + 1/2 + 1/2 + 0)/4.
+    EXPECT_NEAR(m["avg@4"]["mean"].get<double>(), 5.0 / 16, 1e-12);
+    const std::string table = results_table(r);
+    EXPECT_NE(table.find("2 items with all 4 samples; 2 items with fewer left out"),
+              std::string::npos)
+        << table;
+    const std::string html = report_html({r});
+    EXPECT_NE(html.find("2 items with 4 samples, 2 with fewer left out"), std::string::npos);
+}
+
+// Item 11 of issue 13: compare with a cluster field uses the clustered SE of the paired
+// differences. Per-item A = (1, 1 | 1, 1 | 0, 0), B = (0, 0 | 0, 0 | 0, 1) in clusters g1, g2,
+// g3; d = (1, 1 | 1, 1 | 0, -1). By hand (eval_statistics_test.cpp, EvalPaired.ClusteredByHand):
+// SE over items sqrt(7/60), clustered sqrt(67/360), t with C - 1 = 2 df: p = 1 - t/sqrt(2+t^2).
+// Cluster sums (2, 2, -1): |sum| >= 3 in 4 of 8 sign patterns, so the cluster sign flip p is
+// 1/2 (item by item it would be 12/32).
+TEST(EvalHarness, CompareUsesTheClusteredSeWithAClusterField) {
+    TempDir t;
+    const std::vector<std::string> clusters = {"g1", "g1", "g2", "g2", "g3", "g3"};
+    const RunData a = stored_run(t.path() / "a", 1, {{1}, {1}, {1}, {1}, {0}, {0}}, clusters);
+    const RunData b = stored_run(t.path() / "b", 1, {{0}, {0}, {0}, {0}, {0}, {1}}, clusters);
+    const json c = compare_runs(a, b, CompareOptions{});
+    EXPECT_NEAR(c["diff"].get<double>(), 0.5, 1e-12);
+    EXPECT_NEAR(c["se"].get<double>(), std::sqrt(67.0 / 360), 1e-12);
+    EXPECT_EQ(c["se_kind"], "clustered");
+    EXPECT_EQ(c["n_clusters"], 3);
+    EXPECT_NEAR(c["se_items"].get<double>(), std::sqrt(7.0 / 60), 1e-12);
+    const double tt = 0.5 / std::sqrt(67.0 / 360);
+    EXPECT_NEAR(c["t"].get<double>(), tt, 1e-9);
+    EXPECT_EQ(c["df"], 2);
+    EXPECT_NEAR(c["p_value_t"].get<double>(), 1 - tt / std::sqrt(2 + tt * tt), 1e-9);
+    EXPECT_NEAR(c["ci"][1].get<double>(), 0.5 + 1.959964 * std::sqrt(67.0 / 360), 1e-6);
+    EXPECT_NEAR(c["p_value_sign_flip"].get<double>(), 0.5, 1e-12);
+    EXPECT_EQ(c["sign_flip"]["unit"], "cluster");
+    // Power: design effect (67/360)/(7/60) = 67/42 > 1.
+    EXPECT_NEAR(c["power"]["design_effect"].get<double>(), 67.0 / 42, 1e-12);
+    const std::string text = comparison_text(c);
+    EXPECT_NE(text.find("clustered by field (3 clusters"), std::string::npos) << text;
+    // Without the field the same runs are compared item by item.
+    const RunData a0 = stored_run(t.path() / "a0", 1, {{1}, {1}, {1}, {1}, {0}, {0}});
+    const RunData b0 = stored_run(t.path() / "b0", 1, {{0}, {0}, {0}, {0}, {0}, {1}});
+    const json c0 = compare_runs(a0, b0, CompareOptions{});
+    EXPECT_NEAR(c0["se"].get<double>(), std::sqrt(7.0 / 60), 1e-12);
+    EXPECT_EQ(c0["se_kind"], "items");
+    EXPECT_NEAR(c0["p_value_sign_flip"].get<double>(), 12.0 / 32, 1e-12);
+    // One run with the field and one without: the field is used.
+    EXPECT_EQ(compare_runs(a, b0, CompareOptions{})["n_clusters"], 3);
+    // The same item in two different clusters: the runs did not see one dataset.
+    RunData moved = b;
+    moved.clusters[0] = "g9";
+    EXPECT_NE(testutil::error_of([&] {
+                  compare_runs(a, moved, CompareOptions{});
+              }).find("item 'q0' is in cluster 'g1'"),
+              std::string::npos);
+}
+
 TEST(EvalHarness, ReportIsSelfContained) {
     TempDir t;
     const auto items = items_of({{"a", "1"}, {"b<&>", "2"}});

@@ -184,6 +184,44 @@ TEST(EvalPassAtK, ItemsWithTooFewSamplesAreExcluded) {
     EXPECT_NEAR(e.mean, (1 + 2.0 / 3) / 2, 1e-15);
 }
 
+// Ragged sample counts (failed samples): item A has 4 samples, 1 correct; B 4 samples, 2
+// correct; C only 2 samples (1 correct); D only 1 (wrong). The curve stands on the items with
+// all K = 4 samples, A and B, for every k (C and D left out, n_excluded = 2 at each k).
+// Chen et al.'s estimator 1 - C(n-c, k)/C(n, k), by hand:
+//   k = 1: A 1 - C(3,1)/C(4,1) = 1/4,  B 1 - C(2,1)/C(4,1) = 1/2  -> (1/4 + 1/2)/2 = 3/8
+//   k = 2: A 1 - C(3,2)/C(4,2) = 1 - 3/6 = 1/2,  B 1 - C(2,2)/C(4,2) = 5/6  -> 2/3
+//   k = 3: A 1 - C(3,3)/C(4,3) = 3/4,  B n-c = 2 < 3 -> 1  -> 7/8
+//   k = 4: A 1, B 1 -> 1
+// The old curve took each k over the items with >= k samples: pass@1 over all four,
+// (1/4 + 1/2 + 1/2 + 0)/4 = 5/16, and pass@2 over A, B and C, (1/2 + 5/6 + 1)/3 = 7/9; the
+// points then describe different item sets, and the curve could even fall as k grows.
+TEST(EvalPassAtK, TheCurveUsesOneItemSet) {
+    const ScoreRows s = {{1, 0, 0, 0}, {1, 1, 0, 0}, {1, 0, kNaN, kNaN}, {0, kNaN, kNaN, kNaN}};
+    const std::vector<Estimate> curve = pass_at_k_curve(s);
+    ASSERT_EQ(curve.size(), 4u);
+    const double want[] = {3.0 / 8, 2.0 / 3, 7.0 / 8, 1.0};
+    for (int k = 1; k <= 4; ++k) {
+        EXPECT_NEAR(curve[k - 1].mean, want[k - 1], 1e-15) << "pass@" << k;
+        EXPECT_EQ(curve[k - 1].n_items, 2) << "pass@" << k;
+        EXPECT_EQ(curve[k - 1].n_excluded, 2) << "pass@" << k;
+    }
+    // pass@2 per item (1/2, 5/6): SE = |1/2 - 5/6| / 2 = 1/6.
+    EXPECT_NEAR(curve[1].se, 1.0 / 6, 1e-15);
+    // The K of the set is the most samples any item has, here 4.
+    EXPECT_EQ(full_sample_count(s), 4);
+    // pass_at_k and pass_hat_k take the same set with min_samples = K...
+    EXPECT_NEAR(pass_at_k(s, 2, 1.0, 4).mean, 2.0 / 3, 1e-15);
+    EXPECT_EQ(pass_at_k(s, 2, 1.0, 4).n_excluded, 2);
+    // pass^2 = C(c,2)/C(4,2): A 0, B 1/6.
+    EXPECT_NEAR(pass_hat_k(s, 2, 1.0, 4).mean, 1.0 / 12, 1e-15);
+    // ... and alone each k keeps its own rule (items with >= k samples).
+    EXPECT_NEAR(pass_at_k(s, 2).mean, 7.0 / 9, 1e-15);
+    EXPECT_EQ(pass_at_k(s, 2).n_excluded, 1);
+    // An item with no sample at all is left out too; no item at all gives an empty curve.
+    EXPECT_EQ(pass_at_k_curve({{kNaN, kNaN}, {1, 0}})[0].n_excluded, 1);
+    EXPECT_TRUE(pass_at_k_curve({{kNaN}}).empty());
+}
+
 TEST(EvalMajAtK, VotesOnTheFirstKSamples) {
     const std::vector<std::vector<std::string>> answers = {
         {"4", "5", "4", "5", "5"},  // maj@3: "4" (2 of 3), correct; maj@5: "5", wrong
@@ -367,6 +405,41 @@ TEST(EvalPaired, IdenticalRunsAndMissingItems) {
 }
 
 // ---- power analysis ---------------------------------------------------------------------------
+
+// Six items in three clusters, d = a - b = (1, 1 | 1, 1 | 0, -1), d_bar = 1/2, residuals
+// r = (1/2, 1/2 | 1/2, 1/2 | -1/2, -3/2), sum r^2 = 14/4.
+//   unclustered: SE^2 = (14/4) / (6 * 5) = 7/60
+//   clustered (Miller, statistics.h clustered_se): SE^2 = 7/60 + (1/36) sum_c [(sum_c r)^2 -
+//   sum_c r^2] = 7/60 + (1/36) [(1 - 1/2) + (1 - 1/2) + (4 - 10/4)] = 7/60 + 5/72 = 67/360.
+// t = (1/2) / sqrt(67/360) with C - 1 = 2 degrees of freedom, whose CDF has a closed form:
+//   F(t) = 1/2 + t / (2 sqrt(2 + t^2)), so p = 1 - t / sqrt(2 + t^2).
+TEST(EvalPaired, ClusteredByHand) {
+    const std::vector<double> a = {1, 1, 1, 1, 0, 0}, b = {0, 0, 0, 0, 0, 1};
+    const std::vector<std::string> clusters = {"g1", "g1", "g2", "g2", "g3", "g3"};
+    const PairedComparison pc = compare_paired_clustered(a, b, clusters);
+    EXPECT_EQ(pc.n_items, 6);
+    EXPECT_EQ(pc.n_clusters, 3);
+    EXPECT_NEAR(pc.diff, 0.5, 1e-15);
+    EXPECT_NEAR(pc.se, std::sqrt(67.0 / 360), 1e-15);
+    EXPECT_NEAR(pc.se_items, std::sqrt(7.0 / 60), 1e-15);
+    const double t = 0.5 / std::sqrt(67.0 / 360);
+    EXPECT_NEAR(pc.z, t, 1e-13);
+    EXPECT_NEAR(pc.p_value_t, 1 - t / std::sqrt(2 + t * t), 1e-12);
+    EXPECT_NEAR(pc.p_value, 2 * normal_cdf(-t), 1e-15);
+    EXPECT_NEAR(pc.interval.lo, 0.5 - 1.959963984540054 * std::sqrt(67.0 / 360), 1e-12);
+    // Unclustered, the same data claims a smaller SE (anti-conservative here).
+    const PairedComparison plain = compare_paired(a, b);
+    EXPECT_EQ(plain.n_clusters, 0);
+    EXPECT_NEAR(plain.se, std::sqrt(7.0 / 60), 1e-15);
+    // One item per cluster is the plain comparison; a missing item drops out of its cluster.
+    const std::vector<std::string> own = {"1", "2", "3", "4", "5", "6"};
+    EXPECT_NEAR(compare_paired_clustered(a, b, own).se, plain.se, 1e-15);
+    EXPECT_NEAR(compare_paired_clustered(a, b, own).p_value_t, plain.p_value_t, 1e-15);
+    std::vector<double> a2 = a;
+    a2[5] = kNaN;
+    EXPECT_EQ(compare_paired_clustered(a2, b, clusters).n_items, 5);
+    EXPECT_EQ(compare_paired_clustered(a2, b, clusters).n_clusters, 3);
+}
 
 TEST(EvalPower, FormulasAndRoundTrip) {
     PowerInputs in;

@@ -282,7 +282,18 @@ std::string report_html(const std::vector<json>& runs) {
     s += "<h2>Per-item accuracy</h2>\n<p>Rows: items; columns: runs; colour: the item's mean "
          "score over its samples (red 0, green 1, grey no sample).</p>\n";
     s += heatmap(runs);
-    s += "<h2>pass@k</h2>\n<p>Unbiased estimator (Chen et al. 2021) for k = 1..K.</p>\n";
+    s += "<h2>pass@k</h2>\n<p>Unbiased estimator (Chen et al. 2021) for k = 1..K, each run's "
+         "curve on one item set: its items with all K samples.";
+    for (size_t r = 0; r < runs.size(); ++r) {
+        if (!runs[r].contains("pass_at_k_items")) continue;
+        const json& pk = runs[r]["pass_at_k_items"];
+        s += " Run " + std::to_string(r + 1) + ": " + std::to_string(pk.value("n_items", 0)) +
+             " items with " + std::to_string(pk.value("k", 0)) + " samples";
+        const int n_short = pk.value("n_short", 0);
+        if (n_short > 0) s += ", " + std::to_string(n_short) + " with fewer left out";
+        s += ".";
+    }
+    s += "</p>\n";
     s += pass_curves(runs);
     s += rubric_panel(runs);
     s += "</body>\n</html>\n";

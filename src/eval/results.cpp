@@ -260,15 +260,28 @@ json compute_results(const RunData& run, const ResultsOptions& options) {
     }
     json metrics;
     metrics["avg@" + std::to_string(k)] = a;
-    for (int kk = 1; kk <= k; kk *= 2) {
-        metrics["pass@" + std::to_string(kk)] = estimate_json(pass_at_k(run.scores, kk), level);
+    // pass@k, pass^k, maj@K and the curve all stand on one item set: the items with all K
+    // samples (K = the most any item has; failed samples make an item short). An item with
+    // fewer would enter pass@1 and not pass@K, and the metrics would compare different items.
+    const int kf = full_sample_count(run.scores);
+    int n_short = 0;
+    for (const auto& r : run.scores) {
+        int present = 0;
+        for (double v : r) present += std::isnan(v) ? 0 : 1;
+        n_short += present > 0 && present < kf ? 1 : 0;
     }
-    for (int kk = 1; kk <= k; kk *= 2) {
-        metrics["pass^" + std::to_string(kk)] = estimate_json(pass_hat_k(run.scores, kk), level);
+    for (int kk = 1; kk <= kf; kk *= 2) {
+        metrics["pass@" + std::to_string(kk)] =
+            estimate_json(pass_at_k(run.scores, kk, 1.0, kf), level);
+    }
+    for (int kk = 1; kk <= kf; kk *= 2) {
+        metrics["pass^" + std::to_string(kk)] =
+            estimate_json(pass_hat_k(run.scores, kk, 1.0, kf), level);
     }
     if (!run.has_rubric()) {
-        metrics["maj@" + std::to_string(k)] =
-            estimate_json(maj_at_k(run.answers, run.scores, k), level);
+        if (kf > 0)
+            metrics["maj@" + std::to_string(kf)] =
+                estimate_json(maj_at_k(run.answers, run.scores, kf), level);
     } else {
         out["metrics_omitted"] = {
             {"maj@" + std::to_string(k),
@@ -278,10 +291,13 @@ json compute_results(const RunData& run, const ResultsOptions& options) {
     out["metrics"] = metrics;
     if (run.has_rubric()) out["rubric"] = rubric_section(run, options);
 
-    // The whole pass@k curve (k = 1..K), for the report.
+    // The whole pass@k curve (k = 1..K), for the report, on the same items.
     json curve = json::array();
-    for (const Estimate& e : pass_at_k_curve(run.scores)) curve.push_back(num(e.mean));
+    const std::vector<Estimate> points = pass_at_k_curve(run.scores);
+    for (const Estimate& e : points) curve.push_back(num(e.mean));
     out["pass_at_k_curve"] = curve;
+    out["pass_at_k_items"] = {
+        {"k", kf}, {"n_items", points.empty() ? 0 : points.front().n_items}, {"n_short", n_short}};
 
     json items = json::array();
     for (size_t i = 0; i < run.ids.size(); ++i) {
@@ -427,13 +443,19 @@ std::string results_table(const json& r) {
             }
             continue;
         }
-        std::snprintf(
-            line, sizeof line, "%-12s %8s %8s   %-22s %s\n", name.c_str(), pct(m["mean"]).c_str(),
-            pct(m["se"]).c_str(), iv(m["ci"]).c_str(),
-            m["n_excluded"].get<int>() > 0
-                ? (std::to_string(m["n_excluded"].get<int>()) + " items short of k").c_str()
-                : "");
+        std::snprintf(line, sizeof line, "%-12s %8s %8s   %-22s %s\n", name.c_str(),
+                      pct(m["mean"]).c_str(), pct(m["se"]).c_str(), iv(m["ci"]).c_str(),
+                      (std::to_string(m["n_items"].get<int>()) + " items").c_str());
         s += line;
+    }
+    if (r.contains("pass_at_k_items")) {
+        const json& pk = r["pass_at_k_items"];
+        const int n_short = pk.value("n_short", 0);
+        s += "pass@k, pass^k, maj@" + std::to_string(pk.value("k", 0)) +
+             " and the pass@k curve: " + std::to_string(pk.value("n_items", 0)) +
+             " items with all " + std::to_string(pk.value("k", 0)) + " samples" +
+             (n_short > 0 ? "; " + std::to_string(n_short) + " items with fewer left out" : "") +
+             "\n";
     }
     if (r.contains("rubric")) s += rubric_table(r["rubric"], pct_level);
     s += "(values in %)\n";
@@ -444,29 +466,59 @@ json compare_runs(const RunData& a, const RunData& b, const CompareOptions& opti
     std::map<std::string, size_t> in_b;
     for (size_t i = 0; i < b.ids.size(); ++i) in_b[b.ids[i]] = i;
     ScoreRows ra, rb;
-    std::vector<std::string> ids;
+    std::vector<std::string> ids, clusters;
+    bool any_cluster = false;
     for (size_t i = 0; i < a.ids.size(); ++i) {
         const auto it = in_b.find(a.ids[i]);
         if (it == in_b.end()) continue;
         ids.push_back(a.ids[i]);
         ra.push_back(a.scores[i]);
         rb.push_back(b.scores[it->second]);
+        // The item's cluster as either run recorded it (a run evaluated without the cluster
+        // field has none); two different ones mean the runs did not see the same dataset.
+        const std::string& ca = i < a.clusters.size() ? a.clusters[i] : std::string();
+        const std::string& cb =
+            it->second < b.clusters.size() ? b.clusters[it->second] : std::string();
+        if (!ca.empty() && !cb.empty() && ca != cb)
+            throw Error("item '" + a.ids[i] + "' is in cluster '" + ca + "' in " + a.dir +
+                        " but in '" + cb + "' in " + b.dir);
+        clusters.push_back(ca.empty() ? cb : ca);
+        any_cluster = any_cluster || !clusters.back().empty();
     }
     if (ids.empty()) throw Error(a.dir + " and " + b.dir + " share no item id");
+    // An item without a cluster is its own.
+    for (size_t i = 0; i < clusters.size(); ++i)
+        if (clusters[i].empty()) clusters[i] = "\x01item:" + ids[i];
     const std::vector<double> ma = item_means(ra), mb = item_means(rb);
-    const PairedComparison pc = compare_paired(ma, mb, options.level);
+    const PairedComparison pc = any_cluster
+                                    ? compare_paired_clustered(ma, mb, clusters, options.level)
+                                    : compare_paired(ma, mb, options.level);
+    // The sign-flip test flips whole clusters: under H0 a cluster's summed difference is
+    // symmetric about 0, but its items' differences are not independent of each other.
     std::vector<double> diffs;
+    std::map<std::string, double> cluster_sum;
     int wins_a = 0, wins_b = 0, ties = 0;
     for (size_t i = 0; i < ma.size(); ++i) {
         if (std::isnan(ma[i]) || std::isnan(mb[i])) continue;
         const double d = ma[i] - mb[i];
         diffs.push_back(d);
+        cluster_sum[clusters[i]] += d;
         (d > 0 ? wins_a : d < 0 ? wins_b : ties)++;
+    }
+    if (any_cluster) {
+        diffs.clear();
+        for (const auto& [c, d] : cluster_sum) diffs.push_back(d);
     }
     const double p_perm =
         diffs.empty() ? kNaN : sign_flip_p_value(diffs, options.permutations, options.seed);
     const PowerInputs pw = estimate_power_inputs(ra, rb);
     const double n = pc.n_items;
+    // With clusters the power analysis sees n / deff effective items (Kish's design effect,
+    // deff = (clustered SE / item SE)^2, at least 1), so its figures are not optimistic.
+    double deff = 1.0;
+    if (any_cluster && pc.se_items > 0.0 && std::isfinite(pc.se))
+        deff = std::max(1.0, (pc.se / pc.se_items) * (pc.se / pc.se_items));
+    const double n_eff = n / deff;
     json out;
     out["run_a"] = {{"dir", a.dir}, {"model", a.model}, {"k", a.k}, {"mean", num(pc.mean_a)}};
     out["run_b"] = {{"dir", b.dir}, {"model", b.model}, {"k", b.k}, {"mean", num(pc.mean_b)}};
@@ -476,17 +528,24 @@ json compare_runs(const RunData& a, const RunData& b, const CompareOptions& opti
     out["level"] = options.level;
     out["diff"] = num(pc.diff);
     out["se"] = num(pc.se);
+    // "items": sqrt(Var(d)/n); "clustered": clustered_se of d over n_clusters clusters.
+    out["se_kind"] = any_cluster ? "clustered" : "items";
+    if (any_cluster) {
+        out["n_clusters"] = pc.n_clusters;
+        out["se_items"] = num(pc.se_items);
+    }
     out["unpaired_se"] = num(pc.unpaired_se);
     out["ci"] = interval_json(pc.interval);
     out["correlation"] = num(pc.correlation);
     out["t"] = num(pc.z);
-    out["df"] = pc.n_items - 1;
+    out["df"] = any_cluster ? pc.n_clusters - 1 : pc.n_items - 1;
     out["p_value_t"] = num(pc.p_value_t);
     out["p_value_z"] = num(pc.p_value);
     out["p_value_sign_flip"] = num(p_perm);
     out["sign_flip"] = {{"exact", diffs.size() <= 20},
                         {"resamples", diffs.size() <= 20 ? 0 : options.permutations},
-                        {"seed", options.seed}};
+                        {"seed", options.seed},
+                        {"unit", any_cluster ? "cluster" : "item"}};
     out["wins_a"] = wins_a;
     out["wins_b"] = wins_b;
     out["ties"] = ties;
@@ -497,11 +556,12 @@ json compare_runs(const RunData& a, const RunData& b, const CompareOptions& opti
                     {"sigma2_b", num(pw.sigma2_b)},
                     {"k_a", pw.k_a},
                     {"k_b", pw.k_b},
-                    {"mde", n > 0 ? num(minimum_detectable_effect(pw, n)) : json(nullptr)},
+                    {"design_effect", deff},
+                    {"mde", n > 0 ? num(minimum_detectable_effect(pw, n_eff)) : json(nullptr)},
                     {"delta", options.delta},
-                    {"items_needed", num(std::ceil(items_needed(pw, options.delta)))},
+                    {"items_needed", num(std::ceil(deff * items_needed(pw, options.delta)))},
                     {"samples_needed",
-                     n > 0 ? num(std::max(1.0, std::ceil(samples_needed(pw, n, options.delta))))
+                     n > 0 ? num(std::max(1.0, std::ceil(samples_needed(pw, n_eff, options.delta))))
                            : json(nullptr)}};
     return out;
 }
@@ -525,15 +585,23 @@ std::string comparison_text(const json& c) {
          std::to_string(c["wins_a"].get<int>()) + ", B better on " +
          std::to_string(c["wins_b"].get<int>()) + ", tied " + std::to_string(c["ties"].get<int>()) +
          "\n";
-    s += "A - B = " + pct(c["diff"]) + " pp, SE " + pct(c["se"]) + " (unpaired " +
-         pct(c["unpaired_se"]) + "), " + std::to_string(pct_level) + "% CI [" + pct(c["ci"][0]) +
-         ", " + pct(c["ci"][1]) + "], correlation " + p(c["correlation"]) + "\n";
+    const bool clustered = c.value("se_kind", std::string()) == "clustered";
+    s += "A - B = " + pct(c["diff"]) + " pp, SE " + pct(c["se"]) +
+         (clustered ? " clustered by field (" + std::to_string(c["n_clusters"].get<int>()) +
+                          " clusters; over items " + pct(c["se_items"]) + ")"
+                    : std::string()) +
+         " (unpaired " + pct(c["unpaired_se"]) + "), " + std::to_string(pct_level) + "% CI [" +
+         pct(c["ci"][0]) + ", " + pct(c["ci"][1]) + "], correlation " + p(c["correlation"]) + "\n";
     s += "p-values: paired t (df " + std::to_string(c["df"].get<int>()) + ") " + p(c["p_value_t"]) +
-         ", normal " + p(c["p_value_z"]) + ", sign-flip permutation " + p(c["p_value_sign_flip"]) +
+         ", normal " + p(c["p_value_z"]) + ", sign-flip permutation" +
+         (clustered ? " of clusters " : " ") + p(c["p_value_sign_flip"]) +
          (c["sign_flip"]["exact"].get<bool>() ? " (exact)" : "") + "\n";
     const json& w = c["power"];
     s += "power (alpha " + p(w["alpha"]) + ", power " + p(w["power"]) + "): omega^2 " +
          p(w["omega2"]) + ", sigma^2 A " + p(w["sigma2_a"]) + " B " + p(w["sigma2_b"]) + "\n";
+    if (w.value("design_effect", 1.0) > 1.0)
+        s += "  clusters: design effect " + p(w["design_effect"]) +
+             " (figures below use n / design effect items)\n";
     s += "  minimum detectable effect at n=" + std::to_string(c["n_items"].get<int>()) +
          ", K=" + std::to_string(w["k_a"].get<int>()) + "/" + std::to_string(w["k_b"].get<int>()) +
          ": " + fmt("%.2f", 100 * or_nan(w["mde"])) + " pp\n";

@@ -96,14 +96,15 @@ ItemCounts count_item(const std::vector<double>& row, double correct_at) {
     return ic;
 }
 
-// Averages a per-item value over items with at least k present samples.
+// Averages a per-item value over items with at least max(k, min_samples) present samples.
 template <typename F>
-Estimate per_item_k_metric(const ScoreRows& scores, int k, double correct_at, F item_value) {
+Estimate per_item_k_metric(const ScoreRows& scores, int k, int min_samples, double correct_at,
+                           F item_value) {
     std::vector<double> values;
     int excluded = 0;
     for (const auto& row : scores) {
         const ItemCounts ic = count_item(row, correct_at);
-        if (k < 1 || ic.n < k || ic.n == 0) {
+        if (k < 1 || ic.n < k || ic.n < min_samples || ic.n == 0) {
             ++excluded;
             continue;
         }
@@ -301,21 +302,25 @@ double pass_hat_k_item(int n, int c, int k) {
     return prod;
 }
 
-Estimate pass_at_k(const ScoreRows& scores, int k, double correct_at) {
-    return per_item_k_metric(scores, k, correct_at, pass_at_k_item);
+Estimate pass_at_k(const ScoreRows& scores, int k, double correct_at, int min_samples) {
+    return per_item_k_metric(scores, k, min_samples, correct_at, pass_at_k_item);
+}
+
+int full_sample_count(const ScoreRows& scores) {
+    int kmax = 0;
+    for (const auto& row : scores) kmax = std::max(kmax, count_item(row, 1.0).n);
+    return kmax;
 }
 
 std::vector<Estimate> pass_at_k_curve(const ScoreRows& scores, double correct_at) {
-    size_t kmax = 0;
-    for (const auto& row : scores) kmax = std::max(kmax, row.size());
+    const int kmax = full_sample_count(scores);
     std::vector<Estimate> curve;
-    for (size_t k = 1; k <= kmax; ++k)
-        curve.push_back(pass_at_k(scores, static_cast<int>(k), correct_at));
+    for (int k = 1; k <= kmax; ++k) curve.push_back(pass_at_k(scores, k, correct_at, kmax));
     return curve;
 }
 
-Estimate pass_hat_k(const ScoreRows& scores, int k, double correct_at) {
-    return per_item_k_metric(scores, k, correct_at, pass_hat_k_item);
+Estimate pass_hat_k(const ScoreRows& scores, int k, double correct_at, int min_samples) {
+    return per_item_k_metric(scores, k, min_samples, correct_at, pass_hat_k_item);
 }
 
 Estimate maj_at_k(const std::vector<std::vector<std::string>>& answers, const ScoreRows& scores,
@@ -444,6 +449,25 @@ BootstrapResult bootstrap_mean(std::span<const double> values, int resamples, ui
 
 // ---- paired comparison ------------------------------------------------------------------------
 
+namespace {
+
+// z, p-values and interval of a paired comparison from its se and the t test's df.
+void paired_test(PairedComparison* pc, double df, double level) {
+    pc->interval = normal_interval(pc->diff, pc->se, level);
+    if (std::isnan(pc->se)) {  // one item (or cluster): no variance estimate
+        pc->z = pc->p_value = pc->p_value_t = kNaN;
+    } else if (pc->se == 0.0) {
+        pc->z = pc->diff == 0.0 ? 0.0 : std::copysign(kInf, pc->diff);
+        pc->p_value = pc->p_value_t = pc->diff == 0.0 ? 1.0 : 0.0;
+    } else {
+        pc->z = pc->diff / pc->se;
+        pc->p_value = 2.0 * normal_cdf(-std::fabs(pc->z));
+        pc->p_value_t = df > 0.0 ? 2.0 * student_t_cdf(-std::fabs(pc->z), df) : kNaN;
+    }
+}
+
+}  // namespace
+
 PairedComparison compare_paired(std::span<const double> a, std::span<const double> b,
                                 double level) {
     assert(a.size() == b.size());
@@ -457,8 +481,8 @@ PairedComparison compare_paired(std::span<const double> a, std::span<const doubl
     PairedComparison pc;
     pc.n_items = static_cast<int>(d.size());
     if (d.empty()) {
-        pc.mean_a = pc.mean_b = pc.diff = pc.se = pc.unpaired_se = pc.correlation = kNaN;
-        pc.z = pc.p_value = pc.p_value_t = kNaN;
+        pc.mean_a = pc.mean_b = pc.diff = pc.se = pc.se_items = pc.unpaired_se = kNaN;
+        pc.correlation = pc.z = pc.p_value = pc.p_value_t = kNaN;
         pc.interval = {kNaN, kNaN};
         return pc;
     }
@@ -466,7 +490,7 @@ PairedComparison compare_paired(std::span<const double> a, std::span<const doubl
     pc.mean_a = mean_of(va);
     pc.mean_b = mean_of(vb);
     pc.diff = mean_of(d);
-    pc.se = std::sqrt(sample_variance(d) / n);
+    pc.se = pc.se_items = std::sqrt(sample_variance(d) / n);
     pc.unpaired_se = std::sqrt(sample_variance(va) / n + sample_variance(vb) / n);
     double sab = 0.0, saa = 0.0, sbb = 0.0;
     for (size_t i = 0; i < d.size(); ++i) {
@@ -475,17 +499,24 @@ PairedComparison compare_paired(std::span<const double> a, std::span<const doubl
         sbb += (vb[i] - pc.mean_b) * (vb[i] - pc.mean_b);
     }
     pc.correlation = (saa > 0.0 && sbb > 0.0) ? sab / std::sqrt(saa * sbb) : kNaN;
-    pc.interval = normal_interval(pc.diff, pc.se, level);
-    if (std::isnan(pc.se)) {  // one item: no variance estimate
-        pc.z = pc.p_value = pc.p_value_t = kNaN;
-    } else if (pc.se == 0.0) {
-        pc.z = pc.diff == 0.0 ? 0.0 : std::copysign(kInf, pc.diff);
-        pc.p_value = pc.p_value_t = pc.diff == 0.0 ? 1.0 : 0.0;
-    } else {
-        pc.z = pc.diff / pc.se;
-        pc.p_value = 2.0 * normal_cdf(-std::fabs(pc.z));
-        pc.p_value_t = 2.0 * student_t_cdf(-std::fabs(pc.z), n - 1.0);
+    paired_test(&pc, n - 1.0, level);
+    return pc;
+}
+
+PairedComparison compare_paired_clustered(std::span<const double> a, std::span<const double> b,
+                                          std::span<const std::string> clusters, double level) {
+    assert(a.size() == b.size() && a.size() == clusters.size());
+    PairedComparison pc = compare_paired(a, b, level);
+    if (pc.n_items == 0) return pc;
+    std::vector<double> d(a.size());
+    std::map<std::string_view, int> seen;
+    for (size_t i = 0; i < a.size(); ++i) {
+        d[i] = a[i] - b[i];  // NaN when either is missing; clustered_se skips it
+        if (!std::isnan(d[i])) seen[clusters[i]]++;
     }
+    pc.n_clusters = static_cast<int>(seen.size());
+    pc.se = clustered_se(d, clusters, false);
+    paired_test(&pc, pc.n_clusters - 1.0, level);
     return pc;
 }
 

@@ -94,13 +94,20 @@ double pass_at_k_item(int n, int c, int k);
 double pass_hat_k_item(int n, int c, int k);
 
 // A sample counts as correct when its score is >= `correct_at` (default: full credit).
-// pass@k averaged over items, SE across items. Items with fewer than k present samples are
-// excluded (counted in n_excluded), as human-eval and inspect refuse k > n.
-Estimate pass_at_k(const ScoreRows& scores, int k, double correct_at = 1.0);
-// pass@k for k = 1 .. K (K = the longest row); element k-1 holds pass@k.
+// pass@k averaged over items, SE across items. Items with fewer than max(k, min_samples)
+// present samples are excluded (counted in n_excluded), as human-eval and inspect refuse
+// k > n. With min_samples = full_sample_count(scores), every k is taken on the same items (the
+// ones with all K samples): that is how a run's pass@k, pass^k and curve are reported.
+Estimate pass_at_k(const ScoreRows& scores, int k, double correct_at = 1.0, int min_samples = 0);
+// K of a run's @k metrics: the largest number of present samples an item has (0 for none).
+int full_sample_count(const ScoreRows& scores);
+// pass@k for k = 1 .. K, K = full_sample_count(scores), all on ONE item set: the items with
+// K present samples. Element k-1 holds pass@k; every element has the same n_items, and the
+// same n_excluded (items with fewer than K present samples, those with none included), so the
+// curve never mixes item sets (an item with fewer samples would enter only its low-k points).
 std::vector<Estimate> pass_at_k_curve(const ScoreRows& scores, double correct_at = 1.0);
 // pass^k averaged over items, SE across items; same exclusion rule as pass_at_k.
-Estimate pass_hat_k(const ScoreRows& scores, int k, double correct_at = 1.0);
+Estimate pass_hat_k(const ScoreRows& scores, int k, double correct_at = 1.0, int min_samples = 0);
 
 // maj@k: per item, a majority vote over the answers of its first k present samples (in sample
 // index order); the item scores the score of the first sample that gave the winning answer.
@@ -157,16 +164,18 @@ BootstrapResult bootstrap_mean(std::span<const double> values, int resamples, ui
 // Two runs scored on the same items: d_i = a_i - b_i over the items present in both.
 struct PairedComparison {
     int n_items = 0;      // items present in both runs
+    int n_clusters = 0;   // clusters among them (compare_paired_clustered); 0: unclustered
     double mean_a = 0.0;  // over the paired items
     double mean_b = 0.0;
     double diff = 0.0;         // mean of d_i = mean_a - mean_b
-    double se = 0.0;           // sqrt(Var(d)/n), Var with n-1 (Miller §1.1)
+    double se = 0.0;           // sqrt(Var(d)/n), Var with n-1 (Miller §1.1); clustered: below
+    double se_items = 0.0;     // sqrt(Var(d)/n) always (equals se when unclustered)
     double unpaired_se = 0.0;  // sqrt(SE_a^2 + SE_b^2), for contrast
     double correlation = 0.0;  // Pearson correlation of a_i and b_i (NaN if either is constant)
     Interval interval;         // diff +- z se at `level`
     double z = 0.0;            // diff / se
     double p_value = 0.0;      // two-sided, normal approximation: 2 (1 - Phi(|z|))
-    double p_value_t = 0.0;    // two-sided, paired t with n-1 degrees of freedom
+    double p_value_t = 0.0;    // two-sided t: n-1 degrees of freedom (clustered: C-1)
 };
 
 // Paired comparison of per-item values (e.g. item_means of two runs); NaN in either drops
@@ -174,6 +183,15 @@ struct PairedComparison {
 // REQUIRES: a.size() == b.size().
 PairedComparison compare_paired(std::span<const double> a, std::span<const double> b,
                                 double level = 0.95);
+// The same with items grouped in clusters (`clusters[i]` names item i's; give an item
+// without one a cluster of its own): se is clustered_se of the differences d_i (Miller's
+// formula, no finite-cluster correction), the interval and p-values come from it, and the t
+// test has C-1 degrees of freedom (C = clusters with a paired item). Items of one cluster
+// are correlated, so the plain sqrt(Var(d)/n) understates the error.
+// REQUIRES: a.size() == b.size() == clusters.size().
+PairedComparison compare_paired_clustered(std::span<const double> a, std::span<const double> b,
+                                          std::span<const std::string> clusters,
+                                          double level = 0.95);
 
 // Two-sided sign-flip permutation test of "mean of d is 0" (under H0 each d_i is symmetric
 // about 0). The statistic is |sum d_i|; p = share of sign assignments with a statistic at
