@@ -14,9 +14,12 @@
 #include <sstream>
 
 #include "core/config.h"
+#include "core/error.h"
 #include "core/file_io.h"
 #include "model/checkpoint.h"
+#include "train/run_folder.h"
 #include "train/sft_config.h"
+#include "write_failure.h"
 
 namespace crucible {
 namespace {
@@ -131,6 +134,66 @@ TEST(SftTrainer, LossFallsAndMetricsAreLoggedEveryStep) {
     // From ln(264) ~ 5.58 (uniform over the vocabulary) to well under half of it.
     EXPECT_NEAR(losses.front(), std::log(264.0), 0.3);
     EXPECT_LT(losses.back(), 0.5 * losses.front());
+    fs::remove_all(dir);
+}
+
+// A metrics line that cannot be written stops the run with an error naming the file, at the
+// step whose line was lost and before its checkpoint: the log and the checkpoints still agree.
+TEST(SftTrainer, AFullDiskUnderTheMetricsStopsTheRun) {
+    if (!fs::exists("/dev/full")) GTEST_SKIP() << "no /dev/full";
+    const fs::path dir = fresh_dir("full_disk");
+    std::ostringstream log;
+    Config c = tiny(dir, "run");
+    c.set("train.steps=5");
+    c.set("train.checkpoint_every=1");
+    SftTrainer t(c, false, log);
+    const fs::path metrics = dir / "run" / "metrics.jsonl";
+    fs::remove(metrics);
+    fs::create_symlink("/dev/full", metrics);  // every write fails with ENOSPC
+    std::string msg;
+    try {
+        t.run();
+    } catch (const Error& e) {
+        msg = e.what();
+    }
+    EXPECT_NE(msg.find(metrics.string()), std::string::npos) << msg;
+    EXPECT_EQ(t.step(), 1);
+    EXPECT_EQ(latest_checkpoint(dir / "run" / "checkpoints"), -1);
+    fs::remove_all(dir);
+}
+
+TEST(SftTrainer, AFileSizeLimitUnderTheMetricsStopsTheRunOnWholeLines) {
+    const fs::path dir = fresh_dir("fsize");
+    std::ostringstream log;
+    Config c = tiny(dir, "run");
+    c.set("train.steps=200");
+    SftTrainer t(c, false, log);
+    const fs::path metrics = dir / "run" / "metrics.jsonl";
+    std::string msg;
+    {
+        // Only metrics.jsonl grows during the steps (no eval, no checkpoint before step 200);
+        // a line is ~180 bytes, so a write fails with EFBIG within the first ten steps.
+        FileSizeLimit limit(1500);
+        ASSERT_TRUE(limit.ok());
+        try {
+            t.run();
+        } catch (const Error& e) {
+            msg = e.what();
+        }
+    }
+    EXPECT_NE(msg.find(metrics.string()), std::string::npos) << msg;
+    EXPECT_GT(t.step(), 1);
+    EXPECT_LT(t.step(), 20);
+    // Every step before the failing one is logged, and no torn line is left.
+    std::ifstream in(metrics);
+    std::string line;
+    int64_t lines = 0;
+    while (std::getline(in, line)) {
+        const auto j = nlohmann::json::parse(line);
+        EXPECT_EQ(j["step"].get<int64_t>(), ++lines);
+    }
+    EXPECT_EQ(lines, t.step() - 1);
+    EXPECT_EQ(latest_checkpoint(dir / "run" / "checkpoints"), -1);
     fs::remove_all(dir);
 }
 

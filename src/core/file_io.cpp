@@ -2,11 +2,14 @@
 
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "core/error.h"
@@ -24,23 +27,99 @@ std::string read_file(const fs::path& path) {
     return ss.str();
 }
 
-void write_file_durable(const fs::path& path, std::string_view data) {
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) throw Error(path.string() + ": cannot open for writing: " + std::strerror(errno));
+namespace {
+
+std::string errno_text(int e) {
+    return std::strerror(e);
+}
+
+// Writes all of `data` to `fd`; returns 0 or the errno of the failed write.
+int write_all(int fd, std::string_view data) {
     size_t done = 0;
     while (done < data.size()) {
         const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
         if (n < 0) {
             if (errno == EINTR) continue;
-            const std::string why = std::strerror(errno);
-            ::close(fd);
-            throw Error(path.string() + ": write failed: " + why);
+            return errno;
         }
         done += static_cast<size_t>(n);
     }
-    if (::fsync(fd) != 0 || ::close(fd) != 0) {
-        throw Error(path.string() + ": fsync/close failed: " + std::strerror(errno));
+    return 0;
+}
+
+// The old behaviour, kept for targets that cannot be renamed over (devices, FIFOs).
+void write_in_place(const fs::path& path, std::string_view data) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) throw Error(path.string() + ": cannot open for writing: " + errno_text(errno));
+    if (const int e = write_all(fd, data); e != 0) {
+        ::close(fd);
+        throw Error(path.string() + ": write failed: " + errno_text(e));
     }
+    // fsync is meaningless (EINVAL) on a pipe or a terminal; only close can still fail.
+    if (::close(fd) != 0) throw Error(path.string() + ": close failed: " + errno_text(errno));
+}
+
+}  // namespace
+
+void write_file_durable(const fs::path& path, std::string_view data) {
+    fs::path target = path;
+    std::error_code ec;
+    if (fs::is_symlink(fs::symlink_status(path, ec))) target = fs::weakly_canonical(path, ec);
+    if (ec) target = path;
+    const fs::file_status st = fs::status(target, ec);
+    if (fs::exists(st) && !fs::is_regular_file(st)) return write_in_place(target, data);
+
+    // The temporary name is unique in this process (counter) and across processes (pid), in
+    // the target's directory so that rename(2) is atomic, and hidden so listings skip it.
+    static std::atomic<uint64_t> counter{0};
+    const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+    // (Appended, not operator+: GCC 12 warns falsely on "." + std::string.)
+    std::string name = ".";
+    name += target.filename().string();
+    name += ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
+    const fs::path tmp = dir / name;
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) throw Error(path.string() + ": cannot open for writing: " + errno_text(errno));
+    const auto fail = [&](const std::string& what, int e) {
+        ::unlink(tmp.c_str());
+        throw Error(path.string() + ": " + what + ": " + errno_text(e));
+    };
+    struct stat old {};
+    if (::stat(target.c_str(), &old) == 0) ::fchmod(fd, old.st_mode & 07777);  // keep its mode
+    if (const int e = write_all(fd, data); e != 0) {
+        ::close(fd);
+        fail("write failed", e);
+    }
+    if (::fsync(fd) != 0) {
+        const int e = errno;
+        ::close(fd);
+        fail("fsync failed", e);
+    }
+    if (::close(fd) != 0) fail("close failed", errno);
+    if (::rename(tmp.c_str(), target.c_str()) != 0) fail("cannot rename the written file", errno);
+    fsync_directory(dir);
+}
+
+void append_file_checked(const fs::path& path, std::string_view text) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) throw Error(path.string() + ": cannot open for appending: " + errno_text(errno));
+    struct stat before {};
+    const bool sized = ::fstat(fd, &before) == 0 && S_ISREG(before.st_mode);
+    if (const int e = write_all(fd, text); e != 0) {
+        // Cut off the part that did get written: the file stays a sequence of whole lines.
+        if (sized && ::ftruncate(fd, before.st_size) != 0) {
+            // Nothing more to do: the error below already stops the caller.
+        }
+        ::close(fd);
+        throw Error(path.string() + ": write failed: " + errno_text(e) +
+                    (e == ENOSPC ? " (the disk is full)" : ""));
+    }
+    if (::close(fd) != 0) throw Error(path.string() + ": close failed: " + errno_text(errno));
+}
+
+void append_jsonl(const fs::path& path, const nlohmann::json& line) {
+    append_file_checked(path,
+                        line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 }
 
 void fsync_directory(const fs::path& dir) {

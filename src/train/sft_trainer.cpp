@@ -5,7 +5,6 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <ostream>
 
@@ -164,7 +163,7 @@ SftTrainer::SftTrainer(const Config& config, bool resume, std::ostream& log)
         }
         adam_m_.assign(model_->num_params(), 0.0f);
         adam_v_.assign(model_->num_params(), 0.0f);
-        std::ofstream(run_dir_ / "metrics.jsonl", std::ios::trunc);
+        write_file_durable(run_dir_ / "metrics.jsonl", "");
     }
     if (model_->config().vocab_size < tokenizer_.vocab_size) {
         throw Error("model vocab_size " + std::to_string(model_->config().vocab_size) +
@@ -262,10 +261,9 @@ void SftTrainer::train_step() {
         }
         log_ << "\n";
     }
-    {
-        std::ofstream out(run_dir_ / "metrics.jsonl", std::ios::app);
-        out << line.dump() << "\n";
-    }
+    // A line that cannot be written (a full disk) stops the run here, before the next step
+    // or checkpoint: the last checkpoint and the log agree, and --resume continues from them.
+    append_jsonl(run_dir_ / "metrics.jsonl", line);
     const int64_t log_every = hp_.log_every;
     const double eta = (total_steps_ - step_) * (elapsed_s_ / std::max<int64_t>(1, step_));
     char buf[200];
