@@ -178,6 +178,26 @@ TEST(CountdownSplit, EveryExampleIsSolvedByItsCompletion) {
     EXPECT_EQ(n, 2500);
 }
 
+// The held-out split is a set of distinct problems: the demo's 200 held-out problems were 183
+// distinct prompts before (one drawn three times), which weighs some problems twice in avg@K.
+TEST(CountdownSplit, HeldOutPromptsAreDistinctAndDisjointFromTraining) {
+    for (uint64_t seed : {1, 2, 3}) {
+        std::vector<PromptCompletion> train, eval;
+        countdown_split(20000, 200, seed, &train, &eval);  // the demo's sizes
+        std::set<std::string> held_out;
+        for (const PromptCompletion& pc : eval) held_out.insert(pc.prompt);
+        EXPECT_EQ(held_out.size(), 200u) << "seed " << seed;
+        for (const PromptCompletion& pc : train) ASSERT_EQ(held_out.count(pc.prompt), 0u);
+        train.clear();
+        eval.clear();
+        addition_split(2000, 300, 2, seed, &train, &eval);
+        held_out.clear();
+        for (const PromptCompletion& pc : eval) held_out.insert(pc.prompt);
+        EXPECT_EQ(held_out.size(), 300u) << "seed " << seed;
+        for (const PromptCompletion& pc : train) ASSERT_EQ(held_out.count(pc.prompt), 0u);
+    }
+}
+
 TEST(CountdownSplit, DeterministicInTheSeed) {
     auto prompts = [](uint64_t seed) {
         std::vector<PromptCompletion> train, eval;
@@ -269,8 +289,8 @@ TEST(CountdownAddition, HandCheckedSums) {
 namespace crucible {
 namespace {
 
-// Countdown-lite has a finite number of distinct prompts; an eval split that covers them all
-// leaves nothing to train on, which must be an error, not an endless loop.
+// Countdown-lite has a finite number of distinct prompts; a held-out split larger than that,
+// or one that covers them all, must be an error, not an endless loop.
 TEST(CountdownSplit, EvalSplitCoveringEveryProblemIsAnError) {
     std::vector<PromptCompletion> train, eval;
     EXPECT_THROW(countdown_split(10, 100000, 1, &train, &eval), Error);

@@ -145,6 +145,10 @@ TEST(RlPolicyLoss, AggregationWeights) {
     o.aggregation = LossAggregation::seq_sum_norm;
     o.max_completion_tokens = 8;
     EXPECT_DOUBLE_EQ(aggregation_weight(o, {2, 5}, 3), 1.0 / 16);
+    // verl's seq-mean-token-sum: each sequence's token sum, averaged over the B sequences.
+    o.aggregation = LossAggregation::seq_mean_token_sum;
+    EXPECT_DOUBLE_EQ(aggregation_weight(o, {2, 5}, 3), 1.0 / 2);
+    EXPECT_DOUBLE_EQ(run(o, {2, 5}, 1.0, {0, 0, 0}, {0, 0, 0}).loss, -1.5);
     // GRPO's seq-mean-token-mean: a sequence's tokens weigh 1/B in total, whatever its length.
     o.aggregation = LossAggregation::seq_mean_token_mean;
     EXPECT_DOUBLE_EQ(run(o, {2, 5}, 1.0, {0, 0, 0}, {0, 0, 0}).loss, -0.5);
@@ -192,60 +196,92 @@ TEST(RlPolicyLoss, KlEstimators) {
     EXPECT_NEAR(c.dlogp[0], 0.5, 1e-7);
 }
 
-// dL/dlogp of every mode against central differences, at random points away from the kinks.
-TEST(RlPolicyLoss, GradientMatchesFiniteDifferences) {
+// dL/dlogp against central differences for every combination of ratio level (token,
+// sequence), aggregation (all four), KL (off, k1, k2, k3) and dual-clip (off, on for token
+// ratios), at random points away from the kinks. Log-ratios up to +-1.4 (ratios 0.25..4) reach
+// both clip regions and, with A < 0 and c = 2, the dual-clip region; the test counts that it
+// checked points in each.
+TEST(RlPolicyLoss, GradientMatchesFiniteDifferencesInEveryModeAndRegion) {
     Rng rng(7);
-    int checked = 0;
-    for (int trial = 0; trial < 200; trial++) {
-        PolicyLossOptions o;
-        o.ratio = trial % 3 == 0 ? RatioLevel::sequence : RatioLevel::token;
-        o.aggregation = static_cast<LossAggregation>(trial % 3);
-        o.clip_low = 0.2;
-        o.clip_high = 0.28;
-        o.max_completion_tokens = 9;
-        o.kl_beta = trial % 2 ? 0.1 : 0.0;
-        o.kl = static_cast<KlEstimator>(trial % 3);
-        if (o.ratio == RatioLevel::token && trial % 4 == 1) o.dual_clip = 2.0;
-        const int len = 1 + static_cast<int>(rng.below(5));
-        std::vector<float> logp(len), old(len), ref(len);
-        for (int t = 0; t < len; t++) {
-            old[t] = static_cast<float>(-0.2 - 2 * rng.uniform());
-            logp[t] = old[t] + static_cast<float>(0.6 * (rng.uniform() - 0.5));
-            ref[t] = old[t] + static_cast<float>(0.4 * (rng.uniform() - 0.5));
-        }
-        const double adv = 2 * rng.uniform() - 1;
-        const MiniBatchSize mb{3, 11};
-        const Case c = run(o, mb, adv, logp, old, ref);
-        for (int t = 0; t < len; t++) {
-            // Skip points within h of a clip boundary (the objective has kinks there).
-            const float h = 1e-3f;
-            auto at = [&](float x) {
-                std::vector<float> l = logp;
-                l[t] = x;
-                return run(o, mb, adv, l, old, ref).loss;
-            };
-            auto near_kink = [&](float x) {
-                std::vector<float> l = logp;
-                l[t] = x;
-                double r = std::exp(double(l[t]) - old[t]);
-                if (o.ratio == RatioLevel::sequence) {
-                    double m = 0;
-                    for (int u = 0; u < len; u++) m += double(l[u]) - old[u];
-                    r = std::exp(m / len);
+    const double c_dual = 2.0;
+    int checked = 0, in_dual = 0, in_clip = 0, in_unclipped = 0, combos = 0;
+    for (RatioLevel ratio : {RatioLevel::token, RatioLevel::sequence}) {
+        for (LossAggregation agg :
+             {LossAggregation::seq_mean_token_mean, LossAggregation::token_mean,
+              LossAggregation::seq_sum_norm, LossAggregation::seq_mean_token_sum}) {
+            for (int kl = -1; kl < 3; kl++) {  // -1: no KL term
+                for (bool dual : {false, true}) {
+                    if (dual && ratio == RatioLevel::sequence) continue;  // refused by config
+                    combos++;
+                    PolicyLossOptions o;
+                    o.ratio = ratio;
+                    o.aggregation = agg;
+                    o.clip_low = 0.2;
+                    o.clip_high = 0.28;
+                    o.max_completion_tokens = 9;
+                    o.kl_beta = kl < 0 ? 0.0 : 0.1;
+                    o.kl = static_cast<KlEstimator>(std::max(kl, 0));
+                    o.dual_clip = dual ? c_dual : 0.0;
+                    for (int trial = 0; trial < 40; trial++) {
+                        const int len = 1 + static_cast<int>(rng.below(5));
+                        std::vector<float> logp(len), old(len), ref(len);
+                        for (int t = 0; t < len; t++) {
+                            old[t] = static_cast<float>(-0.2 - 2 * rng.uniform());
+                            logp[t] = old[t] + static_cast<float>(2.8 * (rng.uniform() - 0.5));
+                            ref[t] = old[t] + static_cast<float>(0.8 * (rng.uniform() - 0.5));
+                        }
+                        const double adv = 2 * rng.uniform() - 1;
+                        const MiniBatchSize mb{3, 11};
+                        const Case c = run(o, mb, adv, logp, old, ref);
+                        auto ratio_at = [&](const std::vector<float>& l, int t) {
+                            if (o.ratio == RatioLevel::token)
+                                return std::exp(double(l[t]) - old[t]);
+                            double m = 0;
+                            for (int u = 0; u < len; u++) m += double(l[u]) - old[u];
+                            return std::exp(m / len);
+                        };
+                        for (int t = 0; t < len; t++) {
+                            const float h = 1e-3f;
+                            auto with = [&](float x) {
+                                std::vector<float> l = logp;
+                                l[t] = x;
+                                return l;
+                            };
+                            // The objective has kinks at 1 - eps_low, 1 + eps_high and c.
+                            auto near_kink = [&](float x) {
+                                const double r = ratio_at(with(x), t);
+                                const double margin = 5e-3 * r;
+                                return std::abs(r - 0.8) < margin || std::abs(r - 1.28) < margin ||
+                                       (o.dual_clip > 0 && std::abs(r - c_dual) < margin);
+                            };
+                            if (near_kink(logp[t] - h) || near_kink(logp[t] + h)) continue;
+                            const double r = ratio_at(logp, t);
+                            if (o.dual_clip > 0 && adv < 0 && r > c_dual) {
+                                in_dual++;
+                            } else if ((adv > 0 && r > 1.28) || (adv < 0 && r < 0.8)) {
+                                in_clip++;
+                            } else {
+                                in_unclipped++;
+                            }
+                            const float up = logp[t] + h, down = logp[t] - h;
+                            const double fd = (run(o, mb, adv, with(up), old, ref).loss -
+                                               run(o, mb, adv, with(down), old, ref).loss) /
+                                              (double(up) - double(down));
+                            EXPECT_NEAR(c.dlogp[t], fd, 1e-5 * std::max(1.0, std::abs(fd)))
+                                << "ratio " << int(ratio) << " aggregation " << int(agg) << " kl "
+                                << kl << " dual " << dual << " token " << t;
+                            checked++;
+                        }
+                    }
                 }
-                const double margin = 3e-3;
-                return std::abs(r - 0.8) < margin || std::abs(r - 1.28) < margin ||
-                       (o.dual_clip > 0 && std::abs(r - 2.0) < margin);
-            };
-            if (near_kink(logp[t] - h) || near_kink(logp[t] + h) || near_kink(logp[t])) continue;
-            const float up = logp[t] + h, down = logp[t] - h;
-            const double fd = (at(up) - at(down)) / (double(up) - double(down));
-            EXPECT_NEAR(c.dlogp[t], fd, 1e-5 * std::max(1.0, std::abs(fd)))
-                << "trial " << trial << " token " << t;
-            checked++;
+            }
         }
     }
-    EXPECT_GT(checked, 300);
+    EXPECT_EQ(combos, 2 * 4 * 4 * 2 - 16);
+    EXPECT_GT(checked, 2000);
+    EXPECT_GT(in_dual, 50);
+    EXPECT_GT(in_clip, 300);
+    EXPECT_GT(in_unclipped, 300);
 }
 
 TEST(RlSoftOverlong, PenaltyAtTheBoundaries) {

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "env/countdown_tinyzero.h"
+#include "eval/verifiers.h"
 #include "rl/rl_config.h"
 #include "rl/task.h"
 #include "test_util.h"
@@ -29,6 +30,16 @@ TEST(CountdownTinyZero, RewardFollowsTinyZerosRules) {
     // The last <answer> counts.
     EXPECT_EQ(countdown_tinyzero_reward(p, "<answer>1</answer> no: <answer>7+5*3</answer>"), 1.0);
     EXPECT_EQ(countdown_tinyzero_reward(p, "<answer>7+5*3</answer> no: <answer>1</answer>"), 0.1);
+    // Only the last line of the response counts, as in TinyZero's extract_solution (its
+    // split('\n')[-1]): an answer followed by another line is not read.
+    EXPECT_EQ(countdown_tinyzero_reward(p, "<think>a\nb</think>\n<answer>3*5+7</answer>"), 1.0);
+    EXPECT_EQ(countdown_tinyzero_reward(p, "<answer>3*5+7</answer>\nso that is it"), 0.0);
+    EXPECT_EQ(countdown_tinyzero_reward(p, "<answer>3*5+7</answer>\n<answer>1</answer>"), 0.1);
+    EXPECT_EQ(countdown_tinyzero_reward(p, "<answer>3*5\n+7</answer>"), 0.0);  // spans a line
+    EXPECT_EQ(countdown_tinyzero_reward(p, "<answer>3*5+7</answer>\n"), 0.0);  // last line empty
+    const CountdownVerdict v = countdown_tinyzero_verdict(p, "<answer>3*5-7</answer>");
+    EXPECT_TRUE(v.answered);
+    EXPECT_FALSE(v.correct);
     // Division is real division; division by zero does not evaluate.
     const CountdownProblem q{{6, 3, 4}, 8};
     EXPECT_EQ(countdown_tinyzero_reward(q, "<answer>6/3*4</answer>"), 1.0);
@@ -97,11 +108,67 @@ TEST(RlTask, JsonlItemsAreScoredByTheirVerifiers) {
     const rl::Task task = rl::load_task(c, tok);
     ASSERT_EQ(task.train.size(), 3u);
     EXPECT_EQ(task.train[1].id, "7");
-    EXPECT_EQ(task.score(task.train[0], "4"), 1.0);
-    EXPECT_EQ(task.score(task.train[0], "5"), 0.0);
-    EXPECT_EQ(task.score(task.train[1], "0.50"), 1.0);
-    EXPECT_EQ(task.score(task.train[2], "so \\boxed{0.5}"), 1.0);
+    EXPECT_EQ(task.score(task.train[0], "4").correct, 1.0);
+    EXPECT_EQ(task.score(task.train[0], "5").correct, 0.0);
+    EXPECT_EQ(task.score(task.train[1], "0.50").correct, 1.0);
+    EXPECT_EQ(task.score(task.train[2], "so \\boxed{0.5}").correct, 1.0);
+    EXPECT_FALSE(task.has_format_credit);
     EXPECT_NE(task.train[2].prompt.find("<|im_start|>user"), std::string::npos);
+}
+
+// A rubric-only line has no gold answer, so it has no `correct` at all: the empty completion
+// (which `exact` against "" used to call a match) is neither right nor wrong. An explicitly
+// empty answer is refused rather than taken as gold.
+TEST(RlTask, ARubricOnlyItemHasNoCorrectness) {
+    testutil::TempDir dir;
+    const std::string rubric =
+        "\"rubric\": [{\"criterion\": \"says hi\", \"kind\": \"regex\", \"pattern\": "
+        "\"hi\", \"points\": 1}]";
+    const auto file =
+        dir.write("r.jsonl", "{\"prompt\": \"a\", " + rubric +
+                                 "}\n{\"prompt\": \"b\", \"answer\": null, " + rubric +
+                                 "}\n{\"prompt\": \"c\", \"answer\": "
+                                 "\"x\", " +
+                                 rubric + "}\n");
+    Config c(kRlConfigDefaults);
+    c.set("task.name=jsonl");
+    c.set("task.data=" + file.string());
+    const TextTokenizer tok{ByteTokenizer()};
+    const rl::Task task = rl::load_task(c, tok);
+    ASSERT_EQ(task.train.size(), 3u);
+    for (int i : {0, 1}) {
+        EXPECT_FALSE(task.train[i].has_gold);
+        for (const char* text : {"", " ", "anything"})
+            EXPECT_FALSE(task.score(task.train[i], text).correct.has_value()) << i << text;
+    }
+    EXPECT_TRUE(task.train[2].has_gold);
+    EXPECT_EQ(task.score(task.train[2], "x").correct, 1.0);
+    EXPECT_EQ(task.score(task.train[2], "").correct, 0.0);
+    // The exact verifier never matches an empty gold, wherever it is called from.
+    EXPECT_FALSE(eval::verify("exact", "", ""));
+    EXPECT_FALSE(eval::verify("exact", "  ", " "));
+    const auto empty = dir.write("e.jsonl", "{\"prompt\": \"a\", \"answer\": \" \"}\n");
+    c.set("task.data=" + empty.string());
+    const std::string e = testutil::error_of([&] { rl::load_task(c, tok); });
+    EXPECT_NE(e.find("e.jsonl:1"), std::string::npos) << e;
+    EXPECT_NE(e.find("answer"), std::string::npos) << e;
+}
+
+// Countdown (TinyZero's rules) keeps correctness and its 0.1 format credit apart.
+TEST(RlTask, CountdownSeparatesCorrectnessFromFormatCredit) {
+    Config c(kRlConfigDefaults);
+    c.set("task.name=countdown");
+    c.set("task.train_examples=10");
+    c.set("task.eval_examples=5");
+    const TextTokenizer tok{ByteTokenizer()};
+    const rl::Task task = rl::load_task(c, tok);
+    EXPECT_TRUE(task.has_format_credit);
+    const rl::TaskScore wrong = task.score(task.train[0], "<answer>1+1</answer>");
+    EXPECT_EQ(wrong.correct, 0.0);
+    EXPECT_EQ(wrong.format, 0.1);
+    const rl::TaskScore none = task.score(task.train[0], "no answer");
+    EXPECT_EQ(none.correct, 0.0);
+    EXPECT_EQ(none.format, 0.0);
 }
 
 TEST(RlTask, BadJsonlLinesNameFileLineAndField) {

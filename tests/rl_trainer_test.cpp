@@ -8,13 +8,16 @@
 #include <atomic>
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "core/error.h"
 #include "http_test_server.h"
 #include "model/checkpoint.h"
 #include "rl/demo.h"
+#include "rl/presets.h"
 #include "rl/rl_config.h"
 #include "test_util.h"
 #include "tokenizer/byte_tokenizer.h"
@@ -89,7 +92,7 @@ std::vector<json> read_jsonl(const fs::path& file) {
     return out;
 }
 
-TEST(RlTrainer, RunsOnPolicyAndMovesThePolicyTowardsTheReward) {
+TEST(RlTrainer, MovesThePolicyTowardsTheReward) {
     testutil::TempDir dir;
     const fs::path model = tiny_model(dir.path());
     Config c = tiny_config(dir.path(), model);
@@ -104,11 +107,6 @@ TEST(RlTrainer, RunsOnPolicyAndMovesThePolicyTowardsTheReward) {
     for (const json& m : metrics) {
         EXPECT_TRUE(std::isfinite(m["loss"].get<double>())) << m.dump();
         EXPECT_TRUE(std::isfinite(m["grad_norm"].get<double>())) << m.dump();
-        // One update per rollout batch: the update's forward reproduces the old log-probs
-        // exactly, so every ratio is exactly 1 and nothing is clipped.
-        EXPECT_EQ(m["ratio_mean"].get<double>(), 1.0) << m.dump();
-        EXPECT_EQ(m["clip_frac_low"].get<double>(), 0.0);
-        EXPECT_EQ(m["clip_frac_high"].get<double>(), 0.0);
         EXPECT_TRUE(m.contains("reward/low_ids"));
     }
     double moved = 0;
@@ -128,6 +126,209 @@ TEST(RlTrainer, RunsOnPolicyAndMovesThePolicyTowardsTheReward) {
     EXPECT_GE(samples.size(), 30u * 16u);
     EXPECT_TRUE(samples[0].contains("advantage"));
     EXPECT_TRUE(samples[0]["rewards"].contains("low_ids"));
+}
+
+// docs/RL.md: pi_old's log-probabilities come from the trainer's own forward over the same
+// packed micro-batches (a separate scoring pass for every mini-batch after the first), so
+// with unchanged weights (lr = 0) every ratio of every mini-batch and pass is exactly 1 and
+// nothing clips. With lr > 0 the later mini-batches are off-policy: the ratio moves and the
+// clip acts, so the metric is measured, not fixed at 1.
+TEST(RlTrainer, SeveralMiniBatchesAtLrZeroHaveEveryRatioExactlyOne) {
+    testutil::TempDir dir;
+    const fs::path model = tiny_model(dir.path());
+    double max_off = 0.0, clipped = 0.0;
+    for (const char* lr : {"0", "5e-2"}) {
+        Config c = tiny_config(dir.path(), model);
+        c.set(std::string("run.name=lr") + lr);
+        c.set("train.steps=3");
+        c.set(std::string("train.lr=") + lr);
+        c.set("algorithm.minibatches=4");
+        c.set("algorithm.updates_per_batch=2");
+        c.set("algorithm.clip_low=0.02");
+        c.set("algorithm.clip_high=0.02");
+        std::ostringstream log;
+        RlTrainer trainer(c, false, log, {low_ids()});
+        trainer.run();
+        for (const json& m : read_jsonl(trainer.run_dir() / "metrics.jsonl")) {
+            EXPECT_EQ(m["optimizer_steps"].get<int64_t>() % 8, 0) << m.dump();
+            if (std::string(lr) == "0") {
+                EXPECT_EQ(m["ratio_mean"].get<double>(), 1.0) << m.dump();
+                EXPECT_EQ(m["clip_frac_low"].get<double>(), 0.0) << m.dump();
+                EXPECT_EQ(m["clip_frac_high"].get<double>(), 0.0) << m.dump();
+            } else {
+                max_off = std::max(max_off, std::abs(m["ratio_mean"].get<double>() - 1.0));
+                clipped += m["clip_frac_low"].get<double>() + m["clip_frac_high"].get<double>();
+            }
+        }
+    }
+    EXPECT_GT(max_off, 1e-4);
+    EXPECT_GT(clipped, 0.0);
+}
+
+// Gradient accumulation changes nothing: one step's gradient from one micro-batch equals the
+// sum over four (the loss normaliser is the whole mini-batch's), up to float rounding.
+TEST(RlTrainer, GradientAccumulationOverMicroBatchesMatchesOneBatch) {
+    testutil::TempDir dir;
+    const fs::path model = tiny_model(dir.path());
+    std::vector<std::vector<float>> grads;
+    std::vector<json> lines;
+    for (const char* rows : {"4096", "48"}) {
+        Config c = tiny_config(dir.path(), model);
+        c.set(std::string("run.name=mb") + rows);
+        c.set("train.steps=1");
+        c.set("train.lr=0");  // the gradient is taken at the starting weights on both sides
+        c.set("train.grad_clip=0");
+        c.set(std::string("train.micro_batch_tokens=") + rows);
+        std::ostringstream log;
+        RlTrainer trainer(c, false, log, {low_ids()});
+        trainer.run();
+        const Model& m = trainer.model();
+        grads.emplace_back(m.grads(), m.grads() + m.num_params());
+        lines.push_back(read_jsonl(trainer.run_dir() / "metrics.jsonl").at(0));
+    }
+    EXPECT_EQ(lines[0]["micro_batches"].get<int>(), 1);
+    EXPECT_GE(lines[1]["micro_batches"].get<int>(), 4);
+    EXPECT_NEAR(lines[0]["loss"].get<double>(), lines[1]["loss"].get<double>(), 1e-6);
+    float scale = 0.0f, diff = 0.0f;
+    for (size_t i = 0; i < grads[0].size(); i++) {
+        scale = std::max(scale, std::abs(grads[0][i]));
+        diff = std::max(diff, std::abs(grads[0][i] - grads[1][i]));
+    }
+    ASSERT_GT(scale, 0.0f);
+    EXPECT_LE(diff, 1e-5f * scale) << "max |difference| " << diff << " of max |grad| " << scale;
+}
+
+// A task of the test's own with correctness and format credit (as Countdown's TinyZero rules
+// give): a completion is correct when its first byte is below 32 and earns 0.1 format credit
+// when its first byte is in [32, 160) and it is not correct. Items with an odd index are never
+// correct, so their groups are all wrong.
+Task byte_task(int n_train, int n_eval) {
+    Task t;
+    t.name = "first_byte";
+    for (int i = 0; i < n_train + n_eval; i++) {
+        TaskItem item;
+        item.id = (i < n_train ? "train-" : "eval-") + std::to_string(i);
+        item.prompt = "say " + std::to_string(i) + ":";
+        for (unsigned char ch : item.prompt) item.prompt_ids.push_back(ch);
+        item.index = i < n_train ? i : i - n_train;
+        (i < n_train ? t.train : t.eval).push_back(std::move(item));
+    }
+    t.score = [](const TaskItem& item, const std::string& text) {
+        const int b = text.empty() ? -1 : static_cast<unsigned char>(text[0]);
+        TaskScore s;
+        s.correct = item.index % 2 == 0 && b >= 0 && b < 32 ? 1.0 : 0.0;
+        s.format = *s.correct == 0.0 && b >= 32 && b < 160 ? 0.1 : 0.0;
+        return s;
+    };
+    t.has_format_credit = true;
+    return t;
+}
+
+// `accuracy` and `eval_accuracy` count fully correct samples only; the 0.1 format credit is in
+// the reward and in its own component, recomputed here from the logged completions.
+TEST(RlTrainer, AccuracyIsTheFractionOfFullyCorrectSamples) {
+    testutil::TempDir dir;
+    const fs::path model = tiny_model(dir.path());
+    Config c = tiny_config(dir.path(), model);
+    c.set("rewards.correct=1");
+    c.set("train.steps=2");
+    c.set("train.eval_every=1");
+    c.set("train.eval_samples=4");
+    std::ostringstream log;
+    RlTrainer trainer(c, false, log, {}, byte_task(40, 8));
+    trainer.run();
+    const auto metrics = read_jsonl(trainer.run_dir() / "metrics.jsonl");
+    const auto samples = read_jsonl(trainer.run_dir() / "samples.jsonl");
+    double credit_total = 0.0;
+    for (int64_t step = 1; step <= 2; step++) {
+        double n = 0, correct = 0, format = 0, reward = 0;
+        for (const json& s : samples) {
+            if (s["step"] != step) continue;
+            const std::string text = s["completion"];
+            const std::string id = s["item"];
+            const bool even = std::stoi(id.substr(id.find('-') + 1)) % 2 == 0;
+            const int b = text.empty() ? -1 : static_cast<unsigned char>(text[0]);
+            const bool ok = even && b >= 0 && b < 32;
+            const double credit = !ok && b >= 32 && b < 160 ? 0.1 : 0.0;
+            EXPECT_EQ(s["rewards"]["correct"].get<double>(), ok ? 1.0 : 0.0) << s.dump();
+            EXPECT_EQ(s["rewards"]["format"].get<double>(), credit) << s.dump();
+            EXPECT_DOUBLE_EQ(s["reward"].get<double>(), (ok ? 1.0 : 0.0) + credit);
+            n++;
+            correct += ok;
+            format += credit;
+            reward += (ok ? 1.0 : 0.0) + credit;
+        }
+        const json& m = metrics[step - 1];
+        ASSERT_GT(n, 0);
+        EXPECT_DOUBLE_EQ(m["accuracy"].get<double>(), correct / n) << m.dump();
+        EXPECT_NEAR(m["reward/format"].get<double>(), format / n, 1e-12);
+        EXPECT_NEAR(m["reward_mean"].get<double>(), reward / n, 1e-12);
+        credit_total += format;
+    }
+    EXPECT_GT(credit_total, 0.0);  // the test saw format credit that accuracy had to leave out
+    const TaskEvaluation ev = trainer.evaluate();
+    double sum = 0, count = 0;
+    for (const auto& row : ev.scores) {
+        for (double v : row) {
+            EXPECT_TRUE(v == 0.0 || v == 1.0) << v;  // never the 0.1 credit
+            sum += v;
+            count++;
+        }
+    }
+    EXPECT_DOUBLE_EQ(ev.mean, sum / count);
+    EXPECT_TRUE(metrics[1].contains("eval_accuracy"));
+}
+
+// Dynamic sampling drops the groups that are all right or all wrong (DAPO; verl's
+// filter_groups metric acc) even when a shaping reward makes their rewards differ; with
+// metric reward those groups would be kept.
+TEST(RlTrainer, DynamicSamplingFiltersOnAccuracyByDefault) {
+    testutil::TempDir dir;
+    const fs::path model = tiny_model(dir.path());
+    for (const char* metric : {"accuracy", "reward"}) {
+        Config c = tiny_config(dir.path(), model);
+        c.set(std::string("run.name=") + metric);
+        c.set("rewards.correct=1");
+        c.set("train.steps=2");
+        c.set("algorithm.dynamic_sampling=true");
+        if (std::string(metric) == "reward") c.set("algorithm.dynamic_sampling_metric=reward");
+        std::ostringstream log;
+        RlTrainer trainer(c, false, log, {low_ids()}, byte_task(40, 4));
+        trainer.run();
+        std::map<std::pair<int, int>, std::vector<json>> groups;  // (step, group) -> samples
+        for (const json& s : read_jsonl(trainer.run_dir() / "samples.jsonl"))
+            groups[{s["step"].get<int>(), s["group"].get<int>()}].push_back(s);
+        int kept_all_same = 0, kept = 0;
+        for (const auto& [key, g] : groups) {
+            double lo = 2, hi = -1;
+            for (const json& s : g) {
+                lo = std::min(lo, s["rewards"]["correct"].get<double>());
+                hi = std::max(hi, s["rewards"]["correct"].get<double>());
+            }
+            if (!g[0]["kept"].get<bool>()) continue;
+            kept++;
+            kept_all_same += lo == hi;
+        }
+        EXPECT_GT(kept, 0) << metric;
+        if (std::string(metric) == "accuracy") {
+            EXPECT_EQ(kept_all_same, 0);
+        } else {
+            EXPECT_GT(kept_all_same, 0);  // odd items: all wrong, rewards differ by low_ids
+        }
+    }
+    // Accuracy needs a gold answer on every training item.
+    testutil::TempDir d2;
+    const fs::path data =
+        d2.write("r.jsonl",
+                 "{\"prompt\": \"a\", \"rubric\": [{\"criterion\": \"c\", \"kind\": \"regex\", "
+                 "\"pattern\": \"a\", \"points\": 1}]}\n");
+    Config c = tiny_config(d2.path(), model);
+    c.set("task.name=jsonl");
+    c.set("task.data=" + data.string());
+    c.set("algorithm.dynamic_sampling=true");
+    std::ostringstream log;
+    const std::string e = testutil::error_of([&] { RlTrainer t(c, false, log); });
+    EXPECT_NE(e.find("algorithm.dynamic_sampling_metric"), std::string::npos) << e;
 }
 
 TEST(RlTrainer, ResumeAfterAStopIsBitIdentical) {
@@ -224,6 +425,8 @@ TEST(RlTrainer, DynamicSamplingDropsUninformativeGroupsAndRefills) {
         Config c = tiny_config(dir.path(), model);
         c.set("run.name=r" + std::to_string(rounds));
         c.set("train.steps=1");
+        c.set("algorithm.dynamic_sampling=true");
+        c.set("algorithm.dynamic_sampling_metric=reward");  // the task's correctness is all 0
         c.set("algorithm.max_generation_batches=" + std::to_string(rounds));
         std::ostringstream log;
         RlTrainer trainer(c, false, log, {half});
@@ -342,6 +545,46 @@ TEST(RlTrainer, RubricRewardScoresEachRolloutByItsItemsRubric) {
     bad.set("rewards.rubric=1");
     const std::string e = testutil::error_of([&] { RlTrainer t(bad, false, log); });
     EXPECT_NE(e.find("rewards.rubric"), std::string::npos) << e;
+}
+
+// With the default rewards.correct = 1, a rubric-only item has no `correct` component at all:
+// the empty completion, which the exact verifier once matched against the missing answer
+// (paying +1 for ending at once), earns only its rubric score.
+TEST(RlTrainer, RubricOnlyItemsHaveNoCorrectComponent) {
+    testutil::TempDir dir;
+    const fs::path model = tiny_model(dir.path());
+    std::string lines;
+    for (int i = 0; i < 8; i++) {
+        lines += "{\"prompt\": \"say " + std::to_string(i) +
+                 ":\", \"rubric\": [{\"criterion\": \"has a letter a-m\", \"kind\": "
+                 "\"regex\", \"pattern\": \"[a-m]\", \"points\": 1}]}\n";
+    }
+    const fs::path data = dir.write("rubric.jsonl", lines);
+    Config c = tiny_config(dir.path(), model);
+    c.set("task.name=jsonl");
+    c.set("task.data=" + data.string());
+    c.set("rewards.correct=1");
+    c.set("rewards.rubric=1");
+    c.set("train.steps=2");
+    std::ostringstream log;
+    // A library reward that applies to no item: absent everywhere, not a 0.
+    RewardFunction empty_probe{
+        "probe", 0.0, [](const TaskItem&, const std::string&, const std::vector<int32_t>&, bool) {
+            return std::optional<double>();  // applies to no item: never logged
+        }};
+    RlTrainer trainer(c, false, log, {empty_probe});
+    trainer.run();
+    int n = 0;
+    for (const json& s : read_jsonl(trainer.run_dir() / "samples.jsonl")) {
+        EXPECT_FALSE(s["rewards"].contains("correct")) << s.dump();
+        EXPECT_FALSE(s["rewards"].contains("probe")) << s.dump();
+        EXPECT_EQ(s["reward"].get<double>(), s["rewards"]["rubric"].get<double>()) << s.dump();
+        n++;
+    }
+    EXPECT_EQ(n, 2 * 16);
+    const json m = read_jsonl(trainer.run_dir() / "metrics.jsonl").back();
+    EXPECT_FALSE(m.contains("accuracy")) << m.dump();  // nothing to be correct about
+    EXPECT_FALSE(m.contains("reward/correct")) << m.dump();
 }
 
 // The rubric reward with an LLM judge over real HTTP: a scripted OpenAI-compatible judge says
@@ -468,18 +711,97 @@ TEST(RlDemo, ShortDemoWritesResultsAndAReportAndResumes) {
 namespace crucible::rl {
 namespace {
 
-// Every preset parses against the schema and passes validation.
-TEST(RlPresets, EveryPresetIsAValidConfig) {
-    const std::filesystem::path examples =
-        std::filesystem::path(CRUCIBLE_FIXTURE_DIR) / ".." / ".." / "examples";
-    int n = 0;
-    for (const char* name : {"rl_grpo.yaml", "rl_dapo.yaml", "rl_dr_grpo.yaml", "rl_gspo.yaml"}) {
-        Config c(kRlConfigDefaults);
-        c.merge_file((examples / name).string());
-        EXPECT_NO_THROW(validate_rl_config(c)) << name;
-        n++;
+// The numbers and words of two config values are the same value ("3e-4" and "3.0e-4").
+bool same_value(const std::string& a, const std::string& b) {
+    char* end_a = nullptr;
+    char* end_b = nullptr;
+    const double x = std::strtod(a.c_str(), &end_a), y = std::strtod(b.c_str(), &end_b);
+    if (!a.empty() && !b.empty() && *end_a == '\0' && *end_b == '\0') return x == y;
+    return a == b;
+}
+
+std::vector<std::string> table_cells(const std::string& row) {
+    std::vector<std::string> cells;
+    std::stringstream in(row);
+    std::string cell;
+    std::getline(in, cell, '|');  // before the first bar
+    while (std::getline(in, cell, '|')) {
+        const size_t a = cell.find_first_not_of(' '), b = cell.find_last_not_of(' ');
+        cells.push_back(a == std::string::npos ? "" : cell.substr(a, b - a + 1));
     }
-    EXPECT_EQ(n, 4);
+    if (!cells.empty() && cells.back().empty()) cells.pop_back();
+    return cells;
+}
+
+// Each preset's effective config (the defaults, then examples/rl_<name>.yaml) is exactly what
+// the table in docs/RL.md says, cell by cell; the table covers every algorithm.* key; the
+// compiled-in presets are the example files; and every preset passes validation.
+TEST(RlPresets, EffectiveConfigsMatchTheTable) {
+    const std::filesystem::path root = std::filesystem::path(CRUCIBLE_FIXTURE_DIR) / ".." / "..";
+    std::ifstream doc(root / "docs" / "RL.md");
+    ASSERT_TRUE(doc) << "docs/RL.md";
+    std::string line;
+    std::vector<std::string> header;
+    std::vector<std::vector<std::string>> rows;
+    while (std::getline(doc, line)) {
+        if (header.empty()) {
+            if (line.rfind("| key | defaults |", 0) == 0) header = table_cells(line);
+            continue;
+        }
+        if (line.rfind("|", 0) != 0) break;
+        if (line.rfind("|---", 0) == 0) continue;
+        rows.push_back(table_cells(line));
+    }
+    ASSERT_EQ(header.size(), 6u) << "the presets table of docs/RL.md";
+    std::map<std::string, Config> configs;
+    configs.emplace("defaults", Config(kRlConfigDefaults));
+    for (size_t col = 2; col < header.size(); col++) {
+        const std::string& file = header[col];  // rl_<name>
+        ASSERT_EQ(file.rfind("rl_", 0), 0u) << file;
+        const std::string name = file.substr(3);
+        EXPECT_EQ(std::string(rl_preset(name)),
+                  testutil::slurp(root / "examples" / (file + ".yaml")))
+            << "the compiled-in preset " << name << " is not examples/" << file << ".yaml";
+        Config c(kRlConfigDefaults);
+        c.merge_file((root / "examples" / (file + ".yaml")).string());
+        EXPECT_NO_THROW(validate_rl_config(c)) << file;
+        configs.emplace(file, c);
+    }
+    EXPECT_EQ(rl_preset_names(), (std::vector<std::string>{"grpo", "dapo", "dr_grpo", "gspo"}));
+    std::set<std::string> keys;
+    for (const auto& row : rows) {
+        ASSERT_EQ(row.size(), header.size()) << row[0];
+        keys.insert(row[0]);
+        for (size_t col = 1; col < header.size(); col++) {
+            const std::string actual = configs.at(header[col]).get_string(row[0]);
+            EXPECT_TRUE(same_value(actual, row[col]))
+                << header[col] << " " << row[0] << ": the config says " << actual
+                << ", docs/RL.md says " << row[col];
+        }
+    }
+    // Every algorithm knob is in the table.
+    std::stringstream schema(kRlConfigDefaults);
+    bool in_algorithm = false;
+    int algorithm_keys = 0;
+    while (std::getline(schema, line)) {
+        if (!line.empty() && line[0] != ' ') in_algorithm = line.rfind("algorithm:", 0) == 0;
+        if (!in_algorithm || line.rfind("  ", 0) != 0 || line[2] == ' ' || line[2] == '#') continue;
+        const std::string key = "algorithm." + line.substr(2, line.find(':') - 2);
+        EXPECT_TRUE(keys.count(key)) << key << " is missing from docs/RL.md's presets table";
+        algorithm_keys++;
+    }
+    EXPECT_GE(algorithm_keys, 15);
+    // The recipes are what their papers say (the table could drift with the files together).
+    EXPECT_EQ(configs.at("rl_dapo").get_double("algorithm.clip_high"), 0.28);
+    EXPECT_TRUE(configs.at("rl_dapo").get_bool("algorithm.dynamic_sampling"));
+    EXPECT_GT(configs.at("rl_dapo").get_int("algorithm.minibatches"), 1);
+    EXPECT_EQ(configs.at("rl_grpo").get_double("algorithm.kl_beta"), 0.04);
+    EXPECT_EQ(configs.at("rl_gspo").get_string("algorithm.ratio"), "sequence");
+    EXPECT_EQ(configs.at("rl_dr_grpo").get_string("algorithm.advantage"), "dr_grpo");
+    for (const char* preset : {"rl_grpo", "rl_dr_grpo", "rl_gspo", "defaults"}) {
+        EXPECT_EQ(configs.at(preset).get_double("rewards.soft_overlong"), 0.0) << preset;
+        EXPECT_FALSE(configs.at(preset).get_bool("algorithm.dynamic_sampling")) << preset;
+    }
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "rl/presets.h"
 #include "rl/rl_config.h"
 #include "rl/rl_trainer.h"
 #include "train/sft_config.h"
@@ -17,6 +18,7 @@ namespace crucible::cli {
 namespace {
 
 struct TrainOptions {
+    std::string preset;  // rl only
     std::string config;
     std::vector<std::string> sets;
     std::string resume;
@@ -35,13 +37,14 @@ void add_common_options(CLI::App* cmd, TrainOptions* opt, const char* example) {
                   "print the effective config (defaults, file, overrides) and exit");
 }
 
-// Defaults, then (on resume) the run's own config.yaml, then --config, then --set.
+// Defaults, then (on resume) the run's own config.yaml, then --preset, --config, --set.
 Config effective_config(const char* defaults, const TrainOptions& opt) {
     Config config(defaults);
     if (!opt.resume.empty()) {
-        // The run's own effective config; --config/--set may only restate it.
+        // The run's own effective config; --preset/--config/--set may only restate it.
         config.merge_file((std::filesystem::path(opt.resume) / "config.yaml").string());
     }
+    if (!opt.preset.empty()) config.merge_text(rl::rl_preset(opt.preset), "--preset " + opt.preset);
     if (!opt.config.empty()) config.merge_file(opt.config);
     for (const std::string& s : opt.sets) config.set(s);
     if (!opt.resume.empty()) {
@@ -73,6 +76,11 @@ std::function<int()> add_train(CLI::App& app) {
     auto rl_opt = std::make_shared<TrainOptions>();
     add_common_options(sft, sft_opt.get(), "examples/sft_countdown.yaml");
     add_common_options(rl, rl_opt.get(), "examples/rl_dapo.yaml");
+    std::string names;
+    for (const std::string& n : rl::rl_preset_names()) names += (names.empty() ? "" : ", ") + n;
+    rl->add_option("--preset", rl_opt->preset,
+                   "start from a recipe compiled into the binary (" + names +
+                       "; examples/rl_<name>.yaml), before --config and --set");
     return [sft, sft_opt, rl_opt]() {
         if (sft->parsed()) {
             Config config = effective_config(kSftConfigDefaults, *sft_opt);

@@ -55,21 +55,36 @@ bool evaluate(const std::string& expr, long* value, std::vector<long>* numbers) 
     return true;
 }
 
-// Draws training problems whose prompts are not held out. The problem space is finite
-// (Countdown-lite has ~1,300 distinct prompts), so a held-out set that covers it is an error
-// rather than an endless loop.
+// Draws `n_eval` distinct held-out problems, then `n_train` training problems whose prompts
+// are not held out (training prompts may repeat: it is a stream). The problem space is finite
+// (Countdown-lite has ~1,300 distinct prompts), so a split that exhausts it is an error rather
+// than an endless loop.
 template <typename Draw>
-void fill_train(int n_train, const std::set<std::string>& held_out, Draw& draw,
-                std::vector<PromptCompletion>* train) {
+void fill_split(int n_train, int n_eval, Draw& draw, std::vector<PromptCompletion>* train,
+                std::vector<PromptCompletion>* eval) {
+    std::set<std::string> held_out;
     int rejected_in_a_row = 0;
+    auto give_up = [&](const char* what) {
+        if (++rejected_in_a_row > 100000) {
+            throw Error(std::string("built-in task: ") + what + " (" +
+                        std::to_string(held_out.size()) +
+                        " distinct held-out prompts); lower the number of held-out examples");
+        }
+    };
+    while (static_cast<int>(eval->size()) < n_eval) {
+        PromptCompletion pc = draw();
+        if (!held_out.insert(pc.prompt).second) {
+            give_up("the task has fewer distinct problems than the held-out split asks for");
+            continue;
+        }
+        rejected_in_a_row = 0;
+        eval->push_back(std::move(pc));
+    }
+    rejected_in_a_row = 0;
     while (static_cast<int>(train->size()) < n_train) {
         PromptCompletion pc = draw();
         if (held_out.count(pc.prompt)) {
-            if (++rejected_in_a_row > 100000) {
-                throw Error("built-in task: the eval split (" + std::to_string(held_out.size()) +
-                            " distinct prompts) leaves no problems to train on; lower "
-                            "data.builtin_eval_examples");
-            }
+            give_up("the held-out split leaves no problems to train on");
             continue;
         }
         rejected_in_a_row = 0;
@@ -102,12 +117,7 @@ void countdown_split(int n_train, int n_eval, uint64_t seed, std::vector<PromptC
             return PromptCompletion{prompt, expr};
         }
     };
-    std::set<std::string> held_out;
-    for (int i = 0; i < n_eval; i++) {
-        eval->push_back(draw());
-        held_out.insert(eval->back().prompt);
-    }
-    fill_train(n_train, held_out, draw, train);
+    fill_split(n_train, n_eval, draw, train, eval);
 }
 
 double countdown_reward(const std::string& prompt, const std::string& answer) {
@@ -157,12 +167,7 @@ void addition_split(int n_train, int n_eval, int max_digits, uint64_t seed,
         return PromptCompletion{std::to_string(a) + "+" + std::to_string(b) + "=",
                                 std::to_string(a + b)};
     };
-    std::set<std::string> held_out;
-    for (int i = 0; i < n_eval; i++) {
-        eval->push_back(draw());
-        held_out.insert(eval->back().prompt);
-    }
-    fill_train(n_train, held_out, draw, train);
+    fill_split(n_train, n_eval, draw, train, eval);
 }
 
 }  // namespace crucible

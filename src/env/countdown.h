@@ -16,8 +16,9 @@ struct PromptCompletion {
     std::string completion;
 };
 
-// `n_eval` held-out problems, then `n_train` training problems whose prompts never occur
-// among the held-out ones. Deterministic in `seed`.
+// `n_eval` held-out problems with distinct prompts, then `n_train` training problems whose
+// prompts never occur among the held-out ones. Deterministic in `seed`. Throws when the task
+// has too few distinct problems for the split.
 void countdown_split(int n_train, int n_eval, uint64_t seed, std::vector<PromptCompletion>* train,
                      std::vector<PromptCompletion>* eval);
 
@@ -25,7 +26,8 @@ void countdown_split(int n_train, int n_eval, uint64_t seed, std::vector<PromptC
 // integers that uses each prompt number exactly once and evaluates to the target; else 0.
 double countdown_reward(const std::string& prompt, const std::string& answer);
 
-// Multi-digit addition "123+45=" -> "168", operands with 1..max_digits digits.
+// Multi-digit addition "123+45=" -> "168", operands with 1..max_digits digits; the split
+// follows countdown_split's rules.
 void addition_split(int n_train, int n_eval, int max_digits, uint64_t seed,
                     std::vector<PromptCompletion>* train, std::vector<PromptCompletion>* eval);
 

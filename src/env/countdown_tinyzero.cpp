@@ -196,18 +196,30 @@ std::optional<double> evaluate_arithmetic(std::string_view expr, std::vector<int
     return v;
 }
 
-double countdown_tinyzero_reward(const CountdownProblem& p, std::string_view completion) {
-    const auto answer = last_answer_tag(completion);
-    if (!answer) return 0.0;
-    constexpr double kFormat = 0.1;
+CountdownVerdict countdown_tinyzero_verdict(const CountdownProblem& p,
+                                            std::string_view completion) {
+    // TinyZero's extract_solution keeps only the last line of the response, then takes the
+    // last <answer> on it: an answer given earlier and followed by more text does not count.
+    const size_t nl = completion.rfind('\n');
+    const std::string_view last_line =
+        nl == std::string_view::npos ? completion : completion.substr(nl + 1);
+    const auto answer = last_answer_tag(last_line);
+    CountdownVerdict v;
+    if (!answer) return v;
+    v.answered = true;
     std::vector<int> used;
     const auto value = evaluate_arithmetic(*answer, &used);
-    if (!value) return kFormat;
+    if (!value) return v;
     std::vector<int> given = p.numbers;
     std::sort(used.begin(), used.end());
     std::sort(given.begin(), given.end());
-    if (used != given) return kFormat;
-    return std::abs(*value - p.target) < 1e-5 ? 1.0 : kFormat;
+    v.correct = used == given && std::abs(*value - p.target) < 1e-5;
+    return v;
+}
+
+double countdown_tinyzero_reward(const CountdownProblem& p, std::string_view completion) {
+    const CountdownVerdict v = countdown_tinyzero_verdict(p, completion);
+    return v.correct ? 1.0 : v.answered ? kCountdownFormatCredit : 0.0;
 }
 
 }  // namespace crucible

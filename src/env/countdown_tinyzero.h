@@ -1,8 +1,9 @@
 // Countdown with TinyZero's rules (Jiayi Pan et al., TinyZero, 2025): reach a target with
 // + - * / and parentheses, using each given number exactly once; the model shows its work in
 // <think> tags and gives the equation in <answer> tags. Reward (TinyZero's compute_score):
-// 1 for a correct equation in the last <answer>, 0.1 for an answer that is there but wrong
-// (bad characters, wrong numbers, does not evaluate, misses the target), 0 for no answer.
+// 1 for a correct equation, 0.1 for an answer that is there but wrong (bad characters, wrong
+// numbers, does not evaluate, misses the target), 0 for no answer. TinyZero looks for the
+// answer only on the last line of the response, in the last <answer>...</answer> there.
 #pragma once
 
 #include <cstdint>
@@ -27,14 +28,24 @@ void countdown_tinyzero_split(int n_train, int n_eval, uint64_t seed,
                               std::vector<CountdownProblem>* train,
                               std::vector<CountdownProblem>* eval);
 
-// The text inside the last <answer>...</answer>, if any.
-std::optional<std::string> last_answer_tag(std::string_view completion);
+// The text inside the last <answer>...</answer> of `text`, if any.
+std::optional<std::string> last_answer_tag(std::string_view text);
 
 // Evaluates an arithmetic expression over + - * / and parentheses (doubles); nullopt when it
 // does not parse, has other characters or divides by zero. `numbers` receives its integers.
 std::optional<double> evaluate_arithmetic(std::string_view expr, std::vector<int>* numbers);
 
-// TinyZero's score: 0, 0.1 or 1 (see above).
+// TinyZero's verdict on a completion: whether its last line holds an <answer> (the format
+// credit) and whether that answer is correct.
+struct CountdownVerdict {
+    bool answered = false;
+    bool correct = false;
+};
+CountdownVerdict countdown_tinyzero_verdict(const CountdownProblem& p, std::string_view completion);
+
+inline constexpr double kCountdownFormatCredit = 0.1;  // TinyZero's format_score
+
+// TinyZero's score: 1 when correct, kCountdownFormatCredit when answered but wrong, else 0.
 double countdown_tinyzero_reward(const CountdownProblem& p, std::string_view completion);
 
 }  // namespace crucible

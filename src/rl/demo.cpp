@@ -13,6 +13,7 @@
 #include "eval/statistics.h"
 #include "model/checkpoint.h"
 #include "rl/evaluate.h"
+#include "rl/presets.h"
 #include "rl/rl_config.h"
 #include "rl/rl_trainer.h"
 #include "train/run_folder.h"
@@ -70,8 +71,14 @@ std::string pct(double v) {
     return buf;
 }
 
-void write_report(const fs::path& out, const json& results, const fs::path& metrics_file) {
-    ChartSeries reward{"train reward (mean)", {}, {}}, acc{"held-out accuracy (avg@4)", {}, {}};
+void write_report(const fs::path& out, const json& results, const fs::path& metrics_file,
+                  int during_samples) {
+    // Two accuracy series, each named by its avg@K: the trainer's periodic held-out score
+    // (train.eval_samples) and the demo's own before/after score (its --samples).
+    const int K = results.value("samples", 0);
+    ChartSeries reward{"train reward (mean)", {}, {}};
+    ChartSeries acc{"held-out avg@" + std::to_string(during_samples) + " during RL", {}, {}};
+    ChartSeries ends{"held-out avg@" + std::to_string(K) + " before / after RL", {}, {}};
     ChartSeries len{"response length (tokens)", {}, {}}, entropy{"entropy (nats)", {}, {}};
     ChartSeries clip_high{"clip fraction high", {}, {}}, clip_low{"clip fraction low", {}, {}};
     std::ifstream in(metrics_file);
@@ -99,9 +106,9 @@ void write_report(const fs::path& out, const json& results, const fs::path& metr
             acc.y.push_back(m["eval_accuracy"].get<double>());
         }
     }
-    if (results.contains("before")) {  // step 0: the SFT model, scored the same way
-        acc.x.insert(acc.x.begin(), 0.0);
-        acc.y.insert(acc.y.begin(), results["before"].get<double>());
+    if (results.contains("before")) {  // step 0: the SFT model; the last step: after RL
+        ends.x = {0.0, static_cast<double>(results.value("rl_steps", 0))};
+        ends.y = {results["before"].get<double>(), results["after"].get<double>()};
     }
     auto row = [](const std::string& name, const std::string& before, const std::string& after) {
         return "<tr><td>" + html_escape(name) + "</td><td>" + before + "</td><td>" + after +
@@ -136,7 +143,8 @@ void write_report(const fs::path& out, const json& results, const fs::path& metr
             "; the smallest difference this setup detects (80% power, alpha 0.05): " +
             pct(results["minimum_detectable_effect"]) + ".</p>\n";
     html += svg_line_chart("Reward during RL", {reward}, "RL step", "reward");
-    html += svg_line_chart("Held-out accuracy", {acc}, "RL step", "accuracy");
+    html += svg_line_chart("Held-out accuracy (fully correct samples)", {acc, ends}, "RL step",
+                           "accuracy");
     html += svg_line_chart("Response length", {len}, "RL step", "tokens");
     html += svg_line_chart("Policy entropy", {entropy}, "RL step", "nats");
     html += svg_line_chart("Clipped tokens", {clip_low, clip_high}, "RL step", "fraction");
@@ -175,8 +183,9 @@ json run_demo(const DemoOptions& o, std::ostream& log) {
     }
     const double t_sft = elapsed();
 
-    // 2. The RL config (DAPO preset: the RL defaults) and the held-out score before RL.
+    // 2. The RL config (the DAPO preset, compiled in) and the held-out score before RL.
     Config rl(kRlConfigDefaults);
+    rl.merge_text(rl_preset("dapo"), "preset dapo");
     rl.set("run.dir=" + out.string());
     rl.set("run.name=rl");
     rl.set("seed=" + std::to_string(o.seed));
@@ -255,7 +264,8 @@ json run_demo(const DemoOptions& o, std::ostream& log) {
         {"seconds_rl_and_eval_after", seconds - t_before},
     };
     write_file_durable(out / "results.json", results.dump(2) + "\n");
-    write_report(out / "report.html", results, out / "rl" / "metrics.jsonl");
+    write_report(out / "report.html", results, out / "rl" / "metrics.jsonl",
+                 static_cast<int>(rl.get_int("train.eval_samples")));
     char buf[400];
     std::snprintf(buf, sizeof buf,
                   "\nheld-out accuracy (%d problems x %d samples): before RL %s [%s, %s] -> after "

@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "core/error.h"
 #include "core/rng.h"
 #include "engine/engine.h"
 
@@ -34,7 +35,12 @@ TaskEvaluation evaluate_task(Model& model, const TextTokenizer& tok, const Task&
         for (const GeneratedSequence& s : outs[i]) {
             std::vector<int32_t> ids = s.tokens;
             if (!ids.empty() && ids.back() == tok.eos) ids.pop_back();
-            const double score = task.score(items[i], tok.decode(ids));
+            const std::optional<double> correct = task.score(items[i], tok.decode(ids)).correct;
+            if (!correct) {
+                throw Error("evaluate_task: held-out item '" + items[i].id +
+                            "' has no gold answer to score accuracy against");
+            }
+            const double score = *correct;
             ev.scores[i].push_back(score);
             total += score;
             ev.tokens += static_cast<int64_t>(s.tokens.size());

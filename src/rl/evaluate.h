@@ -14,15 +14,17 @@
 namespace crucible::rl {
 
 struct TaskEvaluation {
-    std::vector<std::vector<double>> scores;  // [problem][sample] the task's score
-    double mean = 0.0;                        // over every sample
+    std::vector<std::vector<double>> scores;  // [problem][sample] 1 fully correct, 0 not
+    double mean = 0.0;                        // accuracy over every sample
     double mean_length = 0.0;                 // completion tokens
     int64_t tokens = 0;
     double seconds = 0.0;
 };
 
-// `samples` completions of each item (temperature 0: greedy, one is enough). Sample j of item
-// i is seeded from (seed, item index, j), so results do not depend on batching.
+// `samples` completions of each item (temperature 0: greedy, one is enough), scored by the
+// task's correctness (format credit is not accuracy). Sample j of item i is seeded from
+// (seed, item index, j), so results do not depend on batching. Every item needs a gold
+// answer (throws crucible::Error naming the item otherwise).
 TaskEvaluation evaluate_task(Model& model, const TextTokenizer& tok, const Task& task,
                              const std::vector<TaskItem>& items, int samples,
                              const SamplingParams& params, uint64_t seed);

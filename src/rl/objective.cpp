@@ -49,7 +49,8 @@ LossAggregation parse_loss_aggregation(const std::string& value, const std::stri
         value, key,
         {{"seq_mean_token_mean", LossAggregation::seq_mean_token_mean},
          {"token_mean", LossAggregation::token_mean},
-         {"seq_sum_norm", LossAggregation::seq_sum_norm}});
+         {"seq_sum_norm", LossAggregation::seq_sum_norm},
+         {"seq_mean_token_sum", LossAggregation::seq_mean_token_sum}});
 }
 KlEstimator parse_kl_estimator(const std::string& value, const std::string& key) {
     return parse_enum<KlEstimator>(
@@ -132,6 +133,8 @@ double aggregation_weight(const PolicyLossOptions& o, const MiniBatchSize& mb, i
             return 1.0 / static_cast<double>(mb.tokens);
         case LossAggregation::seq_sum_norm:
             return 1.0 / (static_cast<double>(mb.sequences) * std::max(o.max_completion_tokens, 1));
+        case LossAggregation::seq_mean_token_sum:
+            return 1.0 / static_cast<double>(mb.sequences);
     }
     return 0.0;
 }

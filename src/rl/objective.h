@@ -23,6 +23,7 @@ enum class LossAggregation {
     seq_mean_token_mean,  // (1/B) sum_i (1/|y_i|) sum_t       GRPO
     token_mean,           // (1/sum_i |y_i|) sum_i sum_t       DAPO (whole mini-batch)
     seq_sum_norm,         // (1/(B * L_max)) sum_i sum_t       Dr. GRPO
+    seq_mean_token_sum,   // (1/B) sum_i sum_t                 verl seq-mean-token-sum
 };
 enum class KlEstimator { k1, k2, k3 };
 

@@ -1,7 +1,9 @@
 // The RL configuration schema: every key `crucible train rl` accepts, with its default. The
-// defaults are DAPO's recipe (clip-higher, token-mean loss, dynamic sampling, no KL) sized for
-// the built-in Countdown task on the default byte-level model; examples/rl_*.yaml are the
-// presets. A config file and --set may change values but not add keys or change types.
+// defaults are neutral: group-normalised advantages, a symmetric clip, no reward shaping, no
+// filtering, no KL, one update per rollout batch, sized for the built-in Countdown task on the
+// default byte-level model. The recipes are the presets (examples/rl_*.yaml, compiled in as
+// rl_preset()), each setting every knob its paper sets; docs/RL.md tabulates them. A config
+// file and --set may change values but not add keys or change types.
 #pragma once
 
 namespace crucible {
@@ -24,8 +26,10 @@ task:
   eval_examples: 200        # built-in tasks: held-out problems
   max_digits: 3             # addition: operand digits
 rewards:                    # weighted sum; a weight of 0 computes and logs a component only
-  correct: 1.0              # the task's verifier (Countdown-TinyZero: 0 / 0.1 format / 1)
-  soft_overlong: 1.0        # DAPO's soft overlong punishment (0 .. -1), see algorithm.overlong_*
+  correct: 1.0              # the task's verdict: 1 fully correct, 0 not (absent: no gold answer)
+  format: 1.0               # the task's format credit (countdown: TinyZero's 0.1 for a
+                            # well-formed wrong answer; other tasks give none)
+  soft_overlong: 0.0        # DAPO's soft overlong punishment (0 .. -1), see algorithm.overlong_*
   rubric: 0.0               # the item's rubric score in [0, 1] (task jsonl items with "rubric")
 rubric:                     # the rubric reward's scorer (docs/RUBRICS.md; as `crucible rubric score`)
   judge: ""                 # openai:BASE_URL#MODEL; "": programmatic criteria only
@@ -50,15 +54,18 @@ algorithm:
   advantage: grpo           # grpo, dr_grpo, batch_std, rloo, reinforce_pp_baseline
   ratio: token              # token (PPO/GRPO) or sequence (GSPO)
   clip_low: 0.2             # epsilon_low
-  clip_high: 0.28           # epsilon_high (clip-higher; GRPO uses 0.2)
+  clip_high: 0.2            # epsilon_high (DAPO's clip-higher: 0.28)
   dual_clip: 0.0            # c > 1 caps the loss of negative-advantage tokens at -c*A; 0 off
   loss_aggregation: token_mean   # seq_mean_token_mean (GRPO), token_mean (DAPO),
-                                 # seq_sum_norm (Dr. GRPO: sum / (B * L_max))
+                                 # seq_sum_norm (Dr. GRPO: sum / (B * L_max)),
+                                 # seq_mean_token_sum (verl: (1/B) sum_i sum_t)
   kl_beta: 0.0              # > 0 loads a frozen reference model (the starting weights)
   kl_estimator: k3          # k1, k2 or k3
   overlong_filter: false    # truncated completions take no part in the loss
   overlong_cache: 4         # L_cache of the soft overlong punishment (tokens)
-  dynamic_sampling: true    # drop groups whose rewards are all equal and refill the batch
+  dynamic_sampling: false   # drop uninformative groups and refill the batch (DAPO)
+  dynamic_sampling_metric: accuracy  # accuracy: all right or all wrong (DAPO, verl's acc);
+                                     # reward: all rewards equal
   max_generation_batches: 3 # dynamic sampling: generation rounds per step at most
   updates_per_batch: 1      # mu: passes over the rollout batch
   minibatches: 1            # optimizer steps per pass (the batch is split by groups)

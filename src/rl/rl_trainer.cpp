@@ -43,6 +43,7 @@ struct RlTrainer::Rollout {
     std::vector<int32_t> completion;  // generated ids (end-of-sequence included when it ended it)
     std::string text;                 // completion text without the end-of-sequence token
     bool truncated = false;           // hit rollout.max_new_tokens
+    std::optional<double> correct;    // the task's verdict; none: the item has no gold answer
     std::vector<std::pair<std::string, double>> components;
     double rubric = NAN;  // the rubric reward (when on); NaN with rubric_error when it failed
     std::string rubric_error;
@@ -67,6 +68,7 @@ struct RlTrainer::StepStats {
     double grad_norm_sum = 0.0;
     int optimizer_steps = 0;
     int64_t train_rows = 0;
+    int64_t micro_batches = 0;
 };
 
 void resolve_rl_run_name(Config& config) {
@@ -96,14 +98,14 @@ void validate_rl_config(const Config& c) {
     parse_loss_aggregation(c.get_string("algorithm.loss_aggregation"),
                            "algorithm.loss_aggregation");
     parse_kl_estimator(c.get_string("algorithm.kl_estimator"), "algorithm.kl_estimator");
+    parse_dynamic_sampling_metric(c.get_string("algorithm.dynamic_sampling_metric"));
+    // Every advantage mode centres on the group mean (batch_std too: only its scale is the
+    // batch's), so a group of one sample has advantage 0 and the run would train on nothing.
     const int64_t G = c.get_int("rollout.samples_per_prompt");
-    const std::string adv = c.get_string("algorithm.advantage");
-    if (G < 2 && adv != "batch_std") {
-        throw Error("config: algorithm.advantage " + adv +
-                    " compares samples within a group; rollout.samples_per_prompt must be >= 2");
-    }
-    if (c.get_bool("algorithm.dynamic_sampling") && G < 2) {
-        throw Error("config: algorithm.dynamic_sampling needs rollout.samples_per_prompt >= 2");
+    if (G < 2) {
+        throw Error("config: rollout.samples_per_prompt must be >= 2: algorithm.advantage " +
+                    c.get_string("algorithm.advantage") +
+                    " subtracts the group mean, so one sample per prompt gives every advantage 0");
     }
     if (c.get_int("algorithm.minibatches") > c.get_int("rollout.prompts_per_step")) {
         throw Error(
@@ -148,8 +150,15 @@ void validate_rl_config(const Config& c) {
     }
 }
 
+DynamicSamplingMetric parse_dynamic_sampling_metric(const std::string& value) {
+    if (value == "accuracy") return DynamicSamplingMetric::accuracy;
+    if (value == "reward") return DynamicSamplingMetric::reward;
+    throw Error("config: algorithm.dynamic_sampling_metric: unknown value '" + value +
+                "' (expected accuracy or reward)");
+}
+
 RlTrainer::RlTrainer(const Config& config, bool resume, std::ostream& log,
-                     std::vector<RewardFunction> extra_rewards)
+                     std::vector<RewardFunction> extra_rewards, std::optional<Task> task)
     : config_(config), log_(log) {
     validate_rl_config(config_);
     if (config_.get_string("run.name").empty()) {
@@ -170,27 +179,39 @@ RlTrainer::RlTrainer(const Config& config, bool resume, std::ostream& log,
     loss_.kl_beta = config_.get_double("algorithm.kl_beta");
     loss_.kl = parse_kl_estimator(config_.get_string("algorithm.kl_estimator"), "");
     loss_.max_completion_tokens = static_cast<int>(config_.get_int("rollout.max_new_tokens"));
+    dynamic_metric_ =
+        parse_dynamic_sampling_metric(config_.get_string("algorithm.dynamic_sampling_metric"));
 
     const fs::path start_from(config_.get_string("model.path"));
     tokenizer_ = fs::exists(start_from / "tokenizer.json") ? load_text_tokenizer(start_from)
                                                            : TextTokenizer(ByteTokenizer());
-    task_ = load_task(config_, tokenizer_);
+    task_ = task ? std::move(*task) : load_task(config_, tokenizer_);
+    if (task_.train.empty()) throw Error("rl: the task has no training items");
 
-    // Reward components: the config's (weights from rewards.*), then the caller's.
+    // Reward components besides the task's own (`correct`, `format`: score()): the config's
+    // (weights from rewards.*), then the caller's. Shaping is off unless a weight asks for it.
     const int max_new = loss_.max_completion_tokens;
     const int cache = static_cast<int>(config_.get_int("algorithm.overlong_cache"));
-    rewards_.push_back(
-        {"correct", config_.get_double("rewards.correct"),
-         [this](const TaskItem& item, const std::string& text, const std::vector<int32_t>&, bool) {
-             return task_.score(item, text);
-         }});
-    rewards_.push_back({"soft_overlong", config_.get_double("rewards.soft_overlong"),
-                        [max_new, cache](const TaskItem&, const std::string&,
-                                         const std::vector<int32_t>& ids, bool) {
-                            return soft_overlong_penalty(static_cast<int>(ids.size()), max_new,
-                                                         cache);
-                        }});
+    if (config_.get_double("rewards.soft_overlong") != 0.0) {
+        rewards_.push_back({"soft_overlong", config_.get_double("rewards.soft_overlong"),
+                            [max_new, cache](const TaskItem&, const std::string&,
+                                             const std::vector<int32_t>& ids, bool) {
+                                return soft_overlong_penalty(static_cast<int>(ids.size()), max_new,
+                                                             cache);
+                            }});
+    }
     for (RewardFunction& r : extra_rewards) rewards_.push_back(std::move(r));
+    if (config_.get_bool("algorithm.dynamic_sampling") &&
+        dynamic_metric_ == DynamicSamplingMetric::accuracy) {
+        for (const TaskItem& item : task_.train) {
+            if (!item.has_gold) {
+                throw Error(
+                    "config: algorithm.dynamic_sampling_metric: accuracy needs a gold "
+                    "answer for every training item, and '" +
+                    item.id + "' has none (use reward for rubric-only data)");
+            }
+        }
+    }
     if (config_.get_double("rewards.rubric") != 0.0) {
         for (const TaskItem& item : task_.train) {
             if (!item.rubric) {
@@ -304,8 +325,25 @@ size_t RlTrainer::prompt_at(int64_t k) {
 void RlTrainer::score(Rollout* r) {
     const TaskItem& item = task_.train[r->item];
     r->reward = 0.0;
+    // The task's verdict, once: `correct` (absent for an item without a gold answer) and, for
+    // tasks that give it, `format` credit, each a component with its own weight.
+    try {
+        const TaskScore verdict = task_.score(item, r->text);
+        r->correct = verdict.correct;
+        if (verdict.correct) {
+            r->components.emplace_back("correct", *verdict.correct);
+            r->reward += config_.get_double("rewards.correct") * *verdict.correct;
+        }
+        if (task_.has_format_credit) {
+            r->components.emplace_back("format", verdict.format);
+            r->reward += config_.get_double("rewards.format") * verdict.format;
+        }
+    } catch (const std::exception& e) {
+        r->valid = false;
+        r->error = std::string("correct: ") + e.what();
+    }
     for (const RewardFunction& f : rewards_) {
-        double value;
+        std::optional<double> value;
         try {
             value = f.fn(item, r->text, r->completion, r->truncated);
         } catch (const std::exception& e) {
@@ -313,13 +351,14 @@ void RlTrainer::score(Rollout* r) {
             r->error = f.name + ": " + e.what();
             continue;
         }
-        if (!std::isfinite(value)) {
+        if (!value) continue;  // does not apply to this item
+        if (!std::isfinite(*value)) {
             r->valid = false;
             r->error = f.name + ": not a finite number";
             continue;
         }
-        r->components.emplace_back(f.name, value);
-        r->reward += f.weight * value;
+        r->components.emplace_back(f.name, *value);
+        r->reward += f.weight * *value;
     }
     if (rubric_) {
         if (!std::isfinite(r->rubric)) {
@@ -480,6 +519,7 @@ void RlTrainer::update(std::vector<Rollout>& rollouts, const std::vector<size_t>
         const float* losses = model_->token_losses();
         const float* logits = model_->logits();
         st->train_rows += batch.n_tokens();
+        st->micro_batches++;
         for (size_t j = 0; j < micro.size(); j++) {
             Rollout& r = rollouts[micro[j]];
             const int p = static_cast<int>(task_.train[r.item].prompt_ids.size());
@@ -553,7 +593,7 @@ void RlTrainer::train_step() {
     std::vector<int> kept_groups;
     double t_generate = 0.0, t_reward = 0.0;
     int64_t generated_tokens = 0;
-    int rounds = 0, groups_zero_std = 0, groups_total = 0;
+    int rounds = 0, groups_zero_std = 0, groups_all_same_accuracy = 0, groups_total = 0;
     while (rounds < max_rounds) {
         const size_t first = rollouts.size();
         auto t0 = Clock::now();
@@ -567,18 +607,28 @@ void RlTrainer::train_step() {
         rounds++;
         for (size_t g0 = first; g0 < rollouts.size(); g0 += G) {
             groups_total++;
-            double lo = INFINITY, hi = -INFINITY;
-            int valid = 0;
+            // Whether the group's valid samples all share one reward, and one correctness
+            // (all right or all wrong: DAPO's filter, verl's filter_groups metric acc).
+            double lo = INFINITY, hi = -INFINITY, acc_lo = INFINITY, acc_hi = -INFINITY;
+            int valid = 0, judged = 0;
             for (int s = 0; s < G; s++) {
                 const Rollout& r = rollouts[g0 + s];
                 if (!r.valid) continue;
                 valid++;
                 lo = std::min(lo, r.reward);
                 hi = std::max(hi, r.reward);
+                if (!r.correct) continue;
+                judged++;
+                acc_lo = std::min(acc_lo, *r.correct);
+                acc_hi = std::max(acc_hi, *r.correct);
             }
             const bool zero_std = valid < 2 || lo == hi;
+            const bool same_accuracy = judged < 2 || acc_lo == acc_hi;
             groups_zero_std += zero_std;
-            if ((!dynamic || !zero_std) && (int)kept_groups.size() < P) {
+            groups_all_same_accuracy += same_accuracy;
+            const bool uninformative =
+                dynamic_metric_ == DynamicSamplingMetric::accuracy ? same_accuracy : zero_std;
+            if ((!dynamic || !uninformative) && (int)kept_groups.size() < P) {
                 kept_groups.push_back(rollouts[g0].group);
             }
         }
@@ -639,8 +689,9 @@ void RlTrainer::train_step() {
     json line;
     line["step"] = step_;
     double reward_sum = 0.0, reward_sq = 0.0, correct_sum = 0.0, len_sum = 0.0;
-    int64_t n_valid = 0, n_invalid = 0, truncated = 0, max_len = 0;
+    int64_t n_valid = 0, n_invalid = 0, n_judged = 0, truncated = 0, max_len = 0;
     std::map<std::string, double> component_sum;
+    std::map<std::string, int64_t> component_count;
     for (const Rollout& r : rollouts) {
         len_sum += static_cast<double>(r.completion.size());
         max_len = std::max<int64_t>(max_len, static_cast<int64_t>(r.completion.size()));
@@ -652,20 +703,33 @@ void RlTrainer::train_step() {
         n_valid++;
         reward_sum += r.reward;
         reward_sq += r.reward * r.reward;
-        for (const auto& [name, v] : r.components) component_sum[name] += v;
+        for (const auto& [name, v] : r.components) {
+            component_sum[name] += v;
+            component_count[name]++;
+        }
+        if (r.correct) {
+            n_judged++;
+            correct_sum += *r.correct == 1.0;
+        }
     }
-    correct_sum = component_sum["correct"];
     const double n_all = static_cast<double>(std::max<size_t>(rollouts.size(), 1));
     const double mean = n_valid > 0 ? reward_sum / n_valid : 0.0;
     line["reward_mean"] = mean;
     line["reward_std"] =
         n_valid > 1 ? std::sqrt(std::max(0.0, (reward_sq - n_valid * mean * mean) / (n_valid - 1)))
                     : 0.0;
+    // A component's mean is over the samples it applies to.
     for (const auto& [name, v] : component_sum) {
-        line["reward/" + name] = n_valid > 0 ? v / n_valid : 0.0;
+        line["reward/" + name] = v / static_cast<double>(component_count[name]);
     }
-    line["accuracy"] = n_valid > 0 ? correct_sum / n_valid : 0.0;
+    // Accuracy: the fraction of fully correct samples among those with a gold answer (none:
+    // rubric-only data). Format credit is in the reward and in reward/format, never here.
+    if (n_judged > 0) line["accuracy"] = correct_sum / static_cast<double>(n_judged);
     line["frac_reward_zero_std"] = groups_total > 0 ? double(groups_zero_std) / groups_total : 0.0;
+    if (n_judged > 0) {
+        line["frac_accuracy_all_same"] =
+            groups_total > 0 ? double(groups_all_same_accuracy) / groups_total : 0.0;
+    }
     line["groups_kept"] = kept_groups.size();
     line["generation_rounds"] = rounds;
     line["invalid_samples"] = n_invalid;
@@ -680,6 +744,7 @@ void RlTrainer::train_step() {
     line["entropy"] = st.entropy_tokens > 0 ? st.entropy_sum / st.entropy_tokens : 0.0;
     if (loss_.kl_beta > 0) line["kl"] = st.loss_stats.kl_sum / tok;
     line["grad_norm"] = st.optimizer_steps > 0 ? st.grad_norm_sum / st.optimizer_steps : 0.0;
+    line["micro_batches"] = st.micro_batches;
     line["optimizer_steps"] = optimizer_steps_;
     line["lr"] = kernels::lr_at(
         std::max<int64_t>(optimizer_steps_ - 1, 0), total_steps_ * mu * n_mb,
@@ -695,7 +760,7 @@ void RlTrainer::train_step() {
 
     const int64_t eval_every = config_.get_int("train.eval_every");
     const bool last = step_ == total_steps_;
-    if (!task_.eval.empty() && (last || (eval_every > 0 && step_ % eval_every == 0))) {
+    if (has_eval_items() && (last || (eval_every > 0 && step_ % eval_every == 0))) {
         const TaskEvaluation ev = evaluate();
         line["eval_accuracy"] = ev.mean;
         line["eval_response_length"] = ev.mean_length;
@@ -742,10 +807,11 @@ void RlTrainer::train_step() {
         buf, sizeof buf,
         "step %lld/%lld | reward %.3f | acc %.1f%% | groups %zu/%d (%d rounds) | len %.1f "
         "| clip %.3f/%.3f | entropy %.3f | grad %.3f | gen %.1fs train %.1fs | ETA %s",
-        (long long)step_, (long long)total_steps_, mean, 100.0 * line["accuracy"].get<double>(),
-        kept_groups.size(), P, rounds, len_sum / n_all, line["clip_frac_low"].get<double>(),
-        line["clip_frac_high"].get<double>(), line["entropy"].get<double>(),
-        line["grad_norm"].get<double>(), t_generate, t_train, format_duration(eta).c_str());
+        (long long)step_, (long long)total_steps_, mean,
+        100.0 * line.value("accuracy", std::nan("")), kept_groups.size(), P, rounds,
+        len_sum / n_all, line["clip_frac_low"].get<double>(), line["clip_frac_high"].get<double>(),
+        line["entropy"].get<double>(), line["grad_norm"].get<double>(), t_generate, t_train,
+        format_duration(eta).c_str());
     if (step_ % log_every == 0 || last || step_ == 1) {
         log_ << buf << "\n" << std::flush;
     } else if (isatty(STDERR_FILENO)) {
@@ -753,10 +819,18 @@ void RlTrainer::train_step() {
     }
 }
 
+bool RlTrainer::has_eval_items() const {
+    return std::any_of(task_.eval.begin(), task_.eval.end(),
+                       [](const TaskItem& item) { return item.has_gold; });
+}
+
 TaskEvaluation RlTrainer::evaluate() {
-    const int64_t n = std::min<int64_t>(config_.get_int("train.eval_problems"),
-                                        static_cast<int64_t>(task_.eval.size()));
-    const std::vector<TaskItem> items(task_.eval.begin(), task_.eval.begin() + n);
+    // Accuracy needs a gold answer: rubric-only held-out items are not scored here.
+    std::vector<TaskItem> items;
+    for (const TaskItem& item : task_.eval) {
+        if ((int64_t)items.size() == config_.get_int("train.eval_problems")) break;
+        if (item.has_gold) items.push_back(item);
+    }
     SamplingParams params;
     params.temperature = static_cast<float>(config_.get_double("rollout.temperature"));
     params.top_p = static_cast<float>(config_.get_double("rollout.top_p"));

@@ -10,6 +10,7 @@
 #include <functional>
 #include <iosfwd>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,12 +29,14 @@ class RubricScorer;
 namespace crucible::rl {
 
 // A reward component: the score of one completion (text without the end-of-sequence token,
-// and its token ids). It may throw or return NaN: the sample is then excluded and logged.
+// and its token ids). It may throw or return NaN: the sample is then excluded and logged. It
+// returns nullopt where it does not apply to the item: the sample then has no such component
+// (no value in its reward, its logs or the component's mean), which is not a 0.
 struct RewardFunction {
     std::string name;
     double weight = 1.0;  // 0: computed and logged only
-    std::function<double(const TaskItem& item, const std::string& completion,
-                         const std::vector<int32_t>& completion_ids, bool truncated)>
+    std::function<std::optional<double>(const TaskItem& item, const std::string& completion,
+                                        const std::vector<int32_t>& completion_ids, bool truncated)>
         fn;
 };
 
@@ -43,17 +46,25 @@ void resolve_rl_run_name(Config& config);
 // Refuses conflicting settings, naming the keys.
 void validate_rl_config(const Config& config);
 
+// What dynamic sampling looks at to call a group uninformative: its samples' correctness (all
+// right or all wrong; DAPO) or their summed reward (all equal).
+enum class DynamicSamplingMetric { accuracy, reward };
+DynamicSamplingMetric parse_dynamic_sampling_metric(const std::string& value);
+
 class RlTrainer {
   public:
     // Builds (or, with resume, reloads) the run described by `config` (see kRlConfigDefaults).
     // `extra_rewards` are added to the config's reward components (library users, tests).
+    // `task`, when given, replaces the one task.* describes (a library user's own task; its
+    // prompts must be tokenized with the model's tokenizer).
     RlTrainer(const Config& config, bool resume, std::ostream& log,
-              std::vector<RewardFunction> extra_rewards = {});
+              std::vector<RewardFunction> extra_rewards = {}, std::optional<Task> task = {});
     ~RlTrainer();
 
     // Trains until `until_step` (default: train.steps), checkpointing on the way.
     void run(int64_t until_step = -1);
-    // Held-out accuracy: train.eval_samples samples of train.eval_problems problems.
+    // Held-out accuracy (fully correct samples): train.eval_samples samples of the first
+    // train.eval_problems held-out problems that have a gold answer.
     TaskEvaluation evaluate();
 
     int64_t step() const { return step_; }
@@ -73,7 +84,9 @@ class RlTrainer {
     struct Judging;
     void generate_group_batch(std::vector<Rollout>* out, int64_t* generated_tokens,
                               Judging* judging);
+    // The sample's reward components and reward: the task's verdict, then rewards_.
     void score(Rollout* r);
+    bool has_eval_items() const;  // held-out items with a gold answer exist
     // Waits for the rubric scores of rollouts [first, end) and stores them in the rollouts.
     void score_rubrics(std::vector<Rollout>& rollouts, size_t first, Judging& judging);
     // One optimizer step over `mb` (indices into rollouts) with forward/backward in
@@ -102,6 +115,7 @@ class RlTrainer {
     std::unique_ptr<reward::RubricScorer> rubric_;  // when rewards.rubric != 0
     PolicyLossOptions loss_;
     AdvantageMode advantage_;
+    DynamicSamplingMetric dynamic_metric_;
     std::vector<float> adam_m_, adam_v_;
     int64_t step_ = 0, optimizer_steps_ = 0, prompt_cursor_ = 0;
     int64_t total_steps_;

@@ -65,19 +65,25 @@ std::vector<TaskItem> read_jsonl(const std::string& path, const Config& cfg,
             throw Error(where + ": needs a string \"prompt\" or a \"messages\" array");
         }
         const char* answer_key = j.contains("answer") ? "answer" : "gold";
+        const bool has_answer = j.contains(answer_key) && !j[answer_key].is_null();
         const bool has_rubric = j.contains("rubric");
-        if (!j.contains(answer_key) && !has_rubric) {
+        if (!has_answer && !has_rubric) {
             throw Error(where + ": needs \"answer\" (or a \"rubric\")");
         }
         std::string answer;
-        if (j.contains(answer_key)) {
+        if (has_answer) {
             const json& a = j[answer_key];
             answer = a.is_string() ? a.get<std::string>() : a.dump();
+            if (answer.find_first_not_of(" \t\r\n") == std::string::npos) {
+                throw Error(where + ": \"" + answer_key +
+                            "\" is empty (leave it out for a rubric-only item)");
+            }
         }
         std::string id = std::to_string(items.size());
         if (j.contains("id"))
             id = j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump();
         TaskItem item = make_item(tok, id, prompt, answer, (int)items.size());
+        item.has_gold = has_answer;
         item.verifier = default_verifier;
         if (j.contains("verifier")) {
             if (!j["verifier"].is_string()) throw Error(where + ": \"verifier\" must be a string");
@@ -111,14 +117,14 @@ Task load_task(const Config& cfg, const TextTokenizer& tok) {
         if (task.name == "countdown_lite") {
             countdown_split(n_train, n_eval, seed, &train, &eval);
             task.score = [](const TaskItem& item, const std::string& completion) {
-                return countdown_reward(item.prompt, completion);
+                return TaskScore{countdown_reward(item.prompt, completion), 0.0};
             };
         } else {
             addition_split(n_train, n_eval, static_cast<int>(cfg.get_int("task.max_digits")), seed,
                            &train, &eval);
             task.score = [](const TaskItem& item, const std::string& completion) {
                 const size_t nl = completion.find('\n');
-                return completion.substr(0, nl) == item.answer ? 1.0 : 0.0;
+                return TaskScore{completion.substr(0, nl) == item.answer ? 1.0 : 0.0, 0.0};
             };
         }
         for (size_t i = 0; i < train.size(); i++)
@@ -146,8 +152,11 @@ Task load_task(const Config& cfg, const TextTokenizer& tok) {
         // Items carry their split position; the problem is looked up by it.
         task.score = [train, eval](const TaskItem& item, const std::string& completion) {
             const auto& split = item.id.rfind("eval-", 0) == 0 ? *eval : *train;
-            return countdown_tinyzero_reward(split.at(item.index), completion);
+            const CountdownVerdict v = countdown_tinyzero_verdict(split.at(item.index), completion);
+            return TaskScore{v.correct ? 1.0 : 0.0,
+                             v.answered && !v.correct ? kCountdownFormatCredit : 0.0};
         };
+        task.has_format_credit = true;
         task.stop_strings = {"</answer>"};
     } else if (task.name == "jsonl") {
         const std::string data = cfg.get_string("task.data");
@@ -156,7 +165,9 @@ Task load_task(const Config& cfg, const TextTokenizer& tok) {
         const std::string eval_data = cfg.get_string("task.eval_data");
         if (!eval_data.empty()) task.eval = read_jsonl(eval_data, cfg, tok);
         task.score = [](const TaskItem& item, const std::string& completion) {
-            return eval::verify(item.verifier, item.answer, completion) ? 1.0 : 0.0;
+            // A rubric-only item has no gold answer: it has no `correct` (not a 0, not a 1).
+            if (!item.has_gold) return TaskScore{};
+            return TaskScore{eval::verify(item.verifier, item.answer, completion) ? 1.0 : 0.0, 0.0};
         };
     } else {
         throw Error("config: task.name: unknown task '" + task.name +

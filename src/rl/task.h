@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,16 +23,27 @@ struct TaskItem {
     std::string prompt;  // the text shown to the model (after any chat template)
     std::vector<int32_t> prompt_ids;
     std::string answer;    // gold answer (or the task's own encoding of the problem)
+    bool has_gold = true;  // false: a task jsonl line with a rubric and no answer
     std::string verifier;  // jsonl: exact, numeric, math, mc, regex
     int index = 0;         // position in its split (built-in tasks score by it)
     std::shared_ptr<const reward::RubricItem> rubric;  // task jsonl: the line's "rubric", if any
 };
 
+// The task's verdict on one completion. Correctness and format credit are kept apart, so that
+// accuracy means "fully correct" whatever credit the reward gives for form.
+struct TaskScore {
+    std::optional<double> correct;  // 1 fully correct, 0 not; none: the item has no gold answer
+    double format = 0.0;            // format credit (Countdown: TinyZero's 0.1 for a
+                                    // well-formed wrong answer); 0 for tasks without one
+};
+
 struct Task {
     std::string name;
     std::vector<TaskItem> train, eval;
-    // The task's correctness reward for a completion (text, end-of-sequence removed).
-    std::function<double(const TaskItem&, const std::string&)> score;
+    // The verdict on a completion (text, end-of-sequence removed). May throw (a verifier's
+    // error): the RL trainer then marks the sample invalid.
+    std::function<TaskScore(const TaskItem&, const std::string&)> score;
+    bool has_format_credit = false;  // score() can give format credit (the `format` reward)
     // Text that ends a completion besides the end-of-sequence token ("" : none).
     std::vector<std::string> stop_strings;
 };
