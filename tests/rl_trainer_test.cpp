@@ -21,6 +21,7 @@
 #include "rl/rl_config.h"
 #include "test_util.h"
 #include "tokenizer/byte_tokenizer.h"
+#include "train/run_folder.h"
 
 namespace crucible::rl {
 namespace {
@@ -373,6 +374,49 @@ TEST(RlTrainer, ResumeAfterAStopIsBitIdentical) {
         EXPECT_EQ(testutil::slurp(straight.checkpoint_dir(6) / "optimizer.safetensors"),
                   testutil::slurp(resumed.checkpoint_dir(6) / "optimizer.safetensors"));
     }
+}
+
+// A full disk under samples.jsonl stops the run between steps with an error naming the file
+// (before, the lines were lost and the run went on); the step is not checkpointed, and a
+// resume from the last checkpoint finishes the run with every step logged once.
+TEST(RlTrainer, AFullDiskUnderTheLogsStopsTheRunAndResumeFinishesIt) {
+    if (!fs::exists("/dev/full")) GTEST_SKIP() << "no /dev/full";
+    testutil::TempDir dir;
+    const fs::path model = tiny_model(dir.path());
+    Config c = tiny_config(dir.path(), model);
+    c.set("train.steps=4");
+    c.set("train.checkpoint_every=1");
+    std::ostringstream log;
+    const fs::path samples = dir.path() / "run" / "samples.jsonl";
+    std::string msg;
+    {
+        RlTrainer t(c, false, log, {low_ids()});
+        t.run(2);
+        const std::string kept = testutil::slurp(samples);
+        fs::remove(samples);
+        fs::create_symlink("/dev/full", samples);  // every write fails with ENOSPC
+        try {
+            t.run();
+        } catch (const Error& e) {
+            msg = e.what();
+        }
+        fs::remove(samples);
+        std::ofstream(samples) << kept;
+    }
+    EXPECT_NE(msg.find(samples.string()), std::string::npos) << msg;
+    EXPECT_EQ(latest_checkpoint(dir.path() / "run" / "checkpoints"), 2);
+    RlTrainer resumed(c, true, log, {low_ids()});
+    resumed.run();
+    int64_t step = 0;
+    for (const json& m : read_jsonl(dir.path() / "run" / "metrics.jsonl"))
+        EXPECT_EQ(m["step"].get<int64_t>(), ++step);
+    EXPECT_EQ(step, 4);
+    int64_t last = 0;
+    for (const json& s : read_jsonl(samples)) {
+        EXPECT_GE(s["step"].get<int64_t>(), last);
+        last = s["step"].get<int64_t>();
+    }
+    EXPECT_EQ(last, 4);
 }
 
 TEST(RlTrainer, FailingRewardsMarkSamplesAndNeverStopTheRun) {

@@ -7,7 +7,6 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
-#include <fstream>
 #include <future>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -268,8 +267,8 @@ RlTrainer::RlTrainer(const Config& config, bool resume, std::ostream& log,
         model_ = load_model(start_from);
         adam_m_.assign(model_->num_params(), 0.0f);
         adam_v_.assign(model_->num_params(), 0.0f);
-        std::ofstream(run_dir_ / "metrics.jsonl", std::ios::trunc);
-        std::ofstream(run_dir_ / "samples.jsonl", std::ios::trunc);
+        write_file_durable(run_dir_ / "metrics.jsonl", "");
+        write_file_durable(run_dir_ / "samples.jsonl", "");
     }
     if (loss_.kl_beta > 0) reference_ = load_model(start_from);  // frozen: the starting policy
     if (model_->config().vocab_size < tokenizer_.vocab_size) {
@@ -774,13 +773,10 @@ void RlTrainer::train_step() {
     const double dt = seconds_since(t_step);
     line["step_s"] = dt;
     elapsed_s_ += dt;
-    last_metrics_ = line.dump();
+    // Checked appends: a full disk stops the run here, between steps (a resume continues from
+    // the last checkpoint and trims both logs back to it), instead of losing lines.
     {
-        std::ofstream out(run_dir_ / "metrics.jsonl", std::ios::app);
-        out << last_metrics_ << "\n";
-    }
-    {
-        std::ofstream out(run_dir_ / "samples.jsonl", std::ios::app);
+        std::string lines;
         for (const Rollout& r : rollouts) {
             json s = {{"step", step_},
                       {"item", task_.train[r.item].id},
@@ -797,9 +793,12 @@ void RlTrainer::train_step() {
             for (const auto& [name, v] : r.components) comps[name] = v;
             s["rewards"] = comps;
             if (!r.valid) s["error"] = r.error;
-            out << s.dump() << "\n";
+            lines += s.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
         }
+        append_file_checked(run_dir_ / "samples.jsonl", lines);
     }
+    append_jsonl(run_dir_ / "metrics.jsonl", line);
+    last_metrics_ = line.dump();
     const int64_t log_every = config_.get_int("train.log_every");
     const double eta = (total_steps_ - step_) * (elapsed_s_ / std::max<int64_t>(1, step_));
     char buf[320];
