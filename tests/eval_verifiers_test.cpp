@@ -234,7 +234,7 @@ const Case kCases[] = {
     {"math", "(\\sqrt{x})^2", "x", false},
     {"math", "e^{\\ln x}", "x", false},
     {"math", "\\ln(e^x)", "x", true},
-    {"math", "\\sqrt{x}\\sqrt{y}", "\\sqrt{xy}", false},
+    {"math", "\\sqrt{x}\\sqrt{y}", "\\sqrt{x \\cdot y}", false},
     {"math", "x^{1/3}", "\\sqrt[3]{x}", true},
     {"math", "x^{2/3}", "\\sqrt[3]{x^2}", true},
     {"math", "\\arcsin x", "\\frac{\\pi}{2}-\\arccos x", true},
