@@ -328,6 +328,10 @@ void RlTrainer::score(Rollout* r) {
     // tasks that give it, `format` credit, each a component with its own weight.
     try {
         const TaskScore verdict = task_.score(item, r->text);
+        if ((verdict.correct && !std::isfinite(*verdict.correct)) ||
+            !std::isfinite(verdict.format)) {
+            throw Error("not a finite number");
+        }
         r->correct = verdict.correct;
         if (verdict.correct) {
             r->components.emplace_back("correct", *verdict.correct);
