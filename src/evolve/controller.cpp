@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -124,6 +125,22 @@ void write_best(ProgramDb& db, const Problem& problem, const fs::path& run_dir) 
     fs::rename(dir / "info.json.tmp", dir / "info.json");
 }
 
+// Where evaluations make their folders: RUN/scratch, unless the run folder lies inside a path
+// the sandboxes show read-only (a run inside the problem folder), where every sandbox would
+// see the other evaluations' folders: then the system's temp directory.
+fs::path evaluation_work_dir(const Problem& problem, const fs::path& run_dir) {
+    const fs::path work_dir = fs::weakly_canonical(run_dir) / "scratch";
+    for (const fs::path& shown : problem.read_only) {
+        std::error_code ec;
+        const fs::path p = fs::weakly_canonical(shown, ec);
+        if (ec) continue;
+        if (std::mismatch(p.begin(), p.end(), work_dir.begin(), work_dir.end()).first == p.end()) {
+            return fs::temp_directory_path();
+        }
+    }
+    return work_dir;
+}
+
 }  // namespace
 
 RunSummary run_evolution(const Problem& problem, const fs::path& run_dir, LlmBackend* llm,
@@ -139,6 +156,9 @@ RunSummary run_evolution(const Problem& problem, const fs::path& run_dir, LlmBac
                     " already holds a run; pass --resume to continue it or choose another --out");
     }
     ProgramDb db(db_path.string(), o);
+    const fs::path work_dir = evaluation_work_dir(problem, run_dir);
+    fs::create_directories(work_dir);
+    remove_stale_evaluations(work_dir);  // what a killed run left
     const std::string want = structure_of(o).dump();
     const std::string have = db.meta("structure");
     if (have.empty()) {
@@ -157,7 +177,7 @@ RunSummary run_evolution(const Problem& problem, const fs::path& run_dir, LlmBac
     // The initial program: evaluated once, placed on every island.
     if (db.count("iteration = 0") == 0) {
         const auto t0 = std::chrono::steady_clock::now();
-        const EvalOutcome out = evaluate_program(problem, problem.initial_code);
+        const EvalOutcome out = evaluate_program(problem, problem.initial_code, work_dir);
         if (!out.ok) {
             throw Error("evolve: the initial program of " + problem.dir.string() +
                         " fails its evaluation: " + out.error +
@@ -210,7 +230,7 @@ RunSummary run_evolution(const Problem& problem, const fs::path& run_dir, LlmBac
         });
     };
     const auto launch_eval = [&](Program child, size_t arm, double parent_score) {
-        launch([&problem, child = std::move(child), arm, parent_score]() {
+        launch([&problem, &work_dir, child = std::move(child), arm, parent_score]() {
             Done d;
             d.evaluated = true;
             d.child = child;
@@ -218,7 +238,7 @@ RunSummary run_evolution(const Problem& problem, const fs::path& run_dir, LlmBac
             d.parent_score = parent_score;
             const auto t0 = std::chrono::steady_clock::now();
             try {
-                d.outcome = evaluate_program(problem, child.code);
+                d.outcome = evaluate_program(problem, child.code, work_dir);
             } catch (const std::exception& e) {
                 d.outcome.ok = false;
                 d.outcome.error = std::string("sandbox: ") + e.what();

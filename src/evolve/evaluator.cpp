@@ -1,10 +1,14 @@
 #include "evolve/evaluator.h"
 
+#include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
-#include <optional>
 
 #include "core/error.h"
 #include "core/file_io.h"
@@ -26,16 +30,68 @@ std::string substitute(std::string s, const std::string& key, const std::string&
     return s;
 }
 
-struct ScratchDir {
+constexpr const char* kFolderPrefix = "crucible-evolve-";
+
+// The environment every evolve sandbox gets on top of the sandbox's clean one. Python ignores
+// its user site (~/.local: usercustomize, sitecustomize, .pth files), writes no bytecode, and
+// puts neither the working directory (-c, -m, stdin) nor the script's folder first on
+// sys.path: -I without the flag, so that it holds for every interpreter a command starts.
+const std::vector<std::pair<std::string, std::string>> kIsolatedEnv = {
+    {"PYTHONNOUSERSITE", "1"}, {"PYTHONDONTWRITEBYTECODE", "1"}, {"PYTHONSAFEPATH", "1"}};
+
+// Makes every directory under `root` ours to list and empty again (an untrusted program that
+// ran as our uid may have taken the permissions away), without following symlinks.
+void make_removable(const fs::path& root) {
+    std::vector<fs::path> todo = {root};
+    while (!todo.empty()) {
+        const fs::path dir = std::move(todo.back());
+        todo.pop_back();
+        struct stat st {};
+        if (lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+        chmod(dir.c_str(), 0700);
+        std::error_code ec;
+        for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+            todo.push_back(it->path());
+        }
+    }
+}
+
+void remove_tree(const fs::path& path) {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+    if (!ec) return;
+    make_removable(path);
+    fs::remove_all(path, ec);
+}
+
+// One evaluation's folders, all under WORK/crucible-evolve-<pid>-XXXXXX (the pid tells a later
+// start whether the owner is gone): run/ (the candidate's scratch), stage-K/ (each stage's
+// own fresh scratch) and handoff/ (read-only to every sandbox: the run's output and an empty
+// HOME). Removed with everything in it when the evaluation ends.
+struct EvaluationDir {
     fs::path path;
-    ScratchDir() {
-        std::string pattern = (fs::temp_directory_path() / "crucible-evolve-XXXXXX").string();
-        if (mkdtemp(pattern.data()) == nullptr) throw Error("evolve: cannot create a scratch dir");
+    explicit EvaluationDir(const fs::path& work_dir) {
+        const fs::path parent = work_dir.empty() ? fs::temp_directory_path() : work_dir;
+        std::error_code ec;
+        fs::create_directories(parent, ec);
+        std::string pattern =
+            (parent / (kFolderPrefix + std::to_string(getpid()) + "-XXXXXX")).string();
+        if (mkdtemp(pattern.data()) == nullptr) {
+            throw Error("evolve: cannot create an evaluation folder in " + parent.string() + ": " +
+                        std::strerror(errno));
+        }
         path = pattern;
     }
-    ~ScratchDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
+    ~EvaluationDir() { remove_tree(path); }
+    EvaluationDir(const EvaluationDir&) = delete;
+    EvaluationDir& operator=(const EvaluationDir&) = delete;
+    // A new, empty folder `name` inside.
+    fs::path fresh(const std::string& name) const {
+        const fs::path p = path / name;
+        if (mkdir(p.c_str(), 0755) != 0) {
+            throw Error("evolve: cannot create " + p.string() + ": " + std::strerror(errno));
+        }
+        return p;
     }
 };
 
@@ -81,32 +137,39 @@ bool parse_eval_output(const std::string& text, EvalOutcome* out, std::string* e
     return true;
 }
 
-EvalOutcome evaluate_program(const Problem& problem, const std::string& code) {
+EvalOutcome evaluate_program(const Problem& problem, const std::string& code,
+                             const fs::path& work_dir) {
     EvalOutcome out;
-    ScratchDir scratch;
-    const fs::path program = scratch.path / problem.program_file;
-    write_file_durable(program, code);
+    const EvaluationDir folder(work_dir);
+    // What every stage may read besides the problem: the run's output and an empty HOME, none
+    // of it written by the candidate's processes (they are gone when it is written) and none
+    // of it writable by anything sandboxed.
+    const fs::path handoff = folder.fresh("handoff");
+    const fs::path home = handoff / "home";
+    const fs::path run_stdout = handoff / "stdout.txt";
+    const fs::path run_stderr = handoff / "stderr.txt";
+    fs::create_directory(home);
     SandboxOptions so;
     so.cpu_s = problem.cpu_s;
     so.wall_s = problem.timeout_s;
     so.mem_mb = problem.mem_mb;
     so.procs = problem.procs;
-    so.scratch = scratch.path;
     so.read_only = problem.read_only;
-    // Where the run's output is handed to the stages: outside the scratch directory, so the
-    // candidate can neither see it nor plant anything (a symlink) where it will be written.
-    std::optional<ScratchDir> handoff;
-    if (!problem.run_command.empty()) handoff.emplace();
-    const fs::path run_stdout = handoff ? handoff->path / "stdout.txt" : fs::path();
-    const fs::path run_stderr = handoff ? handoff->path / "stderr.txt" : fs::path();
-    const auto argv_of = [&](const std::vector<std::string>& command) {
+    so.env = kIsolatedEnv;
+    // Each sandbox starts from a scratch directory holding only the program as stored.
+    const auto fresh_scratch = [&](const std::string& name) {
+        const fs::path scratch = folder.fresh(name);
+        write_file_durable(scratch / problem.program_file, code);
+        return scratch;
+    };
+    const auto argv_of = [&](const std::vector<std::string>& command, const fs::path& scratch) {
         std::vector<std::string> argv;
         for (const auto& a : command) {
-            std::string s = substitute(a, "{program}", program.string());
+            std::string s = substitute(a, "{program}", (scratch / problem.program_file).string());
             s = substitute(s, "{problem}", problem.dir.string());
             s = substitute(s, "{run_stdout}", run_stdout.string());
             s = substitute(s, "{run_stderr}", run_stderr.string());
-            argv.push_back(substitute(s, "{scratch}", scratch.path.string()));
+            argv.push_back(substitute(s, "{scratch}", scratch.string()));
         }
         return argv;
     };
@@ -128,8 +191,10 @@ EvalOutcome evaluate_program(const Problem& problem, const std::string& code) {
         out.artifacts = tail(r.stderr_text, 2000);
         return true;
     };
-    if (handoff) {
-        const SandboxResult r = run_sandboxed(so, argv_of(problem.run_command));
+    if (!problem.run_command.empty()) {
+        // The candidate's HOME is its own scratch directory, which no stage ever sees.
+        so.scratch = fresh_scratch("run");
+        const SandboxResult r = run_sandboxed(so, argv_of(problem.run_command, so.scratch));
         out.wall_s += r.wall_s;
         if (failed(r, "run: ", "the program")) return out;
         if (r.stdout_truncated) {
@@ -139,19 +204,22 @@ EvalOutcome evaluate_program(const Problem& problem, const std::string& code) {
         }
         write_file_durable(run_stdout, r.stdout_text);
         write_file_durable(run_stderr, r.stderr_text);
-        // Readable by the sandbox's user (nobody when crucible runs as root), never writable.
-        fs::permissions(handoff->path, fs::perms::owner_all | fs::perms::group_read |
-                                           fs::perms::group_exec | fs::perms::others_read |
-                                           fs::perms::others_exec);
-        for (const fs::path& f : {run_stdout, run_stderr}) {
-            fs::permissions(f, fs::perms::owner_read | fs::perms::owner_write |
-                                   fs::perms::group_read | fs::perms::others_read);
-        }
-        so.read_only.push_back(handoff->path);
     }
+    // Readable by the sandbox's user (nobody when crucible runs as root), never writable: the
+    // folders 0555, the files 0444, and the whole hand-off bound read-only.
+    const auto read_only = fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read;
+    const auto searchable = fs::perms::owner_exec | fs::perms::group_exec | fs::perms::others_exec;
+    for (const fs::path& f : {run_stdout, run_stderr}) {
+        if (fs::exists(f)) fs::permissions(f, read_only);
+    }
+    fs::permissions(home, read_only | searchable);
+    fs::permissions(handoff, read_only | searchable | fs::perms::owner_write);
+    so.read_only.push_back(handoff);
+    so.env.emplace_back("HOME", home.string());
     for (size_t k = 0; k < problem.stages.size(); k++) {
         const EvalStage& stage = problem.stages[k];
-        const SandboxResult r = run_sandboxed(so, argv_of(stage.command));
+        so.scratch = fresh_scratch("stage-" + std::to_string(k + 1));
+        const SandboxResult r = run_sandboxed(so, argv_of(stage.command, so.scratch));
         out.wall_s += r.wall_s;
         out.stages_run = static_cast<int>(k + 1);
         const std::string where = "stage " + std::to_string(k + 1) + ": ";
@@ -174,6 +242,30 @@ EvalOutcome evaluate_program(const Problem& problem, const std::string& code) {
     }
     out.ok = true;
     return out;
+}
+
+int remove_stale_evaluations(const fs::path& work_dir) {
+    int removed = 0;
+    std::error_code ec;
+    const std::string prefix = kFolderPrefix;
+    for (fs::directory_iterator it(work_dir, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (name.compare(0, prefix.size(), prefix) != 0) continue;
+        const size_t dash = name.find('-', prefix.size());
+        const std::string digits = name.substr(prefix.size(), dash - prefix.size());
+        if (dash == std::string::npos || digits.empty() || digits.size() > 9 ||
+            digits.find_first_not_of("0123456789") != std::string::npos) {
+            continue;  // not one of ours (or from a version without the pid): leave it
+        }
+        const pid_t pid = static_cast<pid_t>(std::stol(digits));
+        // ESRCH: no such process. EPERM means it exists (another user's); 0 that it is alive.
+        if (pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH) continue;
+        std::error_code lec;
+        if (!fs::is_directory(fs::symlink_status(it->path(), lec))) continue;
+        remove_tree(it->path());
+        removed++;
+    }
+    return removed;
 }
 
 }  // namespace crucible::evolve

@@ -5,6 +5,7 @@
 // Timeouts, crashes, bad output, NaN and inf all make the candidate fail, never score.
 #pragma once
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -24,7 +25,17 @@ struct EvalOutcome {
 };
 
 // Thread-safe. Throws Error only when the sandbox itself cannot run (not for a bad program).
-EvalOutcome evaluate_program(const Problem& problem, const std::string& code);
+// The candidate (evaluator.run) and each stage run in sandboxes of their own, each from a fresh
+// scratch directory holding only `code` as the program file; a stage sees nothing the
+// candidate wrote but the run's stdout and stderr, read-only. Their folders are made in
+// WORK_DIR/crucible-evolve-<pid>-XXXXXX (work_dir empty: the system's temp directory) and
+// removed before returning.
+EvalOutcome evaluate_program(const Problem& problem, const std::string& code,
+                             const std::filesystem::path& work_dir = {});
+
+// Removes the crucible-evolve-<pid>-* folders in `work_dir` whose process no longer exists
+// (left by a killed run); returns how many. Folders of live processes are left alone.
+int remove_stale_evaluations(const std::filesystem::path& work_dir);
 
 // Parses an evaluator's stdout as described above; sets *error and returns false when it is
 // not acceptable.
