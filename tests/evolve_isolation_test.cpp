@@ -265,6 +265,99 @@ TEST(EvolveIsolation, CascadeStageDoesNotSeeWhatTheCandidateWroteInTheStageBefor
     EXPECT_EQ(out.score, 0.25);
 }
 
+// ---- what a stage sees, checked from inside ---------------------------------------------------
+
+// A stage checks its own world: HOME empty and unwritable, the run's output unwritable, its
+// working directory holding only the program as stored, Python isolated, no variable beyond
+// the fixed set. It prints how many checks failed, with their names.
+TEST(EvolveIsolation, StageSeesOnlyTheProgramTheRunsOutputAndAnEmptyReadOnlyHome) {
+    TempDir dir;
+    dir.write(
+        "eval.py",
+        "import json, os, sys\n"
+        "bad = []\n"
+        "def refused(path):\n"
+        "    try:\n"
+        "        open(path, 'w').write('x')\n"
+        "        bad.append('wrote ' + path)\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "home = os.environ['HOME']\n"
+        "if os.listdir(home): bad.append('HOME not empty')\n"
+        "if home.startswith(os.getcwd()): bad.append('HOME in the scratch')\n"
+        "refused(os.path.join(home, 'x'))\n"
+        "refused(sys.argv[2])\n"
+        "refused(os.path.join(os.path.dirname(sys.argv[2]), 'x'))\n"
+        "if sorted(os.listdir('.')) != ['program.py']: bad.append('cwd: %r' % os.listdir('.'))\n"
+        "if open('program.py').read() != open(sys.argv[1]).read(): bad.append('program')\n"
+        "if '# APPENDED' in open('program.py').read(): bad.append('program changed by the run')\n"
+        "if open(sys.argv[2]).read() != 'out\\n': bad.append('run stdout')\n"
+        "if sys.flags.no_user_site != 1 or sys.flags.dont_write_bytecode != 1 or \\\n"
+        "   sys.flags.safe_path is not True: bad.append('python flags %r' % (sys.flags,))\n"
+        "extra = set(os.environ) - {'PATH', 'HOME', 'TMPDIR', 'LANG', 'PYTHONNOUSERSITE',\n"
+        "                           'PYTHONDONTWRITEBYTECODE', 'PYTHONSAFEPATH'}\n"
+        "if extra: bad.append('environment: %r' % sorted(extra))\n"
+        "if os.environ['PATH'] != '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin':\n"
+        "    bad.append('PATH ' + os.environ['PATH'])\n"
+        "print(json.dumps({'combined_score': -len(bad), 'artifacts': bad}))\n");
+    dir.write("program.py", "# EVOLVE-BLOCK-START\nx = 1\n# EVOLVE-BLOCK-END\n");
+    dir.write("problem.yaml",
+              "initial_program: program.py\n"
+              "evaluator:\n"
+              "  run: [python3, '{program}']\n"
+              "  command: [python3, '{problem}/eval.py', '{program}', '{run_stdout}']\n"
+              "  timeout_s: 20\n  cpu_s: 20\n  mem_mb: 512\n");
+    // The run leaves files everywhere it can and changes its own program file.
+    const std::string candidate =
+        "import os\n"
+        "open('planted.txt', 'w').write('x')\n"
+        "open(os.path.join(os.environ['HOME'], '.profile'), 'w').write('x')\n"
+        "open('p2.py', 'w').write(open(__file__).read() + '# APP' + 'ENDED\\n')\n"
+        "os.replace('p2.py', __file__)\n"
+        "print('out')\n";
+    const EvalOutcome out = evaluate_program(load_problem(dir.path()), candidate);
+    ASSERT_TRUE(out.ok) << out.error << "\n" << out.artifacts;
+    EXPECT_EQ(out.score, 0) << out.artifacts;
+}
+
+// The run's output is the one thing a stage reads from the candidate: more than 1 MiB of it
+// fails the candidate before any stage starts.
+TEST(EvolveIsolation, HugeRunOutputFailsTheCandidate) {
+    const Problem problem = load_problem(examples() / "circle_packing");
+    const EvalOutcome out =
+        evaluate_program(problem, "import sys\nsys.stdout.write('x' * (2 << 20))\n");
+    EXPECT_FALSE(out.ok);
+    EXPECT_EQ(out.stages_run, 0);
+    EXPECT_NE(out.error.find("printed more than 1048576 bytes"), std::string::npos) << out.error;
+}
+
+// Evaluation folders never lie where the sandboxes can see them, and the program file cannot
+// name a folder.
+TEST(EvolveIsolation, EvaluationFoldersAreNeverInsideWhatTheSandboxesShow) {
+    TempDir dir;
+    dir.write("program.py", "# EVOLVE-BLOCK-START\nx = 1\n# EVOLVE-BLOCK-END\n");
+    dir.write("problem.yaml",
+              "initial_program: program.py\nevaluator:\n  command: [python3, '{program}']\n");
+    const Problem problem = load_problem(dir.path());
+    EXPECT_NE(testutil::error_of([&] {
+                  evaluate_program(problem, "print(1)\n", dir.path());
+              }).find("which every sandbox sees"),
+              std::string::npos);
+    EXPECT_EQ(evaluation_work_dir(problem, dir.path() / "run"), fs::temp_directory_path());
+    const TempDir elsewhere;
+    EXPECT_EQ(evaluation_work_dir(problem, elsewhere.path() / "run"),
+              elsewhere.path() / "run" / "scratch");
+    dir.write("problem.yaml",
+              "initial_program: program.py\nread_only: ['/']\n"
+              "evaluator:\n  command: [python3, '{program}']\n");
+    EXPECT_THROW(evaluation_work_dir(load_problem(dir.path()), elsewhere.path()), Error);
+    for (const char* name : {"..", ".", "a/b"}) {
+        dir.write("problem.yaml", std::string("initial_program: program.py\nprogram_file: '") +
+                                      name + "'\nevaluator:\n  command: [python3, x]\n");
+        EXPECT_THROW(load_problem(dir.path()), Error) << name;
+    }
+}
+
 // ---- where the evaluator's folders live (item 5) --------------------------------------------
 
 pid_t dead_pid() {

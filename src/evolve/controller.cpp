@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -123,22 +122,6 @@ void write_best(ProgramDb& db, const Problem& problem, const fs::path& run_dir) 
                        {"program_file", problem.program_file}};
     write_file_durable((dir / "info.json.tmp").string(), info.dump(2) + "\n");
     fs::rename(dir / "info.json.tmp", dir / "info.json");
-}
-
-// Where evaluations make their folders: RUN/scratch, unless the run folder lies inside a path
-// the sandboxes show read-only (a run inside the problem folder), where every sandbox would
-// see the other evaluations' folders: then the system's temp directory.
-fs::path evaluation_work_dir(const Problem& problem, const fs::path& run_dir) {
-    const fs::path work_dir = fs::weakly_canonical(run_dir) / "scratch";
-    for (const fs::path& shown : problem.read_only) {
-        std::error_code ec;
-        const fs::path p = fs::weakly_canonical(shown, ec);
-        if (ec) continue;
-        if (std::mismatch(p.begin(), p.end(), work_dir.begin(), work_dir.end()).first == p.end()) {
-            return fs::temp_directory_path();
-        }
-    }
-    return work_dir;
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -62,6 +63,15 @@ void remove_tree(const fs::path& path) {
     if (!ec) return;
     make_removable(path);
     fs::remove_all(path, ec);
+}
+
+// True when `path` is `dir` or lies inside it (both made canonical as far as they exist).
+bool lies_within(const fs::path& path, const fs::path& dir) {
+    std::error_code ec1, ec2;
+    const fs::path p = fs::weakly_canonical(path, ec1);
+    const fs::path d = fs::weakly_canonical(dir, ec2);
+    if (ec1 || ec2) return false;
+    return std::mismatch(d.begin(), d.end(), p.begin(), p.end()).first == d.end();
 }
 
 // One evaluation's folders, all under WORK/crucible-evolve-<pid>-XXXXXX (the pid tells a later
@@ -137,10 +147,30 @@ bool parse_eval_output(const std::string& text, EvalOutcome* out, std::string* e
     return true;
 }
 
+fs::path evaluation_work_dir(const Problem& problem, const fs::path& run_dir) {
+    for (const fs::path& candidate : {run_dir / "scratch", fs::temp_directory_path()}) {
+        if (std::none_of(problem.read_only.begin(), problem.read_only.end(),
+                         [&](const fs::path& shown) { return lies_within(candidate, shown); })) {
+            return candidate;
+        }
+    }
+    throw Error("evolve: both " + (run_dir / "scratch").string() + " and " +
+                fs::temp_directory_path().string() +
+                " lie inside a folder every sandbox sees (the problem folder or its read_only "
+                "paths); choose a run folder elsewhere");
+}
+
 EvalOutcome evaluate_program(const Problem& problem, const std::string& code,
                              const fs::path& work_dir) {
     EvalOutcome out;
     const EvaluationDir folder(work_dir);
+    for (const fs::path& shown : problem.read_only) {
+        if (lies_within(folder.path, shown)) {
+            throw Error("evolve: the evaluation folder " + folder.path.string() + " lies inside " +
+                        shown.string() +
+                        ", which every sandbox sees: a candidate could read other evaluations");
+        }
+    }
     // What every stage may read besides the problem: the run's output and an empty HOME, none
     // of it written by the candidate's processes (they are gone when it is written) and none
     // of it writable by anything sandboxed.

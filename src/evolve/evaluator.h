@@ -29,9 +29,16 @@ struct EvalOutcome {
 // scratch directory holding only `code` as the program file; a stage sees nothing the
 // candidate wrote but the run's stdout and stderr, read-only. Their folders are made in
 // WORK_DIR/crucible-evolve-<pid>-XXXXXX (work_dir empty: the system's temp directory) and
-// removed before returning.
+// removed before returning; Error when that folder lies inside a path the sandboxes show.
 EvalOutcome evaluate_program(const Problem& problem, const std::string& code,
                              const std::filesystem::path& work_dir = {});
+
+// Where a run's evaluations make their folders: RUN/scratch, or the system's temp directory
+// when the run folder lies inside a path the sandboxes show (the problem folder or its
+// read_only paths), where every sandbox would see the other evaluations. Throws Error when
+// both are shown.
+std::filesystem::path evaluation_work_dir(const Problem& problem,
+                                          const std::filesystem::path& run_dir);
 
 // Removes the crucible-evolve-<pid>-* folders in `work_dir` whose process no longer exists
 // (left by a killed run); returns how many. Folders of live processes are left alone.

@@ -181,7 +181,8 @@ Problem load_problem(const fs::path& dir_in) {
     if (initial.empty()) throw Error(file + ": missing key 'initial_program'");
     p.initial_code = read_file(p.dir / initial);
     if (p.program_file.empty()) p.program_file = fs::path(initial).filename().string();
-    if (p.program_file.find('/') != std::string::npos) {
+    if (p.program_file.empty() || p.program_file.find('/') != std::string::npos ||
+        p.program_file == "." || p.program_file == "..") {
         throw Error(file + ": 'program_file' must be a plain file name");
     }
     if (p.name.empty()) p.name = p.dir.filename().string();
