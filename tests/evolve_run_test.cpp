@@ -601,10 +601,22 @@ TEST(EvolveCli, KilledRunResumesWithoutLosingOrRepeatingPrograms) {
     kill(pid, SIGKILL);
     int status = 0;
     waitpid(pid, &status, 0);
+    // The run folder is inside the problem folder (which every sandbox sees), so its
+    // evaluations work in the temp directory; the killed one's folders are removed at the next
+    // start, as the killed process is gone.
+    const std::string leftovers = "crucible-evolve-" + std::to_string(pid) + "-";
+    const auto left_behind = [&] {
+        int n = 0;
+        for (const auto& e : fs::directory_iterator(fs::temp_directory_path())) {
+            n += e.path().filename().string().rfind(leftovers, 0) == 0;
+        }
+        return n;
+    };
     const std::string cmd = std::string(CRUCIBLE_BINARY) + " evolve run --problem " +
                             dir.path().string() + " --out " + run +
                             " --offline --iterations 10 --resume --quiet > " + run + ".json";
     ASSERT_EQ(std::system(cmd.c_str()), 0);
+    EXPECT_EQ(left_behind(), 0);
     EvolveOptions o;
     o.islands = 0;
     ProgramDb db(run + "/programs.sqlite", o);

@@ -20,7 +20,7 @@ def main():
     with open(os.path.join(here, "data", dataset + ".json")) as f:
         instances = json.load(f)["instances"]
     exe = os.path.join(os.getcwd(), "candidate")
-    if not os.path.exists(exe):  # compiled once, reused by the next cascade stage
+    if not os.path.exists(exe):  # each stage starts in a fresh scratch, so each compiles
         r = subprocess.run(["g++", "-O2", "-std=c++17", "-o", exe, program],
                            capture_output=True, text=True, timeout=60)
         if r.returncode != 0:

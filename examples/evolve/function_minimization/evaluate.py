@@ -1,5 +1,6 @@
-# Evaluator for function minimisation: runs the candidate, reads {"x", "y"} from its last
-# line, rejects non-finite or out-of-range points, and prints combined_score = -f(x, y).
+# Evaluator for function minimisation: reads {"x", "y"} from the candidate's last stdout line
+# (from the file evaluator.run wrote, --stdout FILE; or by running the candidate, PROGRAM),
+# rejects non-finite or out-of-range points, and prints combined_score = -f(x, y).
 import json
 import math
 import subprocess
@@ -15,10 +16,15 @@ def fail(msg):
     sys.exit(1)
 
 
-r = subprocess.run([sys.executable, sys.argv[1]], capture_output=True, text=True, timeout=15)
-if r.returncode != 0:
-    fail(f"the program exited with status {r.returncode}:\n{r.stderr[-1500:]}")
-lines = [l for l in r.stdout.splitlines() if l.strip()]
+if len(sys.argv) == 3 and sys.argv[1] == "--stdout":  # the output of evaluator.run
+    with open(sys.argv[2]) as f:
+        out = f.read()
+else:
+    r = subprocess.run([sys.executable, sys.argv[1]], capture_output=True, text=True, timeout=15)
+    if r.returncode != 0:
+        fail(f"the program exited with status {r.returncode}:\n{r.stderr[-1500:]}")
+    out = r.stdout
+lines = [l for l in out.splitlines() if l.strip()]
 try:
     p = json.loads(lines[-1])
     x, y = p["x"], p["y"]
