@@ -29,9 +29,31 @@ std::function<int()> add_serve(CLI::App& app) {
         ->capture_default_str();
     cmd->add_option("--max-batch-tokens", o->max_batch_tokens, "rows per forward pass")
         ->capture_default_str();
-    cmd->add_option("--http-threads", o->http_threads, "connections served at once")
+    cmd->add_option("--http-threads", o->http_threads,
+                    "requests processed at once (a stream holds one for its length)")
         ->capture_default_str();
-    return [o]() {
+    auto body_mb = std::make_shared<double>(8);
+    cmd->add_option("--max-body-mb", *body_mb, "request body limit in MiB; past it, 413")
+        ->capture_default_str()
+        ->check(CLI::Range(1.0 / 1024, 4096.0));
+    cmd->add_option("--request-timeout", o->request_timeout_s,
+                    "seconds from a request's first byte to its last (headers and body); "
+                    "past it, 408")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    cmd->add_option("--keepalive-timeout", o->keepalive_timeout_s,
+                    "seconds an idle connection may wait for its next request")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    cmd->add_option("--max-connections", o->max_connections, "open connections, all clients")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    cmd->add_option("--max-connections-per-client", o->max_connections_per_client,
+                    "open connections from one client address; past it, 429")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    return [o, body_mb]() {
+        o->max_body_bytes = static_cast<size_t>(*body_mb * (1 << 20));
         // SIGTERM/SIGINT are taken by one thread (sigwait), never by a handler: every thread
         // created from here on inherits the blocked mask.
         sigset_t signals;

@@ -49,14 +49,18 @@ Engine::Engine(Model& model, EngineOptions options) : model_(model), options_(st
     const ModelConfig& c = model_.config();
     if (options_.kv_blocks <= 0) {
         // Enough for max_batch_seqs full contexts, but within a memory budget (a real model's
-        // 32k context would otherwise ask for tens of GB); at least one full context.
+        // 32k context would otherwise ask for tens of GB); at least the worst case of one
+        // sequence that fills the context (worst_case_blocks: a partial prompt block, its
+        // copy-on-write copy and the rest), so every request that fits the context can run.
         const int B = KvCache::kBlockSize;
         const int per_seq = (c.max_position_embeddings + B - 1) / B;
+        const int64_t one_full = (int64_t)per_seq + 2;
         const double block_bytes = 2.0 * c.num_hidden_layers * B * c.kv_dim() * sizeof(float);
-        const int budget = static_cast<int>(options_.kv_budget_bytes / block_bytes);
+        const int64_t budget = static_cast<int64_t>(
+            std::min(options_.kv_budget_bytes / block_bytes, (double)INT32_MAX));
         const int64_t want = (int64_t)per_seq * std::max(1, options_.max_batch_seqs);
-        options_.kv_blocks =
-            static_cast<int>(std::max<int64_t>(per_seq, std::min<int64_t>(want, budget)));
+        options_.kv_blocks = static_cast<int>(
+            std::min<int64_t>(INT32_MAX, std::max(one_full, std::min(want, budget))));
     }
     cache_ = std::make_unique<KvCache>(c, options_.kv_blocks);
 }
@@ -173,12 +177,14 @@ namespace {
 
 // KV blocks a request can ever hold: its prompt, and per sample the rest of the context plus
 // one copied block (copy-on-write of the shared partial prompt block).
-int worst_case_blocks(const GenerationRequest& req, const ModelConfig& c) {
-    const int B = KvCache::kBlockSize;
-    const int P = static_cast<int>(req.prompt.size());
-    const int full = std::min(c.max_position_embeddings, P + std::max(req.params.max_tokens, 1));
-    const int n = std::max(req.n, 1);
-    return (P + B - 1) / B + n * ((full - P + B - 1) / B + 1);
+// In 64 bits: a max_tokens near INT_MAX must not wrap the sum around.
+int64_t worst_case_blocks(const GenerationRequest& req, const ModelConfig& c) {
+    const int64_t B = KvCache::kBlockSize;
+    const int64_t P = static_cast<int64_t>(req.prompt.size());
+    const int64_t full = std::min<int64_t>(c.max_position_embeddings,
+                                           P + std::max<int64_t>(req.params.max_tokens, 1));
+    const int64_t n = std::max(req.n, 1);
+    return (P + B - 1) / B + n * ((std::max<int64_t>(full - P, 0) + B - 1) / B + 1);
 }
 
 }  // namespace
@@ -214,7 +220,7 @@ int64_t Engine::submit(GenerationRequest request, TokenCallback on_token, DoneCa
     auto r = std::make_unique<Request>();
     r->id = id;
     r->n = std::max(request.n, 1);
-    r->worst_case = worst_case_blocks(request, model_.config());
+    r->worst_case = static_cast<int>(worst_case_blocks(request, model_.config()));  // validated
     r->samples_left = r->n;
     r->rescore = rescore_when_done;
     r->results.resize(r->n);
@@ -252,7 +258,7 @@ void Engine::admit() {
     // sequence ever needs preempting.
     while (!waiting_.empty()) {
         Request* r = waiting_.front();
-        if (committed_ > 0 && (committed_ + r->worst_case > cache_->num_blocks() ||
+        if (committed_ > 0 && ((int64_t)committed_ + r->worst_case > cache_->num_blocks() ||
                                running_samples_ + r->n > options_.max_batch_seqs)) {
             break;
         }

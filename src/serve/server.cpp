@@ -1,7 +1,6 @@
 #include "serve/server.h"
 
 #include <httplib.h>
-#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -21,6 +20,7 @@
 #include "core/file_io.h"
 #include "engine/engine.h"
 #include "model/checkpoint.h"
+#include "serve/http_front.h"
 #include "tokenizer/text_tokenizer.h"
 
 namespace crucible {
@@ -41,6 +41,12 @@ struct ApiError {
 
 [[noreturn]] void bad(const std::string& param, const std::string& message) {
     throw ApiError{400, message, param, "invalid_request_error", ""};
+}
+
+const char* error_type(int status) {
+    if (status == 429) return "rate_limit_exceeded";
+    if (status >= 500) return "server_error";
+    return "invalid_request_error";
 }
 
 json error_body(const ApiError& e) {
@@ -80,8 +86,8 @@ double number_field(const json& b, const char* key, double def, double lo, doubl
     if (!b[key].is_number()) wrong_type(key, "a number", b[key]);
     const double v = b[key].get<double>();
     if (!(v >= lo && v <= hi)) {
-        bad(key, std::string("Invalid value for '") + key + "': " + std::to_string(v) +
-                     " is not in [" + std::to_string(lo) + ", " + std::to_string(hi) + "].");
+        bad(key, std::string("Invalid value for '") + key + "': " + b[key].dump() + " is not in [" +
+                     json(lo).dump() + ", " + json(hi).dump() + "].");
     }
     return v;
 }
@@ -89,12 +95,11 @@ double number_field(const json& b, const char* key, double def, double lo, doubl
 int64_t int_field(const json& b, const char* key, int64_t def, int64_t lo, int64_t hi) {
     if (!present(b, key)) return def;
     if (!b[key].is_number_integer()) wrong_type(key, "an integer", b[key]);
-    const int64_t v = b[key].is_number_unsigned() && b[key].get<uint64_t>() > INT64_MAX
-                          ? INT64_MAX
-                          : b[key].get<int64_t>();
-    if (v < lo || v > hi) {
-        bad(key, std::string("Invalid value for '") + key + "': " + std::to_string(v) +
-                     " is not in [" + std::to_string(lo) + ", " + std::to_string(hi) + "].");
+    const bool huge = b[key].is_number_unsigned() && b[key].get<uint64_t>() > INT64_MAX;
+    const int64_t v = huge ? INT64_MAX : b[key].get<int64_t>();
+    if (huge || v < lo || v > hi) {
+        bad(key, std::string("Invalid value for '") + key + "': " + b[key].dump() + " is not in [" +
+                     std::to_string(lo) + ", " + std::to_string(hi) + "].");
     }
     return v;
 }
@@ -204,12 +209,11 @@ struct Server::Impl {
     std::string name;
     int context = 0;
     int64_t created = std::time(nullptr);
-    httplib::Server http;
+    HttpFront http;
     int port = 0;
 
     mutable std::mutex mu;
     std::condition_variable engine_cv;
-    std::condition_variable stop_cv;
     std::deque<std::shared_ptr<Channel>> inbox;
     std::vector<std::shared_ptr<Channel>> cancels;
     int engine_waiting = 0;  // requests handed to the engine, not yet in its batch
@@ -225,7 +229,9 @@ struct Server::Impl {
     void engine_loop();
     void cancel(const std::shared_ptr<Channel>& c);
     Parsed parse(const std::string& body, bool chat);
-    void handle(const httplib::Request& req, httplib::Response& res, bool chat);
+    void post(const httplib::Request& req, httplib::Response& res,
+              const httplib::ContentReader& read, bool chat);
+    void handle(const std::string& body, httplib::Response& res, bool chat);
     json logprobs_json(const GeneratedSequence& g, size_t from, size_t to, bool chat) const;
     json final_json(const Parsed& p, const std::vector<GeneratedSequence>& results,
                     const std::string& id) const;
@@ -251,10 +257,33 @@ std::vector<int32_t> stop_ids_of(const fs::path& dir, int32_t tokenizer_eos) {
     return ids;
 }
 
+HttpLimits http_limits(const ServerOptions& o) {
+    HttpLimits l;
+    l.max_body_bytes = o.max_body_bytes;
+    l.request_timeout_s = o.request_timeout_s;
+    l.keepalive_timeout_s = o.keepalive_timeout_s;
+    l.max_connections = o.max_connections;
+    l.max_connections_per_client = o.max_connections_per_client;
+    l.workers = std::max(o.http_threads, 2);
+    // All request bytes being received or processed at once: at least four bodies at the limit.
+    l.max_buffered_bytes = std::max<size_t>(size_t(256) << 20, 4 * o.max_body_bytes);
+    return l;
+}
+
+std::string http_error_json(int status, const std::string& message) {
+    return dump(error_body(ApiError{status, message, "", error_type(status), ""}));
+}
+
 }  // namespace
 
-Server::Impl::Impl(ServerOptions options) : o(std::move(options)) {
+Server::Impl::Impl(ServerOptions options)
+    : o(std::move(options)), http(http_limits(o), http_error_json) {
     if (o.max_queue < 0) throw Error("serve: --max-queue must be >= 0");
+    if (o.max_body_bytes < 1) throw Error("serve: --max-body-mb must be > 0");
+    if (!(o.request_timeout_s > 0) || !(o.keepalive_timeout_s > 0))
+        throw Error("serve: --request-timeout and --keepalive-timeout must be > 0");
+    if (o.max_connections < 1 || o.max_connections_per_client < 1)
+        throw Error("serve: --max-connections and --max-connections-per-client must be >= 1");
     if (o.max_batch_seqs < 1) throw Error("serve: --max-batch-seqs must be >= 1");
     model = load_model(o.model_dir);
     tok = fs::exists(o.model_dir / "tokenizer.json") ? load_text_tokenizer(o.model_dir)
@@ -448,7 +477,7 @@ Parsed Server::Impl::parse(const std::string& text, bool chat) {
         }
     }
     if (ids.empty()) bad(chat ? "messages" : "prompt", "The prompt is empty.");
-    const int P = static_cast<int>(ids.size());
+    const int64_t P = static_cast<int64_t>(ids.size());
     if (P >= context) {
         throw ApiError{400,
                        "This model's maximum context length is " + std::to_string(context) +
@@ -461,21 +490,26 @@ Parsed Server::Impl::parse(const std::string& text, bool chat) {
     SamplingParams& sp = p.gen.params;
     const char* max_key =
         chat && present(b, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
-    sp.max_tokens = static_cast<int>(
-        int_field(b, max_key, chat ? context - P : 16, 1, std::numeric_limits<int>::max()));
-    if (P + sp.max_tokens > context) {
+    // 64-bit: a prompt plus max_tokens near INT_MAX must not wrap around.
+    const int64_t max_tokens =
+        int_field(b, max_key, chat ? context - P : 16, 1, std::numeric_limits<int>::max());
+    if (P + max_tokens > context) {
         throw ApiError{400,
                        "This model's maximum context length is " + std::to_string(context) +
-                           " tokens. However, you requested " + std::to_string(P + sp.max_tokens) +
+                           " tokens. However, you requested " + std::to_string(P + max_tokens) +
                            " tokens (" + std::to_string(P) + " in the prompt, " +
-                           std::to_string(sp.max_tokens) +
+                           std::to_string(max_tokens) +
                            " for the completion). Please reduce the prompt or the completion.",
                        max_key, "invalid_request_error", "context_length_exceeded"};
     }
+    sp.max_tokens = static_cast<int>(max_tokens);
     p.gen.n = static_cast<int>(int_field(b, "n", 1, 1, 128));
     sp.temperature = static_cast<float>(number_field(b, "temperature", 1.0, 0.0, 2.0));
-    sp.top_p = static_cast<float>(number_field(b, "top_p", 1.0, 0.0, 1.0));
-    if (sp.top_p <= 0.0f) bad("top_p", "Invalid value for 'top_p': must be > 0.");
+    // Checked as the double it was sent as: a positive value below float's range is the
+    // smallest positive float (it keeps the most likely token, as any tiny top_p does).
+    const double top_p = number_field(b, "top_p", 1.0, 0.0, 1.0);
+    if (!(top_p > 0.0)) bad("top_p", "Invalid value for 'top_p': must be > 0.");
+    sp.top_p = std::max(static_cast<float>(top_p), std::numeric_limits<float>::min());
     const int64_t top_k = int_field(b, "top_k", 0, -1, V);
     sp.top_k = top_k < 0 ? 0 : static_cast<int>(top_k);  // vLLM's -1: off
     sp.min_p = static_cast<float>(number_field(b, "min_p", 0.0, 0.0, 1.0));
@@ -707,9 +741,48 @@ bool Server::Impl::stream(const std::shared_ptr<Channel>& c, const Parsed& p, co
     return true;
 }
 
-void Server::Impl::handle(const httplib::Request& req, httplib::Response& res, bool chat) {
+void Server::Impl::post(const httplib::Request& req, httplib::Response& res,
+                        const httplib::ContentReader& read, bool chat) {
+    auto fail = [&res](int status, const std::string& message) {
+        res.status = status;
+        res.set_content(http_error_json(status, message), "application/json");
+    };
+    // The body is JSON whatever the Content-Type says (curl -d sends a form type); only a
+    // multipart body, which would have to be taken apart, is refused.
+    if (req.is_multipart_form_data()) {
+        return fail(400,
+                    "The request body must be a JSON object (Content-Type: application/json), "
+                    "not multipart/form-data.");
+    }
+    // Read here, not by httplib, so that the limit holds for the inflated size of a gzip or
+    // deflate body too.
+    std::string body;
+    bool over = false;
+    const bool ok = read([&](const char* data, size_t n) {
+        if (n > o.max_body_bytes - body.size()) {
+            over = true;
+            return false;
+        }
+        body.append(data, n);
+        return true;
+    });
+    if (over) {
+        return fail(413, "The request body is larger than the server's limit of " +
+                             std::to_string(o.max_body_bytes) + " bytes (--max-body-mb).");
+    }
+    if (!ok) {
+        const std::string enc = req.get_header_value("Content-Encoding");
+        return fail(400,
+                    enc.empty()
+                        ? "The request body could not be read."
+                        : "The request body could not be decoded (Content-Encoding: " + enc + ").");
+    }
+    handle(body, res, chat);
+}
+
+void Server::Impl::handle(const std::string& body, httplib::Response& res, bool chat) {
     try {
-        Parsed p = parse(req.body, chat);
+        Parsed p = parse(body, chat);
         auto c = std::make_shared<Channel>();
         c->request = p.gen;
         c->streaming = p.stream;
@@ -764,11 +837,8 @@ void Server::Impl::handle(const httplib::Request& req, httplib::Response& res, b
 
 Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
     Impl& s = *impl_;
-    const int threads = std::max(s.o.http_threads, 2);
-    s.http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-    s.http.Get("/health", [](const httplib::Request&, httplib::Response& res) {
-        res.set_content("{\"status\":\"ok\"}", "application/json");
-    });
+    // Answered by the HTTP front's loop itself: it answers while every worker is busy.
+    s.http.answer_on_loop("/health", "{\"status\":\"ok\"}");
     auto models = [&s](const httplib::Request&, httplib::Response& res) {
         const json m = {{"object", "list"},
                         {"data",
@@ -780,20 +850,39 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(o
         res.set_content(dump(m), "application/json");
     };
     s.http.Get("/v1/models", models);
-    s.http.Post("/v1/completions", [&s](const httplib::Request& req, httplib::Response& res) {
-        s.handle(req, res, false);
-    });
-    s.http.Post("/v1/chat/completions", [&s](const httplib::Request& req, httplib::Response& res) {
-        s.handle(req, res, true);
-    });
+    s.http.Post("/v1/completions",
+                [&s](const httplib::Request& req, httplib::Response& res,
+                     const httplib::ContentReader& read) { s.post(req, res, read, false); });
+    s.http.Post("/v1/chat/completions",
+                [&s](const httplib::Request& req, httplib::Response& res,
+                     const httplib::ContentReader& read) { s.post(req, res, read, true); });
     s.http.set_error_handler(
-        httplib::Server::Handler([](const httplib::Request& req, httplib::Response& res) {
+        httplib::Server::Handler([&s](const httplib::Request& req, httplib::Response& res) {
             if (!res.body.empty()) return;
-            const ApiError e{res.status,
-                             res.status == 404 ? "Not found: " + req.method + " " + req.path
-                                               : "HTTP " + std::to_string(res.status),
-                             "", "invalid_request_error", ""};
-            res.set_content(dump(error_body(e)), "application/json");
+            std::string message = "HTTP " + std::to_string(res.status) + ".";
+            switch (res.status) {
+                case 400:
+                    message = "The request is not valid HTTP.";
+                    break;
+                case 404:
+                    message = "Not found: " + req.method + " " + req.path;
+                    break;
+                case 413:
+                    message = "The request body is larger than the server's limit of " +
+                              std::to_string(s.o.max_body_bytes) + " bytes (--max-body-mb).";
+                    break;
+                case 414:
+                    message = "The request URI is too long.";
+                    break;
+                case 415:
+                    message = "Unsupported Content-Encoding: " +
+                              req.get_header_value("Content-Encoding") + ".";
+                    break;
+                case 416:
+                    message = "Range requests are not supported.";
+                    break;
+            }
+            res.set_content(http_error_json(res.status, message), "application/json");
         }));
     s.http.set_exception_handler(
         [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
@@ -808,22 +897,12 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(o
             res.set_content(dump(error_body(ApiError{500, what, "", "server_error", ""})),
                             "application/json");
         });
-    // Responses go out as separate header and body writes: with Nagle's algorithm the second
-    // waits for the client's delayed ACK (tens of ms per request). Accepted sockets inherit it.
-    s.http.set_tcp_nodelay(true);
-    int listen_fd = -1;
-    s.http.set_socket_options([&listen_fd](socket_t sock) {
-        httplib::default_socket_options(sock);
-        listen_fd = sock;
-    });
-    s.port = s.o.port == 0 ? s.http.bind_to_any_port(s.o.host)
-                           : (s.http.bind_to_port(s.o.host, s.o.port) ? s.o.port : -1);
+    // The front sets TCP_NODELAY on every connection (responses go out as separate header and
+    // body writes) and listens with a backlog of 1024.
+    s.port = s.http.bind_and_listen(s.o.host, s.o.port);
     if (s.port <= 0) {
         throw Error("serve: cannot listen on " + s.o.host + ":" + std::to_string(s.o.port));
     }
-    // Debian's httplib listens with a backlog of 5: a burst of clients overflows the accept
-    // queue and Linux drops their handshakes (they stall for seconds). listen() again raises it.
-    if (listen_fd >= 0) ::listen(listen_fd, 1024);
     s.engine_thread = std::thread([&s] { s.engine_loop(); });
 }
 
@@ -846,21 +925,9 @@ const std::string& Server::model_name() const {
 }
 
 void Server::run() {
-    Impl& s = *impl_;
-    std::atomic<bool> listen_done{false};
-    std::thread listener([&] {
-        s.http.listen_after_bind();
-        listen_done = true;
-    });
-    {
-        std::unique_lock<std::mutex> lock(s.mu);
-        s.stop_cv.wait(lock, [&] { return s.stopping; });
-    }
-    // stop() is a no-op until the accept loop runs (the socket already accepts meanwhile).
-    while (!s.http.is_running() && !listen_done) std::this_thread::yield();
-    // Closes the listening socket; listen returns once every handler (stream) has finished.
-    s.http.stop();
-    listener.join();
+    // Returns after stop(): the listening socket closed, every in-flight request (streams
+    // included) finished.
+    impl_->http.serve();
 }
 
 void Server::stop() {
@@ -869,12 +936,21 @@ void Server::stop() {
         std::lock_guard<std::mutex> lock(s.mu);
         s.stopping = true;
     }
-    s.stop_cv.notify_all();
+    s.http.shutdown();
 }
 
 ServerStats Server::stats() const {
-    std::lock_guard<std::mutex> lock(impl_->mu);
-    return impl_->st;
+    ServerStats st;
+    {
+        std::lock_guard<std::mutex> lock(impl_->mu);
+        st = impl_->st;
+    }
+    const HttpFront::Counters c = impl_->http.counters();
+    st.connections = c.open;
+    st.connections_refused = c.refused_per_client + c.refused_total;
+    st.requests_timed_out = c.timed_out;
+    st.requests_too_large = c.too_large;
+    return st;
 }
 
 }  // namespace crucible

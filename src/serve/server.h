@@ -1,7 +1,8 @@
 // `crucible serve`: an OpenAI-compatible HTTP server over the batched engine.
 //
-// One engine thread owns the model and loops Engine::step(); HTTP handler threads (httplib's
-// pool) parse and validate a request, tokenize it, queue it for the engine thread and wait on
+// One engine thread owns the model and loops Engine::step(). An event loop (serve/http_front.h)
+// receives every request within a deadline and size limits; worker threads then parse and
+// validate it, tokenize it, queue it for the engine thread and wait on
 // a per-request channel that the engine's callbacks fill. Requests join the running batch at
 // the next step (continuous batching) and leave it when they finish or their client goes away.
 // Endpoints, fields and errors: docs/SERVING.md.
@@ -26,7 +27,13 @@ struct ServerOptions {
     int max_queue = 256;            // requests waiting to join the batch; past it, 429
     int max_batch_seqs = 256;       // sequences decoding at once
     int max_batch_tokens = 512;     // rows per forward pass (decode tokens + prefill chunks)
-    int http_threads = 64;          // concurrent connections served (a stream holds one)
+    int http_threads = 64;          // requests processed at once (a stream holds one)
+    // What a client may cost before its request is processed (docs/SERVING.md, threat model).
+    size_t max_body_bytes = 8u << 20;      // request body; past it, 413
+    double request_timeout_s = 30;         // first byte of a request to its last; past it, 408
+    double keepalive_timeout_s = 5;        // an idle keep-alive connection is closed after it
+    int max_connections = 1024;            // open connections; past it, 503 and closed
+    int max_connections_per_client = 128;  // open connections from one address; past it, 429
     // A streaming response with nothing to send for this long writes an SSE comment line:
     // a write is how a vanished client is noticed when no tokens are flowing.
     double heartbeat_s = 1.0;
@@ -46,6 +53,11 @@ struct ServerStats {
     int64_t requests = 0;           // generation requests accepted
     int64_t cancelled = 0;          // requests whose client went away before they finished
     int64_t completion_tokens = 0;  // tokens generated (all samples)
+    // The HTTP front.
+    int connections = 0;              // open now
+    int64_t connections_refused = 0;  // over max_connections or max_connections_per_client
+    int64_t requests_timed_out = 0;   // not received within request_timeout_s (408)
+    int64_t requests_too_large = 0;   // body or headers over the limits (413, 431)
 };
 
 class Server {
