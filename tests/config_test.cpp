@@ -160,6 +160,25 @@ TEST(ConfigMergeFile, UnknownTopLevelKey) {
     EXPECT_NE(msg.find("'opt'"), std::string::npos) << msg;
 }
 
+// A number key never takes NaN or infinity, from a file or --set: `train.lr: .nan` trained
+// and published an all-NaN checkpoint, `rewards.correct=.nan` trained on nothing.
+TEST(ConfigMergeFile, NonFiniteNumbersAreRefusedNamingTheKey) {
+    for (const char* value : {".nan", ".NaN", ".inf", "-.inf", "+.Inf"}) {
+        Config c = sft();
+        const std::string e = error_of([&] { c.set(std::string("train.lr=") + value); });
+        EXPECT_NE(e.find("train.lr"), std::string::npos) << value << ": " << e;
+        EXPECT_NE(e.find("finite"), std::string::npos) << value << ": " << e;
+        EXPECT_EQ(c.get_double("train.lr"), sft().get_double("train.lr"));
+    }
+    TempDir dir;
+    const auto file = dir.write("nan.yaml", "train:\n  lr: .nan\n");
+    Config c = sft();
+    const std::string e = error_of([&] { c.merge_file(file.string()); });
+    EXPECT_NE(e.find("nan.yaml:2"), std::string::npos) << e;
+    c.set("train.lr=1e-300");  // tiny but finite is a number like any other
+    EXPECT_EQ(c.get_double("train.lr"), 1e-300);
+}
+
 TEST(ConfigMergeFile, WrongTypesNameTheKeyAndLine) {
     TempDir dir;
     const struct {

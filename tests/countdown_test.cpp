@@ -144,9 +144,9 @@ bool eval_completion(const std::string& c, int* value, std::vector<int>* digits)
 
 TEST(CountdownSplit, EveryExampleIsSolvedByItsCompletion) {
     std::vector<PromptCompletion> train, eval;
-    countdown_split(2000, 500, 11, &train, &eval);
+    countdown_split(2000, 300, 11, &train, &eval);
     ASSERT_EQ(train.size(), 2000u);
-    ASSERT_EQ(eval.size(), 500u);
+    ASSERT_EQ(eval.size(), 300u);
     std::set<std::string> eval_prompts;
     for (const PromptCompletion& pc : eval) eval_prompts.insert(pc.prompt);
     int n = 0;
@@ -175,27 +175,53 @@ TEST(CountdownSplit, EveryExampleIsSolvedByItsCompletion) {
             n++;
         }
     }
-    EXPECT_EQ(n, 2500);
+    EXPECT_EQ(n, 2300);
 }
 
-// The held-out split is a set of distinct problems: the demo's 200 held-out problems were 183
-// distinct prompts before (one drawn three times), which weighs some problems twice in avg@K.
-TEST(CountdownSplit, HeldOutPromptsAreDistinctAndDisjointFromTraining) {
-    for (uint64_t seed : {1, 2, 3}) {
-        std::vector<PromptCompletion> train, eval;
-        countdown_split(20000, 200, seed, &train, &eval);  // the demo's sizes
-        std::set<std::string> held_out;
-        for (const PromptCompletion& pc : eval) held_out.insert(pc.prompt);
-        EXPECT_EQ(held_out.size(), 200u) << "seed " << seed;
-        for (const PromptCompletion& pc : train) ASSERT_EQ(held_out.count(pc.prompt), 0u);
-        train.clear();
-        eval.clear();
-        addition_split(2000, 300, 2, seed, &train, &eval);
-        held_out.clear();
-        for (const PromptCompletion& pc : eval) held_out.insert(pc.prompt);
-        EXPECT_EQ(held_out.size(), 300u) << "seed " << seed;
-        for (const PromptCompletion& pc : train) ASSERT_EQ(held_out.count(pc.prompt), 0u);
+// The held-out split is a set of distinct problems (the demo's 200 were 183 distinct prompts
+// before, one drawn three times), and it is the task's, not the run's: no run's training, with
+// any seed and any held-out size, holds another run's held-out problem (before, SFT with seed 1
+// then RL with seed 2 scored RL on 170 of 200 problems SFT had trained on).
+TEST(CountdownSplit, HeldOutProblemsAreDistinctAndNeverTrainedOnByAnyRun) {
+    auto prompts = [](const std::vector<PromptCompletion>& v) {
+        std::set<std::string> out;
+        for (const PromptCompletion& pc : v) out.insert(pc.prompt);
+        return out;
+    };
+    std::vector<PromptCompletion> sft_train, sft_eval;
+    countdown_split(20000, 200, 1, &sft_train, &sft_eval);  // the demo's SFT split
+    EXPECT_EQ(prompts(sft_eval).size(), 200u);
+    const std::set<std::string> sft_trained = prompts(sft_train);
+    for (uint64_t seed : {1, 2, 3, 7}) {
+        for (int n_eval : {50, 200, kCountdownHeldOut}) {
+            std::vector<PromptCompletion> train, eval;
+            countdown_split(2000, n_eval, seed, &train, &eval);
+            const std::set<std::string> held = prompts(eval);
+            EXPECT_EQ(held.size(), static_cast<size_t>(n_eval)) << "seed " << seed;
+            for (const std::string& p : held)
+                ASSERT_EQ(sft_trained.count(p), 0u) << p << " seed " << seed << " n " << n_eval;
+            for (const PromptCompletion& pc : train) ASSERT_EQ(held.count(pc.prompt), 0u);
+        }
     }
+    // Addition: a+b and b+a are one problem.
+    auto unordered = [](const std::string& prompt) {
+        const size_t plus = prompt.find('+');
+        const long a = std::stol(prompt.substr(0, plus)), b = std::stol(prompt.substr(plus + 1));
+        return std::to_string(std::min(a, b)) + "+" + std::to_string(std::max(a, b));
+    };
+    std::vector<PromptCompletion> a_train, a_eval;
+    addition_split(5000, 300, 2, 1, &a_train, &a_eval);
+    std::set<std::string> held;
+    for (const PromptCompletion& pc : a_eval) held.insert(unordered(pc.prompt));
+    EXPECT_EQ(held.size(), 300u);
+    for (uint64_t seed : {1, 2, 9}) {
+        addition_split(5000, 100, 2, seed, &a_train, &a_eval);
+        for (const PromptCompletion& pc : a_train)
+            ASSERT_EQ(held.count(unordered(pc.prompt)), 0u) << pc.prompt;
+    }
+    // A held-out size beyond the task's held-out set is an error, not a silent overlap.
+    std::vector<PromptCompletion> t, e;
+    EXPECT_THROW(countdown_split(10, kCountdownHeldOut + 1, 1, &t, &e), Error);
 }
 
 TEST(CountdownSplit, DeterministicInTheSeed) {

@@ -94,6 +94,21 @@ TEST(EvalHarness, DatasetReportsBadLinesAndKeepsGoing) {
     EXPECT_NE(d.excluded[1].find("d.jsonl:3: not a JSON object"), std::string::npos);
     EXPECT_NE(d.excluded[2].find("d.jsonl:6: unknown verifier 'judge'"), std::string::npos);
 
+    // A gold that an empty completion matches is left out, naming why: it would score every
+    // empty answer correct.
+    const fs::path empty_ok =
+        t.write("e.jsonl", R"({"prompt": "p", "answer": ".*", "verifier": "regex"})"
+                           "\n"
+                           R"({"prompt": "q", "answer": "4?", "verifier": "regex"})"
+                           "\n"
+                           R"({"prompt": "r", "answer": "4", "verifier": "regex"})"
+                           "\n");
+    const Dataset e = load_dataset(empty_ok.string(), "math", "");
+    ASSERT_EQ(e.items.size(), 1u);
+    ASSERT_EQ(e.excluded.size(), 2u);
+    EXPECT_NE(e.excluded[0].find("accepts an empty completion"), std::string::npos)
+        << e.excluded[0];
+
     const fs::path dup = t.write("dup.jsonl", R"({"id": "a", "prompt": "x", "answer": 1})"
                                               "\n"
                                               R"({"id": "a", "prompt": "y", "answer": 2})"

@@ -199,12 +199,13 @@ TEST(RlPolicyLoss, KlEstimators) {
 // dL/dlogp against central differences for every combination of ratio level (token,
 // sequence), aggregation (all four), KL (off, k1, k2, k3) and dual-clip (off, on for token
 // ratios), at random points away from the kinks. Log-ratios up to +-1.4 (ratios 0.25..4) reach
-// both clip regions and, with A < 0 and c = 2, the dual-clip region; the test counts that it
-// checked points in each.
+// both clip regions and, with A < 0 and c = 2, the dual-clip region; every combination must
+// have checked points in the unclipped and clipped regions, and every dual-clip one in the
+// dual-clip region.
 TEST(RlPolicyLoss, GradientMatchesFiniteDifferencesInEveryModeAndRegion) {
     Rng rng(7);
     const double c_dual = 2.0;
-    int checked = 0, in_dual = 0, in_clip = 0, in_unclipped = 0, combos = 0;
+    int checked = 0, combos = 0;
     for (RatioLevel ratio : {RatioLevel::token, RatioLevel::sequence}) {
         for (LossAggregation agg :
              {LossAggregation::seq_mean_token_mean, LossAggregation::token_mean,
@@ -213,6 +214,7 @@ TEST(RlPolicyLoss, GradientMatchesFiniteDifferencesInEveryModeAndRegion) {
                 for (bool dual : {false, true}) {
                     if (dual && ratio == RatioLevel::sequence) continue;  // refused by config
                     combos++;
+                    int in_dual = 0, in_clip = 0, in_unclipped = 0;
                     PolicyLossOptions o;
                     o.ratio = ratio;
                     o.aggregation = agg;
@@ -273,15 +275,20 @@ TEST(RlPolicyLoss, GradientMatchesFiniteDifferencesInEveryModeAndRegion) {
                             checked++;
                         }
                     }
+                    const std::string combo = "ratio " + std::to_string(int(ratio)) +
+                                              " aggregation " + std::to_string(int(agg)) + " kl " +
+                                              std::to_string(kl) + " dual " + std::to_string(dual);
+                    EXPECT_GE(in_unclipped, 5) << combo;
+                    EXPECT_GE(in_clip, 5) << combo;
+                    if (dual) {
+                        EXPECT_GE(in_dual, 3) << combo;
+                    }
                 }
             }
         }
     }
-    EXPECT_EQ(combos, 2 * 4 * 4 * 2 - 16);
+    EXPECT_EQ(combos, 48);
     EXPECT_GT(checked, 2000);
-    EXPECT_GT(in_dual, 50);
-    EXPECT_GT(in_clip, 300);
-    EXPECT_GT(in_unclipped, 300);
 }
 
 TEST(RlSoftOverlong, PenaltyAtTheBoundaries) {

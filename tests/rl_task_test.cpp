@@ -37,6 +37,10 @@ TEST(CountdownTinyZero, RewardFollowsTinyZerosRules) {
     EXPECT_EQ(countdown_tinyzero_reward(p, "<answer>3*5+7</answer>\n<answer>1</answer>"), 0.1);
     EXPECT_EQ(countdown_tinyzero_reward(p, "<answer>3*5\n+7</answer>"), 0.0);  // spans a line
     EXPECT_EQ(countdown_tinyzero_reward(p, "<answer>3*5+7</answer>\n"), 0.0);  // last line empty
+    // A leading zero is a syntax error in TinyZero's Python eval; zero itself is not.
+    EXPECT_EQ(countdown_tinyzero_reward(p, "<answer>07+3*5</answer>"), 0.1);
+    EXPECT_EQ(countdown_tinyzero_reward(CountdownProblem{{0, 3, 7}, 21}, "<answer>00+3*7</answer>"),
+              1.0);
     const CountdownVerdict v = countdown_tinyzero_verdict(p, "<answer>3*5-7</answer>");
     EXPECT_TRUE(v.answered);
     EXPECT_FALSE(v.correct);
@@ -79,6 +83,12 @@ TEST(CountdownTinyZero, SplitIsDisjointDeterministicAndInRange) {
         held.insert(key(eval[i]));
         EXPECT_EQ(key(eval[i]), key(eval2[i]));
     }
+    EXPECT_EQ(held.size(), eval.size());  // distinct
+    // The held-out set is the task's: another seed's training never holds it.
+    std::vector<CountdownProblem> train3, eval3;
+    countdown_tinyzero_split(3000, 50, 6, &train3, &eval3);
+    for (size_t i = 0; i < eval.size(); i++) EXPECT_EQ(key(eval3[i]), key(eval[i]));
+    for (const auto& p : train3) EXPECT_EQ(held.count(key(p)), 0u);
     for (const auto& p : train) {
         EXPECT_EQ(held.count(key(p)), 0u);
         EXPECT_TRUE(p.numbers.size() == 3 || p.numbers.size() == 4);

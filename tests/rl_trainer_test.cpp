@@ -132,27 +132,29 @@ TEST(RlTrainer, MovesThePolicyTowardsTheReward) {
 // docs/RL.md: pi_old's log-probabilities come from the trainer's own forward over the same
 // packed micro-batches (a separate scoring pass for every mini-batch after the first), so
 // with unchanged weights (lr = 0) every ratio of every mini-batch and pass is exactly 1 and
-// nothing clips. With lr > 0 the later mini-batches are off-policy: the ratio moves and the
-// clip acts, so the metric is measured, not fixed at 1.
+// nothing clips. With lr > 0 and one pass (mu = 1, as DAPO) the later mini-batches are
+// off-policy: the ratio moves and the clip acts. (Were pi_old taken in each mini-batch's own
+// forward, the one-pass run would show ratio 1 and no clipping, and this test would fail.)
 TEST(RlTrainer, SeveralMiniBatchesAtLrZeroHaveEveryRatioExactlyOne) {
     testutil::TempDir dir;
     const fs::path model = tiny_model(dir.path());
     double max_off = 0.0, clipped = 0.0;
     for (const char* lr : {"0", "5e-2"}) {
+        const bool zero = std::string(lr) == "0";
         Config c = tiny_config(dir.path(), model);
         c.set(std::string("run.name=lr") + lr);
         c.set("train.steps=3");
         c.set(std::string("train.lr=") + lr);
         c.set("algorithm.minibatches=4");
-        c.set("algorithm.updates_per_batch=2");
+        c.set(std::string("algorithm.updates_per_batch=") + (zero ? "2" : "1"));
         c.set("algorithm.clip_low=0.02");
         c.set("algorithm.clip_high=0.02");
         std::ostringstream log;
         RlTrainer trainer(c, false, log, {low_ids()});
         trainer.run();
         for (const json& m : read_jsonl(trainer.run_dir() / "metrics.jsonl")) {
-            EXPECT_EQ(m["optimizer_steps"].get<int64_t>() % 8, 0) << m.dump();
-            if (std::string(lr) == "0") {
+            EXPECT_EQ(m["optimizer_steps"].get<int64_t>() % (zero ? 8 : 4), 0) << m.dump();
+            if (zero) {
                 EXPECT_EQ(m["ratio_mean"].get<double>(), 1.0) << m.dump();
                 EXPECT_EQ(m["clip_frac_low"].get<double>(), 0.0) << m.dump();
                 EXPECT_EQ(m["clip_frac_high"].get<double>(), 0.0) << m.dump();
@@ -202,7 +204,8 @@ TEST(RlTrainer, GradientAccumulationOverMicroBatchesMatchesOneBatch) {
 // A task of the test's own with correctness and format credit (as Countdown's TinyZero rules
 // give): a completion is correct when its first byte is below 32 and earns 0.1 format credit
 // when its first byte is in [32, 160) and it is not correct. Items with an odd index are never
-// correct, so their groups are all wrong.
+// correct, so their groups are all wrong. Held-out items: even ones are always correct, odd
+// ones never, with 0.1 credit (held-out accuracy is exactly 1/2; with the credit, 0.55).
 Task byte_task(int n_train, int n_eval) {
     Task t;
     t.name = "first_byte";
@@ -217,6 +220,11 @@ Task byte_task(int n_train, int n_eval) {
     t.score = [](const TaskItem& item, const std::string& text) {
         const int b = text.empty() ? -1 : static_cast<unsigned char>(text[0]);
         TaskScore s;
+        if (item.id.rfind("eval-", 0) == 0) {  // held out: even correct, odd 0.1 credit
+            s.correct = item.index % 2 == 0 ? 1.0 : 0.0;
+            s.format = item.index % 2 == 0 ? 0.0 : 0.1;
+            return s;
+        }
         s.correct = item.index % 2 == 0 && b >= 0 && b < 32 ? 1.0 : 0.0;
         s.format = *s.correct == 0.0 && b >= 32 && b < 160 ? 0.1 : 0.0;
         return s;
@@ -267,17 +275,77 @@ TEST(RlTrainer, AccuracyIsTheFractionOfFullyCorrectSamples) {
         credit_total += format;
     }
     EXPECT_GT(credit_total, 0.0);  // the test saw format credit that accuracy had to leave out
-    const TaskEvaluation ev = trainer.evaluate();
-    double sum = 0, count = 0;
-    for (const auto& row : ev.scores) {
-        for (double v : row) {
-            EXPECT_TRUE(v == 0.0 || v == 1.0) << v;  // never the 0.1 credit
-            sum += v;
-            count++;
+    const TaskEvaluation ev = trainer.evaluate();  // 4 held-out problems (2 even) x 4 samples
+    EXPECT_EQ(ev.mean, 0.5);
+    EXPECT_EQ(ev.failures, 0);
+    EXPECT_EQ(metrics[0]["eval_accuracy"].get<double>(), 0.5);
+    EXPECT_EQ(metrics[1]["eval_accuracy"].get<double>(), 0.5);
+}
+
+// Refused at start: training items that no weighted component pays (rubric-only lines with
+// the default rewards.rubric 0 trained on nothing and printed "done"); a gold answer that the
+// verifier matches with an empty completion. At run time a verdict other than 0 or 1 marks
+// the sample invalid (accuracy counts only fully correct samples), a weighted sum that
+// overflows too, and a held-out verdict that throws is a counted failure, not a stop.
+TEST(RlTrainer, RewardsThatPayNothingOrTheEmptyAnswerAreRefused) {
+    testutil::TempDir dir;
+    const fs::path model = tiny_model(dir.path());
+    std::ostringstream log;
+    const fs::path rubric_only =
+        dir.write("r.jsonl",
+                  "{\"prompt\": \"a\", \"rubric\": [{\"criterion\": \"c\", \"kind\": \"regex\", "
+                  "\"pattern\": \"a\", \"points\": 1}]}\n");
+    Config c = tiny_config(dir.path(), model);
+    c.set("task.name=jsonl");
+    c.set("task.data=" + rubric_only.string());
+    c.set("rewards.correct=1");
+    std::string e = testutil::error_of([&] { RlTrainer t(c, false, log); });
+    EXPECT_NE(e.find("rewards.rubric"), std::string::npos) << e;
+    const fs::path regex_empty =
+        dir.write("x.jsonl", "{\"prompt\": \"a\", \"answer\": \"4?\", \"verifier\": \"regex\"}\n");
+    c.set("task.data=" + regex_empty.string());
+    e = testutil::error_of([&] { RlTrainer t(c, false, log); });
+    EXPECT_NE(e.find("x.jsonl:1"), std::string::npos) << e;
+    EXPECT_NE(e.find("empty completion"), std::string::npos) << e;
+
+    Task half = byte_task(8, 4);
+    half.score = [](const TaskItem& item, const std::string&) {
+        if (item.id.rfind("eval-", 0) == 0 && item.index == 1) throw std::runtime_error("boom");
+        TaskScore s;
+        s.correct = item.index % 2 == 0 ? 0.5 : 1.0;  // 0.5 is not a verdict
+        return s;
+    };
+    Config h = tiny_config(dir.path(), model);
+    h.set("run.name=half");
+    h.set("rewards.correct=1");
+    h.set("train.steps=1");
+    RlTrainer t(h, false, log, {}, half);
+    t.run();
+    for (const json& s : read_jsonl(t.run_dir() / "samples.jsonl")) {
+        const std::string id = s["item"];
+        const bool even = std::stoi(id.substr(id.find('-') + 1)) % 2 == 0;
+        EXPECT_EQ(s.contains("error"), even) << s.dump();
+        if (even) {
+            EXPECT_TRUE(s["reward"].is_null());
         }
     }
-    EXPECT_DOUBLE_EQ(ev.mean, sum / count);
-    EXPECT_TRUE(metrics[1].contains("eval_accuracy"));
+    const json m = read_jsonl(t.run_dir() / "metrics.jsonl").at(0);
+    EXPECT_EQ(m["accuracy"].get<double>(), 1.0) << m.dump();  // only the 1.0 verdicts count
+    // Held-out items 0 and 2 (verdict 0.5) and 1 (throws), 2 samples each, fail; item 3 is
+    // correct.
+    EXPECT_EQ(m["eval_failures"].get<int>(), 6) << m.dump();
+    EXPECT_EQ(m["eval_accuracy"].get<double>(), 1.0) << m.dump();
+    // A weight that overflows the sum marks the sample, it does not train on inf.
+    Config big = tiny_config(dir.path(), model);
+    big.set("run.name=big");
+    big.set("train.steps=1");
+    RlTrainer b(big, false, log,
+                {{"huge", 1e308,
+                  [](const TaskItem&, const std::string&, const std::vector<int32_t>&, bool) {
+                      return std::optional<double>(1e308);
+                  }}});
+    b.run();
+    EXPECT_EQ(read_jsonl(b.run_dir() / "metrics.jsonl").at(0)["invalid_samples"].get<int>(), 16);
 }
 
 // Dynamic sampling drops the groups that are all right or all wrong (DAPO; verl's
@@ -524,6 +592,7 @@ TEST(RlTrainer, ConflictingOrBadConfigsNameTheKeys) {
     const fs::path model = tiny_model(dir.path());
     auto error_with = [&](std::vector<std::string> sets) {
         Config c = tiny_config(dir.path(), model);
+        c.set("rewards.correct=1");  // something pays every item, so the checks below are reached
         for (const auto& s : sets) c.set(s);
         std::ostringstream log;
         return testutil::error_of([&] { RlTrainer t(c, false, log); });
@@ -835,6 +904,16 @@ TEST(RlPresets, EffectiveConfigsMatchTheTable) {
         algorithm_keys++;
     }
     EXPECT_GE(algorithm_keys, 15);
+    // A preset changes nothing outside the table but the sizes scaled to the built-in task.
+    const std::set<std::string> sizes = {
+        "model.path",  "task.name", "rollout.prompts_per_step", "rollout.max_new_tokens",
+        "train.steps", "train.lr",  "train.warmup_steps"};
+    for (const auto& [name, c] : configs) {
+        for (const std::string& key : Config::diff(configs.at("defaults"), c)) {
+            EXPECT_TRUE(keys.count(key) || sizes.count(key))
+                << name << " sets " << key << ", which docs/RL.md's presets table does not list";
+        }
+    }
     // The recipes are what their papers say (the table could drift with the files together).
     EXPECT_EQ(configs.at("rl_dapo").get_double("algorithm.clip_high"), 0.28);
     EXPECT_TRUE(configs.at("rl_dapo").get_bool("algorithm.dynamic_sampling"));

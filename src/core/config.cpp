@@ -1,5 +1,6 @@
 #include "core/config.h"
 
+#include <cmath>
 #include <functional>
 #include <sstream>
 
@@ -94,6 +95,12 @@ void Config::merge(const YAML::Node& src, YAML::Node dst, const YAML::Node& sche
         if (!compatible(wk, gk)) {
             throw Error(location(where, it->second) + ": key '" + full + "' must be " +
                         kind_name(wk));
+        }
+        // No setting means NaN or infinity: a NaN weight or learning rate silently trains on
+        // nothing (or on NaN) and compares false against every range check.
+        if (wk == Kind::Double && !std::isfinite(it->second.as<double>())) {
+            throw Error(location(where, it->second) + ": key '" + full +
+                        "' must be a finite number");
         }
         dst[key] = YAML::Clone(it->second);
     }

@@ -55,36 +55,51 @@ bool evaluate(const std::string& expr, long* value, std::vector<long>* numbers) 
     return true;
 }
 
-// Draws `n_eval` distinct held-out problems, then `n_train` training problems whose prompts
-// are not held out (training prompts may repeat: it is a stream). The problem space is finite
-// (Countdown-lite has ~1,300 distinct prompts), so a split that exhausts it is an error rather
-// than an endless loop.
-template <typename Draw>
-void fill_split(int n_train, int n_eval, Draw& draw, std::vector<PromptCompletion>* train,
-                std::vector<PromptCompletion>* eval) {
+// The seed of every built-in task's held-out stream: fixed, so that the held-out set is a
+// property of the task, not of a run.
+constexpr uint64_t kHeldOutSeed = 0x4E1D0u;
+
+// A built-in split. The held-out pool is the first `pool_size` distinct problems (by `key`) of
+// a stream with a fixed seed, the same for every run; the held-out split is its first
+// `n_eval`. Training problems come from a stream seeded by `seed` and never fall in the pool,
+// so no run's training (any seed, any held-out size up to the pool) holds another run's
+// held-out problem: SFT then RL with other seeds or sizes still scores on unseen problems.
+// Training prompts may repeat (it is a stream). A split the task cannot fill is an error
+// rather than an endless loop.
+template <typename Draw, typename Key>
+void fill_split(int n_train, int n_eval, int pool_size, uint64_t seed, Draw draw, Key key,
+                std::vector<PromptCompletion>* train, std::vector<PromptCompletion>* eval) {
+    train->clear();
+    eval->clear();
+    if (n_eval > pool_size) {
+        throw Error("built-in task: " + std::to_string(n_eval) +
+                    " held-out problems asked for, but the task's fixed held-out set has " +
+                    std::to_string(pool_size) + "; lower the number of held-out examples");
+    }
     std::set<std::string> held_out;
     int rejected_in_a_row = 0;
     auto give_up = [&](const char* what) {
         if (++rejected_in_a_row > 100000) {
             throw Error(std::string("built-in task: ") + what + " (" +
-                        std::to_string(held_out.size()) +
-                        " distinct held-out prompts); lower the number of held-out examples");
+                        std::to_string(held_out.size()) + " distinct held-out problems)");
         }
     };
-    while (static_cast<int>(eval->size()) < n_eval) {
-        PromptCompletion pc = draw();
-        if (!held_out.insert(pc.prompt).second) {
-            give_up("the task has fewer distinct problems than the held-out split asks for");
+    Rng held_rng(kHeldOutSeed);
+    while (static_cast<int>(held_out.size()) < pool_size) {
+        PromptCompletion pc = draw(held_rng);
+        if (!held_out.insert(key(pc)).second) {
+            give_up("the task has fewer distinct problems than its held-out set");
             continue;
         }
         rejected_in_a_row = 0;
-        eval->push_back(std::move(pc));
+        if (static_cast<int>(eval->size()) < n_eval) eval->push_back(std::move(pc));
     }
     rejected_in_a_row = 0;
+    Rng rng(seed);
     while (static_cast<int>(train->size()) < n_train) {
-        PromptCompletion pc = draw();
-        if (held_out.count(pc.prompt)) {
-            give_up("the held-out split leaves no problems to train on");
+        PromptCompletion pc = draw(rng);
+        if (held_out.count(key(pc))) {
+            give_up("the held-out set leaves no problems to train on");
             continue;
         }
         rejected_in_a_row = 0;
@@ -96,9 +111,8 @@ void fill_split(int n_train, int n_eval, Draw& draw, std::vector<PromptCompletio
 
 void countdown_split(int n_train, int n_eval, uint64_t seed, std::vector<PromptCompletion>* train,
                      std::vector<PromptCompletion>* eval) {
-    Rng rng(seed);
     const char ops[] = {'+', '-', '*'};
-    auto draw = [&]() {
+    auto draw = [&](Rng& rng) {
         for (;;) {
             int n[3];
             for (int& x : n) x = 1 + static_cast<int>(rng.below(9));
@@ -117,7 +131,10 @@ void countdown_split(int n_train, int n_eval, uint64_t seed, std::vector<PromptC
             return PromptCompletion{prompt, expr};
         }
     };
-    fill_split(n_train, n_eval, draw, train, eval);
+    // 300 of Countdown-lite's 1,345 distinct prompts are held out.
+    fill_split(
+        n_train, n_eval, kCountdownHeldOut, seed, draw,
+        [](const PromptCompletion& pc) { return pc.prompt; }, train, eval);
 }
 
 double countdown_reward(const std::string& prompt, const std::string& answer) {
@@ -155,19 +172,29 @@ double countdown_reward(const std::string& prompt, const std::string& answer) {
 
 void addition_split(int n_train, int n_eval, int max_digits, uint64_t seed,
                     std::vector<PromptCompletion>* train, std::vector<PromptCompletion>* eval) {
-    Rng rng(seed);
-    auto operand = [&]() {
-        const int digits = 1 + static_cast<int>(rng.below(max_digits));
-        long lo = 1;
-        for (int d = 1; d < digits; d++) lo *= 10;
-        return static_cast<long>(digits == 1 ? rng.below(10) : lo + rng.below(9 * lo));
-    };
-    auto draw = [&]() {
+    auto draw = [max_digits](Rng& rng) {
+        auto operand = [&]() {
+            const int digits = 1 + static_cast<int>(rng.below(max_digits));
+            long lo = 1;
+            for (int d = 1; d < digits; d++) lo *= 10;
+            return static_cast<long>(digits == 1 ? rng.below(10) : lo + rng.below(9 * lo));
+        };
         const long a = operand(), b = operand();
         return PromptCompletion{std::to_string(a) + "+" + std::to_string(b) + "=",
                                 std::to_string(a + b)};
     };
-    fill_split(n_train, n_eval, draw, train, eval);
+    // A problem and its commuted twin are one problem: holding out a+b holds out b+a.
+    auto key = [](const PromptCompletion& pc) {
+        const size_t plus = pc.prompt.find('+');
+        const long a = std::stol(pc.prompt.substr(0, plus));
+        const long b = std::stol(pc.prompt.substr(plus + 1));
+        return std::to_string(std::min(a, b)) + "+" + std::to_string(std::max(a, b));
+    };
+    // At most a quarter of the unordered pairs (and 1,000) are held out.
+    double operands = 1;
+    for (int d = 0; d < max_digits && operands < 1e6; d++) operands *= 10;
+    const int pool = static_cast<int>(std::min(1000.0, operands * (operands + 1) / 8));
+    fill_split(n_train, n_eval, pool, seed, draw, key, train, eval);
 }
 
 }  // namespace crucible

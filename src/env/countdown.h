@@ -16,9 +16,12 @@ struct PromptCompletion {
     std::string completion;
 };
 
-// `n_eval` held-out problems with distinct prompts, then `n_train` training problems whose
-// prompts never occur among the held-out ones. Deterministic in `seed`. Throws when the task
-// has too few distinct problems for the split.
+// The built-in tasks' splits. The held-out problems are the first `n_eval` of the task's fixed
+// held-out set (distinct, drawn with a fixed seed: the same for every run); the `n_train`
+// training problems are drawn with `seed` and never come from that set, so no run trains on
+// another run's held-out problems whatever the seeds and held-out sizes. Throws when
+// `n_eval` exceeds the held-out set. Replaces the contents of `train` and `eval`.
+inline constexpr int kCountdownHeldOut = 300;  // of Countdown-lite's 1,345 distinct prompts
 void countdown_split(int n_train, int n_eval, uint64_t seed, std::vector<PromptCompletion>* train,
                      std::vector<PromptCompletion>* eval);
 
@@ -27,7 +30,8 @@ void countdown_split(int n_train, int n_eval, uint64_t seed, std::vector<PromptC
 double countdown_reward(const std::string& prompt, const std::string& answer);
 
 // Multi-digit addition "123+45=" -> "168", operands with 1..max_digits digits; the split
-// follows countdown_split's rules.
+// follows countdown_split's rules, a+b and b+a counting as one problem. The held-out set
+// (min(1,000, a quarter of the pairs)) depends on max_digits: runs that share it share it.
 void addition_split(int n_train, int n_eval, int max_digits, uint64_t seed,
                     std::vector<PromptCompletion>* train, std::vector<PromptCompletion>* eval);
 

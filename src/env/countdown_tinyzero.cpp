@@ -6,6 +6,7 @@
 #include <cstring>
 #include <set>
 
+#include "core/error.h"
 #include "core/rng.h"
 
 namespace crucible {
@@ -112,6 +113,13 @@ struct Parser {
             i++;
             v = -factor();
         } else if (std::isdigit(static_cast<unsigned char>(s[i]))) {
+            // Python's eval (TinyZero's) rejects a leading zero ("07"), except in zero ("00").
+            if (s[i] == '0') {
+                size_t j = i;
+                while (j < s.size() && std::isdigit(static_cast<unsigned char>(s[j]))) j++;
+                if (s.substr(i, j - i).find_first_not_of('0') != std::string_view::npos)
+                    return ok = false, 0.0;
+            }
             long n = 0;
             while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) {
                 n = std::min<long>(n * 10 + (s[i] - '0'), 1000000000L);
@@ -154,14 +162,22 @@ struct Parser {
 void countdown_tinyzero_split(int n_train, int n_eval, uint64_t seed,
                               std::vector<CountdownProblem>* train,
                               std::vector<CountdownProblem>* eval) {
-    Rng rng(Rng::mix(seed, 0xC0DE7));
-    std::set<std::string> held_out;
     eval->clear();
     train->clear();
-    while ((int)eval->size() < n_eval) {
-        CountdownProblem p = draw_problem(rng);
-        if (held_out.insert(key_of(p)).second) eval->push_back(p);
+    if (n_eval > kCountdownTinyZeroHeldOut) {
+        throw Error("countdown: " + std::to_string(n_eval) +
+                    " held-out problems asked for, but the task's fixed held-out set has " +
+                    std::to_string(kCountdownTinyZeroHeldOut));
     }
+    // The held-out set is fixed (its own seed, the same for every run); training problems
+    // come from the run's seed and never from that set (as countdown_split, src/env/countdown.h).
+    Rng held_rng(Rng::mix(0x4E1D0u, 0xC0DE7));
+    std::set<std::string> held_out;
+    while ((int)held_out.size() < kCountdownTinyZeroHeldOut) {
+        CountdownProblem p = draw_problem(held_rng);
+        if (held_out.insert(key_of(p)).second && (int)eval->size() < n_eval) eval->push_back(p);
+    }
+    Rng rng(Rng::mix(seed, 0xC0DE7));
     while ((int)train->size() < n_train) {
         CountdownProblem p = draw_problem(rng);
         if (!held_out.count(key_of(p))) train->push_back(p);

@@ -23,7 +23,10 @@ struct CountdownProblem {
 std::string countdown_question(const CountdownProblem& p);
 std::string countdown_base_prompt(const CountdownProblem& p);
 
-// `n_eval` held-out problems, then `n_train` others. Deterministic in `seed`.
+// The first `n_eval` problems of the task's fixed held-out set (distinct, the same for every
+// run), then `n_train` training problems drawn with `seed`, never from that set. Throws when
+// `n_eval` exceeds the held-out set.
+inline constexpr int kCountdownTinyZeroHeldOut = 1000;
 void countdown_tinyzero_split(int n_train, int n_eval, uint64_t seed,
                               std::vector<CountdownProblem>* train,
                               std::vector<CountdownProblem>* eval);
@@ -32,7 +35,10 @@ void countdown_tinyzero_split(int n_train, int n_eval, uint64_t seed,
 std::optional<std::string> last_answer_tag(std::string_view text);
 
 // Evaluates an arithmetic expression over + - * / and parentheses (doubles); nullopt when it
-// does not parse, has other characters or divides by zero. `numbers` receives its integers.
+// does not parse, has other characters, divides by zero or writes a number with a leading
+// zero ("07", which Python's eval refuses). Unlike TinyZero's Python eval it has no `**`
+// (power) or `//` (floor division): those answers get the format credit only.
+// `numbers` receives its integers.
 std::optional<double> evaluate_arithmetic(std::string_view expr, std::vector<int>* numbers);
 
 // TinyZero's verdict on a completion: whether its last line holds an <answer> (the format

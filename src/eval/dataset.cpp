@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "eval/verifiers.h"
 
 namespace crucible::eval {
 
@@ -122,6 +123,15 @@ std::string parse_item(const std::string& text, const std::string& path, int lin
     if (!is_known_verifier(item->verifier))
         return "unknown verifier '" + item->verifier +
                "' (expected exact, regex, numeric, mc, choice or math)";
+    // A gold that an empty completion matches (a regex such as ".*" or "4?") would score
+    // every empty answer correct.
+    try {
+        if (verify(item->verifier, item->answer, ""))
+            return "the " + item->verifier +
+                   " verifier accepts an empty completion against this answer";
+    } catch (const Error& e) {
+        return e.what();
+    }
     if (!cluster_field.empty() && j.contains(cluster_field))
         item->cluster = scalar_text(j[cluster_field]);
     return {};

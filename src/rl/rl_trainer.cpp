@@ -238,6 +238,25 @@ RlTrainer::RlTrainer(const Config& config, bool resume, std::ostream& log,
         });
     }
 
+    // Every training item must be paid by some component with a non-zero weight: a rubric-only
+    // line with rewards.rubric at 0 would earn 0 on every sample and train on nothing.
+    for (const TaskItem& item : task_.train) {
+        const bool paid =
+            (item.has_gold && config_.get_double("rewards.correct") != 0.0) ||
+            (item.rubric && config_.get_double("rewards.rubric") != 0.0) ||
+            (task_.has_format_credit && config_.get_double("rewards.format") != 0.0) ||
+            std::any_of(rewards_.begin(), rewards_.end(),
+                        [](const RewardFunction& f) { return f.weight != 0.0; });
+        if (!paid) {
+            throw Error(
+                "config: rewards: no component with a non-zero weight scores training "
+                "item '" +
+                item.id + "'" +
+                (item.rubric     ? " (it has a rubric: set rewards.rubric)"
+                 : item.has_gold ? " (set rewards.correct)"
+                                 : ""));
+        }
+    }
     const fs::path ckpt_root = run_dir_ / "checkpoints";
     const int64_t latest = latest_checkpoint(ckpt_root);
     if (resume) {
@@ -328,10 +347,10 @@ void RlTrainer::score(Rollout* r) {
     // tasks that give it, `format` credit, each a component with its own weight.
     try {
         const TaskScore verdict = task_.score(item, r->text);
-        if ((verdict.correct && !std::isfinite(*verdict.correct)) ||
-            !std::isfinite(verdict.format)) {
-            throw Error("not a finite number");
+        if (verdict.correct && *verdict.correct != 0.0 && *verdict.correct != 1.0) {
+            throw Error("the task's verdict must be 0 or 1");
         }
+        if (!std::isfinite(verdict.format)) throw Error("format credit: not a finite number");
         r->correct = verdict.correct;
         if (verdict.correct) {
             r->components.emplace_back("correct", *verdict.correct);
@@ -362,6 +381,10 @@ void RlTrainer::score(Rollout* r) {
         }
         r->components.emplace_back(f.name, *value);
         r->reward += f.weight * *value;
+    }
+    if (r->valid && !std::isfinite(r->reward)) {  // finite parts, weights that overflow
+        r->valid = false;
+        r->error = "reward: the weighted sum is not a finite number";
     }
     if (rubric_) {
         if (!std::isfinite(r->rubric)) {
@@ -596,7 +619,8 @@ void RlTrainer::train_step() {
     std::vector<int> kept_groups;
     double t_generate = 0.0, t_reward = 0.0;
     int64_t generated_tokens = 0;
-    int rounds = 0, groups_zero_std = 0, groups_all_same_accuracy = 0, groups_total = 0;
+    int rounds = 0, groups_zero_std = 0, groups_total = 0;
+    int groups_judged = 0, groups_all_same_accuracy = 0;  // groups with >= 2 verdicts
     while (rounds < max_rounds) {
         const size_t first = rollouts.size();
         auto t0 = Clock::now();
@@ -628,7 +652,8 @@ void RlTrainer::train_step() {
             const bool zero_std = valid < 2 || lo == hi;
             const bool same_accuracy = judged < 2 || acc_lo == acc_hi;
             groups_zero_std += zero_std;
-            groups_all_same_accuracy += same_accuracy;
+            groups_judged += judged >= 2;
+            groups_all_same_accuracy += judged >= 2 && same_accuracy;
             const bool uninformative =
                 dynamic_metric_ == DynamicSamplingMetric::accuracy ? same_accuracy : zero_std;
             if ((!dynamic || !uninformative) && (int)kept_groups.size() < P) {
@@ -699,6 +724,11 @@ void RlTrainer::train_step() {
         len_sum += static_cast<double>(r.completion.size());
         max_len = std::max<int64_t>(max_len, static_cast<int64_t>(r.completion.size()));
         truncated += r.truncated;
+        // Correctness is the task's verdict; another component failing does not change it.
+        if (r.correct) {
+            n_judged++;
+            correct_sum += *r.correct == 1.0;
+        }
         if (!r.valid) {
             n_invalid++;
             continue;
@@ -709,10 +739,6 @@ void RlTrainer::train_step() {
         for (const auto& [name, v] : r.components) {
             component_sum[name] += v;
             component_count[name]++;
-        }
-        if (r.correct) {
-            n_judged++;
-            correct_sum += *r.correct == 1.0;
         }
     }
     const double n_all = static_cast<double>(std::max<size_t>(rollouts.size(), 1));
@@ -729,9 +755,8 @@ void RlTrainer::train_step() {
     // rubric-only data). Format credit is in the reward and in reward/format, never here.
     if (n_judged > 0) line["accuracy"] = correct_sum / static_cast<double>(n_judged);
     line["frac_reward_zero_std"] = groups_total > 0 ? double(groups_zero_std) / groups_total : 0.0;
-    if (n_judged > 0) {
-        line["frac_accuracy_all_same"] =
-            groups_total > 0 ? double(groups_all_same_accuracy) / groups_total : 0.0;
+    if (groups_judged > 0) {
+        line["frac_accuracy_all_same"] = double(groups_all_same_accuracy) / groups_judged;
     }
     line["groups_kept"] = kept_groups.size();
     line["generation_rounds"] = rounds;
@@ -766,6 +791,7 @@ void RlTrainer::train_step() {
     if (has_eval_items() && (last || (eval_every > 0 && step_ % eval_every == 0))) {
         const TaskEvaluation ev = evaluate();
         line["eval_accuracy"] = ev.mean;
+        if (ev.failures > 0) line["eval_failures"] = ev.failures;
         line["eval_response_length"] = ev.mean_length;
         char buf[160];
         std::snprintf(buf, sizeof buf,

@@ -93,10 +93,16 @@ std::vector<TaskItem> read_jsonl(const std::string& path, const Config& cfg,
             item.rubric = std::make_shared<const reward::RubricItem>(
                 reward::parse_rubric_item(j, reward::SourceRef{path, lineno, item.id}));
         }
+        bool pays_empty = false;
         try {
             eval::verify(item.verifier, "0", "0");  // names an unknown verifier now, not mid-run
+            pays_empty = item.has_gold && eval::verify(item.verifier, item.answer, "");
         } catch (const Error& e) {
             throw Error(where + ": \"verifier\": " + e.what());
+        }
+        if (pays_empty) {  // e.g. a regex gold such as ".*" or "4?"
+            throw Error(where + ": \"" + answer_key + "\": the " + item.verifier +
+                        " verifier accepts an empty completion against it, so it would pay one");
         }
         items.push_back(std::move(item));
     }
