@@ -21,6 +21,7 @@
 #include "test_util.h"
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/byte_tokenizer.h"
+#include "tokenizer/text_tokenizer.h"
 #include "tokenizer/unicode.h"
 
 namespace crucible {
@@ -304,6 +305,42 @@ TEST(BpeTokenizer, MalformedFilesNameTheFileAndField) {
     expect_error("vocabtype.json", j.dump(), "model.vocab[\"a\"]");
     const std::string missing = (dir.path() / "absent").string();
     EXPECT_NE(error_of([&] { BpeTokenizer t(missing); }).find(missing), std::string::npos);
+    // Ids out of int32 are refused (2^40 was truncated silently), and so are ids far beyond
+    // the tokens the file defines (2^31 - 1 would size the id tables at gigabytes).
+    j = tiny_tokenizer(true);
+    j["added_tokens"][0]["id"] = int64_t{1} << 40;
+    expect_error("id40.json", j.dump(), "added_tokens[0]");
+    j = tiny_tokenizer(true);
+    j["added_tokens"][0]["id"] = INT32_MAX;
+    expect_error("idmax.json", j.dump(), "added_tokens[0].id");
+    j = tiny_tokenizer(true);
+    j["model"]["vocab"]["a"] = int64_t{1} << 40;
+    expect_error("vocab40.json", j.dump(), "model.vocab[\"a\"]");
+}
+
+// generation_config.json's eos_token_id: an id or a list of ids within the tokenizer; a wrong
+// type or range is an error naming the file and field (`"x"` was silently ignored).
+TEST(TextTokenizer, GenerationConfigEosIdsAreCheckedNamingTheField) {
+    TempDir dir;
+    dir.write("tokenizer.json", tiny_tokenizer(true).dump());  // no tokenizer_config.json
+    auto with_gen = [&](const std::string& text) {
+        dir.write("generation_config.json", text);
+        return error_of([&] { load_text_tokenizer(dir.path()); });
+    };
+    for (const char* bad :
+         {R"({"eos_token_id": "x"})", R"({"eos_token_id": [1, "x"]})", R"({"eos_token_id": -1})",
+          R"({"eos_token_id": 1099511627776})", R"({"eos_token_id": 1.5})"}) {
+        const std::string e = with_gen(bad);
+        EXPECT_NE(e.find("generation_config.json"), std::string::npos) << bad << ": " << e;
+        EXPECT_NE(e.find("eos_token_id"), std::string::npos) << bad << ": " << e;
+        EXPECT_NE(error_of([&] { generation_eos_ids(dir.path()); }).find("eos_token_id"),
+                  std::string::npos)
+            << bad;
+    }
+    EXPECT_NE(with_gen(R"({"eos_token_id": 5000})").find("not a token"), std::string::npos);
+    dir.write("generation_config.json", R"({"eos_token_id": [300, 97]})");
+    EXPECT_EQ(load_text_tokenizer(dir.path()).eos, 300);
+    EXPECT_EQ(generation_eos_ids(dir.path()), (std::vector<int32_t>{300, 97}));
 }
 
 std::string run(const std::string& cmd) {

@@ -264,6 +264,7 @@ void BpeTokenizer::Impl::load(const json& j) {
     const auto vit = model.find("vocab");
     if (vit == model.end() || !vit->is_object()) fail("model.vocab", "missing or not an object");
     int32_t max_id = -1;
+    std::string max_field;  // where the largest id is, for the density check below
     vocab.reserve(vit->size());
     for (const auto& [tok, idj] : vit->items()) {
         if (!idj.is_number_integer() || idj.get<int64_t>() < 0 || idj.get<int64_t>() > INT32_MAX) {
@@ -271,7 +272,10 @@ void BpeTokenizer::Impl::load(const json& j) {
         }
         const auto id = idj.get<int32_t>();
         vocab.emplace(tok, id);
-        max_id = std::max(max_id, id);
+        if (id > max_id) {
+            max_id = id;
+            max_field = "model.vocab[\"" + tok + "\"]";
+        }
     }
 
     // Added tokens.
@@ -283,8 +287,8 @@ void BpeTokenizer::Impl::load(const json& j) {
             const std::string f = "added_tokens[" + std::to_string(i) + "]";
             if (!a.is_object() || !a.contains("id") || !a.contains("content") ||
                 !a["id"].is_number_integer() || !a["content"].is_string() ||
-                a["id"].get<int64_t>() < 0) {
-                fail(f, "expected {\"id\": non-negative integer, \"content\": string, ...}");
+                a["id"].get<int64_t>() < 0 || a["id"].get<int64_t>() > INT32_MAX) {
+                fail(f, "expected {\"id\": integer in 0..2^31-1, \"content\": string, ...}");
             }
             AddedToken t;
             t.id = a["id"].get<int32_t>();
@@ -294,11 +298,21 @@ void BpeTokenizer::Impl::load(const json& j) {
             t.rstrip = get_bool(a, "rstrip", false);
             t.normalized = get_bool(a, "normalized", true);
             t.special = get_bool(a, "special", false);
-            max_id = std::max(max_id, t.id);
+            if (t.id > max_id) {
+                max_id = t.id;
+                max_field = f + ".id";
+            }
             added.push_back(std::move(t));
         }
     }
 
+    // Ids index tables of max_id + 1 entries: a stray huge id (2^31 - 1) would allocate
+    // gigabytes. Real tokenizers number their tokens densely; allow generous gaps only.
+    const int64_t entries = static_cast<int64_t>(vocab.size() + added.size());
+    if (max_id >= 2 * entries + 65536) {
+        fail(max_field, "id " + std::to_string(max_id) + " is far beyond the " +
+                            std::to_string(entries) + " tokens the file defines (ids are dense)");
+    }
     const size_t n = static_cast<size_t>(max_id + 1);
     id_token.assign(n, std::string());
     id_bytes.assign(n, std::string());

@@ -35,6 +35,29 @@ json read_json_if_exists(const fs::path& p) {
     return j;
 }
 
+// generation_config.json's eos_token_id: one id or a list of ids, each in 0..2^31-1. Anything
+// else is an error naming the file and the field (it used to be ignored silently).
+std::vector<int32_t> read_eos_ids(const json& j, const fs::path& file) {
+    std::vector<int32_t> ids;
+    if (!j.is_object() || !j.contains("eos_token_id") || j["eos_token_id"].is_null()) return ids;
+    const json& e = j["eos_token_id"];
+    auto take = [&](const json& x) {
+        if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() > INT32_MAX) {
+            throw Error(file.string() +
+                        ": eos_token_id: expected a token id (an integer in "
+                        "0..2^31-1) or a list of them, got " +
+                        x.dump());
+        }
+        ids.push_back(x.get<int32_t>());
+    };
+    if (e.is_array()) {
+        for (const json& x : e) take(x);
+    } else {
+        take(e);
+    }
+    return ids;
+}
+
 }  // namespace
 
 TextTokenizer load_text_tokenizer(const fs::path& dir) {
@@ -64,11 +87,15 @@ TextTokenizer load_text_tokenizer(const fs::path& dir) {
         }
     }
     if (t.eos < 0) {
-        const json gen = read_json_if_exists(dir / "generation_config.json");
-        if (gen.is_object() && gen.contains("eos_token_id")) {
-            const json& e = gen["eos_token_id"];
-            if (e.is_number_integer()) t.eos = e.get<int32_t>();
-            if (e.is_array() && !e.empty() && e[0].is_number_integer()) t.eos = e[0].get<int32_t>();
+        const fs::path gen_path = dir / "generation_config.json";
+        const std::vector<int32_t> ids = read_eos_ids(read_json_if_exists(gen_path), gen_path);
+        if (!ids.empty()) t.eos = ids[0];
+        for (int32_t id : ids) {
+            if (id >= t.vocab_size) {
+                throw Error(gen_path.string() + ": eos_token_id " + std::to_string(id) +
+                            " is not a token of the tokenizer (" + std::to_string(t.vocab_size) +
+                            " ids)");
+            }
         }
     }
     if (t.eos < 0) {
@@ -93,14 +120,8 @@ std::vector<int32_t> generation_eos_ids(const fs::path& dir) {
     const fs::path gen = dir / "generation_config.json";
     if (!fs::exists(gen)) return ids;
     const json j = json::parse(read_file(gen), nullptr, false);
-    if (!j.is_object() || !j.contains("eos_token_id")) return ids;
-    const json& e = j["eos_token_id"];
-    if (e.is_number_integer()) ids.push_back(e.get<int32_t>());
-    if (e.is_array()) {
-        for (const json& x : e)
-            if (x.is_number_integer()) ids.push_back(x.get<int32_t>());
-    }
-    return ids;
+    if (j.is_discarded()) throw Error(gen.string() + ": not valid JSON");
+    return read_eos_ids(j, gen);
 }
 
 }  // namespace crucible
