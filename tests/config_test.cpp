@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "rl/rl_config.h"
 #include "test_util.h"
 #include "train/sft_config.h"
 
@@ -275,9 +276,13 @@ TEST(ConfigMergeFile, IntegerAcceptedWhereADoubleIsExpected) {
 TEST(ConfigMergeFile, ScientificNotationAndNegativeNumbers) {
     TempDir dir;
     Config c = sft();
-    c.merge_file(dir.write("num.yaml", "train:\n  lr: 5e-4\n  eps: -1.5\n"));
+    c.merge_file(dir.write("num.yaml", "train:\n  lr: 5e-4\n  eps: 1.5e-7\n"));
     EXPECT_DOUBLE_EQ(c.get_double("train.lr"), 5e-4);
-    EXPECT_DOUBLE_EQ(c.get_double("train.eps"), -1.5);
+    EXPECT_DOUBLE_EQ(c.get_double("train.eps"), 1.5e-7);
+    // A negative number where the key's interval allows one (SFT's numbers are all >= 0).
+    Config rl(kRlConfigDefaults);
+    rl.merge_file(dir.write("neg.yaml", "rewards:\n  format: -1.5\n"));
+    EXPECT_DOUBLE_EQ(rl.get_double("rewards.format"), -1.5);
 }
 
 // ---- set ------------------------------------------------------------------------------------
@@ -475,6 +480,82 @@ TEST(ConfigSet, ValueWithANewlineCannotSetOtherKeys) {
     Config c(kSftConfigDefaults);
     EXPECT_THROW(c.set("train.lr=0.5\nseed: 9"), Error);
     EXPECT_EQ(c.get_int("seed"), 1);
+}
+
+}  // namespace
+}  // namespace crucible
+
+// ---- ranges: every number of a schema has its interval -------------------------------------
+
+namespace crucible {
+namespace {
+
+TEST(ConfigRanges, EveryNumericKeyOfTheSftAndRlSchemasHasAnInterval) {
+    EXPECT_EQ(Config(kSftConfigDefaults).unranged_keys(), std::vector<std::string>{});
+    EXPECT_EQ(Config(kRlConfigDefaults).unranged_keys(), std::vector<std::string>{});
+}
+
+// The issue's cases (beta2: 5, warmup_steps: -10, checkpoint_every: -1) and a few siblings:
+// refused as the config merges, naming file:line, the key and the interval.
+TEST(ConfigRanges, OutOfRangeNumbersAreRefusedNamingFileLineKeyAndInterval) {
+    TempDir dir;
+    const fs::path file = dir.write("bad.yaml", "seed: 3\ntrain:\n  lr: 0.01\n  beta2: 5\n");
+    Config c = sft();
+    std::string e = error_of([&] { c.merge_file(file.string()); });
+    EXPECT_NE(e.find(file.string() + ":4"), std::string::npos) << e;
+    EXPECT_NE(e.find("'train.beta2'"), std::string::npos) << e;
+    EXPECT_NE(e.find("[0, 1)"), std::string::npos) << e;
+    EXPECT_NE(e.find("got 5"), std::string::npos) << e;
+    for (const char* bad :
+         {"train.warmup_steps=-10", "train.checkpoint_every=-1", "train.beta1=1", "train.eps=0",
+          "train.lr=-0.001", "train.steps=0", "train.batch_size=-64", "train.log_every=0",
+          "model.arch.rms_norm_eps=0", "model.arch.num_hidden_layers=0", "seed=-1"}) {
+        Config s = sft();
+        e = error_of([&] { s.set(bad); });
+        const std::string key = std::string(bad).substr(0, std::string(bad).find('='));
+        EXPECT_NE(e.find("'" + key + "' must be in "), std::string::npos) << bad << ": " << e;
+    }
+    // The value is left as it was.
+    Config s = sft();
+    EXPECT_THROW(s.set("train.beta2=5"), Error);
+    EXPECT_DOUBLE_EQ(s.get_double("train.beta2"), 0.95);
+    Config rl(kRlConfigDefaults);
+    for (const char* bad : {"algorithm.clip_low=1", "algorithm.clip_high=-0.1", "rollout.top_p=0",
+                            "rollout.temperature=0", "algorithm.kl_beta=-1",
+                            "train.micro_batch_tokens=0", "task.max_digits=19"}) {
+        e = error_of([&] { rl.set(bad); });
+        const std::string key = std::string(bad).substr(0, std::string(bad).find('='));
+        EXPECT_NE(e.find("'" + key + "' must be in "), std::string::npos) << bad << ": " << e;
+    }
+}
+
+TEST(ConfigRanges, BoundsAreOpenOrClosedAsWrittenAndInfIsUnbounded) {
+    Config c(R"(
+x: 0.5    # (0, 1] text after the interval is a comment
+n: 3      # [1, inf)
+m: -2     # [-5, -1)
+free: 7.0 # no interval: any finite number
+)");
+    c.set("x=1");
+    EXPECT_THROW(c.set("x=0"), Error);
+    EXPECT_THROW(c.set("x=1.0000001"), Error);
+    c.set("x=1e-300");
+    c.set("n=1");
+    c.set("n=9223372036854775807");
+    EXPECT_THROW(c.set("n=0"), Error);
+    c.set("m=-5");
+    EXPECT_THROW(c.set("m=-1"), Error);
+    c.set("free=-1e300");
+    EXPECT_EQ(c.unranged_keys(), std::vector<std::string>{"free"});
+}
+
+TEST(ConfigRanges, AMalformedIntervalOrADefaultOutsideItIsASchemaError) {
+    EXPECT_NE(error_of([] { Config c("a: 1  # [1, x]\n"); }).find("'a'"), std::string::npos);
+    EXPECT_NE(error_of([] { Config c("a: 1  # [2, 1]\n"); }).find("'a'"), std::string::npos);
+    EXPECT_NE(error_of([] { Config c("a: 1  # [0, 1\n"); }).find("'a'"), std::string::npos);
+    const std::string e = error_of([] { Config c("b:\n  a: 5  # [0, 1)\n"); });
+    EXPECT_NE(e.find("'b.a'"), std::string::npos) << e;
+    EXPECT_NE(e.find("line 2"), std::string::npos) << e;
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "core/config.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <sstream>
 
@@ -58,11 +59,95 @@ std::string location(const std::string& where, const YAML::Node& n) {
     return where + ":" + std::to_string(m.line + 1);
 }
 
+bool is_number(Kind k) {
+    return k == Kind::Int || k == Kind::Double;
+}
+
+std::string trim(const std::string& s) {
+    const size_t a = s.find_first_not_of(" \t");
+    if (a == std::string::npos) return "";
+    return s.substr(a, s.find_last_not_of(" \t") - a + 1);
+}
+
+// A bound of an interval: a number, or inf / -inf.
+bool parse_bound(const std::string& text, double* out) {
+    const std::string t = trim(text);
+    if (t.empty()) return false;
+    char* end = nullptr;
+    *out = std::strtod(t.c_str(), &end);
+    return end == t.c_str() + t.size() && !std::isnan(*out);
+}
+
 }  // namespace
 
 Config::Config(const std::string& defaults_yaml) {
     schema_ = YAML::Load(defaults_yaml);
     values_ = YAML::Clone(schema_);
+    std::vector<std::string> lines;
+    std::stringstream text(defaults_yaml);
+    for (std::string line; std::getline(text, line);) lines.push_back(line);
+    // A numeric key's interval is the start of the comment on its value's line.
+    std::function<void(const YAML::Node&, const std::string&)> walk =
+        [&](const YAML::Node& map, const std::string& prefix) {
+            for (auto it = map.begin(); it != map.end(); ++it) {
+                const std::string full = (prefix.empty() ? "" : prefix + ".") + it->first.Scalar();
+                if (it->second.IsMap()) {
+                    walk(it->second, full);
+                    continue;
+                }
+                const YAML::Mark m = it->second.Mark();
+                if (!is_number(scalar_kind(it->second)) || m.line < 0 ||
+                    m.line >= static_cast<int>(lines.size())) {
+                    continue;
+                }
+                const std::string& line = lines[m.line];
+                size_t hash = line.find('#', m.column);
+                while (hash != std::string::npos && hash > 0 && line[hash - 1] != ' ' &&
+                       line[hash - 1] != '\t') {
+                    hash = line.find('#', hash + 1);
+                }
+                if (hash == std::string::npos) continue;
+                const std::string comment = trim(line.substr(hash + 1));
+                if (comment.empty() || (comment[0] != '[' && comment[0] != '(')) continue;
+                const size_t close = comment.find_first_of("])");
+                const size_t comma = comment.find(',');
+                Range r{};
+                if (close == std::string::npos || comma == std::string::npos || comma > close ||
+                    !parse_bound(comment.substr(1, comma - 1), &r.lo) ||
+                    !parse_bound(comment.substr(comma + 1, close - comma - 1), &r.hi) ||
+                    r.lo > r.hi) {
+                    throw Error("config schema line " + std::to_string(m.line + 1) + ": key '" +
+                                full + "': malformed interval (expected e.g. [0, 1) or (0, inf))");
+                }
+                r.lo_open = comment[0] == '(';
+                r.hi_open = comment[close] == ')';
+                r.text = comment.substr(0, close + 1);
+                if (!r.contains(it->second.as<double>())) {
+                    throw Error("config schema line " + std::to_string(m.line + 1) + ": key '" +
+                                full + "': the default " + it->second.Scalar() + " is outside " +
+                                r.text);
+                }
+                ranges_[full] = r;
+            }
+        };
+    if (schema_.IsMap()) walk(schema_, "");
+}
+
+std::vector<std::string> Config::unranged_keys() const {
+    std::vector<std::string> out;
+    std::function<void(const YAML::Node&, const std::string&)> walk =
+        [&](const YAML::Node& map, const std::string& prefix) {
+            for (auto it = map.begin(); it != map.end(); ++it) {
+                const std::string full = (prefix.empty() ? "" : prefix + ".") + it->first.Scalar();
+                if (it->second.IsMap()) {
+                    walk(it->second, full);
+                } else if (is_number(scalar_kind(it->second)) && !ranges_.count(full)) {
+                    out.push_back(full);
+                }
+            }
+        };
+    if (schema_.IsMap()) walk(schema_, "");
+    return out;
 }
 
 void Config::merge(const YAML::Node& src, YAML::Node dst, const YAML::Node& schema,
@@ -101,6 +186,11 @@ void Config::merge(const YAML::Node& src, YAML::Node dst, const YAML::Node& sche
         if (wk == Kind::Double && !std::isfinite(it->second.as<double>())) {
             throw Error(location(where, it->second) + ": key '" + full +
                         "' must be a finite number");
+        }
+        if (auto r = ranges_.find(full);
+            r != ranges_.end() && !r->second.contains(it->second.as<double>())) {
+            throw Error(location(where, it->second) + ": key '" + full + "' must be in " +
+                        r->second.text + ", got " + it->second.Scalar());
         }
         dst[key] = YAML::Clone(it->second);
     }
