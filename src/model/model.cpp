@@ -1,6 +1,9 @@
 #include "model/model.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "core/error.h"
@@ -45,8 +48,72 @@ void PackedBatch::clear() {
     seq_len.clear();
 }
 
+double physical_memory_bytes() {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    return pages > 0 && page > 0 ? double(pages) * double(page) : 1e18;
+}
+
+namespace {
+
+// Parameters of one decoder layer and of the embeddings (each of embed_tokens and lm_head).
+double layer_param_count(const ModelConfig& c) {
+    const double H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim();
+    return 2 * H + Q * H + 2 * KV * H + H * Q + 3 * I * H + (c.qkv_bias ? Q + 2 * KV : 0) +
+           (c.o_bias ? H : 0) + (c.mlp_bias ? 2 * I + H : 0);
+}
+
+std::string gb(double bytes) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f GB", bytes / 1e9);
+    return buf;
+}
+
+}  // namespace
+
+double Model::param_count(const ModelConfig& c) {
+    const double embed = double(c.vocab_size) * c.hidden_size;
+    return embed * (c.tie_word_embeddings ? 1 : 2) + c.hidden_size +
+           double(c.num_hidden_layers) * layer_param_count(c);
+}
+
+std::string Model::param_count_cause(const ModelConfig& c) {
+    const double layers = double(c.num_hidden_layers) * layer_param_count(c);
+    const double embed = double(c.vocab_size) * c.hidden_size * (c.tie_word_embeddings ? 1 : 2);
+    char buf[200];
+    if (layers >= embed) {
+        std::snprintf(buf, sizeof buf,
+                      "num_hidden_layers %d x %.3g parameters a layer (hidden_size %d, "
+                      "intermediate_size %d)",
+                      c.num_hidden_layers, layer_param_count(c), c.hidden_size,
+                      c.intermediate_size);
+    } else {
+        std::snprintf(buf, sizeof buf, "vocab_size %d x hidden_size %d%s", c.vocab_size,
+                      c.hidden_size, c.tie_word_embeddings ? "" : " x 2 (untied lm_head)");
+    }
+    return buf;
+}
+
+double Model::activation_floats(const ModelConfig& c, double n_seqs, double seq_len) {
+    // As ensure_capacity() lays them out: per layer, the final block, one layer of gradients.
+    const double N = n_seqs * seq_len, H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(),
+                 KV = c.kv_dim(), V = c.vocab_size;
+    const double P = double(c.num_attention_heads) * n_seqs * seq_len * seq_len;
+    const double layer = N * (5 * H + 2 * Q + 2 * KV + 3 * I + 2) + P;
+    const double tail = N * (2 * H + V + 3);
+    const double grads = N * (2 * H + 2 * Q + 2 * KV + 3 * I) + P;
+    return double(c.num_hidden_layers) * layer + tail + grads;
+}
+
 Model::Model(const ModelConfig& config) : config_(config) {
     config_.validate("model config");
+    // Refused before allocating (or laying out) anything: parameters and gradients alone.
+    const double bytes =
+        8 * param_count(config_) + 4.0 * config_.max_position_embeddings * config_.head_dim;
+    if (bytes > physical_memory_bytes()) {
+        throw Error("model config: " + param_count_cause(config_) + ": its parameters and " +
+                    "gradients need " + gb(bytes) + ", more than this machine's " +
+                    gb(physical_memory_bytes()));
+    }
     build_layout();
     const int half = config_.head_dim / 2;
     rope_cos_.resize((size_t)config_.max_position_embeddings * half);

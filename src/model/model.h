@@ -38,10 +38,23 @@ struct PackedBatch {
     void clear();
 };
 
+// The machine's physical memory in bytes (sysconf): what memory estimates are checked against.
+double physical_memory_bytes();
+
 class Model {
   public:
-    // Allocates parameters and gradients (zeroed). Call init_random() or load weights.
+    // Allocates parameters and gradients (zeroed). Call init_random() or load weights. Throws
+    // Error naming the dominant size field when those alone would exceed physical memory.
     explicit Model(const ModelConfig& config);
+
+    // Memory estimates, computed without allocating (in doubles: no overflow). The number of
+    // parameters a model of `c` has (num_params() of Model(c)).
+    static double param_count(const ModelConfig& c);
+    // Floats of activations and their gradients for one forward/backward over `n_seqs`
+    // sequences of at most `seq_len` tokens each.
+    static double activation_floats(const ModelConfig& c, double n_seqs, double seq_len);
+    // "FIELD VALUE x N parameters ..." for the term of param_count(c) that dominates.
+    static std::string param_count_cause(const ModelConfig& c);
 
     const ModelConfig& config() const { return config_; }
     const std::vector<TensorInfo>& tensors() const { return tensors_; }

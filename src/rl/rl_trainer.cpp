@@ -567,6 +567,15 @@ void RlTrainer::update(std::vector<Rollout>& rollouts, const std::vector<size_t>
     const double gnorm = clip > 0
                              ? kernels::clip_grad_norm(model_->grads(), model_->num_params(), clip)
                              : kernels::global_norm(model_->grads(), model_->num_params());
+    // A loss or gradient that went non-finite stops the run before the update reaches the
+    // weights, so no checkpoint of that state is ever written (earlier ones stay).
+    if (!std::isfinite(st->loss) || !std::isfinite(gnorm)) {
+        throw Error("rl: step " + std::to_string(step_ + 1) + " (optimizer step " +
+                    std::to_string(optimizer_steps_ + 1) + "): the " +
+                    (std::isfinite(st->loss) ? "gradient norm is " + std::to_string(gnorm)
+                                             : "loss is " + std::to_string(st->loss)) +
+                    "; stopped before the update, without a checkpoint of this state");
+    }
     const int64_t total_opt = total_steps_ * config_.get_int("algorithm.updates_per_batch") *
                               config_.get_int("algorithm.minibatches");
     const float lr =
@@ -861,6 +870,12 @@ void RlTrainer::run(int64_t until_step) {
 }
 
 void RlTrainer::save_checkpoint() {
+    const float* w = model_->params();
+    if (!std::all_of(w, w + model_->num_params(), [](float x) { return std::isfinite(x); })) {
+        throw Error("rl: step " + std::to_string(step_) +
+                    ": the weights after the update are not finite; stopped without a "
+                    "checkpoint of this state");
+    }
     const fs::path final_dir = checkpoint_dir(step_);
     const fs::path tmp = run_dir_ / "checkpoints" / (".tmp-step-" + std::to_string(step_));
     fs::remove_all(tmp);

@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <nlohmann/json.hpp>
@@ -68,6 +70,42 @@ ModelConfig arch_from_config(const Config& cfg) {
     return model_config_from_json(j, "config model.arch");
 }
 
+// Refuses, before anything large is allocated, a run whose model (parameters, gradients,
+// AdamW's two moments) and largest forward (a micro-batch, or an eval chunk of batch_size
+// sequences) at the longest example would not fit this machine's memory.
+void check_memory(const Config& cfg, const ModelConfig& mc, bool new_model, const SftDataset& train,
+                  const SftDataset& eval) {
+    const double batch = double(cfg.get_int("train.batch_size"));
+    const double micro = batch / double(cfg.get_int("train.grad_accum"));
+    double longest = 1;
+    for (const SftDataset* ds : {&train, &eval}) {
+        for (const SftExample& ex : ds->examples)
+            longest = std::max(longest, double(ex.tokens.size()));
+    }
+    const double seqs = std::max(micro, std::min(batch, double(eval.examples.size())));
+    const double model_bytes = 16 * Model::param_count(mc);
+    const double act_bytes =
+        4 * Model::activation_floats(mc, seqs, longest) + 20 * seqs * longest + 8 * batch;
+    const double have = physical_memory_bytes();
+    if (model_bytes + act_bytes <= have) return;
+    auto gb = [](double bytes) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.1f GB", bytes / 1e9);
+        return std::string(buf);
+    };
+    const std::string model =
+        (new_model ? "model.arch: " : "model.path's config.json: ") + Model::param_count_cause(mc);
+    char seq_text[160];
+    std::snprintf(seq_text, sizeof seq_text,
+                  "train.batch_size %.0f / train.grad_accum %.0f: %.0f sequences of up to %.0f "
+                  "tokens (data.max_seq_len)",
+                  batch, batch / micro, seqs, longest);
+    throw Error("config: this run needs about " + gb(model_bytes + act_bytes) +
+                ", more than this machine's " + gb(have) + ": the model " + gb(model_bytes) +
+                " for parameters, gradients and AdamW state (" + model + "), activations " +
+                gb(act_bytes) + " (" + seq_text + ")");
+}
+
 }  // namespace
 
 void resolve_run_name(Config& config) {
@@ -125,6 +163,11 @@ SftTrainer::SftTrainer(const Config& config, bool resume, std::ostream& log)
              << " training examples truncated to data.max_seq_len\n";
     }
 
+    // A new model's memory is checked before the run folder is written or anything allocated.
+    if (!resume && start_from.empty()) {
+        check_memory(config_, arch_from_config(config_), true, train_, eval_);
+    }
+
     const fs::path ckpt_root = run_dir_ / "checkpoints";
     const int64_t latest = latest_checkpoint(ckpt_root);
     if (resume) {
@@ -161,6 +204,7 @@ SftTrainer::SftTrainer(const Config& config, bool resume, std::ostream& log)
             model_->init_random(Rng::mix(seed_, 0x1417),
                                 (float)config_.get_double("model.init_std"));
         }
+        if (!path.empty()) check_memory(config_, model_->config(), false, train_, eval_);
         adam_m_.assign(model_->num_params(), 0.0f);
         adam_v_.assign(model_->num_params(), 0.0f);
         write_file_durable(run_dir_ / "metrics.jsonl", "");
@@ -228,6 +272,14 @@ void SftTrainer::train_step() {
     const double gnorm = clip > 0
                              ? kernels::clip_grad_norm(model_->grads(), model_->num_params(), clip)
                              : kernels::global_norm(model_->grads(), model_->num_params());
+    // A loss or gradient that went non-finite stops the run before the update reaches the
+    // weights, so no checkpoint of that state is ever written (earlier ones stay).
+    if (!std::isfinite(loss) || !std::isfinite(gnorm)) {
+        throw Error("sft: step " + std::to_string(step_ + 1) + ": the " +
+                    (std::isfinite(loss) ? "gradient norm is " + std::to_string(gnorm)
+                                         : "loss is " + std::to_string(loss)) +
+                    "; stopped before the update, without a checkpoint of this state");
+    }
     const float wd = hp_.weight_decay;
     for (const TensorInfo& t : model_->tensors()) {
         const kernels::AdamWParams hp{lr, hp_.beta1, hp_.beta2, hp_.eps, t.decay ? wd : 0.0f};
@@ -335,6 +387,12 @@ EvalResult SftTrainer::evaluate() {
 }
 
 void SftTrainer::save_checkpoint() {
+    const float* w = model_->params();
+    if (!std::all_of(w, w + model_->num_params(), [](float x) { return std::isfinite(x); })) {
+        throw Error("sft: step " + std::to_string(step_) +
+                    ": the weights after the update are not finite; stopped without a "
+                    "checkpoint of this state");
+    }
     const fs::path final_dir = checkpoint_dir(step_);
     const fs::path tmp = run_dir_ / "checkpoints" / (".tmp-step-" + std::to_string(step_));
     fs::remove_all(tmp);
