@@ -2,6 +2,7 @@
 // then the pieces (extraction, normalisation, number parsing) and the error paths.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
 
 #include "core/error.h"
@@ -432,7 +433,19 @@ TEST(EvalVerifiers, SymbolicVerdicts) {
     EXPECT_EQ(verdict("(a+b+c+d+1)^{15}", "(a+b+c+d+1)^{14}(d+c+b+a+1)"),
               std::optional<bool>(true));
     EXPECT_EQ(verdict("\\sqrt[3]{-8}", "-2"), std::nullopt);
-    EXPECT_EQ(verdict("x", "y"), std::nullopt);
+    // A difference whose numerator is a polynomial with a certainly nonzero coefficient is
+    // decided, however small the coefficient (the probes' doubles cannot see e^{-1000}).
+    EXPECT_EQ(verdict("x", "y"), std::optional<bool>(false));
+    EXPECT_EQ(verdict("2+e^{-1000}", "2"), std::optional<bool>(false));
+    EXPECT_EQ(verdict("x+1+10^{-10}x", "x+1"), std::optional<bool>(false));
+    EXPECT_EQ(verdict("\\cos(10^{-6})", "1"), std::optional<bool>(false));
+    // A true zero GiNaC does not cancel is rounding noise at 40 and 80 digits: not decided.
+    EXPECT_EQ(verdict("\\sqrt{2}\\sqrt{3}", "\\sqrt{6}"), std::nullopt);
+    EXPECT_EQ(verdict("\\sin^2(1)+\\cos^2(1)", "1"), std::nullopt);
+    // A constant outside the real domain: GiNaC's complex value decides nothing.
+    EXPECT_EQ(verdict("(-1)^{1/3}+(-1)^{5/3}", "-2"), std::nullopt);
+    // Radicals stay exact (GiNaC::pow of two numerics is a float; it was used here before).
+    EXPECT_EQ(verdict("\\frac{1}{\\sqrt{2}}", "\\frac{\\sqrt{2}}{2}"), std::optional<bool>(true));
 }
 
 TEST(EvalVerifiers, ExtractMathAnswer) {
@@ -527,6 +540,115 @@ TEST(EvalVerifiers, HostileInputsFailQuietly) {
     EXPECT_FALSE(verify("math", "x<x", chain));
     EXPECT_FALSE(verify("math", "1", dots));
     EXPECT_FALSE(verify("math", "1", "x = " + std::string(1500, '1') + "=1"));
+    // Huge exponents are evaluated or left to the probes, never expanded (issue 22, 12).
+    for (const char* huge :
+         {"e^{-10^{9}}", "2+e^{-10^{15}}", "e^{-10^{60}}", "e^{10^{60}}", "10^{-10^{9}}",
+          "x^{10^{9}}", "(x+1)^{10^{12}}", "2^{10^{15}}", "\\sin(10^{60})", "\\sin(e^{10^{15}})",
+          "e^{e^{e^{10}}}", "(-2)^{10^{9}}", "e^{-10^{9}x}", "\\ln(e^{10^{9}})"}) {
+        const auto t0 = std::chrono::steady_clock::now();
+        EXPECT_FALSE(verify("math", "2", huge)) << huge;
+        EXPECT_TRUE(verify("math", huge, huge)) << huge;
+        const double s =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        EXPECT_LT(s, 1.0) << huge;
+    }
+    // Deep redundant nesting, and deep nesting that is not redundant, stay fast.
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_TRUE(verify("math", "1", std::string(900, '(') + "1" + std::string(900, ')')));
+    std::string nested = "0";
+    for (int i = 0; i < 600; ++i) nested = "(1+" + nested + ")";
+    EXPECT_FALSE(verify("math", "600", nested));
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 1.0);
+}
+
+// Near-equalities (issue 22, item 12): a difference the double-precision probes cannot see
+// is still a difference when GiNaC can decide it exactly; a decimal is read at the
+// precision it gives. Each row is a deliberate decision; the "false" rows with a tiny
+// non-rational perturbation were "equal" before (docs/EVALUATION.md, math verifier).
+struct NearCase {
+    const char* gold;
+    const char* pred;
+    bool equal;
+};
+// clang-format off
+const NearCase kNearCases[] = {
+    // tiny exact perturbations: different
+    {"2", "2+e^{-1000}", false},
+    {"x+1", "x+1+10^{-10}x", false},
+    {"0", "e^{-50}", false},
+    {"1", "1+10^{-20}", false},
+    {"0", "\\frac{1}{10^{12}}", false},
+    {"x^2", "x^2+10^{-9}", false},
+    {"0", "\\sin(10^{-8})", false},
+    {"0", "\\sin(10^{-13})", false},
+    {"1", "\\cos(10^{-6})", false},
+    {"\\pi", "\\frac{104348}{33215}", false},
+    {"\\sqrt{2}", "\\frac{665857}{470832}", false},
+    {"x", "x+e^{-100}", false},
+    {"x", "x(1+e^{-40})", false},
+    {"\\ln x", "\\ln x+10^{-10}x", false},
+    {"1", "1+\\pi^{-30}", false},
+    {"1", "1+10^{-10}\\pi", false},
+    {"\\frac{\\pi}{2}", "\\arctan(10^{12})", false},
+    {"2", "2+e^{-10^{9}}", false},
+    {"0", "e^{-10^{9}}", false},
+    {"2", "2+10^{-10^{9}}", false},
+    {"e", "(1+10^{-10})^{10^{10}}", false},
+    // true identities the exact check must not break
+    {"\\sin^2x+\\cos^2x", "1", true},
+    {"\\sqrt{2}\\sqrt{3}", "\\sqrt{6}", true},
+    {"e^{\\ln 2}", "2", true},
+    {"2\\pi", "\\pi+\\pi", true},
+    {"e^{-1000}", "\\frac{1}{e^{1000}}", true},
+    {"2^{100}+1", "4^{50}+1", true},
+    {"\\sqrt[3]{-8}", "-2", true},
+    {"(-8)^{1/3}", "-2", true},
+    {"x\\cdot e^{-40}", "\\frac{x}{e^{40}}", true},
+    // a decimal at the precision it gives (>= 6 places): the documented rounding rule
+    {"\\pi", "3.14159265358979", true},
+    {"\\pi", "3.141593", true},
+    {"\\pi", "3.14159", false},
+    {"\\frac{1}{3}", "0.333333", true},
+    // accepted by design (docs/EVALUATION.md): not polynomial in x, so the probes decide at
+    // 1e-9 relative
+    {"e^x", "e^x(1+10^{-10})", true},
+    // accepted by design: beyond CLN's float range (the doubles decide), and a decimal past
+    // double precision (as good as the nearest double)
+    {"2", "2+e^{-10^{60}}", true},
+    {"\\pi", "3.1415926535897933", true},
+    // Unicode spaces and redundant nesting (the safe direction: these were refused)
+    {"x+1", "x\u00a0+\u00a01", true},
+    {"x+1", "x\u2009+\u202f1", true},
+    {"1000000", "1\u2009000\u2009000", true},
+    {"x+1", "\ufeffx+1\u200b", true},
+    {"x+2", "x\u00a0+\u00a01", false},
+    {"\\frac{1}{2}", "\\frac{{{1}}}{2}", true},
+    {"(1,2)", "((1,2))", true},
+    {"\\{1,2\\}", "\\{\\{1,2\\}\\}", false},
+};
+// clang-format on
+
+TEST(EvalVerifiers, MathNearEqualities) {
+    for (const NearCase& c : kNearCases) {
+        EXPECT_EQ(math_answers_equal(c.gold, c.pred), c.equal) << c.gold << " | " << c.pred;
+        EXPECT_EQ(math_answers_equal(c.pred, c.gold), c.equal) << c.pred << " | " << c.gold;
+    }
+}
+
+TEST(EvalVerifiers, MathRedundantNestingIsFlattened) {
+    for (int depth : {100, 150, 500}) {
+        const std::string open(static_cast<size_t>(depth), '('),
+            close(static_cast<size_t>(depth), ')');
+        EXPECT_TRUE(verify_math("x+1", open + "x+1" + close)) << depth;
+        EXPECT_FALSE(verify_math("x+1", open + "x+2" + close)) << depth;
+        EXPECT_TRUE(verify_math("\\frac{1}{2}", "\\frac{" + std::string(depth, '{') + "1" +
+                                                    std::string(depth, '}') + "}{2}"))
+            << depth;
+    }
+    // Nesting that is not redundant is still refused by the depth guard, quickly.
+    std::string nested = "0";
+    for (int i = 0; i < 150; ++i) nested = "(1+" + nested + ")";
+    EXPECT_FALSE(verify_math("150", nested));
 }
 
 // Rules that hold in one direction only: the gold decides how the prediction is read.

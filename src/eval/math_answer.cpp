@@ -1071,9 +1071,75 @@ std::string remove_spaces(const std::string& s) {
     return out;
 }
 
+// Unicode spaces (no-break U+00A0, the U+2000-U+200A widths, narrow no-break U+202F,
+// medium mathematical U+205F, ideographic U+3000) become ' '; zero-width ones (U+200B,
+// the word joiner U+2060, the byte-order mark U+FEFF) go. "x\u00A0+\u00A01" is "x + 1".
+std::string replace_unicode_spaces(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (size_t i = 0; i < s.size(); ++i) {
+        const auto byte = [&](size_t k) {
+            return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0u;
+        };
+        const unsigned b0 = byte(0), b1 = byte(1), b2 = byte(2);
+        if (b0 == 0xC2 && b1 == 0xA0) {
+            out.push_back(' ');
+            i += 1;
+        } else if (b0 == 0xE2 && b1 == 0x80 && b2 >= 0x80 && b2 <= 0x8B) {
+            if (b2 != 0x8B) out.push_back(' ');
+            i += 2;
+        } else if ((b0 == 0xE2 && b1 == 0x80 && b2 == 0xAF) ||
+                   (b0 == 0xE2 && b1 == 0x81 && b2 == 0x9F) ||
+                   (b0 == 0xE3 && b1 == 0x80 && b2 == 0x80)) {
+            out.push_back(' ');
+            i += 2;
+        } else if ((b0 == 0xE2 && b1 == 0x81 && b2 == 0xA0) ||
+                   (b0 == 0xEF && b1 == 0xBB && b2 == 0xBF)) {
+            i += 2;
+        } else {
+            out.push_back(s[i]);
+        }
+    }
+    return out;
+}
+
+// Removes a pair of parentheses or braces that only wraps another pair of the same kind,
+// "((x+1))" -> "(x+1)", "{{2}}" -> "{2}", in linear time, so that redundant nesting does
+// not count against the parser's depth guard. Escaped braces (\{ \}) are not touched.
+std::string flatten_redundant_nesting(const std::string& s) {
+    std::vector<size_t> match(s.size(), std::string::npos), open_paren, open_brace;
+    for (size_t i = 0; i < s.size(); ++i) {
+        const bool escaped = i > 0 && s[i - 1] == '\\';
+        if (s[i] == '(') open_paren.push_back(i);
+        if (s[i] == '{' && !escaped) open_brace.push_back(i);
+        std::vector<size_t>* stack = s[i] == ')'               ? &open_paren
+                                     : s[i] == '}' && !escaped ? &open_brace
+                                                               : nullptr;
+        if (stack && !stack->empty()) {
+            match[stack->back()] = i;
+            match[i] = stack->back();
+            stack->pop_back();
+        }
+    }
+    std::vector<bool> drop(s.size(), false);
+    for (size_t i = 0; i + 1 < s.size(); ++i) {
+        const size_t j = match[i];
+        if ((s[i] == '(' || s[i] == '{') && j != std::string::npos && j > i && s[i + 1] == s[i] &&
+            match[i + 1] == j - 1 && (s[i] == '(' || i == 0 || s[i - 1] != '\\')) {
+            drop[i] = true;
+            drop[j] = true;
+        }
+    }
+    std::string out;
+    out.reserve(s.size());
+    for (size_t i = 0; i < s.size(); ++i)
+        if (!drop[i]) out.push_back(s[i]);
+    return out;
+}
+
 Normalized normalize(std::string_view in) {
     Normalized out;
-    std::string s = trim(in);
+    std::string s = trim(replace_unicode_spaces(in));
     if (s.size() > kMaxAnswerChars) return out;
     while (s.size() >= 4 && starts_with(s, "**") && ends_with(s, "**"))
         s = trim(s.substr(2, s.size() - 4));
@@ -1154,7 +1220,7 @@ Normalized normalize(std::string_view in) {
     } else if (std::regex_match(s, thousands)) {
         s = replace_all(s, ",", "");
     }
-    s = remove_spaces(s);
+    s = flatten_redundant_nesting(remove_spaces(s));
     static const std::regex member(R"(^[a-zA-Z]\\in(?![a-zA-Z]))");
     s = std::regex_replace(s, member, "", std::regex_constants::format_first_only);
     out.text = s;

@@ -38,7 +38,9 @@ std::optional<std::string> extract_math_answer(std::string_view text);
 // stay lists) and whitespace (digits apart stay apart: "1 2" keeps its space and is not 12);
 // \dfrac/\tfrac become \frac; >=, <=, !=, \geq, \leqslant, \gt ... become \ge, \le, \ne, >;
 // the words "and"/"or" between answers become commas; \ldots, \cdots, "..." become \dots; a
-// leading "x \in" is dropped. A percent sign is kept as a trailing '%'.
+// leading "x \in" is dropped; Unicode spaces are spaces (zero-width ones are dropped), and a
+// pair of parentheses or braces that only wraps another pair is dropped ("((x))" is "(x)").
+// A percent sign is kept as a trailing '%'.
 std::string normalize_math(std::string_view answer);
 
 // Compares two already-extracted answers (gold first: some rules hold one way only). Sets

@@ -4,10 +4,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 namespace crucible::eval::detail {
 
@@ -16,6 +19,9 @@ namespace {
 // Exponents and factorials above these are left to the probes: normal() expands powers.
 constexpr double kMaxExponent = 64;
 constexpr double kMaxFactorial = 30;
+// e^k and b^k for a positive constant b, |k| above kMaxExponent, are evaluated (not expanded)
+// up to this |k|: CLN's floats hold e^{-10^15}, and fail beyond about 10^18.
+constexpr double kMaxHugeExponent = 1e15;
 
 // Above this many monomials in the worst case normal() is not tried, and the probes decide.
 // normal() expands powers, and its time grows about with the square of the terms: by hand,
@@ -116,8 +122,29 @@ GiNaC::ex rational_power(const GiNaC::ex& base, const GiNaC::ex& exponent) {
         }
     }
     GiNaC::ex out = GiNaC::pow(b, k) * GiNaC::pow(GiNaC::numeric(m), r);
-    if (n != 1) out = out * GiNaC::pow(GiNaC::numeric(n), GiNaC::numeric(r, q));
+    // As ex, not numeric: GiNaC::pow of two numerics computes a float.
+    if (n != 1)
+        out = out * GiNaC::pow(GiNaC::ex(GiNaC::numeric(n)), GiNaC::ex(GiNaC::numeric(r, q)));
     return out;
+}
+
+// A 17-digit estimate of a real constant; nullopt when it is complex or not evaluable.
+std::optional<double> real_value(const GiNaC::ex& x) {
+    try {
+        const GiNaC::ex v = x.evalf();
+        if (!GiNaC::is_a<GiNaC::numeric>(v) || !GiNaC::ex_to<GiNaC::numeric>(v).is_real())
+            return std::nullopt;
+        return GiNaC::ex_to<GiNaC::numeric>(v).to_double();
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+}
+
+bool has_symbol(const GiNaC::ex& x) {
+    if (GiNaC::is_a<GiNaC::symbol>(x)) return true;
+    for (size_t i = 0; i < x.nops(); ++i)
+        if (has_symbol(x.op(i))) return true;
+    return false;
 }
 
 class ToGinac {
@@ -165,14 +192,32 @@ class ToGinac {
                 if (b->is_zero()) return std::nullopt;
                 return *a / *b;
             case Op::kPow: {
+                // e^k is exp(k), which normal() leaves alone and evalf evaluates at any size
+                // CLN's exponent range holds (e^{-10^9} is 1.2e-434294482).
+                if (e.nodes[static_cast<size_t>(n.a)].op == Op::kE) {
+                    check_exp_argument(*b);
+                    return GiNaC::exp(*b);
+                }
                 if (GiNaC::is_a<GiNaC::numeric>(*b) &&
-                    std::fabs(GiNaC::ex_to<GiNaC::numeric>(*b).to_double()) > kMaxExponent)
-                    return std::nullopt;
+                    std::fabs(GiNaC::ex_to<GiNaC::numeric>(*b).to_double()) > kMaxExponent) {
+                    // A huge power of a positive constant (10^{-10^9}) as exp(k ln b): never
+                    // expanded, still evaluated. Other bases are left to the probes.
+                    const GiNaC::numeric k = GiNaC::ex_to<GiNaC::numeric>(*b);
+                    if (!GiNaC::is_a<GiNaC::numeric>(*a) ||
+                        !GiNaC::ex_to<GiNaC::numeric>(*a).is_positive() ||
+                        std::fabs(k.to_double()) > kMaxHugeExponent)
+                        return std::nullopt;
+                    return GiNaC::exp(k * GiNaC::log(*a));
+                }
+                if (!GiNaC::is_a<GiNaC::numeric>(*b) ||
+                    !GiNaC::ex_to<GiNaC::numeric>(*b).is_integer())
+                    check_domain(*a, 0, kPlusInf, true);
                 if (!GiNaC::is_a<GiNaC::numeric>(*b) && !b->info(GiNaC::info_flags::polynomial))
                     return std::nullopt;
                 return rational_power(*a, *b);
             }
             case Op::kSqrt:
+                check_domain(*a, 0, kPlusInf, false);
                 return rational_power(*a, GiNaC::numeric(1, 2));
             case Op::kRoot:
                 // A real odd root of a negative number is not GiNaC's principal root.
@@ -209,30 +254,94 @@ class ToGinac {
             case Op::kCot:
                 return GiNaC::cos(*a) / GiNaC::sin(*a);
             case Op::kAsin:
+                check_domain(*a, -1, 1, false);
                 return GiNaC::asin(*a);
             case Op::kAcos:
+                check_domain(*a, -1, 1, false);
                 return GiNaC::acos(*a);
             case Op::kAtan:
                 return GiNaC::atan(*a);
             case Op::kLn:
+                check_domain(*a, 0, kPlusInf, true);
                 return GiNaC::log(*a);
             case Op::kLog10:
+                check_domain(*a, 0, kPlusInf, true);
                 return GiNaC::log(*a) / GiNaC::log(GiNaC::ex(10));
             case Op::kLogBase:
+                check_domain(*a, 0, kPlusInf, true);
+                check_domain(*b, 0, kPlusInf, true);
                 return GiNaC::log(*a) / GiNaC::log(*b);
             case Op::kExp:
+                check_exp_argument(*a);
                 return GiNaC::exp(*a);
         }
         return std::nullopt;
     }
 
+    // Set when a constant argument leaves the real domain (a negative base under a
+    // fractional power, the log of a negative number) or cannot be evaluated: GiNaC then
+    // computes a complex principal value where the probes use the real one ((-1)^{1/3} is
+    // -1 there), so its numeric value decides nothing.
+    bool complex_risk() const { return complex_risk_; }
+
   private:
+    static constexpr double kPlusInf = std::numeric_limits<double>::infinity();
+
+    // A constant `x` must lie in [lo, hi] (lo excluded when `open_low`), else complex_risk.
+    void check_domain(const GiNaC::ex& x, double lo, double hi, bool open_low) {
+        if (has_symbol(x)) return;
+        const std::optional<double> v = real_value(x);
+        if (!v || *v < lo || *v > hi || (open_low && *v == lo)) complex_risk_ = true;
+    }
+    void check_exp_argument(const GiNaC::ex& x) {
+        if (!has_symbol(x) && !real_value(x)) complex_risk_ = true;
+    }
+
     std::map<int, GiNaC::symbol>* symbols_;
+    bool complex_risk_ = false;
 };
+
+// True when the constant `c` is certainly not zero: evaluated at 40 and at 80 digits it is
+// real, nonzero, and the same to 20 digits. A true zero that GiNaC did not cancel
+// (sqrt(2) sqrt(3) - sqrt(6), sin(1)^2 + cos(1)^2 - 1) evaluates to rounding noise, which
+// shrinks with the precision instead of staying put, so it is never called nonzero.
+bool certainly_nonzero(const GiNaC::ex& c) {
+    const long saved = static_cast<long>(GiNaC::Digits);
+    std::optional<GiNaC::numeric> v[2];
+    try {
+        for (int k = 0; k < 2; ++k) {
+            GiNaC::Digits = k == 0 ? 40 : 80;
+            const GiNaC::ex x = c.evalf();
+            if (!GiNaC::is_a<GiNaC::numeric>(x) || !GiNaC::ex_to<GiNaC::numeric>(x).is_real())
+                break;
+            v[k] = GiNaC::ex_to<GiNaC::numeric>(x);
+        }
+    } catch (const std::exception&) {  // CLN's overflow and underflow
+    }
+    GiNaC::Digits = saved;
+    if (!v[0] || !v[1] || v[1]->is_zero()) return false;
+    return GiNaC::abs(*v[0] - *v[1]) <=
+           GiNaC::abs(*v[1]) * GiNaC::numeric(1, 100000) * GiNaC::numeric(1, 1000000000000000LL);
+}
+
+// True when the polynomial `p` (expanded) in `syms` from index `i` on has a coefficient
+// that is certainly a nonzero constant, so p is not the zero polynomial. False when a
+// coefficient is not constant in the remaining symbols (sin x) or none is certain.
+bool certainly_nonzero_polynomial(const GiNaC::ex& p, const std::vector<GiNaC::symbol>& syms,
+                                  size_t i) {
+    if (i == syms.size()) return !has_symbol(p) && certainly_nonzero(p);
+    const int lo = p.ldegree(syms[i]), hi = p.degree(syms[i]);
+    for (int k = lo; k <= hi; ++k)
+        if (certainly_nonzero_polynomial(p.coeff(syms[i], k), syms, i + 1)) return true;
+    return false;
+}
 
 }  // namespace
 
 std::optional<bool> symbolic_verdict(const Expr& a, const Expr& b) {
+    // GiNaC shares reference-counted globals (and this code sets its Digits): one at a time.
+    static std::mutex mutex;
+    const std::lock_guard<std::mutex> lock(mutex);
     if (a.has_decimal || b.has_decimal || a.has_infinity || b.has_infinity) return std::nullopt;
     // The difference a - b, as normal() sees it.
     const Size sa = expansion_size(a, a.root), sb = expansion_size(b, b.root);
@@ -252,6 +361,20 @@ std::optional<bool> symbolic_verdict(const Expr& a, const Expr& b) {
         // An exact nonzero rational difference (two different constants): proved different,
         // where the probes' relative tolerance could not tell 1 + 10^-12 from 1.
         if (GiNaC::is_a<GiNaC::numeric>(d) && GiNaC::ex_to<GiNaC::numeric>(d).is_rational())
+            return false;
+        // A difference whose numerator is a polynomial in the variables with a coefficient
+        // that is certainly nonzero: different, however small the coefficient (2 + e^{-1000}
+        // and 2, x + 1 + 10^{-10} x and x + 1, \cos(10^{-6}) and 1). Not where a constant
+        // left the real domain (GiNaC's complex value is not the probes' real one).
+        if (conv.complex_risk()) return std::nullopt;
+        std::vector<GiNaC::symbol> syms;
+        GiNaC::lst syms_list;
+        for (const auto& [id, sym] : symbols) {
+            syms.push_back(sym);
+            syms_list.append(sym);
+        }
+        const GiNaC::ex num = d.numer().expand();
+        if (num.is_polynomial(syms_list) && certainly_nonzero_polynomial(num, syms, 0))
             return false;
         return std::nullopt;
     } catch (const std::exception&) {  // GiNaC's pole_error, domain_error, ...
