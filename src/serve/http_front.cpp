@@ -790,6 +790,14 @@ struct HttpFront::Loop {
 HttpFront::HttpFront(HttpLimits limits, HttpErrorBody error_body)
     : limits_(limits), error_body_(std::move(error_body)) {
     loop_ = std::make_unique<Loop>(*this, limits_);
+    // Request bodies and their parsed JSON are a server's largest transient allocations. With
+    // glibc's dynamic thresholds, after a few large frees each malloc arena (one per busy
+    // thread) serves up to 32 MiB blocks from its heap and keeps up to 64 MiB of freed top,
+    // which malloc_trim does not return for a thread's arena: every worker kept its peak.
+    // Fixed thresholds (process-wide): blocks over 4 MiB are mapped and unmapped with their
+    // owner, and an arena's free top over 8 MiB goes back to the system.
+    ::mallopt(M_MMAP_THRESHOLD, 4 << 20);
+    ::mallopt(M_TRIM_THRESHOLD, 8 << 20);
     // Bodies are framed and limited by the loop; httplib's own limit is a second line (a
     // gzip body is inflated by httplib: the handlers cap what they read).
     set_payload_max_length(limits_.max_body_bytes);
