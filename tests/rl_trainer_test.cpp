@@ -613,19 +613,25 @@ TEST(RlTrainer, ConflictingOrBadConfigsNameTheKeys) {
     EXPECT_NE(e.find("algorithm.clip_hi"), std::string::npos) << e;
 }
 
+// `n` task jsonl lines "say i:" with a rubric only: one regex criterion worth 1 point, met
+// when the completion holds a letter a-m.
+std::string letter_rubric_items(int n) {
+    std::string lines;
+    for (int i = 0; i < n; i++) {
+        lines += "{\"prompt\": \"say " + std::to_string(i) +
+                 ":\", \"rubric\": [{\"criterion\": \"has a letter a-m\", \"kind\": "
+                 "\"regex\", \"pattern\": \"[a-m]\", \"points\": 1}]}\n";
+    }
+    return lines;
+}
+
 // `rewards.rubric`: each rollout is scored by its item's rubric (here one programmatic regex
 // criterion worth 1 point, so the HealthBench score is 1 when the completion has a letter
 // a-m and 0 otherwise), logged as a reward component.
 TEST(RlTrainer, RubricRewardScoresEachRolloutByItsItemsRubric) {
     testutil::TempDir dir;
     const fs::path model = tiny_model(dir.path());
-    std::string lines;
-    for (int i = 0; i < 8; i++) {
-        lines += "{\"prompt\": \"say " + std::to_string(i) +
-                 ":\", \"rubric\": [{\"criterion\": \"has a letter a-m\", \"kind\": "
-                 "\"regex\", \"pattern\": \"[a-m]\", \"points\": 1}]}\n";
-    }
-    const fs::path data = dir.write("rubric.jsonl", lines);
+    const fs::path data = dir.write("rubric.jsonl", letter_rubric_items(8));
     Config c = tiny_config(dir.path(), model);
     c.set("task.name=jsonl");
     c.set("task.data=" + data.string());
@@ -666,13 +672,7 @@ TEST(RlTrainer, RubricRewardScoresEachRolloutByItsItemsRubric) {
 TEST(RlTrainer, RubricOnlyItemsHaveNoCorrectComponent) {
     testutil::TempDir dir;
     const fs::path model = tiny_model(dir.path());
-    std::string lines;
-    for (int i = 0; i < 8; i++) {
-        lines += "{\"prompt\": \"say " + std::to_string(i) +
-                 ":\", \"rubric\": [{\"criterion\": \"has a letter a-m\", \"kind\": "
-                 "\"regex\", \"pattern\": \"[a-m]\", \"points\": 1}]}\n";
-    }
-    const fs::path data = dir.write("rubric.jsonl", lines);
+    const fs::path data = dir.write("rubric.jsonl", letter_rubric_items(8));
     Config c = tiny_config(dir.path(), model);
     c.set("task.name=jsonl");
     c.set("task.data=" + data.string());
