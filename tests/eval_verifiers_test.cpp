@@ -615,6 +615,10 @@ const NearCase kNearCases[] = {
     // accepted by design: beyond CLN's float range (the doubles decide), and a decimal past
     // double precision (as good as the nearest double)
     {"2", "2+e^{-10^{60}}", true},
+    // accepted by design: equations compare lhs - rhs up to a factor at the probes; an
+    // assignment compares its right sides exactly
+    {"x+y=1", "x+y=1+10^{-10}", true},
+    {"x=1", "x=1+10^{-12}", false},
     {"\\pi", "3.1415926535897933", true},
     // Unicode spaces and redundant nesting (the safe direction: these were refused)
     {"x+1", "x\u00a0+\u00a01", true},
