@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -28,7 +27,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using testutil::error_of;
-using Clock = std::chrono::steady_clock;
 using namespace std::string_literals;
 
 ModelConfig tiny_arch() {
@@ -82,9 +80,7 @@ TEST(ModelMemory, AModelBeyondTheMachineIsRefusedNamingTheFieldAndTheEstimate) {
     c.num_attention_heads = 32;
     c.num_key_value_heads = 8;
     c.head_dim = 128;
-    const auto t0 = Clock::now();
     const std::string e = error_of([&] { Model m(c); });
-    EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 2.0);
     EXPECT_NE(e.find("num_hidden_layers 1000000"), std::string::npos) << e;
     EXPECT_NE(e.find(" GB"), std::string::npos) << e;
 }
@@ -94,9 +90,7 @@ TEST(SftMemory, AModelOrBatchBeyondTheMachineIsRefusedNamingTheFieldAndTheEstima
     std::ostringstream log;
     Config layers = tiny_sft(dir.path());
     layers.set("model.arch.num_hidden_layers=1000000");
-    const auto t0 = Clock::now();
     std::string e = error_of([&] { SftTrainer t(layers, false, log); });
-    EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 5.0);
     EXPECT_NE(e.find("model.arch: num_hidden_layers 1000000"), std::string::npos) << e;
     EXPECT_NE(e.find(" GB"), std::string::npos) << e;
     EXPECT_FALSE(fs::exists(dir.path() / "run" / "config.yaml")) << "refused before writing";
@@ -111,7 +105,7 @@ TEST(SftMemory, AModelOrBatchBeyondTheMachineIsRefusedNamingTheFieldAndTheEstima
     // the model still count; a modest run passes.
     Config ok = tiny_sft(dir.path());
     ok.set("train.steps=1");
-    EXPECT_EQ(error_of([&] { SftTrainer t(ok, false, log); }), "");
+    EXPECT_NO_THROW({ SftTrainer t(ok, false, log); });
 }
 
 // ---- non-finite losses ----------------------------------------------------------------------
