@@ -78,6 +78,20 @@ bool parse_bound(const std::string& text, double* out) {
     return end == t.c_str() + t.size() && !std::isnan(*out);
 }
 
+// Calls fn(dotted key, node) for every leaf of a schema mapping.
+void for_each_leaf(const YAML::Node& map, const std::string& prefix,
+                   const std::function<void(const std::string&, const YAML::Node&)>& fn) {
+    if (!map.IsMap()) return;
+    for (auto it = map.begin(); it != map.end(); ++it) {
+        const std::string full = (prefix.empty() ? "" : prefix + ".") + it->first.Scalar();
+        if (it->second.IsMap()) {
+            for_each_leaf(it->second, full, fn);
+        } else {
+            fn(full, it->second);
+        }
+    }
+}
+
 }  // namespace
 
 Config::Config(const std::string& defaults_yaml) {
@@ -87,66 +101,46 @@ Config::Config(const std::string& defaults_yaml) {
     std::stringstream text(defaults_yaml);
     for (std::string line; std::getline(text, line);) lines.push_back(line);
     // A numeric key's interval is the start of the comment on its value's line.
-    std::function<void(const YAML::Node&, const std::string&)> walk =
-        [&](const YAML::Node& map, const std::string& prefix) {
-            for (auto it = map.begin(); it != map.end(); ++it) {
-                const std::string full = (prefix.empty() ? "" : prefix + ".") + it->first.Scalar();
-                if (it->second.IsMap()) {
-                    walk(it->second, full);
-                    continue;
-                }
-                const YAML::Mark m = it->second.Mark();
-                if (!is_number(scalar_kind(it->second)) || m.line < 0 ||
-                    m.line >= static_cast<int>(lines.size())) {
-                    continue;
-                }
-                const std::string& line = lines[m.line];
-                size_t hash = line.find('#', m.column);
-                while (hash != std::string::npos && hash > 0 && line[hash - 1] != ' ' &&
-                       line[hash - 1] != '\t') {
-                    hash = line.find('#', hash + 1);
-                }
-                if (hash == std::string::npos) continue;
-                const std::string comment = trim(line.substr(hash + 1));
-                if (comment.empty() || (comment[0] != '[' && comment[0] != '(')) continue;
-                const size_t close = comment.find_first_of("])");
-                const size_t comma = comment.find(',');
-                Range r{};
-                if (close == std::string::npos || comma == std::string::npos || comma > close ||
-                    !parse_bound(comment.substr(1, comma - 1), &r.lo) ||
-                    !parse_bound(comment.substr(comma + 1, close - comma - 1), &r.hi) ||
-                    r.lo > r.hi) {
-                    throw Error("config schema line " + std::to_string(m.line + 1) + ": key '" +
-                                full + "': malformed interval (expected e.g. [0, 1) or (0, inf))");
-                }
-                r.lo_open = comment[0] == '(';
-                r.hi_open = comment[close] == ')';
-                r.text = comment.substr(0, close + 1);
-                if (!r.contains(it->second.as<double>())) {
-                    throw Error("config schema line " + std::to_string(m.line + 1) + ": key '" +
-                                full + "': the default " + it->second.Scalar() + " is outside " +
-                                r.text);
-                }
-                ranges_[full] = r;
-            }
-        };
-    if (schema_.IsMap()) walk(schema_, "");
+    for_each_leaf(schema_, "", [&](const std::string& full, const YAML::Node& node) {
+        const YAML::Mark m = node.Mark();
+        if (!is_number(scalar_kind(node)) || m.line < 0 ||
+            m.line >= static_cast<int>(lines.size())) {
+            return;
+        }
+        const std::string& line = lines[m.line];
+        size_t hash = line.find('#', m.column);
+        while (hash != std::string::npos && hash > 0 && line[hash - 1] != ' ' &&
+               line[hash - 1] != '\t') {
+            hash = line.find('#', hash + 1);
+        }
+        if (hash == std::string::npos) return;
+        const std::string comment = trim(line.substr(hash + 1));
+        if (comment.empty() || (comment[0] != '[' && comment[0] != '(')) return;
+        const size_t close = comment.find_first_of("])");
+        const size_t comma = comment.find(',');
+        Range r{};
+        if (close == std::string::npos || comma == std::string::npos || comma > close ||
+            !parse_bound(comment.substr(1, comma - 1), &r.lo) ||
+            !parse_bound(comment.substr(comma + 1, close - comma - 1), &r.hi) || r.lo > r.hi) {
+            throw Error("config schema line " + std::to_string(m.line + 1) + ": key '" + full +
+                        "': malformed interval (expected e.g. [0, 1) or (0, inf))");
+        }
+        r.lo_open = comment[0] == '(';
+        r.hi_open = comment[close] == ')';
+        r.text = comment.substr(0, close + 1);
+        if (!r.contains(node.as<double>())) {
+            throw Error("config schema line " + std::to_string(m.line + 1) + ": key '" + full +
+                        "': the default " + node.Scalar() + " is outside " + r.text);
+        }
+        ranges_[full] = r;
+    });
 }
 
 std::vector<std::string> Config::unranged_keys() const {
     std::vector<std::string> out;
-    std::function<void(const YAML::Node&, const std::string&)> walk =
-        [&](const YAML::Node& map, const std::string& prefix) {
-            for (auto it = map.begin(); it != map.end(); ++it) {
-                const std::string full = (prefix.empty() ? "" : prefix + ".") + it->first.Scalar();
-                if (it->second.IsMap()) {
-                    walk(it->second, full);
-                } else if (is_number(scalar_kind(it->second)) && !ranges_.count(full)) {
-                    out.push_back(full);
-                }
-            }
-        };
-    if (schema_.IsMap()) walk(schema_, "");
+    for_each_leaf(schema_, "", [&](const std::string& full, const YAML::Node& node) {
+        if (is_number(scalar_kind(node)) && !ranges_.count(full)) out.push_back(full);
+    });
     return out;
 }
 
