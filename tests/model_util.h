@@ -26,6 +26,23 @@ inline ModelConfig tiny_model_config(int vocab, int context) {
     return c;
 }
 
+// The RL and training-limit tests' tiny shape: 2 layers, 32 wide, MLP 64, 2 query heads and
+// 1 key/value head of 16, tied, the byte tokenizer's ids padded to 264, 64 positions.
+inline ModelConfig tiny_gqa_config() {
+    ModelConfig c;
+    c.model_type = "qwen2";
+    c.vocab_size = 264;
+    c.hidden_size = 32;
+    c.intermediate_size = 64;
+    c.num_hidden_layers = 2;
+    c.num_attention_heads = 2;
+    c.num_key_value_heads = 1;
+    c.head_dim = 16;
+    c.max_position_embeddings = 64;
+    c.tie_word_embeddings = true;
+    return c;
+}
+
 // Writes an HF model folder to `dir`: a 2-layer, 32-wide Qwen2-shaped model over the byte
 // tokenizer's 264 ids (tied embeddings, 4 query and 2 key/value heads of 8), random weights
 // (seed, scale 0.2), and the byte tokenizer's files (ChatML, eos 256 and 258). Returns the

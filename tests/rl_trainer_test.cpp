@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "http_test_server.h"
 #include "model/checkpoint.h"
+#include "model_util.h"
 #include "rl/demo.h"
 #include "rl/presets.h"
 #include "rl/rl_config.h"
@@ -30,17 +31,7 @@ using json = nlohmann::json;
 namespace fs = std::filesystem;
 
 fs::path tiny_model(const fs::path& dir) {
-    ModelConfig c;
-    c.model_type = "qwen2";
-    c.vocab_size = 264;
-    c.hidden_size = 32;
-    c.intermediate_size = 64;
-    c.num_hidden_layers = 2;
-    c.num_attention_heads = 2;
-    c.num_key_value_heads = 1;
-    c.head_dim = 16;
-    c.max_position_embeddings = 64;
-    c.tie_word_embeddings = true;
+    const ModelConfig c = testutil::tiny_gqa_config();
     Model m(c);
     m.init_random(3);
     const fs::path out = dir / "model";

@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "model/checkpoint.h"
 #include "model/model.h"
+#include "model_util.h"
 #include "rl/rl_config.h"
 #include "rl/rl_trainer.h"
 #include "test_util.h"
@@ -30,18 +31,7 @@ using testutil::error_of;
 using namespace std::string_literals;
 
 ModelConfig tiny_arch() {
-    ModelConfig c;
-    c.model_type = "qwen2";
-    c.vocab_size = 264;
-    c.hidden_size = 32;
-    c.intermediate_size = 64;
-    c.num_hidden_layers = 2;
-    c.num_attention_heads = 2;
-    c.num_key_value_heads = 1;
-    c.head_dim = 16;
-    c.max_position_embeddings = 64;
-    c.tie_word_embeddings = true;
-    return c;
+    return testutil::tiny_gqa_config();
 }
 
 Config tiny_sft(const fs::path& dir) {
