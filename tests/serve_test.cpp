@@ -543,7 +543,7 @@ TEST_F(Serve, AClientThatDisconnectsMidStreamFreesItsSequences) {
     ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
     const std::string body =
         R"({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 100, "n": 2,
-            "temperature": 1, "stream": true})";
+            "temperature": 1, "stream": true, "ignore_eos": true})";  // neither sample may end
     const std::string request =
         "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         "Content-Type: application/json\r\nContent-Length: " +
