@@ -6,9 +6,9 @@
 #include <string>
 
 #include "core/error.h"
-#include "eval/math_expr.h"
-#include "eval/symbolic.h"
-#include "eval/verifiers.h"
+#include "reward/verify/math_expr.h"
+#include "reward/verify/symbolic.h"
+#include "reward/verify/verifiers.h"
 
 namespace crucible::eval {
 namespace {

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "eval/verifiers.h"
+#include "reward/verify/verifiers.h"
 
 namespace crucible::eval {
 namespace {

@@ -7,7 +7,7 @@
 #include <set>
 
 #include "env/countdown_tinyzero.h"
-#include "eval/verifiers.h"
+#include "reward/verify/verifiers.h"
 #include "rl/rl_config.h"
 #include "rl/task.h"
 #include "test_util.h"

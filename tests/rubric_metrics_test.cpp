@@ -1,6 +1,6 @@
 // Rubric scores as an eval metric: summaries with intervals, per-tag breakdowns and judge
 // agreement (percent agreement and Cohen's kappa), each against numbers worked by hand.
-#include "reward/rubric_metrics.h"
+#include "eval/rubric_metrics.h"
 
 #include <gtest/gtest.h>
 

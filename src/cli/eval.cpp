@@ -17,8 +17,8 @@
 #include "eval/report_html.h"
 #include "eval/results.h"
 #include "eval/sample_store.h"
-#include "eval/verifiers.h"
 #include "reward/rubric_scorer.h"
+#include "reward/verify/verifiers.h"
 
 namespace crucible::cli {
 

@@ -18,9 +18,9 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "eval/rubric_metrics.h"
 #include "reward/judge.h"
 #include "reward/rubric_generate.h"
-#include "reward/rubric_metrics.h"
 #include "reward/rubric_scorer.h"
 
 namespace crucible::cli {

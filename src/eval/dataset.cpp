@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "eval/verifiers.h"
+#include "reward/verify/verifiers.h"
 
 namespace crucible::eval {
 

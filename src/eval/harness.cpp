@@ -13,8 +13,8 @@
 
 #include "core/error.h"
 #include "core/rng.h"
-#include "eval/math_answer.h"
-#include "eval/verifiers.h"
+#include "reward/verify/math_answer.h"
+#include "reward/verify/verifiers.h"
 #include "serve/openai_client.h"
 
 namespace crucible::eval {

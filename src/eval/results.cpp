@@ -7,9 +7,9 @@
 #include <map>
 
 #include "core/error.h"
-#include "eval/math_answer.h"
+#include "eval/rubric_metrics.h"
 #include "eval/sample_store.h"
-#include "reward/rubric_metrics.h"
+#include "reward/verify/math_answer.h"
 
 namespace crucible::eval {
 

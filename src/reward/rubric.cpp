@@ -10,8 +10,8 @@
 #include <set>
 
 #include "core/error.h"
-#include "eval/math_answer.h"
-#include "eval/verifiers.h"
+#include "reward/verify/math_answer.h"
+#include "reward/verify/verifiers.h"
 
 namespace crucible::reward {
 

@@ -7,8 +7,8 @@
 #include "core/error.h"
 #include "env/countdown.h"
 #include "env/countdown_tinyzero.h"
-#include "eval/verifiers.h"
 #include "reward/rubric.h"
+#include "reward/verify/verifiers.h"
 #include "tokenizer/chat_template.h"
 
 namespace crucible::rl {

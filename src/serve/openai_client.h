@@ -15,8 +15,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/chat_message.h"
 #include "core/rng.h"
-#include "tokenizer/chat_template.h"  // ChatMessage
 
 namespace crucible {
 

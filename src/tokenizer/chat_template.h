@@ -6,12 +6,9 @@
 #include <string>
 #include <vector>
 
-namespace crucible {
+#include "core/chat_message.h"
 
-struct ChatMessage {
-    std::string role;  // "system", "user", "assistant", "tool"
-    std::string content;
-};
+namespace crucible {
 
 // A piece of rendered text; `train` marks text the model should learn to produce (assistant
 // content and the end-of-turn token that closes it).

@@ -8,7 +8,7 @@
 
 #include <optional>
 
-#include "eval/math_expr.h"
+#include "reward/verify/math_expr.h"
 
 namespace crucible::eval::detail {
 

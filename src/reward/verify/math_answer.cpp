@@ -5,7 +5,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
-#include "eval/math_answer.h"
+#include "reward/verify/math_answer.h"
 
 #include <algorithm>
 #include <cmath>
@@ -17,9 +17,9 @@
 #include <vector>
 
 #include "core/rng.h"
-#include "eval/math_expr.h"
-#include "eval/symbolic.h"
-#include "eval/text_util.h"
+#include "reward/verify/math_expr.h"
+#include "reward/verify/symbolic.h"
+#include "reward/verify/text_util.h"
 
 namespace crucible::eval {
 namespace {

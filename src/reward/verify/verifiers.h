@@ -24,7 +24,7 @@
 #include <string>
 #include <string_view>
 
-#include "eval/math_answer.h"
+#include "reward/verify/math_answer.h"
 
 namespace crucible::eval {
 

@@ -1,4 +1,4 @@
-#include "reward/rubric_metrics.h"
+#include "eval/rubric_metrics.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "eval/symbolic.h"
+#include "reward/verify/symbolic.h"
 
 #include <ginac/ginac.h>
 

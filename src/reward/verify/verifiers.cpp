@@ -4,7 +4,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
-#include "eval/verifiers.h"
+#include "reward/verify/verifiers.h"
 
 #include <algorithm>
 #include <cctype>
@@ -13,7 +13,7 @@
 #include <regex>
 
 #include "core/error.h"
-#include "eval/text_util.h"
+#include "reward/verify/text_util.h"
 
 namespace crucible::eval {
 namespace {
