@@ -14,15 +14,15 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "demo/demo.h"
 #include "http_test_server.h"
 #include "model/checkpoint.h"
 #include "model_util.h"
-#include "rl/demo.h"
 #include "rl/presets.h"
 #include "rl/rl_config.h"
+#include "run/run_folder.h"
 #include "test_util.h"
 #include "tokenizer/byte_tokenizer.h"
-#include "train/run_folder.h"
 
 namespace crucible::rl {
 namespace {

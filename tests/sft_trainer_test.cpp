@@ -17,7 +17,7 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "model/checkpoint.h"
-#include "train/run_folder.h"
+#include "run/run_folder.h"
 #include "train/sft_config.h"
 #include "write_failure.h"
 

@@ -1,4 +1,4 @@
-#include "rl/demo.h"
+#include "demo/demo.h"
 
 #include <iostream>
 #include <memory>

@@ -19,7 +19,8 @@
 #include "model/checkpoint.h"
 #include "reward/rubric_scorer.h"
 #include "rl/rl_config.h"
-#include "train/run_folder.h"
+#include "run/optimizer.h"
+#include "run/run_folder.h"
 
 namespace crucible::rl {
 
@@ -71,15 +72,7 @@ struct RlTrainer::StepStats {
 };
 
 void resolve_rl_run_name(Config& config) {
-    if (!config.get_string("run.name").empty()) return;
-    const std::time_t now = std::time(nullptr);
-    char stamp[32];
-    std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::gmtime(&now));
-    const fs::path dir(config.get_string("run.dir"));
-    std::string name = std::string("rl-") + stamp;
-    for (int k = 2; fs::exists(dir / name); k++)
-        name = std::string("rl-") + stamp + "-" + std::to_string(k);
-    config.set("run.name=" + name);
+    name_new_run(config, "rl");
 }
 
 void validate_rl_config(const Config& c) {
@@ -582,16 +575,11 @@ void RlTrainer::update(std::vector<Rollout>& rollouts, const std::vector<size_t>
         kernels::lr_at(optimizer_steps_, total_opt, config_.get_int("train.warmup_steps"),
                        static_cast<float>(config_.get_double("train.lr")),
                        static_cast<float>(config_.get_double("train.min_lr_ratio")), schedule_);
-    const float wd = static_cast<float>(config_.get_double("train.weight_decay"));
-    for (const TensorInfo& t : model_->tensors()) {
-        const kernels::AdamWParams hp{lr, static_cast<float>(config_.get_double("train.beta1")),
-                                      static_cast<float>(config_.get_double("train.beta2")),
-                                      static_cast<float>(config_.get_double("train.eps")),
-                                      t.decay ? wd : 0.0f};
-        kernels::adamw_update(model_->params() + t.offset, model_->grads() + t.offset,
-                              adam_m_.data() + t.offset, adam_v_.data() + t.offset, t.numel, hp,
-                              optimizer_steps_ + 1);
-    }
+    const kernels::AdamWParams hp{lr, static_cast<float>(config_.get_double("train.beta1")),
+                                  static_cast<float>(config_.get_double("train.beta2")),
+                                  static_cast<float>(config_.get_double("train.eps")),
+                                  static_cast<float>(config_.get_double("train.weight_decay"))};
+    adamw_step(*model_, adam_m_, adam_v_, hp, optimizer_steps_ + 1);
     optimizer_steps_++;
     st->grad_norm_sum += gnorm;
     st->optimizer_steps++;

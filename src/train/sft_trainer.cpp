@@ -16,7 +16,8 @@
 #include "engine/engine.h"
 #include "model/checkpoint.h"
 #include "model/safetensors.h"
-#include "train/run_folder.h"
+#include "run/optimizer.h"
+#include "run/run_folder.h"
 #include "train/sft_config.h"
 
 namespace crucible {
@@ -109,15 +110,7 @@ void check_memory(const Config& cfg, const ModelConfig& mc, bool new_model, cons
 }  // namespace
 
 void resolve_run_name(Config& config) {
-    if (!config.get_string("run.name").empty()) return;
-    const std::time_t now = std::time(nullptr);
-    char stamp[32];
-    std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::gmtime(&now));
-    const fs::path dir(config.get_string("run.dir"));
-    std::string name = std::string("sft-") + stamp;
-    for (int k = 2; fs::exists(dir / name); k++)
-        name = std::string("sft-") + stamp + "-" + std::to_string(k);
-    config.set("run.name=" + name);
+    name_new_run(config, "sft");
 }
 
 SftTrainer::SftTrainer(const Config& config, bool resume, std::ostream& log)
@@ -280,13 +273,8 @@ void SftTrainer::train_step() {
                                          : "loss is " + std::to_string(loss)) +
                     "; stopped before the update, without a checkpoint of this state");
     }
-    const float wd = hp_.weight_decay;
-    for (const TensorInfo& t : model_->tensors()) {
-        const kernels::AdamWParams hp{lr, hp_.beta1, hp_.beta2, hp_.eps, t.decay ? wd : 0.0f};
-        kernels::adamw_update(model_->params() + t.offset, model_->grads() + t.offset,
-                              adam_m_.data() + t.offset, adam_v_.data() + t.offset, t.numel, hp,
-                              step_ + 1);
-    }
+    adamw_step(*model_, adam_m_, adam_v_, {lr, hp_.beta1, hp_.beta2, hp_.eps, hp_.weight_decay},
+               step_ + 1);
     step_++;
     const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
     elapsed_s_ += dt;

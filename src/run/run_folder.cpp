@@ -1,17 +1,29 @@
-#include "train/run_folder.h"
+#include "run/run_folder.h"
 
 #include <algorithm>
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
+#include "core/config.h"
 #include "core/file_io.h"
-#include "model/safetensors.h"
 
 namespace crucible {
 
 namespace fs = std::filesystem;
+
+void name_new_run(Config& config, const std::string& prefix) {
+    if (!config.get_string("run.name").empty()) return;
+    const std::time_t now = std::time(nullptr);
+    char stamp[32];
+    std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::gmtime(&now));
+    const fs::path dir(config.get_string("run.dir"));
+    std::string name = prefix + "-" + stamp;
+    for (int k = 2; fs::exists(dir / name); k++)
+        name = prefix + "-" + stamp + "-" + std::to_string(k);
+    config.set("run.name=" + name);
+}
 
 int64_t latest_checkpoint(const fs::path& dir) {
     int64_t best = -1;
@@ -32,32 +44,6 @@ void remove_unpublished_checkpoints(const fs::path& dir) {
     if (!fs::exists(dir)) return;
     for (const auto& e : fs::directory_iterator(dir)) {
         if (e.path().filename().string().rfind(".tmp-", 0) == 0) fs::remove_all(e.path());
-    }
-}
-
-void save_optimizer_state(const Model& model, const std::vector<float>& m,
-                          const std::vector<float>& v, const fs::path& file) {
-    std::vector<TensorToWrite> opt;
-    for (const TensorInfo& t : model.tensors()) {
-        opt.push_back({"exp_avg." + t.name, t.shape, m.data() + t.offset});
-        opt.push_back({"exp_avg_sq." + t.name, t.shape, v.data() + t.offset});
-    }
-    write_file_durable(file, safetensors_serialize(opt, {}));
-}
-
-void load_optimizer_state(const Model& model, const fs::path& file, std::vector<float>* m,
-                          std::vector<float>* v) {
-    m->assign(model.num_params(), 0.0f);
-    v->assign(model.num_params(), 0.0f);
-    const SafetensorsFile opt(file);
-    for (const TensorInfo& t : model.tensors()) {
-        const SafeTensor& mt = opt.at("exp_avg." + t.name);
-        const SafeTensor& vt = opt.at("exp_avg_sq." + t.name);
-        if (mt.numel() != t.numel || vt.numel() != t.numel) {
-            throw Error(opt.path() + ": optimizer state for '" + t.name + "' has the wrong size");
-        }
-        mt.to_f32(m->data() + t.offset);
-        vt.to_f32(v->data() + t.offset);
     }
 }
 

@@ -1,16 +1,19 @@
-// The parts of a training run's folder that SFT and RL share: finding the latest complete
-// checkpoint, the optimizer-state file, the tokenizer files that travel with the weights, and
-// trimming a JSONL log back to a checkpoint on resume.
+// The parts of a training run's folder that SFT and RL share: naming a new run, finding the
+// latest complete checkpoint, the tokenizer files that travel with the weights, and trimming a
+// JSONL log back to a checkpoint on resume. (The optimizer state is run/optimizer.h.)
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <string>
-#include <vector>
-
-#include "model/model.h"
 
 namespace crucible {
+
+class Config;
+
+// Names a new run when run.name is empty: PREFIX-YYYYmmdd-HHMMSS (UTC), with -2, -3, ... added
+// while run.dir already holds that name. A given run.name is kept.
+void name_new_run(Config& config, const std::string& prefix);
 
 // The highest step-N folder under `dir` holding a complete checkpoint (trainer_state.json is
 // written last), or -1.
@@ -18,12 +21,6 @@ int64_t latest_checkpoint(const std::filesystem::path& dir);
 
 // Removes .tmp-* folders under `dir`: checkpoints a killed run never published.
 void remove_unpublished_checkpoints(const std::filesystem::path& dir);
-
-// AdamW's first and second moments as optimizer.safetensors (exp_avg.NAME, exp_avg_sq.NAME).
-void save_optimizer_state(const Model& model, const std::vector<float>& m,
-                          const std::vector<float>& v, const std::filesystem::path& file);
-void load_optimizer_state(const Model& model, const std::filesystem::path& file,
-                          std::vector<float>* m, std::vector<float>* v);
 
 // Copies the tokenizer files a model folder has (tokenizer.json, tokenizer_config.json, ...).
 void copy_tokenizer_files(const std::filesystem::path& from, const std::filesystem::path& to);

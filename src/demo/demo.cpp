@@ -1,4 +1,4 @@
-#include "rl/demo.h"
+#include "demo/demo.h"
 
 #include <chrono>
 #include <cmath>
@@ -16,7 +16,7 @@
 #include "rl/presets.h"
 #include "rl/rl_config.h"
 #include "rl/rl_trainer.h"
-#include "train/run_folder.h"
+#include "run/run_folder.h"
 #include "train/sft_config.h"
 #include "train/sft_trainer.h"
 
