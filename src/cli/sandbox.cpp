@@ -28,11 +28,18 @@ std::function<int()> add_sandbox(CLI::App& app) {
     SandboxOptions& s = opt->sandbox;
     run->add_option("--cpu-s", s.cpu_s, "CPU seconds per process (RLIMIT_CPU)")
         ->capture_default_str();
-    run->add_option("--mem-mb", s.mem_mb, "address space per process, MiB (RLIMIT_AS)")
+    run->add_option("--mem-mb", s.mem_mb,
+                    "memory of the whole sandbox (cgroup, with its scratch files) and address "
+                    "space of each process, MiB")
         ->capture_default_str();
     run->add_option("--wall-s", s.wall_s, "wall-clock seconds, then the whole tree is killed")
         ->capture_default_str();
-    run->add_option("--procs", s.procs, "processes (RLIMIT_NPROC)")->capture_default_str();
+    run->add_option("--procs", s.procs, "processes and threads of the whole sandbox (cgroup)")
+        ->capture_default_str();
+    run->add_option("--disk-mb", s.disk_mb, "size of the scratch (a tmpfs), MiB")
+        ->capture_default_str();
+    run->add_option("--max-files", s.max_files, "files and directories the scratch may hold")
+        ->capture_default_str();
     run->add_option("--file-mb", s.file_mb, "largest file it may write, MiB")
         ->capture_default_str();
     run->add_option("--open-files", s.open_files, "open files (RLIMIT_NOFILE)")
@@ -40,7 +47,8 @@ std::function<int()> add_sandbox(CLI::App& app) {
     run->add_option("--max-output", s.max_output_bytes, "bytes kept of stdout and of stderr")
         ->capture_default_str();
     run->add_option("--scratch", opt->scratch,
-                    "the one writable directory (default: a fresh temporary one, removed after)");
+                    "a directory whose contents are copied into the sandbox's scratch and which "
+                    "receives what the command left there (default: an empty scratch)");
     run->add_option("--read-only", s.read_only, "extra host path visible read-only (repeatable)");
     run->add_flag("--unsafe-no-namespaces", s.allow_unsafe,
                   "where namespaces are unavailable, run with rlimits and seccomp only");
@@ -56,6 +64,11 @@ std::function<int()> add_sandbox(CLI::App& app) {
                           {"cpu_s", r.cpu_s},
                           {"wall_s", r.wall_s},
                           {"max_rss_kb", r.max_rss_kb},
+                          {"memory_peak_kb", r.memory_peak_kb},
+                          {"oom_killed", r.oom_killed},
+                          {"whole_sandbox_limits", r.whole_sandbox_limits},
+                          {"limits_note", r.limits_note},
+                          {"scratch_skipped", r.scratch_skipped},
                           {"stdout", r.stdout_text},
                           {"stdout_truncated", r.stdout_truncated},
                           {"stderr", r.stderr_text},

@@ -2,20 +2,27 @@
 //
 //   crucible (parent)
 //     └─ init   clone(NEWUSER|NEWPID|NEWNET|NEWNS|NEWIPC|NEWUTS|NEWCGROUP): PID 1 of the new
-//        │      PID namespace. The parent maps the new user namespace's uid/gid 0 to 65534
-//        │      (nobody) when crucible runs as root, else to the caller's own uid. init builds
-//        │      the filesystem view, forks the command, reaps everything, reports the command's
-//        │      wait status on a pipe and exits as soon as the command exits: the kernel then
-//        │      SIGKILLs every process left in the namespace (daemons, orphans, fork bombs).
+//        │      PID namespace, placed in a control group of its own (sandbox/cgroup.h: memory
+//        │      and process limits for the whole tree) before it may continue. The parent maps
+//        │      the new user namespace's uid/gid 0 to 65534 (nobody) when crucible runs as
+//        │      root, else to the caller's own uid. init builds the filesystem view and says
+//        │      "ready"; the parent copies the scratch's contents in through /proc/PID/root
+//        │      and says "go"; init forks the command and reaps until it exits, then SIGKILLs
+//        │      everything left in the namespace (daemons, orphans, fork bombs), reaps it all,
+//        │      reports the command's wait status and waits while the parent copies the
+//        │      scratch back out; then it exits and the namespace is gone.
 //        └─ command   rlimits, no capabilities (bounding set emptied), no_new_privs, seccomp,
 //                     clean environment, stdin /dev/null, stdout/stderr into capped pipes.
 //
 // Filesystem: a fresh tmpfs root holding only read-only binds of /usr, /etc and the /bin,
 // /lib... links, /dev/{null,zero,full,random,urandom}, a new /proc (of the new PID namespace),
-// any extra read-only paths, and the scratch directory at its host path, the one writable
-// mount. /root, /home, /tmp, /work, /var, /sys and everything else do not exist inside. As the
-// sandbox user is an unprivileged host uid, files the view does show (/etc/shadow, ...) are
-// still subject to normal permissions. Network: a new namespace has only `lo`, left down.
+// any extra read-only paths, and the scratch: a size- and inode-limited tmpfs (nosuid, nodev)
+// at the scratch's host path, the one writable mount. /root, /home, /tmp, /work, /var, /sys
+// and everything else do not exist inside, and the host's scratch directory is never shown.
+// init is a clone of crucible: its /proc/1/cmdline and environ are masked (bound to
+// /dev/null), as are the /proc files container runtimes mask (kcore, keys, timer_list, ...).
+// As the sandbox user is an unprivileged host uid, files the view does show (/etc/shadow, ...)
+// are still subject to normal permissions. Network: a new namespace has only `lo`, left down.
 // The wall-clock kill SIGKILLs init (so the kernel kills the whole namespace) and, as a
 // backup, init's process group.
 //
@@ -53,6 +60,8 @@
 #include <system_error>
 
 #include "core/error.h"
+#include "sandbox/cgroup.h"
+#include "sandbox/scratch_copy.h"
 
 namespace crucible {
 namespace {
@@ -165,9 +174,9 @@ const std::vector<sock_filter>& seccomp_program() {
 // ---- what the child does -------------------------------------------------------------------
 
 struct FsOp {
-    enum Kind { kMkdir, kSymlink, kTouch, kBind } kind;
+    enum Kind { kMkdir, kSymlink, kTouch, kBind, kTmpfs } kind;
     std::string path;    // inside the staging root
-    std::string target;  // kSymlink: the link's text
+    std::string target;  // kSymlink: the link's text; kTmpfs: the mount options
     int source = -1;     // kBind: index into ChildPlan::sources
 };
 
@@ -179,7 +188,9 @@ struct ChildPlan {
     std::vector<int> source_fds;       // sized like sources; filled in by the child
     std::vector<FsOp> ops;
     std::string staging_proc;
-    std::string scratch;  // host path = path inside
+    std::vector<std::string> proc_masks;  // under staging_proc: /dev/null bound over them
+    int null_source = -1;                 // index into sources of /dev/null
+    std::string scratch;                  // host path = path inside
     // The command.
     std::string exe;
     std::vector<std::string> argv_s, env_s;
@@ -189,9 +200,16 @@ struct ChildPlan {
     // Descriptors the child uses (the parent's ends are closed in the child).
     int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;
     int error_fd = -1;   // setup failures: "step\0" + errno
-    int status_fd = -1;  // init -> parent: the command's wait status
-    int sync_fd = -1;    // parent -> init: uid maps written (one byte); hang-up: parent died
+    int status_fd = -1;  // init -> parent: InitMessages
+    int sync_fd = -1;    // parent -> init: one byte when the uid maps are written, one when
+                         // the scratch is copied in; hang-up: parent died or is done
     std::vector<int> parent_fds;
+};
+
+// What init tells the parent on the status pipe (8 bytes: atomic on a pipe).
+struct InitMessage {
+    enum Kind : int { kReady = 1, kExited = 2 } kind;
+    int value;  // kExited: the command's wait status
 };
 
 constexpr __rlimit_resource_t kLimitResources[] = {RLIMIT_CPU,   RLIMIT_AS,     RLIMIT_NPROC,
@@ -291,13 +309,29 @@ void build_filesystem(ChildPlan& plan) {
                 }
                 break;
             }
+            case FsOp::kTmpfs:
+                if (mount("tmpfs", op.path.c_str(), "tmpfs", MS_NOSUID | MS_NODEV,
+                          op.target.c_str()) != 0) {
+                    child_fail(plan, "mount the scratch tmpfs");
+                }
+                break;
         }
     }
-    for (const int fd : plan.source_fds) close(fd);
     if (mount("proc", plan.staging_proc.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
               nullptr) != 0) {
         child_fail(plan, "mount /proc");
     }
+    {
+        char null_path[32];
+        fd_path(null_path, plan.source_fds[plan.null_source]);
+        for (const std::string& masked : plan.proc_masks) {
+            if (mount(null_path, masked.c_str(), nullptr, MS_BIND, nullptr) != 0 &&
+                errno != ENOENT) {
+                child_fail(plan, "mask a /proc file");
+            }
+        }
+    }
+    for (const int fd : plan.source_fds) close(fd);
     if (chdir(kStaging) != 0) child_fail(plan, "chdir to the new root");
     if (syscall(SYS_pivot_root, ".", ".") != 0) child_fail(plan, "pivot_root");
     if (umount2(".", MNT_DETACH) != 0) child_fail(plan, "detach the old root");
@@ -368,6 +402,12 @@ void build_filesystem(ChildPlan& plan) {
     }
     if (n != 1) _exit(kSetupFailedExit);  // the parent failed to map our uid, or died
     build_filesystem(plan);
+    // The parent fills the scratch through /proc/PID/root, then says go.
+    const InitMessage ready{InitMessage::kReady, 0};
+    if (write(plan.status_fd, &ready, sizeof ready) != sizeof ready) _exit(kSetupFailedExit);
+    while ((n = read(plan.sync_fd, &byte, 1)) < 0 && errno == EINTR) {
+    }
+    if (n != 1) _exit(kSetupFailedExit);
     if (setsid() < 0) child_fail(plan, "setsid");
     // Not fork(): its atfork handlers take locks (malloc's) that another thread of the
     // parent may have held when we were cloned, which would deadlock here.
@@ -380,15 +420,28 @@ void build_filesystem(ChildPlan& plan) {
     close(plan.stdin_fd);
     close(plan.stdout_fd);
     close(plan.stderr_fd);
+    int command_status = 0;
     for (;;) {
         int status = 0;
         const pid_t pid = waitpid(-1, &status, __WALL);
         if (pid == command) {
-            if (write(plan.status_fd, &status, sizeof status) < 0) _exit(kSetupFailedExit);
-            _exit(0);  // the kernel now kills whatever is left in the namespace
+            command_status = status;
+            break;
         }
         if (pid < 0 && errno != EINTR) _exit(kSetupFailedExit);
     }
+    // Nothing may run while the scratch is copied out: kill the rest of the namespace (from
+    // PID 1, -1 means every other process in it) and reap until none is left.
+    kill(-1, SIGKILL);
+    for (;;) {
+        if (waitpid(-1, nullptr, __WALL) < 0 && errno != EINTR) break;  // ECHILD: all gone
+    }
+    const InitMessage exited{InitMessage::kExited, command_status};
+    if (write(plan.status_fd, &exited, sizeof exited) != sizeof exited) _exit(kSetupFailedExit);
+    // Keep the namespace (and its scratch) until the parent has copied it out and hangs up.
+    while (read(plan.sync_fd, &byte, 1) < 0 && errno == EINTR) {
+    }
+    _exit(0);
 }
 
 // ---- parent side ---------------------------------------------------------------------------
@@ -439,7 +492,8 @@ std::string resolve_command(const std::string& name) {
 }
 
 // The filesystem view: which host paths appear, and how.
-void plan_filesystem(ChildPlan& plan, const std::vector<fs::path>& extra_read_only) {
+void plan_filesystem(ChildPlan& plan, const SandboxOptions& options) {
+    const std::vector<fs::path>& extra_read_only = options.read_only;
     const std::string root = kStaging;
     std::set<std::string> made;
     const auto mkdirs = [&](const std::string& inside) {  // inside: absolute, in the view
@@ -485,6 +539,8 @@ void plan_filesystem(ChildPlan& plan, const std::vector<fs::path>& extra_read_on
     mkdirs("/dev");
     for (const char* dev : {"null", "zero", "full", "random", "urandom"}) {
         bind(std::string("/dev/") + dev, std::string("/dev/") + dev, false);
+        if (std::strcmp(dev, "null") == 0)
+            plan.null_source = static_cast<int>(plan.sources.size()) - 1;
     }
     plan.ops.push_back({FsOp::kSymlink, root + "/dev/fd", "/proc/self/fd", -1});
     plan.ops.push_back({FsOp::kSymlink, root + "/dev/stdin", "/proc/self/fd/0", -1});
@@ -492,7 +548,17 @@ void plan_filesystem(ChildPlan& plan, const std::vector<fs::path>& extra_read_on
     plan.ops.push_back({FsOp::kSymlink, root + "/dev/stderr", "/proc/self/fd/2", -1});
     mkdirs("/proc");
     plan.staging_proc = root + "/proc";
-    bind(plan.scratch, plan.scratch, true);
+    // init's command line and environment are crucible's; the rest is what container
+    // runtimes mask (kernel memory, keyrings, timers, the scheduler's debug view).
+    for (const char* masked : {"/1/cmdline", "/1/environ", "/kcore", "/keys", "/timer_list",
+                               "/sched_debug", "/sysrq-trigger", "/kallsyms"}) {
+        plan.proc_masks.push_back(plan.staging_proc + masked);
+    }
+    mkdirs(plan.scratch);
+    plan.ops.push_back({FsOp::kTmpfs, root + plan.scratch,
+                        "size=" + std::to_string(options.disk_mb) +
+                            "m,nr_inodes=" + std::to_string(options.max_files) + ",mode=0755",
+                        -1});
 }
 
 void write_proc_file(pid_t pid, const char* name, const std::string& text) {
@@ -521,8 +587,12 @@ struct SetupFailure {
 };
 
 // One attempt; returns false (with `failure` filled) when setup failed before the command ran.
+// With namespaces, `cgroup` (if any) receives init before it may continue, and the scratch is
+// copied in from `host_scratch` when init is ready and back into it (if `copy_back`) when the
+// command has exited and its namespace is empty.
 bool attempt(const SandboxOptions& options, ChildPlan& plan, SandboxResult& result,
-             SetupFailure& failure) {
+             SetupFailure& failure, SandboxCgroup* cgroup, const fs::path& host_scratch,
+             bool copy_back) {
     Pipe out, err, errors, status, sync;
     Fd devnull(open("/dev/null", O_RDONLY | O_CLOEXEC));
     if (devnull.fd < 0) throw Error(std::string("sandbox: /dev/null: ") + std::strerror(errno));
@@ -585,6 +655,7 @@ bool attempt(const SandboxOptions& options, ChildPlan& plan, SandboxResult& resu
             failure = {std::string("map uids: ") + e.what(), 0};
             return false;
         }
+        if (cgroup != nullptr) cgroup->add(pid);
         const char go = 1;
         if (write(sync.w.fd, &go, 1) != 1) {
             kill_all();
@@ -598,13 +669,41 @@ bool attempt(const SandboxOptions& options, ChildPlan& plan, SandboxResult& resu
     using clock = std::chrono::steady_clock;
     auto deadline = start + std::chrono::duration_cast<clock::duration>(
                                 std::chrono::duration<double>(options.wall_s));
-    std::string setup_errors;
+    std::string setup_errors, copy_error;
     bool setup_trunc = false, exited = false, killed = false;
     int out_fd = out.r.fd, err_fd = err.r.fd, errors_fd = errors.r.fd;
+    int status_fd = plan.namespaces ? status.r.fd : -1;
+    int command_status = 0;
+    bool have_status = false;
+    // init's messages: fill the scratch when it is ready, empty it when the command is done.
+    const std::string sandbox_scratch = "/proc/" + std::to_string(pid) + "/root" + plan.scratch;
+    const auto on_message = [&](const InitMessage& m) {
+        try {
+            if (m.kind == InitMessage::kReady) {
+                copy_into_sandbox(host_scratch, sandbox_scratch, as_root, kSandboxHostId,
+                                  kSandboxHostId);
+                const char go = 1;
+                if (write(sync.w.fd, &go, 1) != 1) throw Error("sandbox: init went away");
+            } else if (m.kind == InitMessage::kExited) {
+                command_status = m.value;
+                have_status = true;
+                if (copy_back) {
+                    result.scratch_skipped =
+                        copy_out_of_sandbox(sandbox_scratch, host_scratch,
+                                            static_cast<uint64_t>(options.disk_mb) << 20);
+                }
+                sync.w.reset();  // init may go: the namespace and its scratch end with it
+            }
+        } catch (const Error& e) {
+            copy_error = e.what();
+            kill_all();
+            killed = true;
+        }
+    };
     while (!exited || out_fd >= 0 || err_fd >= 0 || errors_fd >= 0) {
         const auto now = clock::now();
         if (now >= deadline) {
-            if (!exited && !killed) {
+            if (!exited && !killed && !have_status) {
                 kill_all();
                 killed = true;
                 result.timed_out = true;
@@ -613,15 +712,16 @@ bool attempt(const SandboxOptions& options, ChildPlan& plan, SandboxResult& resu
             }
             break;  // pipes held open by something outside our reach: stop reading
         }
-        pollfd fds[4] = {{out_fd, POLLIN, 0},
+        pollfd fds[5] = {{out_fd, POLLIN, 0},
                          {err_fd, POLLIN, 0},
                          {errors_fd, POLLIN, 0},
-                         {exited ? -1 : pidfd.fd, POLLIN, 0}};
+                         {exited ? -1 : pidfd.fd, POLLIN, 0},
+                         {status_fd, POLLIN, 0}};
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
         // Without a pidfd the exit is noticed by polling waitid.
         const long cap_ms = pidfd.fd >= 0 ? 1000 : 50;
         const int timeout = static_cast<int>(std::min<long>(left.count() + 1, cap_ms));
-        const int ready = poll(fds, 4, timeout);
+        const int ready = poll(fds, 5, timeout);
         if (ready < 0 && errno != EINTR) break;
         if (fds[0].revents != 0 &&
             !drain(out_fd, result.stdout_text, result.stdout_truncated, options.max_output_bytes)) {
@@ -633,6 +733,15 @@ bool attempt(const SandboxOptions& options, ChildPlan& plan, SandboxResult& resu
         }
         if (fds[2].revents != 0 && !drain(errors_fd, setup_errors, setup_trunc, 4096)) {
             errors_fd = -1;
+        }
+        if (fds[4].revents != 0) {
+            InitMessage m{};
+            const ssize_t n = read(status_fd, &m, sizeof m);
+            if (n == static_cast<ssize_t>(sizeof m)) {
+                on_message(m);
+            } else if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
+                status_fd = -1;
+            }
         }
         if (!exited) {
             siginfo_t info{};
@@ -666,16 +775,14 @@ bool attempt(const SandboxOptions& options, ChildPlan& plan, SandboxResult& resu
         }
         return false;
     }
-    int command_status = wait_status;
-    bool have_status = !plan.namespaces;
-    if (plan.namespaces) {
-        have_status = read(status.r.fd, &command_status, sizeof command_status) ==
-                      static_cast<ssize_t>(sizeof command_status);
-        if (!have_status && !result.timed_out && WIFEXITED(wait_status) &&
-            WEXITSTATUS(wait_status) == kSetupFailedExit) {
-            failure = {"sandbox init", 0};
-            return false;
-        }
+    if (!copy_error.empty()) throw Error(copy_error);
+    if (!plan.namespaces) {
+        command_status = wait_status;
+        have_status = true;
+    } else if (!have_status && !result.timed_out && WIFEXITED(wait_status) &&
+               WEXITSTATUS(wait_status) == kSetupFailedExit) {
+        failure = {"sandbox init", 0};
+        return false;
     }
     if (have_status && WIFEXITED(command_status)) {
         result.exit_code = WEXITSTATUS(command_status);
@@ -695,8 +802,11 @@ bool attempt(const SandboxOptions& options, ChildPlan& plan, SandboxResult& resu
 SandboxResult run_sandboxed(const SandboxOptions& options, const std::vector<std::string>& argv) {
     if (argv.empty()) throw Error("sandbox: no command given");
     if (!(options.wall_s > 0) || !(options.cpu_s > 0) || options.mem_mb == 0 ||
-        options.procs <= 0 || options.open_files <= 0) {
-        throw Error("sandbox: limits must be positive (wall_s, cpu_s, mem_mb, procs, open_files)");
+        options.procs <= 0 || options.open_files <= 0 || options.disk_mb == 0 ||
+        options.max_files <= 0) {
+        throw Error(
+            "sandbox: limits must be positive (wall_s, cpu_s, mem_mb, procs, open_files, disk_mb, "
+            "max_files)");
     }
     // Scratch: the caller's directory, or a fresh one removed afterwards.
     fs::path scratch = options.scratch;
@@ -724,10 +834,8 @@ SandboxResult run_sandboxed(const SandboxOptions& options, const std::vector<std
     if (scratch == "/" || scratch == kStaging) {
         throw Error("sandbox: scratch directory must not be / or /tmp itself");
     }
-    // As root the sandbox runs as nobody on the host, so the scratch directory must be its.
-    if (geteuid() == 0 && chown(scratch.c_str(), kSandboxHostId, kSandboxHostId) != 0) {
-        throw Error("sandbox: chown " + scratch.string() + ": " + std::strerror(errno));
-    }
+    // The caller's directory is never shown to the command nor given to the sandbox's user:
+    // its contents travel in and out by copy (see attempt()).
 
     ChildPlan plan;
     plan.scratch = scratch.string();
@@ -762,11 +870,22 @@ SandboxResult run_sandboxed(const SandboxOptions& options, const std::vector<std
     const std::vector<sock_filter>& program = seccomp_program();
     plan.seccomp.len = static_cast<unsigned short>(program.size());
     plan.seccomp.filter = const_cast<sock_filter*>(program.data());
-    plan_filesystem(plan, options.read_only);
+    plan_filesystem(plan, options);
 
     SandboxResult result;
     SetupFailure failure;
-    if (attempt(options, plan, result, failure)) return result;
+    {
+        // Whole-sandbox memory and task limits; with none, the rlimits still hold per process.
+        SandboxCgroup cgroup(static_cast<uint64_t>(options.mem_mb) << 20, options.procs);
+        const bool copy_back = temp.path.empty();
+        if (attempt(options, plan, result, failure, &cgroup, scratch, copy_back)) {
+            result.whole_sandbox_limits = cgroup.memory_limited() && cgroup.tasks_limited();
+            result.limits_note = cgroup.unavailable_reason();
+            result.memory_peak_kb = cgroup.memory_peak_kb();
+            result.oom_killed = cgroup.oom_killed();
+            return result;
+        }
+    }
     const std::string why =
         failure.step + (failure.err != 0 ? std::string(": ") + std::strerror(failure.err) : "");
     if (failure.step == "execve") {
@@ -780,9 +899,17 @@ SandboxResult run_sandboxed(const SandboxOptions& options, const std::vector<std
     }
     plan.namespaces = false;
     plan.drop_to_nobody = geteuid() == 0;
+    // Unisolated, the command writes the host directory itself, as nobody when crucible is
+    // root: only a scratch of our own is given to nobody; a caller's keeps its owner (and must
+    // be writable by nobody for the command to write it).
+    if (plan.drop_to_nobody && !temp.path.empty() &&
+        chown(scratch.c_str(), kSandboxHostId, kSandboxHostId) != 0) {
+        throw Error("sandbox: chown " + scratch.string() + ": " + std::strerror(errno));
+    }
     result = SandboxResult{};
     result.isolated = false;
-    if (attempt(options, plan, result, failure)) return result;
+    result.limits_note = "no namespaces: per-process rlimits only";
+    if (attempt(options, plan, result, failure, nullptr, scratch, false)) return result;
     if (failure.step == "execve") {
         throw Error("sandbox: cannot execute " + plan.exe + ": " + std::strerror(failure.err));
     }
