@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -171,6 +172,44 @@ void Engine::forward(const std::vector<Row>& rows, std::vector<float>* logits) {
                                                    : model_.find("lm_head.weight");
     logits->resize((size_t)M * V);
     k::linear_forward(logits->data(), ln, model_.params() + head->offset, nullptr, M, H, V);
+}
+
+void Engine::forward_with_team(const std::vector<Row>& rows) {
+    const int max_threads = omp_get_max_threads();
+    const int N = static_cast<int>(rows.size());
+    if (!options_.adaptive_threads || max_threads <= 1 || N > TeamSizer::kMaxRows) {
+        last_step_threads_ = max_threads;
+        forward(rows, &logits_);
+        return;
+    }
+    // Multiply-adds: the seven weight matmuls of every layer per row, attention over each
+    // row's context, and the LM head for the rows that sample.
+    const ModelConfig& c = model_.config();
+    const double H = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), I = c.intermediate_size;
+    const double per_row = H * Q + 2 * H * KV + Q * H + 3 * H * I;
+    double context = 0, sampling = 0;
+    for (const Row& r : rows) {
+        context += r.pos + 1.0;
+        sampling += r.want_logits ? 1 : 0;
+    }
+    const double macs =
+        c.num_hidden_layers * (N * per_row + 2 * Q * context) + sampling * H * c.vocab_size;
+    using clock = std::chrono::steady_clock;
+    auto seconds = [](clock::time_point t) {
+        return std::chrono::duration<double>(t.time_since_epoch()).count();
+    };
+    const clock::time_point t0 = clock::now();
+    const int team = team_.choose(N, N * per_row / 7, macs, max_threads, seconds(t0));
+    last_step_threads_ = team;
+    // omp_set_num_threads sets the calling thread's own default: put the caller's back.
+    struct Restore {
+        int threads;
+        ~Restore() { omp_set_num_threads(threads); }
+    } restore{max_threads};
+    omp_set_num_threads(team);
+    forward(rows, &logits_);
+    const clock::time_point t1 = clock::now();
+    team_.record(std::chrono::duration<double>(t1 - t0).count(), seconds(t1));
 }
 
 namespace {
@@ -345,7 +384,7 @@ bool Engine::step() {
         prefill_tokens_ += chunk;
         last_step_sequences_++;
     }
-    if (!rows.empty()) forward(rows, &logits_);
+    if (!rows.empty()) forward_with_team(rows);
     steps_++;
     // Sample: logits rows follow the order of rows with want_logits.
     int li = 0;

@@ -22,6 +22,7 @@
 
 #include "engine/kv_cache.h"
 #include "engine/sampler.h"
+#include "engine/team_size.h"
 #include "model/model.h"
 
 namespace crucible {
@@ -53,6 +54,10 @@ struct EngineOptions {
     double kv_budget_bytes = 2e9;  // default KV pool size limit (fp32 K and V, all layers)
     int max_batch_tokens = 512;    // rows per forward pass (decode tokens + prefill chunks)
     int max_batch_seqs = 256;      // sequences decoding at once
+    // Choose each step's OpenMP team (1 .. the caller's omp_get_max_threads()) from its work
+    // and measured step times (engine/team_size.h); false: every step uses the caller's team.
+    // Results are the same either way.
+    bool adaptive_threads = true;
     // Turns completion ids into text, for stop strings (none: stop strings are ignored).
     std::function<std::string(const std::vector<int32_t>&)> detokenize;
 };
@@ -105,6 +110,8 @@ class Engine {
     int num_running() const { return static_cast<int>(active_.size()); }
     // Sequences that had a row in the last step's forward pass.
     int last_step_sequences() const { return last_step_sequences_; }
+    // The OpenMP team of the last step's forward pass (0 before any).
+    int last_step_threads() const { return last_step_threads_; }
     int kv_blocks() const { return cache_->num_blocks(); }
     int free_kv_blocks() const { return cache_->free_blocks(); }
 
@@ -120,6 +127,8 @@ class Engine {
     struct Request;
     // One forward pass over `rows`; fills logits for rows with want_logits (in row order).
     void forward(const std::vector<Row>& rows, std::vector<float>* logits);
+    // forward(rows, &logits_) with the step's OpenMP team (options_.adaptive_threads).
+    void forward_with_team(const std::vector<Row>& rows);
     void rescore(const std::vector<GenerationRequest>& requests,
                  std::vector<std::vector<GeneratedSequence>>* results);
     // Moves queued requests into the batch while the KV pool holds every admitted worst case.
@@ -140,6 +149,8 @@ class Engine {
     int committed_ = 0;        // worst-case KV blocks of the admitted requests
     int running_samples_ = 0;  // samples of the admitted requests not finished
     int last_step_sequences_ = 0;
+    int last_step_threads_ = 0;
+    TeamSizer team_;
     // Step buffers, grown as needed.
     std::vector<float> x_, ln_, q_, k_, v_, att_, h_, gate_, up_, act_, sel_, rstd_;
     std::vector<int32_t> tokens_, positions_;

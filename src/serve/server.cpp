@@ -385,6 +385,7 @@ void Server::Impl::engine_loop() {
             engine_waiting = engine->num_waiting();
             st.steps = engine->steps();
             st.max_step_sequences = std::max(st.max_step_sequences, engine->last_step_sequences());
+            st.step_threads = engine->last_step_threads();
             st.running = engine->num_running();
             st.waiting = engine_waiting + (int)inbox.size();
             st.free_kv_blocks = engine->free_kv_blocks();

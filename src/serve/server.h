@@ -46,6 +46,7 @@ struct ServerOptions {
 struct ServerStats {
     int64_t steps = 0;              // forward passes
     int max_step_sequences = 0;     // most sequences that shared one forward pass
+    int step_threads = 0;           // OpenMP team of the last forward pass (engine/team_size.h)
     int running = 0;                // sequences in the batch (prompts being prefilled included)
     int waiting = 0;                // requests queued, not yet in the batch
     int kv_blocks = 0;              // KV cache pool size
