@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "env/countdown.h"
 #include "test_util.h"
 
 namespace crucible {

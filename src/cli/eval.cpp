@@ -4,13 +4,13 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/jsonl.h"
 #include "eval/dataset.h"
 #include "eval/harness.h"
 #include "eval/local_generator.h"
@@ -251,14 +251,11 @@ std::function<int()> add_verify(CLI::App& app) {
     cmd->add_option("--out", o->out, "output JSONL (default: stdout)");
     cmd->add_option("--verifier", o->verifier, "for lines without one (default math)");
     return [o]() {
-        std::ifstream in(o->in);
-        std::string text, out_text;
-        int line_no = 0, n = 0, n_equal = 0;
-        while (std::getline(in, text)) {
-            ++line_no;
-            if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
-            const std::string where = o->in + ":" + std::to_string(line_no);
-            json j = json::parse(text, nullptr, false);
+        std::string out_text;
+        int n = 0, n_equal = 0;
+        for_each_jsonl_line(o->in, "", [&](const JsonlLine& line) {
+            const std::string where = line.where();
+            json j = json::parse(line.text, nullptr, false);
             if (j.is_discarded() || !j.is_object()) throw Error(where + ": not a JSON object");
             const std::string gold = text_field(j, "gold", where);
             const std::string pred = text_field(j, "pred", where);
@@ -281,7 +278,7 @@ std::function<int()> add_verify(CLI::App& app) {
             ++n;
             n_equal += equal ? 1 : 0;
             out_text += j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
-        }
+        });
         if (o->out.empty()) {
             std::fputs(out_text.c_str(), stdout);
         } else {

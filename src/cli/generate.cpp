@@ -3,12 +3,12 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/jsonl.h"
 #include "core/rng.h"
 #include "engine/engine.h"
 #include "model/checkpoint.h"
@@ -134,14 +134,9 @@ std::function<int()> add_generate(CLI::App& app) {
         const std::vector<int32_t> eos = eos_ids_of(o->model, model->config());
         std::vector<json> lines;
         std::vector<GenerationRequest> reqs;
-        std::ifstream in(o->in);
-        std::string text;
-        int64_t line_no = 0;
-        while (std::getline(in, text)) {
-            line_no++;
-            if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
-            const std::string where = o->in + ":" + std::to_string(line_no);
-            json j = json::parse(text, nullptr, false);
+        for_each_jsonl_line(o->in, "", [&](const JsonlLine& line) {
+            const std::string where = line.where();
+            json j = json::parse(line.text, nullptr, false);
             if (j.is_discarded() || !j.is_object()) throw Error(where + ": not a JSON object");
             GenerationRequest r;
             r.prompt = prompt_of(j, where, tok, chat, model->config().vocab_size);
@@ -157,7 +152,7 @@ std::function<int()> add_generate(CLI::App& app) {
             r.params.logprobs = o->logprobs;
             reqs.push_back(std::move(r));
             lines.push_back(std::move(j));
-        }
+        });
         EngineOptions eo;
         eo.max_batch_tokens = o->max_batch_tokens;
         eo.detokenize = tok.decode;

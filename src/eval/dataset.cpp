@@ -1,10 +1,11 @@
 #include "eval/dataset.h"
 
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/jsonl.h"
+#include "env/dataset_item.h"
 #include "reward/verify/verifiers.h"
 
 namespace crucible::eval {
@@ -70,13 +71,16 @@ std::string parse_rubric_line(const json& j, const std::string& path, int line_n
 }
 
 // Parses one line into `item`; returns "" or the reason the line is left out.
-std::string parse_item(const std::string& text, const std::string& path, int line_no,
-                       const std::string& default_verifier, const std::string& cluster_field,
-                       EvalItem* item) {
-    const json j = json::parse(text, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) return "not a JSON object";
-    item->line = line_no;
-    item->id = "line-" + std::to_string(line_no);
+std::string parse_item(const JsonlLine& line, const std::string& default_verifier,
+                       const std::string& cluster_field, EvalItem* item) {
+    json j;
+    try {
+        j = parse_jsonl_object(line);
+    } catch (const Error&) {
+        return "not a JSON object";
+    }
+    item->line = line.number;
+    item->id = "line-" + std::to_string(line.number);
     const bool has_rubric = first_of(j, {"rubric", "rubrics", "checklist"}) != nullptr;
     if (j.contains("id")) {
         item->id = scalar_text(j["id"]);
@@ -86,7 +90,7 @@ std::string parse_item(const std::string& text, const std::string& path, int lin
         if (item->id.empty()) return "field 'prompt_id' must be a non-empty string or a number";
     }
     if (has_rubric) {
-        const std::string why = parse_rubric_line(j, path, line_no, item);
+        const std::string why = parse_rubric_line(j, line.path, line.number, item);
         if (!why.empty()) return why;
         if (!cluster_field.empty() && j.contains(cluster_field))
             item->cluster = scalar_text(j[cluster_field]);
@@ -94,32 +98,30 @@ std::string parse_item(const std::string& text, const std::string& path, int lin
     }
     if (j.contains("verifier") && j["verifier"] == "rubric")
         return "verifier 'rubric' needs a 'rubric' (or 'rubrics', 'checklist') field";
-    if (j.contains("messages")) {
-        const json& msgs = j["messages"];
-        if (!msgs.is_array() || msgs.empty()) return "field 'messages' must be a non-empty array";
-        for (const json& m : msgs) {
-            if (!m.is_object() || !m.contains("role") || !m["role"].is_string() ||
-                !m.contains("content") || !m["content"].is_string())
-                return "each entry of 'messages' needs string 'role' and 'content'";
-            item->messages.emplace_back(m["role"].get<std::string>(),
-                                        m["content"].get<std::string>());
-        }
-    } else if (j.contains("prompt")) {
-        if (!j["prompt"].is_string()) return "field 'prompt' must be a string";
-        item->prompt = j["prompt"].get<std::string>();
+    const std::string where = line.where();
+    DatasetItem d;
+    try {
+        d = parse_dataset_item(std::move(j), where, line.number);
+    } catch (const Error& e) {
+        std::string why = e.what();
+        if (why.rfind(where + ": ", 0) == 0) why.erase(0, where.size() + 2);
+        return why;
+    }
+    if (d.chat) {
+        if (d.messages.empty()) return "field 'messages' must be a non-empty array";
+        for (ChatMessage& m : d.messages)
+            item->messages.emplace_back(std::move(m.role), std::move(m.content));
+    } else if (d.has_prompt) {
+        item->prompt = std::move(d.prompt);
     } else {
         return "needs 'prompt' or 'messages'";
     }
-    const char* answer_key = j.contains("answer") ? "answer" : "gold";
-    if (!j.contains(answer_key)) return "needs 'answer' (or 'gold')";
-    item->answer = scalar_text(j[answer_key]);
+    // Stricter than the item's answer: a number or a string, not empty.
+    if (!d.fields.contains(d.answer_key)) return "needs 'answer' (or 'gold')";
+    item->answer = scalar_text(d.fields[d.answer_key]);
     if (item->answer.empty())
-        return std::string("field '") + answer_key + "' must be a non-empty string or a number";
-    item->verifier = default_verifier;
-    if (j.contains("verifier")) {
-        if (!j["verifier"].is_string()) return "field 'verifier' must be a string";
-        item->verifier = j["verifier"].get<std::string>();
-    }
+        return "field '" + d.answer_key + "' must be a non-empty string or a number";
+    item->verifier = d.verifier.value_or(default_verifier);
     if (!is_known_verifier(item->verifier))
         return "unknown verifier '" + item->verifier +
                "' (expected exact, regex, numeric, mc, choice or math)";
@@ -132,8 +134,8 @@ std::string parse_item(const std::string& text, const std::string& path, int lin
     } catch (const Error& e) {
         return e.what();
     }
-    if (!cluster_field.empty() && j.contains(cluster_field))
-        item->cluster = scalar_text(j[cluster_field]);
+    if (!cluster_field.empty() && d.fields.contains(cluster_field))
+        item->cluster = scalar_text(d.fields[cluster_field]);
     return {};
 }
 
@@ -144,29 +146,22 @@ Dataset load_dataset(const std::string& path, const std::string& default_verifie
     if (!is_known_verifier(default_verifier))
         throw Error("--verifier: unknown verifier '" + default_verifier +
                     "' (expected exact, regex, numeric, mc, choice or math)");
-    std::ifstream in(path);
-    if (!in) throw Error(path + ": cannot open the dataset");
     Dataset d;
     std::map<std::string, int> seen;  // id -> line
-    std::string text;
-    int line_no = 0;
-    while (std::getline(in, text)) {
-        ++line_no;
-        if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+    for_each_jsonl_line(path, "the dataset", [&](const JsonlLine& line) {
         EvalItem item;
-        const std::string why =
-            parse_item(text, path, line_no, default_verifier, cluster_field, &item);
+        const std::string why = parse_item(line, default_verifier, cluster_field, &item);
         if (!why.empty()) {
-            d.excluded.push_back(path + ":" + std::to_string(line_no) + ": " + why);
-            continue;
+            d.excluded.push_back(line.where() + ": " + why);
+            return;
         }
-        const auto [it, fresh] = seen.emplace(item.id, line_no);
+        const auto [it, fresh] = seen.emplace(item.id, line.number);
         if (!fresh)
-            throw Error(path + ":" + std::to_string(line_no) + ": id '" + item.id +
-                        "' was already used on line " + std::to_string(it->second) +
+            throw Error(line.where() + ": id '" + item.id + "' was already used on line " +
+                        std::to_string(it->second) +
                         " (ids must be unique: runs are compared by id)");
         d.items.push_back(std::move(item));
-    }
+    });
     return d;
 }
 

@@ -5,11 +5,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <limits>
 #include <set>
 
 #include "core/error.h"
+#include "core/jsonl.h"
 #include "reward/verify/math_answer.h"
 #include "reward/verify/verifiers.h"
 
@@ -500,22 +500,17 @@ RubricItem parse_rubric_item(const json& j, const SourceRef& where_in, bool requ
 }
 
 std::vector<RubricItem> load_rubric_items(const std::string& path, bool require_rubric) {
-    std::ifstream in(path);
-    if (!in) throw Error(path + ": cannot open");
     std::vector<RubricItem> items;
-    std::string line;
-    SourceRef where{path, 0, ""};
     std::set<std::string> ids;
-    while (std::getline(in, line)) {
-        ++where.line;
-        if (trim(line).empty()) continue;
-        json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    for_each_jsonl_line(path, "", [&](const JsonlLine& line) {
+        if (trim(line.text).empty()) return;  // also form feeds and vertical tabs
+        const SourceRef where{path, line.number, ""};
+        json j = json::parse(line.text, nullptr, /*allow_exceptions=*/false);
         if (j.is_discarded()) fail_at(where, "not valid JSON");
         items.push_back(parse_rubric_item(j, where, require_rubric));
         if (!ids.insert(items.back().id).second)
             fail_at(where, "duplicate item id '" + items.back().id + "'");
-    }
-    if (in.bad()) throw Error(path + ": read failed");
+    });
     return items;
 }
 

@@ -1,12 +1,13 @@
 #include "rl/task.h"
 
-#include <fstream>
 #include <memory>
-#include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/jsonl.h"
+#include "env/builtin.h"
 #include "env/countdown.h"
 #include "env/countdown_tinyzero.h"
+#include "env/dataset_item.h"
 #include "reward/rubric.h"
 #include "reward/verify/verifiers.h"
 #include "tokenizer/chat_template.h"
@@ -14,8 +15,6 @@
 namespace crucible::rl {
 
 namespace {
-
-using json = nlohmann::json;
 
 TaskItem make_item(const TextTokenizer& tok, std::string id, std::string prompt, std::string answer,
                    int index) {
@@ -30,68 +29,38 @@ TaskItem make_item(const TextTokenizer& tok, std::string id, std::string prompt,
 
 std::vector<TaskItem> read_jsonl(const std::string& path, const Config& cfg,
                                  const TextTokenizer& tok) {
-    std::ifstream in(path);
-    if (!in) throw Error(path + ": cannot open the task's JSONL file");
     const std::string default_verifier = cfg.get_string("task.verifier");
     const bool chat = cfg.get_bool("task.chat");
     std::vector<TaskItem> items;
-    std::string line;
-    for (int lineno = 1; std::getline(in, line); lineno++) {
-        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-        const std::string where = path + ":" + std::to_string(lineno);
-        json j;
-        try {
-            j = json::parse(line);
-        } catch (const json::exception& e) {
-            throw Error(where + ": not valid JSON: " + e.what());
-        }
-        if (!j.is_object()) throw Error(where + ": each line must be a JSON object");
+    for_each_jsonl_line(path, "the task's JSONL file", [&](const JsonlLine& line) {
+        const std::string where = line.where();
+        const DatasetItem d = parse_dataset_item(parse_jsonl_object(line), where, line.number);
         std::string prompt;
-        if (j.contains("messages")) {
-            std::vector<ChatMessage> messages;
-            if (!j["messages"].is_array()) throw Error(where + ": \"messages\" must be an array");
-            for (const json& m : j["messages"]) {
-                if (!m.is_object() || !m.contains("role") || !m["role"].is_string() ||
-                    !m.contains("content") || !m["content"].is_string()) {
-                    throw Error(where + ": each message needs string \"role\" and \"content\"");
-                }
-                messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
-            }
-            prompt = render_chat_text(tok.chat, messages, true);
-        } else if (j.contains("prompt") && j["prompt"].is_string()) {
-            prompt = j["prompt"].get<std::string>();
+        if (d.chat) {
+            prompt = render_chat_text(tok.chat, d.messages, true);
+        } else if (d.has_prompt) {
+            prompt = d.prompt;
             if (chat) prompt = render_chat_text(tok.chat, {{"user", prompt}}, true);
         } else {
             throw Error(where + ": needs a string \"prompt\" or a \"messages\" array");
         }
-        const char* answer_key = j.contains("answer") ? "answer" : "gold";
-        const bool has_answer = j.contains(answer_key) && !j[answer_key].is_null();
-        const bool has_rubric = j.contains("rubric");
+        const bool has_answer = d.answer.has_value();
+        const bool has_rubric = d.fields.contains("rubric");  // this name only, not its aliases
         if (!has_answer && !has_rubric) {
             throw Error(where + ": needs \"answer\" (or a \"rubric\")");
         }
-        std::string answer;
-        if (has_answer) {
-            const json& a = j[answer_key];
-            answer = a.is_string() ? a.get<std::string>() : a.dump();
-            if (answer.find_first_not_of(" \t\r\n") == std::string::npos) {
-                throw Error(where + ": \"" + answer_key +
-                            "\" is empty (leave it out for a rubric-only item)");
-            }
+        const std::string answer = d.answer.value_or("");
+        if (has_answer && answer.find_first_not_of(" \t\r\n") == std::string::npos) {
+            throw Error(where + ": \"" + d.answer_key +
+                        "\" is empty (leave it out for a rubric-only item)");
         }
-        std::string id = std::to_string(items.size());
-        if (j.contains("id"))
-            id = j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump();
-        TaskItem item = make_item(tok, id, prompt, answer, (int)items.size());
+        TaskItem item = make_item(tok, d.id.value_or(std::to_string(items.size())), prompt, answer,
+                                  (int)items.size());
         item.has_gold = has_answer;
-        item.verifier = default_verifier;
-        if (j.contains("verifier")) {
-            if (!j["verifier"].is_string()) throw Error(where + ": \"verifier\" must be a string");
-            item.verifier = j["verifier"].get<std::string>();
-        }
+        item.verifier = d.verifier.value_or(default_verifier);
         if (has_rubric) {
             item.rubric = std::make_shared<const reward::RubricItem>(
-                reward::parse_rubric_item(j, reward::SourceRef{path, lineno, item.id}));
+                reward::parse_rubric_item(d.fields, reward::SourceRef{path, line.number, item.id}));
         }
         bool pays_empty = false;
         try {
@@ -101,11 +70,11 @@ std::vector<TaskItem> read_jsonl(const std::string& path, const Config& cfg,
             throw Error(where + ": \"verifier\": " + e.what());
         }
         if (pays_empty) {  // e.g. a regex gold such as ".*" or "4?"
-            throw Error(where + ": \"" + answer_key + "\": the " + item.verifier +
+            throw Error(where + ": \"" + d.answer_key + "\": the " + item.verifier +
                         " verifier accepts an empty completion against it, so it would pay one");
         }
         items.push_back(std::move(item));
-    }
+    });
     if (items.empty()) throw Error(path + ": no items");
     return items;
 }
@@ -118,27 +87,26 @@ Task load_task(const Config& cfg, const TextTokenizer& tok) {
     const uint64_t seed = static_cast<uint64_t>(cfg.get_int("seed"));
     const int n_train = static_cast<int>(cfg.get_int("task.train_examples"));
     const int n_eval = static_cast<int>(cfg.get_int("task.eval_examples"));
-    if (task.name == "countdown_lite" || task.name == "addition") {
-        std::vector<PromptCompletion> train, eval;
+    if (is_builtin_task(task.name)) {
+        BuiltinSplits splits = builtin_task_items(
+            task.name, n_train, n_eval, static_cast<int>(cfg.get_int("task.max_digits")), seed);
         if (task.name == "countdown_lite") {
-            countdown_split(n_train, n_eval, seed, &train, &eval);
             task.score = [](const TaskItem& item, const std::string& completion) {
                 return TaskScore{countdown_reward(item.prompt, completion), 0.0};
             };
         } else {
-            addition_split(n_train, n_eval, static_cast<int>(cfg.get_int("task.max_digits")), seed,
-                           &train, &eval);
             task.score = [](const TaskItem& item, const std::string& completion) {
                 const size_t nl = completion.find('\n');
                 return TaskScore{completion.substr(0, nl) == item.answer ? 1.0 : 0.0, 0.0};
             };
         }
-        for (size_t i = 0; i < train.size(); i++)
-            task.train.push_back(make_item(tok, "train-" + std::to_string(i), train[i].prompt,
-                                           train[i].completion, (int)i));
-        for (size_t i = 0; i < eval.size(); i++)
-            task.eval.push_back(make_item(tok, "eval-" + std::to_string(i), eval[i].prompt,
-                                          eval[i].completion, (int)i));
+        for (auto [split, items] :
+             {std::pair{&splits.train, &task.train}, std::pair{&splits.eval, &task.eval}}) {
+            for (size_t i = 0; i < split->size(); i++) {
+                DatasetItem& d = (*split)[i];
+                items->push_back(make_item(tok, *d.id, std::move(d.prompt), *d.answer, (int)i));
+            }
+        }
     } else if (task.name == "countdown") {
         auto train = std::make_shared<std::vector<CountdownProblem>>();
         auto eval = std::make_shared<std::vector<CountdownProblem>>();

@@ -1,9 +1,11 @@
 #include "train/sft_data.h"
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/jsonl.h"
+#include "env/builtin.h"
+#include "env/dataset_item.h"
 #include "tokenizer/chat_template.h"
 
 namespace crucible {
@@ -39,20 +41,11 @@ std::string string_field(const json& obj, const char* key, const std::string& wh
     return it->get<std::string>();
 }
 
-SftExample make_chat(const TextTokenizer& tok, const json& messages, const std::string& where) {
-    if (!messages.is_array() || messages.empty()) {
-        throw Error(where + ": field 'messages' must be a non-empty array");
-    }
-    std::vector<ChatMessage> chat;
+SftExample make_chat(const TextTokenizer& tok, const std::vector<ChatMessage>& chat,
+                     const std::string& where) {
+    if (chat.empty()) throw Error(where + ": field 'messages' must be a non-empty array");
     bool has_assistant = false;
-    for (size_t i = 0; i < messages.size(); i++) {
-        const std::string at = where + ": messages[" + std::to_string(i) + "]";
-        if (!messages[i].is_object()) throw Error(at + ": must be an object");
-        ChatMessage m{string_field(messages[i], "role", at),
-                      string_field(messages[i], "content", at)};
-        has_assistant |= m.role == "assistant";
-        chat.push_back(std::move(m));
-    }
+    for (const ChatMessage& m : chat) has_assistant |= m.role == "assistant";
     if (!has_assistant) throw Error(where + ": 'messages' has no assistant turn to train on");
     SftExample ex;
     for (const TextSegment& seg : render_chat(tok.chat, chat, false)) {
@@ -67,26 +60,16 @@ SftExample make_chat(const TextTokenizer& tok, const json& messages, const std::
 }  // namespace
 
 SftDataset load_sft_jsonl(const std::string& path, const TextTokenizer& tok, int max_seq_len) {
-    std::ifstream in(path);
-    if (!in) throw Error(path + ": cannot open dataset");
     SftDataset ds;
-    std::string line;
-    int64_t line_no = 0;
-    while (std::getline(in, line)) {
-        line_no++;
-        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-        const std::string where = path + ":" + std::to_string(line_no);
-        json j;
-        try {
-            j = json::parse(line);
-        } catch (const json::exception& e) {
-            throw Error(where + ": not valid JSON (" + std::string(e.what()) + ")");
-        }
-        if (!j.is_object()) throw Error(where + ": each line must be a JSON object");
+    for_each_jsonl_line(path, "dataset", [&](const JsonlLine& line) {
+        const std::string where = line.where();
+        const json j = parse_jsonl_object(line);
+        DatasetItem item;  // the conversation only: SFT reads no answer or verifier
+        parse_item_conversation(j, where, &item);
         SftExample ex;
-        if (j.contains("messages")) {
-            ex = make_chat(tok, j["messages"], where);
-        } else if (j.contains("prompt") || j.contains("completion")) {
+        if (item.chat) {
+            ex = make_chat(tok, item.messages, where);
+        } else if (item.has_prompt || j.contains("completion")) {
             ex = make_prompt_completion(tok, string_field(j, "prompt", where),
                                         string_field(j, "completion", where));
         } else {
@@ -102,27 +85,28 @@ SftDataset load_sft_jsonl(const std::string& path, const TextTokenizer& tok, int
                         std::to_string(max_seq_len) + " tokens)");
         }
         ds.examples.push_back(std::move(ex));
-    }
+    });
     if (ds.examples.empty()) throw Error(path + ": dataset has no examples");
     return ds;
 }
 
 SftDataset builtin_sft_dataset(const std::string& spec, bool eval_split, int n_train, int n_eval,
                                uint64_t seed, const TextTokenizer& tok) {
-    std::vector<PromptCompletion> train, eval;
     SftDataset ds;
+    std::string name;  // the built-in task (env/builtin.h) behind the spec
     if (spec == "builtin:countdown") {
-        countdown_split(n_train, n_eval, seed, &train, &eval);
+        name = "countdown_lite";
         ds.task = "countdown";
     } else if (spec == "builtin:addition") {
-        addition_split(n_train, n_eval, 3, seed, &train, &eval);
+        name = "addition";
         ds.task = "addition";
     } else {
         throw Error("unknown built-in dataset '" + spec +
                     "' (known: builtin:countdown, builtin:addition)");
     }
-    for (const PromptCompletion& pc : eval_split ? eval : train) {
-        ds.examples.push_back(make_prompt_completion(tok, pc.prompt, pc.completion));
+    const BuiltinSplits splits = builtin_task_items(name, n_train, n_eval, 3, seed);
+    for (const DatasetItem& item : eval_split ? splits.eval : splits.train) {
+        ds.examples.push_back(make_prompt_completion(tok, item.prompt, *item.answer));
     }
     return ds;
 }

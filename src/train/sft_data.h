@@ -6,7 +6,6 @@
 #include <string>
 #include <vector>
 
-#include "env/countdown.h"
 #include "model/model.h"
 #include "tokenizer/text_tokenizer.h"
 

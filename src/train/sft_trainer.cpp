@@ -14,6 +14,7 @@
 #include "core/file_io.h"
 #include "core/rng.h"
 #include "engine/engine.h"
+#include "env/countdown.h"
 #include "model/checkpoint.h"
 #include "model/safetensors.h"
 #include "run/optimizer.h"
