@@ -217,23 +217,100 @@ TEST(SandboxLimits, SetuidBitsAndSymlinksDoNotComeBack) {
     ASSERT_EQ(stat((scratch.path / "g").c_str(), &g), 0);
     ASSERT_EQ(stat((scratch.path / "d").c_str(), &d), 0);
     EXPECT_EQ(t.st_mode & 07777, 0755u);
-    EXPECT_EQ(g.st_mode & 07777, 0775u);
+    EXPECT_EQ(g.st_mode & 07777, 0755u);  // setgid and group write dropped
     EXPECT_EQ(d.st_mode & 07000, 0u);
 }
 
-TEST(SandboxLimits, ASparseFileLargerThanTheScratchIsNotWrittenOutInFull) {
+TEST(SandboxLimits, AScratchTooLargeToComeBackLeavesTheFolderAndTheResult) {
+    // Sparse files cost the tmpfs nothing but would be written out in full: measured first,
+    // refused before the caller's folder is touched, and the command's result still stands.
     TempDir scratch;
+    spit(scratch.path / "precious.txt", "keep me\n");
     SandboxOptions o = quick();
     o.scratch = scratch.path;
     o.disk_mb = 8;
     o.file_mb = 4096;
-    try {
-        run_sandboxed(o, {"truncate", "-s", "1G", "sparse"});
-        ADD_FAILURE() << "a 1 GiB sparse file was copied back from an 8 MiB scratch";
-    } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("disk_mb"), std::string::npos) << e.what();
-    }
+    const SandboxResult r =
+        run_sandboxed(o, {"sh", "-c", "echo important; truncate -s 1G sparse; rm precious.txt"});
+    EXPECT_EQ(r.exit_code, 0) << r.stderr_text;
+    EXPECT_EQ(r.stdout_text, "important\n");
+    EXPECT_NE(r.scratch_error.find("disk_mb"), std::string::npos) << r.scratch_error;
     EXPECT_FALSE(fs::exists(scratch.path / "sparse"));
+    EXPECT_EQ(slurp(scratch.path / "precious.txt"), "keep me\n");
+}
+
+TEST(SandboxLimits, AScratchTooDeepToComeBackLeavesTheFolder) {
+    TempDir scratch;
+    spit(scratch.path / "precious.txt", "keep me\n");
+    SandboxOptions o = quick();
+    o.scratch = scratch.path;
+    std::string deep = "d";
+    for (int i = 0; i < 80; i++) deep += "/d";
+    const SandboxResult r = run_sandboxed(o, {"mkdir", "-p", deep});
+    EXPECT_EQ(r.exit_code, 0) << r.stderr_text;
+    EXPECT_NE(r.scratch_error.find("deeper"), std::string::npos) << r.scratch_error;
+    EXPECT_FALSE(fs::exists(scratch.path / "d"));
+    EXPECT_EQ(slurp(scratch.path / "precious.txt"), "keep me\n");
+}
+
+TEST(SandboxLimits, WhatComesBackIsNotWritableByOthers) {
+    // A directory the command made world-writable would be the caller's on the host, open to
+    // every local user (who could then plant links in it): group/other write is dropped.
+    TempDir scratch;
+    SandboxOptions o = quick();
+    o.scratch = scratch.path;
+    const SandboxResult r =
+        run_sandboxed(o, {"sh", "-c", "mkdir d && echo x > d/f && chmod 666 d/f && chmod 777 d"});
+    ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+    EXPECT_EQ(r.scratch_error, "");
+    struct stat d {
+    }, f{};
+    ASSERT_EQ(stat((scratch.path / "d").c_str(), &d), 0);
+    ASSERT_EQ(stat((scratch.path / "d" / "f").c_str(), &f), 0);
+    EXPECT_EQ(d.st_mode & 07777, 0755u);
+    EXPECT_EQ(f.st_mode & 07777, 0644u);
+}
+
+TEST(SandboxLimits, AScratchOthersCanChangeIsRefused) {
+    // Another user able to write in it could swap an entry for a link during the copy.
+    TempDir scratch;
+    SandboxOptions o = quick();
+    o.scratch = scratch.path;
+    fs::permissions(scratch.path, fs::perms::others_write, fs::perm_options::add);
+    try {
+        run_sandboxed(o, {"true"});
+        ADD_FAILURE() << "a world-writable scratch was accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("writable by others"), std::string::npos) << e.what();
+    }
+    fs::permissions(scratch.path, fs::perms::others_write, fs::perm_options::remove);
+    if (geteuid() != 0) return;  // only root can give a folder away
+    fs::create_directory(scratch.path / "theirs");
+    ASSERT_EQ(chown((scratch.path / "theirs").c_str(), 65534, 65534), 0);
+    try {
+        run_sandboxed(o, {"true"});
+        ADD_FAILURE() << "a scratch holding another user's directory was accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("belongs to uid 65534"), std::string::npos)
+            << e.what();
+    }
+}
+
+TEST(SandboxLimits, ReadOnlyDirectoriesCopyInWithTheirModes) {
+    TempDir scratch;
+    fs::create_directory(scratch.path / "ro");
+    spit(scratch.path / "ro" / "f", "given\n");
+    fs::permissions(scratch.path / "ro", fs::perms::owner_read | fs::perms::owner_exec |
+                                             fs::perms::group_read | fs::perms::group_exec |
+                                             fs::perms::others_read | fs::perms::others_exec);
+    SandboxOptions o = quick();
+    o.scratch = scratch.path;
+    o.copy_back = false;
+    const SandboxResult r = run_sandboxed(o, {"sh", "-c", "cat ro/f; stat -c %a ro; touch new"});
+    ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+    EXPECT_EQ(r.stdout_text, "given\n555\n");
+    EXPECT_FALSE(fs::exists(scratch.path / "new"));  // copy_back = false: nothing comes back
+    fs::permissions(scratch.path / "ro", fs::perms::owner_write, fs::perm_options::add);
 }
 
 TEST(SandboxLimits, AfterAWallClockKillNothingIsCopiedBack) {
@@ -256,7 +333,8 @@ TEST(SandboxLimits, CruciblesCommandLineAndEnvironmentAreHidden) {
     const SandboxResult r = run_sandboxed(
         quick(), {kPython, "-c",
                   "import sys\n"
-                  "for p in ['/proc/1/cmdline', '/proc/1/environ', '/proc/kcore', '/proc/keys']:\n"
+                  "for p in ['/proc/1/cmdline', '/proc/1/environ', '/proc/1/task/1/cmdline', "
+                  "'/proc/kcore', '/proc/keys']:\n"
                   "    try:\n"
                   "        data = open(p, 'rb').read()\n"
                   "        print(p, len(data))\n"
@@ -267,6 +345,7 @@ TEST(SandboxLimits, CruciblesCommandLineAndEnvironmentAreHidden) {
     EXPECT_EQ(r.stdout_text.find("sk-hidden"), std::string::npos);
     EXPECT_EQ(r.stdout_text.find("crucible"), std::string::npos) << r.stdout_text;
     EXPECT_NE(r.stdout_text.find("/proc/1/cmdline 0\n"), std::string::npos) << r.stdout_text;
+    EXPECT_NE(r.stdout_text.find("/proc/1/task/1/cmdline 0\n"), std::string::npos) << r.stdout_text;
     const auto has = [&](const std::string& line) {
         return r.stdout_text.find(line) != std::string::npos;
     };

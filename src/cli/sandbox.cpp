@@ -69,6 +69,7 @@ std::function<int()> add_sandbox(CLI::App& app) {
                           {"whole_sandbox_limits", r.whole_sandbox_limits},
                           {"limits_note", r.limits_note},
                           {"scratch_skipped", r.scratch_skipped},
+                          {"scratch_error", r.scratch_error},
                           {"stdout", r.stdout_text},
                           {"stdout_truncated", r.stdout_truncated},
                           {"stderr", r.stderr_text},

@@ -186,6 +186,7 @@ EvalOutcome evaluate_program(const Problem& problem, const std::string& code,
     so.procs = problem.procs;
     so.read_only = problem.read_only;
     so.env = kIsolatedEnv;
+    so.copy_back = false;  // nothing is read from a scratch afterwards: nothing comes back
     // Each sandbox starts from a scratch directory holding only the program as stored.
     const auto fresh_scratch = [&](const std::string& name) {
         const fs::path scratch = folder.fresh(name);

@@ -1,6 +1,7 @@
 #include "sandbox/cgroup.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -128,6 +130,21 @@ void remove_group(const fs::path& dir) {
     }
 }
 
+// Groups left by a crucible that was killed before it could remove them: the pid in their
+// name is gone (a live process, ours or another user's, keeps its groups).
+void remove_stale_groups(const fs::path& parent) {
+    const std::string prefix = "crucible-sandbox-";
+    std::error_code ec;
+    for (fs::directory_iterator it(parent, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (name.compare(0, prefix.size(), prefix) != 0) continue;
+        const long pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
+        if (pid > 0 && kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+            rmdir(it->path().c_str());  // fails harmlessly while it still holds a process
+        }
+    }
+}
+
 }  // namespace
 
 SandboxCgroup::SandboxCgroup(uint64_t memory_bytes, int64_t max_tasks) {
@@ -160,6 +177,13 @@ SandboxCgroup::SandboxCgroup(uint64_t memory_bytes, int64_t max_tasks) {
     // v1: the memory and the pids hierarchies, each on its own.
     std::string why;
     const fs::path memory_parent = own_group("memory");
+    const fs::path pids_parent = own_group("pids");
+    static std::once_flag swept;  // once per process: the names of the dead do not come back
+    std::call_once(swept, [&] {
+        for (const fs::path& p : {memory_parent, pids_parent, unified}) {
+            if (!p.empty()) remove_stale_groups(p);
+        }
+    });
     if (memory_parent.empty()) {
         why = "no memory controller is mounted";
     } else {
@@ -176,7 +200,6 @@ SandboxCgroup::SandboxCgroup(uint64_t memory_bytes, int64_t max_tasks) {
             remove_group(dir);
         }
     }
-    const fs::path pids_parent = own_group("pids");
     std::string pids_why;
     if (pids_parent.empty()) {
         pids_why = "no pids controller is mounted";

@@ -70,7 +70,9 @@ namespace fs = std::filesystem;
 
 constexpr uid_t kSandboxHostId = 65534;  // nobody/nogroup: what the sandbox is on the host
 constexpr int kSetupFailedExit = 125;
-constexpr const char* kStaging = "/tmp";  // where the new root is assembled before pivot_root
+constexpr const char* kStaging = "/tmp";
+constexpr int kMaxScratchDepth = 64;  // deeper scratches are not copied back  // where the new root
+                                      // is assembled before pivot_root
 
 // ---- seccomp ---------------------------------------------------------------------------------
 
@@ -550,8 +552,9 @@ void plan_filesystem(ChildPlan& plan, const SandboxOptions& options) {
     plan.staging_proc = root + "/proc";
     // init's command line and environment are crucible's; the rest is what container
     // runtimes mask (kernel memory, keyrings, timers, the scheduler's debug view).
-    for (const char* masked : {"/1/cmdline", "/1/environ", "/kcore", "/keys", "/timer_list",
-                               "/sched_debug", "/sysrq-trigger", "/kallsyms"}) {
+    for (const char* masked :
+         {"/1/cmdline", "/1/environ", "/1/task/1/cmdline", "/1/task/1/environ", "/kcore", "/keys",
+          "/timer_list", "/sched_debug", "/sysrq-trigger", "/kallsyms"}) {
         plan.proc_masks.push_back(plan.staging_proc + masked);
     }
     mkdirs(plan.scratch);
@@ -684,13 +687,14 @@ bool attempt(const SandboxOptions& options, ChildPlan& plan, SandboxResult& resu
                                   kSandboxHostId);
                 const char go = 1;
                 if (write(sync.w.fd, &go, 1) != 1) throw Error("sandbox: init went away");
-            } else if (m.kind == InitMessage::kExited) {
+            } else if (m.kind == InitMessage::kExited && !killed) {
+                // (After a kill, init may be gone with its scratch: nothing to copy.)
                 command_status = m.value;
                 have_status = true;
                 if (copy_back) {
-                    result.scratch_skipped =
-                        copy_out_of_sandbox(sandbox_scratch, host_scratch,
-                                            static_cast<uint64_t>(options.disk_mb) << 20);
+                    result.scratch_error = copy_out_of_sandbox(
+                        sandbox_scratch, host_scratch, static_cast<uint64_t>(options.disk_mb) << 20,
+                        kMaxScratchDepth, &result.scratch_skipped);
                 }
                 sync.w.reset();  // init may go: the namespace and its scratch end with it
             }
@@ -835,7 +839,8 @@ SandboxResult run_sandboxed(const SandboxOptions& options, const std::vector<std
         throw Error("sandbox: scratch directory must not be / or /tmp itself");
     }
     // The caller's directory is never shown to the command nor given to the sandbox's user:
-    // its contents travel in and out by copy (see attempt()).
+    // its contents travel in and out by copy (see attempt()), which nobody else may disturb.
+    if (temp.path.empty()) check_scratch_is_private(scratch);
 
     ChildPlan plan;
     plan.scratch = scratch.string();
@@ -877,7 +882,7 @@ SandboxResult run_sandboxed(const SandboxOptions& options, const std::vector<std
     {
         // Whole-sandbox memory and task limits; with none, the rlimits still hold per process.
         SandboxCgroup cgroup(static_cast<uint64_t>(options.mem_mb) << 20, options.procs);
-        const bool copy_back = temp.path.empty();
+        const bool copy_back = temp.path.empty() && options.copy_back;
         if (attempt(options, plan, result, failure, &cgroup, scratch, copy_back)) {
             result.whole_sandbox_limits = cgroup.memory_limited() && cgroup.tasks_limited();
             result.limits_note = cgroup.unavailable_reason();

@@ -28,6 +28,7 @@ struct SandboxOptions {
                                         // sandbox's tmpfs scratch and what the command left
                                         // is copied back (see run_sandboxed). Empty: start
                                         // from an empty scratch, nothing copied back
+    bool copy_back = true;              // copy the scratch back into `scratch` after the command
     std::vector<std::filesystem::path> read_only;  // extra host paths made visible read-only
     std::vector<std::pair<std::string, std::string>> env;  // added to the clean environment
     bool allow_unsafe = false;  // where namespaces are unavailable, run with rlimits + seccomp
@@ -47,6 +48,7 @@ struct SandboxResult {
     bool whole_sandbox_limits = false;  // memory and processes were capped for the whole tree
                                         // (a cgroup); false: per-process rlimits only
     std::string limits_note;            // why not, when whole_sandbox_limits is false
+    std::string scratch_error;          // why the scratch was not (fully) copied back, else ""
     int64_t scratch_skipped = 0;        // symlinks, devices, FIFOs, sockets not copied back
     std::string stdout_text;            // at most max_output_bytes each
     std::string stderr_text;
@@ -60,9 +62,12 @@ struct SandboxResult {
 // shown to the command and its ownership is never changed: its contents are copied in (owned
 // by the sandbox's user) before the command starts, and after the command exits and every
 // process it left is killed, the scratch's directories and regular files replace the host
-// directory's contents (owned by the caller, set-user-ID/set-group-ID/sticky bits dropped;
-// symlinks and special files are not copied back). After a wall-clock kill nothing is copied
-// back. Without namespaces (allow_unsafe) the command writes the host directory itself.
+// directory's contents (owned by the caller, set-user-ID/set-group-ID/sticky bits and group/
+// other write dropped; symlinks and special files are not copied back). A scratch too large
+// (disk_mb, sparse files at full size) or too deep to come back leaves the directory as it was
+// and says why in scratch_error; after a wall-clock kill nothing is copied back. The directory
+// must be one only the caller can change (check_scratch_is_private), else Error. Without
+// namespaces (allow_unsafe) the command writes the host directory itself.
 //
 // Runs argv (argv[0] resolved on the sandbox's PATH unless it holds a '/') in the sandbox with
 // stdin at /dev/null and a clean environment (PATH, HOME, TMPDIR, LANG + options.env; nothing

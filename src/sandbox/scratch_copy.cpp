@@ -7,6 +7,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "core/error.h"
 
@@ -44,8 +46,14 @@ auto with_fs_identity(bool as_user, uid_t uid, gid_t gid, F f) {
 // "" on success, else why not.
 template <typename Create>
 std::string copy_bytes(const fs::path& from, mode_t mode, Create create) {
-    const int in = open(from.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    // O_NONBLOCK: a FIFO put in the file's place must not block the copy.
+    const int in = open(from.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (in < 0) return std::strerror(errno);
+    struct stat st {};
+    if (fstat(in, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(in);
+        return "not a regular file any more";
+    }
     const int out = create(mode);
     if (out < 0) {
         const int err = errno;
@@ -78,9 +86,52 @@ int create_file(const fs::path& to, mode_t mode) {
 
 }  // namespace
 
+void check_scratch_is_private(const fs::path& dir) {
+    const uid_t me = geteuid();
+    const auto refuse = [&](const fs::path& entry, const std::string& why) {
+        throw Error("sandbox: scratch directory " + dir.string() + ": " + entry.string() + " " +
+                    why +
+                    ": another user could swap its entries while crucible copies them; use a "
+                    "directory only you can change");
+    };
+    const auto stat_of = [&](const fs::path& p) {
+        struct stat st {};
+        if (lstat(p.c_str(), &st) != 0) {
+            refuse(p, std::string("cannot be read: ") + std::strerror(errno));
+        }
+        return st;
+    };
+    for (fs::path p = dir.parent_path();; p = p.parent_path()) {
+        const struct stat st = stat_of(p);
+        if (st.st_uid != me && st.st_uid != 0) {
+            refuse(p, "belongs to uid " + std::to_string(st.st_uid));
+        }
+        if ((st.st_mode & S_IWOTH) != 0 && (st.st_mode & S_ISVTX) == 0) {
+            refuse(p, "is writable by others");
+        }
+        if (p == p.root_path() || p.empty()) break;
+    }
+    const auto check = [&](const fs::path& p) {
+        const struct stat st = stat_of(p);
+        if (!S_ISDIR(st.st_mode)) return;
+        if (st.st_uid != me) refuse(p, "belongs to uid " + std::to_string(st.st_uid));
+        if ((st.st_mode & S_IWOTH) != 0) refuse(p, "is writable by others");
+    };
+    check(dir);
+    std::error_code ec;
+    for (fs::recursive_directory_iterator it(dir, fs::directory_options::none, ec), end;
+         !ec && it != end; it.increment(ec)) {
+        check(it->path());
+    }
+    if (ec) refuse(dir, "cannot be listed: " + ec.message());
+}
+
 void copy_into_sandbox(const fs::path& from, const fs::path& to, bool as_user, uid_t uid,
                        gid_t gid) {
     std::error_code ec;
+    // Directories stay writable until their contents are in; their modes are set last,
+    // deepest first.
+    std::vector<std::pair<fs::path, fs::perms>> directory_modes;
     fs::recursive_directory_iterator it(from, fs::directory_options::none, ec), end;
     if (ec) fail("cannot read the scratch directory", from, ec.message());
     for (; it != end; it.increment(ec)) {
@@ -97,10 +148,8 @@ void copy_into_sandbox(const fs::path& from, const fs::path& to, bool as_user, u
                 with_fs_identity(as_user, uid, gid, [&] { fs::create_symlink(link, target, ec); });
             }
         } else if (fs::is_directory(st)) {
-            with_fs_identity(as_user, uid, gid, [&] {
-                fs::create_directory(target, ec);
-                if (!ec) fs::permissions(target, mode, ec);
-            });
+            with_fs_identity(as_user, uid, gid, [&] { fs::create_directory(target, ec); });
+            directory_modes.emplace_back(target, mode);
         } else if (fs::is_regular_file(st)) {
             why = copy_bytes(source, static_cast<mode_t>(mode), [&](mode_t m) {
                 return with_fs_identity(as_user, uid, gid, [&] { return create_file(target, m); });
@@ -114,53 +163,77 @@ void copy_into_sandbox(const fs::path& from, const fs::path& to, bool as_user, u
                  why);
         }
     }
+    for (auto d = directory_modes.rbegin(); d != directory_modes.rend(); ++d) {
+        with_fs_identity(as_user, uid, gid, [&] { fs::permissions(d->first, d->second, ec); });
+        if (ec) fail("cannot set the mode of", d->first, ec.message());
+    }
 }
 
-int64_t copy_out_of_sandbox(const fs::path& from, const fs::path& to, uint64_t max_bytes) {
+std::string copy_out_of_sandbox(const fs::path& from, const fs::path& to, uint64_t max_bytes,
+                                int max_depth, int64_t* skipped) {
+    // No group/other write: a directory the command made world-writable must not become one
+    // on the host, owned by the caller.
+    constexpr fs::perms kKept = fs::perms::owner_all | fs::perms::group_read |
+                                fs::perms::group_exec | fs::perms::others_read |
+                                fs::perms::others_exec;
     std::error_code ec;
+    // Measure first, so that a scratch that cannot come back leaves `to` as it was.
+    uint64_t bytes = 0;
+    {
+        fs::recursive_directory_iterator it(from, fs::directory_options::none, ec), end;
+        for (; !ec && it != end; it.increment(ec)) {
+            if (it.depth() >= max_depth) {
+                return "the scratch is nested deeper than " + std::to_string(max_depth) +
+                       " directories: nothing copied back";
+            }
+            const fs::file_status st = it->symlink_status(ec);
+            if (!ec && fs::is_regular_file(st)) bytes += it->file_size(ec);
+            if (bytes > max_bytes) {
+                return "the scratch's files add up to more than " +
+                       std::to_string(max_bytes >> 20) +
+                       " MiB (disk_mb), counting sparse files at their full size: nothing "
+                       "copied back";
+            }
+        }
+        if (ec) {
+            return "cannot read the sandbox's scratch: " + ec.message() + ": nothing copied back";
+        }
+    }
     for (fs::directory_iterator it(to, ec), end; !ec && it != end; it.increment(ec)) {
         fs::remove_all(it->path(), ec);
-        if (ec) fail("cannot clear", it->path(), ec.message());
+        if (ec) return "cannot clear " + it->path().string() + ": " + ec.message();
     }
-    if (ec) fail("cannot read the scratch directory", to, ec.message());
-    int64_t skipped = 0;
-    uint64_t bytes = 0;
+    if (ec) return "cannot read " + to.string() + ": " + ec.message();
+    std::vector<std::pair<fs::path, fs::perms>> directory_modes;
     fs::recursive_directory_iterator it(from, fs::directory_options::none, ec), end;
-    if (ec) fail("cannot read the sandbox's scratch", from, ec.message());
-    for (; it != end; it.increment(ec)) {
-        if (ec) fail("cannot read the sandbox's scratch", from, ec.message());
+    for (; !ec && it != end; it.increment(ec)) {
         const fs::path source = it->path();
         const fs::path target = to / source.lexically_relative(from);
         const fs::file_status st = fs::symlink_status(source, ec);
-        if (ec) fail("cannot copy out of the sandbox", source, ec.message());
-        const fs::perms mode = st.permissions() & kPermissionBits;
+        if (ec) break;
+        const fs::perms mode = st.permissions() & kKept;
         std::string why;
         if (fs::is_directory(st)) {
-            // Writable by its owner until the copy is done with it.
-            fs::create_directory(target, ec);
-            if (!ec) fs::permissions(target, mode | fs::perms::owner_all, ec);
+            // Private to the caller until its contents are in; mkdir fails on anything
+            // already there (`to` was emptied), a symbolic link included.
+            if (mkdir(target.c_str(), 0700) != 0) why = std::strerror(errno);
+            directory_modes.emplace_back(target, mode);
         } else if (fs::is_regular_file(st)) {
-            // Apparent sizes: a sparse file costs the tmpfs nothing but would be written out
-            // in full on the host.
-            const uintmax_t size = fs::file_size(source, ec);
-            if (!ec && (size > max_bytes || bytes + size > max_bytes)) {
-                fail("refusing to copy back", source,
-                     "the scratch's files add up to more than " + std::to_string(max_bytes >> 20) +
-                         " MiB (disk_mb), counting sparse files at their full size");
-            }
-            bytes += size;
-            if (!ec) {
-                why = copy_bytes(source, static_cast<mode_t>(mode),
-                                 [&](mode_t m) { return create_file(target, m); });
-            }
+            why = copy_bytes(source, static_cast<mode_t>(mode),
+                             [&](mode_t m) { return create_file(target, m); });
         } else {
-            skipped++;  // symbolic links, FIFOs, sockets, devices
+            (*skipped)++;  // symbolic links, FIFOs, sockets, devices
             continue;
         }
-        if (ec) why = ec.message();
-        if (!why.empty()) fail("cannot copy out of the sandbox", source, why);
+        if (!why.empty()) return "cannot copy back " + source.string() + ": " + why;
     }
-    return skipped;
+    if (ec) return "cannot read the sandbox's scratch: " + ec.message();
+    for (auto d = directory_modes.rbegin(); d != directory_modes.rend(); ++d) {
+        if (chmod(d->first.c_str(), static_cast<mode_t>(d->second)) != 0) {
+            return "cannot set the mode of " + d->first.string() + ": " + std::strerror(errno);
+        }
+    }
+    return "";
 }
 
 }  // namespace crucible
