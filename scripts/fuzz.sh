@@ -174,6 +174,8 @@ PY
 }
 
 # ---- build ------------------------------------------------------------------------------------
+# An earlier version of this script put the fuzzer binary where its folder now goes.
+if [ -e "$dir" ] && [ ! -d "$dir" ]; then rm -f "$dir"; fi
 mkdir -p "$dir/obj"
 cxx=(clang++ -std=c++20 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined
      -fno-sanitize-recover=undefined -I"$root/src")
