@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "core/error.h"
-#include "kernels/kernels.h"
+#include "kernels/paged_attention.h"
 
 namespace crucible {
 
@@ -71,107 +71,36 @@ Engine::~Engine() = default;
 void Engine::forward(const std::vector<Row>& rows, std::vector<float>* logits) {
     const ModelConfig& c = model_.config();
     const int N = static_cast<int>(rows.size());
-    const int H = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), I = c.intermediate_size;
-    const int V = c.vocab_size, hd = c.head_dim, nh = c.num_attention_heads;
-    const int groups = nh / c.num_key_value_heads;
-    auto grow = [](std::vector<float>& b, size_t n) {
-        if (b.size() < n) b.resize(n);
-        return b.data();
-    };
-    float* x = grow(x_, (size_t)N * H);
-    float* ln = grow(ln_, (size_t)N * H);
-    float* rstd = grow(rstd_, N);
-    float* q = grow(q_, (size_t)N * Q);
-    float* kk = grow(k_, (size_t)N * KV);
-    float* v = grow(v_, (size_t)N * KV);
-    float* att = grow(att_, (size_t)N * Q);
-    float* h = grow(h_, (size_t)N * H);
-    float* gate = grow(gate_, (size_t)N * I);
-    float* up = grow(up_, (size_t)N * I);
-    float* act = grow(act_, (size_t)N * I);
+    const int KV = c.kv_dim();
     tokens_.resize(N);
     positions_.resize(N);
+    tables_.resize(N);
+    logit_rows_.clear();
     for (int i = 0; i < N; i++) {
         tokens_[i] = rows[i].token;
         positions_[i] = rows[i].pos;
+        tables_[i] = rows[i].seq->table.blocks.data();
+        if (rows[i].want_logits) logit_rows_.push_back(i);
     }
-    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    k::embedding_forward(x, tokens_.data(),
-                         model_.params() + model_.find("model.embed_tokens.weight")->offset, N, H);
-    for (int l = 0; l < c.num_hidden_layers; l++) {
-        const Model::LayerParams w = model_.layer(l);
-        k::rmsnorm_forward(ln, rstd, x, w.ln1_w, N, H, c.rms_norm_eps);
-        k::linear_forward(q, ln, w.q_w, w.q_b, N, H, Q);
-        k::linear_forward(kk, ln, w.k_w, w.k_b, N, H, KV);
-        k::linear_forward(v, ln, w.v_w, w.v_b, N, H, KV);
-        k::rope_forward(q, positions_.data(), model_.rope_cos(), model_.rope_sin(), N, nh, hd);
-        k::rope_forward(kk, positions_.data(), model_.rope_cos(), model_.rope_sin(), N,
-                        c.num_key_value_heads, hd);
-        for (int i = 0; i < N; i++) {
-            const Row& r = rows[i];
-            std::memcpy(cache_->k_at(r.seq->table, l, r.pos), kk + (size_t)i * KV,
-                        KV * sizeof(float));
-            std::memcpy(cache_->v_at(r.seq->table, l, r.pos), v + (size_t)i * KV,
-                        KV * sizeof(float));
-        }
-        // Attention of each new row over its sequence's cached keys 0..pos.
-#pragma omp parallel
-        {
-            std::vector<float> scores;
-#pragma omp for schedule(dynamic, 4)
-            for (int item = 0; item < N * nh; item++) {
-                const int i = item / nh, head = item % nh, g = head / groups;
+    const k::PagedQueryRows query{N,          c.num_attention_heads, c.num_key_value_heads,
+                                  c.head_dim, positions_.data(),     tables_.data()};
+    const int M = static_cast<int>(logit_rows_.size());
+    logits->resize((size_t)M * c.vocab_size);
+    // Each layer: the rows' keys and values go into their sequences' cache slots, then every
+    // row attends over its sequence's cached positions 0..pos.
+    model_.forward_cached(
+        tokens_.data(), positions_.data(), N,
+        [&](int l, const float* q, const float* kk, const float* v, float* att) {
+            for (int i = 0; i < N; i++) {
                 const Row& r = rows[i];
-                const float* qh = q + (size_t)i * Q + (size_t)head * hd;
-                scores.resize(r.pos + 1);
-                float mx = -INFINITY;
-                for (int j = 0; j <= r.pos; j++) {
-                    const float* kj = cache_->k_at(r.seq->table, l, j) + (size_t)g * hd;
-                    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-                    for (int d = 0; d < hd; d++) s += qh[d] * kj[d];
-                    scores[j] = s * scale;
-                    mx = std::max(mx, scores[j]);
-                }
-                float sum = 0.0f;
-                for (int j = 0; j <= r.pos; j++) {
-                    scores[j] = std::exp(scores[j] - mx);
-                    sum += scores[j];
-                }
-                const float inv = 1.0f / sum;
-                float* o = att + (size_t)i * Q + (size_t)head * hd;
-                std::fill(o, o + hd, 0.0f);
-                for (int j = 0; j <= r.pos; j++) {
-                    const float* vj = cache_->v_at(r.seq->table, l, j) + (size_t)g * hd;
-                    const float p = scores[j] * inv;
-#pragma omp simd
-                    for (int d = 0; d < hd; d++) o[d] += p * vj[d];
-                }
+                std::memcpy(cache_->k_at(r.seq->table, l, r.pos), kk + (size_t)i * KV,
+                            KV * sizeof(float));
+                std::memcpy(cache_->v_at(r.seq->table, l, r.pos), v + (size_t)i * KV,
+                            KV * sizeof(float));
             }
-        }
-        k::linear_forward(h, att, w.o_w, w.o_b, N, Q, H);
-        k::residual_forward(x, x, h, (size_t)N * H);
-        k::rmsnorm_forward(ln, rstd, x, w.ln2_w, N, H, c.rms_norm_eps);
-        k::linear_forward(gate, ln, w.gate_w, w.gate_b, N, H, I);
-        k::linear_forward(up, ln, w.up_w, w.up_b, N, H, I);
-        k::swiglu_forward(act, gate, up, (size_t)N * I);
-        k::linear_forward(h, act, w.down_w, w.down_b, N, I, H);
-        k::residual_forward(x, x, h, (size_t)N * H);
-    }
-    // Logits only for the rows that sample: the LM head is the largest matmul of a step.
-    int M = 0;
-    float* sel = grow(sel_, (size_t)N * H);
-    for (int i = 0; i < N; i++) {
-        if (rows[i].want_logits)
-            std::memcpy(sel + (size_t)(M++) * H, x + (size_t)i * H, H * sizeof(float));
-    }
-    if (M == 0) return;
-    k::rmsnorm_forward(ln, rstd, sel, model_.params() + model_.find("model.norm.weight")->offset, M,
-                       H, c.rms_norm_eps);
-    const TensorInfo* head = c.tie_word_embeddings ? model_.find("model.embed_tokens.weight")
-                                                   : model_.find("lm_head.weight");
-    logits->resize((size_t)M * V);
-    k::linear_forward(logits->data(), ln, model_.params() + head->offset, nullptr, M, H, V);
+            k::paged_attention_forward(att, q, cache_->layer_view(l), query);
+        },
+        logit_rows_.data(), M, logits->data());
 }
 
 void Engine::forward_with_team(const std::vector<Row>& rows) {

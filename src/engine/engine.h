@@ -1,6 +1,7 @@
 // Batched generation with a paged KV cache and continuous batching.
 //
-// Every step packs work from many sequences into one forward pass: one token for each
+// Every step packs work from many sequences into one forward pass (Model::forward_cached,
+// with attention over this engine's paged KV cache): one token for each
 // decoding sequence plus chunks of waiting prompts (chunked prefill) up to a token budget, so
 // the weight GEMMs run with many rows. Sequences join and leave at every step. The n samples
 // of a request share its prefilled prompt blocks (copy-on-write). Logprobs, when asked for,
@@ -151,9 +152,9 @@ class Engine {
     int last_step_sequences_ = 0;
     int last_step_threads_ = 0;
     TeamSizer team_;
-    // Step buffers, grown as needed.
-    std::vector<float> x_, ln_, q_, k_, v_, att_, h_, gate_, up_, act_, sel_, rstd_;
-    std::vector<int32_t> tokens_, positions_;
+    // Step buffers, grown as needed (the activations are the model's).
+    std::vector<int32_t> tokens_, positions_, logit_rows_;
+    std::vector<const int32_t*> tables_;  // each row's block table
     std::vector<Row> rows_;
     std::vector<float> logits_;
     int64_t steps_ = 0, prefill_tokens_ = 0, decode_tokens_ = 0;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/paged_attention.h"
 #include "model/config.h"
 
 namespace crucible {
@@ -41,6 +42,12 @@ class KvCache {
     }
     const float* v_at(const Table& t, int layer, int pos) const {
         return slot(const_cast<std::vector<float>&>(v_), t, layer, pos);
+    }
+    // Layer `layer` of the pool as the paged attention kernel reads it (block ids index it).
+    kernels::PagedKvView layer_view(int layer) const {
+        const int64_t token = kv_dim_, block = (int64_t)layers_ * kBlockSize * kv_dim_;
+        const int64_t at = (int64_t)layer * kBlockSize * kv_dim_;
+        return {k_.data() + at, v_.data() + at, kBlockSize, block, token};
     }
     int refcount(int32_t block) const { return refs_[block]; }
 

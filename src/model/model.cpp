@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 
 #include "core/error.h"
 #include "core/rng.h"
@@ -264,8 +265,7 @@ double Model::forward(const PackedBatch& batch) {
     const ModelConfig& c = config_;
     const int N = batch.n_tokens();
     const int S = batch.n_seqs();
-    const int H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim();
-    const int V = c.vocab_size;
+    const int H = c.hidden_size, V = c.vocab_size;
     for (int s = 0; s < S; s++) {
         if (batch.seq_len[s] > c.max_position_embeddings) {
             throw Error("sequence of " + std::to_string(batch.seq_len[s]) +
@@ -295,51 +295,97 @@ double Model::forward(const PackedBatch& batch) {
     const k::AttentionShape shape{
         c.num_attention_heads,  c.num_key_value_heads, c.head_dim,          S,
         batch.seq_start.data(), batch.seq_len.data(),  probs_offset_.data()};
-    const size_t NH = (size_t)N * H;
 
     k::embedding_forward(A + a.resid, batch.tokens.data(), param("model.embed_tokens.weight"), N,
                          H);
     for (int l = 0; l < c.num_hidden_layers; l++) {
-        const LayerParams w = layer_params(params_.data(), l);
         float* L = A + l * a.layer_stride;
-        float* resid = L + a.resid;
         // The next layer's residual input lives in the next layer block (or lnf's input).
         float* resid_out =
             l + 1 < c.num_hidden_layers ? L + a.layer_stride + a.resid : A + a.final_resid;
-        float* q = L + a.q;
-        float* kk = L + a.k;
-        float* v = L + a.v;
-        // attention block
-        k::rmsnorm_forward(L + a.ln1, L + a.rstd1, resid, w.ln1_w, N, H, c.rms_norm_eps);
-        k::linear_forward(q, L + a.ln1, w.q_w, w.q_b, N, H, Q);
-        k::linear_forward(kk, L + a.ln1, w.k_w, w.k_b, N, H, KV);
-        k::linear_forward(v, L + a.ln1, w.v_w, w.v_b, N, H, KV);
-        k::rope_forward(q, batch.positions.data(), rope_cos_.data(), rope_sin_.data(), N,
-                        c.num_attention_heads, c.head_dim);
-        k::rope_forward(kk, batch.positions.data(), rope_cos_.data(), rope_sin_.data(), N,
-                        c.num_key_value_heads, c.head_dim);
-        k::attention_forward(L + a.att, L + a.probs, q, kk, v, shape);
-        k::linear_forward(L + a.mid, L + a.att, w.o_w, w.o_b, N, Q, H);
-        k::residual_forward(L + a.mid, L + a.mid, resid, NH);
-        // MLP block
-        k::rmsnorm_forward(L + a.ln2, L + a.rstd2, L + a.mid, w.ln2_w, N, H, c.rms_norm_eps);
-        k::linear_forward(L + a.gate, L + a.ln2, w.gate_w, w.gate_b, N, H, I);
-        k::linear_forward(L + a.up, L + a.ln2, w.up_w, w.up_b, N, H, I);
-        k::swiglu_forward(L + a.act, L + a.gate, L + a.up, (size_t)N * I);
-        k::linear_forward(resid_out, L + a.act, w.down_w, w.down_b, N, I, H);
-        k::residual_forward(resid_out, resid_out, L + a.mid, NH);
+        const LayerActivations la{L + a.resid, L + a.ln1, L + a.rstd1, L + a.q,   L + a.k,
+                                  L + a.v,     L + a.att, L + a.mid,   L + a.ln2, L + a.rstd2,
+                                  L + a.gate,  L + a.up,  L + a.act,   resid_out};
+        forward_layer(l, la, batch.positions.data(), N, [&](const LayerActivations& x) {
+            k::attention_forward(x.att, L + a.probs, x.q, x.k, x.v, shape);
+        });
     }
     // After the loop the last layer's output sits in final_resid.
-    float* final_resid = A + a.final_resid;
-    k::rmsnorm_forward(A + a.lnf, A + a.rstdf, final_resid, param("model.norm.weight"), N, H,
-                       c.rms_norm_eps);
-    const float* head =
-        c.tie_word_embeddings ? param("model.embed_tokens.weight") : param("lm_head.weight");
-    k::linear_forward(A + a.logits, A + a.lnf, head, nullptr, N, H, V);
+    forward_head(A + a.logits, A + a.lnf, A + a.rstdf, A + a.final_resid, N);
     k::cross_entropy_forward(A + a.losses, A + a.lse, A + a.logits, batch.targets.data(), N, V);
     double objective = 0.0;
     for (int n = 0; n < N; n++) objective += (double)batch.loss_weight[n] * A[a.losses + n];
     return objective;
+}
+
+void Model::forward_layer(int l, const LayerActivations& a, const int32_t* positions, int N,
+                          const std::function<void(const LayerActivations&)>& attend) const {
+    const ModelConfig& c = config_;
+    const int H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim();
+    const size_t NH = (size_t)N * H;
+    const LayerParams w = layer(l);
+    // attention block
+    k::rmsnorm_forward(a.ln1, a.rstd1, a.resid, w.ln1_w, N, H, c.rms_norm_eps);
+    k::linear_forward(a.q, a.ln1, w.q_w, w.q_b, N, H, Q);
+    k::linear_forward(a.k, a.ln1, w.k_w, w.k_b, N, H, KV);
+    k::linear_forward(a.v, a.ln1, w.v_w, w.v_b, N, H, KV);
+    k::rope_forward(a.q, positions, rope_cos_.data(), rope_sin_.data(), N, c.num_attention_heads,
+                    c.head_dim);
+    k::rope_forward(a.k, positions, rope_cos_.data(), rope_sin_.data(), N, c.num_key_value_heads,
+                    c.head_dim);
+    attend(a);
+    k::linear_forward(a.mid, a.att, w.o_w, w.o_b, N, Q, H);
+    k::residual_forward(a.mid, a.mid, a.resid, NH);
+    // MLP block
+    k::rmsnorm_forward(a.ln2, a.rstd2, a.mid, w.ln2_w, N, H, c.rms_norm_eps);
+    k::linear_forward(a.gate, a.ln2, w.gate_w, w.gate_b, N, H, I);
+    k::linear_forward(a.up, a.ln2, w.up_w, w.up_b, N, H, I);
+    k::swiglu_forward(a.act, a.gate, a.up, (size_t)N * I);
+    k::linear_forward(a.resid_out, a.act, w.down_w, w.down_b, N, I, H);
+    k::residual_forward(a.resid_out, a.resid_out, a.mid, NH);
+}
+
+void Model::forward_head(float* logits, float* ln, float* rstd, const float* x, int M) const {
+    const ModelConfig& c = config_;
+    const float* base = params_.data();
+    k::rmsnorm_forward(ln, rstd, x, base + find("model.norm.weight")->offset, M, c.hidden_size,
+                       c.rms_norm_eps);
+    const TensorInfo* head =
+        find(c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+    k::linear_forward(logits, ln, base + head->offset, nullptr, M, c.hidden_size, c.vocab_size);
+}
+
+void Model::forward_cached(const int32_t* tokens, const int32_t* positions, int N,
+                           const CachedAttention& attend, const int32_t* logit_rows, int M,
+                           float* logits) {
+    const ModelConfig& c = config_;
+    const size_t n = N, H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim();
+    // x (N, H) | ln (N, H) | rstd (N) | q (N, Q) | k, v (N, KV) | att (N, Q) | mid (N, H) |
+    // gate, up, act (N, I) | sel (M, H): the residual stream stays in x across layers.
+    const size_t sizes[] = {n * H, n * H, n,     n * Q, n * KV, n * KV,
+                            n * Q, n * H, n * I, n * I, n * I,  (size_t)M * H};
+    size_t total = 0;
+    for (size_t s : sizes) total += s;
+    if (cached_acts_.size() < total) cached_acts_.resize(total);
+    float* buf[std::size(sizes)];
+    float* at = cached_acts_.data();
+    for (size_t i = 0; i < std::size(sizes); i++) {
+        buf[i] = at;
+        at += sizes[i];
+    }
+    float *x = buf[0], *ln = buf[1], *rstd = buf[2], *sel = buf[11];
+    k::embedding_forward(x, tokens, params_.data() + find("model.embed_tokens.weight")->offset, N,
+                         (int)H);
+    const LayerActivations la{x,      ln, rstd, buf[3], buf[4], buf[5],  buf[6],
+                              buf[7], ln, rstd, buf[8], buf[9], buf[10], x};
+    for (int l = 0; l < c.num_hidden_layers; l++) {
+        forward_layer(l, la, positions, N,
+                      [&](const LayerActivations& a) { attend(l, a.q, a.k, a.v, a.att); });
+    }
+    if (M == 0) return;
+    for (int m = 0; m < M; m++)
+        std::memcpy(sel + (size_t)m * H, x + (size_t)logit_rows[m] * H, H * sizeof(float));
+    forward_head(logits, ln, rstd, sel, M);
 }
 
 void Model::backward() {

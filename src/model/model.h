@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -79,6 +80,19 @@ class Model {
     // Overwrites logits() with their gradient.
     void backward();
 
+    // Cached inference (the generation engine's step): N new tokens at `positions` of
+    // sequences whose earlier keys and values the caller keeps. In every layer `attend(l, q,
+    // k, v, att)` gets the rows' queries and keys (RoPE applied) and values, (N, q_dim) and
+    // (N, kv_dim) each; it must store k and v and write the rows' attention output into att
+    // (N, q_dim). The same layer sequence as forward(). Writes the logits of the M rows listed
+    // in `logit_rows` (in that order) into `logits` (M, vocab_size); the LM head runs on those
+    // rows only. Uses its own buffers: forward()'s activations are left as they were.
+    using CachedAttention =
+        std::function<void(int layer, const float* q, const float* k, const float* v, float* att)>;
+    void forward_cached(const int32_t* tokens, const int32_t* positions, int N,
+                        const CachedAttention& attend, const int32_t* logit_rows, int M,
+                        float* logits);
+
     const float* logits() const { return acts_.data() + act_.logits; }
     const float* token_losses() const { return acts_.data() + act_.losses; }
     // Useful FLOPs of one forward+backward over this batch: 6 x multiply-adds of the matmuls
@@ -103,13 +117,49 @@ class Model {
   private:
     static constexpr size_t kAbsent = SIZE_MAX;
     // Offsets (in floats) of each activation tensor inside acts_, for the current capacity.
+    // N rows, H hidden, Q = q_dim, KV = kv_dim, I intermediate, V vocab, L layers, P the
+    // attention probabilities of one layer (attention_probs_size).
     struct ActivationLayout {
-        size_t resid, ln1, rstd1, q, k, v, probs, att, mid, ln2, rstd2, gate, up, act;  // per layer
+        // One block per layer, layer l at l * layer_stride: (L, ...) of
+        size_t resid;          // (N, H) the layer's input
+        size_t ln1, rstd1;     // (N, H), (N)
+        size_t q, k, v;        // (N, Q), (N, KV), (N, KV) after RoPE
+        size_t probs;          // (P)
+        size_t att;            // (N, Q)
+        size_t mid;            // (N, H) resid + o_proj(att)
+        size_t ln2, rstd2;     // (N, H), (N)
+        size_t gate, up, act;  // (N, I) each
         size_t layer_stride;
-        size_t lnf, rstdf, logits, lse, losses, final_resid;
-        size_t d_resid, d_tmp, d_q, d_k, d_v, d_att, d_probs, d_gate, d_up, d_act;
+        size_t lnf, rstdf;   // (N, H), (N)
+        size_t logits;       // (N, V); their gradient after backward()
+        size_t lse, losses;  // (N) each
+        size_t final_resid;  // (N, H) the last layer's output
+        // One layer of activation gradients, reused by every layer in backward():
+        size_t d_resid, d_tmp;       // (N, H)
+        size_t d_q, d_k, d_v;        // (N, Q), (N, KV), (N, KV)
+        size_t d_att;                // (N, Q)
+        size_t d_probs;              // (P)
+        size_t d_gate, d_up, d_act;  // (N, I)
         size_t total;
     };
+    // One layer's activations for N rows, wherever they live (forward()'s per-layer blocks or
+    // forward_cached()'s reused buffers).
+    struct LayerActivations {
+        float* resid;            // (N, H) input
+        float *ln1, *rstd1;      // (N, H), (N)
+        float *q, *k, *v;        // (N, Q), (N, KV), (N, KV)
+        float* att;              // (N, Q) written by the attention step
+        float* mid;              // (N, H)
+        float *ln2, *rstd2;      // (N, H), (N)
+        float *gate, *up, *act;  // (N, I)
+        float* resid_out;        // (N, H) output; may be resid itself
+    };
+    // The transformer layer l over N rows at `positions`: the one definition of the layer
+    // sequence. `attend` turns a.q, a.k, a.v into a.att.
+    void forward_layer(int l, const LayerActivations& a, const int32_t* positions, int N,
+                       const std::function<void(const LayerActivations&)>& attend) const;
+    // logits (M, V) = lm_head(rmsnorm(x)) for M rows of x (N, H); ln, rstd: scratch.
+    void forward_head(float* logits, float* ln, float* rstd, const float* x, int M) const;
 
     void build_layout();
     LayerParams layer_params(float* base, int l) const;
@@ -119,9 +169,10 @@ class Model {
     std::vector<TensorInfo> tensors_;
     std::unordered_map<std::string, size_t> index_;
     std::vector<LayerOffsets> layer_offsets_;
-    std::vector<float> params_;  // all parameters, one allocation
-    std::vector<float> grads_;   // same layout as params_
-    std::vector<float> acts_;    // all activations and activation gradients, one allocation
+    std::vector<float> params_;       // all parameters, one allocation
+    std::vector<float> grads_;        // same layout as params_
+    std::vector<float> acts_;         // all activations and activation gradients, one allocation
+    std::vector<float> cached_acts_;  // forward_cached()'s buffers, grown as needed
     std::vector<float> rope_cos_, rope_sin_;  // (max_position_embeddings, head_dim/2)
     ActivationLayout act_{};
     int cap_tokens_ = 0;
