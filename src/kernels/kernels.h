@@ -127,4 +127,8 @@ float lr_at(int64_t step, int64_t total, int64_t warmup, float lr, float min_rat
 // Scales grad by max_norm / (norm + 1e-6) when that is below 1. Returns the norm before.
 double clip_grad_norm(float* grad, size_t n, double max_norm);
 
+// ---- entropy of the softmax ---------------------------------------------------------------
+// entropy (N) = -sum_v p_v log p_v of each row's softmax, in double; logits (N, V)
+void entropy_forward(double* entropy, const float* logits, int N, int V);
+
 }  // namespace crucible::kernels

@@ -11,8 +11,28 @@ namespace crucible::rl {
 namespace {
 
 template <typename E>
+using EnumNames = std::pair<const char*, E>;
+
+// Each enum's config names, the one table both parsing and naming read.
+constexpr EnumNames<AdvantageMode> kAdvantageModes[] = {
+    {"grpo", AdvantageMode::grpo},
+    {"dr_grpo", AdvantageMode::dr_grpo},
+    {"batch_std", AdvantageMode::batch_std},
+    {"rloo", AdvantageMode::rloo},
+    {"reinforce_pp_baseline", AdvantageMode::reinforce_pp_baseline}};
+constexpr EnumNames<RatioLevel> kRatioLevels[] = {{"token", RatioLevel::token},
+                                                  {"sequence", RatioLevel::sequence}};
+constexpr EnumNames<LossAggregation> kLossAggregations[] = {
+    {"seq_mean_token_mean", LossAggregation::seq_mean_token_mean},
+    {"token_mean", LossAggregation::token_mean},
+    {"seq_sum_norm", LossAggregation::seq_sum_norm},
+    {"seq_mean_token_sum", LossAggregation::seq_mean_token_sum}};
+constexpr EnumNames<KlEstimator> kKlEstimators[] = {
+    {"k1", KlEstimator::k1}, {"k2", KlEstimator::k2}, {"k3", KlEstimator::k3}};
+
+template <typename E>
 E parse_enum(const std::string& value, const std::string& key,
-             std::initializer_list<std::pair<const char*, E>> options) {
+             std::span<const EnumNames<E>> options) {
     std::string names;
     for (const auto& [name, e] : options) {
         if (value == name) return e;
@@ -20,6 +40,14 @@ E parse_enum(const std::string& value, const std::string& key,
     }
     throw Error("config: " + key + ": unknown value '" + value + "' (expected one of: " + names +
                 ")");
+}
+
+template <typename E>
+const char* enum_name(E value, std::span<const EnumNames<E>> options) {
+    for (const auto& [name, e] : options) {
+        if (e == value) return name;
+    }
+    return "?";
 }
 
 struct GroupStats {
@@ -32,29 +60,29 @@ struct GroupStats {
 }  // namespace
 
 AdvantageMode parse_advantage_mode(const std::string& value, const std::string& key) {
-    return parse_enum<AdvantageMode>(
-        value, key,
-        {{"grpo", AdvantageMode::grpo},
-         {"dr_grpo", AdvantageMode::dr_grpo},
-         {"batch_std", AdvantageMode::batch_std},
-         {"rloo", AdvantageMode::rloo},
-         {"reinforce_pp_baseline", AdvantageMode::reinforce_pp_baseline}});
+    return parse_enum<AdvantageMode>(value, key, kAdvantageModes);
 }
 RatioLevel parse_ratio_level(const std::string& value, const std::string& key) {
-    return parse_enum<RatioLevel>(
-        value, key, {{"token", RatioLevel::token}, {"sequence", RatioLevel::sequence}});
+    return parse_enum<RatioLevel>(value, key, kRatioLevels);
 }
 LossAggregation parse_loss_aggregation(const std::string& value, const std::string& key) {
-    return parse_enum<LossAggregation>(
-        value, key,
-        {{"seq_mean_token_mean", LossAggregation::seq_mean_token_mean},
-         {"token_mean", LossAggregation::token_mean},
-         {"seq_sum_norm", LossAggregation::seq_sum_norm},
-         {"seq_mean_token_sum", LossAggregation::seq_mean_token_sum}});
+    return parse_enum<LossAggregation>(value, key, kLossAggregations);
 }
 KlEstimator parse_kl_estimator(const std::string& value, const std::string& key) {
-    return parse_enum<KlEstimator>(
-        value, key, {{"k1", KlEstimator::k1}, {"k2", KlEstimator::k2}, {"k3", KlEstimator::k3}});
+    return parse_enum<KlEstimator>(value, key, kKlEstimators);
+}
+
+const char* to_string(AdvantageMode mode) {
+    return enum_name<AdvantageMode>(mode, kAdvantageModes);
+}
+const char* to_string(RatioLevel ratio) {
+    return enum_name<RatioLevel>(ratio, kRatioLevels);
+}
+const char* to_string(LossAggregation aggregation) {
+    return enum_name<LossAggregation>(aggregation, kLossAggregations);
+}
+const char* to_string(KlEstimator estimator) {
+    return enum_name<KlEstimator>(estimator, kKlEstimators);
 }
 
 std::vector<double> compute_advantages(AdvantageMode mode, std::span<const double> rewards,

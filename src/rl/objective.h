@@ -32,6 +32,11 @@ AdvantageMode parse_advantage_mode(const std::string& value, const std::string& 
 RatioLevel parse_ratio_level(const std::string& value, const std::string& key);
 LossAggregation parse_loss_aggregation(const std::string& value, const std::string& key);
 KlEstimator parse_kl_estimator(const std::string& value, const std::string& key);
+// The config value that names each (what the parse functions accept).
+const char* to_string(AdvantageMode mode);
+const char* to_string(RatioLevel ratio);
+const char* to_string(LossAggregation aggregation);
+const char* to_string(KlEstimator estimator);
 
 inline constexpr double kStdEps = 1e-6;
 

@@ -5,8 +5,15 @@
 // rl_preset()), each setting every knob its paper sets; docs/RL.md tabulates them. A config
 // file and --set may change values but not add keys or change types. A number's comment starts
 // with its allowed interval ([ ] closed, ( ) open; core/config.h); rules that tie keys together
-// are validate_rl_config's (rl_trainer.cpp).
+// are read_rl_config's (rl_config.cpp), which reads every key once into an RlConfig.
 #pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/config.h"
+#include "kernels/kernels.h"
+#include "rl/objective.h"
 
 namespace crucible {
 
@@ -98,3 +105,128 @@ train:
 )";
 
 }  // namespace crucible
+
+namespace crucible::rl {
+
+// What dynamic sampling looks at to call a group uninformative: its samples' correctness (all
+// right or all wrong; DAPO) or their summed reward (all equal).
+enum class DynamicSamplingMetric { accuracy, reward };
+DynamicSamplingMetric parse_dynamic_sampling_metric(const std::string& value);
+
+// The typed RL configuration: one struct per section of kRlConfigDefaults, one field per key
+// (same names), enums parsed. Only read_rl_config fills it, so every value in it has passed
+// the checks below.
+struct RlRunConfig {
+    std::string name;  // empty until resolve_rl_run_name()
+    std::string dir;
+};
+
+struct RlModelConfig {
+    std::string path;
+};
+
+struct RlTaskConfig {
+    std::string name;
+    std::string data;
+    std::string eval_data;
+    std::string verifier;
+    bool chat = false;
+    int train_examples = 0;
+    int eval_examples = 0;
+    int max_digits = 0;
+};
+
+struct RlRewardsConfig {  // weights
+    double correct = 0.0;
+    double format = 0.0;
+    double soft_overlong = 0.0;
+    double rubric = 0.0;
+};
+
+struct RlRubricConfig {
+    std::string judge;
+    std::string mode;
+    std::string aggregation;
+    int votes = 0;
+    double temperature = 0.0;
+    int max_tokens = 0;
+    int concurrency = 0;
+    double timeout_s = 0.0;
+    std::string cache;  // "" : <run folder>/judge_cache.sqlite
+    double price_in = 0.0;
+    double price_out = 0.0;
+};
+
+struct RlRolloutConfig {
+    int prompts_per_step = 0;    // P
+    int samples_per_prompt = 0;  // G
+    double temperature = 0.0;
+    double top_p = 0.0;
+    int top_k = 0;
+    int max_new_tokens = 0;  // L_max
+};
+
+struct RlAlgorithmConfig {
+    AdvantageMode advantage = AdvantageMode::grpo;
+    RatioLevel ratio = RatioLevel::token;
+    double clip_low = 0.0;
+    double clip_high = 0.0;
+    double dual_clip = 0.0;
+    LossAggregation loss_aggregation = LossAggregation::token_mean;
+    double kl_beta = 0.0;
+    KlEstimator kl_estimator = KlEstimator::k3;
+    bool overlong_filter = false;
+    int overlong_cache = 0;
+    bool dynamic_sampling = false;
+    DynamicSamplingMetric dynamic_sampling_metric = DynamicSamplingMetric::accuracy;
+    int max_generation_batches = 0;
+    int updates_per_batch = 0;  // mu
+    int minibatches = 0;
+};
+
+struct RlTrainConfig {
+    int64_t steps = 0;
+    double lr = 0.0;
+    double min_lr_ratio = 0.0;
+    int64_t warmup_steps = 0;
+    kernels::LrSchedule schedule = kernels::LrSchedule::Constant;
+    double weight_decay = 0.0;
+    double beta1 = 0.0;
+    double beta2 = 0.0;
+    double eps = 0.0;
+    double grad_clip = 0.0;
+    int64_t micro_batch_tokens = 0;
+    int64_t checkpoint_every = 0;
+    int64_t log_every = 0;
+    int64_t eval_every = 0;
+    int eval_samples = 0;
+    int64_t eval_problems = 0;
+};
+
+struct RlConfig {
+    RlRunConfig run;
+    uint64_t seed = 0;
+    RlModelConfig model;
+    RlTaskConfig task;
+    RlRewardsConfig rewards;
+    RlRubricConfig rubric;
+    RlRolloutConfig rollout;
+    RlAlgorithmConfig algorithm;
+    RlTrainConfig train;
+
+    // The clipped objective's settings (algorithm.*, with rollout.max_new_tokens as L_max).
+    PolicyLossOptions loss_options() const;
+    // Optimizer steps in the whole run: train.steps * mu * minibatches.
+    int64_t total_optimizer_steps() const;
+};
+
+// Reads every key of an RL config (see kRlConfigDefaults) once and refuses conflicting
+// settings, naming the keys: each number's own interval is the schema's, checked as the config
+// merges; these are the rules that tie keys together or are not one interval. An empty
+// run.name is allowed here (the trainer requires one).
+RlConfig read_rl_config(const Config& config);
+
+// The task.* section alone (no cross-key rules apply to it): what load_task reads.
+RlTaskConfig read_rl_task_config(const Config& config);
+
+}  // namespace crucible::rl

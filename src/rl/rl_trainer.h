@@ -5,6 +5,7 @@
 // every step and every rollout.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -15,10 +16,10 @@
 #include <vector>
 
 #include "core/config.h"
-#include "kernels/kernels.h"
 #include "model/model.h"
 #include "rl/evaluate.h"
 #include "rl/objective.h"
+#include "rl/rl_config.h"
 #include "rl/task.h"
 #include "tokenizer/text_tokenizer.h"
 
@@ -43,13 +44,12 @@ struct RewardFunction {
 // Gives a config with an empty run.name a fresh one: "rl-YYYYMMDD-HHMMSS" (UTC).
 void resolve_rl_run_name(Config& config);
 
-// Refuses conflicting settings, naming the keys.
+// Refuses conflicting settings, naming the keys (read_rl_config's checks).
 void validate_rl_config(const Config& config);
 
-// What dynamic sampling looks at to call a group uninformative: its samples' correctness (all
-// right or all wrong; DAPO) or their summed reward (all equal).
-enum class DynamicSamplingMetric { accuracy, reward };
-DynamicSamplingMetric parse_dynamic_sampling_metric(const std::string& value);
+struct Rollout;
+struct RolloutBatch;
+struct UpdateStats;
 
 class RlTrainer {
   public:
@@ -77,8 +77,21 @@ class RlTrainer {
     const std::string& last_metrics() const { return last_metrics_; }
 
   private:
-    struct Rollout;
+    // One step, in its phases: rollouts (generation rounds, rewards, the group filter),
+    // advantages, updates, logs.
     void train_step();
+    RolloutBatch collect_rollouts();
+    // Counts the groups of the round that starts at rollouts[first] and keeps the
+    // informative ones (every one without dynamic sampling) up to prompts_per_step.
+    void select_groups(RolloutBatch* b, size_t first) const;
+    // Advantages over the kept groups and the loss mask; returns the kept rollouts' indices.
+    std::vector<size_t> assign_advantages(RolloutBatch* b) const;
+    // mu passes over the batch, each over `minibatches` mini-batches split by groups.
+    UpdateStats train_on(RolloutBatch* b, const std::vector<size_t>& batch);
+    // metrics.jsonl (with held-out accuracy when due), samples.jsonl, the console.
+    void log_step(const RolloutBatch& b, const UpdateStats& st, double t_train,
+                  std::chrono::steady_clock::time_point t_step);
+
     // Rubric scoring in flight: one task per group, started as soon as the group's last
     // sample finished decoding, so judge calls overlap the generation of the other groups.
     struct Judging;
@@ -91,20 +104,29 @@ class RlTrainer {
     void score_rubrics(std::vector<Rollout>& rollouts, size_t first, Judging& judging);
     // One optimizer step over `mb` (indices into rollouts) with forward/backward in
     // micro-batches; accumulates statistics.
-    struct StepStats;
     void update(std::vector<Rollout>& rollouts, const std::vector<size_t>& mb, int iteration,
-                StepStats* st);
+                UpdateStats* st);
+    // Clips the accumulated gradient, refuses a non-finite loss or norm, and steps AdamW.
+    void optimizer_step(UpdateStats* st);
+    float lr_at(int64_t optimizer_step) const;  // train.* schedule over the whole run
     std::vector<std::vector<size_t>> micro_batches(const std::vector<Rollout>& rollouts,
                                                    const std::vector<size_t>& mb) const;
     void pack(const std::vector<Rollout>& rollouts, const std::vector<size_t>& micro,
               PackedBatch* batch) const;
     void score_logprobs(Model& model, std::vector<Rollout>& rollouts, const std::vector<size_t>& mb,
                         bool reference);
+    // The constructor's parts: the reward components besides the task's own (and the rubric
+    // scorer), the checks that need the task or the model, and the run folder (new or resumed).
+    void set_up_rewards(std::vector<RewardFunction> extra_rewards);
+    void check_rewards_pay_every_item() const;
+    void open_run(bool resume, const std::filesystem::path& start_from);
+    void check_fits_context(const std::filesystem::path& start_from) const;
     void save_checkpoint();
     void load_checkpoint(const std::filesystem::path& dir);
     size_t prompt_at(int64_t k);  // the train item at position k of the epoch-shuffled stream
 
-    const Config config_;
+    const Config config_;  // as given: config.yaml and the resume comparison
+    const RlConfig cfg_;   // the same, read and checked once
     std::ostream& log_;
     std::filesystem::path run_dir_;
     TextTokenizer tokenizer_;
@@ -114,13 +136,8 @@ class RlTrainer {
     std::vector<RewardFunction> rewards_;
     std::unique_ptr<reward::RubricScorer> rubric_;  // when rewards.rubric != 0
     PolicyLossOptions loss_;
-    AdvantageMode advantage_;
-    DynamicSamplingMetric dynamic_metric_;
     std::vector<float> adam_m_, adam_v_;
     int64_t step_ = 0, optimizer_steps_ = 0, prompt_cursor_ = 0;
-    int64_t total_steps_;
-    kernels::LrSchedule schedule_;
-    uint64_t seed_;
     int64_t perm_epoch_ = -1;
     std::vector<size_t> perm_;
     double elapsed_s_ = 0.0;

@@ -27,10 +27,10 @@ TaskItem make_item(const TextTokenizer& tok, std::string id, std::string prompt,
     return item;
 }
 
-std::vector<TaskItem> read_jsonl(const std::string& path, const Config& cfg,
+std::vector<TaskItem> read_jsonl(const std::string& path, const RlTaskConfig& cfg,
                                  const TextTokenizer& tok) {
-    const std::string default_verifier = cfg.get_string("task.verifier");
-    const bool chat = cfg.get_bool("task.chat");
+    const std::string& default_verifier = cfg.verifier;
+    const bool chat = cfg.chat;
     std::vector<TaskItem> items;
     for_each_jsonl_line(path, "the task's JSONL file", [&](const JsonlLine& line) {
         const std::string where = line.where();
@@ -81,15 +81,18 @@ std::vector<TaskItem> read_jsonl(const std::string& path, const Config& cfg,
 
 }  // namespace
 
-Task load_task(const Config& cfg, const TextTokenizer& tok) {
+Task load_task(const Config& config, const TextTokenizer& tok) {
+    return load_task(read_rl_task_config(config), static_cast<uint64_t>(config.get_int("seed")),
+                     tok);
+}
+
+Task load_task(const RlTaskConfig& cfg, uint64_t seed, const TextTokenizer& tok) {
     Task task;
-    task.name = cfg.get_string("task.name");
-    const uint64_t seed = static_cast<uint64_t>(cfg.get_int("seed"));
-    const int n_train = static_cast<int>(cfg.get_int("task.train_examples"));
-    const int n_eval = static_cast<int>(cfg.get_int("task.eval_examples"));
+    task.name = cfg.name;
+    const int n_train = cfg.train_examples;
+    const int n_eval = cfg.eval_examples;
     if (is_builtin_task(task.name)) {
-        BuiltinSplits splits = builtin_task_items(
-            task.name, n_train, n_eval, static_cast<int>(cfg.get_int("task.max_digits")), seed);
+        BuiltinSplits splits = builtin_task_items(task.name, n_train, n_eval, cfg.max_digits, seed);
         if (task.name == "countdown_lite") {
             task.score = [](const TaskItem& item, const std::string& completion) {
                 return TaskScore{countdown_reward(item.prompt, completion), 0.0};
@@ -111,7 +114,7 @@ Task load_task(const Config& cfg, const TextTokenizer& tok) {
         auto train = std::make_shared<std::vector<CountdownProblem>>();
         auto eval = std::make_shared<std::vector<CountdownProblem>>();
         countdown_tinyzero_split(n_train, n_eval, seed, train.get(), eval.get());
-        const bool chat = cfg.get_bool("task.chat");
+        const bool chat = cfg.chat;
         auto prompt_of = [&](const CountdownProblem& p) {
             return chat ? render_chat_text(tok.chat, {{"user", countdown_question(p)}}, true)
                         : countdown_base_prompt(p);
@@ -133,10 +136,10 @@ Task load_task(const Config& cfg, const TextTokenizer& tok) {
         task.has_format_credit = true;
         task.stop_strings = {"</answer>"};
     } else if (task.name == "jsonl") {
-        const std::string data = cfg.get_string("task.data");
+        const std::string& data = cfg.data;
         if (data.empty()) throw Error("config: task.data: task jsonl needs a JSONL file");
         task.train = read_jsonl(data, cfg, tok);
-        const std::string eval_data = cfg.get_string("task.eval_data");
+        const std::string& eval_data = cfg.eval_data;
         if (!eval_data.empty()) task.eval = read_jsonl(eval_data, cfg, tok);
         task.score = [](const TaskItem& item, const std::string& completion) {
             // A rubric-only item has no gold answer: it has no `correct` (not a 0, not a 1).

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "rl/rl_config.h"
 #include "tokenizer/text_tokenizer.h"
 
 namespace crucible::reward {
@@ -49,7 +50,9 @@ struct Task {
 };
 
 // Builds the task named by task.* of an RL config (data files are read here: errors name the
-// file, line and field).
+// file, line and field); `seed` is the config's, which the built-in tasks' data derive from.
+Task load_task(const RlTaskConfig& task, uint64_t seed, const TextTokenizer& tok);
+// The same from a whole RL config (its task.* and seed).
 Task load_task(const Config& config, const TextTokenizer& tok);
 
 }  // namespace crucible::rl
