@@ -468,7 +468,7 @@ TEST(CheckpointIoModel, LoadsHalfPrecisionWeights) {
     }
     TempDir dir;
     dir.write("model.safetensors", st_file(header.dump(), data));
-    dir.write("config.json", model_config_to_json(tiny_config(true)).dump());
+    dir.write("config.json", to_json(tiny_config(true)).dump());
     const std::unique_ptr<Model> m = load_model(dir.path());
     for (const TensorInfo& t : m->tensors()) {
         const float want = t.name == "model.norm.weight" ? -2.5f : 1.0f;
@@ -581,7 +581,7 @@ TEST(CheckpointIoModel, IntegerTensorIsRejected) {
     }
     TempDir dir;
     dir.write("model.safetensors", st_file(header.dump(), data));
-    dir.write("config.json", model_config_to_json(tiny_config(true)).dump());
+    dir.write("config.json", to_json(tiny_config(true)).dump());
     const std::string msg = error_of([&] { load_model(dir.path()); });
     EXPECT_NE(msg.find("'model.norm.weight'"), std::string::npos) << msg;
 }
@@ -635,7 +635,7 @@ TEST(CheckpointIoPublish, ExistingEmptyDirectoryIsNotReplacedEither) {
     EXPECT_TRUE(fs::is_empty(final_dir));
 }
 
-// ---- model_config_from_json -----------------------------------------------------------------
+// ---- parse_model_config -----------------------------------------------------------------
 
 json base_json() {
     return {{"vocab_size", 16},       {"hidden_size", 8},         {"intermediate_size", 12},
@@ -643,7 +643,7 @@ json base_json() {
 }
 
 TEST(CheckpointIoModelConfig, DefaultsForAMinimalQwen2Config) {
-    const ModelConfig c = model_config_from_json(base_json(), "cfg");
+    const ModelConfig c = parse_model_config(base_json(), "cfg");
     EXPECT_EQ(c.model_type, "qwen2");
     EXPECT_EQ(c.head_dim, 4);  // 8 / 2
     EXPECT_EQ(c.q_dim(), 8);
@@ -662,24 +662,24 @@ TEST(CheckpointIoModelConfig, DefaultsForAMinimalQwen2Config) {
 TEST(CheckpointIoModelConfig, KeyValueHeadsDefaultToAttentionHeads) {
     json j = base_json();
     j.erase("num_key_value_heads");
-    EXPECT_EQ(model_config_from_json(j, "cfg").num_key_value_heads, 2);
+    EXPECT_EQ(parse_model_config(j, "cfg").num_key_value_heads, 2);
 }
 
 TEST(CheckpointIoModelConfig, RopeThetaFromRopeParameters) {
     json j = base_json();
     j["rope_parameters"] = {{"rope_theta", 1000000.0}, {"rope_type", "default"}};
-    EXPECT_EQ(model_config_from_json(j, "cfg").rope_theta, 1e6f);
+    EXPECT_EQ(parse_model_config(j, "cfg").rope_theta, 1e6f);
     j["rope_theta"] = 500.0;  // rope_parameters wins over the top-level field
-    EXPECT_EQ(model_config_from_json(j, "cfg").rope_theta, 1e6f);
+    EXPECT_EQ(parse_model_config(j, "cfg").rope_theta, 1e6f);
     json k = base_json();
     k["rope_theta"] = 500.0;
-    EXPECT_EQ(model_config_from_json(k, "cfg").rope_theta, 500.0f);
+    EXPECT_EQ(parse_model_config(k, "cfg").rope_theta, 500.0f);
 }
 
 TEST(CheckpointIoModelConfig, ExplicitHeadDim) {
     json j = base_json();
     j["head_dim"] = 16;
-    const ModelConfig c = model_config_from_json(j, "cfg");
+    const ModelConfig c = parse_model_config(j, "cfg");
     EXPECT_EQ(c.head_dim, 16);
     EXPECT_EQ(c.q_dim(), 32);
     EXPECT_EQ(c.kv_dim(), 16);
@@ -688,13 +688,13 @@ TEST(CheckpointIoModelConfig, ExplicitHeadDim) {
 TEST(CheckpointIoModelConfig, LlamaAttentionBias) {
     json j = base_json();
     j["model_type"] = "llama";
-    const ModelConfig plain = model_config_from_json(j, "cfg");
+    const ModelConfig plain = parse_model_config(j, "cfg");
     EXPECT_FALSE(plain.qkv_bias);
     EXPECT_FALSE(plain.o_bias);
     EXPECT_FALSE(plain.mlp_bias);
     j["attention_bias"] = true;
     j["mlp_bias"] = true;
-    const ModelConfig biased = model_config_from_json(j, "cfg");
+    const ModelConfig biased = parse_model_config(j, "cfg");
     EXPECT_TRUE(biased.qkv_bias);
     EXPECT_TRUE(biased.o_bias);
     EXPECT_TRUE(biased.mlp_bias);
@@ -704,7 +704,7 @@ TEST(CheckpointIoModelConfig, EosTokenIdListTakesTheFirst) {
     json j = base_json();
     j["eos_token_id"] = {7, 9};
     j["bos_token_id"] = 5;
-    const ModelConfig c = model_config_from_json(j, "cfg");
+    const ModelConfig c = parse_model_config(j, "cfg");
     EXPECT_EQ(c.eos_token_id, 7);
     EXPECT_EQ(c.bos_token_id, 5);
 }
@@ -714,7 +714,7 @@ TEST(CheckpointIoModelConfig, HeadsNotAMultipleOfKvHeadsErrors) {
     j["hidden_size"] = 12;
     j["num_attention_heads"] = 3;
     j["num_key_value_heads"] = 2;
-    const std::string msg = error_of([&] { model_config_from_json(j, "my/config.json"); });
+    const std::string msg = error_of([&] { parse_model_config(j, "my/config.json"); });
     EXPECT_NE(msg.find("my/config.json"), std::string::npos) << msg;
     EXPECT_NE(msg.find("num_attention_heads"), std::string::npos) << msg;
     EXPECT_NE(msg.find("num_key_value_heads"), std::string::npos) << msg;
@@ -741,11 +741,11 @@ TEST(CheckpointIoModelConfig, BadFieldsNameTheField) {
         } else {
             j[tc.field] = tc.value;
         }
-        const std::string msg = error_of([&] { model_config_from_json(j, "where.json"); });
+        const std::string msg = error_of([&] { parse_model_config(j, "where.json"); });
         EXPECT_NE(msg.find("where.json"), std::string::npos) << msg;
         EXPECT_NE(msg.find(tc.field), std::string::npos) << msg;
     }
-    EXPECT_NE(error_of([&] { model_config_from_json(json::array(), "arr.json"); }).find("arr.json"),
+    EXPECT_NE(error_of([&] { parse_model_config(json::array(), "arr.json"); }).find("arr.json"),
               std::string::npos);
 }
 

@@ -49,7 +49,7 @@ TEST_F(GenerateCli, EveryInputKindGreedyMatchesTheReference) {
     const std::vector<std::vector<int32_t>> prompts = {
         tok.encode("2 5 7>17:"),
         {51, 52, 53},
-        tok.encode(render_chat_text(ChatFormat::ChatML, {{"user", "hi"}}, true))};
+        tok.encode(render_chat_text(ChatFormat::chatml, {{"user", "hi"}}, true))};
     // eos ids from generation_config.json stop the reference too (256 ends a sequence first)
     const auto ref = greedy_generate_reference(*model, prompts, 8, ByteTokenizer::kEndOfText);
     std::ifstream out(dir / "out.jsonl");

@@ -20,7 +20,7 @@ struct Fixture {
     PackedBatch batch;
     explicit Fixture(const std::string& name)
         : file(std::string(CRUCIBLE_FIXTURE_DIR) + "/" + name + ".safetensors") {
-        config = model_config_from_json(nlohmann::json::parse(file.metadata().at("config")), name);
+        config = parse_model_config(nlohmann::json::parse(file.metadata().at("config")), name);
         auto ints = [&](const char* t) {
             std::vector<int32_t> v(file.at(t).numel());
             file.at(t).to_i32(v.data());

@@ -166,7 +166,7 @@ TEST(RlConfig, EveryKeyOfTheSchemaIsReadIntoItsField) {
     EXPECT_EQ(r.train.lr, 0.001);
     EXPECT_EQ(r.train.min_lr_ratio, 0.1);
     EXPECT_EQ(r.train.warmup_steps, 2);
-    EXPECT_EQ(r.train.schedule, kernels::LrSchedule::Cosine);
+    EXPECT_EQ(r.train.schedule, kernels::LrSchedule::cosine);
     EXPECT_EQ(r.train.weight_decay, 0.01);
     EXPECT_EQ(r.train.beta1, 0.8);
     EXPECT_EQ(r.train.beta2, 0.95);
@@ -191,7 +191,7 @@ TEST(RlConfig, EveryKeyOfTheSchemaIsReadIntoItsField) {
     EXPECT_EQ(o.max_completion_tokens, 30);
     EXPECT_EQ(r.total_optimizer_steps(), 13 * 2 * 3);
     // The constant schedule is the other value.
-    EXPECT_EQ(read_rl_config(with({})).train.schedule, kernels::LrSchedule::Constant);
+    EXPECT_EQ(read_rl_config(with({})).train.schedule, kernels::LrSchedule::constant);
 }
 
 TEST(RlConfig, RulesRefuseWithTheTrainersMessagesInItsOrder) {

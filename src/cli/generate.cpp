@@ -130,7 +130,7 @@ std::function<int()> add_generate(CLI::App& app) {
         auto model = load_model(o->model);
         const TextCodec tok = codec_for(o->model, model->config().vocab_size);
         const ChatFormat chat = o->chat_format.empty() ? folder_chat_format(o->model)
-                                                       : chat_format_from_name(o->chat_format);
+                                                       : parse_chat_format(o->chat_format);
         const std::vector<int32_t> eos = eos_ids_of(o->model, model->config());
         std::vector<json> lines;
         std::vector<GenerationRequest> reqs;

@@ -37,7 +37,7 @@ class LocalGenerator : public Generator {
                             std::to_string(bpe_->vocab_size()) +
                             " ids but config.json's vocab_size is " + std::to_string(vocab));
         }
-        chat_ = chat_format.empty() ? folder_chat_format(dir_) : chat_format_from_name(chat_format);
+        chat_ = chat_format.empty() ? folder_chat_format(dir_) : parse_chat_format(chat_format);
         eos_ = eos_ids(model_->config());
         EngineOptions eo;
         eo.max_batch_tokens = max_batch_tokens;
@@ -131,7 +131,7 @@ class LocalGenerator : public Generator {
     std::unique_ptr<Model> model_;
     std::unique_ptr<BpeTokenizer> bpe_;
     ByteTokenizer bytes_;
-    ChatFormat chat_ = ChatFormat::ChatML;
+    ChatFormat chat_ = ChatFormat::chatml;
     std::vector<int32_t> eos_;
     std::unique_ptr<Engine> engine_;
 };

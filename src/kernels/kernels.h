@@ -119,7 +119,7 @@ namespace crucible::kernels {
 // ---- learning-rate schedule ---------------------------------------------------------------
 // Linear warmup from lr/warmup to lr over `warmup` steps, then either constant or a cosine
 // decay to lr * min_ratio at step `total`. `step` counts from 0.
-enum class LrSchedule { Constant, Cosine };
+enum class LrSchedule { constant, cosine };
 float lr_at(int64_t step, int64_t total, int64_t warmup, float lr, float min_ratio,
             LrSchedule schedule);
 

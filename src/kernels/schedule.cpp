@@ -8,7 +8,7 @@ namespace crucible::kernels {
 float lr_at(int64_t step, int64_t total, int64_t warmup, float lr, float min_ratio,
             LrSchedule schedule) {
     if (step < warmup) return lr * static_cast<float>(step + 1) / static_cast<float>(warmup);
-    if (schedule == LrSchedule::Constant || total <= warmup) return lr;
+    if (schedule == LrSchedule::constant || total <= warmup) return lr;
     const double progress =
         std::min(1.0, static_cast<double>(step - warmup) / static_cast<double>(total - warmup));
     const double cosine = 0.5 * (1.0 + std::cos(M_PI * progress));

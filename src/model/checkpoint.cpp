@@ -16,7 +16,7 @@ void save_model(const Model& model, const fs::path& dir) {
         out.push_back({t.name, t.shape, model.params() + t.offset});
     }
     write_file_durable(dir / "model.safetensors", safetensors_serialize(out, {{"format", "pt"}}));
-    write_file_durable(dir / "config.json", model_config_to_json(model.config()).dump(2) + "\n");
+    write_file_durable(dir / "config.json", to_json(model.config()).dump(2) + "\n");
 }
 
 void load_tensor(Model& model, const TensorInfo& t, const SafetensorsFile& file) {
@@ -128,7 +128,7 @@ std::unique_ptr<Model> load_model(const fs::path& dir) {
     } catch (const nlohmann::json::exception& e) {
         throw Error(config_path.string() + ": not valid JSON: " + e.what());
     }
-    auto model = std::make_unique<Model>(model_config_from_json(j, config_path.string()));
+    auto model = std::make_unique<Model>(parse_model_config(j, config_path.string()));
     load_weights(*model, open_weight_files(dir));
     return model;
 }

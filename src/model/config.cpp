@@ -67,7 +67,7 @@ void ModelConfig::validate(const std::string& where) const {
     if (!(rope_theta > 0.0f)) throw Error(where + ": field 'rope_theta' must be > 0");
 }
 
-ModelConfig model_config_from_json(const json& j, const std::string& where) {
+ModelConfig parse_model_config(const json& j, const std::string& where) {
     if (!j.is_object()) throw Error(where + ": expected a JSON object");
     ModelConfig c;
     c.model_type = get_field<std::string>(j, "model_type", where, false, "qwen2");
@@ -109,7 +109,7 @@ ModelConfig model_config_from_json(const json& j, const std::string& where) {
     return c;
 }
 
-json model_config_to_json(const ModelConfig& c) {
+json to_json(const ModelConfig& c) {
     json j;
     const bool llama = c.model_type == "llama";
     j["architectures"] = json::array({llama ? "LlamaForCausalLM" : "Qwen2ForCausalLM"});

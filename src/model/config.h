@@ -34,8 +34,8 @@ struct ModelConfig {
 };
 
 // Parses an HF config.json object. `where` (usually the file path) prefixes every error.
-ModelConfig model_config_from_json(const nlohmann::json& j, const std::string& where);
+ModelConfig parse_model_config(const nlohmann::json& j, const std::string& where);
 // The HF config.json for this configuration (Qwen2ForCausalLM or LlamaForCausalLM).
-nlohmann::json model_config_to_json(const ModelConfig& c);
+nlohmann::json to_json(const ModelConfig& c);
 
 }  // namespace crucible

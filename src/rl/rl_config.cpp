@@ -156,7 +156,7 @@ RlConfig read_rl_config(const Config& c) {
     const std::string schedule = c.get_string("train.schedule");
     check_rl_config(r, schedule);
     r.train.schedule =
-        schedule == "cosine" ? kernels::LrSchedule::Cosine : kernels::LrSchedule::Constant;
+        schedule == "cosine" ? kernels::LrSchedule::cosine : kernels::LrSchedule::constant;
     return r;
 }
 

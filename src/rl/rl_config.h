@@ -189,7 +189,7 @@ struct RlTrainConfig {
     double lr = 0.0;
     double min_lr_ratio = 0.0;
     int64_t warmup_steps = 0;
-    kernels::LrSchedule schedule = kernels::LrSchedule::Constant;
+    kernels::LrSchedule schedule = kernels::LrSchedule::constant;
     double weight_decay = 0.0;
     double beta1 = 0.0;
     double beta2 = 0.0;

@@ -20,22 +20,22 @@ std::string trim(const std::string& s) {
 
 }  // namespace
 
-ChatFormat chat_format_from_name(const std::string& name) {
-    if (name == "chatml") return ChatFormat::ChatML;
-    if (name == "qwen2") return ChatFormat::Qwen2;
-    if (name == "qwen2.5") return ChatFormat::Qwen25;
-    if (name == "llama3") return ChatFormat::Llama3;
+ChatFormat parse_chat_format(const std::string& name) {
+    if (name == "chatml") return ChatFormat::chatml;
+    if (name == "qwen2") return ChatFormat::qwen2;
+    if (name == "qwen2.5") return ChatFormat::qwen25;
+    if (name == "llama3") return ChatFormat::llama3;
     throw Error("unknown chat format '" + name + "' (known: chatml, qwen2, qwen2.5, llama3)");
 }
 
 ChatFormat detect_chat_format(const std::string& tpl, const std::string& where,
                               const std::string& option) {
     if (tpl.find("<|im_start|>") != std::string::npos) {
-        if (tpl.find(kQwen25System) != std::string::npos) return ChatFormat::Qwen25;
-        if (tpl.find(kQwen2System) != std::string::npos) return ChatFormat::Qwen2;
-        return ChatFormat::ChatML;
+        if (tpl.find(kQwen25System) != std::string::npos) return ChatFormat::qwen25;
+        if (tpl.find(kQwen2System) != std::string::npos) return ChatFormat::qwen2;
+        return ChatFormat::chatml;
     }
-    if (tpl.find("<|start_header_id|>") != std::string::npos) return ChatFormat::Llama3;
+    if (tpl.find("<|start_header_id|>") != std::string::npos) return ChatFormat::llama3;
     throw Error(where +
                 ": chat_template is not a format Crucible renders (ChatML/Qwen or "
                 "Llama-3); choose one with " +
@@ -45,7 +45,7 @@ ChatFormat detect_chat_format(const std::string& tpl, const std::string& where,
 std::vector<TextSegment> render_chat(ChatFormat format, const std::vector<ChatMessage>& messages,
                                      bool add_generation_prompt) {
     std::vector<TextSegment> out;
-    if (format == ChatFormat::Llama3) {
+    if (format == ChatFormat::llama3) {
         // Llama-3-Instruct: bos, then per message a header, the trimmed content and <|eot_id|>.
         out.push_back({"<|begin_of_text|>", false});
         for (const ChatMessage& m : messages) {
@@ -58,8 +58,8 @@ std::vector<TextSegment> render_chat(ChatFormat format, const std::vector<ChatMe
         return out;
     }
     const bool has_system = !messages.empty() && messages[0].role == "system";
-    if (!has_system && format != ChatFormat::ChatML) {
-        const char* system = format == ChatFormat::Qwen25 ? kQwen25System : kQwen2System;
+    if (!has_system && format != ChatFormat::chatml) {
+        const char* system = format == ChatFormat::qwen25 ? kQwen25System : kQwen2System;
         out.push_back({std::string("<|im_start|>system\n") + system + "<|im_end|>\n", false});
     }
     for (const ChatMessage& m : messages) {

@@ -18,14 +18,14 @@ struct TextSegment {
 };
 
 enum class ChatFormat {
-    ChatML,  // <|im_start|>role\ncontent<|im_end|>\n, no default system prompt
-    Qwen2,   // ChatML; "You are a helpful assistant." when no system message is given
-    Qwen25,  // ChatML; "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
-    Llama3,  // <|begin_of_text|><|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>
+    chatml,  // <|im_start|>role\ncontent<|im_end|>\n, no default system prompt
+    qwen2,   // ChatML; "You are a helpful assistant." when no system message is given
+    qwen25,  // ChatML; "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+    llama3,  // <|begin_of_text|><|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>
 };
 
 // "chatml", "qwen2", "qwen2.5", "llama3". Throws Error listing the names for anything else.
-ChatFormat chat_format_from_name(const std::string& name);
+ChatFormat parse_chat_format(const std::string& name);
 
 // Recognises the family of a Jinja chat_template (from tokenizer_config.json at `where`).
 // Throws Error naming `where` and the option that selects a format when it is not one of ours.
@@ -40,10 +40,10 @@ std::vector<TextSegment> render_chat(ChatFormat format, const std::vector<ChatMe
 std::string render_chat_text(ChatFormat format, const std::vector<ChatMessage>& messages,
                              bool add_generation_prompt);
 
-// Plain ChatML (ChatFormat::ChatML).
+// Plain ChatML (ChatFormat::chatml).
 inline std::vector<TextSegment> render_chatml(const std::vector<ChatMessage>& messages,
                                               bool add_generation_prompt) {
-    return render_chat(ChatFormat::ChatML, messages, add_generation_prompt);
+    return render_chat(ChatFormat::chatml, messages, add_generation_prompt);
 }
 
 }  // namespace crucible

@@ -22,7 +22,7 @@ TextTokenizer::TextTokenizer(const ByteTokenizer& byte) {
     };
     eos = ByteTokenizer::kEndOfText;
     vocab_size = ByteTokenizer::kVocabSize;
-    chat = ChatFormat::ChatML;
+    chat = ChatFormat::chatml;
     byte_level = true;
 }
 
@@ -108,10 +108,10 @@ TextTokenizer load_text_tokenizer(const fs::path& dir) {
 
 ChatFormat folder_chat_format(const fs::path& dir) {
     const fs::path cfg = dir / "tokenizer_config.json";
-    if (!fs::exists(cfg)) return ChatFormat::ChatML;
+    if (!fs::exists(cfg)) return ChatFormat::chatml;
     const json j = json::parse(read_file(cfg), nullptr, false);
     if (!j.is_object() || !j.contains("chat_template") || !j["chat_template"].is_string())
-        return ChatFormat::ChatML;
+        return ChatFormat::chatml;
     return detect_chat_format(j["chat_template"].get<std::string>(), cfg.string(), "--chat-format");
 }
 

@@ -19,7 +19,7 @@ struct TextTokenizer {
     std::function<std::string(const std::vector<int32_t>&)> decode;
     int32_t eos = -1;    // closes every trained completion
     int vocab_size = 0;  // largest id in use + 1
-    ChatFormat chat = ChatFormat::ChatML;
+    ChatFormat chat = ChatFormat::chatml;
     bool byte_level = false;  // Crucible's own byte tokenizer (checkpoints write its files)
 
     TextTokenizer() = default;

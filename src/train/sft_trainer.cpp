@@ -69,7 +69,7 @@ ModelConfig arch_from_config(const Config& cfg) {
     j["tie_word_embeddings"] = cfg.get_bool("model.arch.tie_word_embeddings");
     j["model_type"] = cfg.get_string("model.arch.model_type");
     j["eos_token_id"] = ByteTokenizer::kEndOfText;
-    return model_config_from_json(j, "config model.arch");
+    return parse_model_config(j, "config model.arch");
 }
 
 // Refuses, before anything large is allocated, a run whose model (parameters, gradients,
@@ -143,7 +143,7 @@ SftTrainer::SftTrainer(const Config& config, bool resume, std::ostream& log)
     if (sched != "cosine" && sched != "constant") {
         throw Error("config: train.schedule must be cosine or constant, got '" + sched + "'");
     }
-    schedule_ = sched == "cosine" ? kernels::LrSchedule::Cosine : kernels::LrSchedule::Constant;
+    schedule_ = sched == "cosine" ? kernels::LrSchedule::cosine : kernels::LrSchedule::constant;
 
     // A model folder with a tokenizer.json brings its tokenizer; new models use bytes.
     const std::string start_from = config_.get_string("model.path");
