@@ -30,5 +30,7 @@ std::function<int()> add_compare(CLI::App& app);
 std::function<int()> add_report(CLI::App& app);
 // `rubric score` and `rubric generate` (src/cli/rubric.cpp).
 std::function<int()> add_rubric(CLI::App& app);
+// `index build` and `index search`: the search tool's BM25 index (src/cli/index.cpp).
+std::function<int()> add_index(CLI::App& app);
 
 }  // namespace crucible::cli

@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
     auto compare = crucible::cli::add_compare(app);
     auto report = crucible::cli::add_report(app);
     auto rubric = crucible::cli::add_rubric(app);
+    auto index = crucible::cli::add_index(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -63,6 +64,7 @@ int main(int argc, char** argv) {
         if (app.got_subcommand("compare")) return compare();
         if (app.got_subcommand("report")) return report();
         if (app.got_subcommand("rubric")) return rubric();
+        if (app.got_subcommand("index")) return index();
     } catch (const crucible::Error& e) {
         std::fprintf(stderr, "error: %s\n", e.what());
         return 1;
