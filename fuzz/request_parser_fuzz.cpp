@@ -1,6 +1,6 @@
-// libFuzzer target for the server's request parser. The parser (Server::Impl::parse in
-// src/serve/server.cpp) is not exposed in a header, so this drives the closest exposed entry
-// point: a Server with a tiny random model on an ephemeral 127.0.0.1 port, one POST per input.
+// libFuzzer target for the server's request parser (parse_request, src/serve/request_parse.h)
+// and what a valid request goes on to: generation and the answer written for it. It drives a
+// Server with a tiny random model on an ephemeral 127.0.0.1 port, one POST per input.
 // The first byte picks /v1/completions or /v1/chat/completions; the rest is the body. A bad
 // request must get a 4xx answer (the server's clean failure, ApiError or Error); a 5xx answer
 // (an unexpected exception, or a failed generation), no answer, or a sanitizer report is a bug.

@@ -37,13 +37,14 @@ case "$target" in
     libs="$(pkg-config --libs libpcre2-8 icu-uc)"
     max_len=8192 ;;
   request_parser_fuzz)
-    # The whole path of a request (serve/server.cpp is where the parser lives), so the engine,
-    # the model and the kernels too; flags as CMakeLists.txt sets them.
-    srcs="serve/server.cpp serve/http_front.cpp engine/engine.cpp engine/kv_cache.cpp
-          engine/sampler.cpp engine/team_size.cpp model/checkpoint.cpp model/config.cpp
-          model/model.cpp model/safetensors.cpp tokenizer/bpe_tokenizer.cpp
-          tokenizer/byte_tokenizer.cpp tokenizer/chat_template.cpp tokenizer/pretokenizer.cpp
-          tokenizer/text_tokenizer.cpp tokenizer/unicode.cpp core/file_io.cpp
+    # The whole path of a request (serve/request_parse.cpp is the parser), so the engine, the
+    # model and the kernels too; flags as CMakeLists.txt sets them.
+    srcs="serve/server.cpp serve/request_parse.cpp serve/response_write.cpp serve/http_front.cpp
+          engine/engine.cpp engine/kv_cache.cpp engine/sampler.cpp engine/team_size.cpp
+          model/checkpoint.cpp model/config.cpp model/model.cpp model/safetensors.cpp
+          tokenizer/bpe_tokenizer.cpp tokenizer/byte_tokenizer.cpp tokenizer/chat_template.cpp
+          tokenizer/pretokenizer.cpp tokenizer/text_tokenizer.cpp tokenizer/unicode.cpp
+          core/file_io.cpp
           $(cd "$root/src" && echo kernels/*.cpp)"
     blas=/usr/lib/x86_64-linux-gnu/openblas-openmp
     cflags="-march=x86-64-v3 -fno-math-errno -fno-trapping-math -fopenmp -Wno-pass-failed

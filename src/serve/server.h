@@ -2,9 +2,10 @@
 //
 // One engine thread owns the model and loops Engine::step(). An event loop (serve/http_front.h)
 // receives every request within a deadline and size limits; worker threads then parse and
-// validate it, tokenize it, queue it for the engine thread and wait on
-// a per-request channel that the engine's callbacks fill. Requests join the running batch at
-// the next step (continuous batching) and leave it when they finish or their client goes away.
+// validate it (serve/request_parse.h), tokenize it, queue it for the engine thread and wait on
+// a per-request channel that the engine's callbacks fill, writing the answer or the stream's
+// chunks as they come (serve/response_write.h). Requests join the running batch at the next
+// step (continuous batching) and leave it when they finish or their client goes away.
 // Endpoints, fields and errors: docs/SERVING.md.
 //
 // The header names no engine or tokenizer type: a caller (a test, the CLI) needs only the

@@ -1,0 +1,51 @@
+// The server's requests: an OpenAI /v1/completions or /v1/chat/completions JSON body turned
+// into a typed generation request, every field checked with the message OpenAI's API gives
+// (docs/SERVING.md lists the fields and the errors).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "tokenizer/text_tokenizer.h"
+
+namespace crucible {
+
+// An answer other than 200: OpenAI's error body {"error": {message, type, param, code}}.
+struct ApiError {
+    int status;
+    std::string message;
+    std::string param;  // the offending field; empty: null
+    std::string type = "invalid_request_error";
+    std::string code;  // empty: null
+};
+
+// What a request asks for, after validation.
+struct ParsedRequest {
+    bool chat = false;
+    bool stream = false;
+    bool include_usage = false;
+    GenerationRequest gen;
+    int top_logprobs = -1;  // -1: no logprobs; else alternatives per token
+};
+
+// The model a server serves, as requests are checked against it and answers are written.
+struct ServedModel {
+    std::string name;                    // the id clients send as "model"
+    int vocab_size = 0;                  // config.json's: token ids in a prompt are below it
+    int context = 0;                     // prompt + completion tokens fit in it
+    std::vector<int32_t> stop_ids;       // end generation unless a request sets ignore_eos
+    const TextTokenizer* tok = nullptr;  // encodes prompts and chats, decodes completions
+    const Engine* engine = nullptr;      // its validate() has the last word on a request
+};
+
+// Parses and validates the body of a completions (`chat` false) or chat completions request
+// for `model`. A request without a "seed" gets draw_seed()'s. Throws ApiError (400, naming
+// the field) for a body that is not a JSON object, a missing or mistyped field, a value out
+// of range, another model's name and a prompt that leaves no room in the context.
+ParsedRequest parse_request(const std::string& body, bool chat, const ServedModel& model,
+                            const std::function<uint64_t()>& draw_seed);
+
+}  // namespace crucible
