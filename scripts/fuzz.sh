@@ -33,7 +33,7 @@ case "$target" in
     max_len=4096 ;;
   tokenizer_json_fuzz)
     srcs="tokenizer/bpe_tokenizer.cpp tokenizer/byte_tokenizer.cpp tokenizer/pretokenizer.cpp
-          tokenizer/unicode.cpp core/file_io.cpp"
+          tokenizer/unicode.cpp core/file_io.cpp core/regex.cpp"
     libs="$(pkg-config --libs libpcre2-8 icu-uc)"
     max_len=8192 ;;
   request_parser_fuzz)
@@ -44,7 +44,7 @@ case "$target" in
           model/checkpoint.cpp model/config.cpp model/model.cpp model/safetensors.cpp
           tokenizer/bpe_tokenizer.cpp tokenizer/byte_tokenizer.cpp tokenizer/chat_template.cpp
           tokenizer/pretokenizer.cpp tokenizer/text_tokenizer.cpp tokenizer/unicode.cpp
-          core/file_io.cpp
+          core/file_io.cpp core/regex.cpp core/strings.cpp
           $(cd "$root/src" && echo kernels/*.cpp)"
     blas=/usr/lib/x86_64-linux-gnu/openblas-openmp
     cflags="-march=x86-64-v3 -fno-math-errno -fno-trapping-math -fopenmp -Wno-pass-failed

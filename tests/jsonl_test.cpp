@@ -11,6 +11,7 @@
 #include "env/builtin.h"
 #include "env/countdown.h"
 #include "env/dataset_item.h"
+#include "run/run_folder.h"
 #include "test_util.h"
 
 namespace crucible {
@@ -144,6 +145,44 @@ TEST(BuiltinTask, ItemsAreTheGeneratorsProblems) {
     EXPECT_FALSE(is_builtin_task("countdown"));  // TinyZero's rules: RL's own
     EXPECT_NE(error_of([] { builtin_task_items("nope", 1, 1, 1, 1); }).find("'nope'"),
               std::string::npos);
+}
+
+// A log written by append_jsonl ends at its first line that is not a JSON object (the torn
+// last line of a killed run); a missing log has no records.
+TEST(JsonlLog, RecordsUpToATornLine) {
+    TempDir dir;
+    const std::string path =
+        dir.write("metrics.jsonl", "{\"step\": 1}\n\n{\"step\": 2}\r\n{\"step\": 3, \"lo").string();
+    std::vector<std::string> seen;
+    for_each_jsonl_log_record(path, [&](const JsonlLine& line, const nlohmann::json& j) {
+        seen.push_back(std::string(line.text) + "=" + std::to_string(j.at("step").get<int>()));
+    });
+    EXPECT_EQ(seen, (std::vector<std::string>{"{\"step\": 1}=1", "{\"step\": 2}=2"}));
+
+    const std::string arrays = dir.write("a.jsonl", "{\"step\": 1}\n[2]\n{\"step\": 3}\n").string();
+    seen.clear();
+    for_each_jsonl_log_record(arrays, [&](const JsonlLine& line, const nlohmann::json&) {
+        seen.emplace_back(line.text);
+    });
+    EXPECT_EQ(seen, (std::vector<std::string>{"{\"step\": 1}"}));
+
+    int calls = 0;
+    for_each_jsonl_log_record((dir.path() / "missing.jsonl").string(),
+                              [&](const JsonlLine&, const nlohmann::json&) { ++calls; });
+    EXPECT_EQ(calls, 0);
+}
+
+// A resumed run's log keeps the lines up to its checkpoint's step and stops at a torn line.
+TEST(JsonlLog, TruncateAfterStep) {
+    TempDir dir;
+    const auto path = dir.write("metrics.jsonl",
+                                "{\"step\": 1, \"loss\": 2.5}\n{\"step\": 2}\n{\"note\": \"x\"}\n"
+                                "{\"step\": 3}\n{\"step\": 2, \"eval\": 1}\n{\"step\": 4, \"lo");
+    truncate_jsonl_after_step(path, 2);
+    EXPECT_EQ(testutil::slurp(path),
+              "{\"step\": 1, \"loss\": 2.5}\n{\"step\": 2}\n{\"step\": 2, \"eval\": 1}\n");
+    truncate_jsonl_after_step(dir.path() / "absent.jsonl", 2);  // nothing to do
+    EXPECT_FALSE(std::filesystem::exists(dir.path() / "absent.jsonl"));
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/jsonl.h"
 #include "tokenizer/bpe_tokenizer.h"
 
 namespace crucible::cli {
@@ -28,20 +29,18 @@ namespace {
 // The corpus texts joined by newlines, `repeat` times over, cut into chunks of about
 // `chunk_bytes` at text boundaries: documents the size of a prompt or a file.
 std::vector<std::string> bench_chunks(const std::string& corpus, int repeat, size_t chunk_bytes) {
-    std::ifstream in(corpus);
-    if (!in)
+    if (!std::ifstream(corpus))
         throw Error("cannot read " + corpus +
                     " (generate it with scripts/gen_tokenizer_corpus.js)");
     std::vector<std::string> texts;
-    std::string line;
-    for (size_t no = 1; std::getline(in, line); no++) {
+    for_each_jsonl_line(corpus, "", [&](const JsonlLine& line) {
         try {
-            texts.push_back(json::parse(line).at("text").get<std::string>());
+            texts.push_back(json::parse(line.text).at("text").get<std::string>());
         } catch (const json::exception& e) {
-            throw Error(corpus + ": line " + std::to_string(no) +
+            throw Error(corpus + ": line " + std::to_string(line.number) +
                         ": expected {\"text\": ...}: " + e.what());
         }
-    }
+    });
     std::vector<std::string> chunks(1);
     for (int r = 0; r < repeat; r++) {
         for (const std::string& t : texts) {

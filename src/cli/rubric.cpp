@@ -5,7 +5,6 @@
 #include "reward/rubric.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -13,11 +12,11 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/worker_pool.h"
 #include "eval/rubric_metrics.h"
 #include "reward/judge.h"
 #include "reward/rubric_generate.h"
@@ -109,17 +108,8 @@ int run_generate(const GenerateCliOptions& o) {
                 it.id.c_str());
 
     std::vector<GeneratedRubric> out(items.size());
-    std::atomic<size_t> next{0};
-    const auto work = [&] {
-        for (size_t i = next++; i < items.size(); i = next++)
-            out[i] = generate_rubric(client, items[i], g);
-    };
-    std::vector<std::thread> threads;
-    const size_t n_threads =
-        std::min<size_t>(items.size(), static_cast<size_t>(std::max(1, o.concurrency)));
-    for (size_t k = 1; k < n_threads; ++k) threads.emplace_back(work);
-    work();
-    for (std::thread& t : threads) t.join();
+    run_parallel(items.size(), static_cast<size_t>(std::max(1, o.concurrency)),
+                 [&](size_t i) { out[i] = generate_rubric(client, items[i], g); });
 
     std::string lines;
     int ok = 0;

@@ -32,6 +32,8 @@ std::function<int()> add_tokenize(CLI::App& app) {
     return [opt]() {
         const BpeTokenizer tok(opt->tokenizer);
         std::ios::sync_with_stdio(false);
+        // stdin line by line, not core/jsonl (which reads a named file): the input is a
+        // stream, and without --jsonl a line is plain text (blank lines count), not a record.
         std::string line;
         size_t line_no = 0;
         while (std::getline(std::cin, line)) {

@@ -7,6 +7,8 @@
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/strings.h"
+#include "core/yaml_reader.h"
 
 namespace crucible {
 
@@ -53,25 +55,19 @@ bool compatible(Kind want, Kind got) {
     return false;
 }
 
-std::string location(const std::string& where, const YAML::Node& n) {
-    const YAML::Mark m = n.Mark();
-    if (m.line < 0) return where;
-    return where + ":" + std::to_string(m.line + 1);
-}
-
 bool is_number(Kind k) {
     return k == Kind::Int || k == Kind::Double;
 }
 
-std::string trim(const std::string& s) {
-    const size_t a = s.find_first_not_of(" \t");
-    if (a == std::string::npos) return "";
-    return s.substr(a, s.find_last_not_of(" \t") - a + 1);
+// A YAML line's blanks: spaces and tabs (lines are already split, and the rest of the
+// whitespace set is text to YAML).
+std::string trim_blanks(std::string_view s) {
+    return trim(s, " \t");
 }
 
 // A bound of an interval: a number, or inf / -inf.
 bool parse_bound(const std::string& text, double* out) {
-    const std::string t = trim(text);
+    const std::string t = trim_blanks(text);
     if (t.empty()) return false;
     char* end = nullptr;
     *out = std::strtod(t.c_str(), &end);
@@ -114,7 +110,7 @@ Config::Config(const std::string& defaults_yaml) {
             hash = line.find('#', hash + 1);
         }
         if (hash == std::string::npos) return;
-        const std::string comment = trim(line.substr(hash + 1));
+        const std::string comment = trim_blanks(line.substr(hash + 1));
         if (comment.empty() || (comment[0] != '[' && comment[0] != '(')) return;
         const size_t close = comment.find_first_of("])");
         const size_t comma = comment.find(',');
@@ -147,24 +143,23 @@ std::vector<std::string> Config::unranged_keys() const {
 void Config::merge(const YAML::Node& src, YAML::Node dst, const YAML::Node& schema,
                    const std::string& prefix, const std::string& where) {
     if (!src.IsMap()) {
-        throw Error(location(where, src) + ": expected a mapping" +
+        throw Error(yaml_location(where, src) + ": expected a mapping" +
                     (prefix.empty() ? "" : " for '" + prefix + "'"));
     }
     for (auto it = src.begin(); it != src.end(); ++it) {
         if (!it->first.IsScalar()) {
-            throw Error(location(where, it->first) + ": keys must be plain names" +
+            throw Error(yaml_location(where, it->first) + ": keys must be plain names" +
                         (prefix.empty() ? "" : " (under '" + prefix + "')"));
         }
         const std::string key = it->first.as<std::string>();
         const std::string full = prefix.empty() ? key : prefix + "." + key;
         const YAML::Node want = schema[key];
         if (!want) {
-            std::string known;
+            std::vector<std::string> known;
             for (auto s = schema.begin(); s != schema.end(); ++s) {
-                known += (known.empty() ? "" : ", ") + s->first.as<std::string>();
+                known.push_back(s->first.as<std::string>());
             }
-            throw Error(location(where, it->first) + ": unknown key '" + full +
-                        "' (known here: " + known + ")");
+            throw Error(yaml_location(where, it->first) + ": " + unknown_key_message(full, known));
         }
         if (want.IsMap()) {
             merge(it->second, dst[key], want, full, where);
@@ -172,18 +167,18 @@ void Config::merge(const YAML::Node& src, YAML::Node dst, const YAML::Node& sche
         }
         const Kind wk = scalar_kind(want), gk = scalar_kind(it->second);
         if (!compatible(wk, gk)) {
-            throw Error(location(where, it->second) + ": key '" + full + "' must be " +
+            throw Error(yaml_location(where, it->second) + ": key '" + full + "' must be " +
                         kind_name(wk));
         }
         // No setting means NaN or infinity: a NaN weight or learning rate silently trains on
         // nothing (or on NaN) and compares false against every range check.
         if (wk == Kind::Double && !std::isfinite(it->second.as<double>())) {
-            throw Error(location(where, it->second) + ": key '" + full +
+            throw Error(yaml_location(where, it->second) + ": key '" + full +
                         "' must be a finite number");
         }
         if (auto r = ranges_.find(full);
             r != ranges_.end() && !r->second.contains(it->second.as<double>())) {
-            throw Error(location(where, it->second) + ": key '" + full + "' must be in " +
+            throw Error(yaml_location(where, it->second) + ": key '" + full + "' must be in " +
                         r->second.text + ", got " + it->second.Scalar());
         }
         dst[key] = YAML::Clone(it->second);
@@ -191,12 +186,7 @@ void Config::merge(const YAML::Node& src, YAML::Node dst, const YAML::Node& sche
 }
 
 void Config::merge_text(const std::string& text, const std::string& where) {
-    YAML::Node n;
-    try {
-        n = YAML::Load(text);
-    } catch (const YAML::Exception& e) {
-        throw Error(where + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
-    }
+    const YAML::Node n = parse_yaml(text, where);
     if (n.IsNull()) return;  // an empty file changes nothing
     merge(n, values_, schema_, "", where);
 }

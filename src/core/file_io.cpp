@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/unique_fd.h"
 
 namespace crucible {
 
@@ -49,14 +50,13 @@ int write_all(int fd, std::string_view data) {
 
 // The old behaviour, kept for targets that cannot be renamed over (devices, FIFOs).
 void write_in_place(const fs::path& path, std::string_view data) {
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) throw Error(path.string() + ": cannot open for writing: " + errno_text(errno));
-    if (const int e = write_all(fd, data); e != 0) {
-        ::close(fd);
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!fd) throw Error(path.string() + ": cannot open for writing: " + errno_text(errno));
+    if (const int e = write_all(fd.get(), data); e != 0) {
         throw Error(path.string() + ": write failed: " + errno_text(e));
     }
     // fsync is meaningless (EINVAL) on a pipe or a terminal; only close can still fail.
-    if (::close(fd) != 0) throw Error(path.string() + ": close failed: " + errno_text(errno));
+    if (fd.close() != 0) throw Error(path.string() + ": close failed: " + errno_text(errno));
 }
 
 }  // namespace
@@ -78,43 +78,37 @@ void write_file_durable(const fs::path& path, std::string_view data) {
     name += target.filename().string();
     name += ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
     const fs::path tmp = dir / name;
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) throw Error(path.string() + ": cannot open for writing: " + errno_text(errno));
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (!fd) throw Error(path.string() + ": cannot open for writing: " + errno_text(errno));
     const auto fail = [&](const std::string& what, int e) {
+        fd.reset();
         ::unlink(tmp.c_str());
         throw Error(path.string() + ": " + what + ": " + errno_text(e));
     };
     struct stat old {};
-    if (::stat(target.c_str(), &old) == 0) ::fchmod(fd, old.st_mode & 07777);  // keep its mode
-    if (const int e = write_all(fd, data); e != 0) {
-        ::close(fd);
-        fail("write failed", e);
-    }
-    if (::fsync(fd) != 0) {
-        const int e = errno;
-        ::close(fd);
-        fail("fsync failed", e);
-    }
-    if (::close(fd) != 0) fail("close failed", errno);
+    if (::stat(target.c_str(), &old) == 0)
+        ::fchmod(fd.get(), old.st_mode & 07777);  // keep its mode
+    if (const int e = write_all(fd.get(), data); e != 0) fail("write failed", e);
+    if (::fsync(fd.get()) != 0) fail("fsync failed", errno);
+    if (fd.close() != 0) fail("close failed", errno);
     if (::rename(tmp.c_str(), target.c_str()) != 0) fail("cannot rename the written file", errno);
     fsync_directory(dir);
 }
 
 void append_file_checked(const fs::path& path, std::string_view text) {
-    const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) throw Error(path.string() + ": cannot open for appending: " + errno_text(errno));
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
+    if (!fd) throw Error(path.string() + ": cannot open for appending: " + errno_text(errno));
     struct stat before {};
-    const bool sized = ::fstat(fd, &before) == 0 && S_ISREG(before.st_mode);
-    if (const int e = write_all(fd, text); e != 0) {
+    const bool sized = ::fstat(fd.get(), &before) == 0 && S_ISREG(before.st_mode);
+    if (const int e = write_all(fd.get(), text); e != 0) {
         // Cut off the part that did get written: the file stays a sequence of whole lines.
-        if (sized && ::ftruncate(fd, before.st_size) != 0) {
+        if (sized && ::ftruncate(fd.get(), before.st_size) != 0) {
             // Nothing more to do: the error below already stops the caller.
         }
-        ::close(fd);
         throw Error(path.string() + ": write failed: " + errno_text(e) +
                     (e == ENOSPC ? " (the disk is full)" : ""));
     }
-    if (::close(fd) != 0) throw Error(path.string() + ": close failed: " + errno_text(errno));
+    if (fd.close() != 0) throw Error(path.string() + ": close failed: " + errno_text(errno));
 }
 
 void append_jsonl(const fs::path& path, const nlohmann::json& line) {
@@ -123,11 +117,10 @@ void append_jsonl(const fs::path& path, const nlohmann::json& line) {
 }
 
 void fsync_directory(const fs::path& dir) {
-    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) throw Error(dir.string() + ": cannot open directory: " + std::strerror(errno));
-    const int rc = ::fsync(fd);
-    ::close(fd);
-    if (rc != 0) throw Error(dir.string() + ": fsync failed: " + std::strerror(errno));
+    const UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd) throw Error(dir.string() + ": cannot open directory: " + std::strerror(errno));
+    if (::fsync(fd.get()) != 0)
+        throw Error(dir.string() + ": fsync failed: " + std::strerror(errno));
 }
 
 bool publish_directory(const fs::path& tmp_dir, const fs::path& final_dir) {

@@ -1,5 +1,6 @@
 #include "core/jsonl.h"
 
+#include <filesystem>
 #include <fstream>
 
 #include "core/error.h"
@@ -38,6 +39,23 @@ void for_each_jsonl_line(const std::string& path, const std::string& what,
     }
     if (in.bad()) throw Error(path + ": read failed");
     if (!line.empty()) emit();  // a last line without a newline
+}
+
+void for_each_jsonl_log_record(
+    const std::string& path,
+    const std::function<void(const JsonlLine&, const nlohmann::json&)>& fn) {
+    if (!std::filesystem::exists(path)) return;
+    bool torn = false;
+    for_each_jsonl_line(path, "", [&](const JsonlLine& line) {
+        if (torn) return;
+        const nlohmann::json j =
+            nlohmann::json::parse(line.text, nullptr, /*allow_exceptions=*/false);
+        if (!j.is_object()) {
+            torn = true;
+            return;
+        }
+        fn(line, j);
+    });
 }
 
 nlohmann::json parse_jsonl_object(const JsonlLine& line) {

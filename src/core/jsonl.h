@@ -32,6 +32,14 @@ void for_each_jsonl_line(const std::string& path, const std::string& what,
                          const std::function<void(const JsonlLine&)>& fn,
                          size_t max_line_bytes = kMaxJsonlLineBytes);
 
+// Calls fn(line, record) for each line of a JSONL log that append_jsonl writes (metrics.jsonl
+// and the like), in order, up to the first line that is not a JSON object: the torn last line
+// of a killed run ends the log, it is not an error. A missing file has no records. Errors as
+// for_each_jsonl_line's; errors `fn` throws pass through.
+void for_each_jsonl_log_record(
+    const std::string& path,
+    const std::function<void(const JsonlLine&, const nlohmann::json&)>& fn);
+
 // The line as one JSON object. Throws Error("FILE:LINE: not valid JSON (...)") or
 // Error("FILE:LINE: each line must be a JSON object").
 nlohmann::json parse_jsonl_object(const JsonlLine& line);

@@ -3,12 +3,12 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <ostream>
 
 #include "core/config.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/jsonl.h"
 #include "core/svg_chart.h"
 #include "eval/statistics.h"
 #include "model/checkpoint.h"
@@ -81,15 +81,7 @@ void write_report(const fs::path& out, const json& results, const fs::path& metr
     ChartSeries ends{"held-out avg@" + std::to_string(K) + " before / after RL", {}, {}};
     ChartSeries len{"response length (tokens)", {}, {}}, entropy{"entropy (nats)", {}, {}};
     ChartSeries clip_high{"clip fraction high", {}, {}}, clip_low{"clip fraction low", {}, {}};
-    std::ifstream in(metrics_file);
-    std::string line;
-    while (std::getline(in, line)) {
-        json m;
-        try {
-            m = json::parse(line);
-        } catch (const json::exception&) {
-            break;
-        }
+    for_each_jsonl_log_record(metrics_file.string(), [&](const JsonlLine&, const json& m) {
         const double step = m.value("step", 0.0);
         reward.x.push_back(step);
         reward.y.push_back(m.value("reward_mean", NAN));
@@ -105,7 +97,7 @@ void write_report(const fs::path& out, const json& results, const fs::path& metr
             acc.x.push_back(step);
             acc.y.push_back(m["eval_accuracy"].get<double>());
         }
-    }
+    });
     if (results.contains("before")) {  // step 0: the SFT model; the last step: after RL
         ends.x = {0.0, static_cast<double>(results.value("rl_steps", 0))};
         ends.y = {results["before"].get<double>(), results["after"].get<double>()};

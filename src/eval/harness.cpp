@@ -1,6 +1,5 @@
 #include "eval/harness.h"
 
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -13,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "core/worker_pool.h"
 #include "reward/verify/math_answer.h"
 #include "reward/verify/verifiers.h"
 #include "serve/openai_client.h"
@@ -74,24 +74,15 @@ class OpenAIGenerator : public Generator {
     void generate(const std::vector<EvalItem>& items, const std::vector<SampleJob>& jobs,
                   const SamplingOptions& sampling,
                   const std::function<bool(const SampleJob&, GeneratedSample)>& done) override {
-        std::atomic<size_t> next{0};
         std::mutex done_mutex;
-        bool stop = false;  // guarded by done_mutex
-        auto worker = [&] {
-            for (size_t j = next++; j < jobs.size(); j = next++) {
-                GeneratedSample g = one(items[jobs[j].item], jobs[j], sampling);
-                std::lock_guard<std::mutex> lock(done_mutex);
-                if (stop) return;
-                if (!done(jobs[j], std::move(g))) {
-                    stop = true;
-                    return;
-                }
-            }
-        };
-        std::vector<std::thread> threads;
-        const size_t n = std::min<size_t>(static_cast<size_t>(concurrency_), jobs.size());
-        for (size_t t = 0; t < n; ++t) threads.emplace_back(worker);
-        for (auto& t : threads) t.join();
+        bool stop = false;  // guarded by done_mutex: a sample finished after it is dropped
+        run_parallel_until(jobs.size(), static_cast<size_t>(concurrency_), [&](size_t j) {
+            GeneratedSample g = one(items[jobs[j].item], jobs[j], sampling);
+            std::lock_guard<std::mutex> lock(done_mutex);
+            if (stop) return false;
+            if (!done(jobs[j], std::move(g))) stop = true;
+            return !stop;
+        });
     }
 
   private:
@@ -116,10 +107,7 @@ class OpenAIGenerator : public Generator {
                     shown.push_back({{"role", "user"}, {"content", item.prompt}});
                 }
                 g.prompt = shown.dump();
-                r.max_tokens = sampling.max_tokens;
-                r.temperature = sampling.temperature;
-                r.top_p = sampling.top_p;
-                r.seed = seed;
+                set_sampling(r, sampling, seed);
                 const ChatResult res = client_->chat(r);
                 take(res.choices, res.usage, &g);
             } else {
@@ -127,10 +115,7 @@ class OpenAIGenerator : public Generator {
                 r.model = model_;
                 r.prompt = item.prompt;
                 g.prompt = item.prompt;
-                r.max_tokens = sampling.max_tokens;
-                r.temperature = sampling.temperature;
-                r.top_p = sampling.top_p;
-                r.seed = seed;
+                set_sampling(r, sampling, seed);
                 const CompletionResult res = client_->complete(r);
                 take(res.choices, res.usage, &g);
             }
@@ -139,6 +124,14 @@ class OpenAIGenerator : public Generator {
         }
         g.latency_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         return g;
+    }
+    // The sampling fields a chat and a completion request share.
+    template <typename Request>
+    static void set_sampling(Request& r, const SamplingOptions& sampling, int64_t seed) {
+        r.max_tokens = sampling.max_tokens;
+        r.temperature = sampling.temperature;
+        r.top_p = sampling.top_p;
+        r.seed = seed;
     }
     static void take(const std::vector<Choice>& choices, const Usage& usage, GeneratedSample* g) {
         if (choices.empty()) {
@@ -220,7 +213,8 @@ bool judging_failed(const SampleRecord& r) {
 // The scoring thread of rubric samples: push() queues a sample; the thread takes whatever has
 // queued (up to `batch`), scores it in one score_batch call and hands each record to `store`.
 // finish() (also run by the destructor, e.g. when the generator throws) scores what is left,
-// joins, and rethrows an exception the thread met.
+// joins, and rethrows an exception the thread met. (One long-lived thread fed while generation
+// runs, not core/worker_pool's run_parallel, which runs a batch known in advance.)
 class RubricScoringQueue {
   public:
     RubricScoringQueue(const reward::RubricScorer& scorer, int batch,

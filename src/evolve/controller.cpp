@@ -200,6 +200,9 @@ RunSummary run_evolution(const Problem& problem, const fs::path& run_dir, LlmBac
     std::mutex mutex;
     std::condition_variable cv;
     std::deque<Done> done;
+    // One thread per proposal or evaluation, launched as the loop decides and collected from
+    // `done` as each finishes (not core/worker_pool's run_parallel, which runs a batch known in
+    // advance: here what runs next depends on what finished).
     std::map<int, std::thread> threads;
     int next_thread = 0;
     const auto launch = [&](std::function<Done()> fn) {

@@ -1,5 +1,6 @@
 #include "evolve/diff.h"
 
+#include "core/strings.h"
 #include "evolve/problem.h"
 
 namespace crucible::evolve {
@@ -17,11 +18,10 @@ std::vector<std::string> split_lines(const std::string& s) {
     return out;
 }
 
-std::string trim(const std::string& s) {
-    size_t b = s.find_first_not_of(" \t\r");
-    if (b == std::string::npos) return "";
-    size_t e = s.find_last_not_of(" \t\r");
-    return s.substr(b, e - b + 1);
+// Blanks and a CRLF line's '\r' are what whitespace-tolerant matching ignores on a line; a
+// form feed or vertical tab in source is text.
+std::string trim(std::string_view s) {
+    return crucible::trim(s, " \t\r");
 }
 
 std::string leading_ws(const std::string& s) {

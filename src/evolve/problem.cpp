@@ -1,78 +1,15 @@
 #include "evolve/problem.h"
 
-#include <yaml-cpp/yaml.h>
-
-#include <set>
-
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/yaml_reader.h"
 
 namespace crucible::evolve {
 namespace {
 
 namespace fs = std::filesystem;
 
-// Strict access to one YAML mapping: every key read is remembered, and finish() rejects the
-// rest, so a typo is an error naming the file, line and key.
-class Section {
-  public:
-    Section(YAML::Node node, std::string file, std::string prefix)
-        : node_(std::move(node)), file_(std::move(file)), prefix_(std::move(prefix)) {
-        if (node_ && !node_.IsNull() && !node_.IsMap()) fail(node_, "expected a mapping");
-    }
-    bool has(const std::string& key) {
-        seen_.insert(key);
-        return node_ && node_.IsMap() && node_[key] && !node_[key].IsNull();
-    }
-    YAML::Node raw(const std::string& key) {
-        seen_.insert(key);
-        return node_.IsMap() ? node_[key] : YAML::Node();
-    }
-    template <typename T>
-    void get(const std::string& key, T& out) {
-        if (!has(key)) return;
-        const YAML::Node n = node_[key];
-        try {
-            if (!n.IsScalar()) throw YAML::Exception(n.Mark(), "not a scalar");
-            out = n.as<T>();
-        } catch (const YAML::Exception&) {
-            fail(n, "key '" + full(key) + "' has the wrong type");
-        }
-    }
-    std::vector<std::string> strings(const std::string& key) {
-        std::vector<std::string> out;
-        if (!has(key)) return out;
-        const YAML::Node n = node_[key];
-        if (!n.IsSequence()) fail(n, "key '" + full(key) + "' must be a list of strings");
-        for (const auto& item : n) {
-            if (!item.IsScalar()) fail(item, "key '" + full(key) + "' must be a list of strings");
-            out.push_back(item.as<std::string>());
-        }
-        return out;
-    }
-    void finish() {
-        if (!node_ || !node_.IsMap()) return;
-        for (auto it = node_.begin(); it != node_.end(); ++it) {
-            const std::string k = it->first.as<std::string>();
-            if (!seen_.count(k)) fail(it->first, "unknown key '" + full(k) + "'");
-        }
-    }
-    std::string full(const std::string& key) const {
-        return prefix_.empty() ? key : prefix_ + "." + key;
-    }
-    [[noreturn]] void fail(const YAML::Node& n, const std::string& what) const {
-        throw Error(file_ + ":" + std::to_string(n.Mark().line + 1) + ": " + what);
-    }
-    const std::string& file() const { return file_; }
-
-  private:
-    YAML::Node node_;
-    std::string file_;
-    std::string prefix_;
-    std::set<std::string> seen_;
-};
-
-void parse_options(Section& s, EvolveOptions& o) {
+void parse_options(YamlSection& s, EvolveOptions& o) {
     s.get("iterations", o.iterations);
     s.get("workers", o.workers);
     s.get("seed", o.seed);
@@ -104,39 +41,29 @@ void parse_options(Section& s, EvolveOptions& o) {
     s.get("prompt_template", o.prompt_template);
     s.get("max_total_tokens", o.max_total_tokens);
     s.get("max_cost_usd", o.max_cost_usd);
-    if (s.has("features")) {
-        const YAML::Node list = s.raw("features");
-        if (!list.IsSequence()) s.fail(list, "key '" + s.full("features") + "' must be a list");
-        for (size_t i = 0; i < list.size(); i++) {
-            Section f(list[i], s.file(), s.full("features") + "[" + std::to_string(i) + "]");
-            FeatureDim d;
-            f.get("name", d.name);
-            f.get("bins", d.bins);
-            f.get("min", d.min);
-            f.get("max", d.max);
-            f.finish();
-            if (d.name.empty()) f.fail(list[i], "feature needs a 'name'");
-            if (d.bins < 1 || !(d.max > d.min)) {
-                f.fail(list[i], "feature '" + d.name + "' needs bins >= 1 and max > min");
-            }
-            o.features.push_back(d);
+    for (YamlSection& f : s.items("features")) {
+        FeatureDim d;
+        f.get("name", d.name);
+        f.get("bins", d.bins);
+        f.get("min", d.min);
+        f.get("max", d.max);
+        f.finish();
+        if (d.name.empty()) f.fail(f.node(), "feature needs a 'name'");
+        if (d.bins < 1 || !(d.max > d.min)) {
+            f.fail(f.node(), "feature '" + d.name + "' needs bins >= 1 and max > min");
         }
+        o.features.push_back(d);
     }
-    if (s.has("llms")) {
-        const YAML::Node list = s.raw("llms");
-        if (!list.IsSequence()) s.fail(list, "key '" + s.full("llms") + "' must be a list");
-        for (size_t i = 0; i < list.size(); i++) {
-            Section f(list[i], s.file(), s.full("llms") + "[" + std::to_string(i) + "]");
-            LlmEndpoint e;
-            f.get("base_url", e.base_url);
-            f.get("model", e.model);
-            f.get("weight", e.weight);
-            f.get("usd_per_mtok_in", e.usd_per_mtok_in);
-            f.get("usd_per_mtok_out", e.usd_per_mtok_out);
-            f.finish();
-            if (e.base_url.empty()) f.fail(list[i], "llm endpoint needs a 'base_url'");
-            o.llms.push_back(e);
-        }
+    for (YamlSection& f : s.items("llms")) {
+        LlmEndpoint e;
+        f.get("base_url", e.base_url);
+        f.get("model", e.model);
+        f.get("weight", e.weight);
+        f.get("usd_per_mtok_in", e.usd_per_mtok_in);
+        f.get("usd_per_mtok_out", e.usd_per_mtok_out);
+        f.finish();
+        if (e.base_url.empty()) f.fail(f.node(), "llm endpoint needs a 'base_url'");
+        o.llms.push_back(e);
     }
     s.finish();
 }
@@ -165,13 +92,8 @@ Problem load_problem(const fs::path& dir_in) {
     p.dir = fs::absolute(dir_in).lexically_normal();
     const fs::path yaml_path = p.dir / "problem.yaml";
     const std::string file = yaml_path.string();
-    YAML::Node root;
-    try {
-        root = YAML::Load(read_file(yaml_path));
-    } catch (const YAML::Exception& e) {
-        throw Error(file + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
-    }
-    Section top(root, file, "");
+    const YAML::Node root = parse_yaml(read_file(yaml_path), file);
+    YamlSection top(root, file, "");
     top.get("name", p.name);
     top.get("description", p.description);
     top.get("language", p.language);
@@ -191,7 +113,7 @@ Problem load_problem(const fs::path& dir_in) {
     }
     p.read_only.insert(p.read_only.begin(), p.dir);
 
-    Section ev(top.raw("evaluator"), file, "evaluator");
+    YamlSection ev(top.raw("evaluator"), file, "evaluator");
     if (!top.has("evaluator")) throw Error(file + ": missing key 'evaluator'");
     ev.get("timeout_s", p.timeout_s);
     ev.get("cpu_s", p.cpu_s);
@@ -202,21 +124,16 @@ Problem load_problem(const fs::path& dir_in) {
         if (p.run_command.empty()) ev.fail(ev.raw("run"), "key 'evaluator.run' must not be empty");
     }
     if (ev.has("command")) p.stages.push_back({ev.strings("command"), 0, false});
-    if (ev.has("stages")) {
-        const YAML::Node list = ev.raw("stages");
-        if (!list.IsSequence()) ev.fail(list, "key 'evaluator.stages' must be a list");
-        for (size_t i = 0; i < list.size(); i++) {
-            Section st(list[i], file, "evaluator.stages[" + std::to_string(i) + "]");
-            EvalStage stage;
-            stage.command = st.strings("command");
-            if (st.has("threshold")) {
-                st.get("threshold", stage.threshold);
-                stage.has_threshold = true;
-            }
-            st.finish();
-            if (stage.command.empty()) st.fail(list[i], "stage needs a 'command'");
-            p.stages.push_back(stage);
+    for (YamlSection& st : ev.items("stages")) {
+        EvalStage stage;
+        stage.command = st.strings("command");
+        if (st.has("threshold")) {
+            st.get("threshold", stage.threshold);
+            stage.has_threshold = true;
         }
+        st.finish();
+        if (stage.command.empty()) st.fail(st.node(), "stage needs a 'command'");
+        p.stages.push_back(stage);
     }
     ev.finish();
     if (p.stages.empty()) throw Error(file + ": evaluator needs 'command' or 'stages'");
@@ -229,7 +146,7 @@ Problem load_problem(const fs::path& dir_in) {
         }
     }
 
-    Section opts(top.raw("evolve"), file, "evolve");
+    YamlSection opts(top.raw("evolve"), file, "evolve");
     parse_options(opts, p.options);
     top.finish();
     if (p.options.features.empty()) {

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/strings.h"
 
 namespace crucible::reward {
 
@@ -20,13 +21,6 @@ uint64_t fnv1a(uint64_t h, std::string_view s) {
         h *= 0x100000001b3ULL;
     }
     return h;
-}
-
-std::string trim(std::string_view s) {
-    size_t b = 0, e = s.size();
-    while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
-    while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
-    return std::string(s.substr(b, e - b));
 }
 
 // The text with each ill-formed UTF-8 sequence replaced by U+FFFD: a byte-level policy can

@@ -1,12 +1,11 @@
 #include "reward/rubric_scorer.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <limits>
-#include <thread>
 
 #include "core/error.h"
+#include "core/worker_pool.h"
 
 namespace crucible::reward {
 
@@ -120,8 +119,16 @@ std::vector<RubricResult> RubricScorer::score_batch(std::span<const RubricItem> 
         for (size_t c = 0; c < item.rubric.criteria.size(); ++c) {
             const Criterion& crit = item.rubric.criteria[c];
             if (crit.is_programmatic()) {
-                r.criteria[c].met =
-                    check_programmatic(crit, *response_of[i], options_.count_tokens) ? 1.0 : 0.0;
+                // A check that cannot decide (a regex stopped at its match limits) is the
+                // criterion's error, and so the item's failure: never a silent "not met".
+                try {
+                    r.criteria[c].met =
+                        check_programmatic(crit, *response_of[i], options_.count_tokens) ? 1.0
+                                                                                         : 0.0;
+                } catch (const Error& e) {
+                    r.criteria[c].met = kNaN;
+                    r.criteria[c].error = e.what();
+                }
             } else {
                 r.criteria[c].met = kNaN;
                 needs_judge = true;
@@ -148,41 +155,34 @@ std::vector<RubricResult> RubricScorer::score_batch(std::span<const RubricItem> 
 
     // Run the judge tasks on up to max_concurrency threads; each writes only its own Task.
     if (!tasks.empty()) {
-        std::atomic<size_t> next{0};
-        const auto work = [&] {
-            for (size_t t = next++; t < tasks.size(); t = next++) {
-                Task& task = tasks[t];
-                const RubricItem& item = items[task.item];
-                const std::string& response = *response_of[task.item];
-                try {
-                    if (task.kind == Task::criterion) {
-                        task.verdicts = {judge_->judge_criterion(
-                            item.messages, response, item.rubric.criteria[task.criterion_index],
-                            task.vote)};
-                    } else if (task.kind == Task::all) {
-                        std::vector<const Criterion*> judged;
-                        for (const Criterion& c : item.rubric.criteria)
-                            if (!c.is_programmatic()) judged.push_back(&c);
-                        task.verdicts =
-                            judge_->judge_criteria(item.messages, response, judged, task.vote);
-                    } else {
-                        task.implicit_verdict =
-                            judge_->judge_implicit(item.messages, response, item.rubric, task.vote);
-                    }
-                } catch (const std::exception& e) {  // a bug or an allocation failure
-                    Verdict failed;
-                    failed.error = std::string("judge error: ") + e.what();
-                    task.verdicts = {failed};
-                    task.implicit_verdict.error = failed.error;
+        const auto work = [&](size_t t) {
+            Task& task = tasks[t];
+            const RubricItem& item = items[task.item];
+            const std::string& response = *response_of[task.item];
+            try {
+                if (task.kind == Task::criterion) {
+                    task.verdicts = {judge_->judge_criterion(
+                        item.messages, response, item.rubric.criteria[task.criterion_index],
+                        task.vote)};
+                } else if (task.kind == Task::all) {
+                    std::vector<const Criterion*> judged;
+                    for (const Criterion& c : item.rubric.criteria)
+                        if (!c.is_programmatic()) judged.push_back(&c);
+                    task.verdicts =
+                        judge_->judge_criteria(item.messages, response, judged, task.vote);
+                } else {
+                    task.implicit_verdict =
+                        judge_->judge_implicit(item.messages, response, item.rubric, task.vote);
                 }
+            } catch (const std::exception& e) {  // a bug or an allocation failure
+                Verdict failed;
+                failed.error = std::string("judge error: ") + e.what();
+                task.verdicts = {failed};
+                task.implicit_verdict.error = failed.error;
             }
         };
-        const size_t n_threads =
-            std::min<size_t>(tasks.size(), static_cast<size_t>(judge_->options().max_concurrency));
-        std::vector<std::thread> threads;
-        for (size_t k = 1; k < n_threads; ++k) threads.emplace_back(work);
-        work();
-        for (std::thread& t : threads) t.join();
+        run_parallel(tasks.size(),
+                     static_cast<size_t>(std::max(0, judge_->options().max_concurrency)), work);
     }
 
     // Merge the votes: met = the share of answering votes that found the criterion met.

@@ -3,11 +3,11 @@
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "core/config.h"
 #include "core/file_io.h"
+#include "core/jsonl.h"
 
 namespace crucible {
 
@@ -56,16 +56,16 @@ void copy_tokenizer_files(const fs::path& from, const fs::path& to) {
 
 void truncate_jsonl_after_step(const fs::path& file, int64_t step) {
     if (!fs::exists(file)) return;
-    std::ifstream in(file);
-    std::string line, kept;
-    while (std::getline(in, line)) {
+    std::string kept;  // up to a torn last line from the kill (or a line without a numeric step)
+    bool ended = false;
+    for_each_jsonl_log_record(file.string(), [&](const JsonlLine& line, const nlohmann::json& j) {
+        if (ended) return;
         try {
-            if (nlohmann::json::parse(line).value("step", INT64_MAX) <= step) kept += line + "\n";
+            if (j.value("step", INT64_MAX) <= step) kept.append(line.text).push_back('\n');
         } catch (const nlohmann::json::exception&) {
-            break;  // a torn last line from the kill
+            ended = true;
         }
-    }
-    in.close();
+    });
     write_file_durable(file, kept);
 }
 

@@ -15,6 +15,8 @@
 #include <sstream>
 #include <thread>
 
+#include "core/unique_fd.h"
+
 namespace crucible {
 namespace {
 
@@ -37,11 +39,10 @@ std::vector<std::string> split(const std::string& s, char sep) {
 
 // Writes `text` to a control file; errno's message on failure, "" on success.
 std::string write_control(const fs::path& path, const std::string& text) {
-    const int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return path.string() + ": " + std::strerror(errno);
-    const ssize_t n = write(fd, text.data(), text.size());
+    const UniqueFd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd) return path.string() + ": " + std::strerror(errno);
+    const ssize_t n = write(fd.get(), text.data(), text.size());
     const int err = errno;
-    close(fd);
     if (n != static_cast<ssize_t>(text.size())) return path.string() + ": " + std::strerror(err);
     return "";
 }

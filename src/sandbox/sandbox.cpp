@@ -60,6 +60,7 @@
 #include <system_error>
 
 #include "core/error.h"
+#include "core/unique_fd.h"
 #include "sandbox/cgroup.h"
 #include "sandbox/scratch_copy.h"
 
@@ -154,16 +155,15 @@ std::vector<sock_filter> build_seccomp_program() {
     }
     add(SCMP_ACT_ERRNO(ENOSYS), "clone3");
 
-    const int fd = memfd_create("crucible-seccomp", MFD_CLOEXEC);
-    if (fd < 0) throw Error(std::string("sandbox: memfd_create: ") + std::strerror(errno));
+    const UniqueFd fd(memfd_create("crucible-seccomp", MFD_CLOEXEC));
+    if (!fd) throw Error(std::string("sandbox: memfd_create: ") + std::strerror(errno));
     std::vector<sock_filter> program;
-    const int rc = seccomp_export_bpf(ctx, fd);
-    const off_t size = lseek(fd, 0, SEEK_END);
+    const int rc = seccomp_export_bpf(ctx, fd.get());
+    const off_t size = lseek(fd.get(), 0, SEEK_END);
     if (rc == 0 && size > 0 && size % sizeof(sock_filter) == 0) {
         program.resize(size / sizeof(sock_filter));
-        if (pread(fd, program.data(), size, 0) != size) program.clear();
+        if (pread(fd.get(), program.data(), size, 0) != size) program.clear();
     }
-    close(fd);
     if (program.empty()) throw Error("sandbox: could not export the seccomp filter");
     return program;
 }
@@ -174,6 +174,8 @@ const std::vector<sock_filter>& seccomp_program() {
 }
 
 // ---- what the child does -------------------------------------------------------------------
+// (The child closes descriptors by hand: it leaves only through execve or _exit, so no
+// destructor, UniqueFd's included, would ever run there.)
 
 struct FsOp {
     enum Kind { kMkdir, kSymlink, kTouch, kBind, kTmpfs } kind;
@@ -199,7 +201,9 @@ struct ChildPlan {
     std::vector<char*> argv, envp;
     std::vector<rlimit> limits;  // indexed like kLimitResources
     sock_fprog seccomp{};
-    // Descriptors the child uses (the parent's ends are closed in the child).
+    // Descriptors the child uses (the parent's ends are closed in the child). Plain ints, not
+    // UniqueFd: the parent's UniqueFds own them; the cloned child only ever leaves through
+    // execve or _exit, so no destructor runs there, and it closes what it must by hand.
     int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;
     int error_fd = -1;   // setup failures: "step\0" + errno
     int status_fd = -1;  // init -> parent: InitMessages
@@ -448,28 +452,15 @@ void build_filesystem(ChildPlan& plan) {
 
 // ---- parent side ---------------------------------------------------------------------------
 
-struct Fd {
-    int fd = -1;
-    Fd() = default;
-    explicit Fd(int f) : fd(f) {}
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    ~Fd() { reset(); }
-    void reset() {
-        if (fd >= 0) close(fd);
-        fd = -1;
-    }
-};
-
 struct Pipe {
-    Fd r, w;
+    UniqueFd r, w;
     Pipe() {
         int fds[2];
         if (pipe2(fds, O_CLOEXEC) != 0) {
             throw Error(std::string("sandbox: pipe: ") + std::strerror(errno));
         }
-        r.fd = fds[0];
-        w.fd = fds[1];
+        r.reset(fds[0]);
+        w.reset(fds[1]);
     }
 };
 
@@ -566,8 +557,8 @@ void plan_filesystem(ChildPlan& plan, const SandboxOptions& options) {
 
 void write_proc_file(pid_t pid, const char* name, const std::string& text) {
     const std::string path = "/proc/" + std::to_string(pid) + "/" + name;
-    Fd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
-    if (fd.fd < 0 || write(fd.fd, text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+    const UniqueFd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd || write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
         throw Error("sandbox: writing " + path + ": " + std::strerror(errno));
     }
 }
@@ -597,15 +588,15 @@ bool attempt(const SandboxOptions& options, ChildPlan& plan, SandboxResult& resu
              SetupFailure& failure, SandboxCgroup* cgroup, const fs::path& host_scratch,
              bool copy_back) {
     Pipe out, err, errors, status, sync;
-    Fd devnull(open("/dev/null", O_RDONLY | O_CLOEXEC));
-    if (devnull.fd < 0) throw Error(std::string("sandbox: /dev/null: ") + std::strerror(errno));
-    plan.stdin_fd = devnull.fd;
-    plan.stdout_fd = out.w.fd;
-    plan.stderr_fd = err.w.fd;
-    plan.error_fd = errors.w.fd;
-    plan.status_fd = status.w.fd;
-    plan.sync_fd = sync.r.fd;
-    plan.parent_fds = {out.r.fd, err.r.fd, errors.r.fd, status.r.fd, sync.w.fd};
+    UniqueFd devnull(open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!devnull) throw Error(std::string("sandbox: /dev/null: ") + std::strerror(errno));
+    plan.stdin_fd = devnull.get();
+    plan.stdout_fd = out.w.get();
+    plan.stderr_fd = err.w.get();
+    plan.error_fd = errors.w.get();
+    plan.status_fd = status.w.get();
+    plan.sync_fd = sync.r.get();
+    plan.parent_fds = {out.r.get(), err.r.get(), errors.r.get(), status.r.get(), sync.w.get()};
     plan.source_fds.assign(plan.sources.size(), -1);
     const bool as_root = geteuid() == 0;
 
@@ -635,10 +626,10 @@ bool attempt(const SandboxOptions& options, ChildPlan& plan, SandboxResult& resu
     status.w.reset();
     sync.r.reset();
     // (Raw system calls: glibc 2.36's <sys/pidfd.h> lacks extern "C" for C++.)
-    Fd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+    UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
     const auto kill_all = [&]() {
-        if (pidfd.fd >= 0) {
-            syscall(SYS_pidfd_send_signal, pidfd.fd, SIGKILL, nullptr, 0);
+        if (pidfd.get() >= 0) {
+            syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
         } else {
             kill(pid, SIGKILL);
         }
@@ -660,7 +651,7 @@ bool attempt(const SandboxOptions& options, ChildPlan& plan, SandboxResult& resu
         }
         if (cgroup != nullptr) cgroup->add(pid);
         const char go = 1;
-        if (write(sync.w.fd, &go, 1) != 1) {
+        if (write(sync.w.get(), &go, 1) != 1) {
             kill_all();
             waitpid(pid, nullptr, 0);
             failure = {"sync", errno};
@@ -674,8 +665,8 @@ bool attempt(const SandboxOptions& options, ChildPlan& plan, SandboxResult& resu
                                 std::chrono::duration<double>(options.wall_s));
     std::string setup_errors, copy_error;
     bool setup_trunc = false, exited = false, killed = false;
-    int out_fd = out.r.fd, err_fd = err.r.fd, errors_fd = errors.r.fd;
-    int status_fd = plan.namespaces ? status.r.fd : -1;
+    int out_fd = out.r.get(), err_fd = err.r.get(), errors_fd = errors.r.get();
+    int status_fd = plan.namespaces ? status.r.get() : -1;
     int command_status = 0;
     bool have_status = false;
     // init's messages: fill the scratch when it is ready, empty it when the command is done.
@@ -686,7 +677,7 @@ bool attempt(const SandboxOptions& options, ChildPlan& plan, SandboxResult& resu
                 copy_into_sandbox(host_scratch, sandbox_scratch, as_root, kSandboxHostId,
                                   kSandboxHostId);
                 const char go = 1;
-                if (write(sync.w.fd, &go, 1) != 1) throw Error("sandbox: init went away");
+                if (write(sync.w.get(), &go, 1) != 1) throw Error("sandbox: init went away");
             } else if (m.kind == InitMessage::kExited && !killed) {
                 // (After a kill, init may be gone with its scratch: nothing to copy.)
                 command_status = m.value;
@@ -719,11 +710,11 @@ bool attempt(const SandboxOptions& options, ChildPlan& plan, SandboxResult& resu
         pollfd fds[5] = {{out_fd, POLLIN, 0},
                          {err_fd, POLLIN, 0},
                          {errors_fd, POLLIN, 0},
-                         {exited ? -1 : pidfd.fd, POLLIN, 0},
+                         {exited ? -1 : pidfd.get(), POLLIN, 0},
                          {status_fd, POLLIN, 0}};
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
         // Without a pidfd the exit is noticed by polling waitid.
-        const long cap_ms = pidfd.fd >= 0 ? 1000 : 50;
+        const long cap_ms = pidfd.get() >= 0 ? 1000 : 50;
         const int timeout = static_cast<int>(std::min<long>(left.count() + 1, cap_ms));
         const int ready = poll(fds, 5, timeout);
         if (ready < 0 && errno != EINTR) break;
@@ -749,7 +740,7 @@ bool attempt(const SandboxOptions& options, ChildPlan& plan, SandboxResult& resu
         }
         if (!exited) {
             siginfo_t info{};
-            const bool gone = pidfd.fd >= 0
+            const bool gone = pidfd.get() >= 0
                                   ? (fds[3].revents != 0)
                                   : (waitid(P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
                                      info.si_pid == pid);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/unique_fd.h"
 
 namespace crucible {
 namespace {
@@ -47,36 +48,28 @@ auto with_fs_identity(bool as_user, uid_t uid, gid_t gid, F f) {
 template <typename Create>
 std::string copy_bytes(const fs::path& from, mode_t mode, Create create) {
     // O_NONBLOCK: a FIFO put in the file's place must not block the copy.
-    const int in = open(from.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    if (in < 0) return std::strerror(errno);
+    const UniqueFd in(open(from.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    if (!in) return std::strerror(errno);
     struct stat st {};
-    if (fstat(in, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(in);
-        return "not a regular file any more";
-    }
-    const int out = create(mode);
-    if (out < 0) {
-        const int err = errno;
-        close(in);
-        return std::strerror(err);
-    }
+    if (fstat(in.get(), &st) != 0 || !S_ISREG(st.st_mode)) return "not a regular file any more";
+    UniqueFd out(create(mode));
+    if (!out) return std::strerror(errno);
     std::string why;
     char buf[1 << 16];
     while (why.empty()) {
-        const ssize_t n = read(in, buf, sizeof buf);
+        const ssize_t n = read(in.get(), buf, sizeof buf);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) why = std::strerror(errno);
         if (n <= 0) break;
         for (ssize_t done = 0; done < n && why.empty();) {
-            const ssize_t w = write(out, buf + done, static_cast<size_t>(n - done));
+            const ssize_t w = write(out.get(), buf + done, static_cast<size_t>(n - done));
             if (w < 0 && errno != EINTR) why = std::strerror(errno);
             if (w > 0) done += w;
         }
     }
     // The mode exactly (open's mode is masked by the umask).
-    if (why.empty() && fchmod(out, mode) != 0) why = std::strerror(errno);
-    close(in);
-    if (close(out) != 0 && why.empty()) why = std::strerror(errno);
+    if (why.empty() && fchmod(out.get(), mode) != 0) why = std::strerror(errno);
+    if (out.close() != 0 && why.empty()) why = std::strerror(errno);
     return why;
 }
 

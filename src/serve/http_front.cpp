@@ -27,6 +27,9 @@
 #include <utility>
 #include <vector>
 
+#include "core/strings.h"
+#include "core/unique_fd.h"
+
 namespace crucible {
 
 namespace {
@@ -42,11 +45,9 @@ std::string lower(std::string s) {
     return s;
 }
 
-std::string trim(const std::string& s) {
-    size_t b = 0, e = s.size();
-    while (b < e && (s[b] == ' ' || s[b] == '\t')) b++;
-    while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t')) e--;
-    return s.substr(b, e - b);
+// HTTP's optional whitespace (RFC 9110 OWS) is spaces and tabs only.
+std::string trim_ows(std::string_view s) {
+    return trim(s, " \t");
 }
 
 void address_of(const sockaddr_storage& a, std::string& ip, int& port) {
@@ -180,7 +181,7 @@ struct HttpFront::Loop {
         bool trailers = false;
     };
     struct Conn {
-        int fd = -1;
+        UniqueFd fd;  // closing it also takes it out of the epoll set
         std::string ip;
         int port = 0;
         State state = State::idle;
@@ -205,9 +206,9 @@ struct HttpFront::Loop {
 
     HttpFront& front;
     const HttpLimits& lim;
-    int listen_fd = -1;
-    int epoll_fd = -1;
-    int wake_fd = -1;
+    UniqueFd listen_fd;
+    UniqueFd epoll_fd;
+    UniqueFd wake_fd;
     std::atomic<bool> stopping{false};
     std::unordered_map<int, Conn> conns;
     std::unordered_map<std::string, int> per_client;
@@ -215,7 +216,8 @@ struct HttpFront::Loop {
     bool accept_paused = false;
     Clock::time_point accept_resume;
 
-    // Workers.
+    // Workers: long-lived threads fed by the loop through `jobs` for the life of the server
+    // (not core/worker_pool's run_parallel, which runs a batch known in advance and returns).
     std::mutex mu;
     std::condition_variable cv;
     std::deque<Job> jobs;
@@ -228,14 +230,8 @@ struct HttpFront::Loop {
     Counters counters;
 
     Loop(HttpFront& f, const HttpLimits& l) : front(f), lim(l) {
-        epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
-        wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    }
-    ~Loop() {
-        for (auto& [fd, c] : conns) ::close(fd);
-        if (listen_fd >= 0) ::close(listen_fd);
-        if (epoll_fd >= 0) ::close(epoll_fd);
-        if (wake_fd >= 0) ::close(wake_fd);
+        epoll_fd.reset(::epoll_create1(EPOLL_CLOEXEC));
+        wake_fd.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
     }
 
     void count(int64_t Counters::*field) {
@@ -248,13 +244,13 @@ struct HttpFront::Loop {
     }
     void wake() {
         const uint64_t one = 1;
-        [[maybe_unused]] const ssize_t n = ::write(wake_fd, &one, sizeof one);
+        [[maybe_unused]] const ssize_t n = ::write(wake_fd.get(), &one, sizeof one);
     }
     void watch(int fd, bool on) {
         epoll_event ev{};
         ev.events = EPOLLIN | EPOLLRDHUP;
         ev.data.fd = fd;
-        ::epoll_ctl(epoll_fd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, fd, on ? &ev : nullptr);
+        ::epoll_ctl(epoll_fd.get(), on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, fd, on ? &ev : nullptr);
     }
 
     std::string response(int status, const std::string& body, bool close) {
@@ -288,8 +284,7 @@ struct HttpFront::Loop {
         Conn& c = it->second;
         buffered -= c.in.size() + c.busy_bytes;
         if (--per_client[c.ip] <= 0) per_client.erase(c.ip);
-        ::close(fd);  // also leaves the epoll set
-        conns.erase(it);
+        conns.erase(it);  // closes the socket (which also leaves the epoll set)
         set_open();
     }
     // An error answer, then the connection is closed: its write side at once, and after a
@@ -298,8 +293,8 @@ struct HttpFront::Loop {
     void refuse(Conn& c, int status, const std::string& message) {
         if (status == 408) count(&Counters::timed_out);
         if (status == 413 || status == 431) count(&Counters::too_large);
-        send_now(c.fd, response(status, front.error_body_(status, message), true));
-        ::shutdown(c.fd, SHUT_WR);
+        send_now(c.fd.get(), response(status, front.error_body_(status, message), true));
+        ::shutdown(c.fd.get(), SHUT_WR);
         buffered -= c.in.size();
         c.in = std::string();
         c.state = State::draining;
@@ -315,12 +310,12 @@ struct HttpFront::Loop {
         for (int i = 0; i < 256; i++) {
             sockaddr_storage a{};
             socklen_t len = sizeof a;
-            const int fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&a), &len,
+            const int fd = ::accept4(listen_fd.get(), reinterpret_cast<sockaddr*>(&a), &len,
                                      SOCK_NONBLOCK | SOCK_CLOEXEC);
             if (fd < 0) {
                 if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                     // Out of descriptors: stop accepting for a moment rather than spin.
-                    watch(listen_fd, false);
+                    watch(listen_fd.get(), false);
                     accept_paused = true;
                     accept_resume = Clock::now() + std::chrono::milliseconds(100);
                 }
@@ -329,7 +324,7 @@ struct HttpFront::Loop {
             const int one = 1;
             ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
             Conn c;
-            c.fd = fd;
+            c.fd.reset(fd);
             address_of(a, c.ip, c.port);
             if ((int)conns.size() >= lim.max_connections) {
                 count(&Counters::refused_total);
@@ -340,8 +335,7 @@ struct HttpFront::Loop {
                                                              " connections open. Retry "
                                                              "later."),
                                   true));
-                ::close(fd);
-                continue;
+                continue;  // `c` closes the socket
             }
             count(&Counters::accepted);
             const int mine = ++per_client[c.ip];
@@ -362,12 +356,12 @@ struct HttpFront::Loop {
 
     // Reads what a connection has sent, then frames it.
     void on_readable(Conn& c) {
-        const int fd = c.fd;  // `c` is gone once the connection is closed
+        const int fd = c.fd.get();  // `c` is gone once the connection is closed
         char buf[64 << 10];
         size_t got = 0;
         bool eof = false;
         while (got < (1u << 20)) {
-            const ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
+            const ssize_t n = ::recv(c.fd.get(), buf, sizeof buf, 0);
             if (n > 0) {
                 got += static_cast<size_t>(n);
                 if (c.state == State::draining) continue;
@@ -393,7 +387,7 @@ struct HttpFront::Loop {
                 eof = true;
                 break;
             } else {
-                close_conn(c.fd);
+                close_conn(c.fd.get());
                 return;
             }
         }
@@ -402,7 +396,7 @@ struct HttpFront::Loop {
         if (c.state == State::busy) {
             c.eof = true;  // closed when its worker is done
         } else {
-            close_conn(c.fd);  // a partial request is dropped
+            close_conn(c.fd.get());  // a partial request is dropped
         }
     }
 
@@ -515,7 +509,7 @@ struct HttpFront::Loop {
     void send_continue(Conn& c) {
         if (!c.f.expect || c.f.sent_continue) return;
         c.f.sent_continue = true;
-        send_now(c.fd, "HTTP/1.1 100 Continue\r\n\r\n");
+        send_now(c.fd.get(), "HTTP/1.1 100 Continue\r\n\r\n");
     }
 
     // The request line and the headers that frame the body. httplib parses them again (it
@@ -530,7 +524,7 @@ struct HttpFront::Loop {
         const std::string method = line.substr(0, sp1);
         std::string target = sp1 == std::string::npos ? "" : line.substr(sp1 + 1, sp2 - sp1 - 1);
         const std::string version =
-            sp2 == std::string::npos ? "" : trim(line.substr(sp2 + 1, line.size() - sp2 - 2));
+            sp2 == std::string::npos ? "" : trim_ows(line.substr(sp2 + 1, line.size() - sp2 - 2));
         bool keep_alive_10 = false;
         for (at = at + 1; at < f.header_end - 2;) {
             const size_t nl = in.find('\n', at);
@@ -542,8 +536,8 @@ struct HttpFront::Loop {
             const std::string h = in.substr(at, nl - 1 - at);
             const size_t colon = h.find(':');
             if (colon != std::string::npos) {
-                const std::string key = lower(trim(h.substr(0, colon)));
-                const std::string value = trim(h.substr(colon + 1));
+                const std::string key = lower(trim_ows(h.substr(0, colon)));
+                const std::string value = trim_ows(h.substr(colon + 1));
                 if (key == "content-length") {
                     if (value.empty() || value.size() > 18 ||
                         !std::all_of(value.begin(), value.end(), ::isdigit)) {
@@ -601,19 +595,19 @@ struct HttpFront::Loop {
                 c.f.close || c.requests >= lim.max_requests_per_connection || stopping.load();
             if (!c.f.loop_answer.empty()) {
                 const std::string& body = front.loop_answers_.at(c.f.loop_answer);
-                const bool sent = send_now(c.fd, response(200, body, last));
+                const bool sent = send_now(c.fd.get(), response(200, body, last));
                 take(c, end);
                 if (!sent || last) {
-                    close_conn(c.fd);
+                    close_conn(c.fd.get());
                     return;
                 }
                 continue;
             }
-            Job job{c.fd, take(c, end), c.ip, c.port, last};
+            Job job{c.fd.get(), take(c, end), c.ip, c.port, last};
             c.busy_bytes = job.bytes.size();
             buffered += c.busy_bytes;
             c.state = State::busy;
-            watch(c.fd, false);
+            watch(c.fd.get(), false);
             busy++;
             {
                 std::lock_guard<std::mutex> lock(mu);
@@ -696,10 +690,10 @@ struct HttpFront::Loop {
             buffered -= c.busy_bytes;
             c.busy_bytes = 0;
             if (!o.keep || stopping || c.eof) {
-                close_conn(c.fd);
+                close_conn(c.fd.get());
                 continue;
             }
-            watch(c.fd, true);
+            watch(c.fd.get(), true);
             c.state = State::reading;
             c.deadline = Clock::now() + seconds(lim.request_timeout_s);
             advance(c);  // a pipelined request may be complete already
@@ -735,8 +729,8 @@ struct HttpFront::Loop {
     }
 
     void run() {
-        watch(listen_fd, true);
-        watch(wake_fd, true);
+        watch(listen_fd.get(), true);
+        watch(wake_fd.get(), true);
         const int nworkers = std::max(lim.workers, 1);
         for (int i = 0; i < nworkers; i++) workers.emplace_back([this] { worker(); });
         bool draining = false;
@@ -744,9 +738,8 @@ struct HttpFront::Loop {
         for (;;) {
             if (stopping && !draining) {
                 draining = true;
-                watch(listen_fd, false);
-                ::close(listen_fd);
-                listen_fd = -1;
+                watch(listen_fd.get(), false);
+                listen_fd.reset();
                 std::vector<int> idle;
                 for (auto& [fd, c] : conns)
                     if (c.state != State::busy) idle.push_back(fd);
@@ -754,14 +747,14 @@ struct HttpFront::Loop {
             }
             if (draining && busy == 0) break;
             const int n =
-                ::epoll_wait(epoll_fd, events.data(), (int)events.size(), next_timeout_ms());
+                ::epoll_wait(epoll_fd.get(), events.data(), (int)events.size(), next_timeout_ms());
             for (int i = 0; i < n; i++) {
                 const int fd = events[i].data.fd;
-                if (fd == listen_fd) {
+                if (fd == listen_fd.get()) {
                     if (!draining) accept_all();
-                } else if (fd == wake_fd) {
+                } else if (fd == wake_fd.get()) {
                     uint64_t v;
-                    [[maybe_unused]] const ssize_t r = ::read(wake_fd, &v, sizeof v);
+                    [[maybe_unused]] const ssize_t r = ::read(wake_fd.get(), &v, sizeof v);
                     on_outcomes();
                 } else {
                     const auto it = conns.find(fd);
@@ -769,9 +762,9 @@ struct HttpFront::Loop {
                         on_readable(it->second);
                 }
             }
-            if (accept_paused && Clock::now() >= accept_resume && listen_fd >= 0) {
+            if (accept_paused && Clock::now() >= accept_resume && listen_fd) {
                 accept_paused = false;
-                watch(listen_fd, true);
+                watch(listen_fd.get(), true);
             }
             expire();
         }
@@ -821,34 +814,36 @@ int HttpFront::bind_and_listen(const std::string& host, int port) {
     const std::string service = std::to_string(port);
     if (::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &res) != 0)
         return -1;
-    int fd = -1;
-    for (addrinfo* a = res; a && fd < 0; a = a->ai_next) {
-        fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
-        if (fd < 0) continue;
+    UniqueFd fd;
+    for (addrinfo* a = res; a && !fd; a = a->ai_next) {
+        fd.reset(
+            ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol));
+        if (!fd) continue;
         const int one = 1;
-        ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (::bind(fd, a->ai_addr, a->ai_addrlen) != 0 || ::listen(fd, 1024) != 0) {
-            ::close(fd);
-            fd = -1;
+        ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (::bind(fd.get(), a->ai_addr, a->ai_addrlen) != 0 || ::listen(fd.get(), 1024) != 0) {
+            fd.reset();
         }
     }
     ::freeaddrinfo(res);
-    if (fd < 0) return -1;
+    if (!fd) return -1;
     sockaddr_storage a{};
     socklen_t len = sizeof a;
     std::string ip;
     int bound = -1;
-    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) address_of(a, ip, bound);
-    loop_->listen_fd = fd;
+    if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+        address_of(a, ip, bound);
+    }
     // httplib ends a streaming response before it starts when its own listening socket is
     // invalid (its "shutting down" test): it never listens here, so it is given ours, and keeps
-    // it while the loop drains, so that in-flight streams finish.
-    svr_sock_ = fd;
+    // it while the loop drains, so that in-flight streams finish. (The loop owns the socket.)
+    svr_sock_ = fd.get();
+    loop_->listen_fd = std::move(fd);
     return bound;
 }
 
 void HttpFront::serve() {
-    if (loop_->listen_fd < 0) return;
+    if (!loop_->listen_fd) return;
     loop_->run();
 }
 

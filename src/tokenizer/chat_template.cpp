@@ -1,6 +1,7 @@
 #include "tokenizer/chat_template.h"
 
 #include "core/error.h"
+#include "core/strings.h"
 
 namespace crucible {
 
@@ -9,14 +10,6 @@ namespace {
 constexpr const char* kQwen25System =
     "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
 constexpr const char* kQwen2System = "You are a helpful assistant.";
-
-// Jinja's `trim`: strips leading and trailing whitespace.
-std::string trim(const std::string& s) {
-    const char* ws = " \t\n\r\f\v";
-    const size_t b = s.find_first_not_of(ws);
-    if (b == std::string::npos) return "";
-    return s.substr(b, s.find_last_not_of(ws) - b + 1);
-}
 
 }  // namespace
 

@@ -1,9 +1,7 @@
 #include "tokenizer/pretokenizer.h"
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-
 #include "core/error.h"
+#include "core/regex.h"
 
 namespace crucible {
 
@@ -48,27 +46,17 @@ std::string onig_compatible(const std::string& p) {
 }  // namespace
 
 struct RegexSplitter::Impl {
-    pcre2_code* code = nullptr;
-    bool jit = false;
-    ~Impl() {
-        if (code) pcre2_code_free(code);
-    }
+    std::shared_ptr<const Regex> re;
 };
 
 RegexSplitter::RegexSplitter(const std::string& pattern) : impl_(std::make_unique<Impl>()) {
-    const std::string p = onig_compatible(pattern);
-    int err = 0;
-    PCRE2_SIZE offset = 0;
-    impl_->code =
-        pcre2_compile(reinterpret_cast<PCRE2_SPTR>(p.data()), p.size(),
-                      PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &offset, nullptr);
-    if (!impl_->code) {
-        PCRE2_UCHAR msg[256];
-        pcre2_get_error_message(err, msg, sizeof msg);
-        throw Error("regex does not compile at offset " + std::to_string(offset) + ": " +
-                    reinterpret_cast<const char*>(msg) + " (pattern " + pattern + ")");
-    }
-    impl_->jit = pcre2_jit_compile(impl_->code, PCRE2_JIT_COMPLETE) == 0;
+    // Unicode classes as Oniguruma has them (UCP), JIT for the hot loop, and no match limits:
+    // the pattern comes with the tokenizer, and a tokenizer must split every text it is given.
+    std::string error;
+    impl_->re =
+        Regex::compile(onig_compatible(pattern),
+                       {.icase = false, .ucp = true, .jit = true, .bounded = false}, &error);
+    if (!impl_->re) throw Error("regex does not compile: " + error + " (pattern " + pattern + ")");
 }
 
 RegexSplitter::~RegexSplitter() = default;
@@ -77,25 +65,13 @@ RegexSplitter& RegexSplitter::operator=(RegexSplitter&&) noexcept = default;
 
 void RegexSplitter::split(std::string_view text, uint32_t base,
                           std::vector<std::pair<uint32_t, uint32_t>>& pieces) const {
-    // One match-data block per thread, reused: it only holds the ovector.
-    thread_local std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> md(
-        pcre2_match_data_create(4, nullptr), &pcre2_match_data_free);
-    const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
+    const Regex& re = *impl_->re;
     const size_t n = text.size();
     size_t prev = 0, at = 0;
     while (at < n) {
-        const int rc = impl_->jit
-                           ? pcre2_jit_match(impl_->code, subject, n, at, 0, md.get(), nullptr)
-                           : pcre2_match(impl_->code, subject, n, at, 0, md.get(), nullptr);
-        if (rc == PCRE2_ERROR_NOMATCH) break;
-        if (rc < 0) {
-            PCRE2_UCHAR msg[256];
-            pcre2_get_error_message(rc, msg, sizeof msg);
-            throw Error(std::string("pre-tokenizer regex match failed: ") +
-                        reinterpret_cast<const char*>(msg));
-        }
-        const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
-        const size_t s = ov[0], e = ov[1];
+        const auto m = re.find(text, at);
+        if (!m) break;
+        const auto [s, e] = *m;
         if (e == s) {  // an empty match: step over one character, as Oniguruma's find_iter does
             at = s + 1;
             while (at < n && (static_cast<uint8_t>(text[at]) & 0xC0) == 0x80) at++;

@@ -1,4 +1,8 @@
 // Math answers: extraction, LaTeX normalisation, and equivalence by structure and value.
+// Its std::regex patterns are fixed internal ones (a variable name, units, percent words,
+// thousands separators) on answers of at most kMaxAnswerChars, never a user's pattern: they
+// stay in std::regex (ECMAScript), whose captures and regex_replace they use; user patterns go
+// through core/regex (PCRE2) alone.
 // GCC 12 reports a false -Wmaybe-uninitialized inside <regex> (std::function in
 // regex_automaton.h) when built with -fsanitize=address; the warning is in the library.
 #if defined(__GNUC__) && !defined(__clang__)

@@ -5,6 +5,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/strings.h"
+
 namespace crucible::eval::text {
 
 inline bool is_space(char c) {
@@ -18,13 +20,6 @@ inline bool is_alpha(char c) {
 }
 inline char lower(char c) {
     return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-inline std::string trim(std::string_view s) {
-    size_t b = 0, e = s.size();
-    while (b < e && is_space(s[b])) ++b;
-    while (e > b && is_space(s[e - 1])) --e;
-    return std::string(s.substr(b, e - b));
 }
 
 inline std::string to_lower(std::string_view s) {

@@ -1,3 +1,7 @@
+// The `regex` verifier matches through core/regex (PCRE2, bounded). The std::regex patterns
+// below are fixed internal ones (a number's shape, a choice letter) on short trimmed text:
+// ECMAScript and PCRE2 read them alike, and moving them would need a capture-group API that
+// only they would use.
 // GCC 12 reports a false -Wmaybe-uninitialized inside <regex> (std::function in
 // regex_automaton.h) when built with -fsanitize=address; the warning is in the library.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -13,6 +17,7 @@
 #include <regex>
 
 #include "core/error.h"
+#include "core/regex.h"
 #include "reward/verify/text_util.h"
 
 namespace crucible::eval {
@@ -52,14 +57,10 @@ bool verify_exact(std::string_view gold, std::string_view pred) {
 // ---- regex ------------------------------------------------------------------------------------
 
 bool verify_regex(const std::string& pattern, const std::string& pred) {
-    std::regex re;
-    try {
-        re.assign(pattern, std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
-        throw Error("regex verifier: invalid pattern '" + pattern + "': " + e.what());
-    }
-    const std::string p = trim(pred);
-    return std::regex_match(p, re);
+    std::string error;
+    const std::shared_ptr<const Regex> re = Regex::compile(pattern, {}, &error);
+    if (!re) throw Error("regex verifier: invalid pattern '" + pattern + "': " + error);
+    return re->full_match(trim(pred));
 }
 
 // ---- numeric ----------------------------------------------------------------------------------

@@ -3,8 +3,10 @@
 //
 // Kinds:
 //   exact    normalised string equality: trim, collapse whitespace runs, ASCII case-fold.
-//   regex    gold is an ECMAScript pattern that must match the whole (trimmed) prediction;
-//            an invalid pattern throws crucible::Error.
+//   regex    gold is a PCRE2 pattern (core/regex.h: Perl syntax, UTF-8, ASCII \d \w \s) that
+//            must match the whole (trimmed) prediction, anchored at both ends; an invalid
+//            pattern, or a match stopped at the shared match limits (catastrophic
+//            backtracking), throws crucible::Error.
 //   numeric  both sides parse as numbers (ints, decimals, scientific notation, fractions a/b,
 //            thousands separators "1,234", a trailing percent sign) and agree within
 //            |g - p| <= max(abs, rel * max(|g|, |p|)). A prediction that is not a bare number
@@ -37,8 +39,9 @@ bool verify_exact(std::string_view gold, std::string_view pred);
 
 // ---- regex ------------------------------------------------------------------------------------
 
-// True if `pattern` (ECMAScript) matches the whole of `pred` after trimming whitespace.
-// Throws crucible::Error naming the pattern when it does not compile.
+// True if `pattern` (PCRE2) matches the whole of `pred` after trimming whitespace (as if it
+// were \A(?:pattern)\z). Throws crucible::Error naming the pattern when it does not compile
+// or when the match hits the limits of core/regex.h (the rubric `regex` criterion shares them).
 bool verify_regex(const std::string& pattern, const std::string& pred);
 
 // ---- numeric ----------------------------------------------------------------------------------
