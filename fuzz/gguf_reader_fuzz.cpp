@@ -6,7 +6,7 @@
 
 #include "core/error.h"
 #include "fuzz_file.h"
-#include "model/gguf.h"
+#include "model/gguf_reader.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     try {

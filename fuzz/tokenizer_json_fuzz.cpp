@@ -1,6 +1,7 @@
-// libFuzzer target for the tokenizer.json loader (BpeTokenizer): any byte string must either
-// load or raise crucible::Error; a tokenizer that loads must encode and decode text without
-// crashing, and every id it produces must be in its vocabulary.
+// libFuzzer target for the tokenizer.json loader (parse_tokenizer_json, then BpeTokenizer's
+// tables): any byte string must either load or raise crucible::Error; a tokenizer that loads
+// must encode and decode text without crashing, and every id it produces must be in its
+// vocabulary.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>

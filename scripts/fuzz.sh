@@ -26,14 +26,14 @@ libs=""
 fuzz_flags=()
 case "$target" in
   safetensors_header_fuzz)
-    srcs="model/safetensors.cpp core/file_io.cpp"
+    srcs="model/safetensors.cpp model/float_formats.cpp core/file_io.cpp"
     max_len=2048 ;;
   gguf_reader_fuzz)
-    srcs="model/gguf.cpp core/file_io.cpp"
+    srcs="model/gguf_reader.cpp model/gguf.cpp model/float_formats.cpp core/file_io.cpp"
     max_len=4096 ;;
   tokenizer_json_fuzz)
-    srcs="tokenizer/bpe_tokenizer.cpp tokenizer/byte_tokenizer.cpp tokenizer/pretokenizer.cpp
-          tokenizer/unicode.cpp core/file_io.cpp core/regex.cpp"
+    srcs="tokenizer/bpe_tokenizer.cpp tokenizer/tokenizer_json.cpp tokenizer/byte_tokenizer.cpp
+          tokenizer/pretokenizer.cpp tokenizer/unicode.cpp core/file_io.cpp core/regex.cpp"
     libs="$(pkg-config --libs libpcre2-8 icu-uc)"
     max_len=8192 ;;
   request_parser_fuzz)
@@ -42,7 +42,8 @@ case "$target" in
     srcs="serve/server.cpp serve/request_parse.cpp serve/response_write.cpp serve/http_front.cpp
           engine/engine.cpp engine/kv_cache.cpp engine/sampler.cpp engine/team_size.cpp
           model/checkpoint.cpp model/config.cpp model/model.cpp model/safetensors.cpp
-          tokenizer/bpe_tokenizer.cpp tokenizer/byte_tokenizer.cpp tokenizer/chat_template.cpp
+          model/float_formats.cpp tokenizer/bpe_tokenizer.cpp tokenizer/tokenizer_json.cpp
+          tokenizer/byte_tokenizer.cpp tokenizer/chat_template.cpp
           tokenizer/pretokenizer.cpp tokenizer/text_tokenizer.cpp tokenizer/unicode.cpp
           core/file_io.cpp core/regex.cpp core/strings.cpp
           $(cd "$root/src" && echo kernels/*.cpp)"

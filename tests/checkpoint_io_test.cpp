@@ -76,7 +76,7 @@ TEST(CheckpointIoSafetensors, SerializeThenReadRoundTrips) {
     const std::vector<float> c = {42.0f};
     const std::map<std::string, std::string> meta = {{"format", "pt"},
                                                      {"note", "a \"quoted\" value"}};
-    const std::string bytes = safetensors_serialize(
+    const std::string bytes = serialize_safetensors(
         {{"w.a", {2, 3}, a.data()}, {"w.b", {4}, b.data()}, {"scalar", {}, c.data()}}, meta);
 
     // Layout: 8-byte little-endian length, a header padded to a multiple of 8, 44 data bytes.
@@ -106,7 +106,7 @@ TEST(CheckpointIoSafetensors, SerializeThenReadRoundTrips) {
     EXPECT_EQ(f.metadata(), meta);
     ASSERT_EQ(f.tensors().size(), 3u);
     const SafeTensor& ta = f.at("w.a");
-    EXPECT_EQ(ta.dtype, DType::F32);
+    EXPECT_EQ(ta.dtype, DType::f32);
     EXPECT_EQ(ta.shape, (std::vector<int64_t>{2, 3}));
     EXPECT_EQ(ta.numel(), 6u);
     EXPECT_EQ(ta.nbytes, 24u);
@@ -125,7 +125,7 @@ TEST(CheckpointIoSafetensors, SerializeThenReadRoundTrips) {
 }
 
 TEST(CheckpointIoSafetensors, EmptyFileWithoutTensorsOrMetadata) {
-    const std::string bytes = safetensors_serialize({}, {});
+    const std::string bytes = serialize_safetensors({}, {});
     uint64_t header_len = 0;
     for (int i = 7; i >= 0; i--) header_len = (header_len << 8) | static_cast<uint8_t>(bytes[i]);
     EXPECT_EQ(header_len % 8, 0u);
@@ -148,7 +148,7 @@ TEST(CheckpointIoSafetensors, ReadsAHandWrittenFileWithUnpaddedHeader) {
     TempDir dir;
     const SafetensorsFile f(dir.write("hand.safetensors", st_file(header, data)));
     EXPECT_EQ(to_f32(f.at("x")), (std::vector<float>{2.5f, -1.0f}));
-    EXPECT_EQ(f.at("i").dtype, DType::I32);
+    EXPECT_EQ(f.at("i").dtype, DType::i32);
     int32_t got[2] = {0, 0};
     f.at("i").to_i32(got);
     EXPECT_EQ(got[0], -7);
@@ -176,8 +176,8 @@ TEST(CheckpointIoSafetensors, HalfPrecisionDecodesToFloat) {
                                R"("b":{"dtype":"BF16","shape":[2,2],"data_offsets":[16,24]}})";
     TempDir dir;
     const SafetensorsFile f(dir.write("half.safetensors", st_file(header, f16 + bf16)));
-    ASSERT_EQ(f.at("h").dtype, DType::F16);
-    ASSERT_EQ(f.at("b").dtype, DType::BF16);
+    ASSERT_EQ(f.at("h").dtype, DType::f16);
+    ASSERT_EQ(f.at("b").dtype, DType::bf16);
     const std::vector<float> h = to_f32(f.at("h"));
     EXPECT_EQ(h[0], 1.0f);
     EXPECT_EQ(h[1], -2.5f);
@@ -209,7 +209,7 @@ TEST(CheckpointIoSafetensors, FileIsMoveOnlySoTensorsCannotDangle) {
     const std::vector<float> x = {1.5f, -2.0f, 3.25f};
     TempDir dir;
     const fs::path p =
-        dir.write("move.safetensors", safetensors_serialize({{"x", {3}, x.data()}}, {}));
+        dir.write("move.safetensors", serialize_safetensors({{"x", {3}, x.data()}}, {}));
     auto original = std::make_unique<SafetensorsFile>(p);
     const SafetensorsFile moved = std::move(*original);
     original.reset();
@@ -397,7 +397,7 @@ void round_trip(bool tied) {
     EXPECT_FALSE(f.has("model.layers.0.self_attn.o_proj.bias"));
     EXPECT_EQ(f.at("model.layers.0.mlp.down_proj.weight").shape, (std::vector<int64_t>{8, 12}));
     EXPECT_EQ(f.at("model.norm.weight").shape, (std::vector<int64_t>{8}));
-    for (const auto& [name, t] : f.tensors()) EXPECT_EQ(t.dtype, DType::F32) << name;
+    for (const auto& [name, t] : f.tensors()) EXPECT_EQ(t.dtype, DType::f32) << name;
     EXPECT_EQ(f.metadata().at("format"), "pt");
 }
 
@@ -760,7 +760,7 @@ namespace {
 // (0x3F80), 1 + 3*2^-9 is above the tie (0x3F81).
 TEST(CheckpointIoSafetensors, Bf16WritingRoundsToNearestEven) {
     const std::vector<float> x = {1.0f, -2.5f, 0.5f, 1.00390625f, 1.005859375f};
-    const std::string bytes = safetensors_serialize({{"x", {5}, x.data(), DType::BF16}}, {});
+    const std::string bytes = serialize_safetensors({{"x", {5}, x.data(), DType::bf16}}, {});
     const uint16_t want[] = {0x3F80, 0xC020, 0x3F00, 0x3F80, 0x3F81};
     const size_t data = bytes.size() - 10;
     for (int i = 0; i < 5; i++) {
@@ -771,7 +771,7 @@ TEST(CheckpointIoSafetensors, Bf16WritingRoundsToNearestEven) {
     }
     const auto parsed =
         parse_safetensors(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "mem");
-    EXPECT_EQ(parsed.tensors.at("x").dtype, DType::BF16);
+    EXPECT_EQ(parsed.tensors.at("x").dtype, DType::bf16);
 }
 
 }  // namespace

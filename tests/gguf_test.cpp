@@ -2,8 +2,6 @@
 // is exported as F32, F16 and Q8_0 and read back with Crucible's reader. Expected values come
 // from the config, from tokenizer files read here with nlohmann::json, and from arithmetic
 // done by hand (fp16 rounding, one Q8_0 block, the llama q/k row order), not from the writer.
-#include "model/gguf.h"
-
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -22,6 +20,9 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "model/checkpoint.h"
+#include "model/float_formats.h"
+#include "model/gguf_reader.h"
+#include "model/gguf_writer.h"
 #include "model/model.h"
 #include "model_util.h"
 #include "test_util.h"
@@ -124,19 +125,19 @@ std::map<std::string, Expected> expected_tensors(bool tied, bool biases) {
 void expect_u32(const GgufFile& g, const std::string& key, uint64_t v) {
     SCOPED_TRACE(key);
     ASSERT_TRUE(g.has(key));
-    EXPECT_EQ(g.at(key).type, GgufValueType::U32);
+    EXPECT_EQ(g.at(key).type, GgufValueType::u32);
     EXPECT_EQ(g.at(key).u, v);
 }
 void expect_f32(const GgufFile& g, const std::string& key, float v) {
     SCOPED_TRACE(key);
     ASSERT_TRUE(g.has(key));
-    EXPECT_EQ(g.at(key).type, GgufValueType::F32);
+    EXPECT_EQ(g.at(key).type, GgufValueType::f32);
     EXPECT_EQ(static_cast<float>(g.at(key).f), v);
 }
 void expect_str(const GgufFile& g, const std::string& key, const std::string& v) {
     SCOPED_TRACE(key);
     ASSERT_TRUE(g.has(key));
-    EXPECT_EQ(g.at(key).type, GgufValueType::STRING);
+    EXPECT_EQ(g.at(key).type, GgufValueType::string);
     EXPECT_EQ(g.at(key).str, v);
 }
 
@@ -179,7 +180,7 @@ void check_file(const fs::path& folder, const fs::path& file, GgufType type, boo
     expect_str(g, "general.architecture", "qwen2");
     expect_str(g, "general.name", "tiny");
     expect_u32(g, "general.alignment", 32);
-    expect_u32(g, "general.file_type", type == GgufType::F32 ? 0 : type == GgufType::F16 ? 1 : 7);
+    expect_u32(g, "general.file_type", type == GgufType::f32 ? 0 : type == GgufType::f16 ? 1 : 7);
     expect_u32(g, "qwen2.context_length", kMaxPos);
     expect_u32(g, "qwen2.embedding_length", 32);
     expect_u32(g, "qwen2.block_count", 2);
@@ -192,20 +193,20 @@ void check_file(const fs::path& folder, const fs::path& file, GgufType type, boo
     expect_str(g, "tokenizer.ggml.pre", "qwen2");
     expect_u32(g, "tokenizer.ggml.eos_token_id", 256);
     expect_u32(g, "tokenizer.ggml.padding_token_id", 256);
-    EXPECT_EQ(g.at("tokenizer.ggml.add_bos_token").type, GgufValueType::BOOL);
+    EXPECT_EQ(g.at("tokenizer.ggml.add_bos_token").type, GgufValueType::boolean);
     EXPECT_FALSE(g.at("tokenizer.ggml.add_bos_token").b);
     expect_str(g, "tokenizer.chat_template", tc["chat_template"].get<std::string>());
 
     const GgufValue& tokens = g.at("tokenizer.ggml.tokens");
     const GgufValue& types = g.at("tokenizer.ggml.token_type");
     const GgufValue& merges = g.at("tokenizer.ggml.merges");
-    ASSERT_EQ(tokens.type, GgufValueType::ARRAY);
-    ASSERT_EQ(tokens.elem_type, GgufValueType::STRING);
+    ASSERT_EQ(tokens.type, GgufValueType::array);
+    ASSERT_EQ(tokens.elem_type, GgufValueType::string);
     ASSERT_EQ(tokens.array.size(), 264u);
-    ASSERT_EQ(types.elem_type, GgufValueType::I32);
+    ASSERT_EQ(types.elem_type, GgufValueType::i32);
     ASSERT_EQ(types.array.size(), 264u);
-    EXPECT_EQ(merges.type, GgufValueType::ARRAY);
-    EXPECT_EQ(merges.elem_type, GgufValueType::STRING);
+    EXPECT_EQ(merges.type, GgufValueType::array);
+    EXPECT_EQ(merges.elem_type, GgufValueType::string);
     EXPECT_TRUE(merges.array.empty());          // the byte tokenizer has no merges
     EXPECT_EQ(tokens.array[32].str, "\u0120");  // Ġ: the space byte
     EXPECT_EQ(tokens.array[10].str, "\u010A");  // Ċ: the newline byte
@@ -218,8 +219,8 @@ void check_file(const fs::path& folder, const fs::path& file, GgufType type, boo
     EXPECT_EQ(tokens.array[258].str, "<|im_end|>");
     for (int i = 0; i < 264; i++) {
         SCOPED_TRACE(i);
-        EXPECT_EQ(tokens.array[i].type, GgufValueType::STRING);
-        EXPECT_EQ(types.array[i].type, GgufValueType::I32);
+        EXPECT_EQ(tokens.array[i].type, GgufValueType::string);
+        EXPECT_EQ(types.array[i].type, GgufValueType::i32);
         if (i < 256) {
             EXPECT_EQ(tokens.array[i].str, byte_level_char(static_cast<uint8_t>(i)));
             EXPECT_EQ(types.array[i].i, 1);
@@ -240,18 +241,18 @@ void check_file(const fs::path& folder, const fs::path& file, GgufType type, boo
         ASSERT_TRUE(want.count(t.name));
         const Expected& e = want.at(t.name);
         EXPECT_EQ(t.ne, e.ne);
-        GgmlType want_type = GgmlType::F32;
-        if (type != GgufType::F32 && e.ne.size() == 2) {
+        GgmlType want_type = GgmlType::f32;
+        if (type != GgufType::f32 && e.ne.size() == 2) {
             want_type =
-                type == GgufType::Q8_0 && e.ne[0] % 32 == 0 ? GgmlType::Q8_0 : GgmlType::F16;
+                type == GgufType::q8_0 && e.ne[0] % 32 == 0 ? GgmlType::q8_0 : GgmlType::f16;
         }
         EXPECT_EQ(t.type, want_type);
         EXPECT_EQ(t.offset % 32, 0u);
         EXPECT_EQ((g.data_offset + t.offset) % 32, 0u);
         EXPECT_EQ(t.offset, expected_offset);
         const uint64_t n = e.ne.size() == 2 ? e.ne[0] * e.ne[1] : e.ne[0];
-        const uint64_t nbytes = want_type == GgmlType::F32   ? n * 4
-                                : want_type == GgmlType::F16 ? n * 2
+        const uint64_t nbytes = want_type == GgmlType::f32   ? n * 4
+                                : want_type == GgmlType::f16 ? n * 2
                                                              : n / 32 * 34;
         EXPECT_EQ(g.data(t).size(), nbytes);
         expected_offset = pad32(t.offset + nbytes);
@@ -259,9 +260,9 @@ void check_file(const fs::path& folder, const fs::path& file, GgufType type, boo
         const float* x = model->params() + model->find(e.hf)->offset;
         const std::vector<float> got = g.tensor_f32(t.name);
         ASSERT_EQ(got.size(), n);
-        if (want_type == GgmlType::F32) {
+        if (want_type == GgmlType::f32) {
             EXPECT_EQ(std::memcmp(g.data(t).data(), x, n * 4), 0);  // bit-identical
-        } else if (want_type == GgmlType::F16) {
+        } else if (want_type == GgmlType::f16) {
             for (uint64_t i = 0; i < n; i++) ASSERT_EQ(got[i], fp16_round(x[i])) << i;
         } else {
             for (uint64_t b = 0; b < n / 32; b++) {
@@ -287,7 +288,7 @@ TEST(Gguf, ExportsEveryTypeTiedAndUntied) {
         TempDir dir;
         make_folder(dir.path(), tiny_config(tied), tied ? 1 : 2);
         const std::pair<GgufType, const char*> types[] = {
-            {GgufType::F32, "f32"}, {GgufType::F16, "f16"}, {GgufType::Q8_0, "q8_0"}};
+            {GgufType::f32, "f32"}, {GgufType::f16, "f16"}, {GgufType::q8_0, "q8_0"}};
         for (const auto& [type, label] : types) {
             SCOPED_TRACE(label);
             const fs::path out = dir.path() / (std::string("model-") + label + ".gguf");
@@ -308,11 +309,11 @@ TEST(Gguf, ExportsEveryTypeTiedAndUntied) {
 TEST(Gguf, Q8_0BlockLayoutByHand) {
     TempDir dir;
     make_folder(dir.path(), tiny_config(true), 3);
-    const fs::path out = export_folder(dir.path(), GgufType::Q8_0, dir.path() / "m.gguf");
+    const fs::path out = export_folder(dir.path(), GgufType::q8_0, dir.path() / "m.gguf");
     const GgufFile g = read_gguf(out);
     const GgufTensorInfo* t = g.find("token_embd.weight");
     ASSERT_NE(t, nullptr);
-    ASSERT_EQ(t->type, GgmlType::Q8_0);
+    ASSERT_EQ(t->type, GgmlType::q8_0);
     const uint8_t* block = g.data(*t).data();  // row 0 = 0, 1, ..., 31: exactly one block
     // d = 31/127 = 0.244094...; in fp16 (step 2^-13 in [0.125, 0.25)) 1999.63 steps -> 2000:
     // 2000 * 2^-13 = 1.953125 * 2^-3 -> exponent 12, mantissa 976 -> 0x33D0, little-endian.
@@ -327,7 +328,7 @@ TEST(Gguf, Q8_0BlockLayoutByHand) {
     for (int j = 0; j < 32; j++) EXPECT_EQ(row[j], q[j] * 0.244140625f) << j;
     // An all-zero block has scale 0 and all q 0 (id = 0, no division by zero).
     const float zeros[32] = {};
-    const std::vector<uint8_t> zb = ggml_encode(GgmlType::Q8_0, zeros, 32);
+    const std::vector<uint8_t> zb = encode_ggml(GgmlType::q8_0, zeros, 32);
     EXPECT_EQ(zb, std::vector<uint8_t>(34, 0));
 }
 
@@ -363,7 +364,7 @@ TEST(Gguf, HalfPrecisionConversion) {
 TEST(Gguf, LlamaPermutesQueryAndKeyRows) {
     // One head of 4 rows: [r0, r1 | r2, r3] (rotate-half halves) -> [r0, r2, r1, r3].
     const float w[8] = {0, 1, 10, 11, 20, 21, 30, 31};
-    EXPECT_EQ(llama_permute_qk(w, 4, 2, 1), (std::vector<float>{0, 1, 20, 21, 10, 11, 30, 31}));
+    EXPECT_EQ(permute_llama_qk(w, 4, 2, 1), (std::vector<float>{0, 1, 20, 21, 10, 11, 30, 31}));
 
     TempDir dir;
     ModelConfig c = tiny_config(false, "llama");
@@ -383,7 +384,7 @@ TEST(Gguf, LlamaPermutesQueryAndKeyRows) {
         save_model(m, dir.path());
         ByteTokenizer::save_hf_files(dir.path(), kMaxPos);
     }
-    const fs::path out = export_folder(dir.path(), GgufType::F32, dir.path() / "llama.gguf");
+    const fs::path out = export_folder(dir.path(), GgufType::f32, dir.path() / "llama.gguf");
     const GgufFile g = read_gguf(out);
     expect_str(g, "general.architecture", "llama");
     expect_u32(g, "llama.context_length", kMaxPos);
@@ -460,7 +461,7 @@ TEST(Gguf, TokenizerMergesInBothFormsAndSpecialIds) {
     Model m(c);
     m.init_random(5);
     const fs::path out = dir.path() / "t.gguf";
-    write_gguf(m, tok, "t", GgufType::F32, out);
+    write_gguf(m, tok, "t", GgufType::f32, out);
     const GgufFile g = read_gguf(out);
     expect_u32(g, "tokenizer.ggml.bos_token_id", 5);
     expect_u32(g, "tokenizer.ggml.eos_token_id", 4);
@@ -499,7 +500,7 @@ TEST(Gguf, TokenizerErrors) {
     GgufTokenizer tok = load_gguf_tokenizer(dir.path(), c);
     tok.tokens.pop_back();
     tok.token_types.pop_back();
-    err = error_of([&] { write_gguf(m, tok, "x", GgufType::F32, dir.path() / "x.gguf"); });
+    err = error_of([&] { write_gguf(m, tok, "x", GgufType::f32, dir.path() / "x.gguf"); });
     EXPECT_NE(err.find("263"), std::string::npos) << err;
     EXPECT_NE(err.find("264"), std::string::npos) << err;
     EXPECT_FALSE(fs::exists(dir.path() / "x.gguf"));
@@ -519,7 +520,7 @@ size_t type_field_offset(const std::string& bytes, const std::string& name, uint
 TEST(Gguf, ReaderRejectsBadFiles) {
     TempDir dir;
     make_folder(dir.path(), tiny_config(true), 7);
-    const fs::path good = export_folder(dir.path(), GgufType::Q8_0, dir.path() / "good.gguf");
+    const fs::path good = export_folder(dir.path(), GgufType::q8_0, dir.path() / "good.gguf");
     const std::string bytes = slurp(good);
     const fs::path bad = dir.path() / "bad.gguf";
     auto expect_error = [&](const std::string& content, const std::string& what) {

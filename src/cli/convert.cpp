@@ -8,7 +8,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "model/checkpoint.h"
-#include "model/gguf.h"
+#include "model/gguf_writer.h"
 
 namespace crucible::cli {
 
@@ -52,7 +52,7 @@ std::function<int()> add_convert(CLI::App& app) {
     cmd->add_option("--name", opt->name, "general.name (default: from the folder's path)");
     return [opt]() {
         static const std::map<std::string, GgufType> kTypes = {
-            {"f32", GgufType::F32}, {"f16", GgufType::F16}, {"q8_0", GgufType::Q8_0}};
+            {"f32", GgufType::f32}, {"f16", GgufType::f16}, {"q8_0", GgufType::q8_0}};
         const std::filesystem::path in(opt->in);
         const std::unique_ptr<Model> model = load_model(in);
         const GgufTokenizer tok = load_gguf_tokenizer(in, model->config());

@@ -15,7 +15,7 @@ void save_model(const Model& model, const fs::path& dir) {
     for (const TensorInfo& t : model.tensors()) {
         out.push_back({t.name, t.shape, model.params() + t.offset});
     }
-    write_file_durable(dir / "model.safetensors", safetensors_serialize(out, {{"format", "pt"}}));
+    write_file_durable(dir / "model.safetensors", serialize_safetensors(out, {{"format", "pt"}}));
     write_file_durable(dir / "config.json", to_json(model.config()).dump(2) + "\n");
 }
 
@@ -28,7 +28,7 @@ void load_tensor(Model& model, const TensorInfo& t, const SafetensorsFile& file)
         throw Error(file.path() + ": tensor '" + t.name + "' has shape [" + got +
                     "] but config.json needs [" + want + "]");
     }
-    if (st.dtype != DType::F32 && st.dtype != DType::F16 && st.dtype != DType::BF16) {
+    if (st.dtype != DType::f32 && st.dtype != DType::f16 && st.dtype != DType::bf16) {
         throw Error(file.path() + ": tensor '" + t.name + "' must be F32, F16 or BF16");
     }
     st.to_f32(model.params() + t.offset);

@@ -1,3 +1,5 @@
+// The safetensors parser (strict validation of the header and data layout), the mmapped file,
+// tensors to fp32, and the writer (F32 or BF16).
 #include "model/safetensors.h"
 
 #include <fcntl.h>
@@ -12,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "model/float_formats.h"
 
 namespace crucible {
 
@@ -23,57 +26,30 @@ constexpr uint64_t kMaxHeaderSize = 100'000'000;  // safetensors' own bound
 
 size_t dtype_size(DType d) {
     switch (d) {
-        case DType::F32:
+        case DType::f32:
             return 4;
-        case DType::F16:
+        case DType::f16:
             return 2;
-        case DType::BF16:
+        case DType::bf16:
             return 2;
-        case DType::I32:
+        case DType::i32:
             return 4;
-        case DType::I64:
+        case DType::i64:
             return 8;
     }
     return 0;
 }
 
 bool parse_dtype(const std::string& s, DType* out) {
-    static const std::map<std::string, DType> names = {{"F32", DType::F32},
-                                                       {"F16", DType::F16},
-                                                       {"BF16", DType::BF16},
-                                                       {"I32", DType::I32},
-                                                       {"I64", DType::I64}};
+    static const std::map<std::string, DType> names = {{"F32", DType::f32},
+                                                       {"F16", DType::f16},
+                                                       {"BF16", DType::bf16},
+                                                       {"I32", DType::i32},
+                                                       {"I64", DType::i64}};
     auto it = names.find(s);
     if (it == names.end()) return false;
     *out = it->second;
     return true;
-}
-
-float half_to_float(uint16_t h) {
-    const uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exp = (h >> 10) & 0x1f;
-    uint32_t mant = h & 0x3ff;
-    uint32_t bits;
-    if (exp == 0) {
-        if (mant == 0) {
-            bits = sign;
-        } else {  // subnormal: normalise
-            exp = 127 - 15 + 1;
-            while (!(mant & 0x400)) {
-                mant <<= 1;
-                exp--;
-            }
-            mant &= 0x3ff;
-            bits = sign | (exp << 23) | (mant << 13);
-        }
-    } else if (exp == 31) {
-        bits = sign | 0x7f800000 | (mant << 13);
-    } else {
-        bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
-    }
-    float f;
-    std::memcpy(&f, &bits, 4);
-    return f;
 }
 
 bool valid_utf8(const std::string& s) {
@@ -111,14 +87,6 @@ bool valid_utf8(const std::string& s) {
     return true;
 }
 
-uint16_t float_to_bf16(float f) {
-    uint32_t bits;
-    std::memcpy(&bits, &f, 4);
-    if ((bits & 0x7fffffff) > 0x7f800000) return static_cast<uint16_t>((bits >> 16) | 0x40);  // NaN
-    bits += 0x7fff + ((bits >> 16) & 1);  // round to nearest even
-    return static_cast<uint16_t>(bits >> 16);
-}
-
 }  // namespace
 
 size_t SafeTensor::numel() const {
@@ -130,22 +98,21 @@ size_t SafeTensor::numel() const {
 void SafeTensor::to_f32(float* out) const {
     const size_t n = numel();
     switch (dtype) {
-        case DType::F32:
+        case DType::f32:
             std::memcpy(out, data, n * 4);
             break;
-        case DType::F16:
+        case DType::f16:
             for (size_t i = 0; i < n; i++) {
                 uint16_t h;
                 std::memcpy(&h, data + 2 * i, 2);
-                out[i] = half_to_float(h);
+                out[i] = fp16_to_fp32(h);
             }
             break;
-        case DType::BF16:
+        case DType::bf16:
             for (size_t i = 0; i < n; i++) {
                 uint16_t b;
                 std::memcpy(&b, data + 2 * i, 2);
-                const uint32_t bits = (uint32_t)b << 16;
-                std::memcpy(out + i, &bits, 4);
+                out[i] = bf16_to_fp32(b);
             }
             break;
         default:
@@ -154,7 +121,7 @@ void SafeTensor::to_f32(float* out) const {
 }
 
 void SafeTensor::to_i32(int32_t* out) const {
-    if (dtype != DType::I32) throw Error("tensor is not an I32 tensor");
+    if (dtype != DType::i32) throw Error("tensor is not an I32 tensor");
     std::memcpy(out, data, numel() * 4);
 }
 
@@ -313,13 +280,13 @@ const SafeTensor& SafetensorsFile::at(const std::string& name) const {
     return it->second;
 }
 
-std::string safetensors_serialize(const std::vector<TensorToWrite>& tensors,
+std::string serialize_safetensors(const std::vector<TensorToWrite>& tensors,
                                   const std::map<std::string, std::string>& metadata) {
     json header = json::object();
     size_t offset = 0;
     std::vector<size_t> numels;
     for (const TensorToWrite& t : tensors) {
-        if (t.dtype != DType::F32 && t.dtype != DType::BF16) {
+        if (t.dtype != DType::f32 && t.dtype != DType::bf16) {
             throw Error("safetensors writer: tensor '" + t.name +
                         "' must be written as F32 or BF16");
         }
@@ -327,7 +294,7 @@ std::string safetensors_serialize(const std::vector<TensorToWrite>& tensors,
         for (int64_t d : t.shape) numel *= static_cast<size_t>(d);
         numels.push_back(numel);
         const size_t bytes = numel * dtype_size(t.dtype);
-        header[t.name] = {{"dtype", t.dtype == DType::F32 ? "F32" : "BF16"},
+        header[t.name] = {{"dtype", t.dtype == DType::f32 ? "F32" : "BF16"},
                           {"shape", t.shape},
                           {"data_offsets", {offset, offset + bytes}}};
         offset += bytes;
@@ -342,11 +309,11 @@ std::string safetensors_serialize(const std::vector<TensorToWrite>& tensors,
     out += h;
     for (size_t k = 0; k < tensors.size(); k++) {
         const TensorToWrite& t = tensors[k];
-        if (t.dtype == DType::F32) {
+        if (t.dtype == DType::f32) {
             out.append(reinterpret_cast<const char*>(t.data), numels[k] * 4);
         } else {
             for (size_t i = 0; i < numels[k]; i++) {
-                const uint16_t b = float_to_bf16(t.data[i]);
+                const uint16_t b = fp32_to_bf16(t.data[i]);
                 out.push_back(static_cast<char>(b & 0xff));
                 out.push_back(static_cast<char>(b >> 8));
             }

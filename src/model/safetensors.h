@@ -11,7 +11,8 @@
 
 namespace crucible {
 
-enum class DType { F32, F16, BF16, I32, I64 };
+// A tensor's element type (the header spells them "F32", "F16", "BF16", "I32", "I64").
+enum class DType { f32, f16, bf16, i32, i64 };
 
 // A tensor inside a loaded file; `data` points into the file's buffer.
 struct SafeTensor {
@@ -68,12 +69,12 @@ struct TensorToWrite {
     std::string name;
     std::vector<int64_t> shape;
     const float* data;
-    DType dtype = DType::F32;  // F32 or BF16 (rounded to nearest even, as torch does)
+    DType dtype = DType::f32;  // F32 or BF16 (rounded to nearest even, as torch does)
 };
 
 // Serializes tensors (in the given order) plus string metadata to a safetensors byte string,
 // the header padded with spaces to a multiple of 8 bytes.
-std::string safetensors_serialize(const std::vector<TensorToWrite>& tensors,
+std::string serialize_safetensors(const std::vector<TensorToWrite>& tensors,
                                   const std::map<std::string, std::string>& metadata);
 
 }  // namespace crucible

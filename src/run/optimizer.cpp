@@ -26,7 +26,7 @@ void save_optimizer_state(const Model& model, const std::vector<float>& m,
         opt.push_back({"exp_avg." + t.name, t.shape, m.data() + t.offset});
         opt.push_back({"exp_avg_sq." + t.name, t.shape, v.data() + t.offset});
     }
-    write_file_durable(file, safetensors_serialize(opt, {}));
+    write_file_durable(file, serialize_safetensors(opt, {}));
 }
 
 void load_optimizer_state(const Model& model, const fs::path& file, std::vector<float>* m,

@@ -1,28 +1,23 @@
+// BpeTokenizer: the lookup tables built from a parsed tokenizer.json (tokenizer_json.h), the
+// encoder over them (added tokens, normalizer, pre-tokenizer, BPE merges) and the decoders.
 #include "tokenizer/bpe_tokenizer.h"
 
 #include <algorithm>
 #include <array>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <unordered_map>
 
 #include "core/error.h"
-#include "core/file_io.h"
 #include "tokenizer/byte_tokenizer.h"
 #include "tokenizer/pretokenizer.h"
+#include "tokenizer/tokenizer_json.h"
 #include "tokenizer/unicode.h"
 
 namespace crucible {
 
 namespace {
 
-using nlohmann::json;
-
-struct AddedToken {
-    std::string content;
-    int32_t id = 0;
-    bool single_word = false, lstrip = false, rstrip = false, normalized = false, special = false;
-};
+using AddedToken = TokenizerJson::AddedToken;
 
 // Added tokens found by leftmost-longest search, like Hugging Face's Aho-Corasick matcher.
 class AddedMatcher {
@@ -183,126 +178,34 @@ struct BpeTokenizer::Impl {
     [[noreturn]] void fail(const std::string& field, const std::string& what) const {
         throw Error(file.string() + ": " + field + ": " + what);
     }
-    void load(const json& j);
-    void load_pre_tokenizer(const json& p, const std::string& field);
+    void load(TokenizerJson&& tj);
     void encode_segment(std::string_view seg, std::vector<int32_t>& out) const;
     void encode_normalized(std::string_view seg, std::vector<int32_t>& out) const;
     void encode_word(std::string_view piece, std::vector<int32_t>& out) const;
     void bpe(std::string_view piece, std::vector<int32_t>& out) const;
 };
 
-namespace {
-
-bool get_bool(const json& obj, const char* key, bool fallback) {
-    const auto it = obj.find(key);
-    return it == obj.end() || it->is_null() ? fallback : it->get<bool>();
-}
-
-}  // namespace
-
-void BpeTokenizer::Impl::load_pre_tokenizer(const json& p, const std::string& field) {
-    if (!p.is_object() || !p.contains("type")) fail(field, "expected an object with a \"type\"");
-    const std::string type = p["type"].get<std::string>();
-    if (type == "Sequence") {
-        const auto it = p.find("pretokenizers");
-        if (it == p.end() || !it->is_array()) fail(field + ".pretokenizers", "expected an array");
-        for (size_t i = 0; i < it->size(); i++) {
-            load_pre_tokenizer((*it)[i], field + ".pretokenizers[" + std::to_string(i) + "]");
-        }
-    } else if (type == "ByteLevel") {
-        PreStep s;
-        s.byte_level = true;
-        s.add_prefix_space = get_bool(p, "add_prefix_space", false);
-        if (get_bool(p, "use_regex", true)) s.regex = std::make_unique<RegexSplitter>(kGpt2Pattern);
-        steps.push_back(std::move(s));
-    } else if (type == "Split") {
-        const auto pat = p.find("pattern");
-        if (pat == p.end() || !pat->is_object() || !pat->contains("Regex")) {
-            fail(field + ".pattern",
-                 "expected {\"Regex\": ...} (String patterns are not supported)");
-        }
-        if (p.value("behavior", std::string()) != "Isolated") {
-            fail(field + ".behavior", "only \"Isolated\" is supported");
-        }
-        if (get_bool(p, "invert", false)) fail(field + ".invert", "only false is supported");
-        PreStep s;
-        try {
-            s.regex = std::make_unique<RegexSplitter>((*pat)["Regex"].get<std::string>());
-        } catch (const Error& e) {
-            fail(field + ".pattern.Regex", e.what());
-        }
-        steps.push_back(std::move(s));
-    } else {
-        fail(field + ".type",
-             "unsupported pre-tokenizer \"" + type + "\" (supported: Sequence, Split, ByteLevel)");
-    }
-}
-
-void BpeTokenizer::Impl::load(const json& j) {
-    if (!j.is_object()) fail("(top level)", "expected a JSON object");
-    const auto mit = j.find("model");
-    if (mit == j.end() || mit->is_null()) fail("model", "missing");
-    const json& model = *mit;
-    if (!model.is_object()) fail("model", "expected an object");
-    const std::string type = model.value("type", std::string("BPE"));
-    if (type != "BPE") fail("model.type", "unsupported model \"" + type + "\" (only BPE)");
-    if (!model.value("continuing_subword_prefix", json()).is_null() &&
-        !model["continuing_subword_prefix"].get<std::string>().empty()) {
-        fail("model.continuing_subword_prefix", "only an empty prefix is supported");
-    }
-    if (!model.value("end_of_word_suffix", json()).is_null() &&
-        !model["end_of_word_suffix"].get<std::string>().empty()) {
-        fail("model.end_of_word_suffix", "only an empty suffix is supported");
-    }
-    if (!model.value("dropout", json()).is_null() && model["dropout"].get<double>() != 0.0) {
-        fail("model.dropout", "BPE dropout is not supported");
-    }
-    ignore_merges = get_bool(model, "ignore_merges", false);
-    fuse_unk = get_bool(model, "fuse_unk", false);
+void BpeTokenizer::Impl::load(TokenizerJson&& tj) {
+    ignore_merges = tj.ignore_merges;
+    fuse_unk = tj.fuse_unk;
+    nfc = tj.nfc;
 
     // Vocabulary.
-    const auto vit = model.find("vocab");
-    if (vit == model.end() || !vit->is_object()) fail("model.vocab", "missing or not an object");
     int32_t max_id = -1;
     std::string max_field;  // where the largest id is, for the density check below
-    vocab.reserve(vit->size());
-    for (const auto& [tok, idj] : vit->items()) {
-        if (!idj.is_number_integer() || idj.get<int64_t>() < 0 || idj.get<int64_t>() > INT32_MAX) {
-            fail("model.vocab[\"" + tok + "\"]", "expected a non-negative integer id");
-        }
-        const auto id = idj.get<int32_t>();
+    vocab.reserve(tj.vocab.size());
+    for (const auto& [tok, id] : tj.vocab) {
         vocab.emplace(tok, id);
         if (id > max_id) {
             max_id = id;
             max_field = "model.vocab[\"" + tok + "\"]";
         }
     }
-
-    // Added tokens.
-    std::vector<AddedToken> added;
-    if (const auto ait = j.find("added_tokens"); ait != j.end() && !ait->is_null()) {
-        if (!ait->is_array()) fail("added_tokens", "expected an array");
-        for (size_t i = 0; i < ait->size(); i++) {
-            const json& a = (*ait)[i];
-            const std::string f = "added_tokens[" + std::to_string(i) + "]";
-            if (!a.is_object() || !a.contains("id") || !a.contains("content") ||
-                !a["id"].is_number_integer() || !a["content"].is_string() ||
-                a["id"].get<int64_t>() < 0 || a["id"].get<int64_t>() > INT32_MAX) {
-                fail(f, "expected {\"id\": integer in 0..2^31-1, \"content\": string, ...}");
-            }
-            AddedToken t;
-            t.id = a["id"].get<int32_t>();
-            t.content = a["content"].get<std::string>();
-            t.single_word = get_bool(a, "single_word", false);
-            t.lstrip = get_bool(a, "lstrip", false);
-            t.rstrip = get_bool(a, "rstrip", false);
-            t.normalized = get_bool(a, "normalized", true);
-            t.special = get_bool(a, "special", false);
-            if (t.id > max_id) {
-                max_id = t.id;
-                max_field = f + ".id";
-            }
-            added.push_back(std::move(t));
+    const std::vector<AddedToken>& added = tj.added_tokens;
+    for (size_t i = 0; i < added.size(); i++) {
+        if (added[i].id > max_id) {
+            max_id = added[i].id;
+            max_field = "added_tokens[" + std::to_string(i) + "].id";
         }
     }
 
@@ -350,66 +253,43 @@ void BpeTokenizer::Impl::load(const json& j) {
     }
 
     // Unknown token.
-    if (const auto u = model.find("unk_token"); u != model.end() && !u->is_null()) {
-        const auto it = vocab.find(u->get<std::string>());
+    if (tj.unk_token) {
+        const auto it = vocab.find(*tj.unk_token);
         if (it == vocab.end())
-            fail("model.unk_token", "\"" + u->get<std::string>() + "\" is not in model.vocab");
+            fail("model.unk_token", "\"" + *tj.unk_token + "\" is not in model.vocab");
         unk_id = it->second;
     }
 
-    // Merges: "a b" strings or ["a", "b"] pairs; rank = index.
-    const auto git = model.find("merges");
-    if (git == model.end() || !git->is_array()) fail("model.merges", "missing or not an array");
-    merges.reserve(git->size());
-    for (size_t i = 0; i < git->size(); i++) {
-        const json& m = (*git)[i];
-        const std::string f = "model.merges[" + std::to_string(i) + "]";
-        std::string a, b;
-        if (m.is_string()) {
-            const std::string s = m.get<std::string>();
-            if (s.starts_with("#version")) continue;
-            const size_t sp = s.find(' ');
-            if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos) {
-                fail(f, "expected \"left right\" (two tokens separated by one space), got \"" + s +
-                            "\"");
-            }
-            a = s.substr(0, sp);
-            b = s.substr(sp + 1);
-        } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-            a = m[0].get<std::string>();
-            b = m[1].get<std::string>();
-        } else {
-            fail(f, "expected \"left right\" or [\"left\", \"right\"]");
-        }
+    // Merges: rank = index in model.merges.
+    merges.reserve(tj.merges.size());
+    for (const TokenizerJson::Merge& m : tj.merges) {
+        const std::string f = "model.merges[" + std::to_string(m.index) + "]";
+        const std::string& a = m.left;
+        const std::string& b = m.right;
         const auto ia = vocab.find(a), ib = vocab.find(b), iab = vocab.find(a + b);
         if (ia == vocab.end()) fail(f, "token \"" + a + "\" is not in model.vocab");
         if (ib == vocab.end()) fail(f, "token \"" + b + "\" is not in model.vocab");
         if (iab == vocab.end()) fail(f, "merged token \"" + a + b + "\" is not in model.vocab");
-        merges.insert(ia->second, ib->second, static_cast<uint32_t>(i), iab->second);
+        merges.insert(ia->second, ib->second, static_cast<uint32_t>(m.index), iab->second);
     }
 
-    // Normalizer: null, NFC, or a Sequence of NFCs.
-    if (const auto nit = j.find("normalizer"); nit != j.end() && !nit->is_null()) {
-        const auto check = [&](const json& x, const std::string& f) {
-            if (!x.is_object() || x.value("type", std::string()) != "NFC") {
-                fail(f, "unsupported normalizer (supported: null, NFC, Sequence of NFC)");
-            }
-            nfc = true;
-        };
-        if (nit->is_object() && nit->value("type", std::string()) == "Sequence") {
-            const json& seq = nit->value("normalizers", json::array());
-            for (size_t i = 0; i < seq.size(); i++) {
-                check(seq[i], "normalizer.normalizers[" + std::to_string(i) + "]");
-            }
-        } else {
-            check(*nit, "normalizer");
-        }
-    }
-
-    const auto pit = j.find("pre_tokenizer");
-    if (pit == j.end() || pit->is_null())
+    if (!tj.has_pre_tokenizer)
         fail("pre_tokenizer", "missing (a ByteLevel pre-tokenizer is required)");
-    load_pre_tokenizer(*pit, "pre_tokenizer");
+    for (const TokenizerJson::PreTokenizerStep& p : tj.pre_tokenizer) {
+        PreStep s;
+        s.byte_level = p.byte_level;
+        s.add_prefix_space = p.add_prefix_space;
+        if (p.byte_level) {
+            if (p.use_regex) s.regex = std::make_unique<RegexSplitter>(kGpt2Pattern);
+        } else {
+            try {
+                s.regex = std::make_unique<RegexSplitter>(p.pattern);
+            } catch (const Error& e) {
+                fail(p.field + ".pattern.Regex", e.what());
+            }
+        }
+        steps.push_back(std::move(s));
+    }
     if (std::none_of(steps.begin(), steps.end(), [](const PreStep& s) { return s.byte_level; })) {
         fail("pre_tokenizer", "no ByteLevel step: only byte-level BPE is supported");
     }
@@ -427,18 +307,7 @@ void BpeTokenizer::Impl::load(const json& j) {
 
 BpeTokenizer::BpeTokenizer(const std::filesystem::path& path) : impl_(std::make_unique<Impl>()) {
     impl_->file = std::filesystem::is_directory(path) ? path / "tokenizer.json" : path;
-    const std::string text = read_file(impl_->file);
-    json j;
-    try {
-        j = json::parse(text);
-    } catch (const json::exception& e) {
-        throw Error(impl_->file.string() + ": not valid JSON: " + e.what());
-    }
-    try {
-        impl_->load(j);
-    } catch (const json::exception& e) {
-        throw Error(impl_->file.string() + ": unexpected value type: " + e.what());
-    }
+    impl_->load(parse_tokenizer_json(impl_->file));
 }
 
 BpeTokenizer::~BpeTokenizer() = default;
