@@ -29,6 +29,7 @@
 #include "eval/results.h"
 #include "eval/sample_store.h"
 #include "http_test_server.h"
+#include "reward/rubric_format.h"
 #include "reward/rubric_scorer.h"
 #include "table_generator.h"
 #include "test_util.h"

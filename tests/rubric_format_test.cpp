@@ -1,5 +1,7 @@
 // Rubric format, importers, programmatic criteria and aggregation, checked against examples
 // worked by hand. No judge and no network here (rubric_judge_test.cpp covers those).
+#include "reward/rubric_format.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,6 +11,8 @@
 #include <vector>
 
 #include "reward/rubric.h"
+#include "reward/rubric_aggregate.h"
+#include "reward/rubric_criteria.h"
 #include "reward/rubric_scorer.h"
 #include "test_util.h"
 
@@ -65,9 +69,9 @@ TEST(RubricFormat, RoundTripsThroughJson) {
         {"id": "f", "kind": "verifier", "verifier": "math", "answer": "\\frac{1}{2}", "points": 1},
         {"id": "g", "kind": "not_contains", "value": "sorry", "points": -1}
     ])"));
-    const Rubric back = rubric_of(rubric_to_json(r));
+    const Rubric back = rubric_of(to_json(r));
     ASSERT_EQ(back.criteria.size(), 7u);
-    EXPECT_EQ(rubric_to_json(back), rubric_to_json(r));
+    EXPECT_EQ(to_json(back), to_json(r));
     EXPECT_TRUE(check_programmatic(back.criteria[1], "YES"));
 }
 
@@ -202,9 +206,14 @@ TEST(RubricProgrammatic, RegexAndContains) {
     EXPECT_FALSE(met({{"kind", "regex"}, {"pattern", "^\\d+$"}, {"points", 1}}, "call 911"));
     EXPECT_FALSE(met({{"kind", "regex"}, {"pattern", "yes"}, {"points", 1}}, "YES"));
     EXPECT_TRUE(met({{"kind", "regex"}, {"pattern", "yes"}, {"flags", "i"}, {"points", 1}}, "YES"));
-    // Catastrophic backtracking on a long response fails to match; it does not hang or crash.
-    EXPECT_FALSE(met({{"kind", "regex"}, {"pattern", "^(a+)+$"}, {"points", 1}},
-                     std::string(5000, 'a') + "b"));
+    // Catastrophic backtracking on a long response stops at the match limit and says so: it
+    // neither hangs nor passes for "not met".
+    const std::string e = error_of([] {
+        met({{"kind", "regex"}, {"pattern", "^(a+)+$"}, {"points", 1}},
+            std::string(5000, 'a') + "b");
+    });
+    EXPECT_NE(e.find("regex '^(a+)+$': the match was stopped at its limit"), std::string::npos)
+        << e;
     // Invalid UTF-8 in a response is tolerated.
     EXPECT_TRUE(met({{"kind", "regex"}, {"pattern", "ok"}, {"points", 1}}, "\xff\xfe ok"));
     EXPECT_TRUE(met({{"kind", "regex"}, {"pattern", "caf\\x{e9}"}, {"points", 1}}, "café"));
@@ -378,6 +387,45 @@ TEST(RubricScorerProgrammatic, BatchWithoutJudge) {
                   scorer.score_batch(items, std::span(responses.data(), 1));
               }).find("1 responses for 3 items"),
               std::string::npos);
+}
+
+// A check that cannot decide (a regex, or a regex verifier, stopped at its match limit) fails
+// its item with the reason; it is never scored as "not met". The regex criterion searches
+// anywhere and the regex verifier matches the whole answer, with the one engine and limits.
+TEST(RubricScorerProgrammatic, ARegexStoppedAtItsLimitFailsTheItemWithTheReason) {
+    const std::string hostile = std::string(5000, 'a') + "b";
+    std::vector<RubricItem> items(3);
+    for (RubricItem& item : items) item.messages = {{"user", "Say a's"}};
+    items[0].id = "criterion";
+    items[0].rubric = rubric_of(json::parse(R"([
+        {"kind": "contains", "value": "a", "points": 1},
+        {"kind": "regex", "pattern": "^(a+)+$", "points": 1}])"));
+    items[1].id = "verifier";
+    items[1].rubric = rubric_of(json::parse(R"([
+        {"kind": "contains", "value": "a", "points": 1},
+        {"kind": "verifier", "verifier": "regex", "answer": "(a+)+", "points": 1}])"));
+    items[2].id = "search-vs-whole";  // "b" is found by the criterion, not the whole answer
+    items[2].rubric = rubric_of(json::parse(R"([
+        {"kind": "regex", "pattern": "b", "points": 1},
+        {"kind": "verifier", "verifier": "regex", "answer": "b", "points": 1}])"));
+    RubricScorer scorer({}, nullptr);
+    const auto results =
+        scorer.score_batch(items, std::vector<std::string>{hostile, hostile, hostile});
+    for (size_t i = 0; i < 2; ++i) {
+        SCOPED_TRACE(items[i].id);
+        EXPECT_TRUE(results[i].failed);
+        EXPECT_TRUE(std::isnan(results[i].score));
+        EXPECT_EQ(results[i].criteria[0].met, 1.0);
+        EXPECT_TRUE(std::isnan(results[i].criteria[1].met));
+        EXPECT_NE(results[i].criteria[1].error.find("stopped at its limit"), std::string::npos)
+            << results[i].criteria[1].error;
+        EXPECT_NE(results[i].failure.find("stopped at its limit"), std::string::npos)
+            << results[i].failure;
+    }
+    EXPECT_FALSE(results[2].failed);
+    EXPECT_EQ(results[2].criteria[0].met, 1.0);
+    EXPECT_EQ(results[2].criteria[1].met, 0.0);
+    EXPECT_DOUBLE_EQ(results[2].score, 0.5);
 }
 
 }  // namespace

@@ -23,6 +23,7 @@
 
 #include "http_test_server.h"
 #include "reward/judge.h"
+#include "reward/rubric_format.h"
 #include "reward/rubric_generate.h"
 #include "reward/rubric_scorer.h"
 #include "test_util.h"

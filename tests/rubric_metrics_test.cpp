@@ -9,6 +9,9 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "reward/rubric_aggregate.h"
+#include "reward/rubric_format.h"
+
 namespace crucible::reward {
 namespace {
 

@@ -55,7 +55,7 @@ std::string missing_judge(const std::vector<eval::EvalItem>& items,
     for (const eval::EvalItem& it : items) {
         if (!it.is_rubric()) continue;
         const reward::Rubric& r = it.rubric->rubric;
-        if (r.aggregation.value_or(reward::aggregation_from_string(aggregation)) ==
+        if (r.aggregation.value_or(reward::parse_aggregation(aggregation)) ==
             reward::Aggregation::implicit)
             return "item '" + it.id + "' uses implicit aggregation (one judge call)";
         for (const reward::Criterion& c : r.criteria)

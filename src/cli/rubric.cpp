@@ -19,6 +19,7 @@
 #include "core/worker_pool.h"
 #include "eval/rubric_metrics.h"
 #include "reward/judge.h"
+#include "reward/rubric_format.h"
 #include "reward/rubric_generate.h"
 #include "reward/rubric_scorer.h"
 

@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/jsonl.h"
 #include "env/dataset_item.h"
+#include "reward/rubric_format.h"
 #include "reward/verify/verifiers.h"
 
 namespace crucible::eval {

@@ -5,6 +5,8 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/json_fields.h"
+#include "reward/rubric_aggregate.h"
 
 namespace crucible::reward {
 
@@ -13,10 +15,6 @@ using nlohmann::json;
 namespace {
 
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-json num(double x) {
-    return std::isfinite(x) ? json(x) : json(nullptr);
-}
 
 ScoreSummary summarize(const std::vector<double>& values, double level, int resamples,
                        uint64_t seed) {
@@ -36,19 +34,23 @@ ScoreSummary summarize(const std::vector<double>& values, double level, int resa
 }  // namespace
 
 json ScoreSummary::to_json() const {
-    return {{"mean", num(estimate.mean)},
-            {"se", num(estimate.se)},
+    return {{"mean", number_or_null(estimate.mean)},
+            {"se", number_or_null(estimate.se)},
             {"n", estimate.n_items},
-            {"ci_normal", {num(normal.lo), num(normal.hi)}},
-            {"ci_bootstrap", {num(bootstrap.interval.lo), num(bootstrap.interval.hi)}}};
+            {"ci_normal", {number_or_null(normal.lo), number_or_null(normal.hi)}},
+            {"ci_bootstrap",
+             {number_or_null(bootstrap.interval.lo), number_or_null(bootstrap.interval.hi)}}};
 }
 
 json RubricReport::to_json() const {
     json tags = json::object();
     for (const auto& [tag, s] : by_tag) tags[tag] = s.to_json();
-    return {{"overall", overall.to_json()}, {"healthbench_overall", num(healthbench_overall)},
-            {"n_items", n_items},           {"n_failed", n_failed},
-            {"n_samples", n_samples},       {"n_failed_samples", n_failed_samples},
+    return {{"overall", overall.to_json()},
+            {"healthbench_overall", number_or_null(healthbench_overall)},
+            {"n_items", n_items},
+            {"n_failed", n_failed},
+            {"n_samples", n_samples},
+            {"n_failed_samples", n_failed_samples},
             {"by_tag", std::move(tags)}};
 }
 
@@ -129,8 +131,8 @@ RubricReport summarize_rubric_samples(std::span<const RubricItem> items,
 
 json Agreement::to_json() const {
     return {{"n", n},
-            {"percent_agreement", num(percent_agreement)},
-            {"cohen_kappa", num(cohen_kappa)},
+            {"percent_agreement", number_or_null(percent_agreement)},
+            {"cohen_kappa", number_or_null(cohen_kappa)},
             {"both_met", both_met},
             {"both_unmet", both_unmet},
             {"only_a", only_a},

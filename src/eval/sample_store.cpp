@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "reward/rubric_format.h"
 
 namespace crucible::eval {
 
@@ -23,7 +24,7 @@ void add_column_if_missing(SqliteDb& db, const std::string& table, const std::st
 // A rubric item's rubric as stored in the items table.
 std::string rubric_text(const EvalItem& item) {
     if (!item.rubric) return "";
-    json j{{"rubric", reward::rubric_to_json(item.rubric->rubric)}, {"tags", item.rubric->tags}};
+    json j{{"rubric", reward::to_json(item.rubric->rubric)}, {"tags", item.rubric->tags}};
     if (item.rubric->rubric.aggregation)
         j["aggregation"] = reward::to_string(*item.rubric->rubric.aggregation);
     return j.dump();
@@ -42,8 +43,7 @@ std::shared_ptr<const reward::RubricItem> rubric_from_text(const std::string& te
     item->rubric = reward::parse_rubric(j["rubric"], ref);
     if (j.contains("tags")) item->tags = j["tags"].get<std::vector<std::string>>();
     if (j.contains("aggregation"))
-        item->rubric.aggregation =
-            reward::aggregation_from_string(j["aggregation"].get<std::string>());
+        item->rubric.aggregation = reward::parse_aggregation(j["aggregation"].get<std::string>());
     return item;
 }
 

@@ -5,7 +5,10 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/json_fields.h"
 #include "core/worker_pool.h"
+#include "reward/rubric_aggregate.h"
+#include "reward/rubric_format.h"
 
 namespace crucible::reward {
 
@@ -14,10 +17,6 @@ using nlohmann::json;
 namespace {
 
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-json number_or_null(double x) {
-    return std::isnan(x) ? json(nullptr) : json(x);
-}
 
 // One unit of judge work: one vote on one criterion, on all of an item's judge criteria, or
 // on the whole rubric (implicit).
@@ -59,7 +58,7 @@ RubricResult RubricResult::from_json(const json& j) {
     RubricResult r;
     r.score = number(j.value("score", json()));
     r.raw = number(j.value("raw", json()));
-    r.aggregation = aggregation_from_string(j.value("aggregation", std::string("healthbench")));
+    r.aggregation = parse_aggregation(j.value("aggregation", std::string("healthbench")));
     r.failed = j.value("failed", false);
     r.failure = j.value("failure", std::string());
     r.explanation = j.value("explanation", std::string());
@@ -125,7 +124,7 @@ std::vector<RubricResult> RubricScorer::score_batch(std::span<const RubricItem> 
                     r.criteria[c].met =
                         check_programmatic(crit, *response_of[i], options_.count_tokens) ? 1.0
                                                                                          : 0.0;
-                } catch (const Error& e) {
+                } catch (const std::exception& e) {
                     r.criteria[c].met = kNaN;
                     r.criteria[c].error = e.what();
                 }
@@ -274,7 +273,7 @@ std::vector<RubricResult> RubricScorer::score_batch(std::span<const RubricItem> 
 std::unique_ptr<RubricScorer> make_rubric_scorer(const RubricScorerConfig& c,
                                                  TokenCounter count_tokens) {
     RubricScorerOptions options;
-    options.aggregation = aggregation_from_string(c.aggregation);
+    options.aggregation = parse_aggregation(c.aggregation);
     options.count_tokens = std::move(count_tokens);
     std::shared_ptr<Judge> judge;
     if (!c.judge.empty()) {

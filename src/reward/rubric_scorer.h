@@ -14,6 +14,7 @@
 
 #include "reward/judge.h"
 #include "reward/rubric.h"
+#include "reward/rubric_criteria.h"
 
 namespace crucible::reward {
 

@@ -9,6 +9,7 @@
 #include "env/countdown_tinyzero.h"
 #include "env/dataset_item.h"
 #include "reward/rubric.h"
+#include "reward/rubric_format.h"
 #include "reward/verify/verifiers.h"
 #include "tokenizer/chat_template.h"
 
