@@ -223,15 +223,17 @@ TEST(SearchIndex, MalformedDocumentsAreNamedByLine) {
     const std::string ok = doc("a", "A", "alpha");
     const std::string f = (tmp.path() / "bad.jsonl").string();
     EXPECT_EQ(build_error(ok + "\n{\"title\": \"B\", \"text\": \"b\"}\n"),
-              f + ":3: missing \"id\"");
+              f + ":3: missing field 'id'");
     EXPECT_EQ(build_error(ok + "{\"id\": 7, \"title\": \"B\", \"text\": \"b\"}\n"),
-              f + ":2: \"id\" must be a string, got number");
-    EXPECT_EQ(build_error(ok + "{\"id\": \"b\", \"text\": \"b\"}\n"), f + ":2: missing \"title\"");
+              f + ":2: field 'id' must be a string, got number");
+    EXPECT_EQ(build_error(ok + "{\"id\": \"b\", \"text\": \"b\"}\n"),
+              f + ":2: missing field 'title'");
     EXPECT_EQ(build_error(ok + "{\"id\": \"b\", \"title\": null, \"text\": \"b\"}\n"),
-              f + ":2: \"title\" must be a string, got null");
-    EXPECT_EQ(build_error(ok + "{\"id\": \"b\", \"title\": \"B\"}\n"), f + ":2: missing \"text\"");
+              f + ":2: field 'title' must be a string, got null");
+    EXPECT_EQ(build_error(ok + "{\"id\": \"b\", \"title\": \"B\"}\n"),
+              f + ":2: missing field 'text'");
     EXPECT_EQ(build_error(ok + "{\"id\": \"b\", \"title\": \"B\", \"text\": [\"b\"]}\n"),
-              f + ":2: \"text\" must be a string, got array");
+              f + ":2: field 'text' must be a string, got array");
     EXPECT_EQ(build_error(ok + "{\"id\": \"\", \"title\": \"B\", \"text\": \"b\"}\n"),
               f + ":2: \"id\" is empty");
     EXPECT_EQ(build_error(ok + doc("b", "B", "b") + doc("a", "A2", "again")),
@@ -427,7 +429,7 @@ TEST(SearchIndex, Cli) {
     const fs::path bad = tmp.write("bad.jsonl", doc("a", "A", "x") + "{\"id\": \"b\"}\n");
     EXPECT_EQ(run_cli("index build --docs " + bad.string() + " --out " + out + "2", &printed, &err),
               1);
-    EXPECT_EQ(err, "error: " + bad.string() + ":2: missing \"title\"\n");
+    EXPECT_EQ(err, "error: " + bad.string() + ":2: missing field 'title'\n");
     EXPECT_EQ(run_cli("index search " + docs.string() + " zebra", &printed, &err), 1);
     EXPECT_EQ(err, "error: " + docs.string() + ": not a search index (not a folder)\n");
     EXPECT_NE(run_cli("index search " + out + " zebra -k 0", &printed, &err), 0);

@@ -1,23 +1,11 @@
 #include "env/dataset_item.h"
 
 #include "core/error.h"
+#include "core/json_fields.h"
 
 namespace crucible {
 
 using nlohmann::json;
-
-namespace {
-
-std::string string_field(const json& obj, const char* key, const std::string& where) {
-    auto it = obj.find(key);
-    if (it == obj.end()) throw Error(where + ": missing field '" + key + "'");
-    if (!it->is_string()) {
-        throw Error(where + ": field '" + key + "' must be a string, got " + it->type_name());
-    }
-    return it->get<std::string>();
-}
-
-}  // namespace
 
 const json* DatasetItem::rubric() const {
     for (const char* key : {"rubric", "rubrics", "checklist"}) {

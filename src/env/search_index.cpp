@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/json_fields.h"
 #include "core/jsonl.h"
 #include "core/sqlite.h"
 
@@ -67,15 +68,6 @@ void fsync_file(const fs::path& path) {
 
 std::string shown_id(const std::string& id) {
     return id.size() <= 80 ? id : id.substr(0, 80) + "...";
-}
-
-// One document field: a string, else an error naming FILE:LINE and the field.
-const std::string& string_field(const nlohmann::json& j, const JsonlLine& line, const char* key) {
-    const auto it = j.find(key);
-    if (it == j.end()) throw Error(line.where() + ": missing \"" + key + "\"");
-    if (!it->is_string())
-        throw Error(line.where() + ": \"" + key + "\" must be a string, got " + it->type_name());
-    return it->get_ref<const std::string&>();
 }
 
 // The length in bytes of the valid UTF-8 sequence at s[i], or 0 when it is not one.
@@ -234,9 +226,9 @@ SearchBuildStats build_search_index(const fs::path& docs_jsonl, const fs::path& 
             std::unordered_map<std::string, int> first_line;
             for_each_jsonl_line(docs_path, "the documents", [&](const JsonlLine& line) {
                 const nlohmann::json j = parse_jsonl_object(line);
-                const std::string& id = string_field(j, line, "id");
-                const std::string& title = string_field(j, line, "title");
-                const std::string& text = string_field(j, line, "text");
+                const std::string& id = string_field(j, "id", line.where());
+                const std::string& title = string_field(j, "title", line.where());
+                const std::string& text = string_field(j, "text", line.where());
                 if (id.empty()) throw Error(line.where() + ": \"id\" is empty");
                 const auto [it, fresh] = first_line.emplace(id, line.number);
                 if (!fresh)

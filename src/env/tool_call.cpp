@@ -2,21 +2,13 @@
 
 #include <algorithm>
 
+#include "core/strings.h"
+
 namespace crucible {
 
 namespace {
 
 using nlohmann::json;
-
-// Whitespace trimmed from both ends (a private helper: core has none to share).
-std::string_view trim(std::string_view s) {
-    const auto space = [](char c) {
-        return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-    };
-    while (!s.empty() && space(s.front())) s.remove_prefix(1);
-    while (!s.empty() && space(s.back())) s.remove_suffix(1);
-    return s;
-}
 
 // A reason on one line, at most 200 bytes (cut before a UTF-8 continuation byte).
 std::string one_line(std::string text) {
@@ -118,12 +110,12 @@ ParsedToolCall parse_tool_call(std::string_view text, ToolSyntax syntax,
     p.end = end;
     p.ignored_calls = static_cast<int>(count_complete(text, end, open, close));
     if (r1) {
-        const std::string_view query = trim(body);
+        const std::string query = trim(body);
         if (query.empty()) return malformed("empty query", o, end);
         if (std::find(tools.begin(), tools.end(), "search") == tools.end())
             return malformed("unknown tool \"search\" (tools: " + tool_list(tools) + ")", o, end);
         p.call.name = "search";
-        p.call.arguments = json{{"query", std::string(query)}};
+        p.call.arguments = json{{"query", query}};
     } else {
         const std::string reason = read_hermes_body(trim(body), tools, &p.call);
         if (!reason.empty()) {

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "core/json_fields.h"
 #include "eval/rubric_metrics.h"
 #include "eval/sample_store.h"
 #include "reward/verify/math_answer.h"
@@ -19,16 +20,12 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-// NaN (and inf) become null in JSON.
-json num(double v) {
-    return std::isfinite(v) ? json(v) : json(nullptr);
-}
 json interval_json(const Interval& i) {
-    return json::array({num(i.lo), num(i.hi)});
+    return json::array({number_or_null(i.lo), number_or_null(i.hi)});
 }
 json estimate_json(const Estimate& e, double level) {
-    return {{"mean", num(e.mean)},
-            {"se", num(e.se)},
+    return {{"mean", number_or_null(e.mean)},
+            {"se", number_or_null(e.se)},
             {"ci", interval_json(normal_interval(e.mean, e.se, level))},
             {"n_items", e.n_items},
             {"n_excluded", e.n_excluded}};
@@ -219,10 +216,10 @@ json compute_results(const RunData& run, const ResultsOptions& options) {
     out["excluded_lines"] = run.excluded;
 
     json a;
-    a["mean"] = num(avg.mean);
+    a["mean"] = number_or_null(avg.mean);
     // The naive SE treats all n*K samples as independent; the item SE is the right one.
-    a["se_clt_samples"] = num(clt.se);
-    a["se_item"] = num(avg.se);
+    a["se_clt_samples"] = number_or_null(clt.se);
+    a["se_item"] = number_or_null(avg.se);
     a["ci_normal"] = interval_json(normal_interval(avg.mean, avg.se, level));
     // Small-n intervals on (sum of item means) successes out of n items.
     double successes = 0.0;
@@ -246,7 +243,7 @@ json compute_results(const RunData& run, const ResultsOptions& options) {
         std::map<std::string, int> distinct;
         for (size_t i = 0; i < clusters.size(); ++i)
             if (!std::isnan(means[i])) distinct[clusters[i]]++;
-        a["se_cluster"] = num(c.se);
+        a["se_cluster"] = number_or_null(c.se);
         a["n_clusters"] = distinct.size();
         a["ci_cluster"] = interval_json(normal_interval(c.mean, c.se, level));
     }
@@ -255,7 +252,7 @@ json compute_results(const RunData& run, const ResultsOptions& options) {
             bootstrap_mean(means, options.bootstrap, options.bootstrap_seed, level);
         a["bootstrap"] = {{"resamples", options.bootstrap},
                           {"seed", options.bootstrap_seed},
-                          {"se", num(b.se)},
+                          {"se", number_or_null(b.se)},
                           {"ci", interval_json(b.interval)}};
     }
     json metrics;
@@ -294,7 +291,7 @@ json compute_results(const RunData& run, const ResultsOptions& options) {
     // The whole pass@k curve (k = 1..K), for the report, on the same items.
     json curve = json::array();
     const std::vector<Estimate> points = pass_at_k_curve(run.scores);
-    for (const Estimate& e : points) curve.push_back(num(e.mean));
+    for (const Estimate& e : points) curve.push_back(number_or_null(e.mean));
     out["pass_at_k_curve"] = curve;
     out["pass_at_k_items"] = {
         {"k", kf}, {"n_items", points.empty() ? 0 : points.front().n_items}, {"n_short", n_short}};
@@ -311,7 +308,7 @@ json compute_results(const RunData& run, const ResultsOptions& options) {
                          {"cluster", run.clusters[i]},
                          {"n", present},
                          {"correct", correct},
-                         {"mean", num(means[i])}});
+                         {"mean", number_or_null(means[i])}});
     }
     out["per_item"] = items;
     return out;
@@ -520,28 +517,30 @@ json compare_runs(const RunData& a, const RunData& b, const CompareOptions& opti
         deff = std::max(1.0, (pc.se / pc.se_items) * (pc.se / pc.se_items));
     const double n_eff = n / deff;
     json out;
-    out["run_a"] = {{"dir", a.dir}, {"model", a.model}, {"k", a.k}, {"mean", num(pc.mean_a)}};
-    out["run_b"] = {{"dir", b.dir}, {"model", b.model}, {"k", b.k}, {"mean", num(pc.mean_b)}};
+    out["run_a"] = {
+        {"dir", a.dir}, {"model", a.model}, {"k", a.k}, {"mean", number_or_null(pc.mean_a)}};
+    out["run_b"] = {
+        {"dir", b.dir}, {"model", b.model}, {"k", b.k}, {"mean", number_or_null(pc.mean_b)}};
     out["n_items"] = pc.n_items;
     out["n_only_in_a"] = a.ids.size() - ids.size();
     out["n_only_in_b"] = b.ids.size() - ids.size();
     out["level"] = options.level;
-    out["diff"] = num(pc.diff);
-    out["se"] = num(pc.se);
+    out["diff"] = number_or_null(pc.diff);
+    out["se"] = number_or_null(pc.se);
     // "items": sqrt(Var(d)/n); "clustered": clustered_se of d over n_clusters clusters.
     out["se_kind"] = any_cluster ? "clustered" : "items";
     if (any_cluster) {
         out["n_clusters"] = pc.n_clusters;
-        out["se_items"] = num(pc.se_items);
+        out["se_items"] = number_or_null(pc.se_items);
     }
-    out["unpaired_se"] = num(pc.unpaired_se);
+    out["unpaired_se"] = number_or_null(pc.unpaired_se);
     out["ci"] = interval_json(pc.interval);
-    out["correlation"] = num(pc.correlation);
-    out["t"] = num(pc.z);
+    out["correlation"] = number_or_null(pc.correlation);
+    out["t"] = number_or_null(pc.z);
     out["df"] = any_cluster ? pc.n_clusters - 1 : pc.n_items - 1;
-    out["p_value_t"] = num(pc.p_value_t);
-    out["p_value_z"] = num(pc.p_value);
-    out["p_value_sign_flip"] = num(p_perm);
+    out["p_value_t"] = number_or_null(pc.p_value_t);
+    out["p_value_z"] = number_or_null(pc.p_value);
+    out["p_value_sign_flip"] = number_or_null(p_perm);
     out["sign_flip"] = {{"exact", diffs.size() <= 20},
                         {"resamples", diffs.size() <= 20 ? 0 : options.permutations},
                         {"seed", options.seed},
@@ -549,20 +548,21 @@ json compare_runs(const RunData& a, const RunData& b, const CompareOptions& opti
     out["wins_a"] = wins_a;
     out["wins_b"] = wins_b;
     out["ties"] = ties;
-    out["power"] = {{"alpha", pw.alpha},
-                    {"power", pw.power},
-                    {"omega2", num(pw.omega2)},
-                    {"sigma2_a", num(pw.sigma2_a)},
-                    {"sigma2_b", num(pw.sigma2_b)},
-                    {"k_a", pw.k_a},
-                    {"k_b", pw.k_b},
-                    {"design_effect", deff},
-                    {"mde", n > 0 ? num(minimum_detectable_effect(pw, n_eff)) : json(nullptr)},
-                    {"delta", options.delta},
-                    {"items_needed", num(std::ceil(deff * items_needed(pw, options.delta)))},
-                    {"samples_needed",
-                     n > 0 ? num(std::max(1.0, std::ceil(samples_needed(pw, n_eff, options.delta))))
-                           : json(nullptr)}};
+    out["power"] = {
+        {"alpha", pw.alpha},
+        {"power", pw.power},
+        {"omega2", number_or_null(pw.omega2)},
+        {"sigma2_a", number_or_null(pw.sigma2_a)},
+        {"sigma2_b", number_or_null(pw.sigma2_b)},
+        {"k_a", pw.k_a},
+        {"k_b", pw.k_b},
+        {"design_effect", deff},
+        {"mde", n > 0 ? number_or_null(minimum_detectable_effect(pw, n_eff)) : json(nullptr)},
+        {"delta", options.delta},
+        {"items_needed", number_or_null(std::ceil(deff * items_needed(pw, options.delta)))},
+        {"samples_needed",
+         n > 0 ? number_or_null(std::max(1.0, std::ceil(samples_needed(pw, n_eff, options.delta))))
+               : json(nullptr)}};
     return out;
 }
 

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_fields.h"
 #include "core/svg_chart.h"
 #include "evolve/program_db.h"
 
@@ -247,7 +248,7 @@ std::string export_json(const fs::path& run_dir) {
                        {"status", p.status},
                        {"operator", p.operator_name},
                        {"model", p.model},
-                       {"score", std::isfinite(p.score) ? json(p.score) : json(nullptr)},
+                       {"score", number_or_null(p.score)},
                        {"metrics", p.metrics},
                        {"features", p.features},
                        {"cell", p.cell},

@@ -23,6 +23,7 @@
 #include "rl/step_metrics.h"
 #include "run/optimizer.h"
 #include "run/run_folder.h"
+#include "run/trainer_checkpoint.h"
 
 namespace crucible::rl {
 
@@ -200,33 +201,12 @@ void RlTrainer::check_rewards_pay_every_item() const {
 // A new run writes its config.yaml and empty logs; a resumed one must have been started with
 // the same config and reloads its latest checkpoint.
 void RlTrainer::open_run(bool resume, const fs::path& start_from) {
-    const fs::path ckpt_root = run_dir_ / "checkpoints";
-    const int64_t latest = latest_checkpoint(ckpt_root);
+    const int64_t latest = open_run_folder(run_dir_, config_, kRlConfigDefaults, resume);
     if (resume) {
-        const fs::path saved = run_dir_ / "config.yaml";
-        if (!fs::exists(saved) || latest < 0) {
-            throw Error(run_dir_.string() + ": nothing to resume (no config.yaml or checkpoint)");
-        }
-        Config previous(kRlConfigDefaults);
-        previous.merge_file(saved.string());
-        const auto changed = Config::diff(previous, config_);
-        if (!changed.empty()) {
-            std::string keys;
-            for (const auto& k : changed) keys += " " + k;
-            throw Error(saved.string() +
-                        ": --resume needs the run's own config; these keys differ:" + keys);
-        }
         load_checkpoint(checkpoint_dir(latest));
         log_ << "resumed " << run_dir_.string() << " at step " << step_ << "\n";
         return;
     }
-    if (latest >= 0) {
-        throw Error(run_dir_.string() +
-                    " already holds checkpoints; pass --resume to continue it, or choose "
-                    "another run.name");
-    }
-    fs::create_directories(ckpt_root);
-    write_file_durable(run_dir_ / "config.yaml", config_.dump());
     model_ = load_model(start_from);
     adam_m_.assign(model_->num_params(), 0.0f);
     adam_v_.assign(model_->num_params(), 0.0f);
@@ -709,45 +689,23 @@ void RlTrainer::run(int64_t until_step) {
 }
 
 void RlTrainer::save_checkpoint() {
-    const float* w = model_->params();
-    if (!std::all_of(w, w + model_->num_params(), [](float x) { return std::isfinite(x); })) {
-        throw Error("rl: step " + std::to_string(step_) +
-                    ": the weights after the update are not finite; stopped without a "
-                    "checkpoint of this state");
-    }
-    const fs::path final_dir = checkpoint_dir(step_);
-    const fs::path tmp = run_dir_ / "checkpoints" / (".tmp-step-" + std::to_string(step_));
-    fs::remove_all(tmp);
-    fs::create_directories(tmp);
-    save_model(*model_, tmp);
-    copy_tokenizer_files(cfg_.model.path, tmp);
-    save_optimizer_state(*model_, adam_m_, adam_v_, tmp / "optimizer.safetensors");
-    const json state = {{"format", "crucible-rl-state-1"},
-                        {"step", step_},
-                        {"optimizer_steps", optimizer_steps_},
-                        {"prompt_cursor", prompt_cursor_},
-                        {"seed", cfg_.seed}};
-    write_file_durable(tmp / "config.yaml", config_.dump());
-    // Written last: a folder without trainer_state.json is never taken as a checkpoint.
-    write_file_durable(tmp / "trainer_state.json", state.dump(2) + "\n");
-    if (!publish_directory(tmp, final_dir)) {
-        log_ << "note: " << final_dir.string() << " already exists; kept the existing one\n";
-    }
+    TrainerCheckpoint c;
+    c.model = model_.get();
+    c.adam_m = &adam_m_;
+    c.adam_v = &adam_v_;
+    c.write_tokenizer = [&](const fs::path& to) { copy_tokenizer_files(cfg_.model.path, to); };
+    c.config_yaml = config_.dump();
+    c.state = {{"format", "crucible-rl-state-1"},
+               {"step", step_},
+               {"optimizer_steps", optimizer_steps_},
+               {"prompt_cursor", prompt_cursor_},
+               {"seed", cfg_.seed}};
+    write_trainer_checkpoint(checkpoint_dir(step_), c, "rl", step_, log_);
 }
 
 void RlTrainer::load_checkpoint(const fs::path& dir) {
-    const fs::path state_path = dir / "trainer_state.json";
-    json state;
-    try {
-        state = json::parse(read_file(state_path));
-    } catch (const json::exception& e) {
-        throw Error(state_path.string() + ": not valid JSON: " + e.what());
-    }
-    if (state.value("format", "") != "crucible-rl-state-1" || !state["step"].is_number_integer() ||
-        !state["optimizer_steps"].is_number_integer() ||
-        !state["prompt_cursor"].is_number_integer()) {
-        throw Error(state_path.string() + ": not a Crucible RL trainer state");
-    }
+    const json state = read_trainer_state(dir, "crucible-rl-state-1",
+                                          {"step", "optimizer_steps", "prompt_cursor"}, "RL");
     model_ = load_model(dir);
     load_optimizer_state(*model_, dir / "optimizer.safetensors", &adam_m_, &adam_v_);
     step_ = state["step"].get<int64_t>();

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/json_fields.h"
 
 namespace crucible {
 
@@ -26,12 +27,6 @@ struct OpenAIClient::Reply {
 };
 
 namespace {
-
-std::string string_or_empty(const json& j, const char* key) {
-    if (!j.is_object()) return "";
-    auto it = j.find(key);
-    return it != j.end() && it->is_string() ? it->get<std::string>() : "";
-}
 
 bool retryable(const httplib::Error error, int status) {
     if (error != httplib::Error::Success)  // a bad certificate will not get better by retrying
@@ -71,8 +66,8 @@ std::string error_text(const std::string& body) {
         const json& err = parsed["error"];
         if (err.is_string()) return err.get<std::string>();
         if (err.is_object()) {
-            std::string text = string_or_empty(err, "message");
-            const std::string type = string_or_empty(err, "type");
+            std::string text = string_or(err, "message");
+            const std::string type = string_or(err, "type");
             if (!type.empty()) text += " (" + type + ")";
             return text;
         }
@@ -152,8 +147,8 @@ void append_chat_logprobs(const json& lp, std::vector<TokenTextLogprob>& out) {
 template <class Result>
 Result parse_result(const json& response, bool chat) {
     Result result;
-    result.id = string_or_empty(response, "id");
-    result.model = string_or_empty(response, "model");
+    result.id = string_or(response, "id");
+    result.model = string_or(response, "model");
     result.usage = parse_usage(response);
     const json& choices = response.at("choices");
     if (!choices.is_array()) throw Error("'choices' is not an array");
@@ -162,12 +157,12 @@ Result parse_result(const json& response, bool chat) {
         choice.index = c.value("index", static_cast<int>(result.choices.size()));
         if (chat) {
             const json& message = c.at("message");
-            choice.text = string_or_empty(message, "content");
-            choice.reasoning = string_or_empty(message, "reasoning_content");
+            choice.text = string_or(message, "content");
+            choice.reasoning = string_or(message, "reasoning_content");
         } else {
             choice.text = c.at("text").get<std::string>();
         }
-        choice.finish_reason = string_or_empty(c, "finish_reason");
+        choice.finish_reason = string_or(c, "finish_reason");
         if (c.contains("logprobs") && c["logprobs"].is_object()) {
             if (chat) {
                 choice.logprobs.emplace();
@@ -474,8 +469,8 @@ ChatResult OpenAIClient::chat_stream(const ChatRequest& r,
         if (chunk.is_discarded()) throw Error("a stream chunk is not JSON: " + data.substr(0, 200));
         if (chunk.contains("error"))
             throw Error("the stream carried an error: " + error_text(data));
-        if (result.id.empty()) result.id = string_or_empty(chunk, "id");
-        if (result.model.empty()) result.model = string_or_empty(chunk, "model");
+        if (result.id.empty()) result.id = string_or(chunk, "id");
+        if (result.model.empty()) result.model = string_or(chunk, "model");
         if (chunk.contains("usage") && chunk["usage"].is_object())
             result.usage = parse_usage(chunk);
         if (!chunk.contains("choices")) return;
@@ -484,15 +479,15 @@ ChatResult OpenAIClient::chat_stream(const ChatRequest& r,
             delta.index = c.value("index", 0);
             Choice& choice = choice_at(delta.index);
             if (c.contains("delta") && c["delta"].is_object()) {
-                delta.content = string_or_empty(c["delta"], "content");
+                delta.content = string_or(c["delta"], "content");
                 choice.text += delta.content;
-                choice.reasoning += string_or_empty(c["delta"], "reasoning_content");
+                choice.reasoning += string_or(c["delta"], "reasoning_content");
             }
             if (c.contains("logprobs") && c["logprobs"].is_object()) {
                 if (!choice.logprobs) choice.logprobs.emplace();
                 append_chat_logprobs(c["logprobs"], *choice.logprobs);
             }
-            delta.finish_reason = string_or_empty(c, "finish_reason");
+            delta.finish_reason = string_or(c, "finish_reason");
             if (!delta.finish_reason.empty()) choice.finish_reason = delta.finish_reason;
             if (!delta.content.empty() || !delta.finish_reason.empty()) {
                 in_callback = true;

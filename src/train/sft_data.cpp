@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_fields.h"
 #include "core/jsonl.h"
 #include "env/builtin.h"
 #include "env/dataset_item.h"
@@ -31,15 +32,6 @@ SftExample make_prompt_completion(const TextTokenizer& tok, const std::string& p
 }
 
 namespace {
-
-std::string string_field(const json& obj, const char* key, const std::string& where) {
-    auto it = obj.find(key);
-    if (it == obj.end()) throw Error(where + ": missing field '" + key + "'");
-    if (!it->is_string()) {
-        throw Error(where + ": field '" + key + "' must be a string, got " + it->type_name());
-    }
-    return it->get<std::string>();
-}
 
 SftExample make_chat(const TextTokenizer& tok, const std::vector<ChatMessage>& chat,
                      const std::string& where) {

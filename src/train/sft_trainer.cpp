@@ -19,6 +19,7 @@
 #include "model/safetensors.h"
 #include "run/optimizer.h"
 #include "run/run_folder.h"
+#include "run/trainer_checkpoint.h"
 #include "train/sft_config.h"
 
 namespace crucible {
@@ -163,33 +164,11 @@ SftTrainer::SftTrainer(const Config& config, bool resume, std::ostream& log)
     }
 
     const fs::path ckpt_root = run_dir_ / "checkpoints";
-    const int64_t latest = latest_checkpoint(ckpt_root);
+    const int64_t latest = open_run_folder(run_dir_, config_, kSftConfigDefaults, resume);
     if (resume) {
-        const fs::path saved = run_dir_ / "config.yaml";
-        if (!fs::exists(saved) || latest < 0) {
-            throw Error(run_dir_.string() + ": nothing to resume (no config.yaml or checkpoint)");
-        }
-        Config previous(kSftConfigDefaults);
-        previous.merge_file(saved.string());
-        const auto changed = Config::diff(previous, config_);
-        if (!changed.empty()) {
-            std::string keys;
-            for (const auto& k : changed) keys += " " + k;
-            throw Error(saved.string() +
-                        ": --resume needs the run's own config; these keys "
-                        "differ:" +
-                        keys);
-        }
         load_checkpoint(checkpoint_dir(latest));
         log_ << "resumed " << run_dir_.string() << " at step " << step_ << "\n";
     } else {
-        if (latest >= 0) {
-            throw Error(run_dir_.string() +
-                        " already holds checkpoints; pass --resume to "
-                        "continue it, or choose another run.name");
-        }
-        fs::create_directories(ckpt_root);
-        write_file_durable(run_dir_ / "config.yaml", config_.dump());
         const std::string path = config_.get_string("model.path");
         if (!path.empty()) {
             model_ = load_model(path);
@@ -376,49 +355,31 @@ EvalResult SftTrainer::evaluate() {
 }
 
 void SftTrainer::save_checkpoint() {
-    const float* w = model_->params();
-    if (!std::all_of(w, w + model_->num_params(), [](float x) { return std::isfinite(x); })) {
-        throw Error("sft: step " + std::to_string(step_) +
-                    ": the weights after the update are not finite; stopped without a "
-                    "checkpoint of this state");
-    }
-    const fs::path final_dir = checkpoint_dir(step_);
-    const fs::path tmp = run_dir_ / "checkpoints" / (".tmp-step-" + std::to_string(step_));
-    fs::remove_all(tmp);
-    fs::create_directories(tmp);
-    save_model(*model_, tmp);
-    if (tokenizer_.byte_level) {
-        ByteTokenizer::save_hf_files(tmp, model_->config().max_position_embeddings);
-    } else {  // the folder's own tokenizer files travel with the weights
-        copy_tokenizer_files(config_.get_string("model.path"), tmp);
-    }
-    save_optimizer_state(*model_, adam_m_, adam_v_, tmp / "optimizer.safetensors");
-    const json state = {{"format", "crucible-sft-state-1"},
-                        {"step", step_},
-                        {"seed", seed_},
-                        {"examples_seen", step_ * batch_size_},
-                        {"data_epoch", (step_ * batch_size_) / (int64_t)train_.examples.size()},
-                        {"data_hash", std::to_string(dataset_hash(train_))},
-                        {"adam_step", step_}};
-    write_file_durable(tmp / "config.yaml", config_.dump());
-    // Written last: a folder without trainer_state.json is never taken as a checkpoint.
-    write_file_durable(tmp / "trainer_state.json", state.dump(2) + "\n");
-    if (!publish_directory(tmp, final_dir)) {
-        log_ << "note: " << final_dir.string() << " already exists; kept the existing one\n";
-    }
+    TrainerCheckpoint c;
+    c.model = model_.get();
+    c.adam_m = &adam_m_;
+    c.adam_v = &adam_v_;
+    c.write_tokenizer = [&](const fs::path& to) {
+        if (tokenizer_.byte_level) {
+            ByteTokenizer::save_hf_files(to, model_->config().max_position_embeddings);
+        } else {  // the folder's own tokenizer files travel with the weights
+            copy_tokenizer_files(config_.get_string("model.path"), to);
+        }
+    };
+    c.config_yaml = config_.dump();
+    c.state = {{"format", "crucible-sft-state-1"},
+               {"step", step_},
+               {"seed", seed_},
+               {"examples_seen", step_ * batch_size_},
+               {"data_epoch", (step_ * batch_size_) / (int64_t)train_.examples.size()},
+               {"data_hash", std::to_string(dataset_hash(train_))},
+               {"adam_step", step_}};
+    write_trainer_checkpoint(checkpoint_dir(step_), c, "sft", step_, log_);
 }
 
 void SftTrainer::load_checkpoint(const fs::path& dir) {
+    const json state = read_trainer_state(dir, "crucible-sft-state-1", {"step"}, "SFT");
     const fs::path state_path = dir / "trainer_state.json";
-    json state;
-    try {
-        state = json::parse(read_file(state_path));
-    } catch (const json::exception& e) {
-        throw Error(state_path.string() + ": not valid JSON: " + e.what());
-    }
-    if (state.value("format", "") != "crucible-sft-state-1" || !state["step"].is_number_integer()) {
-        throw Error(state_path.string() + ": not a Crucible SFT trainer state");
-    }
     if (state.value("data_hash", "") != std::to_string(dataset_hash(train_))) {
         throw Error(state_path.string() +
                     ": the training data differs from the data this run "
