@@ -185,7 +185,10 @@ TEST(SandboxSecurity, InfiniteLoopHitsTheCpuLimit) {
     EXPECT_TRUE(r.cpu_limit);
     EXPECT_FALSE(r.timed_out);
     EXPECT_EQ(r.signal, SIGXCPU);
-    EXPECT_GE(r.cpu_s, 0.9);
+    // The CPU time wait4's rusage reports need not reach the limit that stopped the process:
+    // on a loaded machine it read 0.886 s for a process the 1 s limit stopped with SIGXCPU.
+    // What is asserted is that it ran on the CPU for most of the limit.
+    EXPECT_GE(r.cpu_s, 0.7);
     EXPECT_LT(r.wall_s, 8);
 }
 

@@ -14,31 +14,31 @@ namespace crucible {
 
 namespace {
 
-enum class Kind { Bool, Int, Double, String, Null, Other };
+enum class Kind { boolean, integer, floating, string, null, other };
 
 Kind scalar_kind(const YAML::Node& n) {
-    if (n.IsNull()) return Kind::Null;
-    if (!n.IsScalar()) return Kind::Other;
+    if (n.IsNull()) return Kind::null;
+    if (!n.IsScalar()) return Kind::other;
     const std::string& s = n.Scalar();
-    if (n.Tag() == "!") return Kind::String;  // quoted
+    if (n.Tag() == "!") return Kind::string;  // quoted
     bool b;
-    if (YAML::convert<bool>::decode(n, b) && (s == "true" || s == "false")) return Kind::Bool;
+    if (YAML::convert<bool>::decode(n, b) && (s == "true" || s == "false")) return Kind::boolean;
     int64_t i;
-    if (YAML::convert<int64_t>::decode(n, i)) return Kind::Int;
+    if (YAML::convert<int64_t>::decode(n, i)) return Kind::integer;
     double d;
-    if (YAML::convert<double>::decode(n, d)) return Kind::Double;
-    return Kind::String;
+    if (YAML::convert<double>::decode(n, d)) return Kind::floating;
+    return Kind::string;
 }
 
 const char* kind_name(Kind k) {
     switch (k) {
-        case Kind::Bool:
+        case Kind::boolean:
             return "true or false";
-        case Kind::Int:
+        case Kind::integer:
             return "an integer";
-        case Kind::Double:
+        case Kind::floating:
             return "a number";
-        case Kind::String:
+        case Kind::string:
             return "a string";
         default:
             return "a value";
@@ -49,14 +49,14 @@ const char* kind_name(Kind k) {
 // null default accepts a string; a string accepts anything scalar).
 bool compatible(Kind want, Kind got) {
     if (want == got) return true;
-    if (want == Kind::Double && got == Kind::Int) return true;
-    if (want == Kind::Null && (got == Kind::String || got == Kind::Null)) return true;
-    if (want == Kind::String && got != Kind::Other) return true;
+    if (want == Kind::floating && got == Kind::integer) return true;
+    if (want == Kind::null && (got == Kind::string || got == Kind::null)) return true;
+    if (want == Kind::string && got != Kind::other) return true;
     return false;
 }
 
 bool is_number(Kind k) {
-    return k == Kind::Int || k == Kind::Double;
+    return k == Kind::integer || k == Kind::floating;
 }
 
 // A YAML line's blanks: spaces and tabs (lines are already split, and the rest of the
@@ -172,7 +172,7 @@ void Config::merge(const YAML::Node& src, YAML::Node dst, const YAML::Node& sche
         }
         // No setting means NaN or infinity: a NaN weight or learning rate silently trains on
         // nothing (or on NaN) and compares false against every range check.
-        if (wk == Kind::Double && !std::isfinite(it->second.as<double>())) {
+        if (wk == Kind::floating && !std::isfinite(it->second.as<double>())) {
             throw Error(yaml_location(where, it->second) + ": key '" + full +
                         "' must be a finite number");
         }

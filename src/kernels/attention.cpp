@@ -8,6 +8,10 @@
 
 namespace crucible::kernels {
 
+// attention_forward and attention_backward each restate the shape arithmetic (strides, group
+// size, scale) at their top, as llm.c's kernels do, so that each reads alone beside the
+// formula it computes; the repeat is deliberate.
+
 // Rows per block of the causal score matrix (see attention_forward).
 static constexpr int kRowBlock = 64;
 

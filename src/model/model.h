@@ -100,10 +100,18 @@ class Model {
     static double train_flops(const ModelConfig& c, const PackedBatch& batch);
 
     // Pointers to one layer's tensors inside a flat buffer (parameters or gradients); absent
-    // biases are nullptr.
+    // biases are nullptr. Shapes as HF stores them, a linear weight (out, in); H hidden,
+    // Q = q_dim, KV = kv_dim, I intermediate.
     struct LayerParams {
-        float *ln1_w, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
-        float *ln2_w, *gate_w, *gate_b, *up_w, *up_b, *down_w, *down_b;
+        float* ln1_w;            // (H) input_layernorm
+        float *q_w, *q_b;        // (Q, H), (Q)
+        float *k_w, *k_b;        // (KV, H), (KV)
+        float *v_w, *v_b;        // (KV, H), (KV)
+        float *o_w, *o_b;        // (H, Q), (H)
+        float* ln2_w;            // (H) post_attention_layernorm
+        float *gate_w, *gate_b;  // (I, H), (I)
+        float *up_w, *up_b;      // (I, H), (I)
+        float *down_w, *down_b;  // (H, I), (H)
     };
     // Layer l's parameters (for inference paths such as the engine's cached decoder).
     LayerParams layer(int l) const { return layer_params(const_cast<float*>(params_.data()), l); }

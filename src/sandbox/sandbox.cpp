@@ -178,10 +178,10 @@ const std::vector<sock_filter>& seccomp_program() {
 // destructor, UniqueFd's included, would ever run there.)
 
 struct FsOp {
-    enum Kind { kMkdir, kSymlink, kTouch, kBind, kTmpfs } kind;
+    enum Kind { make_dir, symlink, touch, bind_mount, tmpfs } kind;
     std::string path;    // inside the staging root
-    std::string target;  // kSymlink: the link's text; kTmpfs: the mount options
-    int source = -1;     // kBind: index into ChildPlan::sources
+    std::string target;  // symlink: the link's text; tmpfs: the mount options
+    int source = -1;     // bind_mount: index into ChildPlan::sources
 };
 
 struct ChildPlan {
@@ -214,8 +214,8 @@ struct ChildPlan {
 
 // What init tells the parent on the status pipe (8 bytes: atomic on a pipe).
 struct InitMessage {
-    enum Kind : int { kReady = 1, kExited = 2 } kind;
-    int value;  // kExited: the command's wait status
+    enum Kind : int { ready = 1, exited = 2 } kind;
+    int value;  // exited: the command's wait status
 };
 
 constexpr __rlimit_resource_t kLimitResources[] = {RLIMIT_CPU,   RLIMIT_AS,     RLIMIT_NPROC,
@@ -295,19 +295,19 @@ void build_filesystem(ChildPlan& plan) {
     }
     for (const FsOp& op : plan.ops) {
         switch (op.kind) {
-            case FsOp::kMkdir:
+            case FsOp::make_dir:
                 if (mkdir(op.path.c_str(), 0755) != 0 && errno != EEXIST) child_fail(plan, "mkdir");
                 break;
-            case FsOp::kSymlink:
+            case FsOp::symlink:
                 if (symlink(op.target.c_str(), op.path.c_str()) != 0) child_fail(plan, "symlink");
                 break;
-            case FsOp::kTouch: {
+            case FsOp::touch: {
                 const int fd = open(op.path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
                 if (fd < 0) child_fail(plan, "create a mount point");
                 close(fd);
                 break;
             }
-            case FsOp::kBind: {
+            case FsOp::bind_mount: {
                 char src[32];
                 fd_path(src, plan.source_fds[op.source]);
                 if (mount(src, op.path.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
@@ -315,7 +315,7 @@ void build_filesystem(ChildPlan& plan) {
                 }
                 break;
             }
-            case FsOp::kTmpfs:
+            case FsOp::tmpfs:
                 if (mount("tmpfs", op.path.c_str(), "tmpfs", MS_NOSUID | MS_NODEV,
                           op.target.c_str()) != 0) {
                     child_fail(plan, "mount the scratch tmpfs");
@@ -409,7 +409,7 @@ void build_filesystem(ChildPlan& plan) {
     if (n != 1) _exit(kSetupFailedExit);  // the parent failed to map our uid, or died
     build_filesystem(plan);
     // The parent fills the scratch through /proc/PID/root, then says go.
-    const InitMessage ready{InitMessage::kReady, 0};
+    const InitMessage ready{InitMessage::ready, 0};
     if (write(plan.status_fd, &ready, sizeof ready) != sizeof ready) _exit(kSetupFailedExit);
     while ((n = read(plan.sync_fd, &byte, 1)) < 0 && errno == EINTR) {
     }
@@ -442,7 +442,7 @@ void build_filesystem(ChildPlan& plan) {
     for (;;) {
         if (waitpid(-1, nullptr, __WALL) < 0 && errno != EINTR) break;  // ECHILD: all gone
     }
-    const InitMessage exited{InitMessage::kExited, command_status};
+    const InitMessage exited{InitMessage::exited, command_status};
     if (write(plan.status_fd, &exited, sizeof exited) != sizeof exited) _exit(kSetupFailedExit);
     // Keep the namespace (and its scratch) until the parent has copied it out and hangs up.
     while (read(plan.sync_fd, &byte, 1) < 0 && errno == EINTR) {
@@ -495,7 +495,7 @@ void plan_filesystem(ChildPlan& plan, const SandboxOptions& options) {
             const size_t next = std::min(inside.find('/', pos), inside.size());
             const std::string prefix = inside.substr(0, next);
             if (made.insert(prefix).second)
-                plan.ops.push_back({FsOp::kMkdir, root + prefix, "", -1});
+                plan.ops.push_back({FsOp::make_dir, root + prefix, "", -1});
             pos = next + 1;
         }
     };
@@ -505,11 +505,11 @@ void plan_filesystem(ChildPlan& plan, const SandboxOptions& options) {
             mkdirs(inside);
         } else {
             if (!parent_of(inside).empty()) mkdirs(parent_of(inside));
-            plan.ops.push_back({FsOp::kTouch, root + inside, "", -1});
+            plan.ops.push_back({FsOp::touch, root + inside, "", -1});
         }
         plan.sources.push_back(host);
         plan.ops.push_back(
-            {FsOp::kBind, root + inside, "", static_cast<int>(plan.sources.size() - 1)});
+            {FsOp::bind_mount, root + inside, "", static_cast<int>(plan.sources.size() - 1)});
     };
     for (const char* p : {"/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}) {
         struct stat st {};
@@ -518,7 +518,7 @@ void plan_filesystem(ChildPlan& plan, const SandboxOptions& options) {
             char target[4096];
             const ssize_t n = readlink(p, target, sizeof target - 1);
             if (n <= 0) continue;
-            plan.ops.push_back({FsOp::kSymlink, root + p, std::string(target, n), -1});
+            plan.ops.push_back({FsOp::symlink, root + p, std::string(target, n), -1});
         } else if (S_ISDIR(st.st_mode)) {
             bind(p, p, true);
         }
@@ -535,10 +535,10 @@ void plan_filesystem(ChildPlan& plan, const SandboxOptions& options) {
         if (std::strcmp(dev, "null") == 0)
             plan.null_source = static_cast<int>(plan.sources.size()) - 1;
     }
-    plan.ops.push_back({FsOp::kSymlink, root + "/dev/fd", "/proc/self/fd", -1});
-    plan.ops.push_back({FsOp::kSymlink, root + "/dev/stdin", "/proc/self/fd/0", -1});
-    plan.ops.push_back({FsOp::kSymlink, root + "/dev/stdout", "/proc/self/fd/1", -1});
-    plan.ops.push_back({FsOp::kSymlink, root + "/dev/stderr", "/proc/self/fd/2", -1});
+    plan.ops.push_back({FsOp::symlink, root + "/dev/fd", "/proc/self/fd", -1});
+    plan.ops.push_back({FsOp::symlink, root + "/dev/stdin", "/proc/self/fd/0", -1});
+    plan.ops.push_back({FsOp::symlink, root + "/dev/stdout", "/proc/self/fd/1", -1});
+    plan.ops.push_back({FsOp::symlink, root + "/dev/stderr", "/proc/self/fd/2", -1});
     mkdirs("/proc");
     plan.staging_proc = root + "/proc";
     // init's command line and environment are crucible's; the rest is what container
@@ -549,7 +549,7 @@ void plan_filesystem(ChildPlan& plan, const SandboxOptions& options) {
         plan.proc_masks.push_back(plan.staging_proc + masked);
     }
     mkdirs(plan.scratch);
-    plan.ops.push_back({FsOp::kTmpfs, root + plan.scratch,
+    plan.ops.push_back({FsOp::tmpfs, root + plan.scratch,
                         "size=" + std::to_string(options.disk_mb) +
                             "m,nr_inodes=" + std::to_string(options.max_files) + ",mode=0755",
                         -1});
@@ -673,12 +673,12 @@ bool attempt(const SandboxOptions& options, ChildPlan& plan, SandboxResult& resu
     const std::string sandbox_scratch = "/proc/" + std::to_string(pid) + "/root" + plan.scratch;
     const auto on_message = [&](const InitMessage& m) {
         try {
-            if (m.kind == InitMessage::kReady) {
+            if (m.kind == InitMessage::ready) {
                 copy_into_sandbox(host_scratch, sandbox_scratch, as_root, kSandboxHostId,
                                   kSandboxHostId);
                 const char go = 1;
                 if (write(sync.w.get(), &go, 1) != 1) throw Error("sandbox: init went away");
-            } else if (m.kind == InitMessage::kExited && !killed) {
+            } else if (m.kind == InitMessage::exited && !killed) {
                 // (After a kill, init may be gone with its scratch: nothing to copy.)
                 command_status = m.value;
                 have_status = true;

@@ -96,10 +96,10 @@ struct FunctionName {
     Op op;
 };
 constexpr FunctionName kFunctions[] = {
-    {"sin", Op::kSin},     {"cos", Op::kCos}, {"tan", Op::kTan},     {"sec", Op::kSec},
-    {"csc", Op::kCsc},     {"cot", Op::kCot}, {"arcsin", Op::kAsin}, {"arccos", Op::kAcos},
-    {"arctan", Op::kAtan}, {"ln", Op::kLn},   {"log", Op::kLog10},   {"exp", Op::kExp},
-    {"sqrt", Op::kSqrt},
+    {"sin", Op::sin},     {"cos", Op::cos}, {"tan", Op::tan},     {"sec", Op::sec},
+    {"csc", Op::csc},     {"cot", Op::cot}, {"arcsin", Op::asin}, {"arccos", Op::acos},
+    {"arctan", Op::atan}, {"ln", Op::ln},   {"log", Op::log10},   {"exp", Op::exp},
+    {"sqrt", Op::sqrt},
 };
 constexpr std::string_view kGreek[] = {"alpha", "beta",   "gamma", "delta", "epsilon",
                                        "theta", "lambda", "mu",    "rho",   "sigma",
@@ -186,9 +186,9 @@ class ExprParser {
         int l = term();
         while (!failed_) {
             if (eat('+')) {
-                l = add(Op::kAdd, l, term());
+                l = add(Op::add, l, term());
             } else if (eat('-')) {
-                l = add(Op::kSub, l, term());
+                l = add(Op::sub, l, term());
             } else {
                 break;
             }
@@ -200,16 +200,16 @@ class ExprParser {
         int l = unary();
         while (!failed_) {
             if (eat('*') || eat_command("cdot") || eat_command("times")) {
-                l = add(Op::kMul, l, unary());
+                l = add(Op::mul, l, unary());
             } else if (eat('/') || eat_command("div")) {
-                l = add(Op::kDiv, l, unary());
+                l = add(Op::div, l, unary());
             } else if (mixed_number_follows(l)) {
                 // "2\frac{1}{2}" is two and a half (Math-Verify's reading), not a product.
-                const bool negative = e_.nodes[static_cast<size_t>(l)].op == Op::kNeg;
-                const int sum = add(Op::kAdd, number_node_, power());
-                l = negative ? add(Op::kNeg, sum) : sum;
+                const bool negative = e_.nodes[static_cast<size_t>(l)].op == Op::neg;
+                const int sum = add(Op::add, number_node_, power());
+                l = negative ? add(Op::neg, sum) : sum;
             } else if (starts_primary()) {
-                l = add(Op::kMul, l, power());
+                l = add(Op::mul, l, power());
             } else {
                 break;
             }
@@ -220,7 +220,7 @@ class ExprParser {
         if (++depth_ > kMaxDepth) return fail();
         int r;
         if (eat('-')) {
-            r = add(Op::kNeg, unary());
+            r = add(Op::neg, unary());
         } else if (eat('+')) {
             r = unary();
         } else {
@@ -231,9 +231,9 @@ class ExprParser {
     }
     int power() {
         int base = primary();
-        while (!failed_ && eat('!')) base = add(Op::kFact, base);
+        while (!failed_ && eat('!')) base = add(Op::fact, base);
         if (failed_) return -1;
-        if (eat('^')) return add(Op::kPow, base, exponent());
+        if (eat('^')) return add(Op::pow, base, exponent());
         return base;
     }
     int exponent() {
@@ -244,7 +244,7 @@ class ExprParser {
         } else if (peek() == '(') {
             r = primary();
         } else if (eat('-')) {
-            r = add(Op::kNeg, exponent());
+            r = add(Op::neg, exponent());
         } else {
             r = single();
         }
@@ -263,7 +263,7 @@ class ExprParser {
         const char c = peek();
         if (is_digit(c)) {
             ++pos_;
-            return add(Op::kNum, -1, -1, c - '0');
+            return add(Op::num, -1, -1, c - '0');
         }
         if (is_alpha(c)) {
             ++pos_;
@@ -273,20 +273,20 @@ class ExprParser {
         return fail();
     }
     int variable(int id) {
-        if (id == letter_var('e')) return add(Op::kE);  // Euler's number, as answers use it
+        if (id == letter_var('e')) return add(Op::e);  // Euler's number, as answers use it
         e_.vars.insert(id);
-        return add(Op::kVar, -1, -1, id);
+        return add(Op::var, -1, -1, id);
     }
     // f(x), f x, and f^2 x = (f x)^2. A negative power (\\sin^{-1}: inverse or reciprocal?)
     // is ambiguous, so it does not parse.
     int function_call(Op op) {
         int power = -1;
-        if (op != Op::kSqrt && eat('^')) {
+        if (op != Op::sqrt && eat('^')) {
             power = exponent();
-            if (failed_ || e_.nodes[static_cast<size_t>(power)].op == Op::kNeg) return fail();
+            if (failed_ || e_.nodes[static_cast<size_t>(power)].op == Op::neg) return fail();
         }
         const int r = add(op, function_argument());
-        return power >= 0 ? add(Op::kPow, r, power) : r;
+        return power >= 0 ? add(Op::pow, r, power) : r;
     }
     int function_argument() {
         if (peek() == '(' || peek() == '{') return primary();
@@ -304,7 +304,7 @@ class ExprParser {
         } else if (c == '{') {
             r = braced();
         } else if (eat('|')) {
-            r = add(Op::kAbs, expr());
+            r = add(Op::abs, expr());
             if (!eat('|')) r = fail();
         } else if (is_alpha(c)) {
             r = word();
@@ -321,7 +321,7 @@ class ExprParser {
     bool mixed_number_follows(int l) const {
         if (number_node_ < 0 || pos_ != number_end_) return false;
         const Node& n = e_.nodes[static_cast<size_t>(l)];
-        if (l != number_node_ && !(n.op == Op::kNeg && n.a == number_node_)) return false;
+        if (l != number_node_ && !(n.op == Op::neg && n.a == number_node_)) return false;
         if (s_.substr(pos_, 5) != "\\frac") return false;
         size_t i = pos_ + 5;
         for (int arg = 0; arg < 2; ++arg) {
@@ -352,7 +352,7 @@ class ExprParser {
             while (is_digit(peek())) ++pos_;
         }
         const std::string text(s_.substr(b, pos_ - b));
-        const int node = add(Op::kNum, -1, -1, std::strtod(text.c_str(), nullptr));
+        const int node = add(Op::num, -1, -1, std::strtod(text.c_str(), nullptr));
         const bool integer = text.find_first_of(".eE") == std::string::npos;
         number_node_ = integer ? node : -1;
         number_end_ = pos_;
@@ -364,10 +364,10 @@ class ExprParser {
         while (is_alpha(peek())) ++pos_;
         const std::string_view w = s_.substr(b, pos_ - b);
         if (w.size() == 1) return variable(letter_var(w[0]));
-        if (w == "pi") return add(Op::kPi);
+        if (w == "pi") return add(Op::pi);
         if (w == "inf" || w == "infty" || w == "infinity") {
             e_.has_infinity = true;
-            return add(Op::kNum, -1, -1, kInf);
+            return add(Op::num, -1, -1, kInf);
         }
         for (const auto& f : kFunctions)
             if (f.name == w) return function_call(f.op);
@@ -379,28 +379,28 @@ class ExprParser {
         pos_ += 1 + cmd.size();
         if (cmd == "frac") {
             const int a = group();
-            return add(Op::kDiv, a, group());
+            return add(Op::div, a, group());
         }
         if (cmd == "binom") {
             const int a = group();
-            return add(Op::kBinom, a, group());
+            return add(Op::binom, a, group());
         }
         if (cmd == "sqrt") {
             if (eat('[')) {
                 const int k = expr();
                 if (!eat(']')) return fail();
-                return add(Op::kRoot, group(), k);
+                return add(Op::root, group(), k);
             }
-            return add(Op::kSqrt, group());
+            return add(Op::sqrt, group());
         }
-        if (cmd == "pi") return add(Op::kPi);
+        if (cmd == "pi") return add(Op::pi);
         if (cmd == "infty") {
             e_.has_infinity = true;
-            return add(Op::kNum, -1, -1, kInf);
+            return add(Op::num, -1, -1, kInf);
         }
         if (cmd == "log" && eat('_')) {
             const int base = group();
-            return add(Op::kLogBase, function_argument(), base);
+            return add(Op::log_base, function_argument(), base);
         }
         for (const auto& f : kFunctions)
             if (f.name == cmd) return function_call(f.op);
@@ -610,15 +610,15 @@ bool wraps_whole(std::string_view s, size_t open) {
     return false;
 }
 
-enum class Kind { kScalar, kSet, kSeq, kMatrix, kUnion, kEquation, kRelation };
+enum class Kind { scalar, set, seq, matrix, set_union, equation, relation };
 
 struct Structure {
-    Kind kind = Kind::kScalar;
-    char open = 0, close = 0;        // kSeq: the brackets
-    bool bare = false;               // kSet written without braces ("1, 2")
-    std::vector<std::string> parts;  // elements; kMatrix: row-major cells; kRelation: sides
-    std::vector<std::string> ops;    // kRelation: "<", "\\le", "\\ne", "=" between the sides
-    size_t rows = 0;                 // kMatrix
+    Kind kind = Kind::scalar;
+    char open = 0, close = 0;        // seq: the brackets
+    bool bare = false;               // set written without braces ("1, 2")
+    std::vector<std::string> parts;  // elements; matrix: row-major cells; relation: sides
+    std::vector<std::string> ops;    // relation: "<", "\\le", "\\ne", "=" between the sides
+    size_t rows = 0;                 // matrix
 };
 
 // The relation operator at s[i] ("<", ">", "\le", "\ge", "\ne", "="), empty if none. "\le"
@@ -680,14 +680,14 @@ bool fill_matrix(std::string_view body, Structure* st) {
         for (auto& c : cells) st->parts.push_back(std::move(c));
     }
     st->rows = rows.size();
-    st->kind = Kind::kMatrix;
+    st->kind = Kind::matrix;
     return true;
 }
 
 Structure classify(const std::string& s) {
     Structure st;
     if (auto u = split_top(s, "\\cup"); u.size() > 1) {
-        st.kind = Kind::kUnion;
+        st.kind = Kind::set_union;
         st.parts = std::move(u);
         return st;
     }
@@ -717,7 +717,7 @@ Structure classify(const std::string& s) {
         }
     }
     if (s.size() >= 4 && starts_with(s, "\\{") && ends_with(s, "\\}") && wraps_whole(s, 1)) {
-        st.kind = Kind::kSet;
+        st.kind = Kind::set;
         const std::string body = s.substr(2, s.size() - 4);
         if (!body.empty()) st.parts = split_top(body, ",");
         return st;
@@ -725,7 +725,7 @@ Structure classify(const std::string& s) {
     if (s.size() >= 2 && s[0] == '{' && wraps_whole(s, 0)) {
         auto parts = split_top(s.substr(1, s.size() - 2), ",");
         if (parts.size() > 1) {
-            st.kind = Kind::kSet;
+            st.kind = Kind::set;
             st.parts = std::move(parts);
             return st;
         }
@@ -734,7 +734,7 @@ Structure classify(const std::string& s) {
         wraps_whole(s, 0)) {
         auto parts = split_top(s.substr(1, s.size() - 2), ",");
         if (parts.size() > 1) {
-            st.kind = Kind::kSeq;
+            st.kind = Kind::seq;
             st.open = s[0];
             st.close = s.back();
             st.parts = std::move(parts);
@@ -742,19 +742,19 @@ Structure classify(const std::string& s) {
         }
     }
     if (auto parts = split_top(s, ","); parts.size() > 1) {
-        st.kind = Kind::kSet;
+        st.kind = Kind::set;
         st.bare = true;
         st.parts = std::move(parts);
         return st;
     }
     if (split_relation(s, &st.parts, &st.ops)) {
-        st.kind = Kind::kRelation;
+        st.kind = Kind::relation;
         return st;
     }
     st.parts.clear();
     st.ops.clear();
     if (auto parts = split_top(s, "="); parts.size() > 1) {
-        st.kind = Kind::kEquation;
+        st.kind = Kind::equation;
         st.parts = std::move(parts);
     }
     return st;
@@ -918,53 +918,53 @@ bool equal_core(const std::string& a_in, const std::string& b_in, int depth) {
     const std::string a = drop_approximation(a_in), b = drop_approximation(b_in);
     const Structure sa = classify(a), sb = classify(b);
     // A gold assignment "x = 3" (or a chain "x = 1+2 = 3") against a value: the value.
-    if (sa.kind == Kind::kEquation && sb.kind != Kind::kEquation) {
+    if (sa.kind == Kind::equation && sb.kind != Kind::equation) {
         if (!is_variable_name(sa.parts[0])) return false;
         const auto v = chain_value(sa, 1, depth);
         return v && equal_core(*v, b, depth + 1);
     }
     // A predicted equation against a value: its last side ("x = 5+5+1 = 11" answers 11).
-    if (sb.kind == Kind::kEquation && sa.kind != Kind::kEquation) {
+    if (sb.kind == Kind::equation && sa.kind != Kind::equation) {
         const auto v = chain_value(sb, 0, depth);
         return v && equal_core(a, *v, depth + 1);
     }
     // Relations: link by link; a gold relation on one variable also equals the interval it
     // describes, but a gold interval is not answered by restating it as a relation
     // (Math-Verify's asymmetry: solving an inequality must not be paid for copying it).
-    if (sa.kind == Kind::kRelation || sb.kind == Kind::kRelation) {
+    if (sa.kind == Kind::relation || sb.kind == Kind::relation) {
         if (sa.kind == sb.kind) return relations_equal(sa, sb);
-        if (sa.kind == Kind::kRelation && (sb.kind == Kind::kSeq || sb.kind == Kind::kUnion)) {
+        if (sa.kind == Kind::relation && (sb.kind == Kind::seq || sb.kind == Kind::set_union)) {
             const auto interval = relation_as_interval(sa);
             return interval && equal_core(*interval, b, depth + 1);
         }
         return false;
     }
     // A bare list against a tuple: "3, 4" answers "(3,4)" in order.
-    if (sa.kind == Kind::kSet && sa.bare && sb.kind == Kind::kSeq && sb.open == '(' &&
+    if (sa.kind == Kind::set && sa.bare && sb.kind == Kind::seq && sb.open == '(' &&
         sb.close == ')')
         return elements_equal_ordered(sa.parts, sb.parts, depth);
-    if (sb.kind == Kind::kSet && sb.bare && sa.kind == Kind::kSeq && sa.open == '(' &&
+    if (sb.kind == Kind::set && sb.bare && sa.kind == Kind::seq && sa.open == '(' &&
         sa.close == ')')
         return elements_equal_ordered(sa.parts, sb.parts, depth);
     if (sa.kind != sb.kind) return false;
     switch (sa.kind) {
-        case Kind::kUnion:
-        case Kind::kSet:
+        case Kind::set_union:
+        case Kind::set:
             // A list with an ellipsis is a pattern, read in order: "1, 3, 5, \dots" is not
             // "1, 3, 5" and not "\dots, 5, 3, 1".
             if (has_ellipsis(sa.parts) || has_ellipsis(sb.parts))
                 return elements_equal_ordered(sa.parts, sb.parts, depth);
             return elements_equal_unordered(sa.parts, sb.parts, depth);
-        case Kind::kSeq:
+        case Kind::seq:
             return sa.open == sb.open && sa.close == sb.close &&
                    elements_equal_ordered(sa.parts, sb.parts, depth);
-        case Kind::kMatrix:
+        case Kind::matrix:
             return sa.open == sb.open && sa.rows == sb.rows &&
                    elements_equal_ordered(sa.parts, sb.parts, depth);
-        case Kind::kEquation:
+        case Kind::equation:
             return equations_compare(sa, sb, depth);
-        case Kind::kRelation:
-        case Kind::kScalar:
+        case Kind::relation:
+        case Kind::scalar:
             break;
     }
     const auto ea = parse_expr(a), eb = parse_expr(b);

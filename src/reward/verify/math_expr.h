@@ -13,39 +13,39 @@
 namespace crucible::eval::detail {
 
 enum class Op {
-    kNum,
-    kVar,
-    kNeg,
-    kAdd,
-    kSub,
-    kMul,
-    kDiv,
-    kPow,
-    kFact,
-    kAbs,
-    kSqrt,
-    kRoot,
-    kSin,
-    kCos,
-    kTan,
-    kSec,
-    kCsc,
-    kCot,
-    kAsin,
-    kAcos,
-    kAtan,
-    kLn,
-    kLog10,
-    kLogBase,
-    kExp,
-    kBinom,
-    kPi,  // the constant pi
-    kE    // Euler's number e
+    num,
+    var,
+    neg,
+    add,
+    sub,
+    mul,
+    div,
+    pow,
+    fact,
+    abs,
+    sqrt,
+    root,
+    sin,
+    cos,
+    tan,
+    sec,
+    csc,
+    cot,
+    asin,
+    acos,
+    atan,
+    ln,
+    log10,
+    log_base,
+    exp,
+    binom,
+    pi,  // the constant pi
+    e    // Euler's number e
 };
 
 struct Node {
     Op op;
-    double value = 0.0;  // kNum: the number; kVar: the variable id
+    double value = 0.0;  // num: the number; var: the variable id
     int a = -1;
     int b = -1;
 };
@@ -77,69 +77,69 @@ struct Expr {
         auto A = [&] { return eval(n.a, values); };
         auto B = [&] { return eval(n.b, values); };
         switch (n.op) {
-            case Op::kNum:
+            case Op::num:
                 return n.value;
-            case Op::kVar:
+            case Op::var:
                 return values[static_cast<size_t>(n.value)];
-            case Op::kNeg:
+            case Op::neg:
                 return -A();
-            case Op::kAdd:
+            case Op::add:
                 return A() + B();
-            case Op::kSub:
+            case Op::sub:
                 return A() - B();
-            case Op::kMul:
+            case Op::mul:
                 return A() * B();
-            case Op::kDiv:
+            case Op::div:
                 return A() / B();
-            case Op::kPow:
+            case Op::pow:
                 return real_pow(A(), B());
-            case Op::kFact: {
+            case Op::fact: {
                 const double x = A();
                 if (x < 0 || x > 170 || x != std::floor(x))
                     return std::numeric_limits<double>::quiet_NaN();
                 return std::round(std::tgamma(x + 1.0));
             }
-            case Op::kAbs:
+            case Op::abs:
                 return std::fabs(A());
-            case Op::kSqrt:
+            case Op::sqrt:
                 return std::sqrt(A());
-            case Op::kRoot: {
+            case Op::root: {
                 const double x = A(), k = B();
                 if (x < 0 && k == std::floor(k) && std::fmod(k, 2.0) != 0.0)
                     return -std::pow(-x, 1.0 / k);
                 return std::pow(x, 1.0 / k);
             }
-            case Op::kSin:
+            case Op::sin:
                 return std::sin(A());
-            case Op::kCos:
+            case Op::cos:
                 return std::cos(A());
-            case Op::kTan:
+            case Op::tan:
                 return std::tan(A());
-            case Op::kSec:
+            case Op::sec:
                 return 1.0 / std::cos(A());
-            case Op::kCsc:
+            case Op::csc:
                 return 1.0 / std::sin(A());
-            case Op::kCot:
+            case Op::cot:
                 return 1.0 / std::tan(A());
-            case Op::kAsin:
+            case Op::asin:
                 return std::asin(A());
-            case Op::kAcos:
+            case Op::acos:
                 return std::acos(A());
-            case Op::kAtan:
+            case Op::atan:
                 return std::atan(A());
-            case Op::kLn:
+            case Op::ln:
                 return std::log(A());
-            case Op::kLog10:
+            case Op::log10:
                 return std::log10(A());
-            case Op::kLogBase:
+            case Op::log_base:
                 return std::log(A()) / std::log(B());
-            case Op::kExp:
+            case Op::exp:
                 return std::exp(A());
-            case Op::kPi:
+            case Op::pi:
                 return std::numbers::pi;
-            case Op::kE:
+            case Op::e:
                 return std::numbers::e;
-            case Op::kBinom: {
+            case Op::binom: {
                 const double x = A(), k = B();
                 if (k < 0 || k > x || k != std::floor(k) || x != std::floor(x))
                     return std::numeric_limits<double>::quiet_NaN();

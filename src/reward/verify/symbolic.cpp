@@ -47,26 +47,26 @@ Size expansion_size(const Expr& e, int i) {
     const int atoms = a.atoms + b.atoms;
     const double inner = std::max(a.inner, b.inner);
     switch (n.op) {
-        case Op::kNum:
-        case Op::kPi:
-        case Op::kE:
-        case Op::kFact:
-        case Op::kBinom:
+        case Op::num:
+        case Op::pi:
+        case Op::e:
+        case Op::fact:
+        case Op::binom:
             return {0, 0, atoms, inner};
-        case Op::kVar:
+        case Op::var:
             return {1, 0, 0, 0};
-        case Op::kNeg:
+        case Op::neg:
             return a;
-        case Op::kAdd:
-        case Op::kSub:
+        case Op::add:
+        case Op::sub:
             return {std::max(a.num + b.den, b.num + a.den), a.den + b.den, atoms, inner};
-        case Op::kMul:
+        case Op::mul:
             return {a.num + b.num, a.den + b.den, atoms, inner};
-        case Op::kDiv:
+        case Op::div:
             return {a.num + b.den, a.den + b.num, atoms, inner};
-        case Op::kPow: {
+        case Op::pow: {
             const Node& x = e.nodes[static_cast<size_t>(n.b)];
-            if (x.op == Op::kNum) {
+            if (x.op == Op::num) {
                 const double k = std::ceil(std::fabs(x.value));
                 return x.value >= 0 ? Size{k * a.num, k * a.den, atoms, inner}
                                     : Size{k * a.den, k * a.num, atoms, inner};
@@ -159,14 +159,14 @@ class ToGinac {
         if (n.a >= 0 && !(a = A())) return std::nullopt;
         if (n.b >= 0 && !(b = B())) return std::nullopt;
         switch (n.op) {
-            case Op::kNum: {
+            case Op::num: {
                 // Only integers are exact; a written decimal is an approximation.
                 if (!std::isfinite(n.value) || n.value != std::floor(n.value) ||
                     std::fabs(n.value) > 1e15)
                     return std::nullopt;
                 return GiNaC::ex(GiNaC::numeric(static_cast<long>(n.value)));
             }
-            case Op::kVar: {
+            case Op::var: {
                 const int id = static_cast<int>(n.value);
                 auto it = symbols_->find(id);
                 if (it == symbols_->end()) {
@@ -176,25 +176,25 @@ class ToGinac {
                 }
                 return GiNaC::ex(it->second);
             }
-            case Op::kPi:
+            case Op::pi:
                 return GiNaC::ex(GiNaC::Pi);
-            case Op::kE:
+            case Op::e:
                 return GiNaC::exp(GiNaC::ex(1));
-            case Op::kNeg:
+            case Op::neg:
                 return -*a;
-            case Op::kAdd:
+            case Op::add:
                 return *a + *b;
-            case Op::kSub:
+            case Op::sub:
                 return *a - *b;
-            case Op::kMul:
+            case Op::mul:
                 return *a * *b;
-            case Op::kDiv:
+            case Op::div:
                 if (b->is_zero()) return std::nullopt;
                 return *a / *b;
-            case Op::kPow: {
+            case Op::pow: {
                 // e^k is exp(k), which normal() leaves alone and evalf evaluates at any size
                 // CLN's exponent range holds (e^{-10^9} is 1.2e-434294482).
-                if (e.nodes[static_cast<size_t>(n.a)].op == Op::kE) {
+                if (e.nodes[static_cast<size_t>(n.a)].op == Op::e) {
                     check_exp_argument(*b);
                     return GiNaC::exp(*b);
                 }
@@ -216,62 +216,62 @@ class ToGinac {
                     return std::nullopt;
                 return rational_power(*a, *b);
             }
-            case Op::kSqrt:
+            case Op::sqrt:
                 check_domain(*a, 0, kPlusInf, false);
                 return rational_power(*a, GiNaC::numeric(1, 2));
-            case Op::kRoot:
+            case Op::root:
                 // A real odd root of a negative number is not GiNaC's principal root.
                 if (!GiNaC::is_a<GiNaC::numeric>(*a) || !GiNaC::is_a<GiNaC::numeric>(*b) ||
                     !GiNaC::ex_to<GiNaC::numeric>(*a).is_nonneg_integer() ||
                     !GiNaC::ex_to<GiNaC::numeric>(*b).is_pos_integer())
                     return std::nullopt;
                 return rational_power(*a, GiNaC::numeric(1) / GiNaC::ex_to<GiNaC::numeric>(*b));
-            case Op::kFact:
+            case Op::fact:
                 if (!GiNaC::is_a<GiNaC::numeric>(*a) ||
                     !GiNaC::ex_to<GiNaC::numeric>(*a).is_nonneg_integer() ||
                     GiNaC::ex_to<GiNaC::numeric>(*a).to_double() > kMaxFactorial)
                     return std::nullopt;
                 return GiNaC::factorial(*a);
-            case Op::kBinom:
+            case Op::binom:
                 if (!GiNaC::is_a<GiNaC::numeric>(*a) || !GiNaC::is_a<GiNaC::numeric>(*b) ||
                     !GiNaC::ex_to<GiNaC::numeric>(*a).is_nonneg_integer() ||
                     !GiNaC::ex_to<GiNaC::numeric>(*b).is_nonneg_integer() ||
                     GiNaC::ex_to<GiNaC::numeric>(*a).to_double() > kMaxFactorial)
                     return std::nullopt;
                 return GiNaC::binomial(*a, *b);
-            case Op::kAbs:
+            case Op::abs:
                 return GiNaC::abs(*a);
-            case Op::kSin:
+            case Op::sin:
                 return GiNaC::sin(*a);
-            case Op::kCos:
+            case Op::cos:
                 return GiNaC::cos(*a);
-            case Op::kTan:
+            case Op::tan:
                 return GiNaC::tan(*a);
-            case Op::kSec:
+            case Op::sec:
                 return 1 / GiNaC::cos(*a);
-            case Op::kCsc:
+            case Op::csc:
                 return 1 / GiNaC::sin(*a);
-            case Op::kCot:
+            case Op::cot:
                 return GiNaC::cos(*a) / GiNaC::sin(*a);
-            case Op::kAsin:
+            case Op::asin:
                 check_domain(*a, -1, 1, false);
                 return GiNaC::asin(*a);
-            case Op::kAcos:
+            case Op::acos:
                 check_domain(*a, -1, 1, false);
                 return GiNaC::acos(*a);
-            case Op::kAtan:
+            case Op::atan:
                 return GiNaC::atan(*a);
-            case Op::kLn:
+            case Op::ln:
                 check_domain(*a, 0, kPlusInf, true);
                 return GiNaC::log(*a);
-            case Op::kLog10:
+            case Op::log10:
                 check_domain(*a, 0, kPlusInf, true);
                 return GiNaC::log(*a) / GiNaC::log(GiNaC::ex(10));
-            case Op::kLogBase:
+            case Op::log_base:
                 check_domain(*a, 0, kPlusInf, true);
                 check_domain(*b, 0, kPlusInf, true);
                 return GiNaC::log(*a) / GiNaC::log(*b);
-            case Op::kExp:
+            case Op::exp:
                 check_exp_argument(*a);
                 return GiNaC::exp(*a);
         }
