@@ -51,6 +51,9 @@ TEST(RlConfig, EveryKeyOfTheSchemaIsReadIntoItsField) {
         {"task.train_examples", "11"},
         {"task.eval_examples", "12"},
         {"task.max_digits", "5"},
+        {"env.name", "calculator"},
+        {"env.max_turns", "7"},
+        {"env.max_tokens_per_turn", "21"},
         {"rewards.correct", "0.5"},
         {"rewards.format", "0.25"},
         {"rewards.soft_overlong", "0.75"},
@@ -126,6 +129,9 @@ TEST(RlConfig, EveryKeyOfTheSchemaIsReadIntoItsField) {
     EXPECT_EQ(r.task.train_examples, 11);
     EXPECT_EQ(r.task.eval_examples, 12);
     EXPECT_EQ(r.task.max_digits, 5);
+    EXPECT_EQ(r.env.name, EnvKind::calculator);
+    EXPECT_EQ(r.env.max_turns, 7);
+    EXPECT_EQ(r.env.max_tokens_per_turn, 21);
     EXPECT_EQ(r.rewards.correct, 0.5);
     EXPECT_EQ(r.rewards.format, 0.25);
     EXPECT_EQ(r.rewards.soft_overlong, 0.75);

@@ -255,6 +255,23 @@ void sequence_loss(const PolicyLossOptions& o, const MiniBatchSize& mb, double a
     stats->tokens += len;
 }
 
+void masked_sequence_loss(const PolicyLossOptions& o, const MiniBatchSize& mb, double advantage,
+                          std::span<const uint8_t> mask, std::span<const float> logp,
+                          std::span<const float> old_logp, std::span<const float> ref_logp,
+                          std::span<double> dlogp, LossStats* stats) {
+    if (mask.empty())
+        return sequence_loss(o, mb, advantage, logp, old_logp, ref_logp, dlogp, stats);
+    if (mask.size() != logp.size() || dlogp.size() != logp.size()) {
+        throw Error("masked_sequence_loss: mask, logp and dlogp differ in length");
+    }
+    std::vector<float> model_logp;
+    for (size_t t = 0; t < mask.size(); t++)
+        if (mask[t]) model_logp.push_back(logp[t]);
+    std::vector<double> model_dlogp(model_logp.size(), 0.0);
+    sequence_loss(o, mb, advantage, model_logp, old_logp, ref_logp, model_dlogp, stats);
+    for (size_t t = 0, j = 0; t < mask.size(); t++) dlogp[t] = mask[t] ? model_dlogp[j++] : 0.0;
+}
+
 double soft_overlong_penalty(int length, int max_length, int cache) {
     const int expected = max_length - cache;
     if (length <= expected) return 0.0;

@@ -85,6 +85,16 @@ void sequence_loss(const PolicyLossOptions& o, const MiniBatchSize& mb, double a
                    std::span<const float> logp, std::span<const float> old_logp,
                    std::span<const float> ref_logp, std::span<double> dlogp, LossStats* stats);
 
+// The same for a sequence whose positions are the model's (mask[t] = 1) or a tool's
+// observation (mask[t] = 0): the objective is sequence_loss over the model's positions alone
+// (their count is the sequence's length), and dlogp is exactly 0 at every observation position
+// (no loss, no advantage, no KL term there). `logp` and `dlogp` span every position; `old_logp`
+// and `ref_logp` only the model's, in order. An empty mask: every position is the model's.
+void masked_sequence_loss(const PolicyLossOptions& o, const MiniBatchSize& mb, double advantage,
+                          std::span<const uint8_t> mask, std::span<const float> logp,
+                          std::span<const float> old_logp, std::span<const float> ref_logp,
+                          std::span<double> dlogp, LossStats* stats);
+
 // DAPO's soft overlong punishment (Eq. 13) for a completion of `length` tokens:
 // 0 up to L_max - L_cache, then linear down to -1 at L_max, and -1 beyond.
 double soft_overlong_penalty(int length, int max_length, int cache);

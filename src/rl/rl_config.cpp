@@ -125,6 +125,17 @@ DynamicSamplingMetric parse_dynamic_sampling_metric(const std::string& value) {
                 "' (expected accuracy or reward)");
 }
 
+EnvKind parse_env_kind(const std::string& value) {
+    if (value == "single_turn") return EnvKind::single_turn;
+    if (value == "calculator") return EnvKind::calculator;
+    throw Error("config: env.name: unknown environment '" + value +
+                "' (expected single_turn or calculator)");
+}
+
+const char* to_string(EnvKind kind) {
+    return kind == EnvKind::calculator ? "calculator" : "single_turn";
+}
+
 RlTaskConfig read_rl_task_config(const Config& c) {
     RlTaskConfig t;
     t.name = c.get_string("task.name");
@@ -145,6 +156,9 @@ RlConfig read_rl_config(const Config& c) {
     r.seed = static_cast<uint64_t>(c.get_int("seed"));
     r.model.path = c.get_string("model.path");
     r.task = read_rl_task_config(c);
+    r.env.name = parse_env_kind(c.get_string("env.name"));
+    r.env.max_turns = static_cast<int>(c.get_int("env.max_turns"));
+    r.env.max_tokens_per_turn = static_cast<int>(c.get_int("env.max_tokens_per_turn"));
     r.rewards.correct = c.get_double("rewards.correct");
     r.rewards.format = c.get_double("rewards.format");
     r.rewards.soft_overlong = c.get_double("rewards.soft_overlong");

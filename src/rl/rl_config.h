@@ -34,6 +34,13 @@ task:
   train_examples: 20000     # [1, 1e7] built-in tasks: problems generated for training
   eval_examples: 200        # [0, 1e7] built-in tasks: held-out problems
   max_digits: 3             # [1, 18] addition: operand digits (their sum fits 64 bits)
+env:                        # the environment episodes run in (docs/ENVIRONMENTS.md)
+  name: single_turn         # single_turn: the task as a one-turn environment (prompt, one
+                            # completion, the task's verdict); calculator: several turns with
+                            # an exact calculator tool (Hermes <tool_call>), then the verdict
+  max_turns: 4              # [1, 1000] calculator: model turns per episode at most
+  max_tokens_per_turn: 0    # [0, 1e6] calculator: tokens per model turn at most (0: only
+                            # rollout.max_new_tokens, the episode's budget, limits a turn)
 rewards:                    # weighted sum; a weight of 0 computes and logs a component only
   correct: 1.0              # [-100, 100] the task's verdict: 1 fully correct, 0 not (absent:
                             # no gold answer)
@@ -64,7 +71,8 @@ rollout:
   top_p: 1.0                # (0, 1]
   top_k: 0                  # [0, 1e7] 0: all tokens
   max_new_tokens: 16        # [1, 1e6] L_max: longer completions are truncated (finish_reason
-                            # length)
+                            # length); with a multi-turn env, the episode's budget of tokens
+                            # after the prompt, the model's and the tools' together
 algorithm:
   advantage: grpo           # grpo, dr_grpo, batch_std, rloo, reinforce_pp_baseline
   ratio: token              # token (PPO/GRPO) or sequence (GSPO)
@@ -134,6 +142,16 @@ struct RlTaskConfig {
     int train_examples = 0;
     int eval_examples = 0;
     int max_digits = 0;
+};
+
+enum class EnvKind { single_turn, calculator };
+EnvKind parse_env_kind(const std::string& value);
+const char* to_string(EnvKind kind);
+
+struct RlEnvConfig {
+    EnvKind name = EnvKind::single_turn;
+    int max_turns = 0;
+    int max_tokens_per_turn = 0;  // 0: no limit besides rollout.max_new_tokens
 };
 
 struct RlRewardsConfig {  // weights
@@ -208,6 +226,7 @@ struct RlConfig {
     uint64_t seed = 0;
     RlModelConfig model;
     RlTaskConfig task;
+    RlEnvConfig env;
     RlRewardsConfig rewards;
     RlRubricConfig rubric;
     RlRolloutConfig rollout;

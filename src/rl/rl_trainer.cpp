@@ -37,49 +37,40 @@ double seconds_since(Clock::time_point t0) {
     return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// One micro-batch's forward pass, for the sequences packed in it.
-struct ForwardRows {
-    const float* losses;  // (rows) -log p of each row's next token
-    const float* logits;  // (rows, V)
-    int V;
-    float* loss_weight;  // (rows) the weights Model::backward differentiates
-};
+}  // namespace
 
-struct SequenceScratch {
-    std::vector<float> logp;
-    std::vector<double> dlogp, entropy;
-};
-
-// One sequence whose completion's tokens are predicted at rows [row0, row0 + length): its
-// log-probabilities (and on the first pass the policy's entropy there), its part of the
-// objective, and its rows' loss weights.
 void add_sequence_gradient(const PolicyLossOptions& loss, const MiniBatchSize& size,
                            const ForwardRows& f, int row0, bool first_pass, Rollout& r,
                            SequenceScratch& s, UpdateStats* st) {
     const size_t len = r.completion.size();
+    const std::vector<uint8_t>& mask = r.model_mask;  // empty: every id is the model's
     s.logp.resize(len);
     for (size_t t = 0; t < len; t++) s.logp[t] = -f.losses[row0 + t];
-    if (r.old_logp.empty()) r.old_logp = s.logp;  // weights still those of the rollout
+    if (r.old_logp.empty()) {  // weights still those of the rollout
+        for (size_t t = 0; t < len; t++)
+            if (mask.empty() || mask[t]) r.old_logp.push_back(s.logp[t]);
+    }
     if (first_pass) {
         s.entropy.resize(len);
         kernels::entropy_forward(s.entropy.data(), f.logits + (size_t)row0 * f.V, (int)len, f.V);
-        for (size_t t = 0; t < len; t++) st->entropy_sum += s.entropy[t];
-        st->entropy_tokens += static_cast<int64_t>(len);
+        for (size_t t = 0; t < len; t++)
+            if (mask.empty() || mask[t]) st->entropy_sum += s.entropy[t];
+        st->entropy_tokens += static_cast<int64_t>(r.model_tokens());
     }
     s.dlogp.assign(len, 0.0);
     LossStats ls;
-    sequence_loss(loss, size, r.advantage, s.logp, r.old_logp, r.ref_logp, s.dlogp, &ls);
+    masked_sequence_loss(loss, size, r.advantage, mask, s.logp, r.old_logp, r.ref_logp, s.dlogp,
+                         &ls);
     st->loss += ls.loss;
     st->loss_stats.tokens += ls.tokens;
     st->loss_stats.clipped_low += ls.clipped_low;
     st->loss_stats.clipped_high += ls.clipped_high;
     st->loss_stats.kl_sum += ls.kl_sum;
     st->loss_stats.ratio_sum += ls.ratio_sum;
-    // Model::backward differentiates sum_n w_n * (-logp_n): w_n = -dL/dlogp_n.
+    // Model::backward differentiates sum_n w_n * (-logp_n): w_n = -dL/dlogp_n (0 at the
+    // observations' ids).
     for (size_t t = 0; t < len; t++) f.loss_weight[row0 + t] = float(-s.dlogp[t]);
 }
-
-}  // namespace
 
 struct RlTrainer::Judging {
     std::vector<std::future<std::vector<reward::RubricResult>>> groups;  // in group order
@@ -261,7 +252,7 @@ void RlTrainer::score(Rollout* r) {
     // The task's verdict, once: `correct` (absent for an item without a gold answer) and, for
     // tasks that give it, `format` credit, each a component with its own weight.
     try {
-        const TaskScore verdict = task_.score(item, r->text);
+        const TaskScore verdict = r->env ? r->env->score() : task_.score(item, r->text);
         if (verdict.correct && *verdict.correct != 0.0 && *verdict.correct != 1.0) {
             throw Error("the task's verdict must be 0 or 1");
         }
@@ -278,6 +269,16 @@ void RlTrainer::score(Rollout* r) {
     } catch (const std::exception& e) {
         r->valid = false;
         r->error = std::string("correct: ") + e.what();
+    }
+    if (!r->error.empty()) r->valid = false;  // the episode's environment failed
+    if (r->has_step_reward) {                 // the environment's own step rewards, weight 1
+        if (std::isfinite(r->step_reward)) {
+            r->components.emplace_back("env", r->step_reward);
+            r->reward += r->step_reward;
+        } else {
+            r->valid = false;
+            r->error = "env: a step reward is not a finite number";
+        }
     }
     for (const RewardFunction& f : rewards_) {
         std::optional<double> value;
@@ -330,60 +331,71 @@ void RlTrainer::generate_group_batch(std::vector<Rollout>* out, int64_t* generat
                                      Judging* judging) {
     const int P = cfg_.rollout.prompts_per_step;
     const int G = cfg_.rollout.samples_per_prompt;
-    std::vector<GenerationRequest> requests;
+    std::vector<EpisodeGroup> groups;
     std::vector<size_t> items;
     for (int p = 0; p < P; p++) {
         const int64_t k = prompt_cursor_++;
         const size_t item = prompt_at(k);
-        GenerationRequest r;
-        r.prompt = task_.train[item].prompt_ids;
-        r.params.temperature = static_cast<float>(cfg_.rollout.temperature);
-        r.params.top_p = static_cast<float>(cfg_.rollout.top_p);
-        r.params.top_k = cfg_.rollout.top_k;
-        r.params.max_tokens = loss_.max_completion_tokens;
-        r.params.seed = Rng::mix(cfg_.seed, 0xA11CE000ULL + static_cast<uint64_t>(k));
-        r.params.stop_ids = {tokenizer_.eos};
-        r.params.stop_strings = task_.stop_strings;
-        r.n = G;
-        requests.push_back(std::move(r));
+        EpisodeGroup g;
+        g.item = &task_.train[item];
+        for (int s = 0; s < G; s++)
+            g.envs.push_back(make_environment(cfg_.env, task_, task_.train[item]));
+        g.params.temperature = static_cast<float>(cfg_.rollout.temperature);
+        g.params.top_p = static_cast<float>(cfg_.rollout.top_p);
+        g.params.top_k = cfg_.rollout.top_k;
+        g.params.seed = Rng::mix(cfg_.seed, 0xA11CE000ULL + static_cast<uint64_t>(k));
+        g.params.stop_ids = {tokenizer_.eos};
+        groups.push_back(std::move(g));
         items.push_back(item);
     }
-    const auto completion_text = [this](const std::vector<int32_t>& tokens) {
-        std::vector<int32_t> ids = tokens;
-        if (!ids.empty() && ids.back() == tokenizer_.eos) ids.pop_back();
-        return tokenizer_.decode(ids);
-    };
     judging->groups.clear();
     judging->groups.resize(rubric_ ? P : 0);
-    const auto start_judging = [&](size_t p, const std::vector<GeneratedSequence>& samples) {
+    const auto start_judging = [&](size_t p, const std::vector<Episode>& episodes) {
         if (!rubric_) return;
-        std::vector<reward::RubricItem> rubric(samples.size(), *task_.train[items[p]].rubric);
+        std::vector<reward::RubricItem> rubric(episodes.size(), *task_.train[items[p]].rubric);
         std::vector<std::string> texts;
-        for (const GeneratedSequence& g : samples) texts.push_back(completion_text(g.tokens));
+        for (const Episode& e : episodes)
+            texts.push_back(completion_text(tokenizer_, e.completion));
         judging->groups[p] = std::async(
             std::launch::async, [this, rubric = std::move(rubric), texts = std::move(texts)] {
                 return rubric_->score_batch(rubric, texts);
             });
     };
-    EngineOptions options;
-    options.detokenize = tokenizer_.decode;
-    Engine engine(*model_, options);
-    const auto outs = engine.generate(requests, {}, start_judging);
+    const EpisodeLimits limits{loss_.max_completion_tokens, cfg_.env.max_tokens_per_turn};
+    auto episodes =
+        run_episodes(groups, generator_ ? generator_ : engine_generator(*model_, tokenizer_),
+                     tokenizer_, limits, start_judging);
     const int first_group = out->empty() ? 0 : out->back().group + 1;
     for (int p = 0; p < P; p++) {
         for (int s = 0; s < G; s++) {
-            const GeneratedSequence& g = outs[p][s];
+            Episode& e = episodes[p][s];
             Rollout r;
             r.group = first_group + p;
             r.item = items[p];
             r.sample = s;
-            r.completion = g.tokens;
-            r.truncated = g.finish_reason == "length";
-            r.text = completion_text(g.tokens);
-            *generated_tokens += static_cast<int64_t>(g.tokens.size());
+            r.model_mask = e.model_mask();
+            r.completion = std::move(e.completion);
+            r.truncated = e.truncated;
+            r.text = completion_text(tokenizer_, r.completion);
+            r.spans = std::move(e.spans);
+            r.turns = e.turns;
+            r.tool_calls = e.tool_calls;
+            r.malformed_calls = e.malformed_calls;
+            r.end = std::move(e.end);
+            r.env = std::move(e.env);
+            r.step_reward = e.step_reward;
+            r.has_step_reward = e.has_step_reward;
+            r.error = std::move(e.error);
+            *generated_tokens += static_cast<int64_t>(r.model_tokens());
             out->push_back(std::move(r));
         }
     }
+}
+
+std::vector<int32_t> trained_sequence(const TaskItem& item, const Rollout& r) {
+    std::vector<int32_t> seq = item.prompt_ids;
+    seq.insert(seq.end(), r.completion.begin(), r.completion.end());
+    return seq;
 }
 
 void RlTrainer::pack(const std::vector<Rollout>& rollouts, const std::vector<size_t>& micro,
@@ -391,9 +403,7 @@ void RlTrainer::pack(const std::vector<Rollout>& rollouts, const std::vector<siz
     batch->clear();
     for (size_t idx : micro) {
         const Rollout& r = rollouts[idx];
-        const std::vector<int32_t>& prompt = task_.train[r.item].prompt_ids;
-        std::vector<int32_t> seq = prompt;
-        seq.insert(seq.end(), r.completion.begin(), r.completion.end());
+        const std::vector<int32_t> seq = trained_sequence(task_.train[r.item], r);
         std::vector<int32_t> inputs(seq.begin(), seq.end() - 1), next(seq.begin() + 1, seq.end());
         batch->add_sequence(inputs, next, std::vector<float>(inputs.size(), 0.0f));
     }
@@ -434,8 +444,11 @@ void RlTrainer::score_logprobs(Model& model, std::vector<Rollout>& rollouts,
             const int start = batch.seq_start[j];
             const int p = static_cast<int>(task_.train[r.item].prompt_ids.size());
             std::vector<float>& dst = reference ? r.ref_logp : r.old_logp;
-            dst.resize(r.completion.size());
-            for (size_t t = 0; t < r.completion.size(); t++) dst[t] = -losses[start + p - 1 + t];
+            dst.clear();
+            for (size_t t = 0; t < r.completion.size(); t++) {
+                if (r.model_mask.empty() || r.model_mask[t])
+                    dst.push_back(-losses[start + p - 1 + t]);
+            }
         }
     }
 }
@@ -453,6 +466,7 @@ void RlTrainer::train_step() {
 
 RolloutBatch RlTrainer::collect_rollouts() {
     RolloutBatch b;
+    b.multi_turn = cfg_.env.name != EnvKind::single_turn;
     while (b.rounds < cfg_.algorithm.max_generation_batches) {
         const size_t first = b.rollouts.size();
         auto t0 = Clock::now();
@@ -523,7 +537,7 @@ std::vector<size_t> RlTrainer::assign_advantages(RolloutBatch* b) const {
         rewards.push_back(rollouts[i].reward);
         group.push_back(rollouts[i].group);
         valid.push_back(rollouts[i].valid);
-        lengths.push_back(static_cast<int>(rollouts[i].completion.size()));
+        lengths.push_back(static_cast<int>(rollouts[i].model_tokens()));
     }
     const auto adv = compute_advantages(cfg_.algorithm.advantage, rewards, group, valid, lengths);
     const bool filter = cfg_.algorithm.overlong_filter;
@@ -531,7 +545,7 @@ std::vector<size_t> RlTrainer::assign_advantages(RolloutBatch* b) const {
         Rollout& r = rollouts[batch[j]];
         r.kept = true;
         r.advantage = adv[j];
-        r.in_loss = r.valid && !r.completion.empty() && !(filter && r.truncated);
+        r.in_loss = r.valid && r.model_tokens() > 0 && !(filter && r.truncated);
     }
     return batch;
 }
@@ -565,7 +579,7 @@ void RlTrainer::update(std::vector<Rollout>& rollouts, const std::vector<size_t>
     for (size_t idx : mb) {
         if (!rollouts[idx].in_loss) continue;
         size.sequences++;
-        size.tokens += static_cast<int64_t>(rollouts[idx].completion.size());
+        size.tokens += static_cast<int64_t>(rollouts[idx].model_tokens());
     }
     if (size.sequences == 0) return;
     model_->zero_grads();
@@ -644,7 +658,9 @@ void RlTrainer::log_step(const RolloutBatch& b, const UpdateStats& st, double t_
     elapsed_s_ += dt;
     // Checked appends: a full disk stops the run here, between steps (a resume continues from
     // the last checkpoint and trims both logs back to it), instead of losing lines.
-    append_file_checked(run_dir_ / "samples.jsonl", step_samples_jsonl(step_, b.rollouts, task_));
+    append_file_checked(
+        run_dir_ / "samples.jsonl",
+        step_samples_jsonl(step_, b.rollouts, task_, b.multi_turn ? &tokenizer_ : nullptr));
     append_jsonl(run_dir_ / "metrics.jsonl", line);
     last_metrics_ = line.dump();
     const double eta = (cfg_.train.steps - step_) * (elapsed_s_ / std::max<int64_t>(1, step_));
@@ -674,8 +690,60 @@ TaskEvaluation RlTrainer::evaluate() {
     params.top_p = static_cast<float>(cfg_.rollout.top_p);
     params.top_k = cfg_.rollout.top_k;
     params.max_tokens = loss_.max_completion_tokens;
+    if (cfg_.env.name != EnvKind::single_turn) {
+        return evaluate_episodes(items, cfg_.train.eval_samples, params,
+                                 Rng::mix(cfg_.seed, 0xE7A1));
+    }
     return evaluate_task(*model_, tokenizer_, task_, items, cfg_.train.eval_samples, params,
                          Rng::mix(cfg_.seed, 0xE7A1));
+}
+
+TaskEvaluation RlTrainer::evaluate_episodes(const std::vector<TaskItem>& items, int samples,
+                                            const SamplingParams& params, uint64_t seed) {
+    const auto t0 = Clock::now();
+    std::vector<EpisodeGroup> groups;
+    for (const TaskItem& item : items) {
+        EpisodeGroup g;
+        g.item = &item;
+        for (int s = 0; s < samples; s++) g.envs.push_back(make_environment(cfg_.env, task_, item));
+        g.params = params;
+        g.params.seed = Rng::mix(seed, static_cast<uint64_t>(item.index));
+        g.params.stop_ids = {tokenizer_.eos};
+        groups.push_back(std::move(g));
+    }
+    const EpisodeLimits limits{loss_.max_completion_tokens, cfg_.env.max_tokens_per_turn};
+    const auto episodes =
+        run_episodes(groups, generator_ ? generator_ : engine_generator(*model_, tokenizer_),
+                     tokenizer_, limits);
+    // Scored as evaluate_task scores completions: 1 or 0, NaN for a failed verdict.
+    TaskEvaluation ev;
+    ev.scores.resize(items.size());
+    double total = 0.0;
+    int64_t count = 0;
+    for (size_t i = 0; i < items.size(); i++) {
+        for (const Episode& e : episodes[i]) {
+            ev.tokens += static_cast<int64_t>(e.completion.size());
+            double score = NAN;
+            try {
+                const std::optional<double> correct = e.env->score().correct;
+                if (e.error.empty() && correct && (*correct == 0.0 || *correct == 1.0))
+                    score = *correct;
+            } catch (const std::exception&) {
+            }
+            ev.scores[i].push_back(score);
+            if (std::isnan(score)) {
+                ev.failures++;
+                continue;
+            }
+            total += score;
+            count++;
+        }
+    }
+    ev.mean = count > 0 ? total / count : 0.0;
+    const int64_t n = count + ev.failures;
+    ev.mean_length = n > 0 ? static_cast<double>(ev.tokens) / static_cast<double>(n) : 0.0;
+    ev.seconds = seconds_since(t0);
+    return ev;
 }
 
 void RlTrainer::run(int64_t until_step) {

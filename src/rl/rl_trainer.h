@@ -17,9 +17,11 @@
 
 #include "core/config.h"
 #include "model/model.h"
+#include "rl/episodes.h"
 #include "rl/evaluate.h"
 #include "rl/objective.h"
 #include "rl/rl_config.h"
+#include "rl/rollout.h"
 #include "rl/task.h"
 #include "tokenizer/text_tokenizer.h"
 
@@ -47,10 +49,6 @@ void resolve_rl_run_name(Config& config);
 // Refuses conflicting settings, naming the keys (read_rl_config's checks).
 void validate_rl_config(const Config& config);
 
-struct Rollout;
-struct RolloutBatch;
-struct UpdateStats;
-
 class RlTrainer {
   public:
     // Builds (or, with resume, reloads) the run described by `config` (see kRlConfigDefaults).
@@ -66,6 +64,10 @@ class RlTrainer {
     // Held-out accuracy (fully correct samples): train.eval_samples samples of the first
     // train.eval_problems held-out problems that have a gold answer.
     TaskEvaluation evaluate();
+
+    // Replaces the generation engine for rollouts and held-out episodes (a scripted policy in
+    // tests); an empty one restores the engine.
+    void set_generator(Generator generator) { generator_ = std::move(generator); }
 
     int64_t step() const { return step_; }
     Model& model() { return *model_; }
@@ -111,6 +113,9 @@ class RlTrainer {
     float lr_at(int64_t optimizer_step) const;  // train.* schedule over the whole run
     std::vector<std::vector<size_t>> micro_batches(const std::vector<Rollout>& rollouts,
                                                    const std::vector<size_t>& mb) const;
+    // Episodes of the environment (env.*) on held-out items, scored like evaluate_task.
+    TaskEvaluation evaluate_episodes(const std::vector<TaskItem>& items, int samples,
+                                     const SamplingParams& params, uint64_t seed);
     void pack(const std::vector<Rollout>& rollouts, const std::vector<size_t>& micro,
               PackedBatch* batch) const;
     void score_logprobs(Model& model, std::vector<Rollout>& rollouts, const std::vector<size_t>& mb,
@@ -142,6 +147,32 @@ class RlTrainer {
     std::vector<size_t> perm_;
     double elapsed_s_ = 0.0;
     std::string last_metrics_;
+    Generator generator_;  // empty: the engine on model_
 };
+
+// One micro-batch's forward pass, for the sequences packed in it.
+struct ForwardRows {
+    const float* losses;  // (rows) -log p of each row's next token
+    const float* logits;  // (rows, V)
+    int V;
+    float* loss_weight;  // (rows) the weights Model::backward differentiates
+};
+
+struct SequenceScratch {
+    std::vector<float> logp;
+    std::vector<double> dlogp, entropy;
+};
+
+// One sequence whose completion's ids are predicted at rows [row0, row0 + completion size):
+// its log-probabilities (and on the first pass the policy's entropy there), its part of the
+// objective (masked_sequence_loss: the model's ids only), and its rows' loss weights, which
+// are exactly 0 at the rows that predict an observation's ids.
+void add_sequence_gradient(const PolicyLossOptions& loss, const MiniBatchSize& size,
+                           const ForwardRows& f, int row0, bool first_pass, Rollout& r,
+                           SequenceScratch& s, UpdateStats* st);
+
+// The sequence a rollout trains on: its prompt's ids, then its completion (the model's ids
+// and the observations' ids, in order).
+std::vector<int32_t> trained_sequence(const TaskItem& item, const Rollout& r);
 
 }  // namespace crucible::rl

@@ -10,19 +10,31 @@
 #include <utility>
 #include <vector>
 
+#include "rl/episodes.h"
 #include "rl/objective.h"
 
 namespace crucible::rl {
 
-// One sampled completion of one training item.
+// One sampled episode of one training item (one completion, for a one-turn environment).
 struct Rollout {
-    int group = 0;                    // index of its group within the step
-    size_t item = 0;                  // index into the task's train items
-    int sample = 0;                   // index within the group
-    std::vector<int32_t> completion;  // generated ids (end-of-sequence included when it ended it)
-    std::string text;                 // completion text without the end-of-sequence token
-    bool truncated = false;           // hit rollout.max_new_tokens
-    std::optional<double> correct;    // the task's verdict; none: the item has no gold answer
+    int group = 0;    // index of its group within the step
+    size_t item = 0;  // index into the task's train items
+    int sample = 0;   // index within the group
+    // Every id after the prompt: generated ids (end-of-sequence included when it ended a turn)
+    // and, in a multi-turn episode, the tools' observation ids between turns.
+    std::vector<int32_t> completion;
+    std::string text;        // completion text without a final end-of-sequence token
+    bool truncated = false;  // hit a token limit (rollout.max_new_tokens, a turn's)
+    // Per completion id: 1 the model's, 0 an observation's (in the sequence, no loss, no
+    // advantage, no KL); empty: every id is the model's.
+    std::vector<uint8_t> model_mask;
+    std::vector<EpisodeSpan> spans;  // the model's turns and the observations, in order
+    int turns = 1, tool_calls = 0, malformed_calls = 0;
+    std::string end;                        // why the episode ended (environment info "end")
+    std::shared_ptr<env::Environment> env;  // the episode's environment, for its verdict
+    double step_reward = 0.0;               // the environment's step rewards, summed
+    bool has_step_reward = false;
+    std::optional<double> correct;  // the task's verdict; none: the item has no gold answer
     std::vector<std::pair<std::string, double>> components;
     double rubric = NAN;  // the rubric reward (when on); NaN with rubric_error when it failed
     std::string rubric_error;
@@ -32,7 +44,15 @@ struct Rollout {
     bool kept = false;     // its group is in the update batch
     bool in_loss = false;  // kept, valid and not removed by overlong filtering
     double advantage = 0.0;
-    std::vector<float> old_logp, ref_logp;
+    std::vector<float> old_logp, ref_logp;  // at the model's ids only
+
+    // Ids the model generated (the loss's tokens).
+    size_t model_tokens() const {
+        if (model_mask.empty()) return completion.size();
+        size_t n = 0;
+        for (uint8_t m : model_mask) n += m;
+        return n;
+    }
 };
 
 // A step's rollouts: every generation round's, in order (groups of G consecutive samples),
@@ -41,6 +61,7 @@ struct RolloutBatch {
     std::vector<Rollout> rollouts;
     std::vector<int> kept_groups;  // Rollout::group of the kept groups, in the order kept
     int rounds = 0;                // generation rounds (dynamic sampling refills)
+    bool multi_turn = false;       // env.name is not single_turn: env/* metrics, spans
     int groups_total = 0;
     int groups_zero_std = 0;           // fewer than 2 valid samples, or all rewards equal
     int groups_judged = 0;             // groups with >= 2 verdicts

@@ -65,6 +65,19 @@ void add_rollout_metrics(json& line, const RolloutBatch& b) {
     line["response_length_mean"] = len_sum / n_all;
     line["response_length_max"] = max_len;
     line["truncation_rate"] = double(truncated) / n_all;
+    if (!b.multi_turn) return;
+    int64_t turns = 0, calls = 0, malformed = 0, model = 0;
+    for (const Rollout& r : rollouts) {
+        turns += r.turns;
+        calls += r.tool_calls;
+        malformed += r.malformed_calls;
+        model += static_cast<int64_t>(r.model_tokens());
+    }
+    line["env/turns_mean"] = double(turns) / n_all;
+    line["env/tool_calls_mean"] = double(calls) / n_all;
+    line["env/malformed_calls"] = malformed;
+    line["env/model_tokens_mean"] = double(model) / n_all;
+    line["env/observation_tokens_mean"] = (len_sum - double(model)) / n_all;
 }
 
 // The objective's statistics, averaged per token or per optimizer step.
@@ -101,8 +114,8 @@ json step_metrics(int64_t step, const RolloutBatch& b, const UpdateStats& st,
     return line;
 }
 
-std::string step_samples_jsonl(int64_t step, const std::vector<Rollout>& rollouts,
-                               const Task& task) {
+std::string step_samples_jsonl(int64_t step, const std::vector<Rollout>& rollouts, const Task& task,
+                               const TextTokenizer* spans_tok) {
     std::string lines;
     for (const Rollout& r : rollouts) {
         json s = {{"step", step},
@@ -120,6 +133,25 @@ std::string step_samples_jsonl(int64_t step, const std::vector<Rollout>& rollout
         for (const auto& [name, v] : r.components) comps[name] = v;
         s["rewards"] = comps;
         if (!r.valid) s["error"] = r.error;
+        if (spans_tok != nullptr) {
+            s["turns"] = r.turns;
+            s["tool_calls"] = r.tool_calls;
+            s["malformed_calls"] = r.malformed_calls;
+            s["end"] = r.end;
+            json spans = json::array();
+            spans.push_back({{"kind", "prompt"}, {"tokens", task.train[r.item].prompt_ids.size()}});
+            for (const EpisodeSpan& sp : r.spans) {
+                std::vector<int32_t> ids(r.completion.begin() + sp.begin,
+                                         r.completion.begin() + sp.end);
+                // A final end-of-sequence token counts, but is not text (as in "completion").
+                if (sp.end == r.completion.size() && !ids.empty() && ids.back() == spans_tok->eos)
+                    ids.pop_back();
+                spans.push_back({{"kind", sp.kind == EpisodeSpan::Kind::model ? "model" : "tool"},
+                                 {"tokens", sp.end - sp.begin},
+                                 {"text", spans_tok->decode(ids)}});
+            }
+            s["spans"] = spans;
+        }
         lines += s.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
     }
     return lines;

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/jsonl.h"
 #include "env/builtin.h"
+#include "env/calculator_env.h"
 #include "env/countdown.h"
 #include "env/countdown_tinyzero.h"
 #include "env/dataset_item.h"
@@ -81,6 +82,21 @@ std::vector<TaskItem> read_jsonl(const std::string& path, const RlTaskConfig& cf
 }
 
 }  // namespace
+
+std::shared_ptr<env::Environment> make_environment(const RlEnvConfig& env, const Task& task,
+                                                   const TaskItem& item) {
+    env::VerdictFn verdict = [&task, &item](const std::string& text) {
+        return task.score(item, text);
+    };
+    switch (env.name) {
+        case EnvKind::calculator:
+            return std::make_shared<env::CalculatorEnvironment>(
+                env::CalculatorEnvOptions{env.max_turns}, std::move(verdict), task.stop_strings);
+        case EnvKind::single_turn:
+            break;
+    }
+    return std::make_shared<env::OneTurnEnvironment>(std::move(verdict), task.stop_strings);
+}
 
 Task load_task(const Config& config, const TextTokenizer& tok) {
     return load_task(read_rl_task_config(config), static_cast<uint64_t>(config.get_int("seed")),

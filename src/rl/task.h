@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "env/environment.h"
 #include "rl/rl_config.h"
 #include "tokenizer/text_tokenizer.h"
 
@@ -19,24 +20,18 @@ struct RubricItem;
 
 namespace crucible::rl {
 
-struct TaskItem {
-    std::string id;
-    std::string prompt;  // the text shown to the model (after any chat template)
-    std::vector<int32_t> prompt_ids;
-    std::string answer;    // gold answer (or the task's own encoding of the problem)
+// An item of the task's data (env::Item: id, prompt, prompt_ids, answer, index) with what the
+// RL task adds.
+struct TaskItem : env::Item {
     bool has_gold = true;  // false: a task jsonl line with a rubric and no answer
     std::string verifier;  // jsonl: exact, numeric, math, mc, regex
-    int index = 0;         // position in its split (built-in tasks score by it)
     std::shared_ptr<const reward::RubricItem> rubric;  // task jsonl: the line's "rubric", if any
 };
 
-// The task's verdict on one completion. Correctness and format credit are kept apart, so that
-// accuracy means "fully correct" whatever credit the reward gives for form.
-struct TaskScore {
-    std::optional<double> correct;  // 1 fully correct, 0 not; none: the item has no gold answer
-    double format = 0.0;            // format credit (Countdown: TinyZero's 0.1 for a
-                                    // well-formed wrong answer); 0 for tasks without one
-};
+// The task's verdict on one completion (env::Verdict): `correct` 1 fully correct, 0 not, none
+// when the item has no gold answer; `format` credit (Countdown: TinyZero's 0.1 for a
+// well-formed wrong answer), 0 for tasks without one.
+using TaskScore = env::Verdict;
 
 struct Task {
     std::string name;
@@ -48,6 +43,12 @@ struct Task {
     // Text that ends a completion besides the end-of-sequence token ("" : none).
     std::vector<std::string> stop_strings;
 };
+
+// A fresh environment for one episode on an item of `task` (env.*): the task as a one-turn
+// environment (single_turn), or the calculator environment, scored by the task's verdict.
+// The environment refers to `task` and the item it is reset with, which must outlive it.
+std::shared_ptr<env::Environment> make_environment(const RlEnvConfig& env, const Task& task,
+                                                   const TaskItem& item);
 
 // Builds the task named by task.* of an RL config (data files are read here: errors name the
 // file, line and field); `seed` is the config's, which the built-in tasks' data derive from.

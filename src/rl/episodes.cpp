@@ -1,0 +1,225 @@
+#include "rl/episodes.h"
+
+#include <algorithm>
+#include <exception>
+
+#include "core/error.h"
+#include "core/rng.h"
+
+namespace crucible::rl {
+
+std::vector<uint8_t> Episode::model_mask() const {
+    if (std::all_of(spans.begin(), spans.end(),
+                    [](const EpisodeSpan& s) { return s.kind == EpisodeSpan::Kind::model; }))
+        return {};
+    std::vector<uint8_t> mask(completion.size(), 0);
+    for (const EpisodeSpan& s : spans) {
+        if (s.kind != EpisodeSpan::Kind::model) continue;
+        std::fill(mask.begin() + static_cast<ptrdiff_t>(s.begin),
+                  mask.begin() + static_cast<ptrdiff_t>(s.end), uint8_t{1});
+    }
+    return mask;
+}
+
+std::string completion_text(const TextTokenizer& tok, const std::vector<int32_t>& ids) {
+    if (!ids.empty() && ids.back() == tok.eos) {
+        return tok.decode(std::vector<int32_t>(ids.begin(), ids.end() - 1));
+    }
+    return tok.decode(ids);
+}
+
+Generator engine_generator(Model& model, const TextTokenizer& tok) {
+    return [&model, &tok](const std::vector<GenerationRequest>& requests,
+                          const std::function<void(size_t, const std::vector<GeneratedSequence>&)>&
+                              on_request_done) {
+        EngineOptions options;
+        options.detokenize = tok.decode;
+        Engine engine(model, options);
+        return engine.generate(requests, {}, on_request_done);
+    };
+}
+
+namespace {
+
+// Where an episode stands between rounds.
+struct Waiting {
+    size_t group;
+    size_t sample;
+};
+
+class Runner {
+  public:
+    Runner(std::vector<EpisodeGroup>& groups, const TextTokenizer& tok, const EpisodeLimits& limits,
+           const std::function<void(size_t, const std::vector<Episode>&)>& on_group_done)
+        : groups_(groups), tok_(tok), limits_(limits), on_group_done_(on_group_done) {
+        episodes_.resize(groups.size());
+        left_.resize(groups.size());
+        for (size_t g = 0; g < groups.size(); g++) {
+            episodes_[g].resize(groups[g].envs.size());
+            left_[g] = groups[g].envs.size();
+            for (size_t s = 0; s < groups[g].envs.size(); s++)
+                episodes_[g][s].env = groups[g].envs[s];
+        }
+    }
+
+    int max_tokens(const Episode& e) const {
+        const int remaining = limits_.max_new_tokens - static_cast<int>(e.completion.size());
+        return limits_.max_tokens_per_turn > 0 ? std::min(remaining, limits_.max_tokens_per_turn)
+                                               : remaining;
+    }
+
+    // The model's turn `gs` of episode (g, s): the environment's step, then the observation or
+    // the end. Returns whether the episode goes on.
+    bool take_turn(size_t g, size_t s, const GeneratedSequence& gs) {
+        Episode& e = episodes_[g][s];
+        const size_t begin = e.completion.size();
+        e.completion.insert(e.completion.end(), gs.tokens.begin(), gs.tokens.end());
+        e.spans.push_back({EpisodeSpan::Kind::model, begin, e.completion.size()});
+        e.turns++;
+        env::Turn turn;
+        turn.ids = gs.tokens;
+        turn.eos = !turn.ids.empty() && turn.ids.back() == tok_.eos;
+        turn.text = completion_text(tok_, turn.ids);
+        turn.truncated = gs.finish_reason == "length";
+        env::StepResult r;
+        try {
+            r = e.env->step(turn);
+        } catch (const std::exception& ex) {
+            e.error = std::string("env: ") + ex.what();
+            r = env::StepResult{};
+            r.done = true;
+        }
+        if (r.info.is_object()) {
+            if (r.info.contains("tool")) e.tool_calls++;
+            if (r.info.contains("malformed")) e.malformed_calls++;
+            if (r.info.contains("end") && r.info["end"].is_string()) e.end = r.info["end"];
+        }
+        if (r.reward) {
+            e.step_reward += *r.reward;
+            e.has_step_reward = true;
+        }
+        if (r.done) {
+            e.truncated = turn.truncated;
+            return false;
+        }
+        int remaining = limits_.max_new_tokens - static_cast<int>(e.completion.size());
+        if (r.observation) {
+            std::vector<int32_t> obs = tok_.encode(*r.observation);
+            const bool cut = static_cast<int>(obs.size()) >= remaining;
+            if (cut) obs.resize(static_cast<size_t>(std::max(remaining, 0)));
+            const size_t ob = e.completion.size();
+            e.completion.insert(e.completion.end(), obs.begin(), obs.end());
+            if (!obs.empty()) e.spans.push_back({EpisodeSpan::Kind::tool, ob, e.completion.size()});
+            remaining -= static_cast<int>(obs.size());
+        }
+        if (remaining <= 0) {
+            e.end = "budget";
+            e.truncated = true;
+            return false;
+        }
+        return true;
+    }
+
+    std::vector<std::vector<Episode>> run(const Generator& generate) {
+        // Round 0: one request per group, its samples sharing the prompt.
+        std::vector<GenerationRequest> requests;
+        std::vector<size_t> request_group;
+        prompts_.resize(groups_.size());
+        for (size_t g = 0; g < groups_.size(); g++) {
+            EpisodeGroup& grp = groups_[g];
+            if (grp.envs.empty()) continue;
+            if (grp.item == nullptr) throw Error("run_episodes: a group without an item");
+            std::vector<int32_t> ids;
+            for (size_t s = 0; s < grp.envs.size(); s++) {
+                env::Prompt p = grp.envs[s]->reset(*grp.item);
+                if (p.ids.empty()) p.ids = tok_.encode(p.text);
+                if (s == 0) {
+                    ids = std::move(p.ids);
+                } else if (p.ids != ids) {
+                    throw Error("run_episodes: item '" + grp.item->id +
+                                "': the episodes of one group start from different prompts");
+                }
+            }
+            GenerationRequest r;
+            r.prompt = std::move(ids);
+            r.params = grp.params;
+            r.params.max_tokens = max_tokens(episodes_[g][0]);
+            r.params.stop_strings = grp.envs[0]->stop_strings();
+            r.n = static_cast<int>(grp.envs.size());
+            prompts_[g] = r.prompt;
+            requests.push_back(std::move(r));
+            request_group.push_back(g);
+        }
+        std::vector<char> taken(requests.size(), 0);
+        const auto round0_done = [&](size_t r, const std::vector<GeneratedSequence>& samples) {
+            taken.at(r) = 1;
+            const size_t g = request_group[r];
+            for (size_t s = 0; s < samples.size(); s++) turn_done(g, s, samples[s]);
+        };
+        // Results the generator did not report as it went are taken at the end.
+        const auto outs = generate(requests, round0_done);
+        for (size_t r = 0; r < requests.size(); r++) {
+            if (!taken[r]) round0_done(r, outs.at(r));
+        }
+        while (!next_.empty()) {
+            std::vector<Waiting> waiting;
+            waiting.swap(next_);
+            requests.clear();
+            for (const Waiting& w : waiting) {
+                const EpisodeGroup& grp = groups_[w.group];
+                const Episode& e = episodes_[w.group][w.sample];
+                GenerationRequest r;
+                r.prompt = prompts_[w.group];
+                r.prompt.insert(r.prompt.end(), e.completion.begin(), e.completion.end());
+                r.params = grp.params;
+                r.params.seed =
+                    Rng::mix(Rng::mix(grp.params.seed, w.sample), static_cast<uint64_t>(e.turns));
+                r.params.max_tokens = max_tokens(e);
+                r.params.stop_strings = e.env->stop_strings();
+                r.n = 1;
+                requests.push_back(std::move(r));
+            }
+            std::vector<char> done_now(requests.size(), 0);
+            const auto done = [&](size_t r, const std::vector<GeneratedSequence>& samples) {
+                done_now.at(r) = 1;
+                turn_done(waiting[r].group, waiting[r].sample, samples.at(0));
+            };
+            const auto later = generate(requests, done);
+            for (size_t r = 0; r < requests.size(); r++) {
+                if (!done_now[r]) done(r, later.at(r));
+            }
+        }
+        return std::move(episodes_);
+    }
+
+  private:
+    void turn_done(size_t g, size_t s, const GeneratedSequence& gs) {
+        if (take_turn(g, s, gs)) {
+            next_.push_back({g, s});
+            return;
+        }
+        if (--left_[g] == 0 && on_group_done_) on_group_done_(g, episodes_[g]);
+    }
+
+    std::vector<EpisodeGroup>& groups_;
+    const TextTokenizer& tok_;
+    const EpisodeLimits& limits_;
+    const std::function<void(size_t, const std::vector<Episode>&)>& on_group_done_;
+    std::vector<std::vector<Episode>> episodes_;
+    std::vector<size_t> left_;  // episodes of each group still running
+    std::vector<std::vector<int32_t>> prompts_;
+    std::vector<Waiting> next_;
+};
+
+}  // namespace
+
+std::vector<std::vector<Episode>> run_episodes(
+    std::vector<EpisodeGroup>& groups, const Generator& generate, const TextTokenizer& tok,
+    const EpisodeLimits& limits,
+    const std::function<void(size_t, const std::vector<Episode>&)>& on_group_done) {
+    if (limits.max_new_tokens < 1) throw Error("run_episodes: max_new_tokens must be >= 1");
+    Runner runner(groups, tok, limits, on_group_done);
+    return runner.run(generate);
+}
+
+}  // namespace crucible::rl
