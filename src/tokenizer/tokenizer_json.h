@@ -44,17 +44,18 @@ struct TokenizerJson {
     bool ignore_merges = false;
     bool fuse_unk = false;
     bool nfc = false;  // the normalizer is NFC (or a Sequence of NFCs) rather than null
-    bool has_pre_tokenizer = false;  // a non-null pre_tokenizer (then steps lists it)
-    std::vector<PreTokenizerStep> pre_tokenizer;
+    bool has_pre_tokenizer = false;               // a non-null pre_tokenizer, whose steps follow
+    std::vector<PreTokenizerStep> pre_tokenizer;  // empty without one
 };
 
-// Reads and parses the tokenizer.json at `file`. Throws Error starting with the file's name, and
-// naming the field ("model.merges[4]: ...") for anything malformed or unsupported: not JSON; a
-// model that is not BPE or has a subword prefix, word suffix or dropout; vocabulary ids that are
-// not integers in 0..2^31-1; added tokens without an integer id and a string content; merges
-// not of the form "left right" or ["left", "right"]; a normalizer other than null, NFC or a
-// Sequence of NFCs; a pre-tokenizer other than Sequence, Split(Regex, Isolated, not inverted)
-// and ByteLevel; a field of the wrong JSON type.
+// Reads and parses the tokenizer.json at `file` (whether merge and unk tokens are in the
+// vocabulary, and whether Split regexes compile, is left to the user: BpeTokenizer checks both).
+// Throws Error starting with the file's name, and naming the field ("model.merges[4]: ...") for
+// anything malformed or unsupported: not JSON; a model that is not BPE or has a subword prefix,
+// word suffix or dropout; vocabulary ids that are not integers in 0..2^31-1; added tokens without
+// an integer id and a string content; merges not of the form "left right" or ["left", "right"]; a
+// normalizer other than null, NFC or a Sequence of NFCs; a pre-tokenizer other than Sequence,
+// Split(Regex, Isolated, not inverted) and ByteLevel; a field of the wrong JSON type.
 TokenizerJson parse_tokenizer_json(const std::filesystem::path& file);
 
 }  // namespace crucible
