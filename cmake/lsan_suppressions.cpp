@@ -1,9 +1,24 @@
-// Linked into the executables of a sanitizer build (CRUCIBLE_SANITIZE) only. LeakSanitizer
-// reads these suppressions at exit.
+// Linked into the executables of a sanitizer build (CRUCIBLE_SANITIZE) only: the sanitizers'
+// settings, compiled in so that `ctest` needs no environment variables.
 //
-// libcln (GiNaC's number library, Debian 12) allocates 26 bytes in a static initialiser and
-// never frees them; without this every sanitized binary exits non-zero, test discovery
-// included. Nothing of ours is suppressed.
+// LeakSanitizer's suppressions: libcln (GiNaC's number library, Debian 12) allocates 26 bytes in
+// a static initialiser and never frees them; without this every sanitized binary exits
+// non-zero, test discovery included. Nothing of ours is suppressed.
 extern "C" const char* __lsan_default_suppressions() {
     return "leak:libcln.so\n";
+}
+
+// print_suppressions=0: the suppression report would otherwise end the stderr of every
+// process, and tests compare a command's stderr with its one error line.
+extern "C" const char* __lsan_default_options() {
+    return "print_suppressions=0";
+}
+
+// allocator_may_return_null=1: an allocation too large to make fails as it does without the
+// sanitizer (malloc returns null, operator new throws std::bad_alloc) instead of aborting the
+// process. The math verifier relies on it: CLN asks for an impossible bignum on hostile input
+// such as e^{e^{e^{10}}} and the verifier reports the failure as "not equal"
+// (EvalVerifiers.HostileInputsFailQuietly).
+extern "C" const char* __asan_default_options() {
+    return "allocator_may_return_null=1";
 }
