@@ -10,6 +10,34 @@
 
 namespace crucible::rl {
 
+void add_sample(TaskEvaluation& ev, size_t item, int64_t tokens,
+                const std::function<std::optional<double>()>& correct) {
+    ev.tokens += tokens;
+    double score = NAN;
+    try {
+        const std::optional<double> c = correct();
+        if (c && (*c == 0.0 || *c == 1.0)) score = *c;
+    } catch (const std::exception&) {
+    }
+    ev.scores[item].push_back(score);
+    if (std::isnan(score)) ev.failures++;
+}
+
+void finish_evaluation(TaskEvaluation& ev) {
+    double total = 0.0;
+    int64_t count = 0;
+    for (const std::vector<double>& item : ev.scores) {
+        for (double score : item) {
+            if (std::isnan(score)) continue;
+            total += score;
+            count++;
+        }
+    }
+    ev.mean = count > 0 ? total / count : 0.0;
+    const int64_t n = count + ev.failures;
+    ev.mean_length = n > 0 ? static_cast<double>(ev.tokens) / static_cast<double>(n) : 0.0;
+}
+
 TaskEvaluation evaluate_task(Model& model, const TextTokenizer& tok, const Task& task,
                              const std::vector<TaskItem>& items, int samples,
                              const SamplingParams& params, uint64_t seed) {
@@ -35,33 +63,15 @@ TaskEvaluation evaluate_task(Model& model, const TextTokenizer& tok, const Task&
     const auto outs = engine.generate(requests);
     TaskEvaluation ev;
     ev.scores.resize(items.size());
-    double total = 0.0;
-    int64_t count = 0;
     for (size_t i = 0; i < items.size(); i++) {
         for (const GeneratedSequence& s : outs[i]) {
             std::vector<int32_t> ids = s.tokens;
             if (!ids.empty() && ids.back() == tok.eos) ids.pop_back();
-            ev.tokens += static_cast<int64_t>(s.tokens.size());
-            // A sample is correct (1) or not (0); a verdict that throws or is neither is a
-            // failure: NaN in `scores`, counted, and left out of the mean.
-            double score = NAN;
-            try {
-                const std::optional<double> correct = task.score(items[i], tok.decode(ids)).correct;
-                if (correct && (*correct == 0.0 || *correct == 1.0)) score = *correct;
-            } catch (const std::exception&) {
-            }
-            ev.scores[i].push_back(score);
-            if (std::isnan(score)) {
-                ev.failures++;
-                continue;
-            }
-            total += score;
-            count++;
+            add_sample(ev, i, static_cast<int64_t>(s.tokens.size()),
+                       [&] { return task.score(items[i], tok.decode(ids)).correct; });
         }
     }
-    ev.mean = count > 0 ? total / count : 0.0;
-    const int64_t n = count + ev.failures;
-    ev.mean_length = n > 0 ? static_cast<double>(ev.tokens) / static_cast<double>(n) : 0.0;
+    finish_evaluation(ev);
     ev.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return ev;
 }

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <vector>
 
 #include "engine/sampler.h"
@@ -22,6 +24,15 @@ struct TaskEvaluation {
     int64_t tokens = 0;
     double seconds = 0.0;
 };
+
+// Adds one sample of item `item` (scores[item] must exist): its `tokens` and the verdict
+// `correct` returns. 1 or 0 is the sample's score; a verdict that throws, is absent or is
+// neither is a failure: NaN in `scores`, counted in `failures`.
+void add_sample(TaskEvaluation& ev, size_t item, int64_t tokens,
+                const std::function<std::optional<double>()>& correct);
+// Sets `mean` (over the samples with a verdict, in order) and `mean_length` from the samples
+// added.
+void finish_evaluation(TaskEvaluation& ev);
 
 // `samples` completions of each item (temperature 0: greedy, one is enough), scored by the
 // task's correctness (format credit is not accuracy). Sample j of item i is seeded from

@@ -715,33 +715,20 @@ TaskEvaluation RlTrainer::evaluate_episodes(const std::vector<TaskItem>& items, 
     const auto episodes =
         run_episodes(groups, generator_ ? generator_ : engine_generator(*model_, tokenizer_),
                      tokenizer_, limits);
-    // Scored as evaluate_task scores completions: 1 or 0, NaN for a failed verdict.
+    // Scored as evaluate_task scores completions: 1 or 0, NaN for a failed verdict (a step
+    // that threw is one).
     TaskEvaluation ev;
     ev.scores.resize(items.size());
-    double total = 0.0;
-    int64_t count = 0;
     for (size_t i = 0; i < items.size(); i++) {
         for (const Episode& e : episodes[i]) {
-            ev.tokens += static_cast<int64_t>(e.completion.size());
-            double score = NAN;
-            try {
-                const std::optional<double> correct = e.env->score().correct;
-                if (e.error.empty() && correct && (*correct == 0.0 || *correct == 1.0))
-                    score = *correct;
-            } catch (const std::exception&) {
-            }
-            ev.scores[i].push_back(score);
-            if (std::isnan(score)) {
-                ev.failures++;
-                continue;
-            }
-            total += score;
-            count++;
+            add_sample(ev, i, static_cast<int64_t>(e.completion.size()),
+                       [&]() -> std::optional<double> {
+                           if (!e.error.empty()) return std::nullopt;
+                           return e.env->score().correct;
+                       });
         }
     }
-    ev.mean = count > 0 ? total / count : 0.0;
-    const int64_t n = count + ev.failures;
-    ev.mean_length = n > 0 ? static_cast<double>(ev.tokens) / static_cast<double>(n) : 0.0;
+    finish_evaluation(ev);
     ev.seconds = seconds_since(t0);
     return ev;
 }
