@@ -54,6 +54,10 @@ TEST(RlConfig, EveryKeyOfTheSchemaIsReadIntoItsField) {
         {"env.name", "calculator"},
         {"env.max_turns", "7"},
         {"env.max_tokens_per_turn", "21"},
+        {"env.syntax", "hermes"},
+        {"env.index", "some/index"},
+        {"env.top_k", "5"},
+        {"env.max_passage_chars", "99"},
         {"rewards.correct", "0.5"},
         {"rewards.format", "0.25"},
         {"rewards.soft_overlong", "0.75"},
@@ -128,6 +132,11 @@ TEST(RlConfig, EveryKeyOfTheSchemaIsReadIntoItsField) {
     EXPECT_TRUE(r.task.chat);
     EXPECT_EQ(r.task.train_examples, 11);
     EXPECT_EQ(r.task.eval_examples, 12);
+    EXPECT_EQ(r.env.syntax, ToolSyntax::hermes);
+    EXPECT_EQ(r.env.index, "some/index");  // opened only for the search environment
+    EXPECT_EQ(r.env.search_index, nullptr);
+    EXPECT_EQ(r.env.top_k, 5);
+    EXPECT_EQ(r.env.max_passage_chars, 99);
     EXPECT_EQ(r.task.max_digits, 5);
     EXPECT_EQ(r.env.name, EnvKind::calculator);
     EXPECT_EQ(r.env.max_turns, 7);

@@ -128,13 +128,57 @@ DynamicSamplingMetric parse_dynamic_sampling_metric(const std::string& value) {
 EnvKind parse_env_kind(const std::string& value) {
     if (value == "single_turn") return EnvKind::single_turn;
     if (value == "calculator") return EnvKind::calculator;
+    if (value == "search") return EnvKind::search;
     throw Error("config: env.name: unknown environment '" + value +
-                "' (expected single_turn or calculator)");
+                "' (expected single_turn, calculator or search)");
 }
 
 const char* to_string(EnvKind kind) {
-    return kind == EnvKind::calculator ? "calculator" : "single_turn";
+    switch (kind) {
+        case EnvKind::calculator:
+            return "calculator";
+        case EnvKind::search:
+            return "search";
+        case EnvKind::single_turn:
+            break;
+    }
+    return "single_turn";
 }
+
+namespace {
+
+RlEnvConfig read_env(const Config& c) {
+    RlEnvConfig e;
+    e.name = parse_env_kind(c.get_string("env.name"));
+    e.max_turns = static_cast<int>(c.get_int("env.max_turns"));
+    e.max_tokens_per_turn = static_cast<int>(c.get_int("env.max_tokens_per_turn"));
+    const std::string syntax = c.get_string("env.syntax");
+    if (syntax == "search_r1") {
+        e.syntax = ToolSyntax::search_r1;
+    } else if (syntax == "hermes") {
+        e.syntax = ToolSyntax::hermes;
+    } else {
+        throw Error("config: env.syntax: unknown tool-call syntax '" + syntax +
+                    "' (expected search_r1 or hermes)");
+    }
+    e.index = c.get_string("env.index");
+    e.top_k = static_cast<int>(c.get_int("env.top_k"));
+    e.max_passage_chars = static_cast<int>(c.get_int("env.max_passage_chars"));
+    if (e.name == EnvKind::search) {
+        if (e.index.empty())
+            throw Error(
+                "config: env.index: the search environment needs an index folder "
+                "(crucible index build --docs DOCS.jsonl --out DIR)");
+        try {
+            e.search_index = std::make_shared<const SearchIndex>(SearchIndex::open(e.index));
+        } catch (const Error& ex) {
+            throw Error(std::string("config: env.index: ") + ex.what());
+        }
+    }
+    return e;
+}
+
+}  // namespace
 
 RlTaskConfig read_rl_task_config(const Config& c) {
     RlTaskConfig t;
@@ -156,9 +200,7 @@ RlConfig read_rl_config(const Config& c) {
     r.seed = static_cast<uint64_t>(c.get_int("seed"));
     r.model.path = c.get_string("model.path");
     r.task = read_rl_task_config(c);
-    r.env.name = parse_env_kind(c.get_string("env.name"));
-    r.env.max_turns = static_cast<int>(c.get_int("env.max_turns"));
-    r.env.max_tokens_per_turn = static_cast<int>(c.get_int("env.max_tokens_per_turn"));
+    r.env = read_env(c);
     r.rewards.correct = c.get_double("rewards.correct");
     r.rewards.format = c.get_double("rewards.format");
     r.rewards.soft_overlong = c.get_double("rewards.soft_overlong");

@@ -9,9 +9,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "core/config.h"
+#include "env/search_index.h"
+#include "env/tool_call.h"
 #include "kernels/kernels.h"
 #include "rl/objective.h"
 
@@ -37,10 +40,17 @@ task:
 env:                        # the environment episodes run in (docs/ENVIRONMENTS.md)
   name: single_turn         # single_turn: the task as a one-turn environment (prompt, one
                             # completion, the task's verdict); calculator: several turns with
-                            # an exact calculator tool (Hermes <tool_call>), then the verdict
-  max_turns: 4              # [1, 1000] calculator: model turns per episode at most
-  max_tokens_per_turn: 0    # [0, 1e6] calculator: tokens per model turn at most (0: only
+                            # an exact calculator tool (Hermes <tool_call>), then the verdict;
+                            # search: several turns with a search tool on env.index, then the
+                            # verdict on the last turn's <answer> content
+  max_turns: 4              # [1, 1000] tool environments: model turns per episode at most
+  max_tokens_per_turn: 0    # [0, 1e6] tool environments: tokens per model turn at most (0: only
                             # rollout.max_new_tokens, the episode's budget, limits a turn)
+  syntax: search_r1         # search: search_r1 (<search>q</search> -> <information>) or hermes
+                            # (<tool_call> {"name": "search", "arguments": {"query": q}})
+  index: ""                 # search: the index folder (`crucible index build`)
+  top_k: 3                  # [1, 1000] search: passages per search
+  max_passage_chars: 500    # [1, 1e6] search: characters per passage at most
 rewards:                    # weighted sum; a weight of 0 computes and logs a component only
   correct: 1.0              # [-100, 100] the task's verdict: 1 fully correct, 0 not (absent:
                             # no gold answer)
@@ -144,7 +154,7 @@ struct RlTaskConfig {
     int max_digits = 0;
 };
 
-enum class EnvKind { single_turn, calculator };
+enum class EnvKind { single_turn, calculator, search };
 EnvKind parse_env_kind(const std::string& value);
 const char* to_string(EnvKind kind);
 
@@ -152,6 +162,13 @@ struct RlEnvConfig {
     EnvKind name = EnvKind::single_turn;
     int max_turns = 0;
     int max_tokens_per_turn = 0;  // 0: no limit besides rollout.max_new_tokens
+    ToolSyntax syntax = ToolSyntax::search_r1;
+    std::string index;  // search: the index folder
+    int top_k = 0;
+    int max_passage_chars = 0;
+    // search: env.index, opened by read_rl_config (so a bad folder fails before any work);
+    // shared by every episode.
+    std::shared_ptr<const SearchIndex> search_index;
 };
 
 struct RlRewardsConfig {  // weights

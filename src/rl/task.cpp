@@ -9,6 +9,7 @@
 #include "env/countdown.h"
 #include "env/countdown_tinyzero.h"
 #include "env/dataset_item.h"
+#include "env/search_env.h"
 #include "reward/rubric.h"
 #include "reward/rubric_format.h"
 #include "reward/verify/verifiers.h"
@@ -92,6 +93,11 @@ std::shared_ptr<env::Environment> make_environment(const RlEnvConfig& env, const
         case EnvKind::calculator:
             return std::make_shared<env::CalculatorEnvironment>(
                 env::CalculatorEnvOptions{env.max_turns}, std::move(verdict), task.stop_strings);
+        case EnvKind::search:
+            return std::make_shared<env::SearchEnvironment>(
+                env::SearchEnvOptions{env.max_turns, env.syntax, env.top_k,
+                                      static_cast<size_t>(env.max_passage_chars)},
+                env.search_index, std::move(verdict), task.stop_strings);
         case EnvKind::single_turn:
             break;
     }
