@@ -152,6 +152,25 @@ TEST(SftDataJsonl, PromptCompletionLinesAndBlankLines) {
     EXPECT_EQ(ds.task, "");
 }
 
+TEST(SftDataJsonl, CompletionPiecesTrainOnlyWhatTheySay) {
+    // A multi-turn tool demonstration: the model's turns are trained, the tool's output is in
+    // the sequence but not trained on; the end-of-text after the last piece is trained.
+    TempDir dir;
+    const std::string path =
+        dir.write("d.jsonl",
+                  "{\"prompt\": \"Q\", \"completion\": [\"<s>\", {\"text\": \"ob\", \"train\": "
+                  "false}, {\"text\": \"A\", \"train\": true}]}\n");
+    const ByteTokenizer tok;
+    const SftDataset ds = load_sft_jsonl(path, tok, 64);
+    ASSERT_EQ(ds.examples.size(), 1u);
+    const SftExample& ex = ds.examples[0];
+    EXPECT_EQ(ex.tokens, (std::vector<int32_t>{'Q', '<', 's', '>', 'o', 'b', 'A', kEot}));
+    EXPECT_EQ(ex.target, (std::vector<uint8_t>{0, 1, 1, 1, 0, 0, 1, 1}));
+    EXPECT_EQ(ex.prompt, "Q");
+    EXPECT_EQ(ex.completion, "<s>obA");
+    EXPECT_EQ(count_targets(ex), 5);
+}
+
 TEST(SftDataJsonl, JsonEscapesAreDecoded) {
     TempDir dir;
     const std::string path =
@@ -262,6 +281,14 @@ TEST(SftDataJsonl, MalformedInputErrorsNameFileLineAndField) {
          "'role'"},
         {"content_not_string", "{\"messages\": [{\"role\": \"assistant\", \"content\": [1]}]}\n", 1,
          "'content'"},
+        {"piece_not_string", "{\"prompt\": \"a\", \"completion\": [\"b\", 3]}\n", 1,
+         "completion[1]"},
+        {"piece_no_text", "{\"prompt\": \"a\", \"completion\": [{\"train\": true}]}\n", 1,
+         "completion[0]: missing field 'text'"},
+        {"piece_train_not_bool",
+         "{\"prompt\": \"a\", \"completion\": [{\"text\": \"b\", \"train\": 1}]}\n", 1,
+         "completion[0]: field 'train'"},
+        {"pieces_without_prompt", "{\"completion\": [\"b\"]}\n", 1, "'prompt'"},
         {"empty_file", "", 0, "no examples"},
         {"only_blank_lines", "\n  \n\t\n", 0, "no examples"},
     };

@@ -76,4 +76,39 @@ TaskEvaluation evaluate_task(Model& model, const TextTokenizer& tok, const Task&
     return ev;
 }
 
+TaskEvaluation evaluate_episodes(const Generator& generate, const TextTokenizer& tok,
+                                 const RlEnvConfig& env, const Task& task,
+                                 const std::vector<TaskItem>& items, int samples,
+                                 const SamplingParams& params, uint64_t seed,
+                                 const EpisodeLimits& limits,
+                                 std::vector<std::vector<Episode>>* episodes_out) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<EpisodeGroup> groups;
+    for (const TaskItem& item : items) {
+        EpisodeGroup g;
+        g.item = &item;
+        for (int s = 0; s < samples; s++) g.envs.push_back(make_environment(env, task, item));
+        g.params = params;
+        g.params.seed = Rng::mix(seed, static_cast<uint64_t>(item.index));
+        g.params.stop_ids = {tok.eos};
+        groups.push_back(std::move(g));
+    }
+    std::vector<std::vector<Episode>> episodes = run_episodes(groups, generate, tok, limits);
+    TaskEvaluation ev;
+    ev.scores.resize(items.size());
+    for (size_t i = 0; i < items.size(); i++) {
+        for (const Episode& e : episodes[i]) {
+            add_sample(ev, i, static_cast<int64_t>(e.completion.size()),
+                       [&]() -> std::optional<double> {
+                           if (!e.error.empty()) return std::nullopt;
+                           return e.env->score().correct;
+                       });
+        }
+    }
+    finish_evaluation(ev);
+    ev.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (episodes_out) *episodes_out = std::move(episodes);
+    return ev;
+}
+
 }  // namespace crucible::rl

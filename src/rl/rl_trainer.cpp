@@ -700,37 +700,9 @@ TaskEvaluation RlTrainer::evaluate() {
 
 TaskEvaluation RlTrainer::evaluate_episodes(const std::vector<TaskItem>& items, int samples,
                                             const SamplingParams& params, uint64_t seed) {
-    const auto t0 = Clock::now();
-    std::vector<EpisodeGroup> groups;
-    for (const TaskItem& item : items) {
-        EpisodeGroup g;
-        g.item = &item;
-        for (int s = 0; s < samples; s++) g.envs.push_back(make_environment(cfg_.env, task_, item));
-        g.params = params;
-        g.params.seed = Rng::mix(seed, static_cast<uint64_t>(item.index));
-        g.params.stop_ids = {tokenizer_.eos};
-        groups.push_back(std::move(g));
-    }
     const EpisodeLimits limits{loss_.max_completion_tokens, cfg_.env.max_tokens_per_turn};
-    const auto episodes =
-        run_episodes(groups, generator_ ? generator_ : engine_generator(*model_, tokenizer_),
-                     tokenizer_, limits);
-    // Scored as evaluate_task scores completions: 1 or 0, NaN for a failed verdict (a step
-    // that threw is one).
-    TaskEvaluation ev;
-    ev.scores.resize(items.size());
-    for (size_t i = 0; i < items.size(); i++) {
-        for (const Episode& e : episodes[i]) {
-            add_sample(ev, i, static_cast<int64_t>(e.completion.size()),
-                       [&]() -> std::optional<double> {
-                           if (!e.error.empty()) return std::nullopt;
-                           return e.env->score().correct;
-                       });
-        }
-    }
-    finish_evaluation(ev);
-    ev.seconds = seconds_since(t0);
-    return ev;
+    return rl::evaluate_episodes(generator_ ? generator_ : engine_generator(*model_, tokenizer_),
+                                 tokenizer_, cfg_.env, task_, items, samples, params, seed, limits);
 }
 
 void RlTrainer::run(int64_t until_step) {

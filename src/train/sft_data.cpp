@@ -49,6 +49,44 @@ SftExample make_chat(const TextTokenizer& tok, const std::vector<ChatMessage>& c
     return ex;
 }
 
+// "completion" as an array of pieces, each tokenized on its own (as an episode's turns and
+// observations are): a string is trained on; {"text": str, "train": bool} says so itself (a
+// tool's output in a multi-turn demonstration: in the sequence, not trained on).
+SftExample make_segmented(const TextTokenizer& tok, const std::string& prompt, const json& pieces,
+                          const std::string& where) {
+    SftExample ex;
+    ex.prompt = prompt;
+    for (int32_t id : tok.encode(prompt)) {
+        ex.tokens.push_back(id);
+        ex.target.push_back(0);
+    }
+    for (size_t i = 0; i < pieces.size(); i++) {
+        const std::string at = where + ": completion[" + std::to_string(i) + "]";
+        const json& piece = pieces[i];
+        std::string text;
+        bool train = true;
+        if (piece.is_string()) {
+            text = piece.get<std::string>();
+        } else if (piece.is_object()) {
+            text = string_field(piece, "text", at);
+            const auto t = piece.find("train");
+            if (t == piece.end() || !t->is_boolean())
+                throw Error(at + ": field 'train' must be true or false");
+            train = t->get<bool>();
+        } else {
+            throw Error(at + ": must be a string or {\"text\": str, \"train\": bool}");
+        }
+        ex.completion += text;
+        for (int32_t id : tok.encode(text)) {
+            ex.tokens.push_back(id);
+            ex.target.push_back(train ? 1 : 0);
+        }
+    }
+    ex.tokens.push_back(tok.eos);
+    ex.target.push_back(1);
+    return ex;
+}
+
 }  // namespace
 
 SftDataset load_sft_jsonl(const std::string& path, const TextTokenizer& tok, int max_seq_len) {
@@ -61,6 +99,8 @@ SftDataset load_sft_jsonl(const std::string& path, const TextTokenizer& tok, int
         SftExample ex;
         if (item.chat) {
             ex = make_chat(tok, item.messages, where);
+        } else if (const auto c = j.find("completion"); c != j.end() && c->is_array()) {
+            ex = make_segmented(tok, string_field(j, "prompt", where), *c, where);
         } else if (item.has_prompt || j.contains("completion")) {
             ex = make_prompt_completion(tok, string_field(j, "prompt", where),
                                         string_field(j, "completion", where));

@@ -28,8 +28,11 @@ struct SftDataset {
 SftExample make_prompt_completion(const TextTokenizer& tok, const std::string& prompt,
                                   const std::string& completion);
 
-// Reads a JSONL file. Each line is {"prompt": str, "completion": str} or
-// {"messages": [{"role": str, "content": str}, ...]}; other fields are ignored. Throws
+// Reads a JSONL file. Each line is {"prompt": str, "completion": str},
+// {"prompt": str, "completion": [piece, ...]} (a piece: a string, trained on, or
+// {"text": str, "train": bool}; each piece tokenized on its own, as a multi-turn episode's
+// turns and observations are) or {"messages": [{"role": str, "content": str}, ...]}; other
+// fields are ignored. Throws
 // Error("FILE:LINE: ...") naming the field for malformed lines. Examples longer than
 // max_seq_len + 1 tokens are truncated and counted.
 SftDataset load_sft_jsonl(const std::string& path, const TextTokenizer& tok, int max_seq_len);
