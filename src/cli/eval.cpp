@@ -8,10 +8,12 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "core/config.h"
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/jsonl.h"
 #include "eval/dataset.h"
+#include "eval/episode_generator.h"
 #include "eval/harness.h"
 #include "eval/local_generator.h"
 #include "eval/report_html.h"
@@ -19,6 +21,7 @@
 #include "eval/sample_store.h"
 #include "reward/rubric_scorer.h"
 #include "reward/verify/verifiers.h"
+#include "rl/rl_config.h"
 
 namespace crucible::cli {
 
@@ -80,6 +83,8 @@ std::function<int()> add_eval(CLI::App& app) {
         bool raw = false, chat = false, strip_think = false;
         reward::RubricScorerConfig judge;  // rubric items: the flags of `crucible rubric score`
         std::string judge_b, judge_cache;
+        std::string env;                    // environment episodes instead of completions
+        std::vector<std::string> env_sets;  // env.* keys of the RL config, without "env."
     };
     auto o = std::make_shared<Options>();
     cmd->add_option("--model", o->model,
@@ -110,6 +115,13 @@ std::function<int()> add_eval(CLI::App& app) {
     cmd->add_option("--batch", o->batch, "samples per engine call (local models)");
     cmd->add_option("--max-batch-tokens", o->max_batch_tokens, "rows per forward pass (local)");
     cmd->add_option("--chat-format", o->chat_format, "chatml, qwen2, qwen2.5 or llama3 (local)");
+    cmd->add_option("--env", o->env,
+                    "run each sample as an episode of this environment (calculator, search; "
+                    "docs/ENVIRONMENTS.md) on a local --model; the item's verifier scores what "
+                    "the environment's verdict reads (search: the <answer> content)");
+    cmd->add_option("--env-set", o->env_sets,
+                    "an env.* key of the RL config without its prefix, e.g. index=DIR, top_k=1, "
+                    "max_turns=3, syntax=hermes (repeatable)");
     cmd->add_option("--bootstrap", o->bootstrap, "bootstrap resamples for avg@K (0: none)");
     cmd->add_option("--bootstrap-seed", o->bootstrap_seed);
     // Rubric items (docs/RUBRICS.md): the judge flags of `crucible rubric score`, prefixed with
@@ -142,11 +154,37 @@ std::function<int()> add_eval(CLI::App& app) {
         for (const std::string& e : data.excluded)
             std::fprintf(stderr, "excluded: %s\n", e.c_str());
         if (data.items.empty()) throw Error(o->data + ": no usable item");
-        std::unique_ptr<eval::Generator> gen =
-            o->model.rfind("openai:", 0) == 0
-                ? eval::make_openai_generator(o->model, o->concurrency)
-                : eval::make_local_generator(o->model, o->batch, o->max_batch_tokens,
-                                             o->chat_format);
+        std::unique_ptr<eval::Generator> gen;
+        std::string env_setting;
+        if (!o->env.empty()) {
+            // Episodes are token-exact (rl/episodes.h): the engine in process, on a local folder.
+            if (o->model.rfind("openai:", 0) == 0)
+                throw Error("--env: episodes run on a local --model folder, not an endpoint");
+            for (const eval::EvalItem& it : data.items)
+                if (it.is_rubric())
+                    throw Error("--env: item '" + it.id +
+                                "' has a rubric; rubric items are not scored as episodes yet");
+            if (!o->chat_format.empty())
+                throw Error("--env: --chat-format is not used (the folder's own format is)");
+            Config c(kRlConfigDefaults);
+            c.set("env.name=" + o->env);
+            env_setting = o->env;
+            for (const std::string& kv : o->env_sets) {
+                c.set("env." + kv);
+                env_setting += " " + kv;
+            }
+            const rl::RlEnvConfig env = rl::read_rl_env_config(c);
+            if (env.name == rl::EnvKind::single_turn)
+                throw Error("--env single_turn: leave --env out for plain completions");
+            gen = eval::make_episode_generator(o->model, env, o->batch);
+        } else if (!o->env_sets.empty()) {
+            throw Error("--env-set needs --env");
+        } else {
+            gen = o->model.rfind("openai:", 0) == 0
+                      ? eval::make_openai_generator(o->model, o->concurrency)
+                      : eval::make_local_generator(o->model, o->batch, o->max_batch_tokens,
+                                                   o->chat_format);
+        }
         eval::EvalOptions eo;
         eo.run_dir = o->out;
         eo.k = o->n;
@@ -158,6 +196,7 @@ std::function<int()> add_eval(CLI::App& app) {
         eo.strip_think = o->strip_think;
         eo.model = o->model;
         eo.data = o->data;
+        eo.env = env_setting;
         const auto t0 = std::chrono::steady_clock::now();
         const bool tty = isatty(STDERR_FILENO);
         double last_print = -1e9;

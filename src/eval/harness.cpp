@@ -368,6 +368,7 @@ EvalSummary run_eval(const std::vector<EvalItem>& items, Generator& generator,
         {"chat", s.chat ? "true" : "false"},
         {"strip_think", options.strip_think ? "true" : "false"}};
     if (has_rubric) settings.insert(options.rubric_settings.begin(), options.rubric_settings.end());
+    settings["env"] = options.env.empty() ? "none" : options.env;
     store.check_settings(settings);
     store.set_setting("k", std::to_string(options.k));
     store.set_setting("data", options.data);
@@ -454,10 +455,11 @@ EvalSummary run_eval(const std::vector<EvalItem>& items, Generator& generator,
         r.finish_reason = std::move(g.finish_reason);
         r.latency_s = g.latency_s;
         r.error = std::move(g.error);
+        const std::string text = g.scored ? scored_text(*g.scored, options.strip_think)
+                                          : scored_text(r.completion, options.strip_think);
         if (r.error.empty() && !item.is_rubric()) {
             try {
-                r.score =
-                    score_sample(item, scored_text(r.completion, options.strip_think), &r.answer);
+                r.score = score_sample(item, text, &r.answer);
             } catch (const Error& e) {
                 r.error = std::string("scoring: ") + e.what();
             }
@@ -470,8 +472,7 @@ EvalSummary run_eval(const std::vector<EvalItem>& items, Generator& generator,
             if (first_error.empty()) first_error = r.error;
         }
         if (r.error.empty() && item.is_rubric()) {
-            std::string text = scored_text(r.completion, options.strip_think);
-            rubric_queue->push({&item, std::move(r), std::move(text)});
+            rubric_queue->push({&item, std::move(r), text});
         } else {
             store_sample(r, false, false);
         }

@@ -16,6 +16,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,11 @@ struct GeneratedSample {
     std::string finish_reason;
     double latency_s = 0.0;
     std::string error;
+    // The text the item's verifier scores instead of the completion: an environment episode's
+    // (the completion is then the whole transcript after the prompt, the model's turns and the
+    // tools' observations; the scored text what the environment's verdict reads, e.g. the
+    // search environment's <answer> content).
+    std::optional<std::string> scored;
 };
 
 // A source of completions. generate() runs the jobs and calls `done` once per finished job,
@@ -76,6 +82,10 @@ struct EvalOptions {
     bool strip_think = false;  // score only what follows the last </think>
     std::string model;         // recorded in the settings
     std::string data;          // recorded in the settings
+    // The environment episodes run in ("" : plain completions), recorded in the settings
+    // ("none" for plain completions), so a run cannot mix episodes and completions or two
+    // environments.
+    std::string env;
     // Called after each stored sample with (done, total); the CLI prints a progress line.
     std::function<void(int64_t, int64_t)> on_progress;
 

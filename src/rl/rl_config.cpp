@@ -145,9 +145,7 @@ const char* to_string(EnvKind kind) {
     return "single_turn";
 }
 
-namespace {
-
-RlEnvConfig read_env(const Config& c) {
+RlEnvConfig read_rl_env_config(const Config& c) {
     RlEnvConfig e;
     e.name = parse_env_kind(c.get_string("env.name"));
     e.max_turns = static_cast<int>(c.get_int("env.max_turns"));
@@ -178,7 +176,7 @@ RlEnvConfig read_env(const Config& c) {
     return e;
 }
 
-}  // namespace
+namespace {}  // namespace
 
 RlTaskConfig read_rl_task_config(const Config& c) {
     RlTaskConfig t;
@@ -200,7 +198,7 @@ RlConfig read_rl_config(const Config& c) {
     r.seed = static_cast<uint64_t>(c.get_int("seed"));
     r.model.path = c.get_string("model.path");
     r.task = read_rl_task_config(c);
-    r.env = read_env(c);
+    r.env = read_rl_env_config(c);
     r.rewards.correct = c.get_double("rewards.correct");
     r.rewards.format = c.get_double("rewards.format");
     r.rewards.soft_overlong = c.get_double("rewards.soft_overlong");

@@ -171,6 +171,10 @@ struct RlEnvConfig {
     std::shared_ptr<const SearchIndex> search_index;
 };
 
+// The env.* keys of a config holding kRlConfigDefaults' schema (the search index opened), as
+// read_rl_config reads them; `crucible eval --env` reads them alone.
+RlEnvConfig read_rl_env_config(const Config& c);
+
 struct RlRewardsConfig {  // weights
     double correct = 0.0;
     double format = 0.0;

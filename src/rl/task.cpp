@@ -86,22 +86,27 @@ std::vector<TaskItem> read_jsonl(const std::string& path, const RlTaskConfig& cf
 
 std::shared_ptr<env::Environment> make_environment(const RlEnvConfig& env, const Task& task,
                                                    const TaskItem& item) {
-    env::VerdictFn verdict = [&task, &item](const std::string& text) {
-        return task.score(item, text);
-    };
+    return make_environment(
+        env, [&task, &item](const std::string& text) { return task.score(item, text); },
+        task.stop_strings);
+}
+
+std::shared_ptr<env::Environment> make_environment(const RlEnvConfig& env, env::VerdictFn verdict,
+                                                   std::vector<std::string> stop_strings) {
     switch (env.name) {
         case EnvKind::calculator:
             return std::make_shared<env::CalculatorEnvironment>(
-                env::CalculatorEnvOptions{env.max_turns}, std::move(verdict), task.stop_strings);
+                env::CalculatorEnvOptions{env.max_turns}, std::move(verdict),
+                std::move(stop_strings));
         case EnvKind::search:
             return std::make_shared<env::SearchEnvironment>(
                 env::SearchEnvOptions{env.max_turns, env.syntax, env.top_k,
                                       static_cast<size_t>(env.max_passage_chars)},
-                env.search_index, std::move(verdict), task.stop_strings);
+                env.search_index, std::move(verdict), std::move(stop_strings));
         case EnvKind::single_turn:
             break;
     }
-    return std::make_shared<env::OneTurnEnvironment>(std::move(verdict), task.stop_strings);
+    return std::make_shared<env::OneTurnEnvironment>(std::move(verdict), std::move(stop_strings));
 }
 
 Task load_task(const Config& config, const TextTokenizer& tok) {

@@ -49,6 +49,10 @@ struct Task {
 // The environment refers to `task` and the item it is reset with, which must outlive it.
 std::shared_ptr<env::Environment> make_environment(const RlEnvConfig& env, const Task& task,
                                                    const TaskItem& item);
+// The same with any verdict and the task's stop strings (the eval harness scores episodes
+// with its own verifiers).
+std::shared_ptr<env::Environment> make_environment(const RlEnvConfig& env, env::VerdictFn verdict,
+                                                   std::vector<std::string> stop_strings);
 
 // Builds the task named by task.* of an RL config (data files are read here: errors name the
 // file, line and field); `seed` is the config's, which the built-in tasks' data derive from.
