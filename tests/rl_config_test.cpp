@@ -58,6 +58,9 @@ TEST(RlConfig, EveryKeyOfTheSchemaIsReadIntoItsField) {
         {"env.index", "some/index"},
         {"env.top_k", "5"},
         {"env.max_passage_chars", "99"},
+        {"env.tool_timeout_s", "2.5"},
+        {"env.python_memory_mb", "300"},
+        {"env.max_output_chars", "77"},
         {"rewards.correct", "0.5"},
         {"rewards.format", "0.25"},
         {"rewards.soft_overlong", "0.75"},
@@ -137,6 +140,9 @@ TEST(RlConfig, EveryKeyOfTheSchemaIsReadIntoItsField) {
     EXPECT_EQ(r.env.search_index, nullptr);
     EXPECT_EQ(r.env.top_k, 5);
     EXPECT_EQ(r.env.max_passage_chars, 99);
+    EXPECT_EQ(r.env.tool_timeout_s, 2.5);
+    EXPECT_EQ(r.env.python_memory_mb, 300);
+    EXPECT_EQ(r.env.max_output_chars, 77);
     EXPECT_EQ(r.task.max_digits, 5);
     EXPECT_EQ(r.env.name, EnvKind::calculator);
     EXPECT_EQ(r.env.max_turns, 7);

@@ -56,7 +56,15 @@ StepResult ToolEnvironment::step(const Turn& turn) {
     if (call.ignored_calls > 0) r.info["ignored_calls"] = call.ignored_calls;
     std::string reason = call.reason;
     if (call.kind == ParsedToolCall::Kind::call) {
-        ToolOutput out = run_tool(call.call, r.info);
+        ToolOutput out;
+        try {
+            out = run_tool(call.call, r.info);
+        } catch (const std::exception& e) {
+            // A tool that fails (no sandbox, a broken index) is an error the model reads and
+            // the metrics count; the episode, and the run, go on.
+            r.info["tool_error"] = e.what();
+            out = {std::string("error: tool failed: ") + e.what(), std::nullopt};
+        }
         if (!out.malformed) {
             tool_calls_++;
             r.info["tool"] = call.call.name;

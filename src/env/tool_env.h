@@ -57,7 +57,10 @@ class ToolEnvironment : public Environment {
 
   protected:
     // Runs `call` (its name is one of the tools). `info` receives what the metrics and logs
-    // should see (the "tool" key is set by the caller). Must not throw on what the model wrote.
+    // should see (the "tool" key is set by the caller; "tool_error" when the tool failed or
+    // timed out). Must not throw on what the model wrote; a throw (the tool itself failed)
+    // becomes the observation "error: tool failed: WHAT" with info "tool_error", and the
+    // episode goes on.
     virtual ToolOutput run_tool(const ToolCall& call, nlohmann::json& info) = 0;
     // Called by reset() for an environment's own per-episode state.
     virtual void on_reset(const Item&) {}

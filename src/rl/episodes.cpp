@@ -92,6 +92,7 @@ class Runner {
         if (r.info.is_object()) {
             if (r.info.contains("tool")) e.tool_calls++;
             if (r.info.contains("malformed")) e.malformed_calls++;
+            if (r.info.contains("tool_error")) e.tool_errors++;
             if (r.info.contains("end") && r.info["end"].is_string()) e.end = r.info["end"];
         }
         if (r.reward) {

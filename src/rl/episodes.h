@@ -31,6 +31,7 @@ struct Episode {
     int turns = 0;                    // model turns
     int tool_calls = 0;               // steps whose info names a "tool"
     int malformed_calls = 0;          // steps whose info has "malformed"
+    int tool_errors = 0;              // steps whose info has "tool_error" (failed, timed out)
     std::string end;                  // info "end" of the last step ("budget" when cut by it)
     double step_reward = 0.0;         // sum of the steps' rewards
     bool has_step_reward = false;     // some step gave a reward

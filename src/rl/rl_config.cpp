@@ -129,8 +129,9 @@ EnvKind parse_env_kind(const std::string& value) {
     if (value == "single_turn") return EnvKind::single_turn;
     if (value == "calculator") return EnvKind::calculator;
     if (value == "search") return EnvKind::search;
+    if (value == "python") return EnvKind::python;
     throw Error("config: env.name: unknown environment '" + value +
-                "' (expected single_turn, calculator or search)");
+                "' (expected single_turn, calculator, search or python)");
 }
 
 const char* to_string(EnvKind kind) {
@@ -139,6 +140,8 @@ const char* to_string(EnvKind kind) {
             return "calculator";
         case EnvKind::search:
             return "search";
+        case EnvKind::python:
+            return "python";
         case EnvKind::single_turn:
             break;
     }
@@ -162,6 +165,9 @@ RlEnvConfig read_rl_env_config(const Config& c) {
     e.index = c.get_string("env.index");
     e.top_k = static_cast<int>(c.get_int("env.top_k"));
     e.max_passage_chars = static_cast<int>(c.get_int("env.max_passage_chars"));
+    e.tool_timeout_s = c.get_double("env.tool_timeout_s");
+    e.python_memory_mb = static_cast<int>(c.get_int("env.python_memory_mb"));
+    e.max_output_chars = static_cast<int>(c.get_int("env.max_output_chars"));
     if (e.name == EnvKind::search) {
         if (e.index.empty())
             throw Error(

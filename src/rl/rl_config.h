@@ -42,7 +42,9 @@ env:                        # the environment episodes run in (docs/ENVIRONMENTS
                             # completion, the task's verdict); calculator: several turns with
                             # an exact calculator tool (Hermes <tool_call>), then the verdict;
                             # search: several turns with a search tool on env.index, then the
-                            # verdict on the last turn's <answer> content
+                            # verdict on the last turn's <answer> content; python: several
+                            # turns running Python in the sandbox (Hermes <tool_call>), then
+                            # the verdict on the last turn
   max_turns: 4              # [1, 1000] tool environments: model turns per episode at most
   max_tokens_per_turn: 0    # [0, 1e6] tool environments: tokens per model turn at most (0: only
                             # rollout.max_new_tokens, the episode's budget, limits a turn)
@@ -51,6 +53,10 @@ env:                        # the environment episodes run in (docs/ENVIRONMENTS
   index: ""                 # search: the index folder (`crucible index build`)
   top_k: 3                  # [1, 1000] search: passages per search
   max_passage_chars: 500    # [1, 1e6] search: characters per passage at most
+  tool_timeout_s: 5.0       # (0, 3600] python: wall clock and CPU per call (then an error
+                            # observation; the episode goes on)
+  python_memory_mb: 512     # [16, 1e6] python: memory of the call's whole sandbox
+  max_output_chars: 2000    # [1, 1e6] python: characters of stdout and stderr shown per call
 rewards:                    # weighted sum; a weight of 0 computes and logs a component only
   correct: 1.0              # [-100, 100] the task's verdict: 1 fully correct, 0 not (absent:
                             # no gold answer)
@@ -154,7 +160,7 @@ struct RlTaskConfig {
     int max_digits = 0;
 };
 
-enum class EnvKind { single_turn, calculator, search };
+enum class EnvKind { single_turn, calculator, search, python };
 EnvKind parse_env_kind(const std::string& value);
 const char* to_string(EnvKind kind);
 
@@ -169,6 +175,9 @@ struct RlEnvConfig {
     // search: env.index, opened by read_rl_config (so a bad folder fails before any work);
     // shared by every episode.
     std::shared_ptr<const SearchIndex> search_index;
+    double tool_timeout_s = 0;  // python: wall clock and CPU per call
+    int python_memory_mb = 0;
+    int max_output_chars = 0;  // python: stdout and stderr shown per call
 };
 
 // The env.* keys of a config holding kRlConfigDefaults' schema (the search index opened), as

@@ -381,6 +381,7 @@ void RlTrainer::generate_group_batch(std::vector<Rollout>* out, int64_t* generat
             r.turns = e.turns;
             r.tool_calls = e.tool_calls;
             r.malformed_calls = e.malformed_calls;
+            r.tool_errors = e.tool_errors;
             r.end = std::move(e.end);
             r.env = std::move(e.env);
             r.step_reward = e.step_reward;

@@ -29,7 +29,7 @@ struct Rollout {
     // advantage, no KL); empty: every id is the model's.
     std::vector<uint8_t> model_mask;
     std::vector<EpisodeSpan> spans;  // the model's turns and the observations, in order
-    int turns = 1, tool_calls = 0, malformed_calls = 0;
+    int turns = 1, tool_calls = 0, malformed_calls = 0, tool_errors = 0;
     std::string end;                        // why the episode ended (environment info "end")
     std::shared_ptr<env::Environment> env;  // the episode's environment, for its verdict
     double step_reward = 0.0;               // the environment's step rewards, summed

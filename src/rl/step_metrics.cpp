@@ -66,16 +66,18 @@ void add_rollout_metrics(json& line, const RolloutBatch& b) {
     line["response_length_max"] = max_len;
     line["truncation_rate"] = double(truncated) / n_all;
     if (!b.multi_turn) return;
-    int64_t turns = 0, calls = 0, malformed = 0, model = 0;
+    int64_t turns = 0, calls = 0, malformed = 0, tool_errors = 0, model = 0;
     for (const Rollout& r : rollouts) {
         turns += r.turns;
         calls += r.tool_calls;
         malformed += r.malformed_calls;
+        tool_errors += r.tool_errors;
         model += static_cast<int64_t>(r.model_tokens());
     }
     line["env/turns_mean"] = double(turns) / n_all;
     line["env/tool_calls_mean"] = double(calls) / n_all;
     line["env/malformed_calls"] = malformed;
+    line["env/tool_errors"] = tool_errors;
     line["env/model_tokens_mean"] = double(model) / n_all;
     line["env/observation_tokens_mean"] = (len_sum - double(model)) / n_all;
 }
@@ -137,6 +139,7 @@ std::string step_samples_jsonl(int64_t step, const std::vector<Rollout>& rollout
             s["turns"] = r.turns;
             s["tool_calls"] = r.tool_calls;
             s["malformed_calls"] = r.malformed_calls;
+            s["tool_errors"] = r.tool_errors;
             s["end"] = r.end;
             json spans = json::array();
             spans.push_back({{"kind", "prompt"}, {"tokens", task.train[r.item].prompt_ids.size()}});

@@ -9,6 +9,7 @@
 #include "env/countdown.h"
 #include "env/countdown_tinyzero.h"
 #include "env/dataset_item.h"
+#include "env/python_env.h"
 #include "env/search_env.h"
 #include "reward/rubric.h"
 #include "reward/rubric_format.h"
@@ -103,6 +104,12 @@ std::shared_ptr<env::Environment> make_environment(const RlEnvConfig& env, env::
                 env::SearchEnvOptions{env.max_turns, env.syntax, env.top_k,
                                       static_cast<size_t>(env.max_passage_chars)},
                 env.search_index, std::move(verdict), std::move(stop_strings));
+        case EnvKind::python:
+            return std::make_shared<env::PythonEnvironment>(
+                env::PythonEnvOptions{env.max_turns, env.tool_timeout_s,
+                                      static_cast<size_t>(env.python_memory_mb),
+                                      static_cast<size_t>(env.max_output_chars)},
+                std::move(verdict), std::move(stop_strings));
         case EnvKind::single_turn:
             break;
     }
