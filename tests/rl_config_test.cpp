@@ -65,6 +65,12 @@ TEST(RlConfig, EveryKeyOfTheSchemaIsReadIntoItsField) {
         {"rewards.format", "0.25"},
         {"rewards.soft_overlong", "0.75"},
         {"rewards.rubric", "2"},
+        {"rewards.python.file", "r.py"},
+        {"rewards.python.function", "f"},
+        {"rewards.python.signature", "verl"},
+        {"rewards.python.timeout_s", "1.5"},
+        {"rewards.python.workers", "3"},
+        {"rewards.python.weight", "0.5"},
         {"rubric.judge", "openai:http://x#m"},
         {"rubric.mode", "one-call"},
         {"rubric.aggregation", "weighted_mean"},
@@ -150,6 +156,12 @@ TEST(RlConfig, EveryKeyOfTheSchemaIsReadIntoItsField) {
     EXPECT_EQ(r.rewards.correct, 0.5);
     EXPECT_EQ(r.rewards.format, 0.25);
     EXPECT_EQ(r.rewards.soft_overlong, 0.75);
+    EXPECT_EQ(r.rewards.python.file, "r.py");
+    EXPECT_EQ(r.rewards.python.function, "f");
+    EXPECT_EQ(r.rewards.python.signature, "verl");
+    EXPECT_EQ(r.rewards.python.timeout_s, 1.5);
+    EXPECT_EQ(r.rewards.python.workers, 3);
+    EXPECT_EQ(r.rewards.python.weight, 0.5);
     EXPECT_EQ(r.rewards.rubric, 2.0);
     EXPECT_EQ(r.rubric.judge, "openai:http://x#m");
     EXPECT_EQ(r.rubric.mode, "one-call");

@@ -447,3 +447,53 @@ TEST(RlMultiTurn, EnvConfigKeysAreCheckedAndDefaultToOneTurn) {
 
 }  // namespace
 }  // namespace crucible::rl
+
+namespace crucible::rl {
+namespace {
+
+// A Python reward that hangs on the odd samples (those that asked for "+4"): the run finishes,
+// those samples are marked reward_timeout and excluded (never scored 0), the others are paid.
+TEST(RlPythonReward, AHangingRewardMarksItsSamplesAndTheRunFinishes) {
+    testutil::TempDir dir;
+    const fs::path model = model_folder(dir.path());
+    const std::string file = dir.write("r.py",
+                                       "import time\n"
+                                       "def f(prompts, completions, **kw):\n"
+                                       "    if any('+4' in c for c in completions):\n"
+                                       "        time.sleep(60)\n"
+                                       "    return [0.25] * len(completions)\n")
+                                 .string();
+    Config c = multiturn_config(dir.path(), model);
+    c.set("rewards.python.file=" + file);
+    c.set("rewards.python.function=f");
+    c.set("rewards.python.timeout_s=0.3");
+    c.set("rewards.python.workers=1");
+    const TextTokenizer tok = TextTokenizer(ByteTokenizer());
+    std::ostringstream log;
+    RlTrainer trainer(c, false, log, {}, sums_task(tok));
+    SumsPolicy policy;
+    policy.tok = trainer.tokenizer();
+    trainer.set_generator(policy.generator());
+    trainer.run();
+    EXPECT_NE(log.str().find("python reward: 4 of 8 samples failed and are excluded (4 timed "
+                             "out); first: reward_timeout: no answer within 0.3 s"),
+              std::string::npos)
+        << log.str();
+    const auto samples = read_jsonl(dir.path() / "mt" / "samples.jsonl");
+    ASSERT_EQ(samples.size(), 16u);  // 2 steps x 2 groups x 4
+    for (const json& s : samples) {
+        const bool odd = s["sample"].get<int>() % 2 == 1;
+        if (odd) {
+            EXPECT_EQ(s["error"], "python: reward_timeout: no answer within 0.3 s") << s.dump();
+        } else {
+            EXPECT_FALSE(s.contains("error")) << s.dump();
+            EXPECT_EQ(s["rewards"]["python"], 0.25);
+            EXPECT_EQ(s["reward"], 1.25);  // correct (1) + python (0.25)
+        }
+    }
+    const auto metrics = read_jsonl(dir.path() / "mt" / "metrics.jsonl");
+    EXPECT_EQ(metrics.at(0)["invalid_samples"], 4);
+}
+
+}  // namespace
+}  // namespace crucible::rl

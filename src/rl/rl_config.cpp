@@ -1,6 +1,7 @@
 #include "rl/rl_config.h"
 
 #include "core/error.h"
+#include "reward/python_reward.h"
 
 namespace crucible::rl {
 
@@ -209,6 +210,16 @@ RlConfig read_rl_config(const Config& c) {
     r.rewards.format = c.get_double("rewards.format");
     r.rewards.soft_overlong = c.get_double("rewards.soft_overlong");
     r.rewards.rubric = c.get_double("rewards.rubric");
+    RlPythonRewardConfig& py = r.rewards.python;
+    py.file = c.get_string("rewards.python.file");
+    py.function = c.get_string("rewards.python.function");
+    py.signature = c.get_string("rewards.python.signature");
+    py.timeout_s = c.get_double("rewards.python.timeout_s");
+    py.workers = static_cast<int>(c.get_int("rewards.python.workers"));
+    py.weight = c.get_double("rewards.python.weight");
+    reward::parse_python_signature(py.signature, "config: rewards.python.signature");
+    if (!py.file.empty() && py.function.empty())
+        throw Error("config: rewards.python.function: name the function in " + py.file);
     r.rubric = read_rubric(c);
     r.rollout = read_rollout(c);
     r.algorithm = read_algorithm(c);

@@ -66,6 +66,15 @@ rewards:                    # weighted sum; a weight of 0 computes and logs a co
                             # algorithm.overlong_*
   rubric: 0.0               # [-100, 100] the item's rubric score, itself in 0..1 (task jsonl
                             # items with "rubric")
+  python:                   # a reward function in Python, run out of process (docs/REWARDS.md)
+    file: ""                # the .py file; "": none
+    function: ""            # the function's name in it
+    signature: trl          # trl: f(prompts, completions, **columns) -> list of floats; verl:
+                            # f(data_source, solution_str, ground_truth, extra_info) -> float
+    timeout_s: 5.0          # (0, 3600] per call: a sample that hangs is marked reward_timeout
+                            # and excluded, never scored 0
+    workers: 2              # [1, 256] python3 processes
+    weight: 1.0             # [-100, 100]
 rubric:                     # the rubric reward's scorer (docs/RUBRICS.md; as `crucible rubric score`)
   judge: ""                 # openai:BASE_URL#MODEL; "": programmatic criteria only
   mode: per-criterion       # per-criterion or one-call
@@ -184,11 +193,20 @@ struct RlEnvConfig {
 // read_rl_config reads them; `crucible eval --env` reads them alone.
 RlEnvConfig read_rl_env_config(const Config& c);
 
+struct RlPythonRewardConfig {
+    std::string file, function;  // file "": no Python reward
+    std::string signature = "trl";
+    double timeout_s = 0.0;
+    int workers = 0;
+    double weight = 0.0;
+};
+
 struct RlRewardsConfig {  // weights
     double correct = 0.0;
     double format = 0.0;
     double soft_overlong = 0.0;
     double rubric = 0.0;
+    RlPythonRewardConfig python;
 };
 
 struct RlRubricConfig {

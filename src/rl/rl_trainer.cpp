@@ -141,6 +141,16 @@ void RlTrainer::set_up_rewards(std::vector<RewardFunction> extra_rewards) {
             }
         }
     }
+    const RlPythonRewardConfig& py = cfg_.rewards.python;
+    if (!py.file.empty()) {
+        reward::PythonRewardOptions po;
+        po.file = py.file;
+        po.function = py.function;
+        po.signature = reward::parse_python_signature(py.signature, "rewards.python.signature");
+        po.timeout_s = py.timeout_s;
+        po.workers = py.workers;
+        python_ = std::make_unique<reward::PythonRewardPool>(po);
+    }
     if (cfg_.rewards.rubric == 0.0) return;
     for (const TaskItem& item : task_.train) {
         if (!item.rubric) {
@@ -174,6 +184,7 @@ void RlTrainer::check_rewards_pay_every_item() const {
     for (const TaskItem& item : task_.train) {
         const bool paid = (item.has_gold && cfg_.rewards.correct != 0.0) ||
                           (item.rubric && cfg_.rewards.rubric != 0.0) ||
+                          (python_ && cfg_.rewards.python.weight != 0.0) ||
                           (task_.has_format_credit && cfg_.rewards.format != 0.0) ||
                           std::any_of(rewards_.begin(), rewards_.end(),
                                       [](const RewardFunction& f) { return f.weight != 0.0; });
@@ -302,6 +313,15 @@ void RlTrainer::score(Rollout* r) {
         r->valid = false;
         r->error = "reward: the weighted sum is not a finite number";
     }
+    if (python_) {
+        if (!std::isfinite(r->python)) {
+            r->valid = false;
+            r->error = "python: " + r->python_error;
+        } else {
+            r->components.emplace_back("python", r->python);
+            r->reward += cfg_.rewards.python.weight * r->python;
+        }
+    }
     if (rubric_) {
         if (!std::isfinite(r->rubric)) {
             r->valid = false;
@@ -310,6 +330,36 @@ void RlTrainer::score(Rollout* r) {
             r->components.emplace_back("rubric", r->rubric);
             r->reward += cfg_.rewards.rubric * r->rubric;
         }
+    }
+}
+
+// The Python reward of rollouts [first, end), one batched call (split among its workers). A
+// failed sample (timeout, exception, not a finite number) keeps NaN and its reason; score()
+// then excludes it. The step's failures are logged with the first reason.
+void RlTrainer::score_python(std::vector<Rollout>& rollouts, size_t first) {
+    if (!python_ || first >= rollouts.size()) return;
+    std::vector<reward::PythonRewardSample> samples;
+    for (size_t i = first; i < rollouts.size(); i++) {
+        const TaskItem& item = task_.train[rollouts[i].item];
+        samples.push_back({item.prompt, rollouts[i].text, item.answer, item.columns});
+    }
+    const std::vector<reward::PythonRewardResult> results = python_->score(samples);
+    int failed = 0, timeouts = 0;
+    std::string first_error;
+    for (size_t i = 0; i < results.size(); i++) {
+        Rollout& r = rollouts[first + i];
+        r.python = results[i].score ? *results[i].score : NAN;
+        r.python_error = results[i].error;
+        if (!results[i].score) {
+            failed++;
+            timeouts += results[i].timeout ? 1 : 0;
+            if (first_error.empty()) first_error = results[i].error;
+        }
+    }
+    if (failed > 0) {
+        log_ << "python reward: " << failed << " of " << results.size()
+             << " samples failed and are excluded (" << timeouts
+             << " timed out); first: " << first_error << "\n";
     }
 }
 
@@ -476,6 +526,7 @@ RolloutBatch RlTrainer::collect_rollouts() {
         b.time_generate_s += seconds_since(t0);
         t0 = Clock::now();
         score_rubrics(b.rollouts, first, judging);
+        score_python(b.rollouts, first);
         for (size_t i = first; i < b.rollouts.size(); i++) score(&b.rollouts[i]);
         b.time_reward_s += seconds_since(t0);
         b.rounds++;

@@ -17,6 +17,7 @@
 
 #include "core/config.h"
 #include "model/model.h"
+#include "reward/python_reward.h"
 #include "rl/episodes.h"
 #include "rl/evaluate.h"
 #include "rl/objective.h"
@@ -103,6 +104,7 @@ class RlTrainer {
     void score(Rollout* r);
     bool has_eval_items() const;  // held-out items with a gold answer exist
     // Waits for the rubric scores of rollouts [first, end) and stores them in the rollouts.
+    void score_python(std::vector<Rollout>& rollouts, size_t first);
     void score_rubrics(std::vector<Rollout>& rollouts, size_t first, Judging& judging);
     // One optimizer step over `mb` (indices into rollouts) with forward/backward in
     // micro-batches; accumulates statistics.
@@ -139,7 +141,8 @@ class RlTrainer {
     std::unique_ptr<Model> model_;
     std::unique_ptr<Model> reference_;  // only when algorithm.kl_beta > 0
     std::vector<RewardFunction> rewards_;
-    std::unique_ptr<reward::RubricScorer> rubric_;  // when rewards.rubric != 0
+    std::unique_ptr<reward::RubricScorer> rubric_;      // when rewards.rubric != 0
+    std::unique_ptr<reward::PythonRewardPool> python_;  // when rewards.python.file is set
     PolicyLossOptions loss_;
     std::vector<float> adam_m_, adam_v_;
     int64_t step_ = 0, optimizer_steps_ = 0, prompt_cursor_ = 0;

@@ -32,7 +32,9 @@ struct Rollout {
     int turns = 1, tool_calls = 0, malformed_calls = 0, tool_errors = 0;
     std::string end;                        // why the episode ended (environment info "end")
     std::shared_ptr<env::Environment> env;  // the episode's environment, for its verdict
-    double step_reward = 0.0;               // the environment's step rewards, summed
+    double python = NAN;       // the Python reward (rewards.python), NaN when it failed
+    std::string python_error;  // why ("reward_timeout: ...", the exception's last line)
+    double step_reward = 0.0;  // the environment's step rewards, summed
     bool has_step_reward = false;
     std::optional<double> correct;  // the task's verdict; none: the item has no gold answer
     std::vector<std::pair<std::string, double>> components;

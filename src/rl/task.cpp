@@ -62,6 +62,9 @@ std::vector<TaskItem> read_jsonl(const std::string& path, const RlTaskConfig& cf
                                   (int)items.size());
         item.has_gold = has_answer;
         item.verifier = d.verifier.value_or(default_verifier);
+        item.columns = d.fields;
+        item.columns.erase("prompt");
+        item.columns.erase("messages");
         if (has_rubric) {
             item.rubric = std::make_shared<const reward::RubricItem>(
                 reward::parse_rubric_item(d.fields, reward::SourceRef{path, line.number, item.id}));

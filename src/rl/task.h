@@ -26,6 +26,8 @@ struct TaskItem : env::Item {
     bool has_gold = true;  // false: a task jsonl line with a rubric and no answer
     std::string verifier;  // jsonl: exact, numeric, math, mc, regex
     std::shared_ptr<const reward::RubricItem> rubric;  // task jsonl: the line's "rubric", if any
+    // task jsonl: the line's fields but "prompt" and "messages" (a Python reward's columns)
+    nlohmann::json columns = nlohmann::json::object();
 };
 
 // The task's verdict on one completion (env::Verdict): `correct` 1 fully correct, 0 not, none

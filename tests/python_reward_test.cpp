@@ -1,0 +1,175 @@
+// Python reward functions (reward/python_reward.h): both calling conventions with their
+// columns, a batch split among workers scoring as one worker does, a function that hangs on
+// some inputs (only those samples are marked reward_timeout; the pool goes on), exceptions,
+// values that are not finite numbers, a worker that dies, the user's prints, and files that
+// do not load. Expected scores are worked out from the small Python functions written here.
+#include "reward/python_reward.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "test_util.h"
+
+namespace crucible {
+namespace {
+
+using reward::PythonRewardOptions;
+using reward::PythonRewardPool;
+using reward::PythonRewardResult;
+using reward::PythonRewardSample;
+using testutil::TempDir;
+
+constexpr const char* kRewards = R"PY(
+import math, os, time
+def exact(prompts, completions, answer, **kw):
+    print("a print goes to stderr, not into the protocol")
+    return [1.0 if c.strip() == a else 0.0 for c, a in zip(completions, answer)]
+def length_bonus(prompts, completions, bonus, **kw):
+    return [len(c) + b for c, b in zip(completions, bonus)]
+def sometimes_hangs(prompts, completions, **kw):
+    if "hang" in completions:
+        time.sleep(100)
+    return [float(len(c)) for c in completions]
+def raises(prompts, completions, **kw):
+    raise ValueError("bad batch")
+def not_finite(prompts, completions, **kw):
+    return [float("nan") if c == "nan" else ("x" if c == "str" else 1) for c in completions]
+def wrong_length(prompts, completions, **kw):
+    return [1.0]
+def dies(prompts, completions, **kw):
+    if "die" in completions:
+        os._exit(3)
+    return [2.0] * len(completions)
+def compute_score(data_source, solution_str, ground_truth, extra_info=None):
+    if solution_str == "boom":
+        raise KeyError("missing")
+    if data_source == "dict":
+        return {"score": 0.5, "extra": 1}
+    return 1.0 if solution_str == ground_truth else 0.0
+)PY";
+
+struct Rewards {
+    TempDir tmp;
+    std::string file;
+    Rewards() { file = tmp.write("rewards.py", kRewards).string(); }
+    PythonRewardOptions options(const std::string& function, int workers = 1,
+                                double timeout_s = 5.0) const {
+        PythonRewardOptions o;
+        o.file = file;
+        o.function = function;
+        o.workers = workers;
+        o.timeout_s = timeout_s;
+        return o;
+    }
+};
+
+PythonRewardSample sample(const std::string& completion, const std::string& answer = "",
+                          nlohmann::json columns = nlohmann::json::object()) {
+    return {"Q", completion, answer, std::move(columns)};
+}
+
+std::vector<double> scores(const std::vector<PythonRewardResult>& results) {
+    std::vector<double> out;
+    for (const PythonRewardResult& r : results) out.push_back(r.score.value_or(-999));
+    return out;
+}
+
+TEST(PythonReward, TrlFunctionsGetColumnsAsListsAndWorkersChangeNothing) {
+    Rewards r;
+    std::vector<PythonRewardSample> batch;
+    for (int i = 0; i < 7; i++) {
+        const std::string c = i % 2 ? "yes" : "no";
+        batch.push_back(sample(" " + c, "", {{"answer", "yes"}, {"bonus", i}}));
+    }
+    PythonRewardPool one(r.options("exact", 1));
+    PythonRewardPool three(r.options("exact", 3));
+    const std::vector<double> expected = {0, 1, 0, 1, 0, 1, 0};
+    EXPECT_EQ(scores(one.score(batch)), expected);
+    EXPECT_EQ(scores(three.score(batch)), expected);
+    // A column per item: len(" no") + i or len(" yes") + i.
+    PythonRewardPool bonus(r.options("length_bonus", 2));
+    EXPECT_EQ(scores(bonus.score(batch)), (std::vector<double>{3, 5, 5, 7, 7, 9, 9}));
+    EXPECT_EQ(one.stats().samples, 7);
+    EXPECT_EQ(one.stats().failed, 0);
+}
+
+TEST(PythonReward, VerlComputeScorePerSample) {
+    Rewards r;
+    PythonRewardOptions o = r.options("compute_score");
+    o.signature = PythonRewardOptions::Signature::verl;
+    PythonRewardPool pool(o);
+    const auto res = pool.score({sample("42", "42"), sample("41", "42"), sample("boom", "42"),
+                                 sample("x", "y", {{"data_source", "dict"}})});
+    EXPECT_EQ(res[0].score, 1.0);
+    EXPECT_EQ(res[1].score, 0.0);
+    EXPECT_FALSE(res[2].score.has_value());
+    EXPECT_EQ(res[2].error, "KeyError: 'missing'");  // only that sample
+    EXPECT_EQ(res[3].score, 0.5);                    // {"score": 0.5}
+}
+
+TEST(PythonReward, OnlyTheSamplesThatHangAreMarkedAndThePoolGoesOn) {
+    Rewards r;
+    PythonRewardPool pool(r.options("sometimes_hangs", 2, 0.5));
+    const auto res = pool.score({sample("a"), sample("hang"), sample("abc"), sample("abcd")});
+    EXPECT_EQ(res[0].score, 1.0);
+    EXPECT_FALSE(res[1].score.has_value());
+    EXPECT_TRUE(res[1].timeout);
+    EXPECT_EQ(res[1].error, "reward_timeout: no answer within 0.5 s");
+    EXPECT_EQ(res[2].score, 3.0);
+    EXPECT_EQ(res[3].score, 4.0);
+    EXPECT_EQ(pool.stats().timeouts, 1);
+    EXPECT_GE(pool.stats().restarts, 2);  // the batch's call, then the sample's own
+    // The restarted workers score the next batch.
+    EXPECT_EQ(scores(pool.score({sample("xy"), sample("xyz")})), (std::vector<double>{2, 3}));
+}
+
+TEST(PythonReward, ExceptionsAndValuesThatAreNotNumbersAreMarkedNeverZero) {
+    Rewards r;
+    PythonRewardPool raises(r.options("raises"));
+    for (const PythonRewardResult& x : raises.score({sample("a"), sample("b")})) {
+        EXPECT_FALSE(x.score.has_value());
+        EXPECT_EQ(x.error, "ValueError: bad batch");
+    }
+    PythonRewardPool nf(r.options("not_finite"));
+    const auto res = nf.score({sample("nan"), sample("str"), sample("ok")});
+    EXPECT_EQ(res[0].error, "ValueError: returned nan, not a finite number");
+    EXPECT_EQ(res[1].error, "TypeError: returned str, not a number");
+    EXPECT_EQ(res[2].score, 1.0);
+    PythonRewardPool wl(r.options("wrong_length"));
+    EXPECT_EQ(wl.score({sample("a"), sample("b")})[0].error,
+              "ValueError: returned 1 values for 2 completions");
+}
+
+TEST(PythonReward, AWorkerThatDiesIsRestarted) {
+    Rewards r;
+    PythonRewardPool pool(r.options("dies"));
+    const auto res = pool.score({sample("die"), sample("x")});
+    EXPECT_EQ(res[0].error, "the worker exited during the call");
+    EXPECT_FALSE(res[1].score.has_value());  // the same call
+    EXPECT_EQ(scores(pool.score({sample("x")})), std::vector<double>{2.0});
+    EXPECT_EQ(pool.stats().restarts, 1);
+}
+
+TEST(PythonReward, FilesThatDoNotLoadAreNamed) {
+    Rewards r;
+    PythonRewardOptions gone = r.options("exact");
+    gone.file = (r.tmp.path() / "nope.py").string();
+    const std::string missing = testutil::error_of([&] { PythonRewardPool p(gone); });
+    EXPECT_NE(missing.find("nope.py"), std::string::npos) << missing;
+    const std::string no_fn = testutil::error_of([&] { PythonRewardPool p(r.options("absent")); });
+    EXPECT_NE(no_fn.find("cannot load 'absent': AttributeError: no function named 'absent'"),
+              std::string::npos)
+        << no_fn;
+    PythonRewardOptions bad = r.options("f");
+    bad.file = r.tmp.write("bad.py", "def f(:\n").string();
+    const std::string syntax = testutil::error_of([&] { PythonRewardPool p(bad); });
+    EXPECT_NE(syntax.find("bad.py"), std::string::npos) << syntax;
+    EXPECT_NE(syntax.find("SyntaxError"), std::string::npos) << syntax;
+    EXPECT_THROW(reward::parse_python_signature("tlr", "x"), Error);
+}
+
+}  // namespace
+}  // namespace crucible
