@@ -7,10 +7,16 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
+#include "eval/dataset.h"
+#include "eval/harness.h"
+#include "eval/sample_store.h"
+#include "table_generator.h"
 #include "test_util.h"
 
 namespace crucible {
@@ -21,6 +27,7 @@ using reward::PythonRewardPool;
 using reward::PythonRewardResult;
 using reward::PythonRewardSample;
 using testutil::TempDir;
+namespace fs = std::filesystem;
 
 constexpr const char* kRewards = R"PY(
 import math, os, time
@@ -169,6 +176,58 @@ TEST(PythonReward, FilesThatDoNotLoadAreNamed) {
     EXPECT_NE(syntax.find("bad.py"), std::string::npos) << syntax;
     EXPECT_NE(syntax.find("SyntaxError"), std::string::npos) << syntax;
     EXPECT_THROW(reward::parse_python_signature("tlr", "x"), Error);
+}
+
+// `crucible eval` with verifier python:FILE:FUNCTION: the function's score is the sample's, a
+// failure or a value outside [0, 1] a failed sample (never 0), a file that does not load stops
+// the run before any generation.
+TEST(PythonReward, EvalItemsScoredByAPythonVerifier) {
+    TempDir tmp;
+    const std::string file =
+        tmp.write("v.py",
+                  "def f(prompts, completions, answer, **kw):\n"
+                  "    c = completions[0].strip()\n"
+                  "    if c == 'boom':\n"
+                  "        raise RuntimeError('cannot parse')\n"
+                  "    return [2.0 if c == 'big' else float(c == answer[0])]\n")
+            .string();
+    const fs::path data = tmp.write(
+        "d.jsonl", "{\"id\": \"a\", \"prompt\": \"p\", \"answer\": \"7\", \"verifier\": \"python:" +
+                       file + ":f\"}\n");
+    const eval::Dataset d = eval::load_dataset(data.string(), "exact", "cluster");
+    ASSERT_EQ(d.items.size(), 1u) << (d.excluded.empty() ? "" : d.excluded[0]);
+    testutil::TableGenerator gen;
+    gen.table["a"] = {"7", " 8", "boom", "big"};
+    eval::EvalOptions o;
+    o.run_dir = (tmp.path() / "run").string();
+    o.k = 4;
+    const eval::EvalSummary sum = eval::run_eval(d.items, gen, o);
+    EXPECT_EQ(sum.generated, 4);
+    EXPECT_EQ(sum.failed, 2);
+    auto samples = eval::SampleStore(o.run_dir).samples();
+    ASSERT_EQ(samples.size(), 4u);
+    std::sort(samples.begin(), samples.end(),
+              [](const auto& x, const auto& y) { return x.sample < y.sample; });
+    EXPECT_EQ(samples[0].score, 1.0);
+    EXPECT_EQ(samples[1].score, 0.0);
+    EXPECT_FALSE(samples[2].score.has_value());
+    EXPECT_EQ(samples[2].error, "scoring: RuntimeError: cannot parse");
+    EXPECT_FALSE(samples[3].score.has_value());
+    EXPECT_NE(samples[3].error.find("not a score in [0, 1]"), std::string::npos)
+        << samples[3].error;
+    // Malformed kinds and files that do not load.
+    EXPECT_THROW(eval::python_verifier_options("python:" + file), Error);
+    EXPECT_THROW(eval::python_verifier_options("python:" + file + ":f:tlr"), Error);
+    EXPECT_EQ(eval::python_verifier_options("python:" + file + ":f:verl").signature,
+              PythonRewardOptions::Signature::verl);
+    std::vector<eval::EvalItem> gone = d.items;
+    gone[0].verifier = "python:" + (tmp.path() / "nope.py").string() + ":f";
+    testutil::TableGenerator unused;
+    unused.table["a"] = {"7"};
+    o.run_dir = (tmp.path() / "run2").string();
+    EXPECT_NE(testutil::error_of([&] { eval::run_eval(gone, unused, o); }).find("nope.py"),
+              std::string::npos);
+    EXPECT_TRUE(unused.asked.empty());  // nothing generated
 }
 
 }  // namespace

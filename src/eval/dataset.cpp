@@ -18,6 +18,10 @@ bool is_known_verifier(const std::string& kind) {
            kind == "choice" || kind == "math";
 }
 
+bool is_python_verifier(const std::string& kind) {
+    return kind.rfind("python:", 0) == 0;
+}
+
 namespace {
 
 // A scalar field as text: strings as they are, numbers as JSON writes them; "" otherwise.
@@ -123,9 +127,14 @@ std::string parse_item(const JsonlLine& line, const std::string& default_verifie
     if (item->answer.empty())
         return "field '" + d.answer_key + "' must be a non-empty string or a number";
     item->verifier = d.verifier.value_or(default_verifier);
+    if (is_python_verifier(item->verifier)) {
+        if (!cluster_field.empty() && d.fields.contains(cluster_field))
+            item->cluster = scalar_text(d.fields[cluster_field]);
+        return {};
+    }
     if (!is_known_verifier(item->verifier))
         return "unknown verifier '" + item->verifier +
-               "' (expected exact, regex, numeric, mc, choice or math)";
+               "' (expected exact, regex, numeric, mc, choice, math or python:FILE:FUNCTION)";
     // A gold that an empty completion matches (a regex such as ".*" or "4?") would score
     // every empty answer correct.
     try {
@@ -144,9 +153,9 @@ std::string parse_item(const JsonlLine& line, const std::string& default_verifie
 
 Dataset load_dataset(const std::string& path, const std::string& default_verifier,
                      const std::string& cluster_field) {
-    if (!is_known_verifier(default_verifier))
+    if (!is_known_verifier(default_verifier) && !is_python_verifier(default_verifier))
         throw Error("--verifier: unknown verifier '" + default_verifier +
-                    "' (expected exact, regex, numeric, mc, choice or math)");
+                    "' (expected exact, regex, numeric, mc, choice, math or python:FILE:FUNCTION)");
     Dataset d;
     std::map<std::string, int> seen;  // id -> line
     for_each_jsonl_line(path, "the dataset", [&](const JsonlLine& line) {

@@ -40,6 +40,9 @@ struct Dataset {
 // The verifier kinds `verify` accepts (verifiers.h), "choice" being an alias of "mc". ("rubric"
 // is not one: it is the verifier of items that carry a rubric.)
 bool is_known_verifier(const std::string& kind);
+// "python:FILE:FUNCTION" or "python:FILE:FUNCTION:verl": a Python function scores the item
+// (reward/python_reward.h; trl's signature unless ":verl"), in eval only.
+bool is_python_verifier(const std::string& kind);
 
 // Reads `path`. `default_verifier` applies to items without one; `cluster_field` names the
 // field holding an item's cluster ("" for none). Throws crucible::Error when the file cannot

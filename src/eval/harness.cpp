@@ -39,6 +39,29 @@ std::string scored_text(const std::string& completion, bool strip_think) {
     return completion;
 }
 
+reward::PythonRewardOptions python_verifier_options(const std::string& kind) {
+    // python:FILE:FUNCTION[:verl]; FILE may not contain ':'.
+    std::vector<std::string> parts;
+    for (size_t at = 0;;) {
+        const size_t colon = kind.find(':', at);
+        parts.push_back(kind.substr(at, colon == std::string::npos ? colon : colon - at));
+        if (colon == std::string::npos) break;
+        at = colon + 1;
+    }
+    const bool verl = parts.size() == 4 && parts[3] == "verl";
+    if (parts.size() < 3 || parts.size() > 4 || parts[1].empty() || parts[2].empty() ||
+        (parts.size() == 4 && !verl))
+        throw Error("verifier '" + kind + "': expected python:FILE:FUNCTION or " +
+                    "python:FILE:FUNCTION:verl");
+    reward::PythonRewardOptions o;
+    o.file = parts[1];
+    o.function = parts[2];
+    o.signature = verl ? reward::PythonRewardOptions::Signature::verl
+                       : reward::PythonRewardOptions::Signature::trl;
+    o.workers = 1;
+    return o;
+}
+
 double score_sample(const EvalItem& item, const std::string& text, std::string* answer) {
     if (item.is_rubric())
         throw Error("item '" + item.id + "' is scored by its rubric, not by a verifier");
@@ -439,6 +462,14 @@ EvalSummary run_eval(const std::vector<EvalItem>& items, Generator& generator,
                 add_judge_stats(store, kJudgeStatsKey, *options.rubric_scorer, &judge_last);
             });
     }
+    // Python verifiers: one pool per kind, started before any generation so that a file that
+    // does not load stops the run first.
+    std::map<std::string, std::unique_ptr<reward::PythonRewardPool>> python_pools;
+    for (const EvalItem& item : items) {
+        if (is_python_verifier(item.verifier) && !python_pools.count(item.verifier))
+            python_pools[item.verifier] =
+                std::make_unique<reward::PythonRewardPool>(python_verifier_options(item.verifier));
+    }
     int64_t generated = 0, generation_failed = 0;  // only touched by the serialized callback
     if (options.on_progress) options.on_progress(0, total);
     for (PendingRubric& p : rejudge) rubric_queue->push(std::move(p));
@@ -457,7 +488,24 @@ EvalSummary run_eval(const std::vector<EvalItem>& items, Generator& generator,
         r.error = std::move(g.error);
         const std::string text = g.scored ? scored_text(*g.scored, options.strip_think)
                                           : scored_text(r.completion, options.strip_think);
-        if (r.error.empty() && !item.is_rubric()) {
+        if (r.error.empty() && is_python_verifier(item.verifier)) {
+            const reward::PythonRewardResult p =
+                python_pools.at(item.verifier)
+                    ->score({{r.prompt,
+                              text,
+                              item.answer,
+                              {{"id", item.id}, {"answer", item.answer}}}})[0];
+            if (!p.score) {
+                r.error = "scoring: " + p.error;
+            } else if (*p.score < 0.0 || *p.score > 1.0) {
+                r.error = "scoring: " + item.verifier + " returned " + std::to_string(*p.score) +
+                          ", not a score in [0, 1]";
+            } else {
+                r.score = *p.score;
+                r.answer = normalize_text(text);
+                if (r.answer.size() > 200) r.answer.clear();
+            }
+        } else if (r.error.empty() && !item.is_rubric()) {
             try {
                 r.score = score_sample(item, text, &r.answer);
             } catch (const Error& e) {

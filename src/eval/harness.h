@@ -22,6 +22,7 @@
 
 #include "eval/dataset.h"
 #include "eval/sample_store.h"
+#include "reward/python_reward.h"
 #include "reward/rubric_scorer.h"
 
 namespace crucible::eval {
@@ -126,6 +127,11 @@ std::string scored_text(const std::string& completion, bool strip_think);
 // text). Throws crucible::Error for a bad gold (e.g. an invalid regex), and for a rubric item
 // (those are scored by a RubricScorer).
 double score_sample(const EvalItem& item, const std::string& text, std::string* answer);
+
+// The Python function a "python:FILE:FUNCTION[:verl]" verifier names (one worker, the default
+// timeout). A sample it cannot score (timeout, exception, a value outside [0, 1]) is a failed
+// sample that a re-run scores again, never a 0. Throws Error for a malformed kind.
+reward::PythonRewardOptions python_verifier_options(const std::string& kind);
 
 // Generates and stores every missing sample of `items` (the dataset's excluded lines are
 // recorded in the run's settings by the caller). Throws crucible::Error when the directory
