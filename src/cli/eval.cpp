@@ -16,12 +16,14 @@
 #include "eval/episode_generator.h"
 #include "eval/harness.h"
 #include "eval/local_generator.h"
+#include "eval/prompt_mode.h"
 #include "eval/report_html.h"
 #include "eval/results.h"
 #include "eval/sample_store.h"
 #include "reward/rubric_scorer.h"
 #include "reward/verify/verifiers.h"
 #include "rl/rl_config.h"
+#include "run/run_folder.h"
 
 namespace crucible::cli {
 
@@ -103,8 +105,13 @@ std::function<int()> add_eval(CLI::App& app) {
     cmd->add_option("--max-tokens", o->max_tokens, "completion tokens per sample");
     cmd->add_option("--seed", o->seed, "sample j of item i uses a seed derived from (seed, id, j)");
     auto* chat =
-        cmd->add_flag("--chat", o->chat, "send raw prompts through the chat template (default)");
-    cmd->add_flag("--raw", o->raw, "send raw prompts as they are (completions)")->excludes(chat);
+        cmd->add_flag("--chat", o->chat,
+                      "send raw prompts through the chat template (default for endpoints and for "
+                      "models trained on chat data or with a chat template)");
+    cmd->add_flag("--raw", o->raw,
+                  "send raw prompts as they are (default for models trained on raw prompts or "
+                  "without a chat template)")
+        ->excludes(chat);
     cmd->add_flag("--strip-think", o->strip_think,
                   "score only what follows </think> (an unclosed <think> scores 0)");
     cmd->add_option("--verifier", o->verifier,
@@ -150,6 +157,43 @@ std::function<int()> add_eval(CLI::App& app) {
     cmd->add_option("--price-in", o->judge.price_in, "USD per 1M judge prompt tokens");
     cmd->add_option("--price-out", o->judge.price_out, "USD per 1M judge completion tokens");
     return [o]() {
+        const bool endpoint = o->model.rfind("openai:", 0) == 0;
+        if (!endpoint) {
+            const fs::path resolved = resolve_model_dir(o->model);
+            if (resolved != fs::path(o->model)) {
+                std::fprintf(stderr, "eval: model %s is a training run: its latest checkpoint %s\n",
+                             o->model.c_str(), resolved.string().c_str());
+                o->model = resolved.string();
+            }
+        }
+        // --out names an eval run: a new folder, an empty one, or an eval run to continue;
+        // never a foreign folder (a training run's) to write into.
+        {
+            std::error_code ec;
+            const fs::path out(o->out);
+            if (fs::exists(out, ec) && !fs::exists(out / "samples.sqlite", ec)) {
+                if (!fs::is_directory(out, ec))
+                    throw Error("--out " + o->out + ": exists and is not a folder");
+                if (!fs::is_empty(out, ec))
+                    throw Error("--out " + o->out +
+                                ": exists and is not an eval run (no samples.sqlite); choose a "
+                                "new folder");
+            }
+        }
+        // The prompt mode: asked for, or what the model was trained with.
+        eval::PromptMode mode;
+        if (o->raw) {
+            mode = {false, "--raw"};
+        } else if (o->chat) {
+            mode = {true, "--chat"};
+        } else if (endpoint) {
+            mode = {true, "an endpoint is sent chat messages unless --raw"};
+        } else {
+            mode = eval::default_prompt_mode(o->model);
+        }
+        std::fprintf(stderr, "eval: %s prompts (%s; %s to change)\n",
+                     mode.chat ? "chat-template" : "raw", mode.why.c_str(),
+                     mode.chat ? "--raw" : "--chat");
         eval::Dataset data = eval::load_dataset(o->data, o->verifier, o->cluster_field);
         for (const std::string& e : data.excluded)
             std::fprintf(stderr, "excluded: %s\n", e.c_str());
@@ -192,7 +236,7 @@ std::function<int()> add_eval(CLI::App& app) {
         eo.sampling.top_p = o->top_p;
         eo.sampling.max_tokens = o->max_tokens;
         eo.sampling.seed = o->seed;
-        eo.sampling.chat = !o->raw;
+        eo.sampling.chat = mode.chat;
         eo.strip_think = o->strip_think;
         eo.model = o->model;
         eo.data = o->data;
@@ -212,7 +256,11 @@ std::function<int()> add_eval(CLI::App& app) {
                 tty ? "\r" : "", (long long)done, (long long)total, rate, clock_text(s).c_str(),
                 clock_text(eta).c_str(), (done == total || !tty) ? "\n" : "   ");
         };
-        eval::SampleStore(o->out).set_setting("excluded", json(data.excluded).dump());
+        {
+            eval::SampleStore store(o->out);
+            store.set_setting("excluded", json(data.excluded).dump());
+            store.set_setting("chat_reason", mode.why);
+        }
         size_t n_rubric = 0;
         for (const eval::EvalItem& it : data.items) n_rubric += it.is_rubric() ? 1 : 0;
         std::unique_ptr<reward::RubricScorer> scorer, scorer_b;

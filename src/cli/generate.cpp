@@ -12,6 +12,7 @@
 #include "core/rng.h"
 #include "engine/engine.h"
 #include "model/checkpoint.h"
+#include "run/run_folder.h"
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/byte_tokenizer.h"
 #include "tokenizer/chat_template.h"
@@ -127,6 +128,7 @@ std::function<int()> add_generate(CLI::App& app) {
     cmd->add_option("--chat-format", o->chat_format, "chatml, qwen2, qwen2.5 or llama3");
     cmd->add_option("--max-batch-tokens", o->max_batch_tokens, "rows per forward pass");
     return [o]() {
+        o->model = resolve_model_dir(o->model).string();  // a run folder: its latest checkpoint
         auto model = load_model(o->model);
         const TextCodec tok = codec_for(o->model, model->config().vocab_size);
         const ChatFormat chat = o->chat_format.empty() ? folder_chat_format(o->model)

@@ -1,8 +1,11 @@
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <string>
+#include <vector>
 
 #include "cli/commands.h"
 #include "core/error.h"
@@ -25,6 +28,93 @@ static void default_to_short_openmp_spins(char** argv) {
     // exec failed: carry on with the default policy.
 }
 
+namespace {
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+    std::vector<size_t> row(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); j++) row[j] = j;
+    for (size_t i = 1; i <= a.size(); i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= b.size(); j++) {
+            const size_t up = row[j];
+            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+            diag = up;
+        }
+    }
+    return row[b.size()];
+}
+
+// The closest of `names` to `word` when it is close enough to be a typo, else "".
+std::string nearest(const std::string& word, const std::vector<std::string>& names) {
+    std::string best;
+    size_t best_d = std::max<size_t>(2, word.size() / 3) + 1;
+    for (const std::string& n : names) {
+        const size_t d = edit_distance(word, n);
+        // One is the start of the other ("evaluate" for "eval", "gen" for "generate").
+        const bool prefix = std::min(n.size(), word.size()) >= 3 &&
+                            (n.rfind(word, 0) == 0 || word.rfind(n, 0) == 0);
+        if (d < best_d || (prefix && best.empty())) {
+            best = n;
+            best_d = d;
+        }
+    }
+    return best;
+}
+
+// One line for a command or option the parser will refuse, naming the nearest known one
+// ("" when argv looks fine): CLI11's own messages for these are "A subcommand is required" and
+// the unexpected arguments printed back in reverse.
+std::string typo_message(CLI::App& app, int argc, char** argv) {
+    CLI::App* cur = &app;
+    std::string path = "crucible";
+    for (int i = 1; i < argc; i++) {
+        const std::string a = argv[i];
+        if (a == "--") break;
+        if (a.rfind("--", 0) == 0) {
+            const std::string name = a.substr(0, a.find('='));
+            std::vector<std::string> known;
+            bool found = false;
+            for (CLI::App* at = cur; at != nullptr; at = at->get_parent()) {
+                for (const CLI::Option* opt : at->get_options()) {
+                    for (const std::string& l : opt->get_lnames()) {
+                        known.push_back("--" + l);
+                        found = found || "--" + l == name;
+                    }
+                }
+            }
+            if (found) continue;
+            const std::string near = nearest(name, known);
+            return "unknown option " + name + " for '" + path + "'" +
+                   (near.empty() ? std::string() : " (did you mean " + near + "?)") + "; see " +
+                   path + " --help";
+        }
+        if (a[0] == '-') continue;
+        std::vector<std::string> subs;
+        CLI::App* next = nullptr;
+        for (CLI::App* s : cur->get_subcommands([](CLI::App*) { return true; })) {
+            subs.push_back(s->get_name());
+            if (s->get_name() == a) next = s;
+        }
+        if (next != nullptr) {
+            cur = next;
+            path += " " + a;
+            continue;
+        }
+        if (!subs.empty() && cur->get_require_subcommand_min() > 0) {
+            const std::string near = nearest(a, subs);
+            std::string list;
+            for (const std::string& s : subs) list += (list.empty() ? "" : ", ") + s;
+            return "unknown command '" + a + "' for '" + path + "'" +
+                   (near.empty() ? std::string() : " (did you mean '" + near + "'?)") +
+                   "; commands: " + list;
+        }
+    }
+    return "";
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
     default_to_short_openmp_spins(argv);
     CLI::App app{"crucible: train, run and evaluate reasoning language models on CPU"};
@@ -44,6 +134,16 @@ int main(int argc, char** argv) {
     auto report = crucible::cli::add_report(app);
     auto rubric = crucible::cli::add_rubric(app);
     auto index = crucible::cli::add_index(app);
+    app.name("crucible");
+    app.set_version_flag("--version", std::string("crucible ") + CRUCIBLE_VERSION);
+    if (argc == 1) {  // no command: the help, not an error
+        std::fputs(app.help().c_str(), stdout);
+        return 0;
+    }
+    if (const std::string typo = typo_message(app, argc, argv); !typo.empty()) {
+        std::fprintf(stderr, "error: %s\n", typo.c_str());
+        return 2;
+    }
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "run/run_folder.h"
 #include "serve/server.h"
 
 namespace crucible::cli {
@@ -53,6 +54,7 @@ std::function<int()> add_serve(CLI::App& app) {
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
     return [o, body_mb]() {
+        o->model_dir = resolve_model_dir(o->model_dir).string();  // a run: its latest checkpoint
         o->max_body_bytes = static_cast<size_t>(*body_mb * (1 << 20));
         // SIGTERM/SIGINT are taken by one thread (sigwait), never by a handler: every thread
         // created from here on inherits the blocked mask.

@@ -140,6 +140,10 @@ RunData load_run(const std::string& run_dir) {
     RunData run;
     run.dir = run_dir;
     const auto settings = store.settings();
+    for (const auto& [key, value] : settings) {
+        if (key != kJudgeStatsKey && key != kJudgeBStatsKey && key != "excluded")
+            run.settings[key] = value;
+    }
     if (auto it = settings.find("model"); it != settings.end()) run.model = it->second;
     if (auto it = settings.find("k"); it != settings.end()) run.k = std::stoi(it->second);
     if (auto it = settings.find("judge"); it != settings.end()) run.judge = it->second;
@@ -193,6 +197,7 @@ json compute_results(const RunData& run, const ResultsOptions& options) {
     json out;
     out["run"] = run.dir;
     out["model"] = run.model;
+    out["settings"] = run.settings;  // the mode (chat or raw, and why), sampling, data, env
     out["k"] = k;
     out["level"] = level;
 
@@ -483,6 +488,17 @@ json compare_runs(const RunData& a, const RunData& b, const CompareOptions& opti
         any_cluster = any_cluster || !clusters.back().empty();
     }
     if (ids.empty()) throw Error(a.dir + " and " + b.dir + " share no item id");
+    // A run with no scored sample on the shared items has no accuracy to compare.
+    for (const auto& [run, rows] : {std::pair{&a, &ra}, std::pair{&b, &rb}}) {
+        bool any = false;
+        for (const auto& row : *rows)
+            for (double v : row) any = any || !std::isnan(v);
+        if (!any)
+            throw Error(run->dir + ": no scored sample on the shared items (" +
+                        std::to_string(run->n_failed) + " failed" +
+                        (run->failures.empty() ? std::string() : "; first: " + run->failures[0]) +
+                        "): nothing to compare");
+    }
     // An item without a cluster is its own.
     for (size_t i = 0; i < clusters.size(); ++i)
         if (clusters[i].empty()) clusters[i] = "\x01item:" + ids[i];
@@ -521,6 +537,20 @@ json compare_runs(const RunData& a, const RunData& b, const CompareOptions& opti
         {"dir", a.dir}, {"model", a.model}, {"k", a.k}, {"mean", number_or_null(pc.mean_a)}};
     out["run_b"] = {
         {"dir", b.dir}, {"model", b.model}, {"k", b.k}, {"mean", number_or_null(pc.mean_b)}};
+    // Settings that differ between the runs: the difference below may be theirs.
+    json differ = json::array();
+    const auto setting = [](const RunData& r, const std::string& key) {
+        const auto it = r.settings.find(key);
+        return it == r.settings.end() ? std::string("(not recorded)") : it->second;
+    };
+    for (const char* key : kScoringSettings) {
+        if (setting(a, key) != setting(b, key))
+            differ.push_back({{"setting", key}, {"a", setting(a, key)}, {"b", setting(b, key)}});
+    }
+    const auto data_of = [&](const RunData& r) { return setting(r, "data"); };
+    if (data_of(a) != data_of(b))
+        differ.push_back({{"setting", "data"}, {"a", data_of(a)}, {"b", data_of(b)}});
+    out["settings_differ"] = differ;
     out["n_items"] = pc.n_items;
     out["n_only_in_a"] = a.ids.size() - ids.size();
     out["n_only_in_b"] = b.ids.size() - ids.size();
@@ -573,6 +603,16 @@ std::string comparison_text(const json& c) {
     };
     auto p = [](const json& v) { return v.is_number() ? fmt("%.4g", v.get<double>()) : "-"; };
     std::string s;
+    std::string warning;
+    if (c.contains("settings_differ") && !c["settings_differ"].empty()) {
+        warning =
+            "WARNING: the runs differ in settings that change what a score means, so the "
+            "difference below may be theirs and not the models':\n";
+        for (const json& d : c["settings_differ"])
+            warning += "  " + d["setting"].get<std::string>() + ": A " + d["a"].get<std::string>() +
+                       ", B " + d["b"].get<std::string>() + "\n";
+    }
+    s += warning;
     s += "A: " + c["run_a"]["dir"].get<std::string>() + "  avg " +
          fmt("%.2f%%", 100 * or_nan(c["run_a"]["mean"])) + "  (K " +
          std::to_string(c["run_a"]["k"].get<int>()) + ")\n";
@@ -614,6 +654,7 @@ std::string comparison_text(const json& c) {
               ? p(w["samples_needed"]) + " samples per item at this n"
               : std::string("no K at this n (the between-item variance alone is too large)")) +
          "\n";
+    if (!warning.empty()) s += "(see the WARNING above: the runs' settings differ)\n";
     return s;
 }
 

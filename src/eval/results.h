@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -29,6 +30,9 @@ struct RunData {
     int64_t n_failed = 0;               // failed samples among the first K
     std::vector<std::string> failures;  // the first few failure reasons, "id#j: reason"
     std::vector<std::string> excluded;  // dataset lines left out, as recorded by the eval
+    // The run's recorded settings: model, data, chat (and chat_reason), temperature, top_p,
+    // max_tokens, seed, strip_think, env, k (judge totals and exclusions left out).
+    std::map<std::string, std::string> settings;
 
     // Rubric items: their rubric (null for other items) and, per sample index < K, the stored
     // per-criterion result of the run's judge and of the second judge (nullopt when absent).
@@ -40,6 +44,11 @@ struct RunData {
     nlohmann::json judge_b_stats = nlohmann::json::object();
     bool has_rubric() const;
 };
+
+// The settings that change what a score means: two runs that differ in one of them are not
+// measuring the same thing (chat vs raw prompts scored 2.5% vs 65.6% on one checkpoint).
+inline constexpr const char* kScoringSettings[] = {"chat",       "temperature", "top_p",
+                                                   "max_tokens", "strip_think", "env"};
 
 // Reads RUN_DIR/samples.sqlite. Throws crucible::Error when it is missing or holds no items.
 RunData load_run(const std::string& run_dir);

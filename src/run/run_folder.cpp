@@ -40,6 +40,14 @@ int64_t latest_checkpoint(const fs::path& dir) {
     return best;
 }
 
+fs::path resolve_model_dir(const fs::path& dir) {
+    std::error_code ec;
+    if (fs::exists(dir / "config.json", ec)) return dir;
+    const int64_t latest = latest_checkpoint(dir / "checkpoints");
+    if (latest < 0) return dir;
+    return dir / "checkpoints" / ("step-" + std::to_string(latest));
+}
+
 void remove_unpublished_checkpoints(const fs::path& dir) {
     if (!fs::exists(dir)) return;
     for (const auto& e : fs::directory_iterator(dir)) {

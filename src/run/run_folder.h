@@ -19,6 +19,11 @@ void name_new_run(Config& config, const std::string& prefix);
 // written last), or -1.
 int64_t latest_checkpoint(const std::filesystem::path& dir);
 
+// A model folder as given; for a training run's folder (no config.json of its own, a
+// checkpoints/ folder with a complete checkpoint) its latest checkpoint, so `--model runs/x`
+// means the run's newest weights. Other paths are returned unchanged (loading names them).
+std::filesystem::path resolve_model_dir(const std::filesystem::path& dir);
+
 // Removes .tmp-* folders under `dir`: checkpoints a killed run never published.
 void remove_unpublished_checkpoints(const std::filesystem::path& dir);
 

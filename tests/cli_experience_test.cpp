@@ -1,0 +1,195 @@
+// The researcher's-experience fixes of issue 21 that make results trustworthy: compare says
+// when two runs differ in settings that change what a score means and refuses a run with no
+// scored sample; eval's prompt mode follows the model and is recorded with its reason; eval
+// never writes into a foreign folder; a run folder given as --model means its latest
+// checkpoint; typos get "did you mean", `crucible` alone prints help, --version.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "core/error.h"
+#include "core/file_io.h"
+#include "eval/prompt_mode.h"
+#include "eval/results.h"
+#include "eval/sample_store.h"
+#include "model_util.h"
+#include "run/run_folder.h"
+#include "test_util.h"
+
+namespace crucible {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using testutil::TempDir;
+
+struct Cli {
+    int rc = 0;
+    std::string out, err;
+};
+
+Cli run_cli(const TempDir& t, const std::string& args) {
+    const fs::path out = t.path() / "cli.out", err = t.path() / "cli.err";
+    const std::string cmd =
+        std::string(CRUCIBLE_BINARY) + " " + args + " > " + out.string() + " 2> " + err.string();
+    const int status = std::system(cmd.c_str());
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, testutil::slurp(out),
+            testutil::slurp(err)};
+}
+
+TEST(CliExperience, TyposNameTheNearestCommandOrOption) {
+    TempDir t;
+    Cli c = run_cli(t, "evaluate");
+    EXPECT_EQ(c.rc, 2);
+    EXPECT_NE(c.err.find("error: unknown command 'evaluate' for 'crucible' (did you mean 'eval'?)"),
+              std::string::npos)
+        << c.err;
+    c = run_cli(t, "evolve runn");
+    EXPECT_NE(c.err.find("unknown command 'runn' for 'crucible evolve' (did you mean 'run'?)"),
+              std::string::npos)
+        << c.err;
+    c = run_cli(t, "eval --temprature 0.5");
+    EXPECT_NE(c.err.find("unknown option --temprature for 'crucible eval' (did you mean "
+                         "--temperature?)"),
+              std::string::npos)
+        << c.err;
+    c = run_cli(t, "");
+    EXPECT_EQ(c.rc, 0);
+    EXPECT_NE(c.out.find("Usage: crucible"), std::string::npos) << c.out;
+    c = run_cli(t, "--version");
+    EXPECT_EQ(c.rc, 0);
+    EXPECT_EQ(c.out.rfind("crucible ", 0), 0u) << c.out;
+}
+
+TEST(CliExperience, TheDefaultPromptModeFollowsHowTheModelWasTrained) {
+    TempDir t;
+    const auto folder = [&](const std::string& name, const std::string& config_yaml,
+                            const std::string& tokenizer_config) {
+        const fs::path d = t.path() / name;
+        fs::create_directories(d);
+        if (!config_yaml.empty()) write_file_durable(d / "config.yaml", config_yaml);
+        write_file_durable(d / "tokenizer_config.json", tokenizer_config);
+        return d.string();
+    };
+    const std::string chatml = R"({"chat_template": "{% for m in messages %}...{% endfor %}"})";
+    // An RL checkpoint trained raw, though its tokenizer has a template (the demo's case).
+    eval::PromptMode m = eval::default_prompt_mode(folder("rl", "task:\n  chat: false\n", chatml));
+    EXPECT_FALSE(m.chat);
+    EXPECT_NE(m.why.find("task.chat: false"), std::string::npos) << m.why;
+    EXPECT_TRUE(eval::default_prompt_mode(folder("rlc", "task:\n  chat: true\n", chatml)).chat);
+    // SFT: built-in data is raw; JSONL with "messages" is chat, prompt/completion raw.
+    EXPECT_FALSE(
+        eval::default_prompt_mode(folder("sft", "data:\n  train: builtin:countdown\n", chatml))
+            .chat);
+    const fs::path msgs = t.write("m.jsonl", R"({"messages": [{"role": "user", "content": "a"}]})"
+                                             "\n");
+    EXPECT_TRUE(
+        eval::default_prompt_mode(folder("sftm", "data:\n  train: " + msgs.string() + "\n", chatml))
+            .chat);
+    const fs::path pc = t.write("p.jsonl", "\n{\"prompt\": \"a\", \"completion\": \"b\"}\n");
+    EXPECT_FALSE(
+        eval::default_prompt_mode(folder("sftp", "data:\n  train: " + pc.string() + "\n", chatml))
+            .chat);
+    // Any other folder: its tokenizer's template decides.
+    EXPECT_TRUE(eval::default_prompt_mode(folder("hf", "", chatml)).chat);
+    m = eval::default_prompt_mode(folder("base", "", "{}"));
+    EXPECT_FALSE(m.chat);
+    EXPECT_EQ(m.why, "the folder's tokenizer has no chat template");
+}
+
+TEST(CliExperience, ARunFolderMeansItsLatestCompleteCheckpoint) {
+    TempDir t;
+    const fs::path run = t.path() / "run";
+    testutil::write_byte_model(run / "checkpoints" / "step-4", 32);
+    write_file_durable(run / "checkpoints" / "step-4" / "trainer_state.json", "{}");
+    fs::create_directories(run / "checkpoints" / "step-9");  // unpublished: no state file
+    EXPECT_EQ(resolve_model_dir(run), run / "checkpoints" / "step-4");
+    EXPECT_EQ(resolve_model_dir(run / "checkpoints" / "step-4"), run / "checkpoints" / "step-4");
+    EXPECT_EQ(resolve_model_dir(t.path() / "none"), t.path() / "none");
+}
+
+TEST(CliExperience, EvalWritesOnlyIntoEvalRunsAndRecordsItsMode) {
+    TempDir t;
+    const fs::path model = t.path() / "model";
+    testutil::write_byte_model(model, 64);
+    const fs::path data = t.write("d.jsonl", R"({"id": "a", "prompt": "1+1=", "answer": "2"})"
+                                             "\n");
+    // A foreign, non-empty folder (a training run's) is refused before any work.
+    const fs::path foreign = t.path() / "train-run";
+    fs::create_directories(foreign);
+    write_file_durable(foreign / "metrics.jsonl", "{}\n");
+    Cli c = run_cli(t, "eval --model " + model.string() + " --data " + data.string() +
+                           " --max-tokens 4 --out " + foreign.string());
+    EXPECT_NE(c.rc, 0);
+    EXPECT_NE(c.err.find("is not an eval run (no samples.sqlite)"), std::string::npos) << c.err;
+    EXPECT_FALSE(fs::exists(foreign / "samples.sqlite"));
+    // A new folder: the mode and its reason are printed and recorded in results.json.
+    const fs::path run = t.path() / "eval";
+    c = run_cli(t, "eval --model " + model.string() + " --data " + data.string() +
+                       " --max-tokens 4 --verifier exact --out " + run.string());
+    ASSERT_EQ(c.rc, 0) << c.err;
+    EXPECT_NE(c.err.find("eval: chat-template prompts (the folder's tokenizer has a chat "
+                         "template; --raw to change)"),
+              std::string::npos)
+        << c.err;
+    const json r = json::parse(testutil::slurp(run / "results.json"));
+    EXPECT_EQ(r["settings"]["chat"], "true");
+    EXPECT_EQ(r["settings"]["chat_reason"], "the folder's tokenizer has a chat template");
+    EXPECT_EQ(r["settings"]["max_tokens"], "4");
+}
+
+// Two runs that differ in the prompt mode: compare warns at the top and bottom and lists the
+// setting in its JSON; a run without any scored sample is refused.
+TEST(CliExperience, CompareSaysWhenSettingsDifferAndRefusesARunWithoutScores) {
+    TempDir t;
+    const auto make_run = [&](const std::string& name, const std::string& chat,
+                              std::optional<double> score) {
+        const fs::path dir = t.path() / name;
+        eval::SampleStore s(dir.string());
+        eval::EvalItem item;
+        item.id = "a";
+        item.answer = "1";
+        item.verifier = "exact";
+        eval::EvalItem item2 = item;
+        item2.id = "b";
+        s.put_items({item, item2});
+        s.check_settings({{"chat", chat}, {"temperature", "1"}, {"max_tokens", "16"}});
+        s.set_setting("k", "1");
+        for (const char* id : {"a", "b"}) {
+            eval::SampleRecord r;
+            r.item_id = id;
+            r.score = score;
+            if (!score) r.error = "generation failed";
+            s.put(r);
+        }
+        return dir;
+    };
+    const fs::path chat = make_run("chat", "true", 0.0);
+    const fs::path raw = make_run("raw", "false", 1.0);
+    const json c = eval::compare_runs(eval::load_run(chat.string()), eval::load_run(raw.string()),
+                                      eval::CompareOptions{});
+    ASSERT_EQ(c["settings_differ"].size(), 1u);
+    EXPECT_EQ(c["settings_differ"][0], (json{{"setting", "chat"}, {"a", "true"}, {"b", "false"}}));
+    const std::string text = eval::comparison_text(c);
+    EXPECT_EQ(text.rfind("WARNING: the runs differ in settings", 0), 0u) << text;
+    EXPECT_NE(text.find("  chat: A true, B false"), std::string::npos) << text;
+    const fs::path failed = make_run("failed", "true", std::nullopt);
+    const std::string err = testutil::error_of([&] {
+        eval::compare_runs(eval::load_run(chat.string()), eval::load_run(failed.string()), {});
+    });
+    EXPECT_NE(err.find("no scored sample on the shared items (2 failed"), std::string::npos) << err;
+    // Same settings: no warning.
+    const fs::path chat2 = make_run("chat2", "true", 1.0);
+    const json same = eval::compare_runs(eval::load_run(chat.string()),
+                                         eval::load_run(chat2.string()), eval::CompareOptions{});
+    EXPECT_TRUE(same["settings_differ"].empty());
+    EXPECT_EQ(eval::comparison_text(same).find("WARNING"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace crucible
