@@ -497,3 +497,47 @@ TEST(RlPythonReward, AHangingRewardMarksItsSamplesAndTheRunFinishes) {
 
 }  // namespace
 }  // namespace crucible::rl
+
+namespace crucible::rl {
+namespace {
+
+// The trainer's rollouts on one engine with KV kept across turns (its default) against the
+// round-based path (the engine generator, one engine per round, every turn re-prefilled), on
+// the same model, config and seeds: the same samples and the same losses, for a one-turn task
+// and for calculator episodes.
+TEST(RlEpisodesOnEngine, TheTrainerLearnsTheSameAsOnTheRoundPath) {
+    for (const char* env_name : {"single_turn", "calculator"}) {
+        testutil::TempDir dir;
+        const fs::path model = model_folder(dir.path());
+        const TextTokenizer tok = TextTokenizer(ByteTokenizer());
+        const auto run = [&](const std::string& name, bool rounds) {
+            Config c = multiturn_config(dir.path(), model);
+            c.set("run.name=" + name);
+            c.set(std::string("env.name=") + env_name);
+            c.set("rollout.max_new_tokens=40");
+            c.set("env.max_tokens_per_turn=16");
+            std::ostringstream log;
+            RlTrainer trainer(c, false, log, {}, sums_task(tok));
+            if (rounds)
+                trainer.set_generator(engine_generator(trainer.model(), trainer.tokenizer()));
+            trainer.run();
+            return std::pair{read_jsonl(dir.path() / name / "samples.jsonl"),
+                             read_jsonl(dir.path() / name / "metrics.jsonl")};
+        };
+        const auto [held_samples, held_metrics] = run("held", false);
+        const auto [round_samples, round_metrics] = run("round", true);
+        ASSERT_EQ(held_samples.size(), round_samples.size()) << env_name;
+        for (size_t i = 0; i < held_samples.size(); i++) {
+            EXPECT_EQ(held_samples[i]["completion"], round_samples[i]["completion"]) << env_name;
+            EXPECT_EQ(held_samples[i]["reward"], round_samples[i]["reward"]) << env_name;
+        }
+        ASSERT_EQ(held_metrics.size(), round_metrics.size());
+        for (size_t i = 0; i < held_metrics.size(); i++) {
+            for (const char* key : {"loss", "grad_norm", "reward_mean", "response_length_mean"})
+                EXPECT_EQ(held_metrics[i][key], round_metrics[i][key]) << env_name << " " << key;
+        }
+    }
+}
+
+}  // namespace
+}  // namespace crucible::rl

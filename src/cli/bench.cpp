@@ -138,7 +138,9 @@ std::function<int()> add_bench(CLI::App& app) {
     auto tokenize = add_bench_tokenize(*bench);
     auto generate = add_bench_generate(*bench);
     auto linear = add_bench_linear(*bench);
-    return [opt, bench, tokenize, generate, linear]() {
+    auto episodes = add_bench_episodes(*bench);
+    return [opt, bench, tokenize, generate, linear, episodes]() {
+        if (bench->got_subcommand("episodes")) return episodes();
         if (bench->got_subcommand("tokenize")) return tokenize();
         if (bench->got_subcommand("generate")) return generate();
         if (bench->got_subcommand("linear")) return linear();

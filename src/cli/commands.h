@@ -18,6 +18,8 @@ std::function<int()> add_bench_tokenize(CLI::App& bench);
 std::function<int()> add_bench_generate(CLI::App& bench);
 // `bench linear`, registered on the `bench` subcommand by add_bench.
 std::function<int()> add_bench_linear(CLI::App& bench);
+// `crucible bench episodes` (a subcommand of bench).
+std::function<int()> add_bench_episodes(CLI::App& bench);
 std::function<int()> add_convert(CLI::App& app);
 std::function<int()> add_generate(CLI::App& app);
 std::function<int()> add_serve(CLI::App& app);

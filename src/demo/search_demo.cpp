@@ -178,8 +178,8 @@ Scored score(Model& model, const TextTokenizer& tok, const RlConfig& cfg, const 
     params.max_tokens = kMaxNewTokens;
     std::vector<std::vector<Episode>> episodes;
     const TaskEvaluation ev =
-        evaluate_episodes(engine_generator(model, tok), tok, cfg.env, task, task.eval, samples,
-                          params, seed, EpisodeLimits{kMaxNewTokens, kMaxTokensPerTurn}, &episodes);
+        evaluate_episodes(EpisodeSource{&model, {}}, tok, cfg.env, task, task.eval, samples, params,
+                          seed, EpisodeLimits{kMaxNewTokens, kMaxTokensPerTurn}, &episodes);
     Scored s;
     s.rows = ev.scores;
     s.avg = eval::mean_accuracy(s.rows);

@@ -175,6 +175,8 @@ void Engine::validate(const GenerationRequest& req, const std::string& what) con
         throw Error(what + ": " + std::to_string(req.sample_seeds.size()) +
                     " sample seeds for n = " + std::to_string(req.n));
     }
+    if (req.continue_from != 0 && std::max(req.n, 1) != 1)
+        throw Error(what + ": continue_from needs n = 1");
     if (worst_case_blocks(req, c) > cache_->num_blocks()) {
         throw Error(what + " needs more KV cache blocks than the engine has (" +
                     std::to_string(cache_->num_blocks()) + ")");
@@ -221,13 +223,37 @@ bool Engine::cancel(int64_t id) {
     return true;
 }
 
+bool Engine::release(int64_t handle) {
+    const auto it = held_.find(handle);
+    if (it == held_.end()) return false;
+    held_blocks_ -= static_cast<int>(it->second.table.blocks.size());
+    cache_->release(it->second.table);
+    held_.erase(it);
+    return true;
+}
+
+bool Engine::evict_held(int64_t keep) {
+    if (held_.empty()) return false;
+    auto victim = held_.begin();
+    if (victim->first == keep && held_.size() > 1) ++victim;
+    release(victim->first);
+    evicted_held_++;
+    return true;
+}
+
 void Engine::admit() {
     // Admit requests while the KV pool can hold every admitted request's worst case, so no
-    // sequence ever needs preempting.
+    // sequence ever needs preempting. Held sequences (kept for a continuation) give way: the
+    // oldest is evicted while a request would not fit beside them.
     while (!waiting_.empty()) {
         Request* r = waiting_.front();
-        if (committed_ > 0 && ((int64_t)committed_ + r->worst_case > cache_->num_blocks() ||
-                               running_samples_ + r->n > options_.max_batch_seqs)) {
+        const int64_t keep = r->req.continue_from;
+        while ((int64_t)committed_ + held_blocks_ + r->worst_case > cache_->num_blocks() &&
+               evict_held(keep)) {
+        }
+        if (committed_ > 0 &&
+            ((int64_t)committed_ + held_blocks_ + r->worst_case > cache_->num_blocks() ||
+             running_samples_ + r->n > options_.max_batch_seqs)) {
             break;
         }
         committed_ += r->worst_case;
@@ -237,6 +263,21 @@ void Engine::admit() {
         s->req = r;
         s->sample = -1;
         s->prompt = &r->req.prompt;
+        // A continuation starts from its held KV when the ids still match; the rest of the
+        // prompt is prefilled as usual.
+        if (const auto h = held_.find(keep); keep != 0 && h != held_.end()) {
+            const std::vector<int32_t>& have = h->second.tokens;
+            const bool extends = have.size() < r->req.prompt.size() &&
+                                 std::equal(have.begin(), have.end(), r->req.prompt.begin());
+            if (extends) {
+                held_blocks_ -= static_cast<int>(h->second.table.blocks.size());
+                s->table = std::move(h->second.table);
+                s->prefilled = static_cast<int>(have.size());
+                held_.erase(h);
+            } else {
+                release(keep);
+            }
+        }
         active_.push_back(s.get());
         seqs_.push_back(std::move(s));
         waiting_.pop_front();
@@ -245,9 +286,22 @@ void Engine::admit() {
 
 void Engine::finish(Sequence* s, const char* why) {
     s->done = true;
-    cache_->release(s->table);
     Request* r = s->req;
     GeneratedSequence& g = r->results[s->sample];
+    if (r->req.hold) {
+        // Keep the KV of the prompt and the completion but its last token (drawn, not yet
+        // run through the model).
+        Held h;
+        h.tokens = *s->prompt;
+        h.tokens.insert(h.tokens.end(), s->out.begin(), s->out.end() - 1);
+        h.table = std::move(s->table);
+        s->table = {};
+        held_blocks_ += static_cast<int>(h.table.blocks.size());
+        g.held = next_held_++;
+        held_.emplace(g.held, std::move(h));
+    } else {
+        cache_->release(s->table);
+    }
     g.tokens = s->out;
     g.finish_reason = why;
     running_samples_--;

@@ -36,6 +36,14 @@ struct GenerationRequest {
     // draws exactly as a request of its own with params.seed = sample_seeds[i] and n = 1
     // would, so callers that seed each sample (the eval harness) still share the prefill.
     std::vector<uint64_t> sample_seeds;
+    // Multi-turn use (rl/episodes.h): with `hold`, a sample that finishes keeps its KV blocks
+    // and its result carries a handle (GeneratedSequence::held) to continue from. With
+    // `continue_from` (a handle; n must be 1), `prompt` must extend that sequence's ids (its
+    // prompt and completion): only the ids not yet in its cache are prefilled. A handle the
+    // engine evicted (the pool was needed) or that does not match is prefilled whole, with the
+    // same result.
+    bool hold = false;
+    int64_t continue_from = 0;
 };
 
 struct TokenLogprob {
@@ -48,6 +56,7 @@ struct GeneratedSequence {
     std::string finish_reason;    // "stop" or "length"
     std::vector<float> logprobs;  // per completion token, when params.logprobs >= 0
     std::vector<std::vector<TokenLogprob>> top_logprobs;  // N alternatives per token
+    int64_t held = 0;  // GenerationRequest::hold: the handle of its kept KV (0: none)
 };
 
 struct EngineOptions {
@@ -106,6 +115,15 @@ class Engine {
     // or running.
     bool step();
 
+    // Frees a held sequence's KV blocks (GenerationRequest::hold). Returns false when the
+    // handle is unknown (released, continued from, or evicted).
+    bool release(int64_t handle);
+    // Held sequences and the KV blocks they keep (a block shared by several counts for each).
+    int num_held() const { return static_cast<int>(held_.size()); }
+    int held_blocks() const { return held_blocks_; }
+    // Held sequences evicted to make room (their continuations were prefilled whole).
+    int64_t evicted_held() const { return evicted_held_; }
+
     // Requests queued but not yet in the batch; samples (and prompts being prefilled) in it.
     int num_waiting() const { return static_cast<int>(waiting_.size()); }
     int num_running() const { return static_cast<int>(active_.size()); }
@@ -137,6 +155,19 @@ class Engine {
     // Appends a drawn token to `s` and decides whether the sample ends with it.
     void accept(Sequence* s, int32_t token);
     void finish(Sequence* s, const char* why);
+    // Frees the oldest held sequence other than `keep` (else `keep` itself); false when none.
+    bool evict_held(int64_t keep);
+
+    // A finished sample's KV kept for its continuation: `tokens` are the ids whose keys and
+    // values are in `table` (its prompt and completion but the last token).
+    struct Held {
+        KvCache::Table table;
+        std::vector<int32_t> tokens;
+    };
+    std::map<int64_t, Held> held_;  // by handle; handles grow, so the first is the oldest
+    int64_t next_held_ = 1;
+    int held_blocks_ = 0;
+    int64_t evicted_held_ = 0;
 
     Model& model_;
     EngineOptions options_;

@@ -34,7 +34,7 @@ class EpisodeGenerator : public Generator {
     void generate(const std::vector<EvalItem>& items, const std::vector<SampleJob>& jobs,
                   const SamplingOptions& sampling,
                   const std::function<bool(const SampleJob&, GeneratedSample)>& done) override {
-        const rl::Generator engine = policy_ ? policy_ : rl::engine_generator(*model_, tok_);
+        const rl::EpisodeSource source{model_.get(), policy_};
         const rl::EpisodeLimits limits{sampling.max_tokens, env_.max_tokens_per_turn};
         for (size_t b = 0; b < jobs.size(); b += static_cast<size_t>(batch_)) {
             const size_t e = std::min(jobs.size(), b + static_cast<size_t>(batch_));
@@ -67,7 +67,7 @@ class EpisodeGenerator : public Generator {
                 g.params.stop_ids = {tok_.eos};
             }
             const auto t0 = std::chrono::steady_clock::now();
-            const auto episodes = rl::run_episodes(groups, engine, tok_, limits);
+            const auto episodes = rl::run_episodes(groups, source, tok_, limits);
             const double wall =
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             for (size_t j = b; j < e; ++j) {

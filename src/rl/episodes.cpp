@@ -28,13 +28,17 @@ std::string completion_text(const TextTokenizer& tok, const std::vector<int32_t>
     return tok.decode(ids);
 }
 
+EngineOptions episode_engine_options(const TextTokenizer& tok) {
+    EngineOptions options;
+    options.detokenize = tok.decode;
+    return options;
+}
+
 Generator engine_generator(Model& model, const TextTokenizer& tok) {
     return [&model, &tok](const std::vector<GenerationRequest>& requests,
                           const std::function<void(size_t, const std::vector<GeneratedSequence>&)>&
                               on_request_done) {
-        EngineOptions options;
-        options.detokenize = tok.decode;
-        Engine engine(model, options);
+        Engine engine(model, episode_engine_options(tok));
         return engine.generate(requests, {}, on_request_done);
     };
 }
@@ -121,10 +125,9 @@ class Runner {
         return true;
     }
 
-    std::vector<std::vector<Episode>> run(const Generator& generate) {
-        // Round 0: one request per group, its samples sharing the prompt.
-        std::vector<GenerationRequest> requests;
-        std::vector<size_t> request_group;
+    // The first turn's requests: one per group, its samples sharing the prompt.
+    void first_requests(std::vector<GenerationRequest>* requests,
+                        std::vector<size_t>* request_group) {
         prompts_.resize(groups_.size());
         for (size_t g = 0; g < groups_.size(); g++) {
             EpisodeGroup& grp = groups_[g];
@@ -148,9 +151,30 @@ class Runner {
             r.params.stop_strings = grp.envs[0]->stop_strings();
             r.n = static_cast<int>(grp.envs.size());
             prompts_[g] = r.prompt;
-            requests.push_back(std::move(r));
-            request_group.push_back(g);
+            requests->push_back(std::move(r));
+            request_group->push_back(g);
         }
+    }
+
+    // The request of episode (g, s)'s next turn: the whole id sequence so far.
+    GenerationRequest next_request(size_t g, size_t s) const {
+        const EpisodeGroup& grp = groups_[g];
+        const Episode& e = episodes_[g][s];
+        GenerationRequest r;
+        r.prompt = prompts_[g];
+        r.prompt.insert(r.prompt.end(), e.completion.begin(), e.completion.end());
+        r.params = grp.params;
+        r.params.seed = Rng::mix(Rng::mix(grp.params.seed, s), static_cast<uint64_t>(e.turns));
+        r.params.max_tokens = max_tokens(e);
+        r.params.stop_strings = e.env->stop_strings();
+        r.n = 1;
+        return r;
+    }
+
+    std::vector<std::vector<Episode>> run(const Generator& generate) {
+        std::vector<GenerationRequest> requests;
+        std::vector<size_t> request_group;
+        first_requests(&requests, &request_group);
         std::vector<char> taken(requests.size(), 0);
         const auto round0_done = [&](size_t r, const std::vector<GeneratedSequence>& samples) {
             taken.at(r) = 1;
@@ -166,20 +190,7 @@ class Runner {
             std::vector<Waiting> waiting;
             waiting.swap(next_);
             requests.clear();
-            for (const Waiting& w : waiting) {
-                const EpisodeGroup& grp = groups_[w.group];
-                const Episode& e = episodes_[w.group][w.sample];
-                GenerationRequest r;
-                r.prompt = prompts_[w.group];
-                r.prompt.insert(r.prompt.end(), e.completion.begin(), e.completion.end());
-                r.params = grp.params;
-                r.params.seed =
-                    Rng::mix(Rng::mix(grp.params.seed, w.sample), static_cast<uint64_t>(e.turns));
-                r.params.max_tokens = max_tokens(e);
-                r.params.stop_strings = e.env->stop_strings();
-                r.n = 1;
-                requests.push_back(std::move(r));
-            }
+            for (const Waiting& w : waiting) requests.push_back(next_request(w.group, w.sample));
             std::vector<char> done_now(requests.size(), 0);
             const auto done = [&](size_t r, const std::vector<GeneratedSequence>& samples) {
                 done_now.at(r) = 1;
@@ -189,6 +200,54 @@ class Runner {
             for (size_t r = 0; r < requests.size(); r++) {
                 if (!done_now[r]) done(r, later.at(r));
             }
+        }
+        return std::move(episodes_);
+    }
+
+    // On one engine: every turn held, each next turn submitted as soon as its environment
+    // step returns, continuing from the held KV.
+    std::vector<std::vector<Episode>> run(Engine& engine, bool keep_kv) {
+        std::vector<GenerationRequest> requests;
+        std::vector<size_t> request_group;
+        first_requests(&requests, &request_group);
+        struct Finished {
+            size_t group, sample;  // sample: SIZE_MAX for a first turn (all its samples)
+            std::vector<GeneratedSequence> results;
+        };
+        std::vector<Finished> finished;
+        const auto submit = [&](GenerationRequest r, size_t g, size_t s) {
+            r.hold = keep_kv;
+            engine.submit(
+                std::move(r), {},
+                [&finished, g, s](std::vector<GeneratedSequence>&& out) {
+                    finished.push_back({g, s, std::move(out)});
+                },
+                /*rescore_when_done=*/false);
+        };
+        for (size_t i = 0; i < requests.size(); i++)
+            submit(std::move(requests[i]), request_group[i], SIZE_MAX);
+        for (;;) {
+            const bool stepped = engine.step();
+            std::vector<Finished> now;
+            now.swap(finished);
+            // In the order the engine finished them: the same order every run.
+            for (Finished& f : now) {
+                for (size_t i = 0; i < f.results.size(); i++) {
+                    const size_t s = f.sample == SIZE_MAX ? i : f.sample;
+                    const int64_t held = f.results[i].held;
+                    if (take_turn(f.group, s, f.results[i])) {
+                        GenerationRequest r = next_request(f.group, s);
+                        r.continue_from = held;
+                        submit(std::move(r), f.group, s);
+                    } else {
+                        engine.release(held);
+                        if (--left_[f.group] == 0 && on_group_done_)
+                            on_group_done_(f.group, episodes_[f.group]);
+                    }
+                }
+            }
+            if (!stepped && now.empty() && engine.num_running() == 0 && engine.num_waiting() == 0)
+                break;
         }
         return std::move(episodes_);
     }
@@ -221,6 +280,25 @@ std::vector<std::vector<Episode>> run_episodes(
     if (limits.max_new_tokens < 1) throw Error("run_episodes: max_new_tokens must be >= 1");
     Runner runner(groups, tok, limits, on_group_done);
     return runner.run(generate);
+}
+
+std::vector<std::vector<Episode>> run_episodes(
+    std::vector<EpisodeGroup>& groups, const EpisodeSource& source, const TextTokenizer& tok,
+    const EpisodeLimits& limits,
+    const std::function<void(size_t, const std::vector<Episode>&)>& on_group_done) {
+    if (source.scripted) return run_episodes(groups, source.scripted, tok, limits, on_group_done);
+    if (source.model == nullptr) throw Error("run_episodes: neither a model nor a policy");
+    Engine engine(*source.model, episode_engine_options(tok));
+    return run_episodes(groups, engine, tok, limits, on_group_done);
+}
+
+std::vector<std::vector<Episode>> run_episodes(
+    std::vector<EpisodeGroup>& groups, Engine& engine, const TextTokenizer& tok,
+    const EpisodeLimits& limits,
+    const std::function<void(size_t, const std::vector<Episode>&)>& on_group_done, bool keep_kv) {
+    if (limits.max_new_tokens < 1) throw Error("run_episodes: max_new_tokens must be >= 1");
+    Runner runner(groups, tok, limits, on_group_done);
+    return runner.run(engine, keep_kv);
 }
 
 }  // namespace crucible::rl

@@ -80,6 +80,35 @@ std::vector<std::vector<Episode>> run_episodes(
     const EpisodeLimits& limits,
     const std::function<void(size_t, const std::vector<Episode>&)>& on_group_done = {});
 
+// The same episodes on one engine, turn after turn without rounds: every turn is submitted
+// with `hold`, so a sequence that waits for its environment keeps its KV cache and its next
+// turn prefills only the ids it does not have (the previous turn's last token and the
+// observation); a turn is submitted as soon as the previous one's environment step returns,
+// while the other sequences keep decoding. Seeds and requests are those of the round-based
+// path, so the episodes are the same. Environment steps run on the calling thread between
+// engine steps (a slow tool pauses decoding for its duration). With keep_kv false every turn
+// prefills its whole sequence again (the same episodes: what `crucible bench episodes`
+// compares against).
+std::vector<std::vector<Episode>> run_episodes(
+    std::vector<EpisodeGroup>& groups, Engine& engine, const TextTokenizer& tok,
+    const EpisodeLimits& limits,
+    const std::function<void(size_t, const std::vector<Episode>&)>& on_group_done = {},
+    bool keep_kv = true);
+
+// The engine options episodes run with on `model` (stop strings decoded with `tok`).
+EngineOptions episode_engine_options(const TextTokenizer& tok);
+
+// Where episodes' turns come from: a scripted Generator when set (tests), else a fresh engine
+// on `model` driven turn by turn (the overload above: KV kept across turns).
+struct EpisodeSource {
+    Model* model = nullptr;
+    Generator scripted;
+};
+std::vector<std::vector<Episode>> run_episodes(
+    std::vector<EpisodeGroup>& groups, const EpisodeSource& source, const TextTokenizer& tok,
+    const EpisodeLimits& limits,
+    const std::function<void(size_t, const std::vector<Episode>&)>& on_group_done = {});
+
 // The text of `ids` without a final end-of-sequence token.
 std::string completion_text(const TextTokenizer& tok, const std::vector<int32_t>& ids);
 

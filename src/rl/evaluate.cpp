@@ -76,7 +76,7 @@ TaskEvaluation evaluate_task(Model& model, const TextTokenizer& tok, const Task&
     return ev;
 }
 
-TaskEvaluation evaluate_episodes(const Generator& generate, const TextTokenizer& tok,
+TaskEvaluation evaluate_episodes(const EpisodeSource& source, const TextTokenizer& tok,
                                  const RlEnvConfig& env, const Task& task,
                                  const std::vector<TaskItem>& items, int samples,
                                  const SamplingParams& params, uint64_t seed,
@@ -93,7 +93,7 @@ TaskEvaluation evaluate_episodes(const Generator& generate, const TextTokenizer&
         g.params.stop_ids = {tok.eos};
         groups.push_back(std::move(g));
     }
-    std::vector<std::vector<Episode>> episodes = run_episodes(groups, generate, tok, limits);
+    std::vector<std::vector<Episode>> episodes = run_episodes(groups, source, tok, limits);
     TaskEvaluation ev;
     ev.scores.resize(items.size());
     for (size_t i = 0; i < items.size(); i++) {

@@ -412,9 +412,8 @@ void RlTrainer::generate_group_batch(std::vector<Rollout>* out, int64_t* generat
             });
     };
     const EpisodeLimits limits{loss_.max_completion_tokens, cfg_.env.max_tokens_per_turn};
-    auto episodes =
-        run_episodes(groups, generator_ ? generator_ : engine_generator(*model_, tokenizer_),
-                     tokenizer_, limits, start_judging);
+    auto episodes = run_episodes(groups, EpisodeSource{model_.get(), generator_}, tokenizer_,
+                                 limits, start_judging);
     const int first_group = out->empty() ? 0 : out->back().group + 1;
     for (int p = 0; p < P; p++) {
         for (int s = 0; s < G; s++) {
@@ -753,8 +752,8 @@ TaskEvaluation RlTrainer::evaluate() {
 TaskEvaluation RlTrainer::evaluate_episodes(const std::vector<TaskItem>& items, int samples,
                                             const SamplingParams& params, uint64_t seed) {
     const EpisodeLimits limits{loss_.max_completion_tokens, cfg_.env.max_tokens_per_turn};
-    return rl::evaluate_episodes(generator_ ? generator_ : engine_generator(*model_, tokenizer_),
-                                 tokenizer_, cfg_.env, task_, items, samples, params, seed, limits);
+    return rl::evaluate_episodes(EpisodeSource{model_.get(), generator_}, tokenizer_, cfg_.env,
+                                 task_, items, samples, params, seed, limits);
 }
 
 void RlTrainer::run(int64_t until_step) {
