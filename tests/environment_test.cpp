@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "env/calculator.h"
 #include "env/calculator_env.h"
 #include "model_util.h"
@@ -439,6 +440,70 @@ TEST(Episodes, TheBudgetCutsAnObservationAndEndsTruncated) {
         ASSERT_EQ(policy.requests.size(), 2u);
         EXPECT_EQ(policy.requests[1].params.max_tokens, 7);
     }
+}
+
+TEST(Episodes, ALongObservationIsCutInTheMiddle) {
+    const TextTokenizer tok = test_tokenizer();
+    const std::vector<int32_t> ten = bytes("0123456789");
+    EXPECT_EQ(rl::cut_observation(ten, 10, tok), ten);  // fits: unchanged
+    EXPECT_EQ(rl::cut_observation(ten, 0, tok), ten);   // 0: not cut
+    // 100 ids cut to 40: the marker "\n...[K tokens cut]...\n" is 23 bytes for a two-digit K
+    // (1 + 3 + 1 + 2 + 11 + 1 + 3 + 1), so 17 ids are kept, 9 from the head and 8 from the tail,
+    // and K = 83.
+    std::string long_text;
+    for (int i = 0; i < 100; i++) long_text += static_cast<char>('a' + i % 26);
+    const std::vector<int32_t> cut = rl::cut_observation(bytes(long_text), 40, tok);
+    EXPECT_EQ(cut,
+              bytes(long_text.substr(0, 9) + "\n...[83 tokens cut]...\n" + long_text.substr(92)));
+    EXPECT_EQ(cut.size(), 40u);
+    // Too small for a marker: the head alone.
+    EXPECT_EQ(rl::cut_observation(bytes(long_text), 5, tok), bytes(long_text.substr(0, 5)));
+    // In an episode: the calculator's observation cut to 12 ids, the turn after it continues
+    // from the cut ids.
+    Scripted policy;
+    int turn = 0;
+    policy.script = [&](const std::vector<int32_t>&, int) {
+        return bytes(turn++ == 0 ? call("123456789*987654321") : "<answer>1</answer>");
+    };
+    std::vector<Calc> calcs;
+    calcs.reserve(1);
+    const env::Item item = item_of("Q\n");
+    std::vector<EpisodeGroup> groups = {calc_group(item, 1, 4, &calcs)};
+    EpisodeLimits limits{400, 0};
+    limits.max_observation_tokens = 40;
+    const auto episodes = rl::run_episodes(groups, policy.generator(), policy.tok, limits);
+    const Episode& e = episodes[0][0];
+    ASSERT_EQ(e.spans.size(), 3u);
+    const std::string full = "\n<tool_response>\n121932631112635269\n</tool_response>\n";
+    const std::vector<int32_t> expected = rl::cut_observation(bytes(full), 40, policy.tok);
+    EXPECT_EQ(std::vector<int32_t>(e.completion.begin() + e.spans[1].begin,
+                                   e.completion.begin() + e.spans[1].end),
+              expected);
+    EXPECT_EQ(expected.size(), 40u);
+    EXPECT_LT(expected.size(), full.size());
+}
+
+TEST(Episodes, TheContextLimitEndsAnEpisodeAsTheBudgetDoes) {
+    Scripted policy;
+    policy.script = [&](const std::vector<int32_t>&, int) { return bytes(call("1+1")); };
+    const std::vector<int32_t> c = bytes(call("1+1"));
+    const env::Item item = item_of("Q\n");  // 2 prompt ids
+    std::vector<Calc> calcs;
+    calcs.reserve(1);
+    std::vector<EpisodeGroup> groups = {calc_group(item, 1, 4, &calcs)};
+    EpisodeLimits limits{1000, 0};
+    limits.max_context = 2 + static_cast<int>(c.size()) + 5;  // the call and 5 observation ids
+    const auto episodes = rl::run_episodes(groups, policy.generator(), policy.tok, limits);
+    const Episode& e = episodes[0][0];
+    EXPECT_TRUE(e.truncated);
+    EXPECT_EQ(e.end, "budget");
+    EXPECT_EQ(static_cast<int>(e.completion.size()) + 2, limits.max_context);
+    // A prompt that leaves no room is refused by name.
+    limits.max_context = 2;
+    std::vector<Calc> more;
+    more.reserve(1);
+    std::vector<EpisodeGroup> again = {calc_group(item, 1, 4, &more)};
+    EXPECT_THROW(rl::run_episodes(again, policy.generator(), policy.tok, limits), Error);
 }
 
 TEST(Episodes, TheTurnLimitOfTokensCutsATurn) {

@@ -54,6 +54,8 @@ TEST(RlConfig, EveryKeyOfTheSchemaIsReadIntoItsField) {
         {"env.name", "calculator"},
         {"env.max_turns", "7"},
         {"env.max_tokens_per_turn", "21"},
+        {"env.max_context", "900"},
+        {"env.max_observation_tokens", "64"},
         {"env.syntax", "hermes"},
         {"env.index", "some/index"},
         {"env.top_k", "5"},
@@ -153,6 +155,8 @@ TEST(RlConfig, EveryKeyOfTheSchemaIsReadIntoItsField) {
     EXPECT_EQ(r.env.name, EnvKind::calculator);
     EXPECT_EQ(r.env.max_turns, 7);
     EXPECT_EQ(r.env.max_tokens_per_turn, 21);
+    EXPECT_EQ(r.env.max_context, 900);
+    EXPECT_EQ(r.env.max_observation_tokens, 64);
     EXPECT_EQ(r.rewards.correct, 0.5);
     EXPECT_EQ(r.rewards.format, 0.25);
     EXPECT_EQ(r.rewards.soft_overlong, 0.75);

@@ -35,7 +35,7 @@ class EpisodeGenerator : public Generator {
                   const SamplingOptions& sampling,
                   const std::function<bool(const SampleJob&, GeneratedSample)>& done) override {
         const rl::EpisodeSource source{model_.get(), policy_};
-        const rl::EpisodeLimits limits{sampling.max_tokens, env_.max_tokens_per_turn};
+        const rl::EpisodeLimits limits = rl::episode_limits(env_, sampling.max_tokens);
         for (size_t b = 0; b < jobs.size(); b += static_cast<size_t>(batch_)) {
             const size_t e = std::min(jobs.size(), b + static_cast<size_t>(batch_));
             // One group per sample: its first turn draws with the job's seed alone.

@@ -21,6 +21,31 @@ std::vector<uint8_t> Episode::model_mask() const {
     return mask;
 }
 
+std::vector<int32_t> cut_observation(const std::vector<int32_t>& ids, int max_tokens,
+                                     const TextTokenizer& tok) {
+    const int n = static_cast<int>(ids.size());
+    if (max_tokens < 1 || n <= max_tokens) return ids;
+    // The marker names how many ids it replaces, which depends on its own length: shrink what
+    // is kept until the marker for it fits beside it.
+    const auto marker_for = [&](int keep) {
+        return tok.encode("\n...[" + std::to_string(n - keep) + " tokens cut]...\n");
+    };
+    int keep = max_tokens;
+    std::vector<int32_t> marker;
+    for (;;) {
+        marker = marker_for(keep);
+        const int fit = max_tokens - static_cast<int>(marker.size());
+        if (fit < 2) return {ids.begin(), ids.begin() + max_tokens};  // too small for a marker
+        if (fit >= keep) break;
+        keep = fit;
+    }
+    const int head = (keep + 1) / 2, tail = keep - head;
+    std::vector<int32_t> out(ids.begin(), ids.begin() + head);
+    out.insert(out.end(), marker.begin(), marker.end());
+    out.insert(out.end(), ids.end() - tail, ids.end());
+    return out;
+}
+
 std::string completion_text(const TextTokenizer& tok, const std::vector<int32_t>& ids) {
     if (!ids.empty() && ids.back() == tok.eos) {
         return tok.decode(std::vector<int32_t>(ids.begin(), ids.end() - 1));
@@ -66,8 +91,18 @@ class Runner {
         }
     }
 
-    int max_tokens(const Episode& e) const {
-        const int remaining = limits_.max_new_tokens - static_cast<int>(e.completion.size());
+    // Ids episode (g, e) may still add: the budget after the prompt, and the context.
+    int room(size_t g, const Episode& e) const {
+        const int used = static_cast<int>(e.completion.size());
+        int left = limits_.max_new_tokens - used;
+        if (limits_.max_context > 0)
+            left =
+                std::min(left, limits_.max_context - static_cast<int>(prompts_[g].size()) - used);
+        return left;
+    }
+
+    int max_tokens(size_t g, const Episode& e) const {
+        const int remaining = room(g, e);
         return limits_.max_tokens_per_turn > 0 ? std::min(remaining, limits_.max_tokens_per_turn)
                                                : remaining;
     }
@@ -107,9 +142,11 @@ class Runner {
             e.truncated = turn.truncated;
             return false;
         }
-        int remaining = limits_.max_new_tokens - static_cast<int>(e.completion.size());
+        int remaining = room(g, e);
         if (r.observation) {
             std::vector<int32_t> obs = tok_.encode(*r.observation);
+            if (limits_.max_observation_tokens > 0)
+                obs = cut_observation(obs, limits_.max_observation_tokens, tok_);
             const bool cut = static_cast<int>(obs.size()) >= remaining;
             if (cut) obs.resize(static_cast<size_t>(std::max(remaining, 0)));
             const size_t ob = e.completion.size();
@@ -144,13 +181,17 @@ class Runner {
                                 "': the episodes of one group start from different prompts");
                 }
             }
+            prompts_[g] = ids;
+            if (max_tokens(g, episodes_[g][0]) < 1)
+                throw Error("run_episodes: item '" + grp.item->id + "': its prompt of " +
+                            std::to_string(ids.size()) + " ids leaves no room in the context of " +
+                            std::to_string(limits_.max_context));
             GenerationRequest r;
             r.prompt = std::move(ids);
             r.params = grp.params;
-            r.params.max_tokens = max_tokens(episodes_[g][0]);
+            r.params.max_tokens = max_tokens(g, episodes_[g][0]);
             r.params.stop_strings = grp.envs[0]->stop_strings();
             r.n = static_cast<int>(grp.envs.size());
-            prompts_[g] = r.prompt;
             requests->push_back(std::move(r));
             request_group->push_back(g);
         }
@@ -165,7 +206,7 @@ class Runner {
         r.prompt.insert(r.prompt.end(), e.completion.begin(), e.completion.end());
         r.params = grp.params;
         r.params.seed = Rng::mix(Rng::mix(grp.params.seed, s), static_cast<uint64_t>(e.turns));
-        r.params.max_tokens = max_tokens(e);
+        r.params.max_tokens = max_tokens(g, e);
         r.params.stop_strings = e.env->stop_strings();
         r.n = 1;
         return r;

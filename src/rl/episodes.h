@@ -12,6 +12,7 @@
 
 #include "engine/engine.h"
 #include "env/environment.h"
+#include "rl/rl_config.h"
 #include "tokenizer/text_tokenizer.h"
 
 namespace crucible::rl {
@@ -57,7 +58,22 @@ struct EpisodeLimits {
     // truncated when they run out.
     int max_new_tokens = 16;
     int max_tokens_per_turn = 0;  // 0: no limit besides max_new_tokens
+    // Prompt and ids after it at most (0: none); the episode ends as with the budget.
+    int max_context = 0;
+    // An observation longer than this is cut in the middle (cut_observation); 0: not cut.
+    int max_observation_tokens = 0;
 };
+
+// `ids` when at most `max_tokens` long; else its head and tail around the ids of
+// "\n...[K tokens cut]...\n" (K the ids left out), max_tokens ids in all (only the head when
+// max_tokens is too small for the marker). The middle of a long tool output matters least.
+std::vector<int32_t> cut_observation(const std::vector<int32_t>& ids, int max_tokens,
+                                     const TextTokenizer& tok);
+
+// The limits of the episodes `env` runs, with `max_new_tokens` ids after the prompt.
+inline EpisodeLimits episode_limits(const RlEnvConfig& env, int max_new_tokens) {
+    return {max_new_tokens, env.max_tokens_per_turn, env.max_context, env.max_observation_tokens};
+}
 
 // One group: `envs.size()` episodes of one item from one prompt, sharing its prefill on the
 // first turn. `params` holds the sampling settings; max_tokens and stop strings are set per

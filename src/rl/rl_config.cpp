@@ -154,6 +154,8 @@ RlEnvConfig read_rl_env_config(const Config& c) {
     e.name = parse_env_kind(c.get_string("env.name"));
     e.max_turns = static_cast<int>(c.get_int("env.max_turns"));
     e.max_tokens_per_turn = static_cast<int>(c.get_int("env.max_tokens_per_turn"));
+    e.max_context = static_cast<int>(c.get_int("env.max_context"));
+    e.max_observation_tokens = static_cast<int>(c.get_int("env.max_observation_tokens"));
     const std::string syntax = c.get_string("env.syntax");
     if (syntax == "search_r1") {
         e.syntax = ToolSyntax::search_r1;

@@ -48,6 +48,10 @@ env:                        # the environment episodes run in (docs/ENVIRONMENTS
   max_turns: 4              # [1, 1000] tool environments: model turns per episode at most
   max_tokens_per_turn: 0    # [0, 1e6] tool environments: tokens per model turn at most (0: only
                             # rollout.max_new_tokens, the episode's budget, limits a turn)
+  max_context: 0            # [0, 1e7] tool environments: prompt and episode ids at most (0: the
+                            # budget alone); the episode then ends truncated, as at the budget
+  max_observation_tokens: 0 # [0, 1e7] an observation longer than this is cut in the middle
+                            # ("...[K tokens cut]..."); 0: not cut
   syntax: search_r1         # search: search_r1 (<search>q</search> -> <information>) or hermes
                             # (<tool_call> {"name": "search", "arguments": {"query": q}})
   index: ""                 # search: the index folder (`crucible index build`)
@@ -176,7 +180,9 @@ const char* to_string(EnvKind kind);
 struct RlEnvConfig {
     EnvKind name = EnvKind::single_turn;
     int max_turns = 0;
-    int max_tokens_per_turn = 0;  // 0: no limit besides rollout.max_new_tokens
+    int max_tokens_per_turn = 0;     // 0: no limit besides rollout.max_new_tokens
+    int max_context = 0;             // 0: none
+    int max_observation_tokens = 0;  // 0: observations not cut
     ToolSyntax syntax = ToolSyntax::search_r1;
     std::string index;  // search: the index folder
     int top_k = 0;

@@ -411,7 +411,7 @@ void RlTrainer::generate_group_batch(std::vector<Rollout>* out, int64_t* generat
                 return rubric_->score_batch(rubric, texts);
             });
     };
-    const EpisodeLimits limits{loss_.max_completion_tokens, cfg_.env.max_tokens_per_turn};
+    const EpisodeLimits limits = episode_limits(cfg_.env, loss_.max_completion_tokens);
     auto episodes = run_episodes(groups, EpisodeSource{model_.get(), generator_}, tokenizer_,
                                  limits, start_judging);
     const int first_group = out->empty() ? 0 : out->back().group + 1;
@@ -751,7 +751,7 @@ TaskEvaluation RlTrainer::evaluate() {
 
 TaskEvaluation RlTrainer::evaluate_episodes(const std::vector<TaskItem>& items, int samples,
                                             const SamplingParams& params, uint64_t seed) {
-    const EpisodeLimits limits{loss_.max_completion_tokens, cfg_.env.max_tokens_per_turn};
+    const EpisodeLimits limits = episode_limits(cfg_.env, loss_.max_completion_tokens);
     return rl::evaluate_episodes(EpisodeSource{model_.get(), generator_}, tokenizer_, cfg_.env,
                                  task_, items, samples, params, seed, limits);
 }
