@@ -19,6 +19,7 @@
 #include "eval/sample_store.h"
 #include "model_util.h"
 #include "run/run_folder.h"
+#include "serve/http_front.h"
 #include "test_util.h"
 
 namespace crucible {
@@ -189,6 +190,21 @@ TEST(CliExperience, CompareSaysWhenSettingsDifferAndRefusesARunWithoutScores) {
                                          eval::load_run(chat2.string()), eval::CompareOptions{});
     EXPECT_TRUE(same["settings_differ"].empty());
     EXPECT_EQ(eval::comparison_text(same).find("WARNING"), std::string::npos);
+}
+
+// `serve` says why it cannot listen: the resolver's message, or the bind error.
+TEST(CliExperience, ListeningFailuresSayWhy) {
+    auto error_body = [](int, const std::string& m) { return m; };
+    HttpFront first(HttpLimits{}, error_body);
+    const int port = first.bind_and_listen("127.0.0.1", 0);
+    ASSERT_GT(port, 0);
+    HttpFront second(HttpLimits{}, error_body);
+    std::string why;
+    EXPECT_EQ(second.bind_and_listen("127.0.0.1", port, &why), -1);
+    EXPECT_EQ(why, "bind: Address already in use");
+    HttpFront third(HttpLimits{}, error_body);
+    EXPECT_EQ(third.bind_and_listen("no-such-host.invalid", 0, &why), -1);
+    EXPECT_EQ(why.rfind("cannot resolve the host: ", 0), 0u) << why;
 }
 
 }  // namespace

@@ -123,7 +123,7 @@ std::function<int()> add_bench(CLI::App& app) {
         std::vector<std::string> configs{"small", "medium"};
         int steps = 5;
         int warmup = 1;
-        bool torch = true;
+        bool no_torch = false;
         std::string python = "/usr/bin/python3";
         std::string script = std::string(CRUCIBLE_SOURCE_DIR) + "/bench/torch_train.py";
     };
@@ -132,7 +132,7 @@ std::function<int()> add_bench(CLI::App& app) {
     train->add_option("--configs", opt->configs, "which shapes: small, medium")->delimiter(',');
     train->add_option("--steps", opt->steps, "timed steps per side (median reported)");
     train->add_option("--warmup", opt->warmup, "untimed warm-up steps per side");
-    train->add_flag("!--no-torch", opt->torch, "skip the PyTorch baseline");
+    train->add_flag("--no-torch", opt->no_torch, "skip the PyTorch baseline");
     train->add_option("--python", opt->python, "interpreter with PyTorch (Debian python3-torch)");
     train->add_option("--torch-script", opt->script, "path of bench/torch_train.py");
     auto tokenize = add_bench_tokenize(*bench);
@@ -167,7 +167,7 @@ std::function<int()> add_bench(CLI::App& app) {
                         {"gflops", ours.gflops},
                         {"fraction_of_sgemm_peak", ours.gflops / peak},
                         {"sgemm_peak_gflops", peak}};
-            if (opt->torch) {
+            if (!opt->no_torch) {
                 const json t = run_torch(opt->python, opt->script, shape.name, threads, opt->warmup,
                                          opt->steps);
                 row["torch_tokens_per_s"] = t["tokens_per_s"];
@@ -180,7 +180,7 @@ std::function<int()> add_bench(CLI::App& app) {
             if (!opt->json_out) {
                 std::printf("%-6s | crucible %8.0f tok/s %6.1f GFLOP/s (%.0f%% of peak)",
                             shape.name, ours.tokens_per_s, ours.gflops, 100 * ours.gflops / peak);
-                if (opt->torch) {
+                if (!opt->no_torch) {
                     std::printf(" | torch %8.0f tok/s | ratio %.2fx",
                                 row["torch_tokens_per_s"].get<double>(),
                                 row["ratio_vs_torch"].get<double>());
@@ -189,7 +189,7 @@ std::function<int()> add_bench(CLI::App& app) {
                 std::fflush(stdout);
             }
         }
-        if (opt->torch && !opt->json_out) {
+        if (!opt->no_torch && !opt->json_out) {
             std::printf("torch BLAS: %s\n",
                         result.value("small", json::object()).value("torch_blas", "?").c_str());
         }

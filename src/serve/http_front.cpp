@@ -805,28 +805,43 @@ void HttpFront::answer_on_loop(const std::string& path, std::string json_body) {
     loop_answers_[path] = std::move(json_body);
 }
 
-int HttpFront::bind_and_listen(const std::string& host, int port) {
+int HttpFront::bind_and_listen(const std::string& host, int port, std::string* why) {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     addrinfo* res = nullptr;
     const std::string service = std::to_string(port);
-    if (::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &res) != 0)
+    if (const int rc =
+            ::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &res);
+        rc != 0) {
+        if (why) *why = std::string("cannot resolve the host: ") + gai_strerror(rc);
         return -1;
+    }
     UniqueFd fd;
+    std::string last_error = "no address to bind";
     for (addrinfo* a = res; a && !fd; a = a->ai_next) {
         fd.reset(
             ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol));
-        if (!fd) continue;
+        if (!fd) {
+            last_error = std::string("socket: ") + std::strerror(errno);
+            continue;
+        }
         const int one = 1;
         ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (::bind(fd.get(), a->ai_addr, a->ai_addrlen) != 0 || ::listen(fd.get(), 1024) != 0) {
+        if (::bind(fd.get(), a->ai_addr, a->ai_addrlen) != 0) {
+            last_error = std::string("bind: ") + std::strerror(errno);
+            fd.reset();
+        } else if (::listen(fd.get(), 1024) != 0) {
+            last_error = std::string("listen: ") + std::strerror(errno);
             fd.reset();
         }
     }
     ::freeaddrinfo(res);
-    if (!fd) return -1;
+    if (!fd) {
+        if (why) *why = last_error;
+        return -1;
+    }
     sockaddr_storage a{};
     socklen_t len = sizeof a;
     std::string ip;

@@ -45,8 +45,9 @@ class HttpFront : public httplib::Server {
     explicit HttpFront(HttpLimits limits, HttpErrorBody error_body);
     ~HttpFront() override;
 
-    // Binds host:port (0: an ephemeral port) and listens. Returns the bound port, or -1.
-    int bind_and_listen(const std::string& host, int port);
+    // Binds host:port (0: an ephemeral port) and listens. Returns the bound port, or -1 with
+    // the reason in *why (when given): the resolver's or the last bind/listen error.
+    int bind_and_listen(const std::string& host, int port, std::string* why = nullptr);
     // `GET path` (query ignored) answered by the loop itself with 200 and this body.
     void answer_on_loop(const std::string& path, std::string json_body);
     // Runs the loop until shutdown(); then stops accepting, closes connections that are idle

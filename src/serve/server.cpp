@@ -434,9 +434,11 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(o
         });
     // The front sets TCP_NODELAY on every connection (responses go out as separate header and
     // body writes) and listens with a backlog of 1024.
-    s.port = s.http.bind_and_listen(s.o.host, s.o.port);
+    std::string why;
+    s.port = s.http.bind_and_listen(s.o.host, s.o.port, &why);
     if (s.port <= 0) {
-        throw Error("serve: cannot listen on " + s.o.host + ":" + std::to_string(s.o.port));
+        throw Error("serve: cannot listen on " + s.o.host + ":" + std::to_string(s.o.port) + ": " +
+                    (why.empty() ? std::string("unknown reason") : why));
     }
     s.engine_thread = std::thread([&s] { s.engine_loop(); });
 }
