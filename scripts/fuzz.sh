@@ -40,6 +40,7 @@ case "$target" in
     # The whole path of a request (serve/request_parse.cpp is the parser), so the engine, the
     # model and the kernels too; flags as CMakeLists.txt sets them.
     srcs="serve/server.cpp serve/request_parse.cpp serve/response_write.cpp serve/http_front.cpp
+          serve/tool_calls.cpp core/python_json.cpp
           engine/engine.cpp engine/kv_cache.cpp engine/sampler.cpp engine/team_size.cpp
           model/checkpoint.cpp model/config.cpp model/model.cpp model/safetensors.cpp
           model/float_formats.cpp tokenizer/bpe_tokenizer.cpp tokenizer/tokenizer_json.cpp
@@ -169,6 +170,14 @@ seeds = {
                    {"type": "text", "text": "b"}]}, {"role": "assistant", "content": "c"}],
                    "max_tokens": 1, "stream": True, "temperature": 1.5}),
     "bad": (0, {"prompt": "", "max_tokens": -1}),
+    "tools": (1, {"messages": [{"role": "user", "content": "2+3?"},
+                  {"role": "assistant", "content": None, "tool_calls": [{"id": "c", "type":
+                   "function", "function": {"name": "add", "arguments": "{\"a\": 2}"}}]},
+                  {"role": "tool", "tool_call_id": "c", "content": "5"}],
+                  "tools": [{"type": "function", "function": {"name": "add",
+                             "parameters": {"type": "object"}}}],
+                  "tool_choice": {"type": "function", "function": {"name": "add"}},
+                  "max_tokens": 2, "stream": True}),
 }
 for name, (route, body) in seeds.items():
     open(os.path.join(d, name), "wb").write(bytes([route]) + json.dumps(body).encode())

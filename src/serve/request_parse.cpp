@@ -1,10 +1,12 @@
 #include "serve/request_parse.h"
 
 #include <algorithm>
+#include <cctype>
 #include <limits>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/python_json.h"
 #include "tokenizer/chat_template.h"
 
 namespace crucible {
@@ -65,6 +67,74 @@ bool read_bool(const json& b, const char* key, bool def) {
     return b[key].get<bool>();
 }
 
+// A message's text content: a string or a list of text parts; null or absent is "" when
+// `may_be_null` (an assistant turn that only calls tools).
+std::string read_content(const json& m, const std::string& at, bool may_be_null) {
+    const json c = m.contains("content") ? m["content"] : json();
+    if (c.is_null() && may_be_null) return "";
+    if (c.is_string()) return c.get<std::string>();
+    if (c.is_array()) {  // content parts: only text ones
+        std::string content;
+        for (const json& part : c) {
+            if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
+                !part["text"].is_string()) {
+                reject(at + ".content",
+                       "Invalid '" + at + ".content': only text parts are supported.");
+            }
+            content += part["text"].get<std::string>();
+        }
+        return content;
+    }
+    reject(at + ".content", "Invalid '" + at +
+                                ".content': expected a string or an array of text parts, but got " +
+                                describe_type(c) + ".");
+}
+
+// OpenAI's rule for function names.
+bool valid_function_name(const std::string& name) {
+    if (name.empty() || name.size() > 64) return false;
+    for (char ch : name) {
+        if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '_' && ch != '-') return false;
+    }
+    return true;
+}
+
+// An assistant message's tool_calls as the text the model wrote them in (the chat template's
+// <tool_call> blocks, one per line after the content).
+std::string render_tool_calls(const nlohmann::ordered_json& calls, const std::string& at) {
+    using nlohmann::ordered_json;
+    if (!calls.is_array()) reject_type((at + ".tool_calls").c_str(), "an array", json(calls));
+    std::string text;
+    for (size_t k = 0; k < calls.size(); k++) {
+        const std::string here = at + ".tool_calls[" + std::to_string(k) + "]";
+        const ordered_json& call = calls[k];
+        if (!call.is_object() || !call.contains("function") || !call["function"].is_object()) {
+            reject(here, "Invalid '" + here +
+                             "': expected {\"type\": \"function\", \"function\": "
+                             "{\"name\", \"arguments\"}}.");
+        }
+        const ordered_json& f = call["function"];
+        if (!f.contains("name") || !f["name"].is_string() || f["name"].get<std::string>().empty())
+            reject(here + ".function.name", "Invalid '" + here +
+                                                ".function.name': expected a "
+                                                "non-empty string.");
+        ordered_json args = f.contains("arguments") ? f["arguments"] : ordered_json::object();
+        if (args.is_string()) {
+            // OpenAI sends arguments as JSON text; the template writes them as an object.
+            args = ordered_json::parse(args.get<std::string>(), nullptr, false);
+        }
+        if (args.is_discarded() || !args.is_object()) {
+            reject(here + ".function.arguments",
+                   "Invalid '" + here +
+                       ".function.arguments': expected a JSON object (or its "
+                       "text).");
+        }
+        text += (k ? "\n" : "") +
+                hermes_tool_call_text(f["name"].get<std::string>(), python_json_dumps(args));
+    }
+    return text;
+}
+
 }  // namespace
 
 ParsedRequest parse_request(const std::string& text, bool chat, const ServedModel& model,
@@ -95,6 +165,11 @@ ParsedRequest parse_request(const std::string& text, bool chat, const ServedMode
         const json& msgs = b["messages"];
         if (!msgs.is_array()) reject_type("messages", "an array", msgs);
         if (msgs.empty()) reject("messages", "'messages' must hold at least one message.");
+        // Tools and tool calls render as the request wrote them (key order included): read
+        // those parts from an order-keeping parse of the body.
+        nlohmann::ordered_json ordered;
+        if (b.contains("tools") || text.find("\"tool_calls\"") != std::string::npos)
+            ordered = nlohmann::ordered_json::parse(text);
         std::vector<ChatMessage> messages;
         for (size_t i = 0; i < msgs.size(); i++) {
             const json& m = msgs[i];
@@ -102,32 +177,100 @@ ParsedRequest parse_request(const std::string& text, bool chat, const ServedMode
             if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
                 reject(at, "Invalid '" + at + "': each message needs a string 'role'.");
             const std::string role = m["role"].get<std::string>();
-            if (role != "system" && role != "user" && role != "assistant") {
+            if (role != "system" && role != "user" && role != "assistant" && role != "tool") {
                 reject(at + ".role", "Invalid '" + at + ".role': '" + role +
-                                         "' is not one of 'system', 'user', 'assistant'.");
+                                         "' is not one of 'system', 'user', 'assistant', "
+                                         "'tool'.");
             }
-            std::string content;
-            const json c = m.contains("content") ? m["content"] : json();
-            if (c.is_string()) {
-                content = c.get<std::string>();
-            } else if (c.is_array()) {  // content parts: only text ones
-                for (const json& part : c) {
-                    if (!part.is_object() || part.value("type", "") != "text" ||
-                        !part.contains("text") || !part["text"].is_string()) {
-                        reject(at + ".content",
-                               "Invalid '" + at + ".content': only text parts are supported.");
-                    }
-                    content += part["text"].get<std::string>();
-                }
-            } else {
-                reject(at + ".content", "Invalid '" + at +
-                                            ".content': expected a string or an array of text "
-                                            "parts, but got " +
-                                            describe_type(c) + ".");
+            const bool calls = role == "assistant" && has_value(m, "tool_calls");
+            std::string content = read_content(m, at, calls);
+            if (calls) {
+                const std::string text_calls =
+                    render_tool_calls(ordered["messages"][i]["tool_calls"], at);
+                content = content.empty() ? text_calls : content + "\n" + text_calls;
             }
             messages.push_back({role, content});
         }
-        const std::string rendered = render_chat_text(model.tok->chat, messages, true);
+        // tools, tool_choice, parallel_tool_calls.
+        std::vector<std::string> tools;
+        if (has_value(b, "tools")) {
+            const auto& t = ordered["tools"];
+            if (!t.is_array()) reject_type("tools", "an array", b["tools"]);
+            for (size_t k = 0; k < t.size(); k++) {
+                const std::string at = "tools[" + std::to_string(k) + "]";
+                const auto& tool = t[k];
+                if (!tool.is_object() || tool.value("type", "") != "function" ||
+                    !tool.contains("function") || !tool["function"].is_object()) {
+                    reject(at, "Invalid '" + at +
+                                   "': expected {\"type\": \"function\", \"function\": {...}}.");
+                }
+                const auto& f = tool["function"];
+                const std::string name = f.contains("name") && f["name"].is_string()
+                                             ? f["name"].get<std::string>()
+                                             : std::string();
+                if (!valid_function_name(name)) {
+                    reject(at + ".function.name",
+                           "Invalid '" + at +
+                               ".function.name': a function name is 1 to 64 of "
+                               "a-z, A-Z, 0-9, '_' and '-'.");
+                }
+                if (std::find(p.tool_names.begin(), p.tool_names.end(), name) !=
+                    p.tool_names.end()) {
+                    reject(at + ".function.name",
+                           "Invalid '" + at + ".function.name': '" + name + "' is offered twice.");
+                }
+                if (f.contains("parameters") && !f["parameters"].is_object())
+                    reject(at + ".function.parameters",
+                           "Invalid '" + at +
+                               ".function.parameters': expected a JSON Schema "
+                               "object.");
+                p.tool_names.push_back(name);
+                tools.push_back(python_json_dumps(tool));
+            }
+        }
+        std::string choice = tools.empty() ? "none" : "auto";
+        std::string forced;  // the function tool_choice names
+        if (has_value(b, "tool_choice")) {
+            const json& tc = b["tool_choice"];
+            if (tc.is_string()) {
+                choice = tc.get<std::string>();
+                if (choice != "none" && choice != "auto" && choice != "required")
+                    reject("tool_choice",
+                           "Invalid value for 'tool_choice': '" + choice +
+                               "' is not one of 'none', 'auto', 'required' or "
+                               "{\"type\": \"function\", \"function\": {\"name\"}}.");
+            } else if (tc.is_object() && tc.value("type", "") == "function" &&
+                       tc.contains("function") && tc["function"].is_object() &&
+                       tc["function"].contains("name") && tc["function"]["name"].is_string()) {
+                choice = "named";
+                forced = tc["function"]["name"].get<std::string>();
+            } else {
+                reject("tool_choice",
+                       "Invalid 'tool_choice': expected 'none', 'auto', "
+                       "'required' or {\"type\": \"function\", \"function\": "
+                       "{\"name\"}}.");
+            }
+            if (choice != "none" && tools.empty())
+                reject("tool_choice",
+                       "Invalid 'tool_choice': '" + choice + "' needs 'tools' to choose from.");
+            if (choice == "named" &&
+                std::find(p.tool_names.begin(), p.tool_names.end(), forced) == p.tool_names.end())
+                reject("tool_choice",
+                       "Invalid 'tool_choice': no tool named '" + forced + "' is in 'tools'.");
+        }
+        p.parallel_tool_calls = read_bool(b, "parallel_tool_calls", true);
+        if (choice == "required") p.tool_prefix = "<tool_call>\n{\"name\": \"";
+        if (choice == "named")
+            p.tool_prefix = "<tool_call>\n{\"name\": \"" + forced + "\", \"arguments\": ";
+        if (choice == "none") p.tool_names.clear();  // rendered, as vLLM does, but not parsed
+        std::string rendered;
+        try {
+            rendered = render_chat_text(model.tok->chat, messages, true, tools);
+        } catch (const Error& e) {
+            reject(tools.empty() ? "messages" : "tools",
+                   std::string("Invalid request: ") + e.what() + ".");
+        }
+        rendered += p.tool_prefix;
         ids = model.tok->encode(rendered);
     } else {
         if (!b.contains("prompt")) reject("prompt", "Missing required parameter: 'prompt'.");
@@ -148,6 +291,22 @@ ParsedRequest parse_request(const std::string& text, bool chat, const ServedMode
                    "Invalid 'prompt': expected a string, a list of token ids or a list "
                    "holding one string, but got " +
                        describe_type(pr) + ".");
+        }
+    }
+    for (const char* key :
+         {"tools", "tool_choice", "parallel_tool_calls", "functions", "function_call"}) {
+        if (has_value(b, key) && (!chat || key[0] == 'f')) {
+            reject(key, std::string("'") + key + "' is not supported" +
+                            (chat ? " (use 'tools' and 'tool_choice')."
+                                  : " by /v1/completions (use /v1/chat/completions)."));
+        }
+    }
+    if (has_value(b, "response_format")) {
+        const json& rf = b["response_format"];
+        if (!rf.is_object() || rf.value("type", "") != "text") {
+            reject("response_format",
+                   "Invalid 'response_format': only {\"type\": \"text\"} is supported (this "
+                   "server has no constrained decoding for JSON output).");
         }
     }
     if (ids.empty()) reject(chat ? "messages" : "prompt", "The prompt is empty.");

@@ -29,6 +29,13 @@ struct ParsedRequest {
     bool include_usage = false;
     GenerationRequest gen;
     int top_logprobs = -1;  // -1: no logprobs; else alternatives per token
+    // Tools (chat): the functions a completion's <tool_call> text may call, which then comes
+    // back as `tool_calls` (serve/tool_calls.h); empty: no parsing (no tools, or tool_choice
+    // "none"). tool_choice "required" or a named function ends the prompt with the opening
+    // of a call, `tool_prefix`, which the completion's text continues.
+    std::vector<std::string> tool_names;
+    std::string tool_prefix;
+    bool parallel_tool_calls = true;
 };
 
 // The model a server serves, as requests are checked against it and answers are written.
@@ -44,7 +51,8 @@ struct ServedModel {
 // Parses and validates the body of a completions (`chat` false) or chat completions request
 // for `model`. A request without a "seed" gets draw_seed()'s. Throws ApiError (400, naming
 // the field) for a body that is not a JSON object, a missing or mistyped field, a value out
-// of range, another model's name and a prompt that leaves no room in the context.
+// of range, another model's name, a prompt that leaves no room in the context, and tools,
+// tool messages or a response_format the server cannot honour.
 ParsedRequest parse_request(const std::string& body, bool chat, const ServedModel& model,
                             const std::function<uint64_t()>& draw_seed);
 

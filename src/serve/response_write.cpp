@@ -4,6 +4,8 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 
+#include "serve/tool_calls.h"
+
 namespace crucible {
 
 using nlohmann::json;
@@ -117,28 +119,42 @@ json make_logprobs(const TextTokenizer& tok, const GeneratedSequence& g, size_t 
 // ends before the first stop string, and a stream holds back bytes that may still change (a
 // possible start of a stop string, an unfinished UTF-8 sequence or the U+FFFD a tokenizer
 // decodes one to). The whole sample is decoded each time: decoding token by token would split
-// multi-byte characters.
+// multi-byte characters. With tools, the text starts with the request's forced call opening
+// (ParsedRequest::tool_prefix), a stream holds back everything from a possible <tool_call>
+// on, and the last token splits the text into content and calls (serve/tool_calls.h).
 class SampleText {
   public:
-    // Adds a token; returns the text that became safe to send (all of it when `last`).
-    std::string push(int32_t token, bool last, const TextTokenizer& tok, const SamplingParams& sp) {
+    explicit SampleText(const ParsedRequest& p) : text(p.tool_prefix), request_(p) {}
+
+    // Adds a token; returns the content that became safe to send (all of it when `last`).
+    std::string push(int32_t token, bool last, const TextTokenizer& tok) {
+        const SamplingParams& sp = request_.gen.params;
+        const size_t prefix = request_.tool_prefix.size();
         const auto& stop_ids = sp.stop_ids;
         if (!cut && std::find(stop_ids.begin(), stop_ids.end(), token) == stop_ids.end()) {
             ids.push_back(token);
-            text = tok.decode(ids);
+            text = request_.tool_prefix + tok.decode(ids);
             size_t end = std::string::npos;
             for (const std::string& stop : sp.stop_strings)
-                if (!stop.empty()) end = std::min(end, text.find(stop));
+                if (!stop.empty()) end = std::min(end, text.find(stop, prefix));
             if (end != std::string::npos) {
                 text.resize(end);
                 cut = true;
             }
         }
+        const bool tools = !request_.tool_names.empty();
         size_t safe = text.size();
-        if (!last && !cut) {
-            static const std::string kReplacement = "\xEF\xBF\xBD";
-            while (safe >= 3 && text.compare(safe - 3, 3, kReplacement) == 0) safe -= 3;
-            safe -= count_held_back(text.substr(0, safe), sp.stop_strings);
+        if (last && tools) {
+            tool_output =
+                parse_tool_output(text, request_.tool_names, request_.parallel_tool_calls);
+            safe = tool_output.called ? tool_output.content.size() : text.size();
+        } else if (!last) {
+            if (!cut) {
+                static const std::string kReplacement = "\xEF\xBF\xBD";
+                while (safe >= 3 && text.compare(safe - 3, 3, kReplacement) == 0) safe -= 3;
+                safe -= count_held_back(text.substr(0, safe), sp.stop_strings);
+            }
+            if (tools) safe = std::min(safe, tool_content_end(text));
         }
         if (safe <= sent) return {};
         std::string out = text.substr(sent, safe - sent);
@@ -147,10 +163,33 @@ class SampleText {
     }
 
     std::vector<int32_t> ids;
-    std::string text;
+    std::string text;  // the tool prefix, then the decoded sample up to its stop
     size_t sent = 0;
     bool cut = false;
+    ParsedToolOutput tool_output;  // after the last token, with tools
+
+  private:
+    const ParsedRequest& request_;
 };
+
+namespace {
+
+// The tool_calls of a message (whole) or a delta (with their index).
+json make_tool_calls(const std::vector<OutputToolCall>& calls, const std::string& id, int sample,
+                     bool delta) {
+    json out = json::array();
+    for (size_t k = 0; k < calls.size(); k++) {
+        json c = {{"id", "call_" + id.substr(id.find('-') + 1) + "_" + std::to_string(sample) +
+                             "_" + std::to_string(k)},
+                  {"type", "function"},
+                  {"function", {{"name", calls[k].name}, {"arguments", calls[k].arguments}}}};
+        if (delta) c["index"] = k;
+        out.push_back(std::move(c));
+    }
+    return out;
+}
+
+}  // namespace
 
 std::string format_error(const ApiError& e) {
     return dump(make_error_body(e));
@@ -177,14 +216,20 @@ std::string format_completion(const ServedModel& model, const ParsedRequest& p,
     json choices = json::array();
     for (size_t i = 0; i < results.size(); i++) {
         const GeneratedSequence& g = results[i];
-        SampleText text;
+        SampleText text(p);
         for (size_t t = 0; t < g.tokens.size(); t++)
-            text.push(g.tokens[t], t + 1 == g.tokens.size(), *model.tok, p.gen.params);
-        json c = {{"index", i}, {"finish_reason", g.finish_reason}};
+            text.push(g.tokens[t], t + 1 == g.tokens.size(), *model.tok);
+        const ParsedToolOutput& tools = text.tool_output;
+        json c = {{"index", i}, {"finish_reason", tools.called ? "tool_calls" : g.finish_reason}};
         c["logprobs"] = p.top_logprobs >= 0
                             ? make_logprobs(*model.tok, g, 0, g.tokens.size(), p.chat)
                             : json(nullptr);
-        if (p.chat) {
+        if (p.chat && tools.called) {
+            c["message"] = {
+                {"role", "assistant"},
+                {"content", tools.content.empty() ? json(nullptr) : json(tools.content)},
+                {"tool_calls", make_tool_calls(tools.calls, id, (int)i, false)}};
+        } else if (p.chat) {
             c["message"] = {{"role", "assistant"}, {"content", text.text}};
         } else {
             c["text"] = text.text;
@@ -233,11 +278,9 @@ json format_choice(const ParsedRequest& p, int index, const std::string& piece,
 }  // namespace
 
 SseWriter::SseWriter(const ServedModel& model, const ParsedRequest& request, std::string id)
-    : model_(model),
-      request_(request),
-      id_(std::move(id)),
-      created_(std::time(nullptr)),
-      texts_(std::max(request.gen.n, 1)) {}
+    : model_(model), request_(request), id_(std::move(id)), created_(std::time(nullptr)) {
+    for (int i = 0; i < std::max(request.gen.n, 1); i++) texts_.emplace_back(request);
+}
 
 SseWriter::~SseWriter() = default;
 
@@ -253,23 +296,48 @@ std::string SseWriter::format_role_chunk() const {
 }
 
 std::string SseWriter::format_token_chunk(int sample, int32_t token, const std::string& finish) {
-    const std::string piece =
-        texts_[sample].push(token, !finish.empty(), *model_.tok, request_.gen.params);
-    if (piece.empty() && finish.empty()) return {};
+    const std::string piece = texts_[sample].push(token, !finish.empty(), *model_.tok);
+    if (!finish.empty()) return format_last(sample, piece, finish, nullptr);
+    if (piece.empty()) return {};
     return format_chunk(model_, request_, id_, created_,
-                        json::array({format_choice(request_, sample, piece, finish, nullptr)}),
+                        json::array({format_choice(request_, sample, piece, "", nullptr)}),
                         nullptr);
 }
 
 std::string SseWriter::format_scored_chunk(int sample, const GeneratedSequence& g, size_t t) {
     const bool last = t + 1 == g.tokens.size();
-    const std::string piece =
-        texts_[sample].push(g.tokens[t], last, *model_.tok, request_.gen.params);
+    const std::string piece = texts_[sample].push(g.tokens[t], last, *model_.tok);
+    json logprobs = make_logprobs(*model_.tok, g, t, t + 1, request_.chat);
+    if (last) return format_last(sample, piece, g.finish_reason, std::move(logprobs));
     return format_chunk(
         model_, request_, id_, created_,
-        json::array({format_choice(request_, sample, piece, last ? g.finish_reason : "",
-                                   make_logprobs(*model_.tok, g, t, t + 1, request_.chat))}),
-        nullptr);
+        json::array({format_choice(request_, sample, piece, "", std::move(logprobs))}), nullptr);
+}
+
+std::string SseWriter::format_last(int sample, const std::string& piece, const std::string& finish,
+                                   json_value logprobs) {
+    const ParsedToolOutput& tools = texts_[sample].tool_output;
+    if (!tools.called) {
+        return format_chunk(
+            model_, request_, id_, created_,
+            json::array({format_choice(request_, sample, piece, finish, std::move(logprobs))}),
+            nullptr);
+    }
+    // The rest of the content, then each call whole in one delta (clients accumulate the
+    // deltas of a call by its index), then the finish.
+    std::string events;
+    auto event = [&](json delta, json lp, const json& reason) {
+        json ch = {{"index", sample},
+                   {"delta", std::move(delta)},
+                   {"logprobs", std::move(lp)},
+                   {"finish_reason", reason}};
+        events += format_chunk(model_, request_, id_, created_, json::array({ch}), nullptr);
+    };
+    if (!piece.empty()) event({{"content", piece}}, logprobs, nullptr);
+    const json calls = make_tool_calls(tools.calls, id_, sample, true);
+    for (const json& c : calls) event({{"tool_calls", json::array({c})}}, nullptr, nullptr);
+    event(json::object(), piece.empty() ? std::move(logprobs) : json(nullptr), "tool_calls");
+    return events;
 }
 
 std::string SseWriter::format_usage_chunk(const std::vector<GeneratedSequence>& results) const {

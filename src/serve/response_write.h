@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,7 +47,9 @@ class SseWriter {
     // A chat stream's first chunk: every sample's assistant role and empty content.
     std::string format_role_chunk() const;
     // Sample `sample`'s next token as the engine drew it (`finish` non-empty on its last):
-    // the chunk of the text that became safe to send, or "" when there is none to send.
+    // the chunk of the text that became safe to send, or "" when there is none to send. With
+    // tools, the last token's chunks carry the sample's tool calls, one delta each, and
+    // finish_reason "tool_calls" when the text held calls.
     std::string format_token_chunk(int sample, int32_t token, const std::string& finish);
     // Token `t` of a finished, re-scored sample, with its logprobs (a stream that asked for
     // logprobs sends its tokens only once every sample is done).
@@ -57,6 +60,12 @@ class SseWriter {
     static std::string format_failure(const std::string& message);
 
   private:
+    using json_value = nlohmann::json;
+    // The chunks of a sample's last piece: the piece and the finish, or with tool calls the
+    // piece, each call, and the finish "tool_calls".
+    std::string format_last(int sample, const std::string& piece, const std::string& finish,
+                            json_value logprobs);
+
     const ServedModel& model_;
     const ParsedRequest& request_;
     std::string id_;

@@ -34,11 +34,29 @@ ChatFormat detect_chat_format(const std::string& chat_template, const std::strin
 
 // Renders messages as the format's own template would; with `add_generation_prompt` the text
 // ends with the opening of an assistant turn.
+//
+// Tools (the ChatML family: Qwen2.5's and Qwen3's templates, which Hermes-style models share):
+// `tools` are the tool definitions as the template's `tojson` writes them (core/python_json.h),
+// listed in the system turn between <tools></tools> after the system message (or the format's
+// default system prompt) with the instruction to answer calls in <tool_call> tags. A "tool"
+// message is a tool's result: consecutive ones share one user turn, each in <tool_response>
+// tags. An assistant turn's calls are part of its content (hermes_tool_call_text). Llama-3
+// renders no tools: `tools` there, or a "tool" message, throws Error.
 std::vector<TextSegment> render_chat(ChatFormat format, const std::vector<ChatMessage>& messages,
-                                     bool add_generation_prompt);
+                                     bool add_generation_prompt,
+                                     const std::vector<std::string>& tools = {});
 // The concatenated text of render_chat.
 std::string render_chat_text(ChatFormat format, const std::vector<ChatMessage>& messages,
-                             bool add_generation_prompt);
+                             bool add_generation_prompt,
+                             const std::vector<std::string>& tools = {});
+
+// Whether `format` renders tools and tool messages.
+bool chat_format_has_tools(ChatFormat format);
+
+// One call as an assistant turn's content holds it: "<tool_call>\n{\"name\": \"NAME\",
+// \"arguments\": ARGUMENTS}\n</tool_call>", ARGUMENTS the JSON text as `tojson` writes it.
+// Calls follow the turn's text (if any) each after a newline, as the templates put them.
+std::string hermes_tool_call_text(const std::string& name, const std::string& arguments);
 
 // Plain ChatML (ChatFormat::chatml).
 inline std::vector<TextSegment> render_chatml(const std::vector<ChatMessage>& messages,
