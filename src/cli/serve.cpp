@@ -53,7 +53,17 @@ std::function<int()> add_serve(CLI::App& app) {
                     "open connections from one client address; past it, 429")
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
-    return [o, body_mb]() {
+    auto quiet = std::make_shared<bool>(false);
+    cmd->add_flag("--no-request-log", *quiet,
+                  "do not log one line per request on stderr (id, status, tokens, latency)");
+    return [o, body_mb, quiet]() {
+        if (!*quiet) {
+            o->request_log = [](const std::string& line) {
+                // One write per line: lines from concurrent requests do not interleave.
+                const std::string out = "crucible serve: " + line + "\n";
+                std::fwrite(out.data(), 1, out.size(), stderr);
+            };
+        }
         o->model_dir = resolve_model_dir(o->model_dir).string();  // a run: its latest checkpoint
         o->max_body_bytes = static_cast<size_t>(*body_mb * (1 << 20));
         // SIGTERM/SIGINT are taken by one thread (sigwait), never by a handler: every thread

@@ -199,15 +199,24 @@ std::string format_http_error(int status, const std::string& message) {
     return format_error(ApiError{status, message, "", classify_error(status), ""});
 }
 
+namespace {
+
+json model_object(const ServedModel& model, int64_t created) {
+    return {{"id", model.name},
+            {"object", "model"},
+            {"created", created},
+            {"owned_by", "crucible"},
+            {"max_model_len", model.context}};
+}
+
+}  // namespace
+
 std::string format_model_list(const ServedModel& model, int64_t created) {
-    const json m = {{"object", "list"},
-                    {"data",
-                     {{{"id", model.name},
-                       {"object", "model"},
-                       {"created", created},
-                       {"owned_by", "crucible"},
-                       {"max_model_len", model.context}}}}};
-    return dump(m);
+    return dump({{"object", "list"}, {"data", json::array({model_object(model, created)})}});
+}
+
+std::string format_model(const ServedModel& model, int64_t created) {
+    return dump(model_object(model, created));
 }
 
 std::string format_completion(const ServedModel& model, const ParsedRequest& p,

@@ -21,6 +21,8 @@ std::string format_error(const ApiError& e);
 std::string format_http_error(int status, const std::string& message);
 // GET /v1/models: the one served model.
 std::string format_model_list(const ServedModel& model, int64_t created);
+// GET /v1/models/{id}: the model object alone.
+std::string format_model(const ServedModel& model, int64_t created);
 // The answer to a request that did not stream: every sample's text (and logprobs when asked
 // for) and usage. `id` is the response's id ("cmpl-…", "chatcmpl-…").
 std::string format_completion(const ServedModel& model, const ParsedRequest& request,

@@ -75,7 +75,13 @@ struct Server::Impl {
               const httplib::ContentReader& read, bool chat);
     void handle(const std::string& body, httplib::Response& res, bool chat);
     bool stream(const std::shared_ptr<Channel>& c, const ParsedRequest& p, const std::string& id,
-                httplib::DataSink& sink);
+                httplib::DataSink& sink, std::chrono::steady_clock::time_point start);
+    // Counts a finished request and writes its log line: `p` and `results` are null for a
+    // request refused before it ran.
+    void finish_request(const std::string& id, bool chat, int status, const ParsedRequest* p,
+                        const std::vector<GeneratedSequence>* results,
+                        std::chrono::steady_clock::time_point start, const std::string& note);
+    std::string metrics() const;
 };
 
 namespace {
@@ -86,6 +92,21 @@ std::vector<int32_t> stop_ids_of(const fs::path& dir, int32_t tokenizer_eos) {
     if (tokenizer_eos >= 0 && std::find(ids.begin(), ids.end(), tokenizer_eos) == ids.end())
         ids.push_back(tokenizer_eos);
     return ids;
+}
+
+// The id a folder is served as: its name, and for a training run's checkpoint
+// (RUN/checkpoints/step-N) the run's name with it, "RUN/step-N", so that two runs' checkpoints
+// of the same step are told apart.
+std::string model_id_of(const fs::path& dir) {
+    fs::path p = fs::absolute(dir).lexically_normal();
+    if (p.filename().empty()) p = p.parent_path();  // a trailing slash
+    const std::string name = p.filename().string();
+    const fs::path parent = p.parent_path();
+    if (name.rfind("step-", 0) == 0 && parent.filename() == "checkpoints" &&
+        !parent.parent_path().filename().empty()) {
+        return parent.parent_path().filename().string() + "/" + name;
+    }
+    return name;
 }
 
 HttpLimits http_limits(const ServerOptions& o) {
@@ -120,11 +141,7 @@ Server::Impl::Impl(ServerOptions options)
                     std::to_string(tok.vocab_size) + " ids but config.json's vocab_size is " +
                     std::to_string(model->config().vocab_size));
     }
-    std::string& name = served.name;
-    name = o.served_model_name.empty()
-               ? fs::absolute(o.model_dir).lexically_normal().filename().string()
-               : o.served_model_name;
-    if (name.empty()) name = fs::absolute(o.model_dir).parent_path().filename().string();
+    served.name = o.served_model_name.empty() ? model_id_of(o.model_dir) : o.served_model_name;
     served.vocab_size = model->config().vocab_size;
     served.context = model->config().max_position_embeddings;
     served.stop_ids = stop_ids_of(o.model_dir, tok.eos);
@@ -227,11 +244,13 @@ void Server::Impl::engine_loop() {
 }
 
 bool Server::Impl::stream(const std::shared_ptr<Channel>& c, const ParsedRequest& p,
-                          const std::string& id, httplib::DataSink& sink) {
+                          const std::string& id, httplib::DataSink& sink,
+                          std::chrono::steady_clock::time_point start) {
     SseWriter out(served, p, id);
     auto send = [&sink](std::string_view event) { return sink.write(event.data(), event.size()); };
     auto gone = [&] {  // the client went away: stop generating for it
         cancel(c);
+        finish_request(id, p.chat, 499, &p, nullptr, start, "client went away");
         return false;
     };
     if (p.chat && !send(out.format_role_chunk())) return gone();
@@ -269,15 +288,118 @@ bool Server::Impl::stream(const std::shared_ptr<Channel>& c, const ParsedRequest
             for (int i = 0; i < n && i < (int)c->results.size(); i++) {
                 const GeneratedSequence& g = c->results[i];
                 for (size_t t = 0; t < g.tokens.size(); t++) {
-                    if (!send(out.format_scored_chunk(i, g, t))) return false;
+                    if (!send(out.format_scored_chunk(i, g, t))) return gone();
                 }
             }
         }
-        if (p.include_usage && !send(out.format_usage_chunk(c->results))) return false;
+        if (p.include_usage && !send(out.format_usage_chunk(c->results))) return gone();
     }
-    if (!send(kSseDone)) return false;
+    if (!send(kSseDone)) return gone();
     sink.done();
+    if (c->error.empty()) {
+        finish_request(id, p.chat, 200, &p, &c->results, start, "");
+    } else {
+        finish_request(id, p.chat, 500, &p, nullptr, start, c->error);
+    }
     return true;
+}
+
+void Server::Impl::finish_request(const std::string& id, bool chat, int status,
+                                  const ParsedRequest* p,
+                                  const std::vector<GeneratedSequence>* results,
+                                  std::chrono::steady_clock::time_point start,
+                                  const std::string& note) {
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    int64_t completion = 0;
+    std::string finish;
+    if (results) {
+        for (const GeneratedSequence& g : *results) {
+            completion += (int64_t)g.tokens.size();
+            if (finish.find(g.finish_reason) == std::string::npos)
+                finish += (finish.empty() ? "" : ",") + g.finish_reason;
+        }
+    }
+    {
+        std::lock_guard<std::mutex> lock(mu);
+        if (status == 200) {
+            st.requests_answered++;
+            st.request_seconds += seconds;
+        } else if (status != 499) {
+            st.requests_rejected++;
+        }
+    }
+    if (!o.request_log) return;
+    char line[512];
+    std::snprintf(line, sizeof line, "%s %s %d prompt=%lld completion=%lld n=%d %s%.3fs",
+                  id.c_str(), chat ? "chat" : "completions", status,
+                  p ? (long long)p->gen.prompt.size() : 0LL, (long long)completion,
+                  p ? std::max(p->gen.n, 1) : 0, p && p->stream ? "stream " : "", seconds);
+    std::string out = line;
+    if (!finish.empty()) out += " finish=" + finish;
+    if (!note.empty()) {
+        // One line whatever the message holds.
+        std::string one = note.substr(0, 200);
+        std::replace(one.begin(), one.end(), '\n', ' ');
+        out += " error=\"" + one + "\"";
+    }
+    o.request_log(out);
+}
+
+std::string Server::Impl::metrics() const {
+    ServerStats s;
+    {
+        std::lock_guard<std::mutex> lock(mu);
+        s = st;
+    }
+    const HttpFront::Counters c = http.counters();
+    std::string out;
+    auto metric = [&out](const char* name, const char* type, const char* help, double value) {
+        char line[64];
+        std::snprintf(line, sizeof line, "%.17g", value);
+        out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
+               name + " " + line + "\n";
+    };
+    out +=
+        "# HELP crucible_model_info The served model.\n# TYPE crucible_model_info gauge\n"
+        "crucible_model_info{model=\"";
+    for (char ch : served.name) {  // a label value escapes \\, \" and newlines
+        if (ch == '\\' || ch == '"') out += '\\';
+        if (ch == '\n') {
+            out += "\\n";
+            continue;
+        }
+        out += ch;
+    }
+    out += "\",max_model_len=\"" + std::to_string(served.context) + "\"} 1\n";
+    metric("crucible_requests_total", "counter", "Completions requests accepted.", s.requests);
+    metric("crucible_requests_answered_total", "counter",
+           "Requests whose whole answer or stream was written.", s.requests_answered);
+    metric("crucible_requests_rejected_total", "counter",
+           "Completions requests answered with an error status.", s.requests_rejected);
+    metric("crucible_requests_cancelled_total", "counter",
+           "Requests whose client went away before they finished.", s.cancelled);
+    metric("crucible_request_duration_seconds_sum", "counter",
+           "Latency of the answered requests, summed (from parsed to answered).",
+           s.request_seconds);
+    metric("crucible_prompt_tokens_total", "counter", "Prompt tokens of the accepted requests.",
+           s.prompt_tokens);
+    metric("crucible_completion_tokens_total", "counter", "Tokens generated, all samples.",
+           s.completion_tokens);
+    metric("crucible_queue_length", "gauge", "Requests waiting to join the batch.", s.waiting);
+    metric("crucible_running_sequences", "gauge", "Sequences in the batch.", s.running);
+    metric("crucible_batch_occupancy", "gauge", "Sequences in the batch over --max-batch-seqs.",
+           (double)s.running / o.max_batch_seqs);
+    metric("crucible_kv_blocks", "gauge", "KV cache blocks (16 tokens each).", s.kv_blocks);
+    metric("crucible_kv_blocks_free", "gauge", "KV cache blocks free.", s.free_kv_blocks);
+    metric("crucible_kv_usage", "gauge", "Fraction of the KV cache in use.",
+           s.kv_blocks > 0 ? 1.0 - (double)s.free_kv_blocks / s.kv_blocks : 0.0);
+    metric("crucible_engine_steps_total", "counter", "Forward passes of the engine.", s.steps);
+    metric("crucible_connections", "gauge", "Open HTTP connections.", c.open);
+    metric("crucible_connections_refused_total", "counter",
+           "Connections refused over the per-client or total limits.",
+           (double)(c.refused_per_client + c.refused_total));
+    return out;
 }
 
 void Server::Impl::post(const httplib::Request& req, httplib::Response& res,
@@ -320,6 +442,9 @@ void Server::Impl::post(const httplib::Request& req, httplib::Response& res,
 }
 
 void Server::Impl::handle(const std::string& body, httplib::Response& res, bool chat) {
+    const auto start = std::chrono::steady_clock::now();
+    std::string id = "-";
+    std::unique_ptr<ParsedRequest> parsed;
     try {
         ParsedRequest p = parse_request(body, chat, served, [this] {
             std::lock_guard<std::mutex> lock(mu);
@@ -341,18 +466,20 @@ void Server::Impl::handle(const std::string& body, httplib::Response& res, bool 
             }
             inbox.push_back(c);
             st.requests++;
+            st.prompt_tokens += (int64_t)p.gen.prompt.size();
             st.waiting = engine_waiting + (int)inbox.size();
         }
         engine_cv.notify_one();
         char hex[32];
         std::snprintf(hex, sizeof hex, "%llx", (unsigned long long)next_id++);
-        const std::string id = std::string(chat ? "chatcmpl-" : "cmpl-") + hex;
+        id = std::string(chat ? "chatcmpl-" : "cmpl-") + hex;
+        parsed = std::make_unique<ParsedRequest>(p);
         if (p.stream) {
             res.set_header("Cache-Control", "no-cache");
             res.set_chunked_content_provider(
                 "text/event-stream",
-                [this, c, p, id](size_t, httplib::DataSink& sink) {
-                    return stream(c, p, id, sink);
+                [this, c, p, id, start](size_t, httplib::DataSink& sink) {
+                    return stream(c, p, id, sink, start);
                 },
                 [this, c](bool) {
                     // However the response ended (headers unwritable, client gone), a request
@@ -370,10 +497,13 @@ void Server::Impl::handle(const std::string& body, httplib::Response& res, bool 
         c->cv.wait(lock, [&] { return c->done; });
         if (!c->error.empty()) throw ApiError{500, c->error, "", "server_error", ""};
         res.set_content(format_completion(served, p, c->results, id), "application/json");
+        finish_request(id, chat, 200, &p, &c->results, start, "");
     } catch (const ApiError& e) {
         res.status = e.status;
         if (e.status == 429) res.set_header("Retry-After", "1");
         res.set_content(format_error(e), "application/json");
+        finish_request(id, chat, e.status, parsed.get(), nullptr, start,
+                       (e.param.empty() ? "" : e.param + ": ") + e.message);
     }
 }
 
@@ -385,6 +515,23 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(o
         res.set_content(format_model_list(s.served, s.created), "application/json");
     };
     s.http.Get("/v1/models", models);
+    s.http.Get(R"(/v1/models/(.+))", [&s](const httplib::Request& req, httplib::Response& res) {
+        const std::string id = req.matches[1];
+        if (id != s.served.name) {
+            res.status = 404;
+            res.set_content(format_error(ApiError{
+                                404,
+                                "The model '" + id + "' does not exist (this server serves '" +
+                                    s.served.name + "').",
+                                "model", "invalid_request_error", "model_not_found"}),
+                            "application/json");
+            return;
+        }
+        res.set_content(format_model(s.served, s.created), "application/json");
+    });
+    s.http.Get("/metrics", [&s](const httplib::Request&, httplib::Response& res) {
+        res.set_content(s.metrics(), "text/plain; version=0.0.4");
+    });
     s.http.Post("/v1/completions",
                 [&s](const httplib::Request& req, httplib::Response& res,
                      const httplib::ContentReader& read) { s.post(req, res, read, false); });

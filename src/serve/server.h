@@ -41,6 +41,10 @@ struct ServerOptions {
     // Called by the engine thread after every step with the step count (tests pause the
     // engine here to make queueing and disconnects deterministic).
     std::function<void(int64_t step)> after_step;
+    // Called once per completions request when its answer is complete (or refused) with one
+    // log line: id, endpoint, status, token counts, latency (docs/SERVING.md, "Logs and
+    // metrics"). Empty: no log. May be called from several threads at once.
+    std::function<void(const std::string& line)> request_log;
 };
 
 // A snapshot of the engine thread's state.
@@ -55,6 +59,10 @@ struct ServerStats {
     int64_t requests = 0;           // generation requests accepted
     int64_t cancelled = 0;          // requests whose client went away before they finished
     int64_t completion_tokens = 0;  // tokens generated (all samples)
+    int64_t prompt_tokens = 0;      // prompt tokens of the requests accepted
+    int64_t requests_answered = 0;  // requests whose whole answer or stream was written
+    double request_seconds = 0;     // their latency, summed (from parsed to answered)
+    int64_t requests_rejected = 0;  // completions requests answered with an error (4xx/5xx)
     // The HTTP front.
     int connections = 0;              // open now
     int64_t connections_refused = 0;  // over max_connections or max_connections_per_client
