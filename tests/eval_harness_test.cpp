@@ -30,6 +30,7 @@
 #include "http_test_server.h"
 #include "model/checkpoint.h"
 #include "model_util.h"
+#include "serve/server.h"
 #include "table_generator.h"
 #include "test_util.h"
 #include "tokenizer/byte_tokenizer.h"
@@ -811,6 +812,60 @@ TEST(EvalHarness, AgainstCrucibleServe) {
         EXPECT_GT(r.prompt_tokens, 0);
         EXPECT_GT(r.completion_tokens, 0);
     }
+}
+
+// A server publishing a 64-token context and eval's --max-tokens 1024: every sample is capped
+// to what fits after its prompt (the server counts the prompt and says so in its 400; the
+// sample is sent again with the rest of the context), where it used to fail every sample.
+TEST(EvalHarness, MaxTokensIsCappedByTheEndpointsPublishedContext) {
+    TempDir t;
+    testutil::write_byte_model(t.path() / "model", 64);
+    ServerOptions so;
+    so.model_dir = t.path() / "model";
+    so.port = 0;
+    so.served_model_name = "tiny";
+    Server server(so);
+    std::thread runner([&] { server.run(); });
+    const std::string base = "openai:http://127.0.0.1:" + std::to_string(server.port()) + "/v1";
+    std::vector<EvalItem> items(2);
+    items[0].id = "raw";
+    items[0].prompt = "2+2=";
+    items[0].answer = "4";
+    items[0].verifier = "exact";
+    items[1].id = "chat";
+    items[1].messages = {{"user", "What is 2+2?"}};
+    items[1].answer = "4";
+    items[1].verifier = "exact";
+    auto gen = make_openai_generator(base + "#tiny", 4);
+    EXPECT_EQ(gen->context(), 64);
+    EvalOptions eo;
+    eo.run_dir = (t.path() / "run").string();
+    eo.k = 6;
+    eo.sampling.max_tokens = 1024;
+    eo.sampling.temperature = 1.0;
+    run_eval(items, *gen, eo);
+    // Another model's id on the same server publishes nothing for it: no cap, and the
+    // request is refused as before (the server knows no such model).
+    EXPECT_EQ(make_openai_generator(base + "#other", 1)->context(), 0);
+    server.stop();
+    runner.join();
+    SampleStore store(eo.run_dir);
+    EXPECT_EQ(store.settings().at("endpoint_context"), "64");
+    const auto samples = store.samples();
+    ASSERT_EQ(samples.size(), 12u);
+    int at_the_limit = 0;
+    for (const SampleRecord& r : samples) {
+        EXPECT_TRUE(r.error.empty()) << r.error;
+        EXPECT_GT(r.prompt_tokens, 0);
+        // A random model rarely draws an end-of-sequence token: most samples run to the end
+        // of the context, never past it.
+        EXPECT_LE(r.prompt_tokens + r.completion_tokens, 64);
+        if (r.finish_reason == "length") {
+            EXPECT_EQ(r.prompt_tokens + r.completion_tokens, 64) << r.item_id;
+            at_the_limit++;
+        }
+    }
+    EXPECT_GE(at_the_limit, 1);
 }
 
 }  // namespace

@@ -229,6 +229,12 @@ std::function<int()> add_eval(CLI::App& app) {
                       : eval::make_local_generator(o->model, o->batch, o->max_batch_tokens,
                                                    o->chat_format);
         }
+        if (gen->context() > 0 && o->max_tokens >= gen->context()) {
+            std::fprintf(stderr,
+                         "eval: the endpoint's context is %d tokens: each sample's max_tokens is "
+                         "capped at %d minus its prompt (--max-tokens %d)\n",
+                         gen->context(), gen->context(), o->max_tokens);
+        }
         eval::EvalOptions eo;
         eo.run_dir = o->out;
         eo.k = o->n;

@@ -1,6 +1,9 @@
 #include "eval/harness.h"
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
+#include <climits>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
@@ -91,8 +94,10 @@ class OpenAIGenerator : public Generator {
         o.base_url = std::move(base_url);
         o.max_concurrency = concurrency_;
         client_ = std::make_unique<OpenAIClient>(o);
+        context_ = published_context();
     }
     std::string name() const override { return "openai:" + client_->base_url() + "#" + model_; }
+    int context() const override { return context_; }
 
     void generate(const std::vector<EvalItem>& items, const std::vector<SampleJob>& jobs,
                   const SamplingOptions& sampling,
@@ -131,7 +136,7 @@ class OpenAIGenerator : public Generator {
                 }
                 g.prompt = shown.dump();
                 set_sampling(r, sampling, seed);
-                const ChatResult res = client_->chat(r);
+                const ChatResult res = within_context(r, [&] { return client_->chat(r); });
                 take(res.choices, res.usage, &g);
             } else {
                 CompletionRequest r;
@@ -139,7 +144,8 @@ class OpenAIGenerator : public Generator {
                 r.prompt = item.prompt;
                 g.prompt = item.prompt;
                 set_sampling(r, sampling, seed);
-                const CompletionResult res = client_->complete(r);
+                const CompletionResult res =
+                    within_context(r, [&] { return client_->complete(r); });
                 take(res.choices, res.usage, &g);
             }
         } catch (const std::exception& e) {
@@ -147,6 +153,48 @@ class OpenAIGenerator : public Generator {
         }
         g.latency_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         return g;
+    }
+    // The context the endpoint publishes for the model in GET /models (`max_model_len`, as
+    // vLLM and crucible serve write it); 0 when it publishes none or cannot be asked.
+    int published_context() {
+        try {
+            const json list = client_->get_json("models");
+            if (!list.contains("data") || !list["data"].is_array()) return 0;
+            for (const json& m : list["data"]) {
+                if (m.value("id", "") == model_ && m.contains("max_model_len") &&
+                    m["max_model_len"].is_number_integer() && m["max_model_len"].get<int64_t>() > 1)
+                    return static_cast<int>(
+                        std::min<int64_t>(m["max_model_len"].get<int64_t>(), INT32_MAX));
+            }
+        } catch (const std::exception&) {
+        }
+        return 0;
+    }
+    // Sends `r` with max_tokens capped by the published context. The prompt's length is the
+    // server's to count: asked for more than fits, it answers 400 with both counts ("...
+    // (P in the prompt, ..."; vLLM: "P in the messages"), and the request is sent once more
+    // with max_tokens = context - P.
+    template <typename Request, typename Send>
+    auto within_context(Request& r, const Send& send) -> decltype(send()) {
+        if (context_ <= 0) return send();
+        r.max_tokens = std::min(r.max_tokens, context_ - 1);
+        try {
+            return send();
+        } catch (const Error& e) {
+            const std::string what = e.what();
+            if (what.find("maximum context length") == std::string::npos) throw;
+            const size_t at = what.find(" in the ");
+            size_t b = what.rfind('(', at);
+            if (at == std::string::npos || b == std::string::npos) throw;
+            int64_t prompt = 0;
+            for (size_t i = b + 1; i < at; i++) {
+                if (!std::isdigit(static_cast<unsigned char>(what[i]))) throw;
+                prompt = std::min<int64_t>(prompt * 10 + (what[i] - '0'), INT32_MAX);
+            }
+            if (prompt <= 0 || prompt >= context_ || context_ - prompt >= r.max_tokens) throw;
+            r.max_tokens = static_cast<int>(context_ - prompt);
+            return send();
+        }
     }
     // The sampling fields a chat and a completion request share.
     template <typename Request>
@@ -170,6 +218,7 @@ class OpenAIGenerator : public Generator {
     std::string model_;
     int concurrency_;
     std::unique_ptr<OpenAIClient> client_;
+    int context_ = 0;
 };
 
 }  // namespace
@@ -393,6 +442,9 @@ EvalSummary run_eval(const std::vector<EvalItem>& items, Generator& generator,
     if (has_rubric) settings.insert(options.rubric_settings.begin(), options.rubric_settings.end());
     settings["env"] = options.env.empty() ? "none" : options.env;
     store.check_settings(settings);
+    // Recorded, not checked: a server restarted with a longer context is the same model.
+    if (generator.context() > 0)
+        store.set_setting("endpoint_context", std::to_string(generator.context()));
     store.set_setting("k", std::to_string(options.k));
     store.set_setting("data", options.data);
     if (has_rubric && options.rubric_scorer_b) {

@@ -65,6 +65,9 @@ class Generator {
   public:
     virtual ~Generator() = default;
     virtual std::string name() const = 0;  // recorded in the run's settings
+    // The context an endpoint publishes for the model (0: unknown). A sample's max_tokens is
+    // capped to fit it (recorded as the setting "endpoint_context").
+    virtual int context() const { return 0; }
     virtual void generate(const std::vector<EvalItem>& items, const std::vector<SampleJob>& jobs,
                           const SamplingOptions& sampling,
                           const std::function<bool(const SampleJob&, GeneratedSample)>& done) = 0;
@@ -73,7 +76,8 @@ class Generator {
 // An OpenAI-compatible endpoint: "openai:BASE_URL#MODEL". Chat items (and raw prompts when
 // sampling.chat) go to /chat/completions, raw prompts otherwise to /completions; up to
 // `concurrency` requests in flight. An HTTP failure after the client's retries is a failed
-// sample, not a failed run.
+// sample, not a failed run. When GET /models publishes the model's max_model_len, each
+// sample's max_tokens is capped so that prompt + completion fit it.
 std::unique_ptr<Generator> make_openai_generator(const std::string& spec, int concurrency);
 
 struct EvalOptions {
