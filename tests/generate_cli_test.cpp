@@ -20,6 +20,19 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+// The lines of a generate output, in input order (they are written as prompts complete).
+std::vector<json> read_lines(const fs::path& file) {
+    std::ifstream in(file);
+    std::string line;
+    std::vector<json> lines;
+    while (std::getline(in, line)) lines.push_back(json::parse(line));
+    std::stable_sort(lines.begin(), lines.end(), [](const json& a, const json& b) {
+        return std::make_pair(a["input_line"].get<int>(), a["sample"].get<int>()) <
+               std::make_pair(b["input_line"].get<int>(), b["sample"].get<int>());
+    });
+    return lines;
+}
+
 struct GenerateCli : ::testing::Test {
     fs::path dir = fs::temp_directory_path() / ("crucible_gen_" + std::to_string(getpid()));
     std::unique_ptr<Model> model;
@@ -52,14 +65,12 @@ TEST_F(GenerateCli, EveryInputKindGreedyMatchesTheReference) {
         tok.encode(render_chat_text(ChatFormat::chatml, {{"user", "hi"}}, true))};
     // eos ids from generation_config.json stop the reference too (256 ends a sequence first)
     const auto ref = greedy_generate_reference(*model, prompts, 8, ByteTokenizer::kEndOfText);
-    std::ifstream out(dir / "out.jsonl");
-    std::string line;
-    std::vector<json> lines;
-    while (std::getline(out, line)) lines.push_back(json::parse(line));
+    std::vector<json> lines = read_lines(dir / "out.jsonl");
     ASSERT_EQ(lines.size(), 6u);
     for (size_t k = 0; k < lines.size(); k++) {
         const json& j = lines[k];
         EXPECT_EQ(j["sample"].get<int>(), (int)(k % 2));
+        EXPECT_EQ(j["input_line"].get<int>(), (int)(k / 2) + 1);
         const auto ids = j["completion_ids"].get<std::vector<int32_t>>();
         std::vector<int32_t> want = ref[k / 2];
         // the reference stops only at 256; the engine also stops at <|im_end|> (258)
@@ -91,6 +102,59 @@ TEST_F(GenerateCli, BadLinesNameTheFileLineAndField) {
         run("--in " + (dir / "ids.jsonl").string() + " --out " + (dir / "o.jsonl").string(), err),
         0);
     EXPECT_NE(read_file(err).find("prompt_ids"), std::string::npos);
+}
+
+TEST_F(GenerateCli, AnInterruptedRunResumesToWhatAWholeRunWrites) {
+    std::ofstream in(dir / "in.jsonl");
+    for (int i = 0; i < 5; i++) in << "{\"prompt\": \"q" << i << "\", \"k\": " << i << "}\n";
+    in.close();
+    const std::string args = "--in " + (dir / "in.jsonl").string() +
+                             " --temperature 1 --seed 9 --max-tokens 6 --n 2 --out ";
+    ASSERT_EQ(run(args + (dir / "whole.jsonl").string()), 0);
+    const std::vector<json> whole = read_lines(dir / "whole.jsonl");
+    ASSERT_EQ(whole.size(), 10u);
+    // A run killed after input line 3's two samples and one of line 1's, mid-way through a
+    // third line: what a kill between appends (or inside one) can leave.
+    std::string partial;
+    for (const json& j : whole)
+        if (j["input_line"] == 3) partial += j.dump() + "\n";
+    for (const json& j : whole)
+        if (j["input_line"] == 1 && j["sample"] == 0) partial += j.dump() + "\n";
+    partial += whole[9].dump().substr(0, 20);
+    write_file_durable(dir / "resumed.jsonl", partial);
+    const std::string err = (dir / "err.txt").string();
+    ASSERT_EQ(run(args + (dir / "resumed.jsonl").string(), err), 0) << read_file(err);
+    EXPECT_NE(read_file(err).find("already holds 1 of 5 prompts; generating 4"), std::string::npos)
+        << read_file(err);
+    EXPECT_EQ(read_lines(dir / "resumed.jsonl"), whole);  // seeds are per input line
+    // Run again: nothing left to do, nothing changes.
+    ASSERT_EQ(run(args + (dir / "resumed.jsonl").string(), err), 0);
+    EXPECT_NE(read_file(err).find("generating 0"), std::string::npos);
+    EXPECT_EQ(read_lines(dir / "resumed.jsonl"), whole);
+}
+
+TEST_F(GenerateCli, AnOutputThatCannotBeWrittenOrIsNotOursFailsBeforeAnyWork) {
+    std::ofstream(dir / "in.jsonl") << R"({"prompt": "x"})"
+                                    << "\n";
+    const std::string err = (dir / "err.txt").string();
+    const std::string in = "--in " + (dir / "in.jsonl").string() + " --out ";
+    EXPECT_NE(run(in + (dir / "no-such-dir" / "o.jsonl").string(), err), 0);
+    EXPECT_NE(read_file(err).find("no-such-dir"), std::string::npos) << read_file(err);
+    EXPECT_EQ(read_file(err).find("generate: 1/1"), std::string::npos);  // nothing generated
+    // A file another tool wrote is not taken for an earlier run.
+    write_file_durable(dir / "notes.jsonl", "{\"a\": 1}\n");
+    EXPECT_NE(run(in + (dir / "notes.jsonl").string(), err), 0);
+    EXPECT_NE(read_file(err).find("notes.jsonl:1: not a line crucible generate wrote"),
+              std::string::npos)
+        << read_file(err);
+    EXPECT_EQ(read_file(dir / "notes.jsonl"), "{\"a\": 1}\n");
+    // Nor an earlier run over another input.
+    ASSERT_EQ(run(in + (dir / "mine.jsonl").string(), err), 0);
+    std::ofstream(dir / "in.jsonl") << R"({"prompt": "y"})"
+                                    << "\n";
+    EXPECT_NE(run(in + (dir / "mine.jsonl").string(), err), 0);
+    EXPECT_NE(read_file(err).find("differs from input line 1"), std::string::npos)
+        << read_file(err);
 }
 
 }  // namespace

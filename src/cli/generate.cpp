@@ -3,7 +3,9 @@
 
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "cli/commands.h"
 #include "core/error.h"
@@ -97,6 +99,70 @@ std::vector<int32_t> eos_ids_of(const fs::path& dir, const ModelConfig& c) {
     return ids;
 }
 
+// The fields generate writes into each output line (over the input's fields of that name).
+const std::set<std::string> kWrittenFields = {"input_line",     "sample",        "completion",
+                                              "completion_ids", "finish_reason", "logprobs",
+                                              "top_logprobs"};
+
+// The requests an earlier run already wrote to `out` in full (all n samples), by input line.
+// The file keeps exactly those: a request interrupted between its samples, or a line cut by
+// a kill, is dropped (the file is rewritten atomically) and generated again. Throws Error for
+// a file that crucible generate did not write, or wrote for another input or --n.
+std::set<int> resume_output(const fs::path& out, const std::vector<json>& inputs,
+                            const std::vector<int>& input_lines, int n) {
+    std::set<int> done;
+    if (!fs::exists(out)) return done;
+    const std::string text = read_file(out);
+    std::map<int, int> index;  // input line -> request
+    for (size_t r = 0; r < input_lines.size(); r++) index[input_lines[r]] = (int)r;
+    std::map<int, std::vector<std::string>> lines;  // input line -> its output lines
+    size_t at = 0;
+    int number = 0;
+    while (at < text.size()) {
+        const size_t nl = text.find('\n', at);
+        if (nl == std::string::npos) break;  // a line cut by a kill
+        const std::string line = text.substr(at, nl - at);
+        at = nl + 1;
+        number++;
+        const std::string where = out.string() + ":" + std::to_string(number);
+        const json j = json::parse(line, nullptr, false);
+        if (j.is_discarded() || !j.is_object() || !j.contains("input_line") ||
+            !j["input_line"].is_number_integer() || !j.contains("sample") ||
+            !j["sample"].is_number_integer()) {
+            throw Error(where +
+                        ": not a line crucible generate wrote (it needs input_line and sample); "
+                        "--out must be a new file or one this command wrote");
+        }
+        const int input_line = j["input_line"].get<int>();
+        const auto r = index.find(input_line);
+        if (r == index.end() || j["sample"].get<int>() < 0 || j["sample"].get<int>() >= n) {
+            throw Error(where + ": input line " + std::to_string(input_line) + " sample " +
+                        j["sample"].dump() + " is not in this input with --n " + std::to_string(n) +
+                        ": resume with the same --in and --n, or choose "
+                        "another --out");
+        }
+        for (const auto& [key, value] : inputs[r->second].items()) {
+            if (kWrittenFields.count(key)) continue;  // the input's own value was replaced
+            if (!j.contains(key) || j[key] != value) {
+                throw Error(where + ": field '" + key + "' differs from input line " +
+                            std::to_string(input_line) +
+                            ": this --out was written for another input; choose another --out");
+            }
+        }
+        lines[input_line].push_back(line);
+    }
+    std::string kept;
+    for (const auto& [input_line, ls] : lines) {
+        std::set<int> samples;
+        for (const std::string& l : ls) samples.insert(json::parse(l)["sample"].get<int>());
+        if ((int)samples.size() != n || (int)ls.size() != n) continue;
+        done.insert(input_line);
+        for (const std::string& l : ls) kept += l + "\n";
+    }
+    if (kept.size() != text.size()) write_file_durable(out, kept);
+    return done;
+}
+
 }  // namespace
 
 std::function<int()> add_generate(CLI::App& app) {
@@ -115,7 +181,10 @@ std::function<int()> add_generate(CLI::App& app) {
     cmd->add_option("--in", o->in, "JSONL: prompt | messages | prompt_ids, other fields copied")
         ->required()
         ->check(CLI::ExistingFile);
-    cmd->add_option("--out", o->out, "JSONL output, one line per sample")->required();
+    cmd->add_option("--out", o->out,
+                    "JSONL output, one line per sample, written as each prompt completes; "
+                    "an existing one is resumed")
+        ->required();
     cmd->add_option("--n", o->n, "samples per prompt (they share the prompt's KV cache)");
     cmd->add_option("--temperature", o->temperature, "0 is greedy");
     cmd->add_option("--top-k", o->top_k);
@@ -135,6 +204,7 @@ std::function<int()> add_generate(CLI::App& app) {
                                                        : parse_chat_format(o->chat_format);
         const std::vector<int32_t> eos = eos_ids_of(o->model, model->config());
         std::vector<json> lines;
+        std::vector<int> input_lines;  // 1-based line of each request in --in
         std::vector<GenerationRequest> reqs;
         for_each_jsonl_line(o->in, "", [&](const JsonlLine& line) {
             const std::string where = line.where();
@@ -154,13 +224,28 @@ std::function<int()> add_generate(CLI::App& app) {
             r.params.logprobs = o->logprobs;
             reqs.push_back(std::move(r));
             lines.push_back(std::move(j));
+            input_lines.push_back(line.number);
         });
+        // The output is opened before any work: a bad path fails now, and an earlier run's
+        // complete prompts are skipped (their seeds are per input line, so the rest come out
+        // as an uninterrupted run would have written them).
+        const std::set<int> done = resume_output(o->out, lines, input_lines, o->n);
+        if (!fs::exists(o->out)) write_file_durable(o->out, "");
+        std::vector<size_t> todo;  // request indices still to generate
+        for (size_t r = 0; r < reqs.size(); r++)
+            if (!done.count(input_lines[r])) todo.push_back(r);
+        if (!done.empty()) {
+            std::fprintf(stderr, "generate: %s already holds %zu of %zu prompts; generating %zu\n",
+                         o->out.c_str(), done.size(), reqs.size(), todo.size());
+        }
+        std::vector<GenerationRequest> pending;
+        for (size_t r : todo) pending.push_back(reqs[r]);
         EngineOptions eo;
         eo.max_batch_tokens = o->max_batch_tokens;
         eo.detokenize = tok.decode;
         Engine engine(*model, eo);
         const auto t0 = std::chrono::steady_clock::now();
-        const int64_t total = (int64_t)reqs.size() * o->n;
+        const int64_t total = (int64_t)pending.size() * o->n;
         const bool tty = isatty(STDERR_FILENO);
         auto progress = [&](int64_t done, int64_t tokens) {
             const double s =
@@ -172,11 +257,13 @@ std::function<int()> add_generate(CLI::App& app) {
                              tokens / std::max(s, 1e-9), done == total ? "\n" : "");
             }
         };
-        const auto results = engine.generate(reqs, progress);
-        std::string out_text;
-        for (size_t r = 0; r < results.size(); r++) {
-            for (size_t i = 0; i < results[r].size(); i++) {
-                const GeneratedSequence& g = results[r][i];
+        // The lines of request `k` (of `pending`) in one append: a prompt's samples are in the
+        // file all together or not at all.
+        auto write_request = [&](size_t k, const std::vector<GeneratedSequence>& samples) {
+            const size_t r = todo[k];
+            std::string out_text;
+            for (size_t i = 0; i < samples.size(); i++) {
+                const GeneratedSequence& g = samples[i];
                 json line = lines[r];
                 std::vector<int32_t> shown = g.tokens;
                 if (g.finish_reason == "stop" && !shown.empty() &&
@@ -188,6 +275,7 @@ std::function<int()> add_generate(CLI::App& app) {
                     const size_t at = completion.find(stop);
                     if (!stop.empty() && at != std::string::npos) completion.resize(at);
                 }
+                line["input_line"] = input_lines[r];
                 line["sample"] = i;
                 line["completion"] = completion;
                 line["completion_ids"] = g.tokens;
@@ -208,8 +296,17 @@ std::function<int()> add_generate(CLI::App& app) {
                 // Byte-level completions may end inside a UTF-8 sequence: replace, never throw.
                 out_text += line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
             }
-        }
-        write_file_durable(o->out, out_text);
+            append_file_checked(o->out, out_text);
+        };
+        // Without logprobs each prompt is written as soon as its samples finish; logprobs come
+        // from the re-scoring pass after the last sample, so those lines are written then.
+        const bool stream = o->logprobs < 0;
+        const auto results = engine.generate(
+            pending, progress, [&](size_t k, const std::vector<GeneratedSequence>& samples) {
+                if (stream) write_request(k, samples);
+            });
+        if (!stream)
+            for (size_t k = 0; k < results.size(); k++) write_request(k, results[k]);
         return 0;
     };
 }
