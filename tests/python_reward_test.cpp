@@ -181,6 +181,102 @@ TEST(PythonReward, FilesThatDoNotLoadAreNamed) {
 // `crucible eval` with verifier python:FILE:FUNCTION: the function's score is the sample's, a
 // failure or a value outside [0, 1] a failed sample (never 0), a file that does not load stops
 // the run before any generation.
+// ---- sandbox: true ----------------------------------------------------------------------------
+
+constexpr const char* kEscapes = R"PY(
+import os, socket
+def escape(prompts, completions, target, **kw):
+    c, t = completions[0], target[0]
+    if c == "write":
+        with open(t, "w") as f:
+            f.write("pwned")
+    elif c == "net":
+        socket.create_connection(("127.0.0.1", int(t)), timeout=2).close()
+    elif c == "eat":
+        x = bytearray(1 << 30)
+        x[-1] = 1
+    return [1.0]
+)PY";
+
+PythonRewardOptions sandboxed(PythonRewardOptions o) {
+    o.sandbox = true;
+    return o;
+}
+
+TEST(PythonReward, SandboxedCallsScoreAsTheWorkersDo) {
+    Rewards r;
+    std::vector<PythonRewardSample> batch;
+    for (int i = 0; i < 5; i++) {
+        const std::string c = i % 2 ? "yes" : "no";
+        batch.push_back(sample(" " + c, "", {{"answer", "yes"}, {"bonus", i}}));
+    }
+    PythonRewardPool exact(sandboxed(r.options("exact", 2)));
+    EXPECT_EQ(scores(exact.score(batch)), (std::vector<double>{0, 1, 0, 1, 0}));
+    PythonRewardPool bonus(sandboxed(r.options("length_bonus", 1)));
+    EXPECT_EQ(scores(bonus.score(batch)), (std::vector<double>{3, 5, 5, 7, 7}));
+    PythonRewardOptions v = sandboxed(r.options("compute_score"));
+    v.signature = PythonRewardOptions::Signature::verl;
+    PythonRewardPool verl(v);
+    const auto res = verl.score({sample("42", "42"), sample("boom", "42")});
+    EXPECT_EQ(res[0].score, 1.0);
+    EXPECT_EQ(res[1].error, "KeyError: 'missing'");
+    // A hang: only its sample is marked.
+    PythonRewardPool hangs(sandboxed(r.options("sometimes_hangs", 1, 1.0)));
+    const auto h = hangs.score({sample("ab"), sample("hang"), sample("abc")});
+    EXPECT_EQ(h[0].score, 2.0);
+    EXPECT_TRUE(h[1].timeout);
+    EXPECT_FALSE(h[1].score.has_value());
+    EXPECT_EQ(h[2].score, 3.0);
+}
+
+TEST(PythonReward, ASandboxedRewardCannotWriteTheHostReachTheNetworkOrTakeAllMemory) {
+    TempDir tmp;
+    const std::string file = tmp.write("escapes.py", kEscapes).string();
+    const fs::path target = tmp.path() / "pwned.txt";
+    PythonRewardOptions o;
+    o.file = file;
+    o.function = "escape";
+    o.workers = 1;
+    o.timeout_s = 10;
+    // The check can fail: without the sandbox the reward writes the host file.
+    PythonRewardPool open_pool(o);
+    EXPECT_EQ(open_pool.score({sample("write", "", {{"target", target.string()}})})[0].score, 1.0);
+    ASSERT_TRUE(fs::exists(target));
+    fs::remove(target);
+    // In the sandbox: its folder is read-only, so the write fails and the sample is marked.
+    o.sandbox = true;
+    o.sandbox_mem_mb = 256;
+    PythonRewardPool pool(o);
+    const auto w = pool.score({sample("write", "", {{"target", target.string()}})});
+    EXPECT_FALSE(w[0].score.has_value());
+    EXPECT_NE(w[0].error.find("Read-only file system"), std::string::npos) << w[0].error;
+    EXPECT_FALSE(fs::exists(target));
+    // No network: a listening port on the host's loopback cannot be reached.
+    const auto n = pool.score({sample("net", "", {{"target", "9"}})});
+    EXPECT_FALSE(n[0].score.has_value());
+    EXPECT_FALSE(n[0].error.empty());
+    // 1 GiB against a 256 MiB sandbox: marked, the pool goes on.
+    const auto m = pool.score({sample("eat", "", {{"target", ""}})});
+    EXPECT_FALSE(m[0].score.has_value());
+    EXPECT_FALSE(m[0].error.empty());
+    EXPECT_EQ(pool.score({sample("fine", "", {{"target", ""}})})[0].score, 1.0);
+}
+
+TEST(PythonReward, ASandboxedFileThatDoesNotLoadIsNamed) {
+    TempDir tmp;
+    PythonRewardOptions o;
+    o.file = tmp.write("broken.py", "def f(:\n").string();
+    o.function = "f";
+    o.sandbox = true;
+    try {
+        PythonRewardPool pool(o);
+        FAIL() << "a file with a syntax error loaded";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("broken.py"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("SyntaxError"), std::string::npos) << e.what();
+    }
+}
+
 TEST(PythonReward, EvalItemsScoredByAPythonVerifier) {
     TempDir tmp;
     const std::string file =
@@ -220,6 +316,13 @@ TEST(PythonReward, EvalItemsScoredByAPythonVerifier) {
     EXPECT_THROW(eval::python_verifier_options("python:" + file + ":f:tlr"), Error);
     EXPECT_EQ(eval::python_verifier_options("python:" + file + ":f:verl").signature,
               PythonRewardOptions::Signature::verl);
+    const PythonRewardOptions both =
+        eval::python_verifier_options("python:" + file + ":f:verl:sandbox");
+    EXPECT_TRUE(both.sandbox);
+    EXPECT_EQ(both.signature, PythonRewardOptions::Signature::verl);
+    EXPECT_TRUE(eval::python_verifier_options("python:" + file + ":f:sandbox").sandbox);
+    EXPECT_FALSE(eval::python_verifier_options("python:" + file + ":f").sandbox);
+    EXPECT_THROW(eval::python_verifier_options("python:" + file + ":f:sandbox:sandbox"), Error);
     std::vector<eval::EvalItem> gone = d.items;
     gone[0].verifier = "python:" + (tmp.path() / "nope.py").string() + ":f";
     testutil::TableGenerator unused;

@@ -72,6 +72,7 @@ TEST(RlConfig, EveryKeyOfTheSchemaIsReadIntoItsField) {
         {"rewards.python.signature", "verl"},
         {"rewards.python.timeout_s", "1.5"},
         {"rewards.python.workers", "3"},
+        {"rewards.python.sandbox", "true"},
         {"rewards.python.weight", "0.5"},
         {"rubric.judge", "openai:http://x#m"},
         {"rubric.mode", "one-call"},
@@ -165,6 +166,7 @@ TEST(RlConfig, EveryKeyOfTheSchemaIsReadIntoItsField) {
     EXPECT_EQ(r.rewards.python.signature, "verl");
     EXPECT_EQ(r.rewards.python.timeout_s, 1.5);
     EXPECT_EQ(r.rewards.python.workers, 3);
+    EXPECT_TRUE(r.rewards.python.sandbox);
     EXPECT_EQ(r.rewards.python.weight, 0.5);
     EXPECT_EQ(r.rewards.rubric, 2.0);
     EXPECT_EQ(r.rubric.judge, "openai:http://x#m");

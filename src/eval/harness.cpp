@@ -43,7 +43,7 @@ std::string scored_text(const std::string& completion, bool strip_think) {
 }
 
 reward::PythonRewardOptions python_verifier_options(const std::string& kind) {
-    // python:FILE:FUNCTION[:verl]; FILE may not contain ':'.
+    // python:FILE:FUNCTION[:verl][:sandbox]; FILE may not contain ':'.
     std::vector<std::string> parts;
     for (size_t at = 0;;) {
         const size_t colon = kind.find(':', at);
@@ -51,12 +51,17 @@ reward::PythonRewardOptions python_verifier_options(const std::string& kind) {
         if (colon == std::string::npos) break;
         at = colon + 1;
     }
-    const bool verl = parts.size() == 4 && parts[3] == "verl";
-    if (parts.size() < 3 || parts.size() > 4 || parts[1].empty() || parts[2].empty() ||
-        (parts.size() == 4 && !verl))
-        throw Error("verifier '" + kind + "': expected python:FILE:FUNCTION or " +
-                    "python:FILE:FUNCTION:verl");
+    bool verl = false, sandbox = false, bad = parts.size() < 3 || parts.size() > 5;
+    for (size_t i = 3; i < parts.size(); i++) {
+        bool& flag = parts[i] == "verl" ? verl : sandbox;
+        if ((parts[i] != "verl" && parts[i] != "sandbox") || flag) bad = true;
+        flag = true;
+    }
+    if (bad || parts[1].empty() || parts[2].empty())
+        throw Error("verifier '" + kind + "': expected python:FILE:FUNCTION, then optionally " +
+                    ":verl (the verl signature) and :sandbox (each call in crucible sandbox)");
     reward::PythonRewardOptions o;
+    o.sandbox = sandbox;
     o.file = parts[1];
     o.function = parts[2];
     o.signature = verl ? reward::PythonRewardOptions::Signature::verl

@@ -13,10 +13,13 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <thread>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "core/unique_fd.h"
+#include "sandbox/sandbox.h"
 
 namespace crucible::reward {
 
@@ -63,7 +66,7 @@ def number(v):
     if not math.isfinite(v):
         raise ValueError("returned " + repr(v) + ", not a finite number")
     return v
-for line in sys.stdin:
+for line in (open(sys.argv[4]) if len(sys.argv) > 4 else sys.stdin):
     req = json.loads(line)
     n = len(req["completions"])
     scores, errors = [None] * n, [None] * n
@@ -186,7 +189,112 @@ PythonRewardPool::PythonRewardPool(PythonRewardOptions options) : options_(std::
             throw Error("rewards.python: '" + options_.python + "' is not on PATH");
     }
     workers_.resize(static_cast<size_t>(options_.workers));
+    if (options_.sandbox) {
+        // The import alone, in the sandbox: a file that does not load fails here, by name,
+        // and its time is what each call adds to timeout_s.
+        bool timed_out = false;
+        std::string why;
+        const auto t0 = std::chrono::steady_clock::now();
+        const std::vector<std::string> lines =
+            run_in_sandbox("", std::max(30.0, options_.timeout_s), &timed_out, &why);
+        import_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (timed_out) throw Error(what + ": the sandboxed import did not finish within 30 s");
+        const json ready = lines.empty() ? json() : json::parse(lines[0], nullptr, false);
+        if (!ready.is_object() || !ready.contains("ready"))
+            throw Error(what + ": the sandboxed worker did not start: " +
+                        (why.empty() ? std::string("no greeting") : why));
+        if (!ready["ready"].get<bool>())
+            throw Error(what + ": cannot load '" + options_.function +
+                        "': " + ready.value("error", std::string("unknown error")));
+        return;
+    }
     for (size_t w = 0; w < workers_.size(); w++) start(w);
+}
+
+std::vector<std::string> PythonRewardPool::run_in_sandbox(const std::string& request_lines,
+                                                          double wall_s, bool* timed_out,
+                                                          std::string* why) {
+    namespace fs = std::filesystem;
+    // A private scratch holding the request; the reward file's folder is seen read-only.
+    std::string tmpl = (fs::temp_directory_path() / "crucible-reward-XXXXXX").string();
+    if (!::mkdtemp(tmpl.data()))
+        throw Error(std::string("rewards.python: mkdtemp: ") + std::strerror(errno));
+    const fs::path scratch = tmpl;
+    struct Cleanup {
+        fs::path dir;
+        ~Cleanup() {
+            std::error_code ec;
+            fs::remove_all(dir, ec);
+        }
+    } cleanup{scratch};
+    write_file_durable(scratch / "request.jsonl", request_lines);
+    const fs::path file = fs::absolute(options_.file).lexically_normal();
+    SandboxOptions so;
+    so.wall_s = wall_s;
+    so.cpu_s = wall_s;
+    so.mem_mb = options_.sandbox_mem_mb;
+    so.procs = 16;
+    so.disk_mb = 64;
+    so.scratch = scratch;
+    so.copy_back = false;
+    so.read_only = {file.parent_path()};
+    const std::string sig =
+        options_.signature == PythonRewardOptions::Signature::trl ? "trl" : "verl";
+    const SandboxResult r =
+        run_sandboxed(so, {options_.python, "-u", "-c", kWorker, file.string(), options_.function,
+                           sig, (scratch / "request.jsonl").string()});
+    *timed_out = r.timed_out || r.cpu_limit;
+    std::vector<std::string> lines;
+    for (size_t at = 0; at < r.stdout_text.size();) {
+        const size_t nl = r.stdout_text.find('\n', at);
+        if (nl == std::string::npos) break;
+        lines.push_back(r.stdout_text.substr(at, nl - at));
+        at = nl + 1;
+    }
+    if (lines.size() < 2 || r.exit_code != 0) {
+        // Why there is no answer: the last line the process wrote on stderr, or how it ended.
+        std::string err = r.stderr_text;
+        while (!err.empty() && (err.back() == '\n' || err.back() == ' ')) err.pop_back();
+        const size_t nl = err.rfind('\n');
+        *why = nl == std::string::npos ? err : err.substr(nl + 1);
+        if (r.oom_killed)
+            *why = "the sandbox's memory limit (" + std::to_string(options_.sandbox_mem_mb) +
+                   " MiB) killed it";
+        if (why->empty())
+            *why = r.signal ? "killed by signal " + std::to_string(r.signal)
+                            : "exit status " + std::to_string(r.exit_code);
+    }
+    return lines;
+}
+
+bool PythonRewardPool::call_sandboxed(const std::string& request, size_t begin, size_t end,
+                                      std::vector<PythonRewardResult>* out) {
+    bool timed_out = false;
+    std::string why;
+    const std::vector<std::string> lines = run_in_sandbox(
+        request + "\n", options_.timeout_s + std::max(1.0, 2 * import_s_), &timed_out, &why);
+    if (timed_out) return false;
+    const size_t n = end - begin;
+    const json resp = lines.size() >= 2 ? json::parse(lines[1], nullptr, false) : json();
+    if (!resp.is_object() || !resp.contains("scores") || !resp["scores"].is_array() ||
+        resp["scores"].size() != n || !resp.contains("errors") || !resp["errors"].is_array() ||
+        resp["errors"].size() != n) {
+        const std::string reason =
+            "the sandboxed call gave no answer: " + (why.empty() ? std::string("no result") : why);
+        for (size_t i = begin; i < end; i++) (*out)[i] = {std::nullopt, reason, false};
+        return true;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const json& score = resp["scores"][i];
+        const json& error = resp["errors"][i];
+        if (score.is_number() && std::isfinite(score.get<double>())) {
+            (*out)[begin + i] = {score.get<double>(), "", false};
+        } else {
+            (*out)[begin + i] = {std::nullopt,
+                                 error.is_string() ? error.get<std::string>() : "no score", false};
+        }
+    }
+    return true;
 }
 
 PythonRewardPool::~PythonRewardPool() = default;
@@ -273,6 +381,9 @@ bool PythonRewardPool::call(size_t w, const std::vector<PythonRewardSample>& sam
         req["extra_infos"].push_back(s.columns.contains("extra_info") ? s.columns["extra_info"]
                                                                       : s.columns);
     }
+    if (options_.sandbox)
+        return call_sandboxed(req.dump(-1, ' ', false, json::error_handler_t::replace), begin, end,
+                              out);
     const auto fail_all = [&](const std::string& why) {
         for (size_t i = begin; i < end; i++) (*out)[i] = {std::nullopt, why, false};
     };

@@ -13,6 +13,12 @@
 // not a number, a non-finite value or a wrong-length list marks its samples with the
 // exception's last line. A worker whose answer is not a JSON line is restarted and its
 // samples marked. The user's prints go to this process's stderr, never into the protocol.
+//
+// With `sandbox`, no process persists: each call runs a fresh python3 inside `crucible
+// sandbox` (src/sandbox: no network, a read-only root with the reward file's folder visible,
+// an empty scratch, memory and process limits), which imports the file and answers that one
+// call. The call's time limit is timeout_s plus the import time measured when the pool
+// starts; the rest (per-sample retry after a timeout, marking) is the same.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +39,8 @@ struct PythonRewardOptions {
     double timeout_s = 5.0;  // per call
     int workers = 2;         // processes; a batch is split among them
     std::string python = "python3";
+    bool sandbox = false;          // each call in a fresh sandboxed python3 (see above)
+    size_t sandbox_mem_mb = 1024;  // memory of one sandboxed call
 };
 
 // Parses "trl" or "verl"; throws Error naming `what` otherwise.
@@ -78,6 +86,13 @@ class PythonRewardPool {
     bool call(size_t w, const std::vector<PythonRewardSample>& samples, size_t begin, size_t end,
               std::vector<PythonRewardResult>* out);
     void start(size_t w);
+    // The sandboxed form of call(): one fresh process for samples [begin, end).
+    bool call_sandboxed(const std::string& request, size_t begin, size_t end,
+                        std::vector<PythonRewardResult>* out);
+    // Runs the worker in the sandbox on `request_lines` (a request per line; none: only the
+    // import) within `wall_s`; returns its stdout lines, or sets *timed_out / *why.
+    std::vector<std::string> run_in_sandbox(const std::string& request_lines, double wall_s,
+                                            bool* timed_out, std::string* why);
     // start() after a kill; a failure leaves the worker dead (its next call fails and retries).
     void restart(size_t w);
 
@@ -87,6 +102,7 @@ class PythonRewardPool {
     mutable std::mutex mutex_;  // stats_
     PythonRewardStats stats_;
     std::string executable_;  // options_.python resolved on PATH
+    double import_s_ = 0;     // sandbox: the import's wall time, measured at start
 };
 
 }  // namespace crucible::reward

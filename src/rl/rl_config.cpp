@@ -218,6 +218,7 @@ RlConfig read_rl_config(const Config& c) {
     py.signature = c.get_string("rewards.python.signature");
     py.timeout_s = c.get_double("rewards.python.timeout_s");
     py.workers = static_cast<int>(c.get_int("rewards.python.workers"));
+    py.sandbox = c.get_bool("rewards.python.sandbox");
     py.weight = c.get_double("rewards.python.weight");
     reward::parse_python_signature(py.signature, "config: rewards.python.signature");
     if (!py.file.empty() && py.function.empty())

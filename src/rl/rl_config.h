@@ -78,6 +78,8 @@ rewards:                    # weighted sum; a weight of 0 computes and logs a co
     timeout_s: 5.0          # (0, 3600] per call: a sample that hangs is marked reward_timeout
                             # and excluded, never scored 0
     workers: 2              # [1, 256] python3 processes
+    sandbox: false          # true: each call in a fresh python3 inside crucible sandbox (no
+                            # network, read-only root, memory limit; docs/REWARDS.md)
     weight: 1.0             # [-100, 100]
 rubric:                     # the rubric reward's scorer (docs/RUBRICS.md; as `crucible rubric score`)
   judge: ""                 # openai:BASE_URL#MODEL; "": programmatic criteria only
@@ -204,6 +206,7 @@ struct RlPythonRewardConfig {
     std::string signature = "trl";
     double timeout_s = 0.0;
     int workers = 0;
+    bool sandbox = false;
     double weight = 0.0;
 };
 

@@ -149,6 +149,7 @@ void RlTrainer::set_up_rewards(std::vector<RewardFunction> extra_rewards) {
         po.signature = reward::parse_python_signature(py.signature, "rewards.python.signature");
         po.timeout_s = py.timeout_s;
         po.workers = py.workers;
+        po.sandbox = py.sandbox;
         python_ = std::make_unique<reward::PythonRewardPool>(po);
     }
     if (cfg_.rewards.rubric == 0.0) return;
