@@ -5,7 +5,11 @@
 // do not load. Expected scores are worked out from the small Python functions written here.
 #include "reward/python_reward.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -238,11 +242,24 @@ TEST(PythonReward, ASandboxedRewardCannotWriteTheHostReachTheNetworkOrTakeAllMem
     o.function = "escape";
     o.workers = 1;
     o.timeout_s = 10;
-    // The check can fail: without the sandbox the reward writes the host file.
+    // A port listening on the host's loopback.
+    const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(listener, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ASSERT_EQ(::listen(listener, 8), 0);
+    ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    const std::string port = std::to_string(ntohs(addr.sin_port));
+    // The checks can fail: without the sandbox the reward writes the host file and reaches
+    // the port.
     PythonRewardPool open_pool(o);
     EXPECT_EQ(open_pool.score({sample("write", "", {{"target", target.string()}})})[0].score, 1.0);
     ASSERT_TRUE(fs::exists(target));
     fs::remove(target);
+    EXPECT_EQ(open_pool.score({sample("net", "", {{"target", port}})})[0].score, 1.0);
     // In the sandbox: its folder is read-only, so the write fails and the sample is marked.
     o.sandbox = true;
     o.sandbox_mem_mb = 256;
@@ -251,10 +268,11 @@ TEST(PythonReward, ASandboxedRewardCannotWriteTheHostReachTheNetworkOrTakeAllMem
     EXPECT_FALSE(w[0].score.has_value());
     EXPECT_NE(w[0].error.find("Read-only file system"), std::string::npos) << w[0].error;
     EXPECT_FALSE(fs::exists(target));
-    // No network: a listening port on the host's loopback cannot be reached.
-    const auto n = pool.score({sample("net", "", {{"target", "9"}})});
+    // No network: the host's listening port cannot be reached.
+    const auto n = pool.score({sample("net", "", {{"target", port}})});
     EXPECT_FALSE(n[0].score.has_value());
-    EXPECT_FALSE(n[0].error.empty());
+    EXPECT_NE(n[0].error.find("Error"), std::string::npos) << n[0].error;  // unreachable or refused
+    ::close(listener);
     // 1 GiB against a 256 MiB sandbox: marked, the pool goes on.
     const auto m = pool.score({sample("eat", "", {{"target", ""}})});
     EXPECT_FALSE(m[0].score.has_value());
