@@ -6,8 +6,13 @@
 // for token, while prefilling fewer ids.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <memory>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/error.h"
@@ -247,6 +252,82 @@ TEST(EngineHeld, EpisodesOnOneEngineEqualTheRoundPathAndPrefillLess) {
     EXPECT_EQ(done_order.size(), 3u);
     EXPECT_EQ(engine.num_held(), 0);  // every episode's last hold was released
     EXPECT_LT(engine.prefill_tokens(), whole_prefill / 2) << whole_prefill;
+}
+
+// ThreeTurns whose steps take `ms` milliseconds and count how many run at once; the step of
+// item "i1"'s sample 2 throws on its second turn.
+class SlowTurns : public ThreeTurns {
+  public:
+    SlowTurns(int ms, std::atomic<int>* now, std::atomic<int>* most, bool throws)
+        : ms_(ms), now_(now), most_(most), throws_(throws) {}
+    env::StepResult step(const env::Turn& turn) override {
+        const int in = ++*now_;
+        int seen = most_->load();
+        while (in > seen && !most_->compare_exchange_weak(seen, in)) {
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(ms_));
+        --*now_;
+        if (throws_ && ++calls_ == 2) throw std::runtime_error("tool crashed");
+        return ThreeTurns::step(turn);
+    }
+
+  private:
+    int ms_;
+    std::atomic<int>*now_, *most_;
+    bool throws_;
+    int calls_ = 0;
+};
+
+TEST(EngineHeld, ToolWorkersRunStepsBesideTheEngineWithTheSameEpisodes) {
+    auto model = tiny_model();
+    const ByteTokenizer bytes;
+    const TextTokenizer tok(bytes);
+    std::vector<env::Item> items(3);
+    for (size_t i = 0; i < items.size(); i++) {
+        items[i].id = "i" + std::to_string(i);
+        items[i].prompt = "Question " + std::to_string(i) + ": go on.\n";
+        items[i].prompt_ids = tok.encode(items[i].prompt);
+    }
+    std::atomic<int> now{0}, most{0};
+    const auto groups_of = [&](int ms) {
+        std::vector<rl::EpisodeGroup> groups;
+        for (size_t i = 0; i < items.size(); i++) {
+            rl::EpisodeGroup g;
+            g.item = &items[i];
+            for (int s = 0; s < 4; s++)
+                g.envs.push_back(std::make_shared<SlowTurns>(ms, &now, &most, i == 1 && s == 2));
+            g.params.temperature = 1.0f;
+            g.params.seed = 100 + i;
+            groups.push_back(std::move(g));
+        }
+        return groups;
+    };
+    rl::EpisodeLimits limits{60, 12};
+    auto round_groups = groups_of(0);
+    const auto round =
+        rl::run_episodes(round_groups, rl::engine_generator(*model, tok), tok, limits);
+    EXPECT_EQ(most.load(), 1);  // the round path steps one environment at a time
+    most = 0;
+    limits.tool_workers = 4;
+    auto held_groups = groups_of(30);
+    Engine engine(*model, rl::episode_engine_options(tok));
+    const auto held = rl::run_episodes(held_groups, engine, tok, limits);
+    EXPECT_GE(most.load(), 2);  // steps ran at once, beside the engine
+    EXPECT_LE(most.load(), 4);
+    for (size_t g = 0; g < round.size(); g++) {
+        for (size_t s = 0; s < round[g].size(); s++) {
+            const rl::Episode& a = round[g][s];
+            const rl::Episode& b = held[g][s];
+            EXPECT_EQ(a.completion, b.completion) << g << "/" << s;
+            EXPECT_EQ(a.turns, b.turns);
+            EXPECT_EQ(a.error, b.error);
+            EXPECT_EQ(a.spans.size(), b.spans.size());
+        }
+    }
+    // The step that threw ended its episode with the error, on either path.
+    EXPECT_EQ(held[1][2].error, "env: tool crashed");
+    EXPECT_EQ(held[1][2].turns, 2);
+    EXPECT_EQ(engine.num_held(), 0);
 }
 
 }  // namespace

@@ -56,6 +56,7 @@ TEST(RlConfig, EveryKeyOfTheSchemaIsReadIntoItsField) {
         {"env.max_tokens_per_turn", "21"},
         {"env.max_context", "900"},
         {"env.max_observation_tokens", "64"},
+        {"env.tool_workers", "3"},
         {"env.syntax", "hermes"},
         {"env.index", "some/index"},
         {"env.top_k", "5"},
@@ -158,6 +159,7 @@ TEST(RlConfig, EveryKeyOfTheSchemaIsReadIntoItsField) {
     EXPECT_EQ(r.env.max_tokens_per_turn, 21);
     EXPECT_EQ(r.env.max_context, 900);
     EXPECT_EQ(r.env.max_observation_tokens, 64);
+    EXPECT_EQ(r.env.tool_workers, 3);
     EXPECT_EQ(r.rewards.correct, 0.5);
     EXPECT_EQ(r.rewards.format, 0.25);
     EXPECT_EQ(r.rewards.soft_overlong, 0.75);

@@ -65,7 +65,7 @@ std::function<int()> add_bench_episodes(CLI::App& bench) {
     struct Options {
         std::string config = "small";
         int groups = 8, group_size = 8, turns = 4, turn_tokens = 24, observation_tokens = 64,
-            tool_ms = 0;
+            tool_ms = 0, tool_workers = 4;
         bool json_out = false;
     };
     auto o = std::make_shared<Options>();
@@ -76,6 +76,9 @@ std::function<int()> add_bench_episodes(CLI::App& bench) {
     cmd->add_option("--turn-tokens", o->turn_tokens, "tokens per model turn");
     cmd->add_option("--observation-tokens", o->observation_tokens, "tokens per observation");
     cmd->add_option("--tool-ms", o->tool_ms, "milliseconds each tool call takes");
+    cmd->add_option("--tool-workers", o->tool_workers,
+                    "threads for tool calls in a fourth run (KV kept, tools beside the engine); "
+                    "0: no fourth run");
     cmd->add_flag("--json", o->json_out, "print one JSON object");
     return [o]() {
         const BenchShape* shape = nullptr;
@@ -84,7 +87,7 @@ std::function<int()> add_bench_episodes(CLI::App& bench) {
             if (o->config == s.name) shape = &s;
         if (shape == nullptr) throw Error("--config: expected small or medium");
         if (o->groups < 1 || o->group_size < 1 || o->turns < 1 || o->turn_tokens < 1 ||
-            o->observation_tokens < 0 || o->tool_ms < 0)
+            o->observation_tokens < 0 || o->tool_ms < 0 || o->tool_workers < 0)
             throw Error("bench episodes: counts must be positive");
         Model model(shape->config);
         model.init_random(1, 0.02f);
@@ -130,6 +133,21 @@ std::function<int()> add_bench_episodes(CLI::App& bench) {
         const auto round =
             rl::run_episodes(round_groups, rl::engine_generator(model, tok), tok, limits);
         const double round_s = seconds_since(t0);
+        // KV kept, and the tool calls on worker threads while the engine decodes.
+        double workers_s = 0;
+        int64_t differ_workers = 0;
+        if (o->tool_workers > 0) {
+            rl::EpisodeLimits with_workers = limits;
+            with_workers.tool_workers = o->tool_workers;
+            auto worker_groups = groups_of();
+            Engine worker_engine(model, rl::episode_engine_options(tok));
+            t0 = Clock::now();
+            const auto w = rl::run_episodes(worker_groups, worker_engine, tok, with_workers);
+            workers_s = seconds_since(t0);
+            for (size_t g = 0; g < w.size(); g++)
+                for (size_t s = 0; s < w[g].size(); s++)
+                    differ_workers += w[g][s].completion != held[g][s].completion;
+        }
         // What the round path prefilled: every request's whole sequence.
         int64_t round_prefill = 0, episodes = 0;
         // Episodes that differ between the paths (sampling at temperature 1 turns a last-bit
@@ -149,25 +167,31 @@ std::function<int()> add_bench_episodes(CLI::App& bench) {
                 }
             }
         }
-        const nlohmann::json r = {{"config", o->config},
-                                  {"threads", omp_get_max_threads()},
-                                  {"episodes", episodes},
-                                  {"turns", o->turns},
-                                  {"turn_tokens", o->turn_tokens},
-                                  {"observation_tokens", o->observation_tokens},
-                                  {"tool_ms", o->tool_ms},
-                                  {"held_s", held_s},
-                                  {"reprefill_one_engine_s", again_s},
-                                  {"round_s", round_s},
-                                  {"speedup_vs_reprefill", again_s / held_s},
-                                  {"speedup_vs_rounds", round_s / held_s},
-                                  {"held_prefill_tokens", engine.prefill_tokens()},
-                                  {"reprefill_prefill_tokens", again_engine.prefill_tokens()},
-                                  {"round_prefill_tokens", round_prefill},
-                                  {"decode_tokens", engine.decode_tokens()},
-                                  {"episodes_differing_from_reprefill", differ_reprefill},
-                                  {"episodes_differing_from_rounds", differ_rounds},
-                                  {"reprefill_episodes_differing_from_rounds", differ_between}};
+        nlohmann::json r = {{"config", o->config},
+                            {"threads", omp_get_max_threads()},
+                            {"episodes", episodes},
+                            {"turns", o->turns},
+                            {"turn_tokens", o->turn_tokens},
+                            {"observation_tokens", o->observation_tokens},
+                            {"tool_ms", o->tool_ms},
+                            {"held_s", held_s},
+                            {"reprefill_one_engine_s", again_s},
+                            {"round_s", round_s},
+                            {"speedup_vs_reprefill", again_s / held_s},
+                            {"speedup_vs_rounds", round_s / held_s},
+                            {"held_prefill_tokens", engine.prefill_tokens()},
+                            {"reprefill_prefill_tokens", again_engine.prefill_tokens()},
+                            {"round_prefill_tokens", round_prefill},
+                            {"decode_tokens", engine.decode_tokens()},
+                            {"episodes_differing_from_reprefill", differ_reprefill},
+                            {"episodes_differing_from_rounds", differ_rounds},
+                            {"reprefill_episodes_differing_from_rounds", differ_between}};
+        if (o->tool_workers > 0) {
+            r["tool_workers"] = o->tool_workers;
+            r["held_tool_workers_s"] = workers_s;
+            r["speedup_tool_workers_vs_held"] = held_s / workers_s;
+            r["tool_workers_episodes_differing_from_held"] = differ_workers;
+        }
         if (o->json_out) {
             std::printf("%s\n", r.dump().c_str());
         } else {
@@ -186,6 +210,13 @@ std::function<int()> add_bench_episodes(CLI::App& bench) {
                 static_cast<long long>(round_prefill), round_s / held_s,
                 static_cast<long long>(differ_reprefill), static_cast<long long>(differ_rounds),
                 static_cast<long long>(differ_between));
+            if (o->tool_workers > 0) {
+                std::printf(
+                    "  KV kept, tools on %d threads beside the engine: %8.2f s (%.2fx faster "
+                    "than KV kept); episodes that differ from the KV-kept ones: %lld\n",
+                    o->tool_workers, workers_s, held_s / workers_s,
+                    static_cast<long long>(differ_workers));
+            }
         }
         return 0;
     };

@@ -6,6 +6,7 @@
 
 #include <cctype>
 #include <exception>
+#include <mutex>
 #include <sstream>
 
 namespace crucible {
@@ -262,6 +263,10 @@ std::string format_value(const cl_RA& x) {
 }  // namespace
 
 CalcResult evaluate_expression(std::string_view expression) {
+    // CLN's numbers share reference-counted storage without atomic counts: one evaluation at
+    // a time (environment steps may run on several threads, rl/episodes.h's tool_workers).
+    static std::mutex cln_mutex;
+    std::lock_guard<std::mutex> lock(cln_mutex);
     CalcResult result;
     if (expression.size() > kCalcMaxChars) {
         result.error = "expression too long (" + std::to_string(expression.size()) +

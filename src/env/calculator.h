@@ -40,7 +40,8 @@ struct CalcResult {
     std::string error;  // when not ok: one line, e.g. "division by zero"
 };
 
-// Evaluates `expression`. Never throws on any input (std::bad_alloc aside).
+// Evaluates `expression`. Never throws on any input (std::bad_alloc aside). Thread-safe
+// (evaluations are serialized: CLN is not).
 CalcResult evaluate_expression(std::string_view expression);
 
 // The tool's observation text: the value, or "error: " followed by the message.

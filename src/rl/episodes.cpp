@@ -1,7 +1,12 @@
 #include "rl/episodes.h"
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
 #include <exception>
+#include <mutex>
+#include <string>
+#include <thread>
 
 #include "core/error.h"
 #include "core/rng.h"
@@ -70,6 +75,89 @@ Generator engine_generator(Model& model, const TextTokenizer& tok) {
 
 namespace {
 
+// Threads that run environment steps while the engine decodes (EpisodeLimits::tool_workers).
+// Each job touches only its own environment; results come back in the order they finish.
+class StepWorkers {
+  public:
+    struct Job {
+        size_t group, sample;
+        int64_t held;
+        env::Turn turn;
+        env::Environment* env;
+        env::StepResult result;
+        std::string error;
+    };
+
+    explicit StepWorkers(int n) {
+        for (int i = 0; i < n; i++) threads_.emplace_back([this] { work(); });
+    }
+    ~StepWorkers() {
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            quit_ = true;
+        }
+        cv_.notify_all();
+        for (std::thread& t : threads_) t.join();
+    }
+    size_t size() const { return threads_.size(); }
+    size_t pending() const {
+        std::lock_guard<std::mutex> lock(mu_);
+        return pending_;
+    }
+    void push(Job job) {
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            todo_.push_back(std::move(job));
+            pending_++;
+        }
+        cv_.notify_one();
+    }
+    // The jobs done since the last call; with `wait`, blocks until there is one (unless none
+    // is pending).
+    std::vector<Job> take(bool wait) {
+        std::unique_lock<std::mutex> lock(mu_);
+        if (wait) done_cv_.wait(lock, [&] { return !done_.empty() || pending_ == 0; });
+        std::vector<Job> out;
+        out.swap(done_);
+        pending_ -= out.size();
+        return out;
+    }
+
+  private:
+    void work() {
+        for (;;) {
+            Job job;
+            {
+                std::unique_lock<std::mutex> lock(mu_);
+                cv_.wait(lock, [&] { return quit_ || !todo_.empty(); });
+                if (todo_.empty()) return;
+                job = std::move(todo_.front());
+                todo_.pop_front();
+            }
+            try {
+                job.result = job.env->step(job.turn);
+            } catch (const std::exception& ex) {
+                job.error = std::string("env: ") + ex.what();
+                job.result = env::StepResult{};
+                job.result.done = true;
+            }
+            {
+                std::lock_guard<std::mutex> lock(mu_);
+                done_.push_back(std::move(job));
+            }
+            done_cv_.notify_one();
+        }
+    }
+
+    mutable std::mutex mu_;
+    std::condition_variable cv_, done_cv_;
+    std::deque<Job> todo_;
+    std::vector<Job> done_;
+    size_t pending_ = 0;  // pushed and not yet taken
+    bool quit_ = false;
+    std::vector<std::thread> threads_;
+};
+
 // Where an episode stands between rounds.
 struct Waiting {
     size_t group;
@@ -110,6 +198,14 @@ class Runner {
     // The model's turn `gs` of episode (g, s): the environment's step, then the observation or
     // the end. Returns whether the episode goes on.
     bool take_turn(size_t g, size_t s, const GeneratedSequence& gs) {
+        env::Turn turn = begin_turn(g, s, gs);
+        std::string error;
+        env::StepResult r = step(*episodes_[g][s].env, turn, &error);
+        return end_turn(g, s, turn, std::move(r), error);
+    }
+
+    // The turn's ids into episode (g, s); the Turn its environment steps on.
+    env::Turn begin_turn(size_t g, size_t s, const GeneratedSequence& gs) {
         Episode& e = episodes_[g][s];
         const size_t begin = e.completion.size();
         e.completion.insert(e.completion.end(), gs.tokens.begin(), gs.tokens.end());
@@ -120,14 +216,28 @@ class Runner {
         turn.eos = !turn.ids.empty() && turn.ids.back() == tok_.eos;
         turn.text = completion_text(tok_, turn.ids);
         turn.truncated = gs.finish_reason == "length";
-        env::StepResult r;
+        return turn;
+    }
+
+    // The environment's step; one that throws ends the episode with its error. Touches only
+    // `env`: step workers call it.
+    static env::StepResult step(env::Environment& env, const env::Turn& turn, std::string* error) {
         try {
-            r = e.env->step(turn);
+            return env.step(turn);
         } catch (const std::exception& ex) {
-            e.error = std::string("env: ") + ex.what();
-            r = env::StepResult{};
+            *error = std::string("env: ") + ex.what();
+            env::StepResult r;
             r.done = true;
+            return r;
         }
+    }
+
+    // The step's result into episode (g, s): its info, reward, the observation or the end.
+    // Returns whether the episode goes on.
+    bool end_turn(size_t g, size_t s, const env::Turn& turn, env::StepResult r,
+                  const std::string& error) {
+        Episode& e = episodes_[g][s];
+        if (!error.empty()) e.error = error;
         if (r.info.is_object()) {
             if (r.info.contains("tool")) e.tool_calls++;
             if (r.info.contains("malformed")) e.malformed_calls++;
@@ -246,7 +356,9 @@ class Runner {
     }
 
     // On one engine: every turn held, each next turn submitted as soon as its environment
-    // step returns, continuing from the held KV.
+    // step returns, continuing from the held KV. With limits_.tool_workers > 0 the steps run
+    // on that many threads while the engine keeps stepping; else on this thread between
+    // engine steps.
     std::vector<std::vector<Episode>> run(Engine& engine, bool keep_kv) {
         std::vector<GenerationRequest> requests;
         std::vector<size_t> request_group;
@@ -265,6 +377,19 @@ class Runner {
                 },
                 /*rescore_when_done=*/false);
         };
+        // A step's result applied: the next turn submitted, or the episode ended.
+        const auto stepped_turn = [&](size_t g, size_t s, int64_t held, const env::Turn& turn,
+                                      env::StepResult r, const std::string& error) {
+            if (end_turn(g, s, turn, std::move(r), error)) {
+                GenerationRequest next = next_request(g, s);
+                next.continue_from = held;
+                submit(std::move(next), g, s);
+            } else {
+                engine.release(held);
+                if (--left_[g] == 0 && on_group_done_) on_group_done_(g, episodes_[g]);
+            }
+        };
+        StepWorkers workers(limits_.tool_workers);
         for (size_t i = 0; i < requests.size(); i++)
             submit(std::move(requests[i]), request_group[i], SIZE_MAX);
         for (;;) {
@@ -276,18 +401,29 @@ class Runner {
                 for (size_t i = 0; i < f.results.size(); i++) {
                     const size_t s = f.sample == SIZE_MAX ? i : f.sample;
                     const int64_t held = f.results[i].held;
-                    if (take_turn(f.group, s, f.results[i])) {
-                        GenerationRequest r = next_request(f.group, s);
-                        r.continue_from = held;
-                        submit(std::move(r), f.group, s);
-                    } else {
-                        engine.release(held);
-                        if (--left_[f.group] == 0 && on_group_done_)
-                            on_group_done_(f.group, episodes_[f.group]);
+                    env::Turn turn = begin_turn(f.group, s, f.results[i]);
+                    if (workers.size() > 0) {
+                        workers.push({f.group,
+                                      s,
+                                      held,
+                                      std::move(turn),
+                                      episodes_[f.group][s].env.get(),
+                                      {},
+                                      {}});
+                        continue;
                     }
+                    std::string error;
+                    env::StepResult r = step(*episodes_[f.group][s].env, turn, &error);
+                    stepped_turn(f.group, s, held, turn, std::move(r), error);
                 }
             }
-            if (!stepped && now.empty() && engine.num_running() == 0 && engine.num_waiting() == 0)
+            const bool idle =
+                !stepped && now.empty() && engine.num_running() == 0 && engine.num_waiting() == 0;
+            // Steps the workers finished: with nothing left to decode, wait for one.
+            for (StepWorkers::Job& j : workers.take(idle))
+                stepped_turn(j.group, j.sample, j.held, j.turn, std::move(j.result), j.error);
+            if (idle && workers.pending() == 0 && finished.empty() && engine.num_running() == 0 &&
+                engine.num_waiting() == 0)
                 break;
         }
         return std::move(episodes_);

@@ -62,6 +62,11 @@ struct EpisodeLimits {
     int max_context = 0;
     // An observation longer than this is cut in the middle (cut_observation); 0: not cut.
     int max_observation_tokens = 0;
+    // On an engine: threads that run environment steps while the engine keeps decoding (a
+    // slow tool no longer pauses every sequence); 0: steps run between engine steps. With
+    // workers, when a next turn joins the batch depends on the tools' timing, so batches
+    // (and the last bits of the numerics) can differ from run to run.
+    int tool_workers = 0;
 };
 
 // `ids` when at most `max_tokens` long; else its head and tail around the ids of
@@ -72,7 +77,8 @@ std::vector<int32_t> cut_observation(const std::vector<int32_t>& ids, int max_to
 
 // The limits of the episodes `env` runs, with `max_new_tokens` ids after the prompt.
 inline EpisodeLimits episode_limits(const RlEnvConfig& env, int max_new_tokens) {
-    return {max_new_tokens, env.max_tokens_per_turn, env.max_context, env.max_observation_tokens};
+    return {max_new_tokens, env.max_tokens_per_turn, env.max_context, env.max_observation_tokens,
+            env.tool_workers};
 }
 
 // One group: `envs.size()` episodes of one item from one prompt, sharing its prefill on the
@@ -102,7 +108,8 @@ std::vector<std::vector<Episode>> run_episodes(
 // observation); a turn is submitted as soon as the previous one's environment step returns,
 // while the other sequences keep decoding. Seeds and requests are those of the round-based
 // path, so the episodes are the same. Environment steps run on the calling thread between
-// engine steps (a slow tool pauses decoding for its duration). With keep_kv false every turn
+// engine steps (a slow tool pauses decoding for its duration) unless limits.tool_workers
+// threads run them beside the engine. With keep_kv false every turn
 // prefills its whole sequence again (the same episodes: what `crucible bench episodes`
 // compares against).
 std::vector<std::vector<Episode>> run_episodes(

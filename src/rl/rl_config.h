@@ -52,6 +52,8 @@ env:                        # the environment episodes run in (docs/ENVIRONMENTS
                             # budget alone); the episode then ends truncated, as at the budget
   max_observation_tokens: 0 # [0, 1e7] an observation longer than this is cut in the middle
                             # ("...[K tokens cut]..."); 0: not cut
+  tool_workers: 0           # [0, 256] threads running environment steps while the engine keeps
+                            # decoding (0: between engine steps; deterministic batches)
   syntax: search_r1         # search: search_r1 (<search>q</search> -> <information>) or hermes
                             # (<tool_call> {"name": "search", "arguments": {"query": q}})
   index: ""                 # search: the index folder (`crucible index build`)
@@ -185,6 +187,7 @@ struct RlEnvConfig {
     int max_tokens_per_turn = 0;     // 0: no limit besides rollout.max_new_tokens
     int max_context = 0;             // 0: none
     int max_observation_tokens = 0;  // 0: observations not cut
+    int tool_workers = 0;            // 0: steps between engine steps
     ToolSyntax syntax = ToolSyntax::search_r1;
     std::string index;  // search: the index folder
     int top_k = 0;
