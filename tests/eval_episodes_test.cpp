@@ -124,6 +124,13 @@ TEST(EvalEpisodes, SamplesAreEpisodesScoredOnTheAnswer) {
         // q1, q2: the answer's content equals the gold; q3's gold differs.
         EXPECT_EQ(*r.score, r.item_id == "q3" ? 0.0 : 1.0) << r.item_id;
         EXPECT_EQ(r.prompt, r.item_id == "q2" ? "Q: city of Mibelo?\n" : "Q: city of Raquoka?\n");
+        // The episode's record: two turns, one search, what it asked and retrieved.
+        const nlohmann::json info = nlohmann::json::parse(r.info);
+        EXPECT_EQ(info["turns"], 2);
+        EXPECT_EQ(info["tool_calls"], 1);
+        EXPECT_EQ(info["end"], "answer");
+        EXPECT_EQ(info["env"]["queries"], nlohmann::json::array({first ? "Raquoka" : "Mibelo"}));
+        EXPECT_EQ(info["env"]["retrieved"].size(), 1u);
     }
     EXPECT_EQ(store.settings().at("env"), "search index top_k=1");
     // The same folder with another environment setting (or none) is refused.

@@ -16,6 +16,8 @@
 #include "demo/search_kb.h"
 #include "env/search_env.h"
 #include "env/search_index.h"
+#include "eval/results.h"
+#include "eval/statistics.h"
 #include "test_util.h"
 
 namespace crucible {
@@ -181,6 +183,18 @@ TEST(SearchDemo, AShortRunWritesItsDataResultsAndReport) {
                              "episodes that search"})
         EXPECT_NE(html.find(part), std::string::npos) << part;
     EXPECT_TRUE(fs::exists(out / "rl" / "checkpoints" / "step-2"));
+    // The before/after figures are the eval harness's: its runs are in the output folder, and
+    // comparing them gives the printed difference and p-value (as `crucible compare` would).
+    const eval::RunData before = eval::load_run((out / "eval-before").string());
+    const eval::RunData after = eval::load_run((out / "eval-after").string());
+    EXPECT_EQ(before.settings.at("env").rfind("search", 0), 0u);
+    EXPECT_EQ(after.k, 2);
+    const json cmp = eval::compare_runs(after, before, eval::CompareOptions{});
+    EXPECT_EQ(cmp["diff"], r["difference"]);
+    EXPECT_EQ(cmp["p_value_t"].is_number() ? cmp["p_value_t"] : json(nullptr),
+              r["p_value"].is_number() ? r["p_value"] : json(nullptr));
+    EXPECT_NEAR(eval::mean_accuracy(before.scores).mean, r["before"].get<double>(), 1e-12);
+    EXPECT_TRUE(fs::exists(out / "eval-after" / "results.json"));
 }
 
 }  // namespace

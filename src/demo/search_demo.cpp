@@ -15,6 +15,11 @@
 #include "demo/search_kb.h"
 #include "env/search_env.h"
 #include "env/search_index.h"
+#include "eval/dataset.h"
+#include "eval/episode_generator.h"
+#include "eval/harness.h"
+#include "eval/results.h"
+#include "eval/sample_store.h"
 #include "eval/statistics.h"
 #include "model/checkpoint.h"
 #include "rl/evaluate.h"
@@ -171,48 +176,67 @@ struct Scored {
     }
 };
 
-Scored score(Model& model, const TextTokenizer& tok, const RlConfig& cfg, const Task& task,
-             int samples, uint64_t seed) {
-    SamplingParams params;
-    params.temperature = 1.0f;
-    params.max_tokens = kMaxNewTokens;
-    std::vector<std::vector<Episode>> episodes;
-    const TaskEvaluation ev =
-        evaluate_episodes(EpisodeSource{&model, {}}, tok, cfg.env, task, task.eval, samples, params,
-                          seed, EpisodeLimits{kMaxNewTokens, kMaxTokensPerTurn}, &episodes);
+// Scores the held-out questions with the eval harness (`crucible eval --env search` on
+// `model_dir`): K episodes per question stored in `run_dir` (samples.sqlite, results.json),
+// so `crucible compare` and `crucible report` read the numbers the demo prints. The search
+// figures come from each sample's stored episode info.
+Scored score(const fs::path& model_dir, const RlConfig& cfg, const fs::path& eval_data, int samples,
+             uint64_t seed, const fs::path& run_dir, eval::RunData* run_out) {
+    const eval::Dataset data = eval::load_dataset(eval_data.string(), "exact", "");
+    if (!data.excluded.empty()) throw Error("search demo: " + data.excluded[0]);
+    auto generator = eval::make_episode_generator(model_dir.string(), cfg.env, 64);
+    eval::EvalOptions eo;
+    eo.run_dir = run_dir.string();
+    eo.k = samples;
+    eo.sampling.temperature = 1.0;
+    eo.sampling.max_tokens = kMaxNewTokens;
+    eo.sampling.seed = seed;
+    eo.sampling.chat = false;  // the demo's model is trained on raw prompts
+    eo.model = model_dir.string();
+    eo.data = eval_data.string();
+    eo.env = "search";
+    fs::remove_all(run_dir);  // a new model each time the demo runs: score it afresh
+    eval::run_eval(data.items, *generator, eo);
+    eval::RunData run = eval::load_run(run_dir.string());
+    write_file_durable(run_dir / "results.json", eval::compute_results(run).dump(2) + "\n");
+
     Scored s;
-    s.rows = ev.scores;
+    s.rows = run.scores;
     s.avg = eval::mean_accuracy(s.rows);
     s.ci = eval::normal_interval(s.avg.mean, s.avg.se);
     s.pass_k = eval::pass_at_k(s.rows, samples);
     s.per_item = eval::item_means(s.rows);
-    s.failures = ev.failures;
-    s.mean_length = ev.mean_length;
-    for (size_t i = 0; i < episodes.size(); i++) {
-        const std::string entity = task.eval[i].id.substr(0, task.eval[i].id.find(':'));
-        for (size_t j = 0; j < episodes[i].size(); j++) {
-            const auto* e = dynamic_cast<const env::SearchEnvironment*>(episodes[i][j].env.get());
-            if (e == nullptr) throw Error("search demo: an episode without the search environment");
-            s.episodes++;
-            const double correct = ev.scores[i][j];
-            const bool scored = !std::isnan(correct);
-            if (e->queries().empty()) {
-                if (scored) {
-                    s.unsearched_scored++;
-                    s.correct_unsearched += correct;
-                }
-                continue;
-            }
-            s.searched++;
-            s.searches += static_cast<int64_t>(e->queries().size());
-            const auto& got = e->retrieved();
-            if (std::find(got.begin(), got.end(), entity) != got.end()) s.found++;
+    double length = 0;
+    for (const eval::SampleRecord& r : eval::SampleStore(run_dir.string()).samples()) {
+        if (r.sample >= samples) continue;
+        s.episodes++;
+        length += static_cast<double>(r.completion_tokens);
+        if (!r.error.empty()) s.failures++;
+        const std::string entity = r.item_id.substr(0, r.item_id.find(':'));
+        const json info = json::parse(r.info, nullptr, false);
+        const json env = info.is_object() ? info.value("env", json::object()) : json::object();
+        const json queries = env.value("queries", json::array());
+        const json retrieved = env.value("retrieved", json::array());
+        const bool scored = r.error.empty() && r.score.has_value();
+        const double correct = scored ? *r.score : 0.0;
+        if (queries.empty()) {
             if (scored) {
-                s.searched_scored++;
-                s.correct_searched += correct;
+                s.unsearched_scored++;
+                s.correct_unsearched += correct;
             }
+            continue;
+        }
+        s.searched++;
+        s.searches += static_cast<int64_t>(queries.size());
+        if (std::find(retrieved.begin(), retrieved.end(), json(entity)) != retrieved.end())
+            s.found++;
+        if (scored) {
+            s.searched_scored++;
+            s.correct_searched += correct;
         }
     }
+    s.mean_length = s.episodes > 0 ? length / static_cast<double>(s.episodes) : 0.0;
+    if (run_out) *run_out = std::move(run);
     return s;
 }
 
@@ -393,26 +417,32 @@ json run_search_demo(const SearchDemoOptions& o, std::ostream& log) {
 
     log << "== 2/4 scoring " << task.eval.size() << " held-out questions x " << o.eval_samples
         << " episodes before RL\n";
-    Scored before;
-    {
-        auto model = load_model(sft_final);
-        before = score(*model, tok, cfg, task, o.eval_samples, eval_seed);
-    }
+    eval::RunData before_run, after_run;
+    const Scored before = score(sft_final, cfg, data.eval, o.eval_samples, eval_seed,
+                                out / "eval-before", &before_run);
     log_scored(log, before, o.eval_samples);
     const double t_before = elapsed();
 
     log << "== 3/4 RL: GRPO with the DAPO preset in the search environment (" << o.rl_steps
         << " steps)\n";
-    Scored after;
     {
         RlTrainer trainer(rl, can_resume(out / "rl"), log);
         trainer.run();
-        log << "== 4/4 scoring the same questions after RL\n";
-        after = score(trainer.model(), tok, cfg, task, o.eval_samples, eval_seed);
     }
+    log << "== 4/4 scoring the same questions after RL\n";
+    const Scored after = score(resolve_model_dir(out / "rl"), cfg, data.eval, o.eval_samples,
+                               eval_seed, out / "eval-after", &after_run);
     log_scored(log, after, o.eval_samples);
 
-    const eval::PairedComparison cmp = eval::compare_paired(after.per_item, before.per_item);
+    // The comparison `crucible compare eval-before eval-after` prints.
+    const json cmp_json = eval::compare_runs(after_run, before_run, eval::CompareOptions{});
+    const auto num = [](const json& j) { return j.is_number() ? j.get<double>() : NAN; };
+    struct {
+        double diff, p_value_t;
+        eval::Interval interval;
+    } cmp{num(cmp_json["diff"]),
+          num(cmp_json["p_value_t"]),
+          {num(cmp_json["ci"][0]), num(cmp_json["ci"][1])}};
     const eval::PowerInputs power = eval::estimate_power_inputs(after.rows, before.rows);
     const double mde =
         eval::minimum_detectable_effect(power, static_cast<double>(after.per_item.size()));

@@ -94,6 +94,10 @@ class Environment {
     virtual Verdict score() = 0;
     // Strings that end a model turn besides the end-of-sequence token (a closing tool tag).
     virtual std::vector<std::string> stop_strings() const = 0;
+    // What the episode did that the environment alone knows, for the records (an eval
+    // sample's info): the search environment's queries and the documents they retrieved.
+    // null: nothing to add.
+    virtual nlohmann::json summary() const { return nullptr; }
 };
 
 // A task as a one-turn environment: reset gives the item's prompt, the first step ends the

@@ -37,6 +37,10 @@ class SearchEnvironment : public ToolEnvironment {
     // The ids of the passages every search of this episode returned, in order.
     const std::vector<std::string>& retrieved() const { return retrieved_; }
     const std::vector<std::string>& queries() const { return queries_; }
+    // {"queries": [...], "retrieved": [document ids]}.
+    nlohmann::json summary() const override {
+        return {{"queries", queries_}, {"retrieved", retrieved_}};
+    }
 
   protected:
     ToolOutput run_tool(const ToolCall& call, nlohmann::json& info) override;

@@ -80,6 +80,14 @@ class EpisodeGenerator : public Generator {
                 g.finish_reason = ep.truncated ? "length" : ep.end.empty() ? "stop" : ep.end;
                 g.latency_s = wall;
                 g.error = ep.error;
+                g.info = {{"turns", ep.turns},
+                          {"tool_calls", ep.tool_calls},
+                          {"malformed_calls", ep.malformed_calls},
+                          {"tool_errors", ep.tool_errors},
+                          {"end", ep.end},
+                          {"truncated", ep.truncated}};
+                if (const nlohmann::json env = ep.env->summary(); !env.is_null())
+                    g.info["env"] = env;
                 if (g.error.empty()) {
                     try {
                         ep.env->score();

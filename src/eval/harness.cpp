@@ -543,6 +543,8 @@ EvalSummary run_eval(const std::vector<EvalItem>& items, Generator& generator,
         r.finish_reason = std::move(g.finish_reason);
         r.latency_s = g.latency_s;
         r.error = std::move(g.error);
+        if (!g.info.is_null())
+            r.info = g.info.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         const std::string text = g.scored ? scored_text(*g.scored, options.strip_think)
                                           : scored_text(r.completion, options.strip_think);
         if (r.error.empty() && is_python_verifier(item.verifier)) {

@@ -56,6 +56,9 @@ struct GeneratedSample {
     // tools' observations; the scored text what the environment's verdict reads, e.g. the
     // search environment's <answer> content).
     std::optional<std::string> scored;
+    // What else the generator knows about the sample, stored with it (SampleRecord::info): an
+    // episode's turns, tool calls, how it ended and the environment's summary. null: none.
+    nlohmann::json info;
 };
 
 // A source of completions. generate() runs the jobs and calls `done` once per finished job,

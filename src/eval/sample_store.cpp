@@ -69,6 +69,7 @@ SampleStore::SampleStore(const std::string& run_dir) : db_(store_path(run_dir)) 
     add_column_if_missing(db_, "items", "rubric", "TEXT NOT NULL DEFAULT ''");
     add_column_if_missing(db_, "samples", "rubric", "TEXT NOT NULL DEFAULT ''");
     add_column_if_missing(db_, "samples", "rubric_b", "TEXT NOT NULL DEFAULT ''");
+    add_column_if_missing(db_, "samples", "info", "TEXT NOT NULL DEFAULT ''");
 }
 
 std::map<std::string, std::string> SampleStore::settings() {
@@ -136,8 +137,8 @@ std::vector<EvalItem> SampleStore::items() {
 void SampleStore::put(const SampleRecord& s) {
     auto st = db_.prepare(
         "INSERT OR REPLACE INTO samples(item_id, sample, seed, prompt, completion, prompt_tokens,"
-        " completion_tokens, finish_reason, score, answer, latency_s, error, rubric, rubric_b)"
-        " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        " completion_tokens, finish_reason, score, answer, latency_s, error, rubric, rubric_b,"
+        " info) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     st.bind(1, s.item_id)
         .bind(2, s.sample)
         .bind(3, static_cast<int64_t>(s.seed))
@@ -156,6 +157,7 @@ void SampleStore::put(const SampleRecord& s) {
         .bind(12, s.error)
         .bind(13, s.rubric)
         .bind(14, s.rubric_b)
+        .bind(15, s.info)
         .run();
 }
 
@@ -176,7 +178,7 @@ std::vector<SampleRecord> SampleStore::samples() {
     auto st = db_.prepare(
         "SELECT s.item_id, s.sample, s.seed, s.prompt, s.completion, s.prompt_tokens,"
         " s.completion_tokens, s.finish_reason, s.score, s.answer, s.latency_s, s.error,"
-        " s.rubric, s.rubric_b FROM samples s LEFT JOIN items i ON i.id = s.item_id"
+        " s.rubric, s.rubric_b, s.info FROM samples s LEFT JOIN items i ON i.id = s.item_id"
         " ORDER BY i.ord, s.item_id, s.sample");
     while (st.step()) {
         SampleRecord r;
@@ -194,6 +196,7 @@ std::vector<SampleRecord> SampleStore::samples() {
         r.error = st.column_text(11);
         r.rubric = st.column_text(12);
         r.rubric_b = st.column_text(13);
+        r.info = st.column_text(14);
         out.push_back(std::move(r));
     }
     return out;

@@ -34,6 +34,9 @@ struct SampleRecord {
     // the run's judge and by the second judge (--judge-b; "" until it has scored the sample).
     std::string rubric;
     std::string rubric_b;
+    // GeneratedSample::info as JSON text ("" when none): an environment episode's turns, tool
+    // calls, end and the environment's summary.
+    std::string info;
 };
 
 // Settings holding a run's judge totals (JudgeStats::to_json keys): each eval call adds what
