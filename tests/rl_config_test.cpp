@@ -57,6 +57,7 @@ TEST(RlConfig, EveryKeyOfTheSchemaIsReadIntoItsField) {
         {"env.max_context", "900"},
         {"env.max_observation_tokens", "64"},
         {"env.tool_workers", "3"},
+        {"env.step_timeout_s", "12.5"},
         {"env.syntax", "hermes"},
         {"env.index", "some/index"},
         {"env.top_k", "5"},
@@ -160,6 +161,7 @@ TEST(RlConfig, EveryKeyOfTheSchemaIsReadIntoItsField) {
     EXPECT_EQ(r.env.max_context, 900);
     EXPECT_EQ(r.env.max_observation_tokens, 64);
     EXPECT_EQ(r.env.tool_workers, 3);
+    EXPECT_EQ(r.env.step_timeout_s, 12.5);
     EXPECT_EQ(r.rewards.correct, 0.5);
     EXPECT_EQ(r.rewards.format, 0.25);
     EXPECT_EQ(r.rewards.soft_overlong, 0.75);

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdio>
 #include <deque>
 #include <exception>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -76,86 +78,154 @@ Generator engine_generator(Model& model, const TextTokenizer& tok) {
 namespace {
 
 // Threads that run environment steps while the engine decodes (EpisodeLimits::tool_workers).
-// Each job touches only its own environment; results come back in the order they finish.
+// Each job touches only its own environment; results come back in the order they finish. A
+// step still running after `timeout_s` (> 0) comes back as an error and its thread is left
+// behind (a running step cannot be stopped safely): the job keeps its environment alive, a
+// new thread takes the abandoned one's place, and whatever the step returns later is dropped.
+// The threads are detached and share their state through a shared_ptr, so a step that never
+// returns costs a thread, never the run.
 class StepWorkers {
   public:
     struct Job {
         size_t group, sample;
         int64_t held;
         env::Turn turn;
-        env::Environment* env;
+        std::shared_ptr<env::Environment> env;
         env::StepResult result;
         std::string error;
     };
 
-    explicit StepWorkers(int n) {
-        for (int i = 0; i < n; i++) threads_.emplace_back([this] { work(); });
+    StepWorkers(int n, double timeout_s)
+        : shared_(std::make_shared<Shared>()), workers_(n), timeout_s_(timeout_s) {
+        for (int i = 0; i < n; i++) start_thread();
     }
     ~StepWorkers() {
         {
-            std::lock_guard<std::mutex> lock(mu_);
-            quit_ = true;
+            std::lock_guard<std::mutex> lock(shared_->mu);
+            shared_->quit = true;
         }
-        cv_.notify_all();
-        for (std::thread& t : threads_) t.join();
+        shared_->cv.notify_all();
     }
-    size_t size() const { return threads_.size(); }
+    size_t size() const { return static_cast<size_t>(workers_); }
     size_t pending() const {
-        std::lock_guard<std::mutex> lock(mu_);
-        return pending_;
+        std::lock_guard<std::mutex> lock(shared_->mu);
+        return shared_->pending;
     }
     void push(Job job) {
         {
-            std::lock_guard<std::mutex> lock(mu_);
-            todo_.push_back(std::move(job));
-            pending_++;
+            std::lock_guard<std::mutex> lock(shared_->mu);
+            auto slot = std::make_shared<Slot>();
+            slot->job = std::move(job);
+            shared_->todo.push_back(std::move(slot));
+            shared_->pending++;
         }
-        cv_.notify_one();
+        shared_->cv.notify_one();
     }
-    // The jobs done since the last call; with `wait`, blocks until there is one (unless none
-    // is pending).
+    // The jobs done (or timed out) since the last call; with `wait`, blocks until there is
+    // one (unless none is pending).
     std::vector<Job> take(bool wait) {
-        std::unique_lock<std::mutex> lock(mu_);
-        if (wait) done_cv_.wait(lock, [&] { return !done_.empty() || pending_ == 0; });
+        std::unique_lock<std::mutex> lock(shared_->mu);
+        for (;;) {
+            expire(lock);
+            if (!wait || !shared_->done.empty() || shared_->pending == 0) break;
+            const auto next = next_deadline();
+            if (next)
+                shared_->done_cv.wait_until(lock, *next);
+            else
+                shared_->done_cv.wait(lock);
+        }
         std::vector<Job> out;
-        out.swap(done_);
-        pending_ -= out.size();
+        for (auto& slot : shared_->done) out.push_back(std::move(slot->job));
+        shared_->done.clear();
+        shared_->pending -= out.size();
         return out;
     }
 
   private:
-    void work() {
-        for (;;) {
-            Job job;
-            {
-                std::unique_lock<std::mutex> lock(mu_);
-                cv_.wait(lock, [&] { return quit_ || !todo_.empty(); });
-                if (todo_.empty()) return;
-                job = std::move(todo_.front());
-                todo_.pop_front();
+    using Clock = std::chrono::steady_clock;
+    struct Slot {
+        Job job;
+        std::optional<Clock::time_point> started;  // when a thread took it
+        bool finished = false;                     // returned, or given up on
+    };
+    struct Shared {
+        std::mutex mu;
+        std::condition_variable cv, done_cv;
+        std::deque<std::shared_ptr<Slot>> todo;
+        std::vector<std::shared_ptr<Slot>> running, done;
+        size_t pending = 0;  // pushed and not yet taken
+        bool quit = false;
+    };
+
+    void start_thread() {
+        std::thread([shared = shared_] {
+            for (;;) {
+                std::shared_ptr<Slot> slot;
+                {
+                    std::unique_lock<std::mutex> lock(shared->mu);
+                    shared->cv.wait(lock, [&] { return shared->quit || !shared->todo.empty(); });
+                    if (shared->todo.empty()) return;
+                    slot = std::move(shared->todo.front());
+                    shared->todo.pop_front();
+                    slot->started = Clock::now();
+                    shared->running.push_back(slot);
+                }
+                env::StepResult result;
+                std::string error;
+                try {
+                    result = slot->job.env->step(slot->job.turn);
+                } catch (const std::exception& ex) {
+                    error = std::string("env: ") + ex.what();
+                    result = env::StepResult{};
+                    result.done = true;
+                }
+                std::lock_guard<std::mutex> lock(shared->mu);
+                auto& running = shared->running;
+                running.erase(std::find(running.begin(), running.end(), slot));
+                if (slot->finished) return;  // given up on: a replacement took this place
+                slot->finished = true;
+                slot->job.result = std::move(result);
+                slot->job.error = std::move(error);
+                shared->done.push_back(slot);
+                shared->done_cv.notify_one();
             }
-            try {
-                job.result = job.env->step(job.turn);
-            } catch (const std::exception& ex) {
-                job.error = std::string("env: ") + ex.what();
-                job.result = env::StepResult{};
-                job.result.done = true;
-            }
-            {
-                std::lock_guard<std::mutex> lock(mu_);
-                done_.push_back(std::move(job));
-            }
-            done_cv_.notify_one();
-        }
+        }).detach();
     }
 
-    mutable std::mutex mu_;
-    std::condition_variable cv_, done_cv_;
-    std::deque<Job> todo_;
-    std::vector<Job> done_;
-    size_t pending_ = 0;  // pushed and not yet taken
-    bool quit_ = false;
-    std::vector<std::thread> threads_;
+    // Gives up on the steps running longer than the timeout (under the lock).
+    void expire(std::unique_lock<std::mutex>&) {
+        if (!(timeout_s_ > 0)) return;
+        const auto now = Clock::now();
+        for (auto& slot : shared_->running) {
+            if (slot->finished || now - *slot->started < limit()) continue;
+            slot->finished = true;
+            slot->job.result = env::StepResult{};
+            slot->job.result.done = true;
+            char buf[96];
+            std::snprintf(buf, sizeof buf, "env: the step did not return within %g s", timeout_s_);
+            slot->job.error = buf;
+            shared_->done.push_back(slot);
+            start_thread();  // the stuck thread's replacement
+        }
+    }
+    std::optional<Clock::time_point> next_deadline() const {
+        std::optional<Clock::time_point> next;
+        if (!(timeout_s_ > 0)) return next;
+        for (const auto& slot : shared_->running) {
+            if (slot->finished) continue;
+            const auto at = *slot->started + limit();
+            if (!next || at < *next) next = at;
+        }
+        return next;
+    }
+    Clock::duration limit() const {
+        return std::chrono::duration_cast<Clock::duration>(
+            std::chrono::duration<double>(timeout_s_));
+    }
+
+    std::shared_ptr<Shared> shared_;
+    int workers_;
+    double timeout_s_;
 };
 
 // Where an episode stands between rounds.
@@ -389,7 +459,7 @@ class Runner {
                 if (--left_[g] == 0 && on_group_done_) on_group_done_(g, episodes_[g]);
             }
         };
-        StepWorkers workers(limits_.tool_workers);
+        StepWorkers workers(limits_.tool_workers, limits_.step_timeout_s);
         for (size_t i = 0; i < requests.size(); i++)
             submit(std::move(requests[i]), request_group[i], SIZE_MAX);
         for (;;) {
@@ -403,13 +473,8 @@ class Runner {
                     const int64_t held = f.results[i].held;
                     env::Turn turn = begin_turn(f.group, s, f.results[i]);
                     if (workers.size() > 0) {
-                        workers.push({f.group,
-                                      s,
-                                      held,
-                                      std::move(turn),
-                                      episodes_[f.group][s].env.get(),
-                                      {},
-                                      {}});
+                        workers.push(
+                            {f.group, s, held, std::move(turn), episodes_[f.group][s].env, {}, {}});
                         continue;
                     }
                     std::string error;

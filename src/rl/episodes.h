@@ -67,6 +67,10 @@ struct EpisodeLimits {
     // workers, when a next turn joins the batch depends on the tools' timing, so batches
     // (and the last bits of the numerics) can differ from run to run.
     int tool_workers = 0;
+    // With tool_workers: a step (a tool call) still running after this many seconds ends its
+    // episode with an error (excluded, as any failed sample) and its thread is left to finish
+    // alone; 0: no limit.
+    double step_timeout_s = 0;
 };
 
 // `ids` when at most `max_tokens` long; else its head and tail around the ids of
@@ -77,8 +81,8 @@ std::vector<int32_t> cut_observation(const std::vector<int32_t>& ids, int max_to
 
 // The limits of the episodes `env` runs, with `max_new_tokens` ids after the prompt.
 inline EpisodeLimits episode_limits(const RlEnvConfig& env, int max_new_tokens) {
-    return {max_new_tokens, env.max_tokens_per_turn, env.max_context, env.max_observation_tokens,
-            env.tool_workers};
+    return {max_new_tokens,   env.max_tokens_per_turn, env.max_context, env.max_observation_tokens,
+            env.tool_workers, env.step_timeout_s};
 }
 
 // One group: `envs.size()` episodes of one item from one prompt, sharing its prefill on the

@@ -157,6 +157,7 @@ RlEnvConfig read_rl_env_config(const Config& c) {
     e.max_context = static_cast<int>(c.get_int("env.max_context"));
     e.max_observation_tokens = static_cast<int>(c.get_int("env.max_observation_tokens"));
     e.tool_workers = static_cast<int>(c.get_int("env.tool_workers"));
+    e.step_timeout_s = c.get_double("env.step_timeout_s");
     const std::string syntax = c.get_string("env.syntax");
     if (syntax == "search_r1") {
         e.syntax = ToolSyntax::search_r1;

@@ -54,6 +54,8 @@ env:                        # the environment episodes run in (docs/ENVIRONMENTS
                             # ("...[K tokens cut]..."); 0: not cut
   tool_workers: 0           # [0, 256] threads running environment steps while the engine keeps
                             # decoding (0: between engine steps; deterministic batches)
+  step_timeout_s: 60.0      # [0, 86400] with tool_workers: a step running longer ends its
+                            # episode as failed (excluded) and the run goes on; 0: no limit
   syntax: search_r1         # search: search_r1 (<search>q</search> -> <information>) or hermes
                             # (<tool_call> {"name": "search", "arguments": {"query": q}})
   index: ""                 # search: the index folder (`crucible index build`)
@@ -188,6 +190,7 @@ struct RlEnvConfig {
     int max_context = 0;             // 0: none
     int max_observation_tokens = 0;  // 0: observations not cut
     int tool_workers = 0;            // 0: steps between engine steps
+    double step_timeout_s = 0;       // with tool_workers; 0: none
     ToolSyntax syntax = ToolSyntax::search_r1;
     std::string index;  // search: the index folder
     int top_k = 0;

@@ -264,7 +264,11 @@ void RlTrainer::score(Rollout* r) {
     // The task's verdict, once: `correct` (absent for an item without a gold answer) and, for
     // tasks that give it, `format` credit, each a component with its own weight.
     try {
-        const TaskScore verdict = r->env ? r->env->score() : task_.score(item, r->text);
+        // An episode whose environment failed is not scored (its environment may still be
+        // inside a step that timed out).
+        const TaskScore verdict = !r->error.empty() ? TaskScore{}
+                                  : r->env          ? r->env->score()
+                                                    : task_.score(item, r->text);
         if (verdict.correct && *verdict.correct != 0.0 && *verdict.correct != 1.0) {
             throw Error("the task's verdict must be 0 or 1");
         }
