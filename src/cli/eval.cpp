@@ -24,6 +24,7 @@
 #include "reward/verify/verifiers.h"
 #include "rl/rl_config.h"
 #include "run/run_folder.h"
+#include "run/run_report.h"
 
 namespace crucible::cli {
 
@@ -414,18 +415,53 @@ std::function<int()> add_compare(CLI::App& app) {
 }
 
 std::function<int()> add_report(CLI::App& app) {
-    CLI::App* cmd =
-        app.add_subcommand("report", "One self-contained HTML page for one or more eval runs");
+    CLI::App* cmd = app.add_subcommand(
+        "report", "One self-contained HTML page for eval runs, or for training runs (SFT/RL)");
+    cmd->option_defaults()->always_capture_default();
     struct Options {
         std::vector<std::string> runs;
-        std::string out = "report.html";
+        std::string out = "report.html", tensorboard;
+        double smooth = 0.0;
     };
     auto o = std::make_shared<Options>();
-    cmd->add_option("RUN_DIR", o->runs, "eval run directories")
+    cmd->add_option("RUN_DIR", o->runs,
+                    "eval run folders (samples.sqlite) or training run folders (metrics.jsonl)")
         ->required()
         ->check(CLI::ExistingDirectory);
     cmd->add_option("--out", o->out, "HTML file to write");
+    cmd->add_option("--smooth", o->smooth,
+                    "training runs: TensorBoard's smoothing weight in [0, 1) (0: raw)");
+    cmd->add_option("--tensorboard", o->tensorboard,
+                    "training runs: also write their metrics as TensorBoard event files under "
+                    "this folder (tensorboard --logdir DIR)");
     return [o]() {
+        std::vector<std::string> eval_runs, training_runs;
+        for (const std::string& r : o->runs) {
+            const bool is_eval = fs::exists(fs::path(r) / "samples.sqlite");
+            const bool is_training = is_training_run(r);
+            if (!is_eval && !is_training)
+                throw Error(r +
+                            ": neither an eval run (samples.sqlite) nor a training run "
+                            "(metrics.jsonl)");
+            (is_eval ? eval_runs : training_runs).push_back(r);
+        }
+        if (!eval_runs.empty() && !training_runs.empty())
+            throw Error("report: " + eval_runs[0] + " is an eval run and " + training_runs[0] +
+                        " a training run; report them separately");
+        if (!training_runs.empty()) {
+            std::vector<TrainingRun> runs;
+            for (const std::string& r : training_runs) runs.push_back(load_training_run(r));
+            name_runs(runs);
+            write_file_durable(o->out, training_report_html(runs, o->smooth));
+            std::fprintf(stderr, "report: %s (%zu training runs)\n", o->out.c_str(), runs.size());
+            if (!o->tensorboard.empty()) {
+                for (const fs::path& f : write_tensorboard(runs, o->tensorboard))
+                    std::fprintf(stderr, "report: %s\n", f.c_str());
+            }
+            return 0;
+        }
+        if (!o->tensorboard.empty() || o->smooth != 0.0)
+            throw Error("--tensorboard and --smooth are for training runs");
         std::vector<json> results;
         for (const std::string& r : o->runs)
             results.push_back(eval::compute_results(eval::load_run(r)));

@@ -122,6 +122,7 @@ std::string step_samples_jsonl(int64_t step, const std::vector<Rollout>& rollout
     for (const Rollout& r : rollouts) {
         json s = {{"step", step},
                   {"item", task.train[r.item].id},
+                  {"prompt", task.train[r.item].prompt},
                   {"group", r.group},
                   {"sample", r.sample},
                   {"completion", r.text},
