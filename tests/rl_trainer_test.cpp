@@ -801,6 +801,10 @@ TEST(RlDemo, ShortDemoWritesResultsAndAReportAndResumes) {
     const std::string html = testutil::slurp(dir.path() / "demo" / "report.html");
     EXPECT_NE(html.find("<svg"), std::string::npos);
     EXPECT_EQ(html.find("http://"), html.find("http://www.w3.org/2000/svg"));  // no external loads
+    // The training curves of both runs (issue 21: the demo report had no loss, grad norm or lr).
+    for (const char* part : {"SFT loss", "SFT grad norm", "RL loss", "RL grad norm",
+                             "RL learning rate", "KL", "crucible report "})
+        EXPECT_NE(html.find(part), std::string::npos) << part;
     // Re-running continues from the finished runs: same weights, same scores.
     std::ostringstream log2;
     const json again = run_demo(o, log2);

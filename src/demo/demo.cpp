@@ -72,7 +72,7 @@ std::string pct(double v) {
 }
 
 void write_report(const fs::path& out, const json& results, const fs::path& metrics_file,
-                  int during_samples) {
+                  const fs::path& sft_metrics_file, int during_samples) {
     // Two accuracy series, each named by its avg@K: the trainer's periodic held-out score
     // (train.eval_samples) and the demo's own before/after score (its --samples).
     const int K = results.value("samples", 0);
@@ -81,8 +81,29 @@ void write_report(const fs::path& out, const json& results, const fs::path& metr
     ChartSeries ends{"held-out avg@" + std::to_string(K) + " before / after RL", {}, {}};
     ChartSeries len{"response length (tokens)", {}, {}}, entropy{"entropy (nats)", {}, {}};
     ChartSeries clip_high{"clip fraction high", {}, {}}, clip_low{"clip fraction low", {}, {}};
+    ChartSeries sft_loss{"SFT loss", {}, {}}, sft_grad{"SFT grad norm", {}, {}};
+    ChartSeries rl_loss{"RL loss", {}, {}}, rl_grad{"RL grad norm", {}, {}};
+    ChartSeries rl_lr{"RL learning rate", {}, {}}, rl_kl{"KL to the reference", {}, {}};
+    for_each_jsonl_log_record(sft_metrics_file.string(), [&](const JsonlLine&, const json& m) {
+        if (!m.contains("step")) return;
+        const double step = m.value("step", 0.0);
+        sft_loss.x.push_back(step);
+        sft_loss.y.push_back(m.value("loss", NAN));
+        sft_grad.x.push_back(step);
+        sft_grad.y.push_back(m.value("grad_norm", NAN));
+    });
     for_each_jsonl_log_record(metrics_file.string(), [&](const JsonlLine&, const json& m) {
         const double step = m.value("step", 0.0);
+        rl_loss.x.push_back(step);
+        rl_loss.y.push_back(m.value("loss", NAN));
+        rl_grad.x.push_back(step);
+        rl_grad.y.push_back(m.value("grad_norm", NAN));
+        rl_lr.x.push_back(step);
+        rl_lr.y.push_back(m.value("lr", NAN));
+        if (m.contains("kl")) {
+            rl_kl.x.push_back(step);
+            rl_kl.y.push_back(m.value("kl", NAN));
+        }
         reward.x.push_back(step);
         reward.y.push_back(m.value("reward_mean", NAN));
         len.x.push_back(step);
@@ -140,6 +161,18 @@ void write_report(const fs::path& out, const json& results, const fs::path& metr
     html += svg_line_chart("Response length", {len}, "RL step", "tokens");
     html += svg_line_chart("Policy entropy", {entropy}, "RL step", "nats");
     html += svg_line_chart("Clipped tokens", {clip_low, clip_high}, "RL step", "fraction");
+    html += svg_line_chart("SFT loss", {sft_loss}, "SFT step", "loss (nats per token)");
+    html += svg_line_chart("SFT grad norm", {sft_grad}, "SFT step", "norm (before clipping)");
+    html += svg_line_chart("RL loss", {rl_loss}, "RL step", "loss");
+    html += svg_line_chart("RL grad norm", {rl_grad}, "RL step", "norm (before clipping)");
+    html += svg_line_chart("RL learning rate", {rl_lr}, "RL step", "lr");
+    if (!rl_kl.x.empty())
+        html += svg_line_chart("KL to the reference model", {rl_kl}, "RL step", "nats per token");
+    else
+        html += "<p>KL: not computed (the DAPO preset has no KL term, algorithm.kl_beta 0).</p>\n";
+    html += "<p>Every metric of both runs, overlaid: <code>crucible report " +
+            html_escape((out.parent_path() / "sft").string()) + " " +
+            html_escape((out.parent_path() / "rl").string()) + "</code>.</p>\n";
     html += "\n</body></html>\n";
     write_file_durable(out, html);
 }
@@ -257,7 +290,7 @@ json run_demo(const DemoOptions& o, std::ostream& log) {
     };
     write_file_durable(out / "results.json", results.dump(2) + "\n");
     write_report(out / "report.html", results, out / "rl" / "metrics.jsonl",
-                 static_cast<int>(rl.get_int("train.eval_samples")));
+                 out / "sft" / "metrics.jsonl", static_cast<int>(rl.get_int("train.eval_samples")));
     char buf[400];
     std::snprintf(buf, sizeof buf,
                   "\nheld-out accuracy (%d problems x %d samples): before RL %s [%s, %s] -> after "
