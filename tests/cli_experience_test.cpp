@@ -207,5 +207,29 @@ TEST(CliExperience, ListeningFailuresSayWhy) {
     EXPECT_EQ(why.rfind("cannot resolve the host: ", 0), 0u) << why;
 }
 
+TEST(CliExperience, ResumingARunWithTheOtherTrainerSaysWhichItIs) {
+    TempDir t;
+    const fs::path rl = t.path() / "runs" / "rl-x";
+    fs::create_directories(rl);
+    write_file_durable(rl / "config.yaml",
+                       "run:\n  name: rl-x\n  dir: runs\ntask:\n  name: countdown\n"
+                       "algorithm:\n  advantage: grpo\n");
+    Cli c = run_cli(t, "train sft --resume " + rl.string());
+    EXPECT_NE(c.rc, 0);
+    EXPECT_NE(c.err.find("this is an RL run; resume it with crucible train rl --resume"),
+              std::string::npos)
+        << c.err;
+    EXPECT_EQ(c.err.find("unknown key"), std::string::npos) << c.err;
+    const fs::path sft = t.path() / "runs" / "sft-x";
+    fs::create_directories(sft);
+    write_file_durable(sft / "config.yaml",
+                       "run:\n  name: sft-x\n  dir: runs\ndata:\n  "
+                       "train: builtin:countdown\n");
+    c = run_cli(t, "train rl --resume " + sft.string());
+    EXPECT_NE(c.err.find("this is an SFT run; resume it with crucible train sft --resume"),
+              std::string::npos)
+        << c.err;
+}
+
 }  // namespace
 }  // namespace crucible

@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/file_io.h"
 #include "rl/presets.h"
 #include "rl/rl_config.h"
 #include "rl/rl_trainer.h"
@@ -37,10 +38,34 @@ void add_common_options(CLI::App* cmd, TrainOptions* opt, const char* example) {
                   "print the effective config (defaults, file, overrides) and exit");
 }
 
+// Whether a config.yaml's text has `key` at the top level (a line "key:").
+bool has_top_level_key(const std::string& yaml, const std::string& key) {
+    size_t at = 0;
+    while (at < yaml.size()) {
+        if (yaml.compare(at, key.size() + 1, key + ":") == 0) return true;
+        const size_t nl = yaml.find('\n', at);
+        if (nl == std::string::npos) break;
+        at = nl + 1;
+    }
+    return false;
+}
+
 // Defaults, then (on resume) the run's own config.yaml, then --preset, --config, --set.
-Config effective_config(const char* defaults, const TrainOptions& opt) {
+// `kind` is "sft" or "rl": a run of the other kind is refused by name.
+Config effective_config(const char* defaults, const TrainOptions& opt, const std::string& kind) {
     Config config(defaults);
     if (!opt.resume.empty()) {
+        const std::filesystem::path file = std::filesystem::path(opt.resume) / "config.yaml";
+        if (std::filesystem::is_regular_file(file)) {
+            // An RL config has a task and an algorithm; an SFT config has data.
+            const std::string text = read_file(file);
+            const bool rl = has_top_level_key(text, "algorithm") || has_top_level_key(text, "task");
+            if (rl != (kind == "rl")) {
+                throw Error("--resume " + opt.resume + ": this is an " +
+                            std::string(rl ? "RL" : "SFT") + " run; resume it with crucible " +
+                            "train " + (rl ? "rl" : "sft") + " --resume " + opt.resume);
+            }
+        }
         // The run's own effective config; --preset/--config/--set may only restate it.
         config.merge_file((std::filesystem::path(opt.resume) / "config.yaml").string());
     }
@@ -83,7 +108,7 @@ std::function<int()> add_train(CLI::App& app) {
                        "; examples/rl_<name>.yaml), before --config and --set");
     return [sft, sft_opt, rl_opt]() {
         if (sft->parsed()) {
-            Config config = effective_config(kSftConfigDefaults, *sft_opt);
+            Config config = effective_config(kSftConfigDefaults, *sft_opt, "sft");
             if (sft_opt->print_config) {
                 std::cout << config.dump();
                 return 0;
@@ -94,7 +119,7 @@ std::function<int()> add_train(CLI::App& app) {
             std::cout << "done: " << trainer.checkpoint_dir(trainer.step()).string() << "\n";
             return 0;
         }
-        Config config = effective_config(kRlConfigDefaults, *rl_opt);
+        Config config = effective_config(kRlConfigDefaults, *rl_opt, "rl");
         if (rl_opt->print_config) {
             std::cout << config.dump();
             return 0;
