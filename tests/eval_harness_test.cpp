@@ -516,6 +516,41 @@ TEST(EvalHarness, ReportIsSelfContained) {
         EXPECT_EQ(html.find(bad), std::string::npos) << bad;
 }
 
+// A report a person reads (issue 21): runs by their folder names in every chart and table,
+// proportions' intervals clipped to [0, 100], a colour scale on the heatmap, a legend on the
+// pass@k curves, and the comparison with the first run.
+TEST(EvalHarness, TheReportNamesRunsClipsIntervalsAndCompares) {
+    TempDir t;
+    // One item right, three wrong, K = 1: the normal interval of 25% goes below 0.
+    const auto items = items_of({{"a", "1"}, {"b", "2"}, {"c", "3"}, {"d", "4"}});
+    TableGenerator gen;
+    gen.table["a"] = {"\\boxed{1}"};
+    gen.table["b"] = {"\\boxed{0}"};
+    gen.table["c"] = {"\\boxed{0}"};
+    gen.table["d"] = {"\\boxed{0}"};
+    run_eval(items, gen, options_for(t.path() / "base" / "run", 1));
+    gen.table["b"] = {"\\boxed{2}"};
+    run_eval(items, gen, options_for(t.path() / "new" / "run", 1));
+    const RunData a = load_run((t.path() / "base" / "run").string());
+    const RunData b = load_run((t.path() / "new" / "run").string());
+    const json ra = compute_results(a), rb = compute_results(b);
+    ASSERT_LT(ra["metrics"]["avg@1"]["ci_normal"][0].get<double>(), 0.0);  // the case to clip
+    const std::string html = report_html({ra, rb}, {compare_runs(b, a, {})});
+    // Two folders named "run": each shown with its parent.
+    for (const char* part : {">base/run<", ">new/run<", "[0.00, ", "class=\"scale\"",
+                             "class=\"legend\"", "<h2>Comparison</h2>", "+25.00"})
+        EXPECT_NE(html.find(part), std::string::npos) << part;
+    // No negative bound in the runs table (the comparison's difference may be negative).
+    const size_t runs_at = html.find("<table class=\"runs\">");
+    const std::string runs_table = html.substr(runs_at, html.find("</table>", runs_at) - runs_at);
+    EXPECT_EQ(runs_table.find("[-"), std::string::npos) << runs_table;
+    // The charts name the runs: the accuracy bars, the heatmap's columns, the legend.
+    size_t named = 0;
+    for (size_t at = 0; (at = html.find(">base/run</text>", at)) != std::string::npos; at++)
+        named++;
+    EXPECT_EQ(named, 3u);
+}
+
 // ---- the OpenAI path, against an HTTP server in this process ------------------------------------
 
 // A chat endpoint that answers "question N" with \boxed{N} for even seeds and \boxed{0} for

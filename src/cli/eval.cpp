@@ -462,10 +462,22 @@ std::function<int()> add_report(CLI::App& app) {
         }
         if (!o->tensorboard.empty() || o->smooth != 0.0)
             throw Error("--tensorboard and --smooth are for training runs");
-        std::vector<json> results;
-        for (const std::string& r : o->runs)
-            results.push_back(eval::compute_results(eval::load_run(r)));
-        write_file_durable(o->out, eval::report_html(results));
+        std::vector<json> results, comparisons;
+        std::vector<eval::RunData> data;
+        for (const std::string& r : o->runs) {
+            data.push_back(eval::load_run(r));
+            results.push_back(eval::compute_results(data.back()));
+        }
+        // Each later run against the first, as crucible compare prints it (runs that share
+        // no item are left out of the table).
+        for (size_t i = 1; i < data.size(); i++) {
+            try {
+                comparisons.push_back(eval::compare_runs(data[i], data[0], {}));
+            } catch (const Error& e) {
+                comparisons.push_back({{"error", e.what()}});
+            }
+        }
+        write_file_durable(o->out, eval::report_html(results, comparisons));
         std::fprintf(stderr, "report: %s (%zu runs)\n", o->out.c_str(), results.size());
         return 0;
     };

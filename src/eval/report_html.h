@@ -10,7 +10,10 @@
 
 namespace crucible::eval {
 
-// `results`: compute_results() of each run, in the order to show them.
-std::string report_html(const std::vector<nlohmann::json>& results);
+// `results`: compute_results() of each run, in the order to show them. Runs are named by their
+// folders. `comparisons` (optional): compare_runs(run i + 1, run 0) for each later run, shown
+// as a table. Proportions' normal intervals are clipped to [0, 1].
+std::string report_html(const std::vector<nlohmann::json>& results,
+                        const std::vector<nlohmann::json>& comparisons = {});
 
 }  // namespace crucible::eval
