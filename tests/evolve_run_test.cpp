@@ -313,9 +313,18 @@ TEST(EvolveRun, TimeoutsCrashesAndNanFailWithoutScores) {
                 return replace_x("x = 5.0");
         }
     };
-    const RunSummary s = run_evolution(p, dir.path() / "run", &llm, false);
+    std::vector<std::string> lines;
+    ControllerHooks hooks;
+    hooks.log = [&](const std::string& line) { lines.push_back(line); };
+    const RunSummary s = run_evolution(p, dir.path() / "run", &llm, false, hooks);
     EXPECT_EQ(s.candidates, 4);
     EXPECT_EQ(s.failed, 3);
+    // The progress line of the failed evaluation says why, not only "exited with status 1".
+    bool said = false;
+    for (const std::string& l : lines)
+        said = said || (l.find("exited with status 1: ") != std::string::npos &&
+                        l.find("status 3") != std::string::npos);
+    EXPECT_TRUE(said) << ::testing::PrintToString(lines);
     EXPECT_EQ(s.best_score, 5.0);
     ProgramDb db((dir.path() / "run" / "programs.sqlite").string(), p.options);
     const auto rows = db.all("iteration > 0");

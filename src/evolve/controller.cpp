@@ -390,9 +390,19 @@ RunSummary run_evolution(const Problem& problem, const fs::path& run_dir, LlmBac
                 last_error[c.island] = "evaluation failed: " + out.error +
                                        (out.artifacts.empty() ? "" : "\n" + out.artifacts);
             }
+            // A failure's line says why: the error and the last line the program or the
+            // evaluator wrote on stderr (the whole tail stays in the database and `export`).
+            std::string why = out.error.substr(0, 160);
+            if (!out.ok) {
+                std::string tail = out.artifacts;
+                while (!tail.empty() && (tail.back() == '\n' || tail.back() == ' '))
+                    tail.pop_back();
+                const size_t nl = tail.rfind('\n');
+                tail = nl == std::string::npos ? tail : tail.substr(nl + 1);
+                if (!tail.empty()) why += ": " + tail.substr(0, 160);
+            }
             log(fmt::format("[{}] island {} gen {}: {} {} (best {:.10g})", c.iteration, c.island,
-                            c.generation, c.status,
-                            out.ok ? fmt::format("{:.10g}", c.score) : out.error.substr(0, 160),
+                            c.generation, c.status, out.ok ? fmt::format("{:.10g}", c.score) : why,
                             db.best().score));
         }
     } catch (...) {
