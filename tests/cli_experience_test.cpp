@@ -231,5 +231,18 @@ TEST(CliExperience, ResumingARunWithTheOtherTrainerSaysWhichItIs) {
         << c.err;
 }
 
+TEST(CliExperience, InputIsDataEverywhereWithTheOldNamesKept) {
+    TempDir t;
+    const fs::path data = t.path() / "pairs.jsonl";
+    write_file_durable(data, "{\"gold\": \"2\", \"pred\": \"\\\\boxed{2}\"}\n");
+    for (const char* flag : {"--data", "--jsonl"}) {
+        const Cli c = run_cli(t, std::string("verify ") + flag + " " + data.string());
+        EXPECT_EQ(c.rc, 0) << flag << c.err;
+        EXPECT_NE(c.out.find("\"equal\":true"), std::string::npos) << flag << c.out;
+    }
+    const Cli help = run_cli(t, "generate --help");
+    EXPECT_NE(help.out.find("--data,--in"), std::string::npos) << help.out;
+}
+
 }  // namespace
 }  // namespace crucible

@@ -341,7 +341,10 @@ std::function<int()> add_verify(CLI::App& app) {
         std::string in, out, verifier = "math";
     };
     auto o = std::make_shared<Options>();
-    cmd->add_option("--jsonl", o->in, "input JSONL")->required()->check(CLI::ExistingFile);
+    cmd->add_option("--data,--jsonl", o->in,
+                    "input JSONL of {gold, pred} (--jsonl: the old name, kept for one release)")
+        ->required()
+        ->check(CLI::ExistingFile);
     cmd->add_option("--out", o->out, "output JSONL (default: stdout)");
     cmd->add_option("--verifier", o->verifier, "for lines without one (default math)");
     return [o]() {

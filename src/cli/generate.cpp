@@ -178,7 +178,9 @@ std::function<int()> add_generate(CLI::App& app) {
     cmd->add_option("--model", o->model, "model folder (config.json + model.safetensors)")
         ->required()
         ->check(CLI::ExistingDirectory);
-    cmd->add_option("--in", o->in, "JSONL: prompt | messages | prompt_ids, other fields copied")
+    cmd->add_option("--data,--in", o->in,
+                    "JSONL: prompt | messages | prompt_ids, other fields copied (--in: the old "
+                    "name, kept for one release)")
         ->required()
         ->check(CLI::ExistingFile);
     cmd->add_option("--out", o->out,
