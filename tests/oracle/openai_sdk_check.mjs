@@ -1,4 +1,5 @@
-// The official OpenAI client (npm `openai`, pinned in package-lock.json) against a running
+// The official OpenAI client (npm `openai` 4.x, the line that supports Node 18, pinned in
+// package-lock.json) against a running
 // `crucible serve` of the tool-calling test model of tests/serve_tools_test.cpp, which starts
 // the server and runs this script:  node openai_sdk_check.mjs http://127.0.0.1:PORT/v1
 // Each check states what the client must see; the first failure exits 1 with its reason.
@@ -50,8 +51,10 @@ check('a tool call comes back as tool_calls', call.choices[0].finish_reason === 
       msg.tool_calls?.length === 1 && msg.tool_calls[0].function.name === 'add' &&
       JSON.stringify(JSON.parse(msg.tool_calls[0].function.arguments)) === '{"a":2,"b":3}', call.choices[0]);
 
-// 5. The same streamed through the SDK's stream helper, which accumulates tool-call deltas.
-const runner = client.chat.completions.stream(ask('What is 2 + 3?'));
+// 5. The same streamed through the SDK's stream helper, which accumulates tool-call deltas
+// (`beta.chat.completions.stream` in the 4.x client pinned for Node 18, Debian 12's).
+const completions = client.chat.completions.stream ? client.chat.completions : client.beta.chat.completions;
+const runner = completions.stream(ask('What is 2 + 3?'));
 const final = await runner.finalChatCompletion();
 const fm = final.choices[0].message;
 check('the stream helper assembles the same call', fm.tool_calls?.length === 1 &&
