@@ -190,6 +190,20 @@ TEST(ChatTools, BadToolRequestsAnswer400NamingTheField) {
             EXPECT_NE(e.message.find(c.says), std::string::npos) << e.message;
         }
     }
+    // A hostile depth (the JSON writer is recursive): refused, never walked.
+    std::string deep = "{\"type\": \"object\", \"x\": ";
+    for (int i = 0; i < 200000; i++) deep += "[";
+    for (int i = 0; i < 200000; i++) deep += "]";
+    deep += "}";
+    try {
+        s.parse("{" + m +
+                R"(, "tools": [{"type": "function", "function": {"name": "f", "parameters": )" +
+                deep + "}}]}");
+        ADD_FAILURE() << "a 200000-deep tool was accepted";
+    } catch (const ApiError& e) {
+        EXPECT_EQ(e.param, "tools[0]");
+        EXPECT_NE(e.message.find("nested deeper than 64"), std::string::npos) << e.message;
+    }
     // The completions endpoint has no tools at all.
     try {
         parse_request(R"({"prompt": "x", "tools": [)" + f + "]}", false, s.served,
@@ -239,6 +253,12 @@ TEST(ToolOutput, CallsAreSplitFromTheContentAsVllmsHermesParserDoes) {
             .calls[0]
             .arguments,
         "{}");
+    // Arguments nested past 64 levels are not a call.
+    std::string deep_args = "<tool_call>{\"name\": \"add\", \"arguments\": {\"a\": ";
+    for (int i = 0; i < 100; i++) deep_args += "[";
+    for (int i = 0; i < 100; i++) deep_args += "]";
+    deep_args += "}}</tool_call>";
+    EXPECT_FALSE(parse_tool_output(deep_args, tools).called);
     // Malformed: the whole text is content, nothing is called.
     for (const std::string& bad : {
              std::string(

@@ -90,6 +90,26 @@ std::string read_content(const json& m, const std::string& at, bool may_be_null)
                                 describe_type(c) + ".");
 }
 
+// The nesting depth of `j`, counted without recursion (a hostile body may nest millions deep),
+// stopping once past `limit`.
+size_t json_depth(const nlohmann::ordered_json& j, size_t limit) {
+    std::vector<std::pair<const nlohmann::ordered_json*, size_t>> todo = {{&j, 1}};
+    size_t deepest = 0;
+    while (!todo.empty()) {
+        const auto [node, depth] = todo.back();
+        todo.pop_back();
+        deepest = std::max(deepest, depth);
+        if (deepest > limit) return deepest;
+        if (node->is_structured())
+            for (const auto& child : *node) todo.push_back({&child, depth + 1});
+    }
+    return deepest;
+}
+
+// How deep a tool definition or a call's arguments may nest: JSON Schemas and arguments are
+// shallow; the limit keeps the writer (core/python_json.h, recursive) off a hostile depth.
+constexpr size_t kMaxToolJsonDepth = 64;
+
 // OpenAI's rule for function names.
 bool valid_function_name(const std::string& name) {
     if (name.empty() || name.size() > 64) return false;
@@ -224,6 +244,9 @@ ParsedRequest parse_request(const std::string& text, bool chat, const ServedMode
                            "Invalid '" + at +
                                ".function.parameters': expected a JSON Schema "
                                "object.");
+                if (json_depth(tool, kMaxToolJsonDepth) > kMaxToolJsonDepth)
+                    reject(at, "Invalid '" + at + "': nested deeper than " +
+                                   std::to_string(kMaxToolJsonDepth) + " levels.");
                 p.tool_names.push_back(name);
                 tools.push_back(python_json_dumps(tool));
             }

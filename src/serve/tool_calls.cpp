@@ -28,6 +28,16 @@ bool parse_call(const std::string& body, const std::vector<std::string>& tools,
         args = ordered_json::parse(args.get<std::string>(), nullptr, false);
     }
     if (args.is_discarded() || !args.is_object()) return false;
+    // Arguments nested deeper than a tool's schema could want are not a call (the writer is
+    // recursive; a completion is at most its max_tokens long, but keep it shallow anyway).
+    std::vector<std::pair<const ordered_json*, int>> todo = {{&args, 1}};
+    while (!todo.empty()) {
+        const auto [node, depth] = todo.back();
+        todo.pop_back();
+        if (depth > 64) return false;
+        if (node->is_structured())
+            for (const auto& child : *node) todo.push_back({&child, depth + 1});
+    }
     out.arguments = python_json_dumps(args);
     return true;
 }
