@@ -5,6 +5,8 @@
 // one core), the others load it.
 #pragma once
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -36,8 +38,18 @@ inline std::filesystem::path memorizing_model(const std::filesystem::path& cache
     namespace fs = std::filesystem;
     std::string key = std::to_string(context);
     for (const Memorized& m : items) key += "\x1f" + m.prompt + "\x1e" + m.completion;
-    const fs::path dir =
-        cache_root / ("memorized-" + std::to_string(std::hash<std::string>{}(key)));
+    const std::string name = "memorized-" + std::to_string(std::hash<std::string>{}(key));
+    const fs::path dir = cache_root / name;
+    // One process trains; the others (ctest runs each test as its own process) wait for it.
+    fs::create_directories(cache_root);
+    const int lock = ::open((cache_root / (name + ".lock")).c_str(), O_CREAT | O_RDWR, 0644);
+    if (lock >= 0) ::flock(lock, LOCK_EX);
+    struct Unlock {
+        int fd;
+        ~Unlock() {
+            if (fd >= 0) ::close(fd);  // releases the lock
+        }
+    } unlock{lock};
     if (fs::exists(dir / "model.safetensors")) return dir;
 
     ModelConfig c = tiny_model_config(264, context);
