@@ -534,6 +534,10 @@ TEST(EvolveReference, OfflineOperatorImprovesCirclePacking) {
     const std::string html = render_report(dir.path() / "run");
     EXPECT_NE(html.find("Lineage tree"), std::string::npos);
     EXPECT_NE(html.find("Island 1"), std::string::npos);
+    // Axes named, a legend, and the best programs' changes from their parents.
+    for (const char* part : {">iteration</text>", ">combined_score</text>", "class='legend'",
+                             "best so far", "<summary>diff</summary>"})
+        EXPECT_NE(html.find(part), std::string::npos) << part;
     const std::string csv = export_csv(dir.path() / "run");
     EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 25);
     const json j = json::parse(export_json(dir.path() / "run"));

@@ -103,6 +103,20 @@ overflow:auto;font-size:12px}.grid td{width:28px;height:22px;text-align:center}<
         "<text x='4' y='{}' font-size='11'>{}</text><text x='4' y='{}' "
         "font-size='11'>{}</text><text x='{}' y='{}' font-size='11'>iteration {}</text>",
         Y(hi) + 4, num(hi), Y(lo), num(lo), W - 120, H - 8, max_it);
+    // The axes' names and the legend.
+    h += fmt::format(
+        "<line x1='{0}' y1='{1}' x2='{2}' y2='{1}' stroke='#888'/><line x1='{0}' y1='{3}' "
+        "x2='{0}' y2='{1}' stroke='#888'/><text x='{4}' y='{5}' font-size='12' "
+        "text-anchor='middle'>iteration</text><text x='12' y='{6}' font-size='12' "
+        "text-anchor='middle' transform='rotate(-90 12 {6})'>combined_score</text>",
+        M, H - M, W - M, M, W / 2, H - 8, H / 2);
+    h += fmt::format(
+        "<g class='legend' font-size='11'><circle cx='{0}' cy='14' r='3' fill='#c84'/>"
+        "<text x='{1}' y='18'>program (even island)</text><circle cx='{2}' cy='14' r='3' "
+        "fill='#48c'/><text x='{3}' y='18'>program (odd island)</text><line x1='{4}' y1='14' "
+        "x2='{5}' y2='14' stroke='#080' stroke-width='2'/><text x='{6}' y='18'>best so far"
+        "</text></g>",
+        M + 10, M + 18, M + 170, M + 178, M + 330, M + 350, M + 356);
     std::string line;
     double run_best = -1e300;
     for (const auto* p : ev) {
@@ -202,13 +216,17 @@ overflow:auto;font-size:12px}.grid td{width:28px;height:22px;text-align:center}<
     std::sort(top.begin(), top.end(), [](auto* a, auto* b) { return a->score > b->score; });
     if (top.size() > 15) top.resize(15);
     h += "<h2>Best programs</h2><table><tr><th>id</th><th>score</th><th>iteration</th>"
-         "<th>island</th><th>generation</th><th>operator</th><th>model</th><th>parent</th></tr>";
+         "<th>island</th><th>generation</th><th>operator</th><th>model</th><th>parent</th>"
+         "<th>change from the parent</th></tr>";
     for (const auto* p : top) {
         h += fmt::format(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
-            "<td>{}</td><td>{}</td></tr>",
+            "<td>{}</td><td>{}</td><td>{}</td></tr>",
             p->id, num(p->score), p->iteration, p->island, p->generation,
-            html_escape(p->operator_name), html_escape(p->model), p->parent_id);
+            html_escape(p->operator_name), html_escape(p->model), p->parent_id,
+            p->diff.empty() ? std::string("&mdash;")
+                            : "<details><summary>diff</summary><pre>" + html_escape(p->diff) +
+                                  "</pre></details>");
     }
     h += "</table>";
     if (best) {
