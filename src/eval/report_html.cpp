@@ -146,7 +146,8 @@ std::string heatmap(const std::vector<json>& runs, const std::vector<std::string
         }
     }
     const int ch = ids.size() > 200 ? 4 : ids.size() > 60 ? 8 : 14, cw = 80, left = 130;
-    const int h = static_cast<int>(ids.size()) * ch + 30;
+    // Tall enough for the items and for the colour scale beside them.
+    const int h = std::max(static_cast<int>(ids.size()) * ch + 30, 180);
     const int w = left + static_cast<int>(runs.size()) * cw + 10 + 90;  // + the colour scale
     std::string s = "<svg class=\"heatmap\" width=\"" + std::to_string(w) + "\" height=\"" +
                     std::to_string(h) + "\" role=\"img\">\n";
