@@ -52,7 +52,8 @@ std::string render(const fs::path& html, const std::string& name) {
         fs::path(CRUCIBLE_TEST_CACHE_DIR).parent_path() / "test_output" / "screenshots";
     fs::create_directories(shots);
     const std::string flags =
-        " --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1200,1600 ";
+        " --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --hide-scrollbars "
+        "--window-size=1200,1600 ";
     const fs::path png = shots / (name + ".png");
     fs::remove(png);
     run(chromium() + flags + "--screenshot=" + png.string() + " file://" + html.string() +
