@@ -166,6 +166,21 @@ TEST(EngineHeld, AFullPoolEvictsTheOldestHeldSequenceWhichIsRecomputedLater) {
     EXPECT_EQ(run_one(fresh, request(whole, 8, 1.0f, 77)).tokens, got.tokens);
 }
 
+// `n` items "Question I: go on.", tokenized.
+std::vector<env::Item> questions(const TextTokenizer& tok, size_t n) {
+    std::vector<env::Item> items(n);
+    for (size_t i = 0; i < n; i++) {
+        // Appended piecewise: GCC 12 warns (-Wrestrict, wrongly) on "..." + std::string + "...".
+        items[i].id = "i";
+        items[i].id += std::to_string(i);
+        items[i].prompt = "Question ";
+        items[i].prompt += std::to_string(i);
+        items[i].prompt += ": go on.\n";
+        items[i].prompt_ids = tok.encode(items[i].prompt);
+    }
+    return items;
+}
+
 // Observes every turn for three turns: "\n[obs T]\n" after turn T.
 class ThreeTurns : public env::Environment {
   public:
@@ -197,12 +212,7 @@ TEST(EngineHeld, EpisodesOnOneEngineEqualTheRoundPathAndPrefillLess) {
     auto model = tiny_model();
     const ByteTokenizer bytes;
     const TextTokenizer tok(bytes);
-    std::vector<env::Item> items(3);
-    for (size_t i = 0; i < items.size(); i++) {
-        items[i].id = "i" + std::to_string(i);
-        items[i].prompt = "Question " + std::to_string(i) + ": go on.\n";
-        items[i].prompt_ids = tok.encode(items[i].prompt);
-    }
+    const std::vector<env::Item> items = questions(tok, 3);
     const auto groups_of = [&]() {
         std::vector<rl::EpisodeGroup> groups;
         for (size_t i = 0; i < items.size(); i++) {
@@ -282,12 +292,7 @@ TEST(EngineHeld, ToolWorkersRunStepsBesideTheEngineWithTheSameEpisodes) {
     auto model = tiny_model();
     const ByteTokenizer bytes;
     const TextTokenizer tok(bytes);
-    std::vector<env::Item> items(3);
-    for (size_t i = 0; i < items.size(); i++) {
-        items[i].id = "i" + std::to_string(i);
-        items[i].prompt = "Question " + std::to_string(i) + ": go on.\n";
-        items[i].prompt_ids = tok.encode(items[i].prompt);
-    }
+    const std::vector<env::Item> items = questions(tok, 3);
     std::atomic<int> now{0}, most{0};
     const auto groups_of = [&](int ms) {
         std::vector<rl::EpisodeGroup> groups;
@@ -356,12 +361,7 @@ TEST(EngineHeld, AStepThatHangsEndsItsEpisodeAndTheOthersFinish) {
     auto model = tiny_model();
     const ByteTokenizer bytes;
     const TextTokenizer tok(bytes);
-    std::vector<env::Item> items(2);
-    for (size_t i = 0; i < items.size(); i++) {
-        items[i].id = "i" + std::to_string(i);
-        items[i].prompt = "Question " + std::to_string(i) + ": go on.\n";
-        items[i].prompt_ids = tok.encode(items[i].prompt);
-    }
+    const std::vector<env::Item> items = questions(tok, 2);
     auto gate = std::make_shared<Gate>();
     std::vector<rl::EpisodeGroup> groups;
     for (size_t i = 0; i < items.size(); i++) {

@@ -92,6 +92,27 @@ for line in (open(sys.argv[4]) if len(sys.argv) > 4 else sys.stdin):
     send({"scores": scores, "errors": errors})
 )PY";
 
+// Whether `resp` is the worker's answer for n samples: {"scores": [n], "errors": [n]}.
+bool is_answer(const json& resp, size_t n) {
+    return resp.is_object() && resp.contains("scores") && resp["scores"].is_array() &&
+           resp["scores"].size() == n && resp.contains("errors") && resp["errors"].is_array() &&
+           resp["errors"].size() == n;
+}
+
+// A worker's answer into out[begin, begin + n): a finite score, or the error it gave.
+void take_answer(const json& resp, size_t begin, std::vector<PythonRewardResult>* out) {
+    for (size_t i = 0; i < resp["scores"].size(); i++) {
+        const json& score = resp["scores"][i];
+        const json& error = resp["errors"][i];
+        if (score.is_number() && std::isfinite(score.get<double>())) {
+            (*out)[begin + i] = {score.get<double>(), "", false};
+        } else {
+            (*out)[begin + i] = {std::nullopt,
+                                 error.is_string() ? error.get<std::string>() : "no score", false};
+        }
+    }
+}
+
 double seconds_left(std::chrono::steady_clock::time_point deadline) {
     return std::chrono::duration<double>(deadline - std::chrono::steady_clock::now()).count();
 }
@@ -276,24 +297,13 @@ bool PythonRewardPool::call_sandboxed(const std::string& request, size_t begin, 
     if (timed_out) return false;
     const size_t n = end - begin;
     const json resp = lines.size() >= 2 ? json::parse(lines[1], nullptr, false) : json();
-    if (!resp.is_object() || !resp.contains("scores") || !resp["scores"].is_array() ||
-        resp["scores"].size() != n || !resp.contains("errors") || !resp["errors"].is_array() ||
-        resp["errors"].size() != n) {
+    if (!is_answer(resp, n)) {
         const std::string reason =
             "the sandboxed call gave no answer: " + (why.empty() ? std::string("no result") : why);
         for (size_t i = begin; i < end; i++) (*out)[i] = {std::nullopt, reason, false};
         return true;
     }
-    for (size_t i = 0; i < n; i++) {
-        const json& score = resp["scores"][i];
-        const json& error = resp["errors"][i];
-        if (score.is_number() && std::isfinite(score.get<double>())) {
-            (*out)[begin + i] = {score.get<double>(), "", false};
-        } else {
-            (*out)[begin + i] = {std::nullopt,
-                                 error.is_string() ? error.get<std::string>() : "no score", false};
-        }
-    }
+    take_answer(resp, begin, out);
     return true;
 }
 
@@ -409,9 +419,7 @@ bool PythonRewardPool::call(size_t w, const std::vector<PythonRewardSample>& sam
         broken = "the worker exited during the call";
     } else {
         resp = json::parse(line, nullptr, false);
-        if (!resp.is_object() || !resp.contains("scores") || !resp["scores"].is_array() ||
-            resp["scores"].size() != n || !resp.contains("errors") || !resp["errors"].is_array() ||
-            resp["errors"].size() != n)
+        if (!is_answer(resp, n))
             broken = "the worker answered with something that is not its JSON line: " +
                      line.substr(0, 120);
     }
@@ -423,16 +431,7 @@ bool PythonRewardPool::call(size_t w, const std::vector<PythonRewardSample>& sam
         stats_.restarts++;
         return true;
     }
-    for (size_t i = 0; i < n; i++) {
-        const json& score = resp["scores"][i];
-        const json& error = resp["errors"][i];
-        if (score.is_number() && std::isfinite(score.get<double>())) {
-            (*out)[begin + i] = {score.get<double>(), "", false};
-        } else {
-            (*out)[begin + i] = {std::nullopt,
-                                 error.is_string() ? error.get<std::string>() : "no score", false};
-        }
-    }
+    take_answer(resp, begin, out);
     return true;
 }
 
