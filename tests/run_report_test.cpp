@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/svg_chart.h"
 #include "run/tfevents.h"
 #include "test_util.h"
 
@@ -267,6 +268,26 @@ TEST(TrainingReport, ThePageDrawsEveryMetricOfEveryRunAndTheLastRollouts) {
     EXPECT_NE(
         testutil::error_of([&] { load_training_run(tmp.path() / "empty"); }).find("metrics.jsonl"),
         std::string::npos);
+}
+
+TEST(TrainingReport, ARunKeepsItsColourInEveryChart) {
+    // The stroke of a chart's first line.
+    const auto stroke = [](const std::string& svg) {
+        const size_t at = svg.find("stroke=\"#", svg.find("<path"));
+        return svg.substr(at + 8, 7);
+    };
+    const ChartSeries a{"a", {1, 2}, {1, 2}}, b{"b", {1, 2}, {2, 1}};
+    ChartSeries third{"c", {1, 2}, {1, 1}};
+    const std::string by_position = svg_line_chart("t", {third, a, b}, "x", "y");
+    third.colour = 2;  // as if the third of three runs, alone in its chart
+    const std::string alone = svg_line_chart("t", {third}, "x", "y");
+    const std::string third_of_three =
+        svg_line_chart("t", {a, b, ChartSeries{"c", {1, 2}, {1, 1}}}, "x", "y");
+    EXPECT_NE(stroke(by_position), stroke(alone));  // the first series' colour by default
+    // The colour a run's line has when it is the third line drawn.
+    const size_t third_path = third_of_three.find(
+        "<path", third_of_three.find("<path", third_of_three.find("<path") + 1) + 1);
+    EXPECT_EQ(stroke(third_of_three.substr(third_path)), stroke(alone));
 }
 
 TEST(TrainingReport, TheCliReportsTrainingRunsAndRefusesAMix) {

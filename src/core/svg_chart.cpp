@@ -99,7 +99,8 @@ std::string svg_line_chart(const std::string& title, const std::vector<ChartSeri
     svg += "<text transform=\"translate(14," + num((T + B) / 2) +
            ") rotate(-90)\" text-anchor=\"middle\">" + html_escape(y_label) + "</text>\n";
     for (size_t s = 0; s < series.size(); s++) {
-        const char* colour = kColours[s % (sizeof kColours / sizeof *kColours)];
+        const size_t pick = series[s].colour >= 0 ? static_cast<size_t>(series[s].colour) : s;
+        const char* colour = kColours[pick % (sizeof kColours / sizeof *kColours)];
         std::string path;
         bool pen_down = false;
         const ChartSeries& c = series[s];

@@ -11,6 +11,7 @@ namespace crucible {
 struct ChartSeries {
     std::string name;
     std::vector<double> x, y;  // NaN y values leave a gap
+    int colour = -1;           // index into the palette; -1: the series' position
 };
 
 // A line chart with axes, ticks, a legend and the title; `x_label`/`y_label` name the axes.

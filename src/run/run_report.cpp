@@ -163,8 +163,9 @@ std::string training_report_html(const std::vector<TrainingRun>& runs, double sm
     s += "<div class=\"charts\">\n";
     for (const std::string& k : order) {
         std::vector<ChartSeries> series;
-        for (const TrainingRun& r : runs) {
-            ChartSeries c{r.name, {}, {}};
+        for (size_t ri = 0; ri < runs.size(); ri++) {
+            const TrainingRun& r = runs[ri];
+            ChartSeries c{r.name, {}, {}, static_cast<int>(ri)};  // a run keeps its colour
             std::vector<double> y;
             for (const json& m : r.metrics) {
                 if (!m.contains(k)) continue;
