@@ -295,12 +295,14 @@ bool Server::Impl::stream(const std::shared_ptr<Channel>& c, const ParsedRequest
         if (p.include_usage && !send(out.format_usage_chunk(c->results))) return gone();
     }
     if (!send(kSseDone)) return gone();
-    sink.done();
+    // Counted and logged before the stream's end goes out: a client that has the whole answer
+    // sees it in /metrics.
     if (c->error.empty()) {
         finish_request(id, p.chat, 200, &p, &c->results, start, "");
     } else {
         finish_request(id, p.chat, 500, &p, nullptr, start, c->error);
     }
+    sink.done();
     return true;
 }
 
