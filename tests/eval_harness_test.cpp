@@ -903,5 +903,23 @@ TEST(EvalHarness, MaxTokensIsCappedByTheEndpointsPublishedContext) {
     EXPECT_GE(at_the_limit, 1);
 }
 
+TEST(EvalHarness, TheReportCliShowsCompletionsOneClickAway) {
+    TempDir t;
+    const auto items = items_of({{"a", "1"}, {"b", "2"}});
+    TableGenerator gen;
+    gen.table["a"] = {"\\boxed{1} <because>"};
+    gen.table["b"] = {"\\boxed{3}"};
+    run_eval(items, gen, options_for(t.path() / "r", 1));
+    const fs::path out = t.path() / "report.html";
+    ASSERT_EQ(
+        run_cli("report " + (t.path() / "r").string() + " --out " + out.string(), t.path() / "err"),
+        0)
+        << testutil::slurp(t.path() / "err");
+    const std::string html = testutil::slurp(out);
+    for (const char* part :
+         {"Completions of r", "<details><summary>", "\\boxed{1} &lt;because&gt;", "\\boxed{3}"})
+        EXPECT_NE(html.find(part), std::string::npos) << part;
+}
+
 }  // namespace
 }  // namespace crucible::eval

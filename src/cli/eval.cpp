@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "cli/commands.h"
 #include "core/config.h"
@@ -470,6 +471,21 @@ std::function<int()> add_report(CLI::App& app) {
         for (const std::string& r : o->runs) {
             data.push_back(eval::load_run(r));
             results.push_back(eval::compute_results(data.back()));
+            // The first sample of up to 50 items, for the page's completions section.
+            json shown = json::array();
+            std::set<std::string> seen;
+            for (const eval::SampleRecord& s : eval::SampleStore(r).samples()) {
+                if (shown.size() >= 50 || seen.count(s.item_id)) continue;
+                seen.insert(s.item_id);
+                json x = {{"id", s.item_id},
+                          {"sample", s.sample},
+                          {"prompt", s.prompt.substr(0, 2000)},
+                          {"completion", s.completion.substr(0, 4000)},
+                          {"error", s.error}};
+                if (s.score) x["score"] = *s.score;
+                shown.push_back(std::move(x));
+            }
+            results.back()["shown_samples"] = std::move(shown);
         }
         // Each later run against the first, as crucible compare prints it (runs that share
         // no item are left out of the table).

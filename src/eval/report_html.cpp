@@ -315,6 +315,7 @@ std::string report_html(const std::vector<json>& runs, const std::vector<json>& 
         "body{font-family:sans-serif;margin:24px;color:#222}"
         "table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #ddd;"
         "text-align:right}td.l,th.l{text-align:left}"
+        "pre{white-space:pre-wrap;max-width:60em;margin:0}"
         ".swatch{display:inline-block;width:12px;height:12px;margin-right:6px}\n"
         "</style>\n</head>\n<body>\n<h1>Eval report</h1>\n";
     s += "<h2>Runs</h2>\n<table class=\"runs\">\n<tr><th class=\"l\">run</th><th "
@@ -395,6 +396,32 @@ std::string report_html(const std::vector<json>& runs, const std::vector<json>& 
     s += "</p>\n";
     s += pass_curves(runs, names);
     s += rubric_panel(runs, names);
+    // Completions, one click away: the samples a run carries under "shown_samples".
+    for (size_t r = 0; r < runs.size(); ++r) {
+        const json shown = runs[r].value("shown_samples", json::array());
+        if (shown.empty()) continue;
+        s += "<h2>Completions of " + html_escape(names[r]) +
+             "</h2>\n<table class=\"samples\">"
+             "<tr><th class=\"l\">item</th><th>sample</th><th>score</th><th class=\"l\">"
+             "completion</th></tr>\n";
+        for (const json& x : shown) {
+            const std::string completion = x.value("completion", std::string());
+            const std::string error = x.value("error", std::string());
+            std::string summary = completion.substr(0, 80);
+            while (!summary.empty() && (static_cast<unsigned char>(summary.back()) & 0xC0) == 0x80)
+                summary.pop_back();  // never cut inside a character
+            s +=
+                "<tr><td class=\"l\">" + html_escape(x.value("id", std::string())) + "</td><td>" +
+                std::to_string(x.value("sample", 0)) + "</td><td>" +
+                (x.contains("score") && x["score"].is_number() ? f("%.3g", x["score"].get<double>())
+                                                               : std::string("-")) +
+                "</td><td class=\"l\"><details><summary>" + html_escape(summary) +
+                "</summary><pre>" + html_escape(x.value("prompt", std::string())) + "<hr>" +
+                html_escape(completion) + (error.empty() ? "" : "<hr>" + html_escape(error)) +
+                "</pre></details></td></tr>\n";
+        }
+        s += "</table>\n";
+    }
     s += "</body>\n</html>\n";
     return s;
 }
