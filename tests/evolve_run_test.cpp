@@ -535,8 +535,9 @@ TEST(EvolveReference, OfflineOperatorImprovesCirclePacking) {
     EXPECT_NE(html.find("Lineage tree"), std::string::npos);
     EXPECT_NE(html.find("Island 1"), std::string::npos);
     // Axes named, a legend, and the best programs' changes from their parents.
-    for (const char* part : {">iteration</text>", ">combined_score</text>", "class='legend'",
-                             "best so far", "<summary>diff</summary>"})
+    for (const char* part :
+         {">iteration</text>", ">combined_score</text>", "class='legend'", "best so far",
+          "<summary>diff</summary>", ">iteration (0 to 24)</text>"})
         EXPECT_NE(html.find(part), std::string::npos) << part;
     const std::string csv = export_csv(dir.path() / "run");
     EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 25);

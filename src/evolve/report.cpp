@@ -150,6 +150,12 @@ overflow:auto;font-size:12px}.grid td{width:28px;height:22px;text-align:center}<
     h += "<h2>Lineage tree</h2><p>Each evaluated program at (iteration, score), joined to its "
          "parent; the best program's ancestry is drawn thick.</p>\n";
     h += fmt::format("<svg width='{}' height='{}' style='border:1px solid #ddd'>", W, H);
+    h += fmt::format(
+        "<line x1='{0}' y1='{1}' x2='{2}' y2='{1}' stroke='#888'/><line x1='{0}' y1='{3}' "
+        "x2='{0}' y2='{1}' stroke='#888'/><text x='{4}' y='{5}' font-size='12' "
+        "text-anchor='middle'>iteration (0 to {7})</text><text x='12' y='{6}' font-size='12' "
+        "text-anchor='middle' transform='rotate(-90 12 {6})'>combined_score ({8} to {9})</text>",
+        M, H - M, W - M, M, W / 2, H - 8, H / 2, max_it, num(lo), num(hi));
     for (const auto* p : ev) {
         if (!by_id.count(p->parent_id)) continue;
         const Program* q = by_id[p->parent_id];
