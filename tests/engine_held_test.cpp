@@ -336,17 +336,29 @@ TEST(EngineHeld, ToolWorkersRunStepsBesideTheEngineWithTheSameEpisodes) {
 }
 
 // ThreeTurns whose second step hangs until `gate` opens (for the sample it is told to).
+// The hanging step records what it still sees when it resumes: whether its environment was
+// destroyed under it and how many ids its turn holds (a turn moved away holds none).
 struct Gate {
     std::atomic<bool> open{false};
     std::atomic<bool> returned{false};
+    std::atomic<bool> destroyed{false};
+    std::atomic<bool> used_after_destroy{false};
+    std::atomic<size_t> turn_ids_seen{0};
 };
 class HangsOnce : public ThreeTurns {
   public:
     HangsOnce(std::shared_ptr<Gate> gate, bool hangs) : gate_(std::move(gate)), hangs_(hangs) {}
+    ~HangsOnce() override {
+        if (hangs_) gate_->destroyed = true;
+    }
     env::StepResult step(const env::Turn& turn) override {
         if (hangs_ && ++calls_ == 2) {
             while (!gate_->open) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+            if (gate_->destroyed) gate_->used_after_destroy = true;
+            gate_->turn_ids_seen = turn.ids.size();
+            env::StepResult r = ThreeTurns::step(turn);
             gate_->returned = true;
+            return r;
         }
         return ThreeTurns::step(turn);
     }
@@ -363,38 +375,46 @@ TEST(EngineHeld, AStepThatHangsEndsItsEpisodeAndTheOthersFinish) {
     const TextTokenizer tok(bytes);
     const std::vector<env::Item> items = questions(tok, 2);
     auto gate = std::make_shared<Gate>();
-    std::vector<rl::EpisodeGroup> groups;
-    for (size_t i = 0; i < items.size(); i++) {
-        rl::EpisodeGroup g;
-        g.item = &items[i];
-        for (int s = 0; s < 3; s++)
-            g.envs.push_back(std::make_shared<HangsOnce>(gate, i == 0 && s == 1));
-        g.params.temperature = 1.0f;
-        g.params.seed = 7 + i;
-        groups.push_back(std::move(g));
-    }
-    rl::EpisodeLimits limits{60, 12};
-    limits.tool_workers = 2;
-    limits.step_timeout_s = 0.3;
-    Engine engine(*model, rl::episode_engine_options(tok));
-    const auto episodes = rl::run_episodes(groups, engine, tok, limits);
-    // run_episodes returned while the step still hangs: that episode failed, the rest ran on.
-    EXPECT_FALSE(gate->returned.load());
-    EXPECT_EQ(episodes[0][1].error, "env: the step did not return within 0.3 s");
-    EXPECT_EQ(episodes[0][1].turns, 2);
-    for (size_t g = 0; g < episodes.size(); g++) {
-        for (size_t s = 0; s < episodes[g].size(); s++) {
-            if (g == 0 && s == 1) continue;
-            EXPECT_TRUE(episodes[g][s].error.empty()) << episodes[g][s].error;
-            EXPECT_EQ(episodes[g][s].turns, 3);
+    {  // every episode, group and engine of the run is gone before the step resumes
+        std::vector<rl::EpisodeGroup> groups;
+        for (size_t i = 0; i < items.size(); i++) {
+            rl::EpisodeGroup g;
+            g.item = &items[i];
+            for (int s = 0; s < 3; s++)
+                g.envs.push_back(std::make_shared<HangsOnce>(gate, i == 0 && s == 1));
+            g.params.temperature = 1.0f;
+            g.params.seed = 7 + i;
+            groups.push_back(std::move(g));
         }
+        rl::EpisodeLimits limits{60, 12};
+        limits.tool_workers = 2;
+        limits.step_timeout_s = 0.3;
+        Engine engine(*model, rl::episode_engine_options(tok));
+        const auto episodes = rl::run_episodes(groups, engine, tok, limits);
+        // run_episodes returned while the step still hangs: that episode failed, the rest ran on.
+        EXPECT_FALSE(gate->returned.load());
+        EXPECT_EQ(episodes[0][1].error, "env: the step did not return within 0.3 s");
+        EXPECT_EQ(episodes[0][1].turns, 2);
+        for (size_t g = 0; g < episodes.size(); g++) {
+            for (size_t s = 0; s < episodes[g].size(); s++) {
+                if (g == 0 && s == 1) continue;
+                EXPECT_TRUE(episodes[g][s].error.empty()) << episodes[g][s].error;
+                EXPECT_EQ(episodes[g][s].turns, 3);
+            }
+        }
+        EXPECT_EQ(engine.num_held(), 0);
     }
-    EXPECT_EQ(engine.num_held(), 0);
     // The abandoned step finishes on its own once it can; its result is dropped.
     gate->open = true;
     for (int i = 0; i < 2000 && !gate->returned; i++)
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     EXPECT_TRUE(gate->returned.load());
+    // The abandoned step kept its environment and its turn to the end.
+    EXPECT_FALSE(gate->used_after_destroy.load());
+    EXPECT_GT(gate->turn_ids_seen.load(), 0u);
+    for (int i = 0; i < 2000 && !gate->destroyed; i++)  // then the environment goes with it
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    EXPECT_TRUE(gate->destroyed.load());
 }
 
 }  // namespace

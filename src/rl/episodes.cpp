@@ -77,6 +77,19 @@ Generator engine_generator(Model& model, const TextTokenizer& tok) {
 
 namespace {
 
+// The environment's step; one that throws ends the episode with its error (in *error). Touches
+// only `env`, so step workers call it too.
+env::StepResult run_step(env::Environment& env, const env::Turn& turn, std::string* error) {
+    try {
+        return env.step(turn);
+    } catch (const std::exception& ex) {
+        *error = std::string("env: ") + ex.what();
+        env::StepResult r;
+        r.done = true;
+        return r;
+    }
+}
+
 // Threads that run environment steps while the engine decodes (EpisodeLimits::tool_workers).
 // Each job touches only its own environment; results come back in the order they finish. A
 // step still running after `timeout_s` (> 0) comes back as an error and its thread is left
@@ -135,7 +148,9 @@ class StepWorkers {
                 shared_->done_cv.wait(lock);
         }
         std::vector<Job> out;
-        for (auto& slot : shared_->done) out.push_back(std::move(slot->job));
+        // An abandoned step still reads its turn and environment: hand out copies of those.
+        for (auto& slot : shared_->done)
+            out.push_back(slot->abandoned ? slot->job : std::move(slot->job));
         shared_->done.clear();
         shared_->pending -= out.size();
         return out;
@@ -147,6 +162,7 @@ class StepWorkers {
         Job job;
         std::optional<Clock::time_point> started;  // when a thread took it
         bool finished = false;                     // returned, or given up on
+        bool abandoned = false;                    // given up on while its step runs
     };
     struct Shared {
         std::mutex mu;
@@ -170,15 +186,8 @@ class StepWorkers {
                     slot->started = Clock::now();
                     shared->running.push_back(slot);
                 }
-                env::StepResult result;
                 std::string error;
-                try {
-                    result = slot->job.env->step(slot->job.turn);
-                } catch (const std::exception& ex) {
-                    error = std::string("env: ") + ex.what();
-                    result = env::StepResult{};
-                    result.done = true;
-                }
+                env::StepResult result = run_step(*slot->job.env, slot->job.turn, &error);
                 std::lock_guard<std::mutex> lock(shared->mu);
                 auto& running = shared->running;
                 running.erase(std::find(running.begin(), running.end(), slot));
@@ -199,6 +208,7 @@ class StepWorkers {
         for (auto& slot : shared_->running) {
             if (slot->finished || now - *slot->started < limit()) continue;
             slot->finished = true;
+            slot->abandoned = true;
             slot->job.result = env::StepResult{};
             slot->job.result.done = true;
             char buf[96];
@@ -270,7 +280,7 @@ class Runner {
     bool take_turn(size_t g, size_t s, const GeneratedSequence& gs) {
         env::Turn turn = begin_turn(g, s, gs);
         std::string error;
-        env::StepResult r = step(*episodes_[g][s].env, turn, &error);
+        env::StepResult r = run_step(*episodes_[g][s].env, turn, &error);
         return end_turn(g, s, turn, std::move(r), error);
     }
 
@@ -287,19 +297,6 @@ class Runner {
         turn.text = completion_text(tok_, turn.ids);
         turn.truncated = gs.finish_reason == "length";
         return turn;
-    }
-
-    // The environment's step; one that throws ends the episode with its error. Touches only
-    // `env`: step workers call it.
-    static env::StepResult step(env::Environment& env, const env::Turn& turn, std::string* error) {
-        try {
-            return env.step(turn);
-        } catch (const std::exception& ex) {
-            *error = std::string("env: ") + ex.what();
-            env::StepResult r;
-            r.done = true;
-            return r;
-        }
     }
 
     // The step's result into episode (g, s): its info, reward, the observation or the end.
@@ -478,7 +475,7 @@ class Runner {
                         continue;
                     }
                     std::string error;
-                    env::StepResult r = step(*episodes_[f.group][s].env, turn, &error);
+                    env::StepResult r = run_step(*episodes_[f.group][s].env, turn, &error);
                     stepped_turn(f.group, s, held, turn, std::move(r), error);
                 }
             }
