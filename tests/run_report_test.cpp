@@ -268,6 +268,14 @@ TEST(TrainingReport, ThePageDrawsEveryMetricOfEveryRunAndTheLastRollouts) {
     EXPECT_NE(
         testutil::error_of([&] { load_training_run(tmp.path() / "empty"); }).find("metrics.jsonl"),
         std::string::npos);
+    // A step that is not an integer is named with its line (a hand-edited or foreign log).
+    fs::create_directories(tmp.path() / "odd");
+    write_file_durable(tmp.path() / "odd" / "metrics.jsonl",
+                       "{\"step\": 1, \"loss\": 1}\n{\"step\": \"two\", \"loss\": 1}\n");
+    EXPECT_NE(testutil::error_of([&] {
+                  load_training_run(tmp.path() / "odd");
+              }).find("metrics.jsonl:2: \"step\" must be an integer"),
+              std::string::npos);
 }
 
 TEST(TrainingReport, ARunKeepsItsColourInEveryChart) {

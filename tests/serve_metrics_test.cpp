@@ -102,7 +102,7 @@ TEST_F(ServeMetrics, MetricsAndLogLinesCountWhatWasServed) {
     EXPECT_GT(v.at("crucible_kv_blocks"), 0);
     EXPECT_EQ(v.at("crucible_kv_blocks_free"), v.at("crucible_kv_blocks"));
     EXPECT_GE(v.at("crucible_engine_steps_total"), 7);
-    EXPECT_GT(v.at("crucible_request_duration_seconds_sum"), 0);
+    EXPECT_GT(v.at("crucible_request_seconds_total"), 0);
     EXPECT_NE(m->body.find("crucible_model_info{model=\"tiny\",max_model_len=\"128\"} 1"),
               std::string::npos);
 

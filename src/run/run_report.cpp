@@ -82,8 +82,10 @@ TrainingRun load_training_run(const fs::path& dir) {
     if (!fs::is_regular_file(file))
         throw Error(dir.string() + ": not a training run (no metrics.jsonl)");
     bool rl = false;
-    for_each_jsonl_log_record(file.string(), [&](const JsonlLine&, const json& j) {
+    for_each_jsonl_log_record(file.string(), [&](const JsonlLine& line, const json& j) {
         if (!j.contains("step")) return;  // not a step's line
+        if (!j["step"].is_number_integer())
+            throw Error(line.where() + ": \"step\" must be an integer, not " + j["step"].dump());
         rl = rl || j.contains("reward_mean");
         run.metrics.push_back(j);
     });

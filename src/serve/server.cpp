@@ -381,7 +381,7 @@ std::string Server::Impl::metrics() const {
            "Completions requests answered with an error status.", s.requests_rejected);
     metric("crucible_requests_cancelled_total", "counter",
            "Requests whose client went away before they finished.", s.cancelled);
-    metric("crucible_request_duration_seconds_sum", "counter",
+    metric("crucible_request_seconds_total", "counter",
            "Latency of the answered requests, summed (from parsed to answered).",
            s.request_seconds);
     metric("crucible_prompt_tokens_total", "counter", "Prompt tokens of the accepted requests.",
