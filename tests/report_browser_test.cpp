@@ -36,16 +36,6 @@ std::string chromium() {
     return "";
 }
 
-std::string run(const std::string& cmd) {
-    std::string out;
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return out;
-    char buf[65536];
-    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-    pclose(p);
-    return out;
-}
-
 // Opens `html` in headless Chromium: returns the DOM it built, and writes a screenshot.
 std::string render(const fs::path& html, const std::string& name) {
     const fs::path shots =
@@ -56,8 +46,8 @@ std::string render(const fs::path& html, const std::string& name) {
         "--window-size=1200,1600 ";
     const fs::path png = shots / (name + ".png");
     fs::remove(png);
-    run(chromium() + flags + "--screenshot=" + png.string() + " file://" + html.string() +
-        " 2>/dev/null");
+    testutil::command_output(chromium() + flags + "--screenshot=" + png.string() + " file://" +
+                             html.string() + " 2>/dev/null");
     // A PNG of the window's size: the signature, then IHDR's width and height.
     std::ifstream in(png, std::ios::binary);
     std::string head(24, '\0');
@@ -71,7 +61,8 @@ std::string render(const fs::path& html, const std::string& name) {
     EXPECT_EQ(be32(16), 1200u) << png;
     EXPECT_EQ(be32(20), 1600u) << png;
     EXPECT_GT(fs::file_size(png), 20000u) << "a blank page? " << png;
-    return run(chromium() + flags + "--dump-dom file://" + html.string() + " 2>/dev/null");
+    return testutil::command_output(chromium() + flags + "--dump-dom file://" + html.string() +
+                                    " 2>/dev/null");
 }
 
 size_t count(const std::string& s, const std::string& what) {

@@ -27,17 +27,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using testutil::TempDir;
 
-// What `cmd` prints on stdout (the command redirects stderr itself).
-std::string run_command(const std::string& cmd) {
-    std::string out;
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return out;
-    char buf[4096];
-    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-    pclose(p);
-    return out;
-}
-
 std::string hex(const std::string& bytes) {
     std::string out;
     char buf[4];
@@ -195,8 +184,8 @@ TEST(TfEvents, APythonReaderOfTheFormatReadsBackEveryScalar) {
     EXPECT_EQ(files[1].filename().string().rfind("events.out.tfevents.", 0), 0u);
     const fs::path reader = tmp.write("read_tfevents.py", kPythonReader);
     for (size_t r = 0; r < runs.size(); r++) {
-        const std::string out =
-            run_command("python3 " + reader.string() + " " + files[r].string() + " 2>&1");
+        const std::string out = testutil::command_output("python3 " + reader.string() + " " +
+                                                         files[r].string() + " 2>&1");
         const json got = json::parse(out, nullptr, false);
         ASSERT_FALSE(got.is_discarded()) << out;
         EXPECT_EQ(got["version"], "brain.Event:2");
@@ -311,10 +300,12 @@ TEST(TrainingReport, TheCliReportsTrainingRunsAndRefusesAMix) {
               0);
     EXPECT_NE(testutil::slurp(out).find("Training report"), std::string::npos);
     EXPECT_TRUE(fs::exists(tmp.path() / "tb" / "rl"));
-    const std::string mixed = run_command(bin + " report " + (tmp.path() / "rl").string() + " " +
-                                          (tmp.path() / "evalrun").string() + " 2>&1");
+    const std::string mixed =
+        testutil::command_output(bin + " report " + (tmp.path() / "rl").string() + " " +
+                                 (tmp.path() / "evalrun").string() + " 2>&1");
     EXPECT_NE(mixed.find("report them separately"), std::string::npos) << mixed;
-    const std::string neither = run_command(bin + " report " + tmp.path().string() + " 2>&1");
+    const std::string neither =
+        testutil::command_output(bin + " report " + tmp.path().string() + " 2>&1");
     EXPECT_NE(neither.find("neither an eval run"), std::string::npos) << neither;
 }
 

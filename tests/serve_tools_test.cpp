@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "serve/server.h"
+#include "test_util.h"
 #include "tokenizer/chat_template.h"
 #include "tool_model.h"
 
@@ -247,12 +248,8 @@ TEST_F(ServeTools, TheOfficialOpenAIClientListsChatsStreamsAndCallsTools) {
                   "tests/oracle)";
     const std::string cmd = "node " + script.string() +
                             " http://127.0.0.1:" + std::to_string(server->port()) + "/v1 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    ASSERT_NE(p, nullptr);
-    std::string out;
-    char buf[4096];
-    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-    const int status = pclose(p);
+    int status = 0;
+    const std::string out = testutil::command_output(cmd, &status);
     EXPECT_EQ(status, 0) << out;
     EXPECT_NE(out.find("openai-sdk-check: 9 checks passed"), std::string::npos) << out;
 }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -62,6 +63,21 @@ std::string error_of(F&& f) {
     }
     ADD_FAILURE() << "expected crucible::Error, nothing was thrown";
     return {};
+}
+
+// What `cmd` (run by the shell) prints on stdout; *status (if given) gets pclose's status.
+inline std::string command_output(const std::string& cmd, int* status = nullptr) {
+    std::string out;
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) {
+        if (status) *status = -1;
+        return out;
+    }
+    char buf[65536];
+    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+    const int rc = pclose(p);
+    if (status) *status = rc;
+    return out;
 }
 
 // The bytes of a file; empty when it cannot be read.

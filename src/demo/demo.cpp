@@ -84,40 +84,31 @@ void write_report(const fs::path& out, const json& results, const fs::path& metr
     ChartSeries sft_loss{"SFT loss", {}, {}}, sft_grad{"SFT grad norm", {}, {}};
     ChartSeries rl_loss{"RL loss", {}, {}}, rl_grad{"RL grad norm", {}, {}};
     ChartSeries rl_lr{"RL learning rate", {}, {}}, rl_kl{"KL to the reference", {}, {}};
+    // The point (step, m[key]) of a series; `present` skips lines that lack the key.
+    const auto add = [](ChartSeries& c, double step, const json& m, const char* key,
+                        bool present = false) {
+        if (present && !m.contains(key)) return;
+        c.x.push_back(step);
+        c.y.push_back(m.value(key, NAN));
+    };
     for_each_jsonl_log_record(sft_metrics_file.string(), [&](const JsonlLine&, const json& m) {
         if (!m.contains("step")) return;
         const double step = m.value("step", 0.0);
-        sft_loss.x.push_back(step);
-        sft_loss.y.push_back(m.value("loss", NAN));
-        sft_grad.x.push_back(step);
-        sft_grad.y.push_back(m.value("grad_norm", NAN));
+        add(sft_loss, step, m, "loss");
+        add(sft_grad, step, m, "grad_norm");
     });
     for_each_jsonl_log_record(metrics_file.string(), [&](const JsonlLine&, const json& m) {
         const double step = m.value("step", 0.0);
-        rl_loss.x.push_back(step);
-        rl_loss.y.push_back(m.value("loss", NAN));
-        rl_grad.x.push_back(step);
-        rl_grad.y.push_back(m.value("grad_norm", NAN));
-        rl_lr.x.push_back(step);
-        rl_lr.y.push_back(m.value("lr", NAN));
-        if (m.contains("kl")) {
-            rl_kl.x.push_back(step);
-            rl_kl.y.push_back(m.value("kl", NAN));
-        }
-        reward.x.push_back(step);
-        reward.y.push_back(m.value("reward_mean", NAN));
-        len.x.push_back(step);
-        len.y.push_back(m.value("response_length_mean", NAN));
-        entropy.x.push_back(step);
-        entropy.y.push_back(m.value("entropy", NAN));
-        clip_high.x.push_back(step);
-        clip_high.y.push_back(m.value("clip_frac_high", NAN));
-        clip_low.x.push_back(step);
-        clip_low.y.push_back(m.value("clip_frac_low", NAN));
-        if (m.contains("eval_accuracy")) {
-            acc.x.push_back(step);
-            acc.y.push_back(m["eval_accuracy"].get<double>());
-        }
+        add(rl_loss, step, m, "loss");
+        add(rl_grad, step, m, "grad_norm");
+        add(rl_lr, step, m, "lr");
+        add(rl_kl, step, m, "kl", true);
+        add(reward, step, m, "reward_mean");
+        add(len, step, m, "response_length_mean");
+        add(entropy, step, m, "entropy");
+        add(clip_high, step, m, "clip_frac_high");
+        add(clip_low, step, m, "clip_frac_low");
+        add(acc, step, m, "eval_accuracy", true);
     });
     if (results.contains("before")) {  // step 0: the SFT model; the last step: after RL
         ends.x = {0.0, static_cast<double>(results.value("rl_steps", 0))};
