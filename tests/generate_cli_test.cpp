@@ -148,6 +148,12 @@ TEST_F(GenerateCli, AnOutputThatCannotBeWrittenOrIsNotOursFailsBeforeAnyWork) {
               std::string::npos)
         << read_file(err);
     EXPECT_EQ(read_file(dir / "notes.jsonl"), "{\"a\": 1}\n");
+    // A sample number past int's range does not wrap into a valid one.
+    write_file_durable(dir / "wrapped.jsonl",
+                       "{\"prompt\": \"x\", \"input_line\": 1, \"sample\": 4294967296}\n");
+    EXPECT_NE(run(in + (dir / "wrapped.jsonl").string(), err), 0);
+    EXPECT_NE(read_file(err).find("sample 4294967296 is not in this input"), std::string::npos)
+        << read_file(err);
     // Nor an earlier run over another input.
     ASSERT_EQ(run(in + (dir / "mine.jsonl").string(), err), 0);
     std::ofstream(dir / "in.jsonl") << R"({"prompt": "y"})"

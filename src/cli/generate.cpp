@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -116,6 +117,7 @@ std::set<int> resume_output(const fs::path& out, const std::vector<json>& inputs
     std::map<int, int> index;  // input line -> request
     for (size_t r = 0; r < input_lines.size(); r++) index[input_lines[r]] = (int)r;
     std::map<int, std::vector<std::string>> lines;  // input line -> its output lines
+    std::map<int, std::set<int>> samples;           // ... and their sample numbers
     size_t at = 0;
     int number = 0;
     while (at < text.size()) {
@@ -133,10 +135,14 @@ std::set<int> resume_output(const fs::path& out, const std::vector<json>& inputs
                         ": not a line crucible generate wrote (it needs input_line and sample); "
                         "--out must be a new file or one this command wrote");
         }
-        const int input_line = j["input_line"].get<int>();
+        // Read as 64-bit: a number past int's range must not wrap into a valid one.
+        const int64_t input_line64 = j["input_line"].get<int64_t>();
+        const int64_t sample = j["sample"].get<int64_t>();
+        const int input_line =
+            input_line64 < 1 || input_line64 > INT32_MAX ? 0 : static_cast<int>(input_line64);
         const auto r = index.find(input_line);
-        if (r == index.end() || j["sample"].get<int>() < 0 || j["sample"].get<int>() >= n) {
-            throw Error(where + ": input line " + std::to_string(input_line) + " sample " +
+        if (r == index.end() || sample < 0 || sample >= n) {
+            throw Error(where + ": input line " + std::to_string(input_line64) + " sample " +
                         j["sample"].dump() + " is not in this input with --n " + std::to_string(n) +
                         ": resume with the same --in and --n, or choose "
                         "another --out");
@@ -150,12 +156,11 @@ std::set<int> resume_output(const fs::path& out, const std::vector<json>& inputs
             }
         }
         lines[input_line].push_back(line);
+        samples[input_line].insert(static_cast<int>(sample));
     }
     std::string kept;
     for (const auto& [input_line, ls] : lines) {
-        std::set<int> samples;
-        for (const std::string& l : ls) samples.insert(json::parse(l)["sample"].get<int>());
-        if ((int)samples.size() != n || (int)ls.size() != n) continue;
+        if ((int)samples[input_line].size() != n || (int)ls.size() != n) continue;
         done.insert(input_line);
         for (const std::string& l : ls) kept += l + "\n";
     }
