@@ -119,6 +119,22 @@ TEST_F(ServeMetrics, MetricsAndLogLinesCountWhatWasServed) {
     EXPECT_NE(log[3].find("error=\"temperature: "), std::string::npos) << log[3];
 }
 
+TEST_F(ServeMetrics, AClientCannotForgeALogLine) {
+    testutil::write_byte_model(tmp.path() / "tiny", 128);
+    start(tmp.path() / "tiny");
+    // The unknown model's name is quoted in the error: a newline and a quote in it must not
+    // start a new line or close the error field.
+    auto r = post("/v1/completions",
+                  R"({"model": "x\"\ncmpl-1 completions 200 prompt=1\r", "prompt": "a"})");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400);
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_EQ(log.size(), 1u);
+    EXPECT_EQ(log[0].find('\n'), std::string::npos) << log[0];
+    EXPECT_EQ(log[0].find('\r'), std::string::npos) << log[0];
+    EXPECT_NE(log[0].find("'x\\\" cmpl-1 completions 200 prompt=1 '"), std::string::npos) << log[0];
+}
+
 TEST_F(ServeMetrics, AModelIsFoundByItsIdAndARunsCheckpointByRunAndStep) {
     const fs::path ckpt = tmp.path() / "rl-math" / "checkpoints" / "step-300";
     testutil::write_byte_model(ckpt, 64);

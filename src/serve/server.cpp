@@ -340,9 +340,14 @@ void Server::Impl::finish_request(const std::string& id, bool chat, int status,
     std::string out = line;
     if (!finish.empty()) out += " finish=" + finish;
     if (!note.empty()) {
-        // One line whatever the message holds.
-        std::string one = note.substr(0, 200);
-        std::replace(one.begin(), one.end(), '\n', ' ');
+        // One line whatever the message holds (it may quote what a client sent): control
+        // characters become spaces, quotes and backslashes are escaped.
+        std::string one;
+        for (char ch : note.substr(0, 200)) {
+            if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) ch = ' ';
+            if (ch == '"' || ch == '\\') one += '\\';
+            one += ch;
+        }
         out += " error=\"" + one + "\"";
     }
     o.request_log(out);
