@@ -222,6 +222,10 @@ std::function<int()> add_eval(CLI::App& app) {
             const rl::RlEnvConfig env = rl::read_rl_env_config(c);
             if (env.name == rl::EnvKind::single_turn)
                 throw Error("--env single_turn: leave --env out for plain completions");
+            if (env.name == rl::EnvKind::server)
+                throw Error(
+                    "--env server: an agent-driven environment trains only "
+                    "(crucible train rl --env server); evaluate the agent itself");
             gen = eval::make_episode_generator(o->model, env, o->batch);
         } else if (!o->env_sets.empty()) {
             throw Error("--env-set needs --env");

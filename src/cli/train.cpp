@@ -20,6 +20,7 @@ namespace {
 
 struct TrainOptions {
     std::string preset;  // rl only
+    std::string env;     // rl only: env.name, before --set
     std::string config;
     std::vector<std::string> sets;
     std::string resume;
@@ -71,6 +72,7 @@ Config effective_config(const char* defaults, const TrainOptions& opt, const std
     }
     if (!opt.preset.empty()) config.merge_text(rl::rl_preset(opt.preset), "--preset " + opt.preset);
     if (!opt.config.empty()) config.merge_file(opt.config);
+    if (!opt.env.empty()) config.set("env.name=" + opt.env);
     for (const std::string& s : opt.sets) config.set(s);
     if (!opt.resume.empty()) {
         const std::filesystem::path dir(opt.resume);
@@ -106,6 +108,10 @@ std::function<int()> add_train(CLI::App& app) {
     rl->add_option("--preset", rl_opt->preset,
                    "start from a recipe compiled into the binary (" + names +
                        "; examples/rl_<name>.yaml), before --config and --set");
+    rl->add_option("--env", rl_opt->env,
+                   "the environment, as --set env.name=NAME: single_turn, calculator, search, "
+                   "python, or server (an external agent runs the episodes against the "
+                   "trainer's server: docs/SERVING.md, \"RL endpoints\")");
     return [sft, sft_opt, rl_opt]() {
         if (sft->parsed()) {
             Config config = effective_config(kSftConfigDefaults, *sft_opt, "sft");

@@ -88,6 +88,16 @@ void check_rl_config(const RlConfig& r, const std::string& schedule) {
                     std::string(to_string(r.algorithm.advantage)) +
                     " subtracts the group mean, so one sample per prompt gives every advantage 0");
     }
+    if (r.env.name == EnvKind::server &&
+        (!r.rewards.python.file.empty() || r.rewards.rubric != 0.0 ||
+         r.rewards.soft_overlong != 0.0)) {
+        throw Error(std::string("config: rewards.") +
+                    (!r.rewards.python.file.empty() ? "python.file"
+                     : r.rewards.rubric != 0.0      ? "rubric"
+                                                    : "soft_overlong") +
+                    ": with env.name server the agent posts each episode's reward; score it "
+                    "in the agent");
+    }
     if (r.algorithm.minibatches > r.rollout.prompts_per_step) {
         throw Error(
             "config: algorithm.minibatches must not exceed rollout.prompts_per_step (mini-batches "
@@ -131,8 +141,9 @@ EnvKind parse_env_kind(const std::string& value) {
     if (value == "calculator") return EnvKind::calculator;
     if (value == "search") return EnvKind::search;
     if (value == "python") return EnvKind::python;
+    if (value == "server") return EnvKind::server;
     throw Error("config: env.name: unknown environment '" + value +
-                "' (expected single_turn, calculator, search or python)");
+                "' (expected single_turn, calculator, search, python or server)");
 }
 
 const char* to_string(EnvKind kind) {
@@ -143,6 +154,8 @@ const char* to_string(EnvKind kind) {
             return "search";
         case EnvKind::python:
             return "python";
+        case EnvKind::server:
+            return "server";
         case EnvKind::single_turn:
             break;
     }
@@ -173,6 +186,10 @@ RlEnvConfig read_rl_env_config(const Config& c) {
     e.tool_timeout_s = c.get_double("env.tool_timeout_s");
     e.python_memory_mb = static_cast<int>(c.get_int("env.python_memory_mb"));
     e.max_output_chars = static_cast<int>(c.get_int("env.max_output_chars"));
+    e.server_host = c.get_string("env.server.host");
+    e.server_port = static_cast<int>(c.get_int("env.server.port"));
+    e.session_timeout_s = c.get_double("env.server.session_timeout_s");
+    e.server_agent = c.get_string("env.server.agent");
     if (e.name == EnvKind::search) {
         if (e.index.empty())
             throw Error(

@@ -44,7 +44,9 @@ env:                        # the environment episodes run in (docs/ENVIRONMENTS
                             # search: several turns with a search tool on env.index, then the
                             # verdict on the last turn's <answer> content; python: several
                             # turns running Python in the sandbox (Hermes <tool_call>), then
-                            # the verdict on the last turn
+                            # the verdict on the last turn; server: episodes run by an external
+                            # agent against the trainer's own server (env.server), rewarded by
+                            # the agent (docs/SERVING.md, "RL endpoints")
   max_turns: 4              # [1, 1000] tool environments: model turns per episode at most
   max_tokens_per_turn: 0    # [0, 1e6] tool environments: tokens per model turn at most (0: only
                             # rollout.max_new_tokens, the episode's budget, limits a turn)
@@ -65,6 +67,14 @@ env:                        # the environment episodes run in (docs/ENVIRONMENTS
                             # observation; the episode goes on)
   python_memory_mb: 512     # [16, 1e6] python: memory of the call's whole sandbox
   max_output_chars: 2000    # [1, 1e6] python: characters of stdout and stderr shown per call
+  server:                   # server: the trainer's OpenAI-compatible server for the agent
+    host: 127.0.0.1         # the address it listens on
+    port: 0                 # [0, 65535] 0: any free port (printed, and in <run>/server.json)
+    session_timeout_s: 600.0  # (0, 86400] an episode without a reward by then ends as failed
+                            # (excluded, counted); the step goes on without it
+    agent: ""               # a shell command started with the server (OPENAI_BASE_URL and
+                            # CRUCIBLE_RL_URL set; output in <run>/agent.log) and stopped at the
+                            # end; "": the user starts the agents
 rewards:                    # weighted sum; a weight of 0 computes and logs a component only
   correct: 1.0              # [-100, 100] the task's verdict: 1 fully correct, 0 not (absent:
                             # no gold answer)
@@ -179,7 +189,7 @@ struct RlTaskConfig {
     int max_digits = 0;
 };
 
-enum class EnvKind { single_turn, calculator, search, python };
+enum class EnvKind { single_turn, calculator, search, python, server };
 EnvKind parse_env_kind(const std::string& value);
 const char* to_string(EnvKind kind);
 
@@ -201,6 +211,10 @@ struct RlEnvConfig {
     double tool_timeout_s = 0;  // python: wall clock and CPU per call
     int python_memory_mb = 0;
     int max_output_chars = 0;  // python: stdout and stderr shown per call
+    std::string server_host;   // server: env.server.*
+    int server_port = 0;
+    double session_timeout_s = 0;
+    std::string server_agent;  // "": none started
 };
 
 // The env.* keys of a config holding kRlConfigDefaults' schema (the search index opened), as

@@ -130,7 +130,8 @@ void RlTrainer::set_up_rewards(std::vector<RewardFunction> extra_rewards) {
                             }});
     }
     for (RewardFunction& r : extra_rewards) rewards_.push_back(std::move(r));
-    if (cfg_.algorithm.dynamic_sampling &&
+    // With an agent (env server) the agent says what was correct, with each reward.
+    if (cfg_.algorithm.dynamic_sampling && cfg_.env.name != EnvKind::server &&
         cfg_.algorithm.dynamic_sampling_metric == DynamicSamplingMetric::accuracy) {
         for (const TaskItem& item : task_.train) {
             if (!item.has_gold) {
@@ -182,6 +183,7 @@ void RlTrainer::set_up_rewards(std::vector<RewardFunction> extra_rewards) {
 // Every training item must be paid by some component with a non-zero weight: a rubric-only
 // line with rewards.rubric at 0 would earn 0 on every sample and train on nothing.
 void RlTrainer::check_rewards_pay_every_item() const {
+    if (cfg_.env.name == EnvKind::server) return;  // the agent pays every episode
     for (const TaskItem& item : task_.train) {
         const bool paid = (item.has_gold && cfg_.rewards.correct != 0.0) ||
                           (item.rubric && cfg_.rewards.rubric != 0.0) ||
@@ -261,35 +263,40 @@ size_t RlTrainer::prompt_at(int64_t k) {
 void RlTrainer::score(Rollout* r) {
     const TaskItem& item = task_.train[r->item];
     r->reward = 0.0;
+    // With an agent (env server) its posted reward is the episode's (component "agent", in
+    // step_reward) and its `correct` the verdict; the task's verifier is not asked.
+    const bool agent = cfg_.env.name == EnvKind::server;
     // The task's verdict, once: `correct` (absent for an item without a gold answer) and, for
     // tasks that give it, `format` credit, each a component with its own weight.
-    try {
-        // An episode whose environment failed is not scored (its environment may still be
-        // inside a step that timed out).
-        const TaskScore verdict = !r->error.empty() ? TaskScore{}
-                                  : r->env          ? r->env->score()
-                                                    : task_.score(item, r->text);
-        if (verdict.correct && *verdict.correct != 0.0 && *verdict.correct != 1.0) {
-            throw Error("the task's verdict must be 0 or 1");
+    if (!agent) {
+        try {
+            // An episode whose environment failed is not scored (its environment may still be
+            // inside a step that timed out).
+            const TaskScore verdict = !r->error.empty() ? TaskScore{}
+                                      : r->env          ? r->env->score()
+                                                        : task_.score(item, r->text);
+            if (verdict.correct && *verdict.correct != 0.0 && *verdict.correct != 1.0) {
+                throw Error("the task's verdict must be 0 or 1");
+            }
+            if (!std::isfinite(verdict.format)) throw Error("format credit: not a finite number");
+            r->correct = verdict.correct;
+            if (verdict.correct) {
+                r->components.emplace_back("correct", *verdict.correct);
+                r->reward += cfg_.rewards.correct * *verdict.correct;
+            }
+            if (task_.has_format_credit) {
+                r->components.emplace_back("format", verdict.format);
+                r->reward += cfg_.rewards.format * verdict.format;
+            }
+        } catch (const std::exception& e) {
+            r->valid = false;
+            r->error = std::string("correct: ") + e.what();
         }
-        if (!std::isfinite(verdict.format)) throw Error("format credit: not a finite number");
-        r->correct = verdict.correct;
-        if (verdict.correct) {
-            r->components.emplace_back("correct", *verdict.correct);
-            r->reward += cfg_.rewards.correct * *verdict.correct;
-        }
-        if (task_.has_format_credit) {
-            r->components.emplace_back("format", verdict.format);
-            r->reward += cfg_.rewards.format * verdict.format;
-        }
-    } catch (const std::exception& e) {
-        r->valid = false;
-        r->error = std::string("correct: ") + e.what();
     }
     if (!r->error.empty()) r->valid = false;  // the episode's environment failed
     if (r->has_step_reward) {                 // the environment's own step rewards, weight 1
         if (std::isfinite(r->step_reward)) {
-            r->components.emplace_back("env", r->step_reward);
+            r->components.emplace_back(agent ? "agent" : "env", r->step_reward);
             r->reward += r->step_reward;
         } else {
             r->valid = false;
@@ -382,8 +389,80 @@ void RlTrainer::score_rubrics(std::vector<Rollout>& rollouts, size_t first, Judg
     judging.groups.clear();
 }
 
+void RlTrainer::generate_agent_batch(std::vector<Rollout>* out, int64_t* generated_tokens) {
+    const int P = cfg_.rollout.prompts_per_step;
+    const int G = cfg_.rollout.samples_per_prompt;
+    if (!agents_) {
+        const bool require_correct =
+            cfg_.algorithm.dynamic_sampling &&
+            cfg_.algorithm.dynamic_sampling_metric == DynamicSamplingMetric::accuracy;
+        SamplingParams sampling;
+        sampling.temperature = static_cast<float>(cfg_.rollout.temperature);
+        sampling.top_p = static_cast<float>(cfg_.rollout.top_p);
+        sampling.top_k = cfg_.rollout.top_k;
+        agents_ = std::make_unique<AgentServer>(cfg_.env, *model_, tokenizer_,
+                                                std::vector<int32_t>{tokenizer_.eos}, cfg_.run.name,
+                                                require_correct, sampling, run_dir_, log_);
+    }
+    const int first_group = out->empty() ? 0 : out->back().group + 1;
+    std::vector<RlEpisodeOffer> offers;
+    std::vector<size_t> items;
+    for (int p = 0; p < P; p++) {
+        const size_t item = prompt_at(prompt_cursor_++);
+        const TaskItem& it = task_.train[item];
+        json about = {{"id", it.id}, {"prompt", it.prompt}, {"answer", it.answer}};
+        if (it.columns.is_object()) about["columns"] = it.columns;
+        for (int s = 0; s < G; s++) offers.push_back({about, first_group + p, s});
+        items.push_back(item);
+    }
+    const std::vector<RlSessionOutcome> outcomes = agents_->run_round(offers, step_);
+    int failed = 0;
+    std::string first_error;
+    for (int p = 0; p < P; p++) {
+        for (int s = 0; s < G; s++) {
+            const RlSessionOutcome& o = outcomes[static_cast<size_t>(p * G + s)];
+            SessionSequence q = session_sequence(o.turns, step_);
+            Rollout r;
+            r.group = first_group + p;
+            r.item = items[p];
+            r.sample = s;
+            r.session = o.session;
+            r.error = !o.error.empty() ? o.error : q.error;
+            if (r.error.empty()) {
+                r.prompt = std::move(q.prompt);
+                r.completion = std::move(q.completion);
+                r.spans = std::move(q.spans);
+                r.behaviour_logp = std::move(q.logprobs);
+                r.truncated = q.truncated;
+                r.turns = q.turns;
+                Episode e;  // for its mask rule
+                e.spans = r.spans;
+                e.completion = r.completion;
+                r.model_mask = e.model_mask();
+                r.text = completion_text(tokenizer_, r.completion);
+                r.has_step_reward = o.reward.has_value();
+                r.step_reward = o.reward.value_or(0.0);
+                r.correct = o.correct;
+                r.end = r.truncated ? "truncated" : "reward";
+            } else {
+                r.turns = 0;
+                r.end = "error";
+                failed++;
+                if (first_error.empty()) first_error = r.error;
+            }
+            *generated_tokens += static_cast<int64_t>(r.model_tokens());
+            out->push_back(std::move(r));
+        }
+    }
+    if (failed > 0) {
+        log_ << "agent: " << failed << " of " << outcomes.size()
+             << " episodes have no reward and are excluded; first: " << first_error << "\n";
+    }
+}
+
 void RlTrainer::generate_group_batch(std::vector<Rollout>* out, int64_t* generated_tokens,
                                      Judging* judging) {
+    if (cfg_.env.name == EnvKind::server) return generate_agent_batch(out, generated_tokens);
     const int P = cfg_.rollout.prompts_per_step;
     const int G = cfg_.rollout.samples_per_prompt;
     std::vector<EpisodeGroup> groups;
@@ -448,7 +527,7 @@ void RlTrainer::generate_group_batch(std::vector<Rollout>* out, int64_t* generat
 }
 
 std::vector<int32_t> trained_sequence(const TaskItem& item, const Rollout& r) {
-    std::vector<int32_t> seq = item.prompt_ids;
+    std::vector<int32_t> seq = r.prompt.empty() ? item.prompt_ids : r.prompt;
     seq.insert(seq.end(), r.completion.begin(), r.completion.end());
     return seq;
 }
@@ -472,8 +551,7 @@ std::vector<std::vector<size_t>> RlTrainer::micro_batches(const std::vector<Roll
     for (size_t idx : mb) {
         const Rollout& r = rollouts[idx];
         if (!r.in_loss) continue;
-        const int64_t n =
-            static_cast<int64_t>(task_.train[r.item].prompt_ids.size() + r.completion.size()) - 1;
+        const int64_t n = static_cast<int64_t>(prompt_ids(r).size() + r.completion.size()) - 1;
         if (micros.empty() || rows + n > cap) {
             micros.emplace_back();
             rows = 0;
@@ -497,7 +575,7 @@ void RlTrainer::score_logprobs(Model& model, std::vector<Rollout>& rollouts,
         for (size_t j = 0; j < micro.size(); j++) {
             Rollout& r = rollouts[micro[j]];
             const int start = batch.seq_start[j];
-            const int p = static_cast<int>(task_.train[r.item].prompt_ids.size());
+            const int p = static_cast<int>(prompt_ids(r).size());
             std::vector<float>& dst = reference ? r.ref_logp : r.old_logp;
             dst.clear();
             for (size_t t = 0; t < r.completion.size(); t++) {
@@ -650,7 +728,7 @@ void RlTrainer::update(std::vector<Rollout>& rollouts, const std::vector<size_t>
         st->micro_batches++;
         for (size_t j = 0; j < micro.size(); j++) {
             Rollout& r = rollouts[micro[j]];
-            const int p = static_cast<int>(task_.train[r.item].prompt_ids.size());
+            const int p = static_cast<int>(prompt_ids(r).size());
             add_sequence_gradient(loss_, size, rows, batch.seq_start[j] + p - 1, iteration == 0, r,
                                   scratch, st);
         }
@@ -746,7 +824,7 @@ TaskEvaluation RlTrainer::evaluate() {
     params.top_p = static_cast<float>(cfg_.rollout.top_p);
     params.top_k = cfg_.rollout.top_k;
     params.max_tokens = loss_.max_completion_tokens;
-    if (cfg_.env.name != EnvKind::single_turn) {
+    if (cfg_.env.name != EnvKind::single_turn && cfg_.env.name != EnvKind::server) {
         return evaluate_episodes(items, cfg_.train.eval_samples, params,
                                  Rng::mix(cfg_.seed, 0xE7A1));
     }

@@ -18,6 +18,7 @@
 #include "core/config.h"
 #include "model/model.h"
 #include "reward/python_reward.h"
+#include "rl/agent_server.h"
 #include "rl/episodes.h"
 #include "rl/evaluate.h"
 #include "rl/objective.h"
@@ -100,6 +101,12 @@ class RlTrainer {
     struct Judging;
     void generate_group_batch(std::vector<Rollout>* out, int64_t* generated_tokens,
                               Judging* judging);
+    // env server: the round's groups as episodes an external agent runs (rl/agent_server.h).
+    void generate_agent_batch(std::vector<Rollout>* out, int64_t* generated_tokens);
+    // A rollout's prompt ids: its own (an agent's session) or its item's.
+    const std::vector<int32_t>& prompt_ids(const Rollout& r) const {
+        return r.prompt.empty() ? task_.train[r.item].prompt_ids : r.prompt;
+    }
     // The sample's reward components and reward: the task's verdict, then rewards_.
     void score(Rollout* r);
     bool has_eval_items() const;  // held-out items with a gold answer exist
@@ -151,6 +158,8 @@ class RlTrainer {
     double elapsed_s_ = 0.0;
     std::string last_metrics_;
     Generator generator_;  // empty: the engine on model_
+    // env server: the server on model_ and the agent (last: stopped before the model goes).
+    std::unique_ptr<AgentServer> agents_;
 };
 
 // One micro-batch's forward pass, for the sequences packed in it.
@@ -174,8 +183,8 @@ void add_sequence_gradient(const PolicyLossOptions& loss, const MiniBatchSize& s
                            const ForwardRows& f, int row0, bool first_pass, Rollout& r,
                            SequenceScratch& s, UpdateStats* st);
 
-// The sequence a rollout trains on: its prompt's ids, then its completion (the model's ids
-// and the observations' ids, in order).
+// The sequence a rollout trains on: its prompt's ids (its own when set, else the item's), then
+// its completion (the model's ids and the observations' ids, in order).
 std::vector<int32_t> trained_sequence(const TaskItem& item, const Rollout& r);
 
 }  // namespace crucible::rl

@@ -20,6 +20,10 @@ struct Rollout {
     int group = 0;    // index of its group within the step
     size_t item = 0;  // index into the task's train items
     int sample = 0;   // index within the group
+    // The prompt's ids when not the item's (an agent's session: its first turn's prompt).
+    std::vector<int32_t> prompt;
+    std::string session;                // env server: the agent's session id
+    std::vector<float> behaviour_logp;  // env server: the engine's logprobs at the model's ids
     // Every id after the prompt: generated ids (end-of-sequence included when it ended a turn)
     // and, in a multi-turn episode, the tools' observation ids between turns.
     std::vector<int32_t> completion;

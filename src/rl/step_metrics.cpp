@@ -13,6 +13,26 @@ using json = nlohmann::json;
 
 namespace {
 
+// env server: episodes the agent never rewarded (or that could not be joined), and how far the
+// engine's logprobs of the recorded ids are from the trainer's at the first update (the same
+// weights: ~0 when the trained ids are the generated ones; packing changes only the rounding).
+void add_agent_metrics(json& line, const std::vector<Rollout>& rollouts) {
+    bool agent = false;
+    int64_t failed = 0;
+    double diff = 0.0;
+    for (const Rollout& r : rollouts) {
+        if (r.session.empty()) continue;
+        agent = true;
+        failed += !r.error.empty();
+        if (!r.in_loss || r.old_logp.size() != r.behaviour_logp.size()) continue;
+        for (size_t t = 0; t < r.old_logp.size(); t++)
+            diff = std::max(diff, std::fabs(double(r.old_logp[t]) - r.behaviour_logp[t]));
+    }
+    if (!agent) return;
+    line["agent/failed_episodes"] = failed;
+    line["agent/logprob_diff_max"] = diff;
+}
+
 // Rewards, accuracy, lengths and the group filter's counts.
 void add_rollout_metrics(json& line, const RolloutBatch& b) {
     const std::vector<Rollout>& rollouts = b.rollouts;
@@ -65,6 +85,7 @@ void add_rollout_metrics(json& line, const RolloutBatch& b) {
     line["response_length_mean"] = len_sum / n_all;
     line["response_length_max"] = max_len;
     line["truncation_rate"] = double(truncated) / n_all;
+    add_agent_metrics(line, rollouts);
     if (!b.multi_turn) return;
     int64_t turns = 0, calls = 0, malformed = 0, tool_errors = 0, model = 0;
     for (const Rollout& r : rollouts) {
@@ -120,22 +141,25 @@ std::string step_samples_jsonl(int64_t step, const std::vector<Rollout>& rollout
                                const TextTokenizer* spans_tok) {
     std::string lines;
     for (const Rollout& r : rollouts) {
-        json s = {{"step", step},
-                  {"item", task.train[r.item].id},
-                  {"prompt", task.train[r.item].prompt},
-                  {"group", r.group},
-                  {"sample", r.sample},
-                  {"completion", r.text},
-                  {"completion_tokens", r.completion.size()},
-                  {"finish_reason", r.truncated ? "length" : "stop"},
-                  {"reward", r.valid ? json(r.reward) : json(nullptr)},
-                  {"kept", r.kept},
-                  {"in_loss", r.in_loss},
-                  {"advantage", r.kept ? json(r.advantage) : json(nullptr)}};
+        json s = {
+            {"step", step},
+            {"item", task.train[r.item].id},
+            {"prompt", r.prompt.empty() || spans_tok == nullptr ? task.train[r.item].prompt
+                                                                : spans_tok->decode(r.prompt)},
+            {"group", r.group},
+            {"sample", r.sample},
+            {"completion", r.text},
+            {"completion_tokens", r.completion.size()},
+            {"finish_reason", r.truncated ? "length" : "stop"},
+            {"reward", r.valid ? json(r.reward) : json(nullptr)},
+            {"kept", r.kept},
+            {"in_loss", r.in_loss},
+            {"advantage", r.kept ? json(r.advantage) : json(nullptr)}};
         json comps = json::object();
         for (const auto& [name, v] : r.components) comps[name] = v;
         s["rewards"] = comps;
         if (!r.valid) s["error"] = r.error;
+        if (!r.session.empty()) s["session"] = r.session;
         if (spans_tok != nullptr) {
             s["turns"] = r.turns;
             s["tool_calls"] = r.tool_calls;
@@ -143,7 +167,9 @@ std::string step_samples_jsonl(int64_t step, const std::vector<Rollout>& rollout
             s["tool_errors"] = r.tool_errors;
             s["end"] = r.end;
             json spans = json::array();
-            spans.push_back({{"kind", "prompt"}, {"tokens", task.train[r.item].prompt_ids.size()}});
+            spans.push_back({{"kind", "prompt"},
+                             {"tokens", r.prompt.empty() ? task.train[r.item].prompt_ids.size()
+                                                         : r.prompt.size()}});
             for (const EpisodeSpan& sp : r.spans) {
                 std::vector<int32_t> ids(r.completion.begin() + sp.begin,
                                          r.completion.begin() + sp.end);

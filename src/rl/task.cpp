@@ -114,6 +114,7 @@ std::shared_ptr<env::Environment> make_environment(const RlEnvConfig& env, env::
                                       static_cast<size_t>(env.max_output_chars)},
                 std::move(verdict), std::move(stop_strings));
         case EnvKind::single_turn:
+        case EnvKind::server:  // the agent runs the episodes; held-out items run one turn here
             break;
     }
     return std::make_shared<env::OneTurnEnvironment>(std::move(verdict), std::move(stop_strings));

@@ -415,6 +415,14 @@ ParsedRequest parse_request(const std::string& text, bool chat, const ServedMode
         if (!p.stream) reject("stream_options", "'stream_options' requires 'stream' to be true.");
         p.include_usage = read_bool(so, "include_usage", false);
     }
+    if (has_value(b, "user")) {
+        if (!b["user"].is_string()) reject_type("user", "a string", b["user"]);
+        p.user = b["user"].get<std::string>();
+    }
+    p.return_token_ids = read_bool(b, "return_token_ids", false);
+    if (p.return_token_ids && p.stream) {
+        reject("return_token_ids", "'return_token_ids' is not supported with 'stream'.");
+    }
     try {
         model.engine->validate(p.gen, chat ? "messages" : "prompt");
     } catch (const Error& e) {

@@ -36,6 +36,12 @@ struct ParsedRequest {
     std::vector<std::string> tool_names;
     std::string tool_prefix;
     bool parallel_tool_calls = true;
+    // OpenAI's end-user id; in an RL run it names the request's session when no X-Session-Id
+    // header does (serve/rl_sessions.h).
+    std::string user;
+    // vLLM's extension: the answer carries the prompt's and each choice's token ids, so an
+    // agent can continue a conversation token-exactly (not with stream).
+    bool return_token_ids = false;
 };
 
 // The model a server serves, as requests are checked against it and answers are written.

@@ -220,8 +220,8 @@ std::string format_model(const ServedModel& model, int64_t created) {
 }
 
 std::string format_completion(const ServedModel& model, const ParsedRequest& p,
-                              const std::vector<GeneratedSequence>& results,
-                              const std::string& id) {
+                              const std::vector<GeneratedSequence>& results, const std::string& id,
+                              int64_t policy_version) {
     json choices = json::array();
     for (size_t i = 0; i < results.size(); i++) {
         const GeneratedSequence& g = results[i];
@@ -243,14 +243,20 @@ std::string format_completion(const ServedModel& model, const ParsedRequest& p,
         } else {
             c["text"] = text.text;
         }
+        if (p.return_token_ids) {
+            c["token_ids"] = g.tokens;
+            if (!p.chat) c["prompt_token_ids"] = p.gen.prompt;
+        }
         choices.push_back(c);
     }
-    const json body = {{"id", id},
-                       {"object", p.chat ? "chat.completion" : "text_completion"},
-                       {"created", (int64_t)std::time(nullptr)},
-                       {"model", model.name},
-                       {"choices", choices},
-                       {"usage", make_usage(p, results)}};
+    json body = {{"id", id},
+                 {"object", p.chat ? "chat.completion" : "text_completion"},
+                 {"created", (int64_t)std::time(nullptr)},
+                 {"model", model.name},
+                 {"choices", choices},
+                 {"usage", make_usage(p, results)}};
+    if (p.return_token_ids && p.chat) body["prompt_token_ids"] = p.gen.prompt;
+    if (policy_version >= 0) body["policy_version"] = policy_version;
     return dump(body);
 }
 

@@ -24,9 +24,13 @@ std::string format_model_list(const ServedModel& model, int64_t created);
 // GET /v1/models/{id}: the model object alone.
 std::string format_model(const ServedModel& model, int64_t created);
 // The answer to a request that did not stream: every sample's text (and logprobs when asked
-// for) and usage. `id` is the response's id ("cmpl-…", "chatcmpl-…").
+// for) and usage. `id` is the response's id ("cmpl-…", "chatcmpl-…"). With return_token_ids,
+// the token ids as vLLM gives them (chat: `prompt_token_ids` beside `choices`, each choice's
+// `token_ids`; completions: both in each choice); a policy_version >= 0 (an RL run's server)
+// is written as `policy_version`: the weights the answer was generated with.
 std::string format_completion(const ServedModel& model, const ParsedRequest& request,
-                              const std::vector<GeneratedSequence>& results, const std::string& id);
+                              const std::vector<GeneratedSequence>& results, const std::string& id,
+                              int64_t policy_version = -1);
 
 // SSE lines that carry no chunk: a comment that keeps a quiet stream alive, and the end.
 inline constexpr std::string_view kSseKeepAlive = ": keep-alive\n\n";

@@ -20,6 +20,7 @@
 #include "serve/http_front.h"
 #include "serve/request_parse.h"
 #include "serve/response_write.h"
+#include "serve/rl_sessions.h"
 #include "tokenizer/text_tokenizer.h"
 
 namespace crucible {
@@ -42,13 +43,17 @@ struct Channel {
     GenerationRequest request;  // moved into the engine when submitted
     int64_t engine_id = 0;      // engine thread only
     std::atomic<bool> cancelled{false};
-    bool streaming = false;  // set before it is queued
+    bool streaming = false;      // set before it is queued
+    std::string session;         // the RL session it belongs to (empty: none)
+    int64_t policy_version = 0;  // the weights it runs on (set when the engine takes it)
 };
 
 struct Server::Impl {
     ServerOptions o;
-    std::unique_ptr<Model> model;
-    TextTokenizer tok;
+    std::unique_ptr<Model> owned_model;  // loaded from model_dir (none when borrowed)
+    Model* model = nullptr;
+    TextTokenizer owned_tok;
+    const TextTokenizer* tok = nullptr;
     std::unique_ptr<Engine> engine;
     ServedModel served;  // name, limits, stop ids; points at tok and engine
     int64_t created = std::time(nullptr);
@@ -62,6 +67,11 @@ struct Server::Impl {
     int engine_waiting = 0;  // requests handed to the engine, not yet in its batch
     bool quit = false;       // the engine thread exits once idle
     bool stopping = false;
+    // Server::pause(): the engine takes no queued request and, once nothing runs, says so.
+    bool paused = false;
+    bool paused_idle = false;
+    std::condition_variable idle_cv;
+    int64_t policy_version = 0;
     ServerStats st;
     std::mt19937_64 seeds{std::random_device{}()};
     std::atomic<int64_t> next_id{1};
@@ -73,7 +83,11 @@ struct Server::Impl {
     void cancel(const std::shared_ptr<Channel>& c);
     void post(const httplib::Request& req, httplib::Response& res,
               const httplib::ContentReader& read, bool chat);
-    void handle(const std::string& body, httplib::Response& res, bool chat);
+    // `session`: the X-Session-Id header (empty: none; the body's `user` field may name it).
+    void handle(const std::string& body, httplib::Response& res, bool chat,
+                const std::string& session);
+    // Records a finished request of an RL session with its hub.
+    void record_turn(const Channel& c, const ParsedRequest& p);
     bool stream(const std::shared_ptr<Channel>& c, const ParsedRequest& p, const std::string& id,
                 httplib::DataSink& sink, std::chrono::steady_clock::time_point start);
     // Counts a finished request and writes its log line: `p` and `results` are null for a
@@ -133,23 +147,32 @@ Server::Impl::Impl(ServerOptions options)
     if (o.max_connections < 1 || o.max_connections_per_client < 1)
         throw Error("serve: --max-connections and --max-connections-per-client must be >= 1");
     if (o.max_batch_seqs < 1) throw Error("serve: --max-batch-seqs must be >= 1");
-    model = load_model(o.model_dir);
-    tok = fs::exists(o.model_dir / "tokenizer.json") ? load_text_tokenizer(o.model_dir)
-                                                     : TextTokenizer(ByteTokenizer());
-    if (tok.vocab_size > model->config().vocab_size) {
+    if (o.model) {  // borrowed (an RL run's policy)
+        if (!o.tokenizer) throw Error("serve: a borrowed model needs its tokenizer");
+        model = o.model;
+        tok = o.tokenizer;
+        served.stop_ids = o.stop_ids;
+    } else {
+        owned_model = load_model(o.model_dir);
+        model = owned_model.get();
+        owned_tok = fs::exists(o.model_dir / "tokenizer.json") ? load_text_tokenizer(o.model_dir)
+                                                               : TextTokenizer(ByteTokenizer());
+        tok = &owned_tok;
+        served.stop_ids = stop_ids_of(o.model_dir, tok->eos);
+    }
+    if (tok->vocab_size > model->config().vocab_size) {
         throw Error((o.model_dir / "tokenizer.json").string() + ": the tokenizer has " +
-                    std::to_string(tok.vocab_size) + " ids but config.json's vocab_size is " +
+                    std::to_string(tok->vocab_size) + " ids but config.json's vocab_size is " +
                     std::to_string(model->config().vocab_size));
     }
     served.name = o.served_model_name.empty() ? model_id_of(o.model_dir) : o.served_model_name;
     served.vocab_size = model->config().vocab_size;
     served.context = model->config().max_position_embeddings;
-    served.stop_ids = stop_ids_of(o.model_dir, tok.eos);
-    served.tok = &tok;
+    served.tok = tok;
     EngineOptions eo;
     eo.max_batch_seqs = o.max_batch_seqs;
     eo.max_batch_tokens = o.max_batch_tokens;
-    eo.detokenize = tok.decode;
+    eo.detokenize = tok->decode;
     engine = std::make_unique<Engine>(*model, eo);
     served.engine = engine.get();
     st.kv_blocks = st.free_kv_blocks = engine->kv_blocks();
@@ -179,13 +202,26 @@ void Server::Impl::engine_loop() {
         std::vector<std::shared_ptr<Channel>> drop;
         {
             std::unique_lock<std::mutex> lock(mu);
-            engine_cv.wait(
-                lock, [&] { return quit || !inbox.empty() || !cancels.empty() || !live.empty(); });
+            // Paused (and not quitting): queued requests stay queued; once nothing runs,
+            // pause() is told, and the loop sleeps until resumed.
+            const auto hold = [&] { return paused && !quit; };
+            if (hold() && live.empty() && !paused_idle) {
+                paused_idle = true;
+                idle_cv.notify_all();
+            }
+            engine_cv.wait(lock, [&] {
+                return quit || (!hold() && !inbox.empty()) || !cancels.empty() || !live.empty() ||
+                       (hold() && live.empty() && !paused_idle);
+            });
             if (quit && inbox.empty() && live.empty()) break;
-            jobs.swap(inbox);
+            if (!hold()) {
+                for (const auto& c : inbox) c->policy_version = policy_version;
+                jobs.swap(inbox);
+            }
             drop.swap(cancels);
             engine_waiting += (int)jobs.size();  // counted as waiting until the step admits them
         }
+        if (jobs.empty() && drop.empty() && live.empty()) continue;
         for (const auto& c : drop) {
             if (c->engine_id != 0 && live.erase(c->engine_id) > 0) engine->cancel(c->engine_id);
         }
@@ -298,6 +334,7 @@ bool Server::Impl::stream(const std::shared_ptr<Channel>& c, const ParsedRequest
     // Counted and logged before the stream's end goes out: a client that has the whole answer
     // sees it in /metrics.
     if (c->error.empty()) {
+        record_turn(*c, p);
         finish_request(id, p.chat, 200, &p, &c->results, start, "");
     } else {
         finish_request(id, p.chat, 500, &p, nullptr, start, c->error);
@@ -445,10 +482,18 @@ void Server::Impl::post(const httplib::Request& req, httplib::Response& res,
                         ? "The request body could not be read."
                         : "The request body could not be decoded (Content-Encoding: " + enc + ").");
     }
-    handle(body, res, chat);
+    handle(body, res, chat, req.get_header_value("X-Session-Id"));
 }
 
-void Server::Impl::handle(const std::string& body, httplib::Response& res, bool chat) {
+void Server::Impl::record_turn(const Channel& c, const ParsedRequest& p) {
+    if (c.session.empty() || c.results.empty()) return;
+    const GeneratedSequence& g = c.results[0];
+    o.rl_sessions->record(
+        c.session, RlTurn{p.gen.prompt, g.tokens, g.logprobs, g.finish_reason, c.policy_version});
+}
+
+void Server::Impl::handle(const std::string& body, httplib::Response& res, bool chat,
+                          const std::string& session) {
     const auto start = std::chrono::steady_clock::now();
     std::string id = "-";
     std::unique_ptr<ParsedRequest> parsed;
@@ -460,6 +505,14 @@ void Server::Impl::handle(const std::string& body, httplib::Response& res, bool 
         auto c = std::make_shared<Channel>();
         c->request = p.gen;
         c->streaming = p.stream;
+        if (o.rl_sessions) {
+            c->session = session.empty() ? p.user : session;
+            if (!c->session.empty()) {
+                o.rl_sessions->check(c->session, p.gen.n, p.gen.params);
+                // The trace keeps the engine's logprobs of every completion.
+                c->request.params.logprobs = std::max(c->request.params.logprobs, 0);
+            }
+        }
         {
             std::lock_guard<std::mutex> lock(mu);
             if (stopping) {
@@ -503,7 +556,10 @@ void Server::Impl::handle(const std::string& body, httplib::Response& res, bool 
         std::unique_lock<std::mutex> lock(c->mu);
         c->cv.wait(lock, [&] { return c->done; });
         if (!c->error.empty()) throw ApiError{500, c->error, "", "server_error", ""};
-        res.set_content(format_completion(served, p, c->results, id), "application/json");
+        record_turn(*c, p);
+        res.set_content(
+            format_completion(served, p, c->results, id, o.rl_sessions ? c->policy_version : -1),
+            "application/json");
         finish_request(id, chat, 200, &p, &c->results, start, "");
     } catch (const ApiError& e) {
         res.status = e.status;
@@ -545,6 +601,24 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(o
     s.http.Post("/v1/chat/completions",
                 [&s](const httplib::Request& req, httplib::Response& res,
                      const httplib::ContentReader& read) { s.post(req, res, read, true); });
+    if (s.o.rl_sessions) {
+        RlSessionHub* hub = s.o.rl_sessions.get();
+        auto answer = [](httplib::Response& res, const RlAnswer& a) {
+            res.status = a.status;
+            res.set_content(a.body, "application/json");
+        };
+        s.http.Post("/v1/rl/episodes",
+                    [hub, answer](const httplib::Request& req, httplib::Response& res) {
+                        answer(res, hub->take(req.body));
+                    });
+        s.http.Post("/v1/rl/reward",
+                    [hub, answer](const httplib::Request& req, httplib::Response& res) {
+                        answer(res, hub->post_reward(req.body));
+                    });
+        s.http.Get("/v1/rl/status", [hub, answer](const httplib::Request&, httplib::Response& res) {
+            answer(res, hub->status());
+        });
+    }
     s.http.set_error_handler(
         httplib::Server::Handler([&s](const httplib::Request& req, httplib::Response& res) {
             if (!res.body.empty()) return;
@@ -628,6 +702,26 @@ void Server::stop() {
         s.stopping = true;
     }
     s.http.shutdown();
+}
+
+void Server::pause() {
+    Impl& s = *impl_;
+    std::unique_lock<std::mutex> lock(s.mu);
+    s.paused = true;
+    s.paused_idle = false;
+    s.engine_cv.notify_one();
+    s.idle_cv.wait(lock, [&s] { return s.paused_idle || s.quit; });
+}
+
+void Server::resume(int64_t policy_version) {
+    Impl& s = *impl_;
+    {
+        std::lock_guard<std::mutex> lock(s.mu);
+        s.paused = false;
+        s.paused_idle = false;
+        s.policy_version = policy_version;
+    }
+    s.engine_cv.notify_one();
 }
 
 ServerStats Server::stats() const {

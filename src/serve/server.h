@@ -17,8 +17,13 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace crucible {
+
+class Model;
+struct TextTokenizer;
+class RlSessionHub;
 
 struct ServerOptions {
     std::filesystem::path model_dir;  // config.json + model.safetensors (+ tokenizer files)
@@ -45,6 +50,15 @@ struct ServerOptions {
     // log line: id, endpoint, status, token counts, latency (docs/SERVING.md, "Logs and
     // metrics"). Empty: no log. May be called from several threads at once.
     std::function<void(const std::string& line)> request_log;
+    // In-process use (`crucible train rl --env server`): serve this model and tokenizer, which
+    // outlive the server, instead of loading model_dir; `stop_ids` end generation. The model's
+    // weights may change only while the server is paused (Server::pause).
+    Model* model = nullptr;
+    const TextTokenizer* tokenizer = nullptr;
+    std::vector<int32_t> stop_ids;
+    // The RL endpoints (/v1/rl/*) and the recording of sessions' completions
+    // (serve/rl_sessions.h); answers then carry their policy version. Null: neither.
+    std::shared_ptr<RlSessionHub> rl_sessions;
 };
 
 // A snapshot of the engine thread's state.
@@ -87,6 +101,12 @@ class Server {
     // Makes run() drain and return. Thread-safe; may be called before run().
     void stop();
     ServerStats stats() const;
+    // Stops starting requests (they wait in the queue) and returns once every request already
+    // running has finished, on the weights it started with: the engine is idle and the model
+    // may change. Requests keep arriving and queueing meanwhile. Thread-safe.
+    void pause();
+    // Starts the queued requests again; what runs from now on is tagged `policy_version`.
+    void resume(int64_t policy_version);
 
   private:
     struct Impl;
