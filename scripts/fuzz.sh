@@ -40,7 +40,7 @@ case "$target" in
     # The whole path of a request (serve/request_parse.cpp is the parser), so the engine, the
     # model and the kernels too; flags as CMakeLists.txt sets them.
     srcs="serve/server.cpp serve/request_parse.cpp serve/response_write.cpp serve/http_front.cpp
-          serve/tool_calls.cpp core/python_json.cpp
+          serve/tool_calls.cpp serve/rl_sessions.cpp core/python_json.cpp
           engine/engine.cpp engine/kv_cache.cpp engine/sampler.cpp engine/team_size.cpp
           model/checkpoint.cpp model/config.cpp model/model.cpp model/safetensors.cpp
           model/float_formats.cpp tokenizer/bpe_tokenizer.cpp tokenizer/tokenizer_json.cpp

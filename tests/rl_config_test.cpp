@@ -65,6 +65,10 @@ TEST(RlConfig, EveryKeyOfTheSchemaIsReadIntoItsField) {
         {"env.tool_timeout_s", "2.5"},
         {"env.python_memory_mb", "300"},
         {"env.max_output_chars", "77"},
+        {"env.server.host", "0.0.0.0"},
+        {"env.server.port", "8123"},
+        {"env.server.session_timeout_s", "33.5"},
+        {"env.server.agent", "python3 agent.py"},
         {"rewards.correct", "0.5"},
         {"rewards.format", "0.25"},
         {"rewards.soft_overlong", "0.75"},
@@ -154,6 +158,10 @@ TEST(RlConfig, EveryKeyOfTheSchemaIsReadIntoItsField) {
     EXPECT_EQ(r.env.tool_timeout_s, 2.5);
     EXPECT_EQ(r.env.python_memory_mb, 300);
     EXPECT_EQ(r.env.max_output_chars, 77);
+    EXPECT_EQ(r.env.server_host, "0.0.0.0");
+    EXPECT_EQ(r.env.server_port, 8123);
+    EXPECT_EQ(r.env.session_timeout_s, 33.5);
+    EXPECT_EQ(r.env.server_agent, "python3 agent.py");
     EXPECT_EQ(r.task.max_digits, 5);
     EXPECT_EQ(r.env.name, EnvKind::calculator);
     EXPECT_EQ(r.env.max_turns, 7);

@@ -436,7 +436,7 @@ TEST(RlMultiTurn, EnvConfigKeysAreCheckedAndDefaultToOneTurn) {
         FAIL() << "an unknown environment was accepted";
     } catch (const Error& e) {
         EXPECT_NE(std::string(e.what()).find("env.name: unknown environment 'nope' (expected "
-                                             "single_turn, calculator, search or python)"),
+                                             "single_turn, calculator, search, python or server)"),
                   std::string::npos)
             << e.what();
     }
