@@ -65,6 +65,7 @@ TEST(RlConfig, EveryKeyOfTheSchemaIsReadIntoItsField) {
         {"env.tool_timeout_s", "2.5"},
         {"env.python_memory_mb", "300"},
         {"env.max_output_chars", "77"},
+        {"rewards.verifier_timeout_s", "2.5"},
         {"env.server.host", "0.0.0.0"},
         {"env.server.port", "8123"},
         {"env.server.session_timeout_s", "33.5"},
@@ -158,6 +159,7 @@ TEST(RlConfig, EveryKeyOfTheSchemaIsReadIntoItsField) {
     EXPECT_EQ(r.env.tool_timeout_s, 2.5);
     EXPECT_EQ(r.env.python_memory_mb, 300);
     EXPECT_EQ(r.env.max_output_chars, 77);
+    EXPECT_EQ(r.rewards.verifier_timeout_s, 2.5);
     EXPECT_EQ(r.env.server_host, "0.0.0.0");
     EXPECT_EQ(r.env.server_port, 8123);
     EXPECT_EQ(r.env.session_timeout_s, 33.5);

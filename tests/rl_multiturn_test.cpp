@@ -6,12 +6,16 @@
 // scripted policy using the calculator (requests, samples.jsonl spans, metrics, env config).
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
+#include <thread>
 
+#include "core/deadline_call.h"
 #include "core/error.h"
 #include "model/checkpoint.h"
 #include "model_util.h"
@@ -493,6 +497,63 @@ TEST(RlPythonReward, AHangingRewardMarksItsSamplesAndTheRunFinishes) {
     }
     const auto metrics = read_jsonl(dir.path() / "mt" / "metrics.jsonl");
     EXPECT_EQ(metrics.at(0)["invalid_samples"], 4);
+}
+
+// A built-in verdict that hangs on the wrong answers (the odd samples): the run finishes, those
+// samples are marked reward_timeout and excluded, never scored 0; the right ones are paid.
+TEST(RlVerifierTimeout, AHangingVerdictMarksItsSamplesAndTheRunFinishes) {
+    testutil::TempDir dir;
+    const fs::path model = model_folder(dir.path());
+    Config c = multiturn_config(dir.path(), model);
+    c.set("rewards.verifier_timeout_s=0.2");
+    const TextTokenizer tok = TextTokenizer(ByteTokenizer());
+    Task task = sums_task(tok);
+    auto open = std::make_shared<std::atomic<bool>>(false);
+    task.score = [open](const TaskItem& item, const std::string& text) {
+        if (text.find("<answer>" + item.answer + "</answer>") != std::string::npos)
+            return TaskScore{1.0, 0.0};
+        const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+        while (!*open && std::chrono::steady_clock::now() < end)
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        return TaskScore{0.0, 0.0};
+    };
+    std::ostringstream log;
+    {
+        RlTrainer trainer(c, false, log, {}, task);
+        SumsPolicy policy;
+        policy.tok = trainer.tokenizer();
+        trainer.set_generator(policy.generator());
+        trainer.run();
+        *open = true;  // the abandoned calls end before the trainer (their task) goes
+        const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+        while (abandoned_calls().load() != 0 && std::chrono::steady_clock::now() < end)
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    EXPECT_NE(log.str().find("verifier: 4 of 8 samples got no verdict within 0.2 s and are "
+                             "excluded (reward_timeout)"),
+              std::string::npos)
+        << log.str();
+    const auto samples = read_jsonl(dir.path() / "mt" / "samples.jsonl");
+    ASSERT_EQ(samples.size(), 16u);
+    for (const json& s : samples) {
+        if (s["sample"].get<int>() % 2 == 1) {
+            EXPECT_EQ(s["error"],
+                      "correct: reward_timeout: no verdict within 0.2 s "
+                      "(rewards.verifier_timeout_s)")
+                << s.dump();
+            EXPECT_TRUE(s["reward"].is_null());
+            EXPECT_FALSE(s["in_loss"]);
+        } else {
+            EXPECT_FALSE(s.contains("error")) << s.dump();
+            EXPECT_EQ(s["rewards"]["correct"], 1.0);
+        }
+    }
+    const auto metrics = read_jsonl(dir.path() / "mt" / "metrics.jsonl");
+    EXPECT_EQ(metrics.at(0)["invalid_samples"], 4);
+    // Held-out accuracy (the last step's) goes through the same limit: the odd samples of the
+    // 2 problems are failures, not hangs and not zeros.
+    EXPECT_EQ(metrics.at(1)["eval_failures"], 2) << metrics.at(1).dump();
+    EXPECT_EQ(metrics.at(1)["eval_accuracy"], 1.0) << metrics.at(1).dump();
 }
 
 }  // namespace

@@ -82,7 +82,7 @@ std::function<int()> add_eval(CLI::App& app) {
         std::string model, data, out, verifier = "math", cluster_field = "cluster", chat_format;
         int n = 1, max_tokens = 1024, concurrency = 8, batch = 64, max_batch_tokens = 512,
             bootstrap = 0;
-        double temperature = 1.0, top_p = 1.0;
+        double temperature = 1.0, top_p = 1.0, verifier_timeout_s = 10.0;
         uint64_t seed = 0, bootstrap_seed = 0;
         bool raw = false, chat = false, strip_think = false;
         reward::RubricScorerConfig judge;  // rubric items: the flags of `crucible rubric score`
@@ -131,6 +131,10 @@ std::function<int()> add_eval(CLI::App& app) {
     cmd->add_option("--env-set", o->env_sets,
                     "an env.* key of the RL config without its prefix, e.g. index=DIR, top_k=1, "
                     "max_turns=3, syntax=hermes (repeatable)");
+    cmd->add_option("--verifier-timeout-s", o->verifier_timeout_s,
+                    "a built-in verifier's verdict on one sample past this many seconds fails "
+                    "the sample (reward_timeout); 0: no limit")
+        ->check(CLI::Range(0.0, 3600.0));
     cmd->add_option("--bootstrap", o->bootstrap, "bootstrap resamples for avg@K (0: none)");
     cmd->add_option("--bootstrap-seed", o->bootstrap_seed);
     // Rubric items (docs/RUBRICS.md): the judge flags of `crucible rubric score`, prefixed with
@@ -250,6 +254,7 @@ std::function<int()> add_eval(CLI::App& app) {
         eo.sampling.seed = o->seed;
         eo.sampling.chat = mode.chat;
         eo.strip_think = o->strip_think;
+        eo.verifier_timeout_s = o->verifier_timeout_s;
         eo.model = o->model;
         eo.data = o->data;
         eo.env = env_setting;

@@ -216,7 +216,9 @@ json run_demo(const DemoOptions& o, std::ostream& log) {
     log << "== 2/4 scoring " << o.eval_problems << " held-out problems x " << o.eval_samples
         << " samples before RL\n";
     const TextTokenizer tok = load_text_tokenizer(sft_final);
-    const Task task = load_task(rl, tok);
+    Task task = load_task(rl, tok);
+    limit_verdict_time(task, rl.get_double("rewards.verifier_timeout_s"),
+                       "rewards.verifier_timeout_s");
     Scored before;
     {
         auto model = load_model(sft_final);

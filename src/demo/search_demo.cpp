@@ -413,7 +413,8 @@ json run_search_demo(const SearchDemoOptions& o, std::ostream& log) {
     const RlConfig cfg = read_rl_config(rl);
     const uint64_t eval_seed = Rng::mix(o.seed, 0x5EA2);
     const TextTokenizer tok = load_text_tokenizer(sft_final);
-    const Task task = load_task(cfg.task, cfg.seed, tok);
+    Task task = load_task(cfg.task, cfg.seed, tok);
+    limit_verdict_time(task, cfg.rewards.verifier_timeout_s, "rewards.verifier_timeout_s");
 
     log << "== 2/4 scoring " << task.eval.size() << " held-out questions x " << o.eval_samples
         << " episodes before RL\n";

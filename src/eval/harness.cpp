@@ -13,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "core/deadline_call.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/worker_pool.h"
@@ -566,7 +567,24 @@ EvalSummary run_eval(const std::vector<EvalItem>& items, Generator& generator,
             }
         } else if (r.error.empty() && !item.is_rubric()) {
             try {
-                r.score = score_sample(item, text, &r.answer);
+                const auto verdict = call_with_deadline<std::pair<double, std::string>>(
+                    [item, text] {
+                        std::string answer;
+                        const double score = score_sample(item, text, &answer);
+                        return std::make_pair(score, answer);
+                    },
+                    options.verifier_timeout_s, "the verifier");
+                if (verdict) {
+                    r.score = verdict->first;
+                    r.answer = verdict->second;
+                } else {
+                    char why[128];
+                    std::snprintf(why, sizeof why,
+                                  "scoring: reward_timeout: no verdict within %g s "
+                                  "(--verifier-timeout-s)",
+                                  options.verifier_timeout_s);
+                    r.error = why;
+                }
             } catch (const Error& e) {
                 r.error = std::string("scoring: ") + e.what();
             }

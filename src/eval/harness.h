@@ -88,8 +88,11 @@ struct EvalOptions {
     int k = 1;  // samples per item
     SamplingOptions sampling;
     bool strip_think = false;  // score only what follows the last </think>
-    std::string model;         // recorded in the settings
-    std::string data;          // recorded in the settings
+    // A built-in verifier's verdict on one sample past this many seconds: the sample fails
+    // with reward_timeout (core/deadline_call.h); 0: no limit.
+    double verifier_timeout_s = 10.0;
+    std::string model;  // recorded in the settings
+    std::string data;   // recorded in the settings
     // The environment episodes run in ("" : plain completions), recorded in the settings
     // ("none" for plain completions), so a run cannot mix episodes and completions or two
     // environments.

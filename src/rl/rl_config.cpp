@@ -230,6 +230,7 @@ RlConfig read_rl_config(const Config& c) {
     r.rewards.correct = c.get_double("rewards.correct");
     r.rewards.format = c.get_double("rewards.format");
     r.rewards.soft_overlong = c.get_double("rewards.soft_overlong");
+    r.rewards.verifier_timeout_s = c.get_double("rewards.verifier_timeout_s");
     r.rewards.rubric = c.get_double("rewards.rubric");
     RlPythonRewardConfig& py = r.rewards.python;
     py.file = c.get_string("rewards.python.file");

@@ -80,6 +80,9 @@ rewards:                    # weighted sum; a weight of 0 computes and logs a co
                             # no gold answer)
   format: 1.0               # [-100, 100] the task's format credit (countdown: TinyZero's 0.1 for a
                             # well-formed wrong answer; other tasks give none)
+  verifier_timeout_s: 10.0  # [0, 3600] the task's verdict on one sample (the built-in verifiers,
+                            # in process): past it the sample is marked reward_timeout and
+                            # excluded, never scored 0; 0: no limit
   soft_overlong: 0.0        # [-100, 100] DAPO's soft overlong punishment (0 .. -1), see
                             # algorithm.overlong_*
   rubric: 0.0               # [-100, 100] the item's rubric score, itself in 0..1 (task jsonl
@@ -234,6 +237,7 @@ struct RlRewardsConfig {  // weights
     double correct = 0.0;
     double format = 0.0;
     double soft_overlong = 0.0;
+    double verifier_timeout_s = 0.0;  // 0: no limit
     double rubric = 0.0;
     RlPythonRewardConfig python;
 };

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 
+#include "core/deadline_call.h"
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/rng.h"
@@ -97,6 +98,7 @@ RlTrainer::RlTrainer(const Config& config, bool resume, std::ostream& log,
     tokenizer_ = fs::exists(start_from / "tokenizer.json") ? load_text_tokenizer(start_from)
                                                            : TextTokenizer(ByteTokenizer());
     task_ = task ? std::move(*task) : load_task(cfg_.task, cfg_.seed, tokenizer_);
+    limit_verdict_time(task_, cfg_.rewards.verifier_timeout_s, "rewards.verifier_timeout_s");
     if (task_.train.empty()) throw Error("rl: the task has no training items");
     set_up_rewards(std::move(extra_rewards));
     check_rewards_pay_every_item();
@@ -609,7 +611,23 @@ RolloutBatch RlTrainer::collect_rollouts() {
         t0 = Clock::now();
         score_rubrics(b.rollouts, first, judging);
         score_python(b.rollouts, first);
-        for (size_t i = first; i < b.rollouts.size(); i++) score(&b.rollouts[i]);
+        // A verifier that hangs on many samples stops the run with that said, rather than
+        // leaving a thread per sample running.
+        if (abandoned_calls().load() >= kMaxAbandonedCalls) {
+            throw Error("rl: the task's verifier: " + std::to_string(kMaxAbandonedCalls) +
+                        " calls are still running past rewards.verifier_timeout_s; it hangs on "
+                        "these completions (samples.jsonl has them)");
+        }
+        int timeouts = 0;
+        for (size_t i = first; i < b.rollouts.size(); i++) {
+            score(&b.rollouts[i]);
+            timeouts += b.rollouts[i].error.rfind("correct: reward_timeout", 0) == 0;
+        }
+        if (timeouts > 0) {
+            log_ << "verifier: " << timeouts << " of " << b.rollouts.size() - first
+                 << " samples got no verdict within " << cfg_.rewards.verifier_timeout_s
+                 << " s and are excluded (reward_timeout)\n";
+        }
         b.time_reward_s += seconds_since(t0);
         b.rounds++;
         select_groups(&b, first);

@@ -1,7 +1,9 @@
 #include "rl/task.h"
 
+#include <cstdio>
 #include <memory>
 
+#include "core/deadline_call.h"
 #include "core/error.h"
 #include "core/jsonl.h"
 #include "env/builtin.h"
@@ -87,6 +89,22 @@ std::vector<TaskItem> read_jsonl(const std::string& path, const RlTaskConfig& cf
 }
 
 }  // namespace
+
+void limit_verdict_time(Task& task, double seconds, const std::string& setting) {
+    if (!(seconds > 0)) return;
+    task.score = [inner = task.score, seconds, setting](const TaskItem& item,
+                                                        const std::string& text) {
+        const std::optional<TaskScore> v = call_with_deadline<TaskScore>(
+            [inner, item, text] { return inner(item, text); }, seconds, "the task's verifier");
+        if (!v) {
+            char why[160];
+            std::snprintf(why, sizeof why, "reward_timeout: no verdict within %g s (%s)", seconds,
+                          setting.c_str());
+            throw Error(why);
+        }
+        return *v;
+    };
+}
 
 std::shared_ptr<env::Environment> make_environment(const RlEnvConfig& env, const Task& task,
                                                    const TaskItem& item) {

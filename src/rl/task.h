@@ -46,6 +46,12 @@ struct Task {
     std::vector<std::string> stop_strings;
 };
 
+// Puts `task`'s verdict under a time limit (core/deadline_call.h): a call past `seconds`
+// throws Error "reward_timeout: no verdict within S s (`setting`)" (its computation is left to
+// finish alone, on copies of the item and the text), so every path that scores (rollouts,
+// environments' verdicts, held-out accuracy) marks the sample instead of hanging. 0: no limit.
+void limit_verdict_time(Task& task, double seconds, const std::string& setting);
+
 // A fresh environment for one episode on an item of `task` (env.*): the task as a one-turn
 // environment (single_turn), or the calculator environment, scored by the task's verdict.
 // The environment refers to `task` and the item it is reset with, which must outlive it.
