@@ -615,8 +615,9 @@ RolloutBatch RlTrainer::collect_rollouts() {
         // leaving a thread per sample running.
         if (abandoned_calls().load() >= kMaxAbandonedCalls) {
             throw Error("rl: the task's verifier: " + std::to_string(kMaxAbandonedCalls) +
-                        " calls are still running past rewards.verifier_timeout_s; it hangs on "
-                        "these completions (samples.jsonl has them)");
+                        " calls are still running past rewards.verifier_timeout_s: it hangs on "
+                        "what the model writes (earlier steps' samples.jsonl marks them "
+                        "reward_timeout)");
         }
         int timeouts = 0;
         for (size_t i = first; i < b.rollouts.size(); i++) {
