@@ -244,5 +244,34 @@ TEST(CliExperience, InputIsDataEverywhereWithTheOldNamesKept) {
     EXPECT_NE(help.out.find("--data,--in"), std::string::npos) << help.out;
 }
 
+// `--json` alone prints one JSON object instead of the table (what bench/ scripts read);
+// `--json FILE` prints the table and writes the object to FILE, as compare's --json does.
+TEST(CliExperience, BenchJsonIsAloneStdoutOrAFile) {
+    TempDir t;
+    const std::string bench = "bench linear --config small --rows 1 --reps 1";
+    Cli c = run_cli(t, bench + " --json");
+    ASSERT_EQ(c.rc, 0) << c.err;
+    const json alone = json::parse(c.out);
+    EXPECT_EQ(alone["config"], "small");
+    const fs::path file = t.path() / "bench.json";
+    c = run_cli(t, bench + " --json " + file.string());
+    ASSERT_EQ(c.rc, 0) << c.err;
+    EXPECT_NE(c.out.find("rows    1 |"), std::string::npos) << c.out;  // the table
+    const json written = json::parse(testutil::slurp(file));
+    EXPECT_EQ(written["config"], "small");
+    EXPECT_EQ(written["rows"].size(), alone["rows"].size());
+}
+
+// SFT's built-in data has RL's task names; the old SFT name is the same data for one release.
+TEST(CliExperience, BuiltInTasksHaveOneNameInSftAndRl) {
+    TempDir t;
+    const Cli c = run_cli(t, "train sft --print-config");
+    EXPECT_NE(c.out.find("train: builtin:countdown_lite"), std::string::npos) << c.out;
+    const Cli bad = run_cli(t, "train sft --set data.train=builtin:nope --set run.dir=" +
+                                   t.path().string());
+    EXPECT_NE(bad.err.find("(known: builtin:countdown_lite, builtin:addition)"), std::string::npos)
+        << bad.err;
+}
+
 }  // namespace
 }  // namespace crucible

@@ -55,7 +55,7 @@ TEST(ConfigDefaults, SftDefaultsReadableWithEachGetter) {
     EXPECT_EQ(c.get_string("run.dir"), "runs");
     EXPECT_EQ(c.get_string("model.path"), "");
     EXPECT_EQ(c.get_string("model.arch.model_type"), "qwen2");
-    EXPECT_EQ(c.get_string("data.train"), "builtin:countdown");
+    EXPECT_EQ(c.get_string("data.train"), "builtin:countdown_lite");
     EXPECT_EQ(c.get_string("train.schedule"), "cosine");
     EXPECT_TRUE(c.get_bool("model.arch.tie_word_embeddings"));
 }
@@ -104,7 +104,7 @@ TEST(ConfigMergeFile, OverridesNestedKeysAndKeepsTheRest) {
     EXPECT_EQ(c.get_int("train.batch_size"), 64);
     EXPECT_DOUBLE_EQ(c.get_double("train.beta1"), 0.9);
     EXPECT_EQ(c.get_int("model.arch.intermediate_size"), 512);
-    EXPECT_EQ(c.get_string("data.eval"), "builtin:countdown");
+    EXPECT_EQ(c.get_string("data.eval"), "builtin:countdown_lite");
     EXPECT_EQ(c.get_string("run.dir"), "runs");
 }
 
@@ -376,7 +376,7 @@ TEST(ConfigDump, ModifiedConfigRoundTripsIntoAFreshOne) {
     EXPECT_EQ(b.get_string("data.eval"), "");
     EXPECT_EQ(b.get_string("model.path"), "/ckpt/step 10");
     EXPECT_FALSE(b.get_bool("model.arch.tie_word_embeddings"));
-    EXPECT_EQ(b.get_string("data.train"), "builtin:countdown");
+    EXPECT_EQ(b.get_string("data.train"), "builtin:countdown_lite");
     // And the dump of the reloaded config is the same text.
     EXPECT_EQ(a.dump(), b.dump());
 }

@@ -48,6 +48,8 @@ TEST(EvolveProblem, BuiltInProblemsLoad) {
     EXPECT_TRUE(bp.stages[0].has_threshold);
     EXPECT_DOUBLE_EQ(bp.stages[0].threshold, -0.10);
     EXPECT_EQ(bp.program_file, "initial_program.cpp");
+    EXPECT_TRUE(std::isnan(bp.best_known));  // none given
+    EXPECT_EQ(load_problem(examples() / "circle_packing").best_known, 2.6358627564136983);
 }
 
 TEST(EvolveProblem, ErrorsNameFileLineAndKey) {
@@ -71,6 +73,14 @@ TEST(EvolveProblem, ErrorsNameFileLineAndKey) {
               "  selection: greedy\n");
     e = error_of([&] { load_problem(dir.path()); });
     EXPECT_NE(e.find("selection must be"), std::string::npos) << e;
+
+    for (const char* bad : {"best_known: fast\n", "best_known: .inf\n"}) {
+        dir.write("problem.yaml",
+                  std::string("initial_program: p.py\nevaluator:\n  command: [python3, x]\n") +
+                      bad);
+        e = error_of([&] { load_problem(dir.path()); });
+        EXPECT_NE(e.find("best_known"), std::string::npos) << e;
+    }
 
     dir.write("q.py", "print(1)\n");
     dir.write("problem.yaml", "initial_program: q.py\nevaluator:\n  command: [python3, x]\n");

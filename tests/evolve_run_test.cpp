@@ -537,7 +537,8 @@ TEST(EvolveReference, OfflineOperatorImprovesCirclePacking) {
     // Axes named, a legend, and the best programs' changes from their parents.
     for (const char* part :
          {">iteration</text>", ">combined_score</text>", "class='legend'", "best so far",
-          "<summary>diff</summary>", ">iteration (0 to 24)</text>"})
+          "<summary>diff</summary>", ">iteration (0 to 24)</text>", "class='best-known'",
+          "best known 2.635862756", "best known (problem.yaml): 2.635862756"})
         EXPECT_NE(html.find(part), std::string::npos) << part;
     const std::string csv = export_csv(dir.path() / "run");
     EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 25);

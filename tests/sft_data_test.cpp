@@ -349,8 +349,15 @@ TEST(SftDataJsonl, TruncationLeavingNoTargetErrors) {
 
 TEST(SftDataBuiltin, CountdownSplitsAreDisjointAndWellFormed) {
     const ByteTokenizer tok;
-    const SftDataset train = builtin_sft_dataset("builtin:countdown", false, 300, 60, 7, tok);
-    const SftDataset eval = builtin_sft_dataset("builtin:countdown", true, 300, 60, 7, tok);
+    const SftDataset train = builtin_sft_dataset("builtin:countdown_lite", false, 300, 60, 7, tok);
+    const SftDataset eval = builtin_sft_dataset("builtin:countdown_lite", true, 300, 60, 7, tok);
+    // The old name, kept for one release, is the same data.
+    const SftDataset old = builtin_sft_dataset("builtin:countdown", false, 300, 60, 7, tok);
+    ASSERT_EQ(old.examples.size(), train.examples.size());
+    for (size_t i = 0; i < old.examples.size(); i++) {
+        EXPECT_EQ(old.examples[i].prompt, train.examples[i].prompt);
+        EXPECT_EQ(old.examples[i].tokens, train.examples[i].tokens);
+    }
     EXPECT_EQ(train.task, "countdown");
     EXPECT_EQ(eval.task, "countdown");
     ASSERT_EQ(train.examples.size(), 300u);

@@ -14,6 +14,7 @@
 
 #include "cli/bench_shapes.h"
 #include "cli/commands.h"
+#include "cli/json_output.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "kernels/kernels.h"
@@ -119,7 +120,7 @@ std::function<int()> add_bench(CLI::App& app) {
     CLI::App* train = bench->add_subcommand(
         "train", "Training step (forward+backward+AdamW) vs PyTorch CPU and the sgemm peak");
     struct Options {
-        bool json_out = false;
+        JsonOutput json_out;
         std::vector<std::string> configs{"small", "medium"};
         int steps = 5;
         int warmup = 1;
@@ -128,7 +129,7 @@ std::function<int()> add_bench(CLI::App& app) {
         std::string script = std::string(CRUCIBLE_SOURCE_DIR) + "/bench/torch_train.py";
     };
     auto opt = std::make_shared<Options>();
-    train->add_flag("--json", opt->json_out, "print one JSON object instead of a table");
+    add_json_option(train, &opt->json_out);
     train->add_option("--configs", opt->configs, "which shapes: small, medium")->delimiter(',');
     train->add_option("--steps", opt->steps, "timed steps per side (median reported)");
     train->add_option("--warmup", opt->warmup, "untimed warm-up steps per side");
@@ -150,7 +151,7 @@ std::function<int()> add_bench(CLI::App& app) {
         json result = {{"threads", threads},
                        {"blas", std::string("OpenBLAS ") + openblas_get_config()},
                        {"sgemm_peak_gflops", peak}};
-        if (!opt->json_out) {
+        if (opt->json_out.table()) {
             std::printf("threads %d | %s | sgemm peak %.1f GFLOP/s (2048^3, best of 3)\n", threads,
                         openblas_get_config(), peak);
         }
@@ -177,7 +178,7 @@ std::function<int()> add_bench(CLI::App& app) {
                 row["torch_version"] = t.value("torch_version", "");
             }
             result[shape.name] = row;
-            if (!opt->json_out) {
+            if (opt->json_out.table()) {
                 std::printf("%-6s | crucible %8.0f tok/s %6.1f GFLOP/s (%.0f%% of peak)",
                             shape.name, ours.tokens_per_s, ours.gflops, 100 * ours.gflops / peak);
                 if (!opt->no_torch) {
@@ -189,11 +190,11 @@ std::function<int()> add_bench(CLI::App& app) {
                 std::fflush(stdout);
             }
         }
-        if (!opt->no_torch && !opt->json_out) {
+        if (!opt->no_torch && opt->json_out.table()) {
             std::printf("torch BLAS: %s\n",
                         result.value("small", json::object()).value("torch_blas", "?").c_str());
         }
-        if (opt->json_out) std::cout << result.dump(2) << "\n";
+        opt->json_out.write(result);
         return 0;
     };
 }

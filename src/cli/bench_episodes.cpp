@@ -15,6 +15,7 @@
 
 #include "cli/bench_shapes.h"
 #include "cli/commands.h"
+#include "cli/json_output.h"
 #include "core/error.h"
 #include "env/environment.h"
 #include "rl/episodes.h"
@@ -66,7 +67,7 @@ std::function<int()> add_bench_episodes(CLI::App& bench) {
         std::string config = "small";
         int groups = 8, group_size = 8, turns = 4, turn_tokens = 24, observation_tokens = 64,
             tool_ms = 0, tool_workers = 4;
-        bool json_out = false;
+        JsonOutput json_out;
     };
     auto o = std::make_shared<Options>();
     cmd->add_option("--config", o->config, "model shape: small or medium");
@@ -79,7 +80,7 @@ std::function<int()> add_bench_episodes(CLI::App& bench) {
     cmd->add_option("--tool-workers", o->tool_workers,
                     "threads for tool calls in a fourth run (KV kept, tools beside the engine); "
                     "0: no fourth run");
-    cmd->add_flag("--json", o->json_out, "print one JSON object");
+    add_json_option(cmd, &o->json_out);
     return [o]() {
         const BenchShape* shape = nullptr;
         const std::vector<BenchShape> shapes = bench_shapes();
@@ -192,9 +193,8 @@ std::function<int()> add_bench_episodes(CLI::App& bench) {
             r["speedup_tool_workers_vs_held"] = held_s / workers_s;
             r["tool_workers_episodes_differing_from_held"] = differ_workers;
         }
-        if (o->json_out) {
-            std::printf("%s\n", r.dump().c_str());
-        } else {
+        o->json_out.write(r);
+        if (o->json_out.table()) {
             std::printf(
                 "%s model, %d threads: %lld episodes of %d turns (%d tokens each, %d-token "
                 "observations, tools %d ms)\n"

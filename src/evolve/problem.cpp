@@ -1,5 +1,7 @@
 #include "evolve/problem.h"
 
+#include <cmath>
+
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/yaml_reader.h"
@@ -97,6 +99,8 @@ Problem load_problem(const fs::path& dir_in) {
     top.get("name", p.name);
     top.get("description", p.description);
     top.get("language", p.language);
+    top.get("best_known", p.best_known);
+    if (std::isinf(p.best_known)) throw Error(file + ": 'best_known' must be a finite number");
     std::string initial;
     top.get("initial_program", initial);
     top.get("program_file", p.program_file);

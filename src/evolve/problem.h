@@ -5,6 +5,7 @@
 // format; every key is checked and errors name the file, line and key.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -87,6 +88,9 @@ struct Problem {
     std::string language = "python";
     std::string program_file;  // name the candidate is written under in the scratch directory
     std::string initial_code;
+    // problem.yaml's best_known: the best combined_score known for the problem (a published
+    // result), drawn in the report; NaN: none given.
+    double best_known = NAN;
     // evaluator.run: the candidate alone, in a sandbox of its own that is torn down (every
     // process it started killed) before the first stage starts; its stdout and stderr reach
     // the stages as read-only files ({run_stdout}, {run_stderr}). Empty: the stages run the

@@ -25,6 +25,7 @@ struct Loaded {
     std::vector<Migration> migrations;
     std::string stop_reason;
     json structure;
+    double best_known = NAN;  // problem.yaml's, when given
 };
 
 Loaded load(const fs::path& run_dir) {
@@ -40,6 +41,8 @@ Loaded load(const fs::path& run_dir) {
     for (int i = 0; i < l.islands; i++) l.cells.push_back(db.cells(i));
     l.migrations = db.migrations();
     l.stop_reason = db.meta("stop_reason", "(running or interrupted)");
+    const std::string known = db.meta("best_known");
+    if (!known.empty()) l.best_known = std::stod(known);
     return l;
 }
 
@@ -76,6 +79,10 @@ std::string render_report(const fs::path& run_dir) {
         max_it = std::max(max_it, p->iteration);
     }
     if (ev.empty()) lo = 0, hi = 1;
+    if (std::isfinite(l.best_known)) {  // on the chart whatever the run reached
+        lo = std::min(lo, l.best_known);
+        hi = std::max(hi, l.best_known);
+    }
     if (hi <= lo) hi = lo + 1;
     std::map<std::string, int> status_count;
     for (const auto& p : l.programs) status_count[p.status]++;
@@ -90,8 +97,10 @@ td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}pre{background:#f6f6f
 overflow:auto;font-size:12px}.grid td{width:28px;height:22px;text-align:center}</style></head><body>)";
     h += "<h1>Evolve run: " + html_escape(run_dir.filename().string()) + "</h1>\n<p>";
     for (const auto& [s, n] : status_count) h += fmt::format("{}: {} &nbsp; ", html_escape(s), n);
-    h += "stop reason: " + html_escape(l.stop_reason) +
-         "<br>search: " + html_escape(l.structure.dump()) + "</p>\n";
+    h += "stop reason: " + html_escape(l.stop_reason);
+    if (best) h += "<br>best found: " + num(best->score);
+    if (std::isfinite(l.best_known)) h += ", best known (problem.yaml): " + num(l.best_known);
+    h += "<br>search: " + html_escape(l.structure.dump()) + "</p>\n";
 
     // Score over time: every evaluated program as a dot, best so far as a line.
     const int W = 900, H = 300, M = 40;
@@ -135,6 +144,13 @@ overflow:auto;font-size:12px}.grid td{width:28px;height:22px;text-align:center}<
     if (!line.empty()) {
         line += fmt::format(" L{:.1f},{:.1f}", X(max_it), Y(run_best));
         h += "<path d='" + line + "' stroke='#080' fill='none' stroke-width='2'/>";
+    }
+    if (std::isfinite(l.best_known)) {
+        h += fmt::format(
+            "<line class='best-known' x1='{0}' y1='{1:.1f}' x2='{2}' y2='{1:.1f}' stroke='#a0a' "
+            "stroke-dasharray='6 4'/><text x='{3}' y='{4:.1f}' font-size='11' fill='#a0a' "
+            "text-anchor='end'>best known {5}</text>",
+            M, Y(l.best_known), W - M, W - M - 4, Y(l.best_known) - 4, num(l.best_known));
     }
     h += "</svg>\n";
 

@@ -28,8 +28,9 @@ model:
     rope_theta: 10000.0     # (0, 1e12]
     tie_word_embeddings: true
 data:
-  train: builtin:countdown  # builtin:countdown, builtin:addition or a JSONL file
-  eval: builtin:countdown   # the same kinds, or "" for no evaluation
+  train: builtin:countdown_lite  # builtin:countdown_lite, builtin:addition (RL's task names) or a
+                                 # JSONL file; builtin:countdown: the old name of countdown_lite
+  eval: builtin:countdown_lite   # the same kinds, or "" for no evaluation
   builtin_train_examples: 20000  # [1, 1e7]
   builtin_eval_examples: 200     # [0, 1e7]
   max_seq_len: 64           # [1, 1e7] tokens; longer examples are truncated (and counted)

@@ -126,7 +126,9 @@ SftDataset builtin_sft_dataset(const std::string& spec, bool eval_split, int n_t
                                uint64_t seed, const TextTokenizer& tok) {
     SftDataset ds;
     std::string name;  // the built-in task (env/builtin.h) behind the spec
-    if (spec == "builtin:countdown") {
+    // The names are RL's task.name values (env/builtin.h); builtin:countdown is the old name
+    // of builtin:countdown_lite, kept for one release (RL's `countdown` is TinyZero's task).
+    if (spec == "builtin:countdown_lite" || spec == "builtin:countdown") {
         name = "countdown_lite";
         ds.task = "countdown";
     } else if (spec == "builtin:addition") {
@@ -134,7 +136,7 @@ SftDataset builtin_sft_dataset(const std::string& spec, bool eval_split, int n_t
         ds.task = "addition";
     } else {
         throw Error("unknown built-in dataset '" + spec +
-                    "' (known: builtin:countdown, builtin:addition)");
+                    "' (known: builtin:countdown_lite, builtin:addition)");
     }
     const BuiltinSplits splits = builtin_task_items(name, n_train, n_eval, 3, seed);
     for (const DatasetItem& item : eval_split ? splits.eval : splits.train) {

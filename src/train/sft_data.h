@@ -37,7 +37,8 @@ SftExample make_prompt_completion(const TextTokenizer& tok, const std::string& p
 // max_seq_len + 1 tokens are truncated and counted.
 SftDataset load_sft_jsonl(const std::string& path, const TextTokenizer& tok, int max_seq_len);
 
-// "builtin:countdown" or "builtin:addition": the train or eval split of a built-in task.
+// "builtin:countdown_lite" (or its old name "builtin:countdown") or "builtin:addition": the
+// train or eval split of a built-in task, named as RL's task.name names it.
 SftDataset builtin_sft_dataset(const std::string& spec, bool eval_split, int n_train, int n_eval,
                                uint64_t seed, const TextTokenizer& tok);
 
