@@ -267,8 +267,8 @@ TEST(CliExperience, BuiltInTasksHaveOneNameInSftAndRl) {
     TempDir t;
     const Cli c = run_cli(t, "train sft --print-config");
     EXPECT_NE(c.out.find("train: builtin:countdown_lite"), std::string::npos) << c.out;
-    const Cli bad = run_cli(t, "train sft --set data.train=builtin:nope --set run.dir=" +
-                                   t.path().string());
+    const Cli bad =
+        run_cli(t, "train sft --set data.train=builtin:nope --set run.dir=" + t.path().string());
     EXPECT_NE(bad.err.find("(known: builtin:countdown_lite, builtin:addition)"), std::string::npos)
         << bad.err;
 }

@@ -75,9 +75,9 @@ TEST(EvolveProblem, ErrorsNameFileLineAndKey) {
     EXPECT_NE(e.find("selection must be"), std::string::npos) << e;
 
     for (const char* bad : {"best_known: fast\n", "best_known: .inf\n"}) {
-        dir.write("problem.yaml",
-                  std::string("initial_program: p.py\nevaluator:\n  command: [python3, x]\n") +
-                      bad);
+        dir.write(
+            "problem.yaml",
+            std::string("initial_program: p.py\nevaluator:\n  command: [python3, x]\n") + bad);
         e = error_of([&] { load_problem(dir.path()); });
         EXPECT_NE(e.find("best_known"), std::string::npos) << e;
     }

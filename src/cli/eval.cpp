@@ -83,7 +83,7 @@ std::function<int()> add_eval(CLI::App& app) {
         int n = 1, max_tokens = 1024, concurrency = 8, batch = 64, max_batch_tokens = 512,
             bootstrap = 0;
         double temperature = 1.0, top_p = 1.0, verifier_timeout_s = 10.0;
-        uint64_t seed = 0, bootstrap_seed = 0;
+        uint64_t seed = 1, bootstrap_seed = 1;
         bool raw = false, chat = false, strip_think = false;
         reward::RubricScorerConfig judge;  // rubric items: the flags of `crucible rubric score`
         std::string judge_b, judge_cache;
@@ -404,7 +404,7 @@ std::function<int()> add_compare(CLI::App& app) {
         std::string a, b, json_out;
         double delta = 0.05;
         int permutations = 10000;
-        uint64_t seed = 0;
+        uint64_t seed = 1;
     };
     auto o = std::make_shared<Options>();
     cmd->add_option("RUN_A", o->a, "eval run directory")->required()->check(CLI::ExistingDirectory);

@@ -176,7 +176,7 @@ std::function<int()> add_generate(CLI::App& app) {
         std::string model, in, out, chat_format;
         int n = 1, max_tokens = 64, top_k = 0, logprobs = -1, max_batch_tokens = 512;
         float temperature = 1.0f, top_p = 1.0f, min_p = 0.0f;
-        uint64_t seed = 0;
+        uint64_t seed = 1;
         std::vector<std::string> stop;
     };
     auto o = std::make_shared<Options>();

@@ -151,6 +151,7 @@ std::function<int()> add_rubric(CLI::App& app) {
     cmd->require_subcommand(1);
 
     auto so = std::make_shared<ScoreOptions>();
+    so->scorer.seed = 1;  // the CLI's one default seed (docs/CLI.md)
     CLI::App* score = cmd->add_subcommand(
         "score", "Score each item's response against its rubric (docs/RUBRICS.md)");
     score->add_option("--data", so->data, "JSONL items: prompt/messages, response, rubric")

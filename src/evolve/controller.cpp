@@ -369,8 +369,8 @@ RunSummary run_evolution(const Problem& problem, const fs::path& run_dir, LlmBac
                     db.insert(c);
                     last_error[c.island] = c.error;
                     if (llm && c.model != "offline") picker.reward(d.arm, 0);
-                    log(fmt::format("[{}] island {}: {} ({})", c.iteration, c.island, c.status,
-                                    c.error.substr(0, 160)));
+                    log(fmt::format("[{}] program #{} island {}: {} ({})", c.iteration, c.id,
+                                    c.island, c.status, c.error.substr(0, 160)));
                     continue;
                 }
                 c.status = "pending";
@@ -406,9 +406,11 @@ RunSummary run_evolution(const Problem& problem, const fs::path& run_dir, LlmBac
                 tail = nl == std::string::npos ? tail : tail.substr(nl + 1);
                 if (!tail.empty()) why += ": " + tail.substr(0, 160);
             }
-            log(fmt::format("[{}] island {} gen {}: {} {} (best {:.10g})", c.iteration, c.island,
-                            c.generation, c.status, out.ok ? fmt::format("{:.10g}", c.score) : why,
-                            db.best().score));
+            // Iterations count candidates from 0 (the initial program); program ids number rows
+            // from 1: both are shown, as in the report.
+            log(fmt::format("[{}] program #{} island {} gen {}: {} {} (best {:.10g})", c.iteration,
+                            c.id, c.island, c.generation, c.status,
+                            out.ok ? fmt::format("{:.10g}", c.score) : why, db.best().score));
         }
     } catch (...) {
         for (auto& [id, t] : threads) t.join();

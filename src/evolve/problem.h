@@ -46,7 +46,7 @@ struct EvolveOptions {
     // search
     int iterations = 100;  // total candidates (the initial program is not counted)
     int workers = 1;       // concurrent LLM calls + evaluations; 1 is serial and deterministic
-    uint64_t seed = 42;
+    uint64_t seed = 1;
     int islands = 4;
     int migration_interval = 20;  // evaluated children between ring migrations (0: never)
     double migration_rate = 0.1;  // top max(1, floor(rate * island size)) copied to neighbours
