@@ -149,7 +149,8 @@ TEST(CliExperience, EvalWritesOnlyIntoEvalRunsAndRecordsItsMode) {
 TEST(CliExperience, CompareSaysWhenSettingsDifferAndRefusesARunWithoutScores) {
     TempDir t;
     const auto make_run = [&](const std::string& name, const std::string& chat,
-                              std::optional<double> score) {
+                              std::optional<double> score,
+                              const std::string& data_hash = "0123456789abcdef") {
         const fs::path dir = t.path() / name;
         eval::SampleStore s(dir.string());
         eval::EvalItem item;
@@ -161,6 +162,8 @@ TEST(CliExperience, CompareSaysWhenSettingsDifferAndRefusesARunWithoutScores) {
         s.put_items({item, item2});
         s.check_settings({{"chat", chat}, {"temperature", "1"}, {"max_tokens", "16"}});
         s.set_setting("k", "1");
+        s.set_setting("data", "items.jsonl");
+        s.set_setting("data_hash", data_hash);
         for (const char* id : {"a", "b"}) {
             eval::SampleRecord r;
             r.item_id = id;
@@ -190,6 +193,12 @@ TEST(CliExperience, CompareSaysWhenSettingsDifferAndRefusesARunWithoutScores) {
                                          eval::load_run(chat2.string()), eval::CompareOptions{});
     EXPECT_TRUE(same["settings_differ"].empty());
     EXPECT_EQ(eval::comparison_text(same).find("WARNING"), std::string::npos);
+    // The same file name with other contents (edited between the runs) is a difference.
+    const fs::path edited = make_run("edited", "true", 1.0, "fedcba9876543210");
+    const json e = eval::compare_runs(eval::load_run(chat.string()),
+                                      eval::load_run(edited.string()), eval::CompareOptions{});
+    ASSERT_EQ(e["settings_differ"].size(), 1u) << e.dump();
+    EXPECT_EQ(e["settings_differ"][0]["setting"], "data_hash");
 }
 
 // `serve` says why it cannot listen: the resolver's message, or the bind error.

@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "core/file_io.h"
+#include "core/strings.h"
 #include "eval/dataset.h"
 #include "eval/harness.h"
 #include "eval/report_html.h"
@@ -745,6 +746,9 @@ TEST(EvalHarness, LocalModelCliResumesAndCompares) {
     EXPECT_TRUE(results["metrics"].contains("pass@4"));
     EXPECT_TRUE(results["metrics"]["avg@4"].contains("bootstrap"));
     EXPECT_EQ(results["metrics"]["avg@4"]["n_clusters"], 2);
+    // The data file and a fingerprint of what it held (FNV-1a 64 of its bytes).
+    EXPECT_EQ(results["settings"]["data"], data.string());
+    EXPECT_EQ(results["settings"]["data_hash"], fnv1a64_hex(read_file(data)));
     // A second run with another seed, compared with the first, and a report of both.
     const fs::path run2 = t.path() / "run2";
     ASSERT_EQ(run_cli("eval --model " + (t.path() / "model").string() + " --data " + data.string() +

@@ -19,6 +19,13 @@ TEST(Strings, TrimLeavesNonAsciiSpacesAndInnerWhitespace) {
     EXPECT_EQ(trim(" a \n b "), "a \n b");
 }
 
+// The published FNV-1a 64 test vectors (Fowler, Noll, Vo: "", "a", "foobar").
+TEST(Strings, Fnv1a64IsThePublishedFunction) {
+    EXPECT_EQ(fnv1a64_hex(""), "cbf29ce484222325");
+    EXPECT_EQ(fnv1a64_hex("a"), "af63dc4c8601ec8c");
+    EXPECT_EQ(fnv1a64_hex("foobar"), "85944171f73967e8");
+}
+
 TEST(Strings, TrimWithANarrowerSet) {
     EXPECT_EQ(trim(" \tvalue\t ", " \t"), "value");
     EXPECT_EQ(trim("\r value \f", " \t"), "\r value \f");

@@ -15,4 +15,8 @@ inline constexpr std::string_view kAsciiWhitespace = " \t\n\v\f\r";
 // spaces and tabs, passes it and says why). All of `s` trimmed away gives "".
 std::string trim(std::string_view s, std::string_view chars = kAsciiWhitespace);
 
+// FNV-1a 64 of `bytes` as 16 lowercase hex digits: a content fingerprint that is the same on
+// every build and machine (not cryptographic: it tells edits apart, not attacks).
+std::string fnv1a64_hex(std::string_view bytes);
+
 }  // namespace crucible

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <deque>
 #include <exception>
+#include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -15,7 +16,9 @@
 
 #include "core/deadline_call.h"
 #include "core/error.h"
+#include "core/file_io.h"
 #include "core/rng.h"
+#include "core/strings.h"
 #include "core/worker_pool.h"
 #include "reward/verify/math_answer.h"
 #include "reward/verify/verifiers.h"
@@ -453,6 +456,9 @@ EvalSummary run_eval(const std::vector<EvalItem>& items, Generator& generator,
         store.set_setting("endpoint_context", std::to_string(generator.context()));
     store.set_setting("k", std::to_string(options.k));
     store.set_setting("data", options.data);
+    // The data's content, so that a file edited between two runs is told apart (compare).
+    if (!options.data.empty() && std::filesystem::is_regular_file(options.data))
+        store.set_setting("data_hash", fnv1a64_hex(read_file(options.data)));
     if (has_rubric && options.rubric_scorer_b) {
         const auto stored = store.settings();
         const auto it = stored.find("judge_b");

@@ -547,9 +547,10 @@ json compare_runs(const RunData& a, const RunData& b, const CompareOptions& opti
         if (setting(a, key) != setting(b, key))
             differ.push_back({{"setting", key}, {"a", setting(a, key)}, {"b", setting(b, key)}});
     }
-    const auto data_of = [&](const RunData& r) { return setting(r, "data"); };
-    if (data_of(a) != data_of(b))
-        differ.push_back({{"setting", "data"}, {"a", data_of(a)}, {"b", data_of(b)}});
+    for (const char* key : {"data", "data_hash"}) {  // the file, and what it held
+        if (setting(a, key) != setting(b, key))
+            differ.push_back({{"setting", key}, {"a", setting(a, key)}, {"b", setting(b, key)}});
+    }
     out["settings_differ"] = differ;
     out["n_items"] = pc.n_items;
     out["n_only_in_a"] = a.ids.size() - ids.size();
