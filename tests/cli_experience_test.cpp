@@ -271,6 +271,25 @@ TEST(CliExperience, BenchJsonIsAloneStdoutOrAFile) {
     EXPECT_EQ(written["rows"].size(), alone["rows"].size());
 }
 
+// Judge settings have one set of names: eval's --judge-* also work in rubric score (which keeps
+// its plain names), and mean the same thing there.
+TEST(CliExperience, JudgeFlagsAreNamedAlikeInEvalAndRubricScore) {
+    TempDir t;
+    const fs::path data = t.path() / "r.jsonl";
+    write_file_durable(data,
+                       "{\"id\": \"q\", \"prompt\": \"hi\", \"response\": \"see a doctor\", "
+                       "\"rubric\": [{\"kind\": \"contains\", \"value\": \"doctor\", "
+                       "\"points\": 3}]}\n");
+    for (const std::string flags :
+         {"--judge-temperature 0.3 --judge-max-tokens 9 --judge-timeout-s 5 --judge-retries 1",
+          "--temperature 0.3 --max-tokens 9 --timeout-s 5 --retries 1"}) {
+        const Cli c = run_cli(t, "rubric score --data " + data.string() + " --out " +
+                                     (t.path() / "o.jsonl").string() + " " + flags);
+        EXPECT_EQ(c.rc, 0) << flags << c.err;
+        EXPECT_NE(testutil::slurp(t.path() / "o.jsonl").find("\"q\""), std::string::npos);
+    }
+}
+
 // SFT's built-in data has RL's task names; the old SFT name is the same data for one release.
 TEST(CliExperience, BuiltInTasksHaveOneNameInSftAndRl) {
     TempDir t;

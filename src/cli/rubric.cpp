@@ -162,31 +162,40 @@ std::function<int()> add_rubric(CLI::App& app) {
                       "a second judge: also score with it and report the agreement");
     score->add_option("--out", so->out, "per-item results (JSONL); summary at OUT.summary.json")
         ->required();
-    score->add_option("--mode", so->scorer.mode, "per-criterion | one-call")->capture_default_str();
+    score->add_option("--judge-mode,--mode", so->scorer.mode, "per-criterion | one-call")
+        ->capture_default_str();
     score
         ->add_option("--aggregation", so->scorer.aggregation,
                      "healthbench | weighted_mean | implicit (an item's own 'aggregation' wins)")
         ->capture_default_str();
     score->add_option("--votes", so->scorer.votes, "judge samples per criterion, averaged")
         ->capture_default_str();
-    score->add_option("--temperature", so->scorer.temperature, "judge temperature")
+    score
+        ->add_option("--judge-temperature,--temperature", so->scorer.temperature,
+                     "judge temperature")
         ->capture_default_str();
-    score->add_option("--max-tokens", so->scorer.max_tokens, "judge max_tokens")
+    score->add_option("--judge-max-tokens,--max-tokens", so->scorer.max_tokens, "judge max_tokens")
         ->capture_default_str();
     score
-        ->add_option("--max-attempts", so->scorer.max_attempts,
+        ->add_option("--judge-max-attempts,--max-attempts", so->scorer.max_attempts,
                      "requests per judgement when replies are malformed")
         ->capture_default_str();
-    score->add_option("--cache", so->scorer.cache, "SQLite judge cache file (reused across runs)");
-    score->add_option("--concurrency", so->scorer.concurrency, "judge requests in flight")
+    score->add_option("--judge-cache,--cache", so->scorer.cache,
+                      "SQLite judge cache file (reused across runs)");
+    score
+        ->add_option("--judge-concurrency,--concurrency", so->scorer.concurrency,
+                     "judge requests in flight")
         ->capture_default_str();
     score
-        ->add_option("--rps", so->scorer.rps,
+        ->add_option("--judge-rps,--rps", so->scorer.rps,
                      "at most this many judge requests per second (0: no limit)")
         ->capture_default_str();
-    score->add_option("--retries", so->scorer.retries, "HTTP retries on 429/5xx/timeouts")
+    score
+        ->add_option("--judge-retries,--retries", so->scorer.retries,
+                     "HTTP retries on 429/5xx/timeouts")
         ->capture_default_str();
-    score->add_option("--timeout-s", so->scorer.timeout_s, "HTTP timeout")->capture_default_str();
+    score->add_option("--judge-timeout-s,--timeout-s", so->scorer.timeout_s, "HTTP timeout")
+        ->capture_default_str();
     score->add_option("--price-in", so->scorer.price_in, "USD per 1M judge prompt tokens")
         ->capture_default_str();
     score->add_option("--price-out", so->scorer.price_out, "USD per 1M judge completion tokens")
