@@ -290,6 +290,22 @@ TEST(CliExperience, JudgeFlagsAreNamedAlikeInEvalAndRubricScore) {
     }
 }
 
+// Every --help shows each option's default (CLI11 captures them for every subcommand), flags
+// print none, and an option whose default comes from elsewhere says where.
+TEST(CliExperience, HelpShowsDefaults) {
+    TempDir t;
+    Cli c = run_cli(t, "bench generate --help");
+    EXPECT_NE(c.out.find("--new-tokens INT=32"), std::string::npos) << c.out;
+    c = run_cli(t, "bench train --help");
+    EXPECT_NE(c.out.find("--steps INT=5"), std::string::npos) << c.out;
+    EXPECT_EQ(c.out.find("{false}"), std::string::npos) << c.out;
+    c = run_cli(t, "evolve run --help");
+    EXPECT_NE(c.out.find("(default: problem.yaml's evolve.iterations, else 100)"),
+              std::string::npos)
+        << c.out;
+    EXPECT_EQ(c.out.find("=-1"), std::string::npos) << c.out;
+}
+
 // SFT's built-in data has RL's task names; the old SFT name is the same data for one release.
 TEST(CliExperience, BuiltInTasksHaveOneNameInSftAndRl) {
     TempDir t;

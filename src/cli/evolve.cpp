@@ -68,12 +68,15 @@ std::function<int()> add_evolve(CLI::App& app) {
     run->add_option("--out", opt->out, "run folder (programs.sqlite, best/)")->required();
     run->add_option("--iterations", opt->iterations,
                     "candidates to generate in total (default: problem.yaml's evolve.iterations, "
-                    "else 100)");
+                    "else 100)")
+        ->default_str("");
     run->add_option("--workers", opt->workers,
                     "concurrent LLM calls + evaluations, 1: serial (default: problem.yaml's "
-                    "evolve.workers, else 1)");
+                    "evolve.workers, else 1)")
+        ->default_str("");
     run->add_option("--seed", opt->seed,
-                    "seed of the whole run (default: problem.yaml's evolve.seed, else 1)");
+                    "seed of the whole run (default: problem.yaml's evolve.seed, else 1)")
+        ->default_str("");
     run->add_option("--llm", opt->llms,
                     "endpoint openai:BASE_URL#MODEL[@WEIGHT] (repeat for an ensemble)");
     run->add_flag("--offline", opt->offline, "no LLM: mutate numeric literals + crossover");
@@ -81,9 +84,11 @@ std::function<int()> add_evolve(CLI::App& app) {
     run->add_flag("--ucb", opt->ucb, "pick endpoints with a UCB1 bandit instead of by weight");
     run->add_option("--max-tokens", opt->max_tokens,
                     "stop after this many LLM tokens in total (default: problem.yaml's, else no "
-                    "limit)");
+                    "limit)")
+        ->default_str("");
     run->add_option("--max-cost", opt->max_cost,
-                    "stop after this many USD (default: problem.yaml's, else no limit)");
+                    "stop after this many USD (default: problem.yaml's, else no limit)")
+        ->default_str("");
     run->add_flag("--quiet", opt->quiet, "no progress lines");
     CLI::App* report = cmd->add_subcommand("report", "Render a run as an offline HTML page");
     report->add_option("run", opt->run_dir, "run folder")->required();

@@ -200,7 +200,8 @@ std::function<int()> add_generate(CLI::App& app) {
     cmd->add_option("--max-tokens", o->max_tokens);
     cmd->add_option("--seed", o->seed, "sample i of input line j uses a stream derived from it");
     cmd->add_option("--stop", o->stop, "stop strings (repeatable)");
-    cmd->add_option("--logprobs", o->logprobs, "logprobs of sampled tokens and N alternatives");
+    cmd->add_option("--logprobs", o->logprobs,
+                    "logprobs of sampled tokens and N alternatives (-1: none)");
     cmd->add_option("--chat-format", o->chat_format, "chatml, qwen2, qwen2.5 or llama3");
     cmd->add_option("--max-batch-tokens", o->max_batch_tokens, "rows per forward pass");
     return [o]() {

@@ -119,6 +119,8 @@ int main(int argc, char** argv) {
     default_to_short_openmp_spins(argv);
     CLI::App app{"crucible: train, run and evaluate reasoning language models on CPU"};
     app.require_subcommand(1);
+    // Every option's default in --help (subcommands inherit this; flags show none).
+    app.option_defaults()->always_capture_default();
     auto train = crucible::cli::add_train(app);
     auto demo = crucible::cli::add_demo(app);
     auto bench = crucible::cli::add_bench(app);
