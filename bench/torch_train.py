@@ -3,6 +3,8 @@
 
 Usage:
   /usr/bin/python3 bench/torch_train.py --config small|medium --threads T [--steps K] [--warmup W]
+  /usr/bin/python3 bench/torch_train.py --model-config DIR/config.json --batch B --seq T ...
+    (the architecture of a model folder, random weights: a step's time does not depend on them)
 
 One training step = forward over a [B, T] batch (all sequences full length, causal mask),
 mean cross-entropy over all B*T tokens, backward, AdamW step (lr 1e-4, weight decay 0.1),
@@ -32,6 +34,10 @@ CONFIGS = {
                   intermediate_size=704, vocab_size=512, seq=256, batch=8),
     "medium": dict(hidden_size=896, num_hidden_layers=4, num_attention_heads=14, num_key_value_heads=2,
                    intermediate_size=4864, vocab_size=32768, seq=512, batch=2),
+    # Qwen2.5-0.5B's full shape (src/cli/bench_shapes.h): tied embeddings.
+    "qwen2.5-0.5b": dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14,
+                         num_key_value_heads=2, intermediate_size=4864, vocab_size=151936, seq=512,
+                         batch=2, tie_word_embeddings=True),
 }
 
 
@@ -39,8 +45,9 @@ def model_config(name):
     c = dict(CONFIGS[name])
     c.pop("seq")
     c.pop("batch")
+    tied = c.pop("tie_word_embeddings", False)
     c.update(model_type="qwen2", architectures=["Qwen2ForCausalLM"], rms_norm_eps=1e-6,
-             rope_theta=1000000.0, tie_word_embeddings=False, max_position_embeddings=32768)
+             rope_theta=1000000.0, tie_word_embeddings=tied, max_position_embeddings=32768)
     return c
 
 
@@ -68,6 +75,9 @@ def blas_libs():
 def main():
     ap = argparse.ArgumentParser(description="PyTorch baseline for the Crucible training benchmark")
     ap.add_argument("--config", choices=sorted(CONFIGS), default="small")
+    ap.add_argument("--model-config", help="a model folder's config.json instead of --config")
+    ap.add_argument("--batch", type=int, default=2, help="with --model-config: sequences per step")
+    ap.add_argument("--seq", type=int, default=512, help="with --model-config: tokens per sequence")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
@@ -80,9 +90,14 @@ def main():
     torch.set_default_dtype(torch.float32)
     torch.manual_seed(args.seed)
 
-    spec = CONFIGS[args.config]
-    B, T = spec["batch"], spec["seq"]
-    cfg = model_config(args.config)
+    if args.model_config:
+        with open(args.model_config) as f:
+            cfg = json.load(f)
+        B, T = args.batch, args.seq
+    else:
+        spec = CONFIGS[args.config]
+        B, T = spec["batch"], spec["seq"]
+        cfg = model_config(args.config)
     model = tq.init_weights(tq.Qwen2ForCausalLM(cfg), args.seed)
     model.train()
     n_params = tq.num_params(model)
@@ -120,7 +135,7 @@ def main():
 
     med = statistics.median(times)
     print(json.dumps({
-        "config": args.config,
+        "config": args.model_config or args.config,
         "threads": args.threads,
         "tokens_per_step": B * T,
         "step_s_median": med,

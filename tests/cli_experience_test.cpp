@@ -306,6 +306,35 @@ TEST(CliExperience, HelpShowsDefaults) {
     EXPECT_EQ(c.out.find("=-1"), std::string::npos) << c.out;
 }
 
+// The benchmarks run on any model folder: timed in the process (the load reported apart), with
+// the peak resident memory; a prompt that does not fit the folder's context is refused.
+TEST(CliExperience, BenchesRunOnAModelFolder) {
+    TempDir t;
+    const fs::path dir = t.path() / "m";
+    const std::unique_ptr<Model> model = testutil::write_byte_model(dir, 64, 3);
+    const fs::path g = t.path() / "g.json", tr = t.path() / "t.json";
+    Cli c = run_cli(t, "bench generate --model " + dir.string() +
+                           " --batches 1,2 --new-tokens 4 --prompt-tokens 8 --json " + g.string());
+    ASSERT_EQ(c.rc, 0) << c.err;
+    const json gen = json::parse(testutil::slurp(g))["model"];
+    EXPECT_EQ(gen["params"], model->num_params());
+    EXPECT_GT(gen["decode_tokens_per_s_batch_2"].get<double>(), 0.0);
+    EXPECT_GT(gen["prefill_tokens_per_s"].get<double>(), 0.0);
+    EXPECT_GE(
+        gen.value("peak_resident_mib", gen.value("peak_resident_mib_with_bandwidth_buffers", 0.0)),
+        gen["resident_mib_after_load"].get<double>());
+    c = run_cli(t, "bench train --model " + dir.string() +
+                       " --no-torch --batch 2 --seq 200 --steps 1 --warmup 0 --json " +
+                       tr.string());
+    ASSERT_EQ(c.rc, 0) << c.err;
+    const json train = json::parse(testutil::slurp(tr))["model"];
+    EXPECT_EQ(train["tokens_per_step"], 2 * 64);  // --seq capped by the context
+    EXPECT_GT(train["tokens_per_s"].get<double>(), 0.0);
+    c = run_cli(t, "bench generate --model " + dir.string() + " --prompt-tokens 60 --new-tokens 8");
+    EXPECT_NE(c.rc, 0);
+    EXPECT_NE(c.err.find("exceed the model's context of 64"), std::string::npos) << c.err;
+}
+
 // SFT's built-in data has RL's task names; the old SFT name is the same data for one release.
 TEST(CliExperience, BuiltInTasksHaveOneNameInSftAndRl) {
     TempDir t;

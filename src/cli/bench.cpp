@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -18,6 +19,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "kernels/kernels.h"
+#include "model/checkpoint.h"
 #include "model/model.h"
 
 namespace crucible::cli {
@@ -51,21 +53,21 @@ struct StepTiming {
     size_t params;
 };
 
-// One training step = forward + backward + grad clip + AdamW over B full-length sequences.
-StepTiming time_training_step(const BenchShape& shape, int warmup, int steps) {
-    Model model(shape.config);
-    model.init_random(7);
+// One training step = forward + backward + grad clip + AdamW over `batch_size` full-length
+// sequences of `seq` tokens, on `model` (its weights change).
+StepTiming time_training_step(Model& model, int batch_size, int seq, int warmup, int steps) {
+    const ModelConfig& config = model.config();
     std::vector<float> m(model.num_params(), 0.0f), v(model.num_params(), 0.0f);
     PackedBatch batch;
     Rng rng(3);
-    const float w = 1.0f / (float)(shape.batch * shape.seq);
-    for (int s = 0; s < shape.batch; s++) {
-        std::vector<int32_t> in(shape.seq), next(shape.seq);
-        for (int t = 0; t < shape.seq; t++) {
-            in[t] = (int32_t)rng.below(shape.config.vocab_size);
-            next[t] = (int32_t)rng.below(shape.config.vocab_size);
+    const float w = 1.0f / (float)(batch_size * seq);
+    for (int s = 0; s < batch_size; s++) {
+        std::vector<int32_t> in(seq), next(seq);
+        for (int t = 0; t < seq; t++) {
+            in[t] = (int32_t)rng.below(config.vocab_size);
+            next[t] = (int32_t)rng.below(config.vocab_size);
         }
-        batch.add_sequence(in, next, std::vector<float>(shape.seq, w));
+        batch.add_sequence(in, next, std::vector<float>(seq, w));
     }
     std::vector<double> times;
     for (int i = 0; i < warmup + steps; i++) {
@@ -84,18 +86,19 @@ StepTiming time_training_step(const BenchShape& shape, int warmup, int steps) {
     }
     const double step_s = median(times);
     const double tokens = (double)batch.n_tokens();
-    return {step_s, tokens / step_s, Model::train_flops(shape.config, batch) / step_s / 1e9,
+    return {step_s, tokens / step_s, Model::train_flops(config, batch) / step_s / 1e9,
             model.num_params()};
 }
 
-json run_torch(const std::string& python, const std::string& script, const char* config,
+// `which`: "--config NAME" (a built-in shape) or "--model-config FILE --batch B --seq T".
+json run_torch(const std::string& python, const std::string& script, const std::string& which,
                int threads, int warmup, int steps) {
     // PyTorch runs with the environment the user gave us, not the spin count we defaulted.
     const char* restore =
         std::getenv("CRUCIBLE_DEFAULTED_GOMP_SPINCOUNT") ? "env -u GOMP_SPINCOUNT " : "";
-    const std::string cmd = restore + python + " " + script + " --config " + config +
-                            " --threads " + std::to_string(threads) + " --steps " +
-                            std::to_string(steps) + " --warmup " + std::to_string(warmup) + " 2>&1";
+    const std::string cmd = restore + python + " " + script + " " + which + " --threads " +
+                            std::to_string(threads) + " --steps " + std::to_string(steps) +
+                            " --warmup " + std::to_string(warmup) + " 2>&1";
     FILE* p = popen(cmd.c_str(), "r");
     if (!p) throw Error("cannot run " + cmd);
     std::string out;
@@ -127,10 +130,23 @@ std::function<int()> add_bench(CLI::App& app) {
         bool no_torch = false;
         std::string python = "/usr/bin/python3";
         std::string script = std::string(CRUCIBLE_SOURCE_DIR) + "/bench/torch_train.py";
+        std::string model;  // a model folder instead of the built-in shapes
+        int batch = 2, seq = 512;
     };
     auto opt = std::make_shared<Options>();
     add_json_option(train, &opt->json_out);
-    train->add_option("--configs", opt->configs, "which shapes: small, medium")->delimiter(',');
+    train->add_option("--configs", opt->configs, "which shapes: small, medium, qwen2.5-0.5b")
+        ->delimiter(',');
+    train
+        ->add_option("--model", opt->model,
+                     "a model folder (config.json, model.safetensors) instead of the built-in "
+                     "shapes: its load is not timed, its peak memory is reported; PyTorch builds "
+                     "the same architecture from its config.json")
+        ->check(CLI::ExistingDirectory);
+    train->add_option("--batch", opt->batch, "with --model: sequences per step")
+        ->check(CLI::PositiveNumber);
+    train->add_option("--seq", opt->seq, "with --model: tokens per sequence (at most the context)")
+        ->check(CLI::PositiveNumber);
     train->add_option("--steps", opt->steps, "timed steps per side (median reported)");
     train->add_option("--warmup", opt->warmup, "untimed warm-up steps per side");
     train->add_flag("--no-torch", opt->no_torch, "skip the PyTorch baseline");
@@ -155,32 +171,26 @@ std::function<int()> add_bench(CLI::App& app) {
             std::printf("threads %d | %s | sgemm peak %.1f GFLOP/s (2048^3, best of 3)\n", threads,
                         openblas_get_config(), peak);
         }
-        for (const BenchShape& shape : bench_shapes()) {
-            if (std::find(opt->configs.begin(), opt->configs.end(), shape.name) ==
-                opt->configs.end()) {
-                continue;
-            }
-            const StepTiming ours = time_training_step(shape, opt->warmup, opt->steps);
-            json row = {{"tokens_per_step", shape.batch * shape.seq},
-                        {"params", ours.params},
-                        {"step_s", ours.step_s},
-                        {"tokens_per_s", ours.tokens_per_s},
-                        {"gflops", ours.gflops},
-                        {"fraction_of_sgemm_peak", ours.gflops / peak},
+        // One row: our step on `model` and PyTorch's on the same architecture (`which`).
+        const auto measure = [&](const std::string& name, Model& model, int B, int T,
+                                 const std::string& which) {
+            const StepTiming ours = time_training_step(model, B, T, opt->warmup, opt->steps);
+            json row = {{"tokens_per_step", B * T}, {"params", ours.params},
+                        {"step_s", ours.step_s},    {"tokens_per_s", ours.tokens_per_s},
+                        {"gflops", ours.gflops},    {"fraction_of_sgemm_peak", ours.gflops / peak},
                         {"sgemm_peak_gflops", peak}};
             if (!opt->no_torch) {
-                const json t = run_torch(opt->python, opt->script, shape.name, threads, opt->warmup,
-                                         opt->steps);
+                const json t =
+                    run_torch(opt->python, opt->script, which, threads, opt->warmup, opt->steps);
                 row["torch_tokens_per_s"] = t["tokens_per_s"];
                 row["torch_step_s"] = t["step_s_median"];
                 row["ratio_vs_torch"] = ours.tokens_per_s / t["tokens_per_s"].get<double>();
                 row["torch_blas"] = t.value("blas", "");
                 row["torch_version"] = t.value("torch_version", "");
             }
-            result[shape.name] = row;
             if (opt->json_out.table()) {
                 std::printf("%-6s | crucible %8.0f tok/s %6.1f GFLOP/s (%.0f%% of peak)",
-                            shape.name, ours.tokens_per_s, ours.gflops, 100 * ours.gflops / peak);
+                            name.c_str(), ours.tokens_per_s, ours.gflops, 100 * ours.gflops / peak);
                 if (!opt->no_torch) {
                     std::printf(" | torch %8.0f tok/s | ratio %.2fx",
                                 row["torch_tokens_per_s"].get<double>(),
@@ -189,10 +199,56 @@ std::function<int()> add_bench(CLI::App& app) {
                 std::printf("\n");
                 std::fflush(stdout);
             }
+            return row;
+        };
+        if (!opt->model.empty()) {
+            const auto t0 = Clock::now();
+            std::unique_ptr<Model> model = load_model(opt->model);
+            const double load_s = seconds_since(t0);
+            const int T = std::min(opt->seq, model->config().max_position_embeddings);
+            const bool peak_reset = reset_peak_memory();  // the sgemm buffers are gone
+            const MemoryUse loaded = memory_use();
+            const std::string name = std::filesystem::path(opt->model).filename().string();
+            if (opt->json_out.table()) {
+                std::printf(
+                    "%s: %zu parameters, loaded in %.1f s (not in the figures), resident "
+                    "%.0f MiB; %d x %d tokens per step\n",
+                    opt->model.c_str(), model->num_params(), load_s, loaded.rss_mib, opt->batch, T);
+            }
+            json row = measure(
+                name, *model, opt->batch, T,
+                "--model-config " + (std::filesystem::path(opt->model) / "config.json").string() +
+                    " --batch " + std::to_string(opt->batch) + " --seq " + std::to_string(T));
+            const MemoryUse end = memory_use();
+            row["model"] = opt->model;
+            row["load_s"] = load_s;
+            row["resident_mib_after_load"] = loaded.rss_mib;
+            // Weights, gradients, AdamW state, activations: the training step's own peak.
+            row[peak_reset ? "peak_resident_mib" : "peak_resident_mib_with_sgemm_buffers"] =
+                end.peak_mib;
+            if (opt->json_out.table()) {
+                std::printf(
+                    "%s: peak resident %.0f MiB (weights, gradients, AdamW state, "
+                    "activations)\n",
+                    name.c_str(), end.peak_mib);
+            }
+            result["model"] = row;
+        }
+        for (const BenchShape& shape : bench_shapes()) {
+            if (!opt->model.empty()) break;
+            if (std::find(opt->configs.begin(), opt->configs.end(), shape.name) ==
+                opt->configs.end()) {
+                continue;
+            }
+            Model model(shape.config);
+            model.init_random(7);
+            result[shape.name] = measure(shape.name, model, shape.batch, shape.seq,
+                                         std::string("--config ") + shape.name);
         }
         if (!opt->no_torch && opt->json_out.table()) {
-            std::printf("torch BLAS: %s\n",
-                        result.value("small", json::object()).value("torch_blas", "?").c_str());
+            const json& any = opt->model.empty() ? result.value("small", json::object())
+                                                 : result.value("model", json::object());
+            std::printf("torch BLAS: %s\n", any.value("torch_blas", "?").c_str());
         }
         opt->json_out.write(result);
         return 0;

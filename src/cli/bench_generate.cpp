@@ -14,6 +14,7 @@
 #include "cli/bench_shapes.h"
 #include "cli/commands.h"
 #include "cli/json_output.h"
+#include "core/error.h"
 #include "core/rng.h"
 #include "engine/engine.h"
 #include "model/checkpoint.h"
@@ -67,23 +68,127 @@ double decode_throughput(Engine& engine, const std::vector<GenerationRequest>& r
     return best;
 }
 
+struct GenerateBenchOptions {
+    JsonOutput json_out;
+    std::vector<std::string> configs{"small", "medium"};
+    std::string model;  // a model folder instead of the built-in shapes
+    std::vector<int> batches{1, 8, 32, 128};
+    int new_tokens = 32;
+    int prompt_tokens = 32;
+    bool decode_only = false;
+    std::string save_model;
+};
+
+// Decode at each batch size (against the single-stream bandwidth bound), prefill, and the
+// GRPO-shaped load with and without prefix sharing, on `model`; timed in the process, model
+// load excluded. Prompt lengths are capped by the model's context.
+json measure_engine(const char* name, Model& model, const GenerateBenchOptions& o, double bw) {
+    const int vocab = model.config().vocab_size;
+    const int context = model.config().max_position_embeddings;
+    Rng rng(1);
+    json row;
+    if (o.prompt_tokens + o.new_tokens > context || o.new_tokens + 1 > context) {
+        throw Error(std::string(name) + ": --prompt-tokens " + std::to_string(o.prompt_tokens) +
+                    " + --new-tokens " + std::to_string(o.new_tokens) +
+                    " exceed the model's context of " + std::to_string(context));
+    }
+    // Single-stream bound: every decode step reads all weights once.
+    const double weight_bytes = 4.0 * model.num_params();
+    const double bound = bw / weight_bytes;
+    row["bandwidth_bound_tokens_per_s"] = bound;
+    double batch1 = 0;
+    for (int b : o.batches) {
+        std::vector<GenerationRequest> reqs(b);
+        for (auto& r : reqs) {
+            r.prompt = random_prompt(rng, o.prompt_tokens, vocab);
+            r.params.temperature = 0.0f;
+            r.params.max_tokens = o.new_tokens;
+        }
+        EngineOptions eo;
+        eo.max_batch_seqs = std::max(b, 1);
+        eo.max_batch_tokens = std::max(512, b);
+        Engine engine(model, eo);
+        const double tps = decode_throughput(engine, reqs, b <= 8 ? 2 : 1);
+        if (b == 1) batch1 = tps;
+        row["decode_tokens_per_s_batch_" + std::to_string(b)] = tps;
+        if (o.json_out.table()) {
+            std::printf("%-6s | batch %4d | %9.1f decode tok/s", name, b, tps);
+            if (b == 1)
+                std::printf(" | %.2fx of the bandwidth bound (%.1f tok/s)", tps / bound, bound);
+            if (b > 1 && batch1 > 0) std::printf(" | %.1fx batch 1", tps / batch1);
+            std::printf("\n");
+            std::fflush(stdout);
+        }
+    }
+    if (o.decode_only) return row;
+    const int prefill_len = std::min(512, context - 1);
+    {  // prefill: one 512-token prompt (shorter when the context is), one new token
+        GenerationRequest r;
+        r.prompt = random_prompt(rng, prefill_len, vocab);
+        r.params.temperature = 0.0f;
+        r.params.max_tokens = 1;
+        EngineOptions eo;
+        eo.max_batch_tokens = 512;
+        Engine engine(model, eo);
+        double best = 0;
+        for (int rep = 0; rep < 2; rep++) {
+            const auto t0 = Clock::now();
+            engine.generate({r});
+            best = std::max(best, engine.prefill_tokens() / seconds_since(t0));
+        }
+        row["prefill_tokens_per_s"] = best;
+        if (o.json_out.table())
+            std::printf("%-6s | prefill %d tokens | %9.1f tok/s\n", name, prefill_len, best);
+    }
+    {  // GRPO-shaped: 32 prompts x 8 samples, shared prefix vs 256 independent requests
+        const int prompts = 32, samples = 8, plen = std::min(128, context - o.new_tokens);
+        std::vector<GenerationRequest> shared(prompts), separate;
+        for (auto& r : shared) {
+            r.prompt = random_prompt(rng, plen, vocab);
+            r.params.temperature = 1.0f;
+            r.params.max_tokens = o.new_tokens;
+            r.n = samples;
+            GenerationRequest one = r;
+            one.n = 1;
+            for (int i = 0; i < samples; i++) {
+                one.params.seed = i;
+                separate.push_back(one);
+            }
+        }
+        EngineOptions eo;
+        eo.max_batch_seqs = prompts * samples;
+        Engine engine(model, eo);
+        auto t0 = Clock::now();
+        engine.generate(shared);
+        const double t_shared = seconds_since(t0);
+        t0 = Clock::now();
+        engine.generate(separate);
+        const double t_separate = seconds_since(t0);
+        row["grpo_shared_prefix_s"] = t_shared;
+        row["grpo_separate_s"] = t_separate;
+        row["prefix_sharing_speedup"] = t_separate / t_shared;
+        if (o.json_out.table()) {
+            std::printf(
+                "%-6s | 32 prompts x 8 samples (128-token prompts) | shared %.2f s, "
+                "separate %.2f s | %.2fx\n",
+                name, t_shared, t_separate, t_separate / t_shared);
+        }
+    }
+    return row;
+}
+
 }  // namespace
 
 std::function<int()> add_bench_generate(CLI::App& bench) {
     CLI::App* cmd = bench.add_subcommand(
         "generate", "Engine decode/prefill throughput, prefix sharing, vs the bandwidth bound");
-    struct Options {
-        JsonOutput json_out;
-        std::vector<std::string> configs{"small", "medium"};
-        std::vector<int> batches{1, 8, 32, 128};
-        int new_tokens = 32;
-        int prompt_tokens = 32;
-        bool decode_only = false;
-        std::string save_model;
-    };
-    auto o = std::make_shared<Options>();
+    auto o = std::make_shared<GenerateBenchOptions>();
     add_json_option(cmd, &o->json_out);
-    cmd->add_option("--configs", o->configs, "small, medium")->delimiter(',');
+    cmd->add_option("--configs", o->configs, "small, medium, qwen2.5-0.5b")->delimiter(',');
+    cmd->add_option("--model", o->model,
+                    "a model folder (config.json, model.safetensors) instead of the built-in "
+                    "shapes; its load is not timed, its peak memory is reported")
+        ->check(CLI::ExistingDirectory);
     cmd->add_option("--batches", o->batches, "decode batch sizes")->delimiter(',');
     cmd->add_option("--new-tokens", o->new_tokens, "tokens generated per sequence");
     cmd->add_option("--prompt-tokens", o->prompt_tokens, "prompt length for the decode runs");
@@ -115,100 +220,44 @@ std::function<int()> add_bench_generate(CLI::App& bench) {
             std::printf("threads %d | memcpy bandwidth %.1f GB/s\n", omp_get_max_threads(),
                         bw / 1e9);
         }
+        if (!o->model.empty()) {
+            const auto t0 = Clock::now();
+            std::unique_ptr<Model> model = load_model(o->model);
+            const double load_s = seconds_since(t0);
+            const std::string name = std::filesystem::path(o->model).filename().string();
+            // The bandwidth buffers are gone: the peak from here is the model's and the engine's.
+            const bool peak_reset = reset_peak_memory();
+            const MemoryUse loaded = memory_use();
+            if (o->json_out.table()) {
+                std::printf(
+                    "%s: %zu parameters, loaded in %.1f s (not in the figures), resident "
+                    "%.0f MiB\n",
+                    o->model.c_str(), model->num_params(), load_s, loaded.rss_mib);
+            }
+            json row = measure_engine(name.c_str(), *model, *o, bw);
+            const MemoryUse end = memory_use();
+            row["model"] = o->model;
+            row["params"] = model->num_params();
+            row["load_s"] = load_s;
+            row["resident_mib_after_load"] = loaded.rss_mib;
+            // Without the reset, the peak includes the bandwidth measurement's 512 MiB.
+            row[peak_reset ? "peak_resident_mib" : "peak_resident_mib_with_bandwidth_buffers"] =
+                end.peak_mib;
+            if (o->json_out.table()) {
+                std::printf("%s: peak resident %.0f MiB (model, engines, KV pools)%s\n",
+                            name.c_str(), end.peak_mib,
+                            peak_reset ? "" : " + 512 MiB of bandwidth buffers");
+            }
+            result["model"] = row;
+        }
         for (const BenchShape& shape : bench_shapes()) {
+            if (!o->model.empty()) break;
             if (std::find(o->configs.begin(), o->configs.end(), shape.name) == o->configs.end()) {
                 continue;
             }
             Model model(shape.config);
             model.init_random(7);
-            Rng rng(1);
-            json row;
-            // Single-stream bound: every decode step reads all weights once.
-            const double weight_bytes = 4.0 * model.num_params();
-            const double bound = bw / weight_bytes;
-            row["bandwidth_bound_tokens_per_s"] = bound;
-            double batch1 = 0;
-            for (int b : o->batches) {
-                std::vector<GenerationRequest> reqs(b);
-                for (auto& r : reqs) {
-                    r.prompt = random_prompt(rng, o->prompt_tokens, shape.config.vocab_size);
-                    r.params.temperature = 0.0f;
-                    r.params.max_tokens = o->new_tokens;
-                }
-                EngineOptions eo;
-                eo.max_batch_seqs = std::max(b, 1);
-                eo.max_batch_tokens = std::max(512, b);
-                Engine engine(model, eo);
-                const double tps = decode_throughput(engine, reqs, b <= 8 ? 2 : 1);
-                if (b == 1) batch1 = tps;
-                row["decode_tokens_per_s_batch_" + std::to_string(b)] = tps;
-                if (o->json_out.table()) {
-                    std::printf("%-6s | batch %4d | %9.1f decode tok/s", shape.name, b, tps);
-                    if (b == 1)
-                        std::printf(" | %.2fx of the bandwidth bound (%.1f tok/s)", tps / bound,
-                                    bound);
-                    if (b > 1 && batch1 > 0) std::printf(" | %.1fx batch 1", tps / batch1);
-                    std::printf("\n");
-                    std::fflush(stdout);
-                }
-            }
-            if (o->decode_only) {
-                result[shape.name] = row;
-                continue;
-            }
-            {  // prefill: one 512-token prompt, one new token
-                GenerationRequest r;
-                r.prompt = random_prompt(rng, 512, shape.config.vocab_size);
-                r.params.temperature = 0.0f;
-                r.params.max_tokens = 1;
-                EngineOptions eo;
-                eo.max_batch_tokens = 512;
-                Engine engine(model, eo);
-                double best = 0;
-                for (int rep = 0; rep < 2; rep++) {
-                    const auto t0 = Clock::now();
-                    engine.generate({r});
-                    best = std::max(best, engine.prefill_tokens() / seconds_since(t0));
-                }
-                row["prefill_tokens_per_s"] = best;
-                if (o->json_out.table())
-                    std::printf("%-6s | prefill 512 tokens | %9.1f tok/s\n", shape.name, best);
-            }
-            {  // GRPO-shaped: 32 prompts x 8 samples, shared prefix vs 256 independent requests
-                const int prompts = 32, samples = 8, plen = 128;
-                std::vector<GenerationRequest> shared(prompts), separate;
-                for (auto& r : shared) {
-                    r.prompt = random_prompt(rng, plen, shape.config.vocab_size);
-                    r.params.temperature = 1.0f;
-                    r.params.max_tokens = o->new_tokens;
-                    r.n = samples;
-                    GenerationRequest one = r;
-                    one.n = 1;
-                    for (int i = 0; i < samples; i++) {
-                        one.params.seed = i;
-                        separate.push_back(one);
-                    }
-                }
-                EngineOptions eo;
-                eo.max_batch_seqs = prompts * samples;
-                Engine engine(model, eo);
-                auto t0 = Clock::now();
-                engine.generate(shared);
-                const double t_shared = seconds_since(t0);
-                t0 = Clock::now();
-                engine.generate(separate);
-                const double t_separate = seconds_since(t0);
-                row["grpo_shared_prefix_s"] = t_shared;
-                row["grpo_separate_s"] = t_separate;
-                row["prefix_sharing_speedup"] = t_separate / t_shared;
-                if (o->json_out.table()) {
-                    std::printf(
-                        "%-6s | 32 prompts x 8 samples (128-token prompts) | shared %.2f s, "
-                        "separate %.2f s | %.2fx\n",
-                        shape.name, t_shared, t_separate, t_separate / t_shared);
-                }
-            }
-            result[shape.name] = row;
+            result[shape.name] = measure_engine(shape.name, model, *o, bw);
         }
         o->json_out.write(result);
         return 0;
