@@ -54,6 +54,24 @@ std::vector<GenerationRequest> greedy_requests(int max_tokens, int n = 1) {
     return reqs;
 }
 
+// A model that only generates holds no gradient buffer (its weights' size again: 2 GB for a
+// 0.5B model); training allocates it, zeroed, on first use.
+TEST(Engine, AGeneratingModelHoldsNoGradients) {
+    Model model(tiny_config());
+    model.init_random(5, 0.3f);
+    const Model& view = model;
+    EXPECT_EQ(view.grads(), nullptr);
+    Engine engine(model, EngineOptions{});
+    GenerationRequest r = greedy_requests(4)[0];
+    r.params.logprobs = 0;  // re-scored through Model::forward, the trainer's function
+    const auto out = engine.generate({r});
+    EXPECT_EQ(out[0][0].logprobs.size(), out[0][0].tokens.size());
+    EXPECT_EQ(view.grads(), nullptr);
+    model.zero_grads();
+    ASSERT_NE(view.grads(), nullptr);
+    for (size_t i = 0; i < model.num_params(); i++) ASSERT_EQ(view.grads()[i], 0.0f);
+}
+
 TEST(Engine, GreedyMatchesReferenceGenerationBatchedOrOneAtATime) {
     Model& model = tiny_model();
     const int max_new = 20;

@@ -165,7 +165,6 @@ void Model::build_layout() {
     }
     if (!c.tie_word_embeddings) add("lm_head.weight", {c.vocab_size, H}, true);
     params_.assign(offset, 0.0f);
-    grads_.assign(offset, 0.0f);
 }
 
 const TensorInfo* Model::find(const std::string& name) const {
@@ -180,7 +179,9 @@ float* Model::param(const std::string& name) {
 
 float* Model::grad(const std::string& name) {
     const TensorInfo* t = find(name);
-    return t ? grads_.data() + t->offset : nullptr;
+    if (!t) return nullptr;
+    allocate_grads();
+    return grads_.data() + t->offset;
 }
 
 Model::LayerParams Model::layer_params(float* base, int l) const {
@@ -205,6 +206,7 @@ void Model::init_random(uint64_t seed, float std) {
 }
 
 void Model::zero_grads() {
+    if (grads_.size() != params_.size()) return allocate_grads();  // zeroed when allocated
     std::fill(grads_.begin(), grads_.end(), 0.0f);
 }
 
@@ -390,6 +392,7 @@ void Model::forward_cached(const int32_t* tokens, const int32_t* positions, int 
 
 void Model::backward() {
     if (!batch_) throw Error("Model::backward called without a forward pass");
+    allocate_grads();  // backward accumulates: zeros on first use
     const PackedBatch& batch = *batch_;
     const ModelConfig& c = config_;
     const int N = batch.n_tokens();

@@ -64,8 +64,13 @@ class Model {
     size_t num_params() const { return params_.size(); }
     float* params() { return params_.data(); }
     const float* params() const { return params_.data(); }
-    float* grads() { return grads_.data(); }
-    const float* grads() const { return grads_.data(); }
+    // The gradient buffer, allocated (zeroed) on first use: a model that only generates
+    // (serving, sampling, a frozen reference) never holds a second copy of its weights' size.
+    float* grads() {
+        allocate_grads();
+        return grads_.data();
+    }
+    const float* grads() const { return grads_.empty() ? nullptr : grads_.data(); }  // none yet
     float* param(const std::string& name);
     float* grad(const std::string& name);
 
@@ -177,8 +182,11 @@ class Model {
     std::vector<TensorInfo> tensors_;
     std::unordered_map<std::string, size_t> index_;
     std::vector<LayerOffsets> layer_offsets_;
-    std::vector<float> params_;       // all parameters, one allocation
-    std::vector<float> grads_;        // same layout as params_
+    std::vector<float> params_;  // all parameters, one allocation
+    std::vector<float> grads_;   // same layout as params_; empty until first needed
+    void allocate_grads() {
+        if (grads_.size() != params_.size()) grads_.assign(params_.size(), 0.0f);
+    }
     std::vector<float> acts_;         // all activations and activation gradients, one allocation
     std::vector<float> cached_acts_;  // forward_cached()'s buffers, grown as needed
     std::vector<float> rope_cos_, rope_sin_;  // (max_position_embeddings, head_dim/2)
