@@ -2,7 +2,11 @@
 """Crucible's decode throughput beside llama.cpp's on the same weights (issue 4, item 6).
 
     python3 bench/llamacpp_bench.py --binary build/crucible [--threads N] [--runs 3]
-        [--prompt-tokens 32] [--new-tokens 32] [--sequences 32]
+        [--prompt-tokens 32] [--new-tokens 32] [--sequences 32] [--model DIR]
+
+With --model DIR, any model folder replaces the "medium" bench model in steps 1-4 (a random
+folder of Qwen2.5-0.5B's shape: `crucible bench generate --save-model DIR --configs
+qwen2.5-0.5b`); the greedy check's prompt ids are bytes, valid ids in every vocabulary here.
 
 Builds nothing. With the crucible binary given it:
 1. writes the "medium" bench model (src/cli/bench_shapes.h: Qwen2, hidden 896, 4 layers, vocab
@@ -62,6 +66,7 @@ def main():
     ap.add_argument("--sequences", type=int, default=32)
     ap.add_argument("--check-tokens", type=int, default=16)
     ap.add_argument("--workdir", help="keep the model and GGUF here (default: a temp folder)")
+    ap.add_argument("--model", help="a model folder instead of the medium bench model")
     args = ap.parse_args()
 
     binary = os.path.abspath(args.binary)
@@ -74,10 +79,16 @@ def main():
     work = args.workdir or tempfile.mkdtemp(prefix="llamacpp_bench_")
     os.makedirs(work, exist_ok=True)
     try:
-        model_dir = os.path.join(work, "medium")
-        gguf = os.path.join(work, "medium-f32.gguf")
-        run([binary, "bench", "generate", "--configs", "medium", "--save-model", work], env,
-            "saving the medium model")
+        if args.model:
+            model_dir = os.path.abspath(args.model)
+            gguf = os.path.join(work, os.path.basename(model_dir.rstrip("/")) + "-f32.gguf")
+            which, key = ["--model", model_dir], "model"
+        else:
+            model_dir = os.path.join(work, "medium")
+            gguf = os.path.join(work, "medium-f32.gguf")
+            which, key = ["--configs", "medium"], "medium"
+            run([binary, "bench", "generate", "--configs", "medium", "--save-model", work], env,
+                "saving the medium model")
         print(run([binary, "convert", "--to", "gguf", "--type", "f32", model_dir, gguf], env,
                   "GGUF export").strip())
 
@@ -105,16 +116,16 @@ def main():
         B = args.sequences
         rows = []
         for r in range(args.runs):
-            ours = last_json(run([binary, "bench", "generate", "--configs", "medium",
-                                  "--decode-only", "--json", "--batches", f"1,{B}",
+            ours = last_json(run([binary, "bench", "generate"] + which +
+                                 ["--decode-only", "--json", "--batches", f"1,{B}",
                                   "--prompt-tokens", str(args.prompt_tokens),
                                   "--new-tokens", str(args.new_tokens)], env, "crucible bench"))
             theirs = last_json(run(["node", NODE_BENCH, "--model", gguf, "--threads",
                                     str(args.threads), "--sequences", f"1,{B}",
                                     "--prompt-tokens", str(args.prompt_tokens),
                                     "--new-tokens", str(args.new_tokens)], env, "llama.cpp bench"))
-            row = {"crucible_1": ours["medium"]["decode_tokens_per_s_batch_1"],
-                   "crucible_B": ours["medium"][f"decode_tokens_per_s_batch_{B}"],
+            row = {"crucible_1": ours[key]["decode_tokens_per_s_batch_1"],
+                   "crucible_B": ours[key][f"decode_tokens_per_s_batch_{B}"],
                    "llama_1": theirs["decode_tokens_per_s_seqs_1"],
                    "llama_B": theirs[f"decode_tokens_per_s_seqs_{B}"]}
             rows.append(row)
