@@ -78,6 +78,8 @@ def main():
     ap.add_argument("--model-config", help="a model folder's config.json instead of --config")
     ap.add_argument("--batch", type=int, default=2, help="with --model-config: sequences per step")
     ap.add_argument("--seq", type=int, default=512, help="with --model-config: tokens per sequence")
+    ap.add_argument("--autocast-bf16", action="store_true",
+                    help="forward under torch.autocast('cpu', bfloat16) (fp32 master weights)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
@@ -112,8 +114,9 @@ def main():
     positions = torch.arange(T).unsqueeze(0).expand(B, T)
 
     def step():
-        logits = model(inputs, positions)  # [B, T, V], causal mask, no padding
-        loss = F.cross_entropy(logits.view(B * T, -1), targets.view(B * T))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.autocast_bf16):
+            logits = model(inputs, positions)  # [B, T, V], causal mask, no padding
+        loss = F.cross_entropy(logits.float().view(B * T, -1), targets.view(B * T))
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -136,6 +139,7 @@ def main():
     med = statistics.median(times)
     print(json.dumps({
         "config": args.model_config or args.config,
+        "dtype": "autocast bf16" if args.autocast_bf16 else "fp32",
         "threads": args.threads,
         "tokens_per_step": B * T,
         "step_s_median": med,
