@@ -337,13 +337,7 @@ Task addition_task(const TextTokenizer& tok) {
     return t;
 }
 
-std::vector<json> read_jsonl(const fs::path& file) {
-    std::vector<json> out;
-    std::ifstream in(file);
-    std::string line;
-    while (std::getline(in, line)) out.push_back(json::parse(line));
-    return out;
-}
+using testutil::read_jsonl;
 
 // What the test's agent did in one session.
 struct AgentRecord {

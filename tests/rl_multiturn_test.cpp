@@ -293,13 +293,7 @@ Config multiturn_config(const fs::path& dir, const fs::path& model) {
     return c;
 }
 
-std::vector<json> read_jsonl(const fs::path& file) {
-    std::vector<json> out;
-    std::ifstream in(file);
-    std::string line;
-    while (std::getline(in, line)) out.push_back(json::parse(line));
-    return out;
-}
+using testutil::read_jsonl;
 
 std::string call_text(const std::string& expression) {
     return "<tool_call>{\"name\": \"calculator\", \"arguments\": {\"expression\": \"" + expression +

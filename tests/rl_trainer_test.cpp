@@ -76,13 +76,7 @@ RewardFunction low_ids() {
             }};
 }
 
-std::vector<json> read_jsonl(const fs::path& file) {
-    std::vector<json> out;
-    std::ifstream in(file);
-    std::string line;
-    while (std::getline(in, line)) out.push_back(json::parse(line));
-    return out;
-}
+using testutil::read_jsonl;
 
 TEST(RlTrainer, MovesThePolicyTowardsTheReward) {
     testutil::TempDir dir;

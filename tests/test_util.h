@@ -10,7 +10,9 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 
@@ -77,6 +79,15 @@ inline std::string command_output(const std::string& cmd, int* status = nullptr)
     for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
     const int rc = pclose(p);
     if (status) *status = rc;
+    return out;
+}
+
+// The JSON values of a JSONL file, one per line (a run's metrics.jsonl, samples.jsonl).
+inline std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& file) {
+    std::vector<nlohmann::json> out;
+    std::ifstream in(file);
+    std::string line;
+    while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
     return out;
 }
 
