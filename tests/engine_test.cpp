@@ -4,12 +4,16 @@
 #include "engine/engine.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <set>
 
 #include "core/error.h"
+#include "engine/kv_cache.h"
 #include "engine/reference_generate.h"
 #include "engine/sampler.h"
 #include "model_util.h"
@@ -70,6 +74,44 @@ TEST(Engine, AGeneratingModelHoldsNoGradients) {
     model.zero_grads();
     ASSERT_NE(view.grads(), nullptr);
     for (size_t i = 0; i < model.num_params(); i++) ASSERT_EQ(view.grads()[i], 0.0f);
+}
+
+// This process's resident memory in MiB (Linux: /proc/self/statm, pages).
+double resident_mib() {
+    long pages_total = 0, pages_resident = 0;
+    FILE* f = std::fopen("/proc/self/statm", "r");
+    if (!f) return -1;
+    const int got = std::fscanf(f, "%ld %ld", &pages_total, &pages_resident);
+    std::fclose(f);
+    return got == 2 ? pages_resident * (sysconf(_SC_PAGESIZE) / 1048576.0) : -1;
+}
+
+// The KV pool is reserved, not written: a 256 MiB pool costs no resident memory until blocks
+// are written, and then about what the written blocks hold.
+TEST(KvCache, ThePoolBecomesResidentAsBlocksAreWritten) {
+#ifdef CRUCIBLE_SANITIZED
+    GTEST_SKIP() << "the sanitizers' shadow memory is what this would measure";
+#endif
+    const ModelConfig c = tiny_config();  // 2 layers, kv_dim 16: 2 KiB of K per block
+    const int blocks = 65536;             // 128 MiB of K and 128 MiB of V
+    const double before = resident_mib();
+    ASSERT_GT(before, 0);
+    KvCache cache(c, blocks);
+    const double reserved = resident_mib();
+    EXPECT_LT(reserved - before, 16.0) << "the whole pool became resident at construction";
+    // 1,024 blocks written (16,384 tokens of every layer): 4 MiB of K and V.
+    KvCache::Table t;
+    ASSERT_TRUE(cache.reserve(t, 1024 * KvCache::kBlockSize));
+    for (int pos = 0; pos < 1024 * KvCache::kBlockSize; pos++) {
+        t.length = pos + 1;
+        for (int l = 0; l < c.num_hidden_layers; l++) {
+            std::fill_n(cache.k_at(t, l, pos), c.kv_dim(), 1.0f);
+            std::fill_n(cache.v_at(t, l, pos), c.kv_dim(), 1.0f);
+        }
+    }
+    const double written = resident_mib();
+    EXPECT_GT(written - reserved, 3.0);
+    EXPECT_LT(written - reserved, 16.0);
 }
 
 TEST(Engine, GreedyMatchesReferenceGenerationBatchedOrOneAtATime) {

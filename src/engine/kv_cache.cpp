@@ -8,8 +8,8 @@ namespace crucible {
 KvCache::KvCache(const ModelConfig& config, int num_blocks)
     : layers_(config.num_hidden_layers), kv_dim_(config.kv_dim()), num_blocks_(num_blocks) {
     const size_t n = (size_t)num_blocks * layers_ * kBlockSize * kv_dim_;
-    k_.assign(n, 0.0f);
-    v_.assign(n, 0.0f);
+    k_.reset(new float[n]);  // not value-initialised: see the header
+    v_.reset(new float[n]);
     refs_.assign(num_blocks, 0);
     for (int b = num_blocks - 1; b >= 0; b--) free_.push_back(b);
 }
@@ -31,9 +31,9 @@ bool KvCache::reserve(Table& t, int n) {
         const int32_t old = t.blocks.back();
         const int32_t copy = allocate();
         const size_t block_floats = (size_t)layers_ * kBlockSize * kv_dim_;
-        std::memcpy(k_.data() + copy * block_floats, k_.data() + old * block_floats,
+        std::memcpy(k_.get() + copy * block_floats, k_.get() + old * block_floats,
                     block_floats * sizeof(float));
-        std::memcpy(v_.data() + copy * block_floats, v_.data() + old * block_floats,
+        std::memcpy(v_.get() + copy * block_floats, v_.get() + old * block_floats,
                     block_floats * sizeof(float));
         refs_[old]--;
         t.blocks.back() = copy;
