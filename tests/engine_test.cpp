@@ -192,15 +192,20 @@ TEST(Engine, StopTokensAndMaxTokens) {
 // Model::forward gives the same numbers bit for bit, so an RL ratio at the first update is 1.
 // (Scored in a different packing, the linear layers may take other kernels for the other row
 // counts and the last bits move; the trainer must score old logprobs on its own micro-batches.)
+// With bfloat16 matmuls too, as long as every step of the engine runs 5 rows or more (1 to 4
+// take the weight stream, whose sums round differently): a 5-token prompt and 6 samples.
 TEST(Engine, LogprobsAreTheTrainersSoTheFirstImportanceRatioIsExactlyOne) {
+    for (MatmulDtype dtype : {MatmulDtype::float32, MatmulDtype::bfloat16}) {
     Model& model = tiny_model();
+    model.set_matmul_dtype(dtype);
+    const bool bf16 = dtype == MatmulDtype::bfloat16;
     GenerationRequest r;
-    r.prompt = {9, 8, 7, 6};
+    r.prompt = bf16 ? std::vector<int32_t>{9, 8, 7, 6, 5} : std::vector<int32_t>{9, 8, 7, 6};
     r.params.temperature = 1.0f;
     r.params.max_tokens = 12;
     r.params.seed = 5;
     r.params.logprobs = 3;
-    r.n = 3;
+    r.n = bf16 ? 6 : 3;
     const auto out = Engine(model).generate({r});
     PackedBatch b;  // the samples in order, as the engine packs them
     for (const auto& s : out[0]) {
@@ -221,6 +226,8 @@ TEST(Engine, LogprobsAreTheTrainersSoTheFirstImportanceRatioIsExactlyOne) {
             EXPECT_GE(s.top_logprobs[t][0].logprob, s.logprobs[t]);  // the best is at least it
             EXPECT_LE(s.top_logprobs[t][0].logprob, 0.0f);
         }
+    }
+    model.set_matmul_dtype(MatmulDtype::float32);
     }
 }
 

@@ -120,14 +120,18 @@ TEST(RlTrainer, MovesThePolicyTowardsTheReward) {
 // nothing clips. With lr > 0 and one pass (mu = 1, as DAPO) the later mini-batches are
 // off-policy: the ratio moves and the clip acts. (Were pi_old taken in each mini-batch's own
 // forward, the one-pass run would show ratio 1 and no clipping, and this test would fail.)
+// The same holds with bfloat16 matmuls: sampling and training share the kernels and the bf16
+// copy of the weights.
 TEST(RlTrainer, SeveralMiniBatchesAtLrZeroHaveEveryRatioExactlyOne) {
     testutil::TempDir dir;
     const fs::path model = tiny_model(dir.path());
     double max_off = 0.0, clipped = 0.0;
+    for (const std::string dtype : {"float32", "bfloat16"})
     for (const char* lr : {"0", "5e-2"}) {
         const bool zero = std::string(lr) == "0";
         Config c = tiny_config(dir.path(), model);
-        c.set(std::string("run.name=lr") + lr);
+        c.set(std::string("run.name=lr") + lr + dtype);
+        c.set("train.dtype=" + dtype);
         c.set("train.steps=3");
         c.set(std::string("train.lr=") + lr);
         c.set("algorithm.minibatches=4");

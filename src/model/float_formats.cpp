@@ -2,6 +2,8 @@
 // compiler flag gives the same bytes).
 #include "model/float_formats.h"
 
+#include "kernels/bf16_linear.h"
+
 #include <cmath>
 #include <cstring>
 
@@ -47,19 +49,8 @@ uint16_t fp32_to_fp16(float f) {
     return static_cast<uint16_t>(sign | h);
 }
 
-float bf16_to_fp32(uint16_t b) {
-    const uint32_t bits = static_cast<uint32_t>(b) << 16;
-    float f;
-    std::memcpy(&f, &bits, 4);
-    return f;
-}
+float bf16_to_fp32(uint16_t b) { return kernels::from_bf16(b); }
 
-uint16_t fp32_to_bf16(float f) {
-    uint32_t bits;
-    std::memcpy(&bits, &f, 4);
-    if ((bits & 0x7fffffff) > 0x7f800000) return static_cast<uint16_t>((bits >> 16) | 0x40);  // NaN
-    bits += 0x7fff + ((bits >> 16) & 1);  // round to nearest even
-    return static_cast<uint16_t>(bits >> 16);
-}
+uint16_t fp32_to_bf16(float f) { return kernels::to_bf16(f); }
 
 }  // namespace crucible

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "kernels/bf16_linear.h"
 #include "kernels/kernels.h"
 
 namespace crucible {
@@ -70,6 +71,58 @@ std::string gb(double bytes) {
 }
 
 }  // namespace
+
+MatmulDtype parse_matmul_dtype(const std::string& value, const std::string& key) {
+    if (value == "float32") return MatmulDtype::float32;
+    if (value == "bfloat16") return MatmulDtype::bfloat16;
+    throw Error(key + ": unknown dtype '" + value + "' (expected float32 or bfloat16)");
+}
+
+const char* to_string(MatmulDtype dtype) {
+    return dtype == MatmulDtype::bfloat16 ? "bfloat16" : "float32";
+}
+
+void Model::set_matmul_dtype(MatmulDtype dtype) {
+    matmul_dtype_ = dtype;
+    if (dtype == MatmulDtype::float32) {
+        std::vector<uint16_t>().swap(bf16_);  // the copy's memory back
+        bf16_stale_ = true;
+    }
+}
+
+void Model::refresh_bf16() {
+    if (matmul_dtype_ != MatmulDtype::bfloat16 || !bf16_stale_) return;
+    bf16_.resize(params_.size());
+    k::to_bf16(bf16_.data(), params_.data(), params_.size());
+    bf16_stale_ = false;
+}
+
+void Model::linear(float* out, const float* inp, const float* w, const float* b, int N, int C,
+                   int OC) const {
+    if (matmul_dtype_ == MatmulDtype::bfloat16) {
+        k::linear_forward_bf16(out, inp, bf16_of(w), b, N, C, OC);
+    } else {
+        k::linear_forward(out, inp, w, b, N, C, OC);
+    }
+}
+
+void Model::linear_back(float* dinp, float* dw, float* db, const float* dout, const float* inp,
+                        const float* w, int N, int C, int OC) const {
+    if (matmul_dtype_ == MatmulDtype::bfloat16) {
+        k::linear_backward_bf16(dinp, dw, db, dout, inp, bf16_of(w), N, C, OC);
+    } else {
+        k::linear_backward(dinp, dw, db, dout, inp, w, N, C, OC);
+    }
+}
+
+void Model::embed(float* out, const int32_t* tokens, int N) const {
+    const float* table = params_.data() + find("model.embed_tokens.weight")->offset;
+    if (matmul_dtype_ == MatmulDtype::bfloat16) {
+        k::embedding_forward_bf16(out, tokens, bf16_of(table), N, config_.hidden_size);
+    } else {
+        k::embedding_forward(out, tokens, table, N, config_.hidden_size);
+    }
+}
 
 double Model::param_count(const ModelConfig& c) {
     const double embed = double(c.vocab_size) * c.hidden_size;
@@ -174,6 +227,7 @@ const TensorInfo* Model::find(const std::string& name) const {
 
 float* Model::param(const std::string& name) {
     const TensorInfo* t = find(name);
+    if (t) bf16_stale_ = true;  // the caller may write it
     return t ? params_.data() + t->offset : nullptr;
 }
 
@@ -194,6 +248,7 @@ Model::LayerParams Model::layer_params(float* base, int l) const {
 }
 
 void Model::init_random(uint64_t seed, float std) {
+    bf16_stale_ = true;
     Rng rng(seed);
     for (const TensorInfo& t : tensors_) {
         float* p = params_.data() + t.offset;
@@ -267,7 +322,7 @@ double Model::forward(const PackedBatch& batch) {
     const ModelConfig& c = config_;
     const int N = batch.n_tokens();
     const int S = batch.n_seqs();
-    const int H = c.hidden_size, V = c.vocab_size;
+    const int V = c.vocab_size;
     for (int s = 0; s < S; s++) {
         if (batch.seq_len[s] > c.max_position_embeddings) {
             throw Error("sequence of " + std::to_string(batch.seq_len[s]) +
@@ -298,8 +353,8 @@ double Model::forward(const PackedBatch& batch) {
         c.num_attention_heads,  c.num_key_value_heads, c.head_dim,          S,
         batch.seq_start.data(), batch.seq_len.data(),  probs_offset_.data()};
 
-    k::embedding_forward(A + a.resid, batch.tokens.data(), param("model.embed_tokens.weight"), N,
-                         H);
+    refresh_bf16();
+    embed(A + a.resid, batch.tokens.data(), N);
     for (int l = 0; l < c.num_hidden_layers; l++) {
         float* L = A + l * a.layer_stride;
         // The next layer's residual input lives in the next layer block (or lnf's input).
@@ -328,22 +383,22 @@ void Model::forward_layer(int l, const LayerActivations& a, const int32_t* posit
     const LayerParams w = layer(l);
     // attention block
     k::rmsnorm_forward(a.ln1, a.rstd1, a.resid, w.ln1_w, N, H, c.rms_norm_eps);
-    k::linear_forward(a.q, a.ln1, w.q_w, w.q_b, N, H, Q);
-    k::linear_forward(a.k, a.ln1, w.k_w, w.k_b, N, H, KV);
-    k::linear_forward(a.v, a.ln1, w.v_w, w.v_b, N, H, KV);
+    linear(a.q, a.ln1, w.q_w, w.q_b, N, H, Q);
+    linear(a.k, a.ln1, w.k_w, w.k_b, N, H, KV);
+    linear(a.v, a.ln1, w.v_w, w.v_b, N, H, KV);
     k::rope_forward(a.q, positions, rope_cos_.data(), rope_sin_.data(), N, c.num_attention_heads,
                     c.head_dim);
     k::rope_forward(a.k, positions, rope_cos_.data(), rope_sin_.data(), N, c.num_key_value_heads,
                     c.head_dim);
     attend(a);
-    k::linear_forward(a.mid, a.att, w.o_w, w.o_b, N, Q, H);
+    linear(a.mid, a.att, w.o_w, w.o_b, N, Q, H);
     k::residual_forward(a.mid, a.mid, a.resid, NH);
     // MLP block
     k::rmsnorm_forward(a.ln2, a.rstd2, a.mid, w.ln2_w, N, H, c.rms_norm_eps);
-    k::linear_forward(a.gate, a.ln2, w.gate_w, w.gate_b, N, H, I);
-    k::linear_forward(a.up, a.ln2, w.up_w, w.up_b, N, H, I);
+    linear(a.gate, a.ln2, w.gate_w, w.gate_b, N, H, I);
+    linear(a.up, a.ln2, w.up_w, w.up_b, N, H, I);
     k::swiglu_forward(a.act, a.gate, a.up, (size_t)N * I);
-    k::linear_forward(a.resid_out, a.act, w.down_w, w.down_b, N, I, H);
+    linear(a.resid_out, a.act, w.down_w, w.down_b, N, I, H);
     k::residual_forward(a.resid_out, a.resid_out, a.mid, NH);
 }
 
@@ -354,7 +409,7 @@ void Model::forward_head(float* logits, float* ln, float* rstd, const float* x, 
                        c.rms_norm_eps);
     const TensorInfo* head =
         find(c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
-    k::linear_forward(logits, ln, base + head->offset, nullptr, M, c.hidden_size, c.vocab_size);
+    linear(logits, ln, base + head->offset, nullptr, M, c.hidden_size, c.vocab_size);
 }
 
 void Model::forward_cached(const int32_t* tokens, const int32_t* positions, int N,
@@ -376,8 +431,8 @@ void Model::forward_cached(const int32_t* tokens, const int32_t* positions, int 
         at += sizes[i];
     }
     float *x = buf[0], *ln = buf[1], *rstd = buf[2], *sel = buf[11];
-    k::embedding_forward(x, tokens, params_.data() + find("model.embed_tokens.weight")->offset, N,
-                         (int)H);
+    refresh_bf16();
+    embed(x, tokens, N);
     const LayerActivations la{x,      ln, rstd, buf[3], buf[4], buf[5],  buf[6],
                               buf[7], ln, rstd, buf[8], buf[9], buf[10], x};
     for (int l = 0; l < c.num_hidden_layers; l++) {
@@ -414,13 +469,14 @@ void Model::backward() {
     k::cross_entropy_backward_inplace(dlogits, A + a.lse, batch.targets.data(),
                                       batch.loss_weight.data(), N, V);
     const bool tied = c.tie_word_embeddings;
-    float* head = tied ? param("model.embed_tokens.weight") : param("lm_head.weight");
+    const float* head =
+        params_.data() + find(tied ? "model.embed_tokens.weight" : "lm_head.weight")->offset;
     float* dhead = tied ? grad("model.embed_tokens.weight") : grad("lm_head.weight");
     zero(d_tmp, NH);
-    k::linear_backward(d_tmp, dhead, nullptr, dlogits, A + a.lnf, head, N, H, V);
+    linear_back(d_tmp, dhead, nullptr, dlogits, A + a.lnf, head, N, H, V);
     zero(d_resid, NH);
     k::rmsnorm_backward(d_resid, grad("model.norm.weight"), d_tmp, A + a.final_resid,
-                        param("model.norm.weight"), A + a.rstdf, N, H);
+                        params_.data() + find("model.norm.weight")->offset, A + a.rstdf, N, H);
 
     for (int l = c.num_hidden_layers - 1; l >= 0; l--) {
         const LayerParams w = layer_params(params_.data(), l);
@@ -428,17 +484,17 @@ void Model::backward() {
         float* L = A + l * a.layer_stride;
         // MLP block: resid_out = mid + down(act)
         zero(A + a.d_act, NI);
-        k::linear_backward(A + a.d_act, g.down_w, g.down_b, d_resid, L + a.act, w.down_w, N, I, H);
+        linear_back(A + a.d_act, g.down_w, g.down_b, d_resid, L + a.act, w.down_w, N, I, H);
         zero(A + a.d_gate, NI);
         zero(A + a.d_up, NI);
         k::swiglu_backward(A + a.d_gate, A + a.d_up, A + a.d_act, L + a.gate, L + a.up, NI);
         zero(d_tmp, NH);
-        k::linear_backward(d_tmp, g.gate_w, g.gate_b, A + a.d_gate, L + a.ln2, w.gate_w, N, H, I);
-        k::linear_backward(d_tmp, g.up_w, g.up_b, A + a.d_up, L + a.ln2, w.up_w, N, H, I);
+        linear_back(d_tmp, g.gate_w, g.gate_b, A + a.d_gate, L + a.ln2, w.gate_w, N, H, I);
+        linear_back(d_tmp, g.up_w, g.up_b, A + a.d_up, L + a.ln2, w.up_w, N, H, I);
         k::rmsnorm_backward(d_resid, g.ln2_w, d_tmp, L + a.mid, w.ln2_w, L + a.rstd2, N, H);
         // attention block: mid = resid + o(att)
         zero(A + a.d_att, (size_t)N * Q);
-        k::linear_backward(A + a.d_att, g.o_w, g.o_b, d_resid, L + a.att, w.o_w, N, Q, H);
+        linear_back(A + a.d_att, g.o_w, g.o_b, d_resid, L + a.att, w.o_w, N, Q, H);
         zero(A + a.d_q, (size_t)N * Q);
         zero(A + a.d_k, (size_t)N * KV);
         zero(A + a.d_v, (size_t)N * KV);
@@ -449,9 +505,9 @@ void Model::backward() {
         k::rope_backward(A + a.d_k, batch.positions.data(), rope_cos_.data(), rope_sin_.data(), N,
                          c.num_key_value_heads, c.head_dim);
         zero(d_tmp, NH);
-        k::linear_backward(d_tmp, g.q_w, g.q_b, A + a.d_q, L + a.ln1, w.q_w, N, H, Q);
-        k::linear_backward(d_tmp, g.k_w, g.k_b, A + a.d_k, L + a.ln1, w.k_w, N, H, KV);
-        k::linear_backward(d_tmp, g.v_w, g.v_b, A + a.d_v, L + a.ln1, w.v_w, N, H, KV);
+        linear_back(d_tmp, g.q_w, g.q_b, A + a.d_q, L + a.ln1, w.q_w, N, H, Q);
+        linear_back(d_tmp, g.k_w, g.k_b, A + a.d_k, L + a.ln1, w.k_w, N, H, KV);
+        linear_back(d_tmp, g.v_w, g.v_b, A + a.d_v, L + a.ln1, w.v_w, N, H, KV);
         k::rmsnorm_backward(d_resid, g.ln1_w, d_tmp, L + a.resid, w.ln1_w, L + a.rstd1, N, H);
     }
     k::embedding_backward(grad("model.embed_tokens.weight"), d_resid, batch.tokens.data(), N, H);

@@ -42,6 +42,16 @@ struct PackedBatch {
 // The machine's physical memory in bytes (sysconf): what memory estimates are checked against.
 double physical_memory_bytes();
 
+// The precision of the matmuls. float32: exact fp32, what the PyTorch fixtures check.
+// bfloat16: every matrix (embeddings, projections, lm_head) is read as its bf16 rounding and the
+// matmuls' inputs are rounded to bf16, products summed in fp32 (kernels/bf16_linear.h); norms,
+// biases, RoPE, attention, softmax and the loss stay fp32, and so do the weights training
+// updates (params(): the master copy) and every gradient — mixed precision as GPU stacks run it.
+enum class MatmulDtype { float32, bfloat16 };
+// "float32" or "bfloat16"; anything else is an Error naming `key`.
+MatmulDtype parse_matmul_dtype(const std::string& value, const std::string& key);
+const char* to_string(MatmulDtype dtype);
+
 class Model {
   public:
     // Allocates parameters and gradients (zeroed). Call init_random() or load weights. Throws
@@ -62,7 +72,12 @@ class Model {
     // The tensor with this HF name, or nullptr.
     const TensorInfo* find(const std::string& name) const;
     size_t num_params() const { return params_.size(); }
-    float* params() { return params_.data(); }
+    // Non-const access may write the weights: the bf16 copy is then re-derived before the next
+    // forward pass (bfloat16 matmuls only), so no write path can leave it stale.
+    float* params() {
+        bf16_stale_ = true;
+        return params_.data();
+    }
     const float* params() const { return params_.data(); }
     // The gradient buffer, allocated (zeroed) on first use: a model that only generates
     // (serving, sampling, a frozen reference) never holds a second copy of its weights' size.
@@ -73,6 +88,10 @@ class Model {
     const float* grads() const { return grads_.empty() ? nullptr : grads_.data(); }  // none yet
     float* param(const std::string& name);
     float* grad(const std::string& name);
+
+    // The matmul precision (float32 until set). The weights stay fp32 either way.
+    void set_matmul_dtype(MatmulDtype dtype);
+    MatmulDtype matmul_dtype() const { return matmul_dtype_; }
 
     // HF-style init: linear weights and embeddings N(0, std), biases 0, norm weights 1.
     void init_random(uint64_t seed, float std = 0.02f);
@@ -187,6 +206,18 @@ class Model {
     void allocate_grads() {
         if (grads_.size() != params_.size()) grads_.assign(params_.size(), 0.0f);
     }
+    MatmulDtype matmul_dtype_ = MatmulDtype::float32;
+    std::vector<uint16_t> bf16_;  // bfloat16: params_ rounded, same layout; refreshed when stale
+    bool bf16_stale_ = true;
+    void refresh_bf16();
+    // The bf16 copy of the parameter at `p` (a pointer into params_).
+    const uint16_t* bf16_of(const float* p) const { return bf16_.data() + (p - params_.data()); }
+    // linear_forward / linear_backward in the model's matmul precision.
+    void linear(float* out, const float* inp, const float* w, const float* b, int N, int C,
+                int OC) const;
+    void linear_back(float* dinp, float* dw, float* db, const float* dout, const float* inp,
+                     const float* w, int N, int C, int OC) const;
+    void embed(float* out, const int32_t* tokens, int N) const;
     std::vector<float> acts_;         // all activations and activation gradients, one allocation
     std::vector<float> cached_acts_;  // forward_cached()'s buffers, grown as needed
     std::vector<float> rope_cos_, rope_sin_;  // (max_position_embeddings, head_dim/2)

@@ -70,6 +70,7 @@ RlTrainConfig read_train(const Config& c) {
     t.beta2 = c.get_double("train.beta2");
     t.eps = c.get_double("train.eps");
     t.grad_clip = c.get_double("train.grad_clip");
+    t.dtype = parse_matmul_dtype(c.get_string("train.dtype"), "train.dtype");
     t.micro_batch_tokens = c.get_int("train.micro_batch_tokens");
     t.checkpoint_every = c.get_int("train.checkpoint_every");
     t.log_every = c.get_int("train.log_every");

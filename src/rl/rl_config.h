@@ -16,6 +16,7 @@
 #include "env/search_index.h"
 #include "env/tool_call.h"
 #include "kernels/kernels.h"
+#include "model/model.h"
 #include "rl/objective.h"
 
 namespace crucible {
@@ -152,6 +153,8 @@ train:
   beta2: 0.99               # [0, 1)
   eps: 1.0e-8               # (0, 1]
   grad_clip: 1.0            # [0, inf) global grad-norm clip; 0 disables
+  dtype: float32            # the matmuls' precision: float32 or bfloat16 (fp32 master weights,
+                            # gradients and optimizer state either way; docs/PERFORMANCE.md)
   micro_batch_tokens: 4096  # [1, 1e9] rows per forward/backward (gradient accumulation beyond)
   checkpoint_every: 25      # [0, 1e9] steps; 0: only the last step (always written)
   log_every: 5              # [1, 1e9] steps between console lines
@@ -294,6 +297,7 @@ struct RlTrainConfig {
     double beta2 = 0.0;
     double eps = 0.0;
     double grad_clip = 0.0;
+    MatmulDtype dtype = MatmulDtype::float32;
     int64_t micro_batch_tokens = 0;
     int64_t checkpoint_every = 0;
     int64_t log_every = 0;

@@ -103,7 +103,11 @@ RlTrainer::RlTrainer(const Config& config, bool resume, std::ostream& log,
     set_up_rewards(std::move(extra_rewards));
     check_rewards_pay_every_item();
     open_run(resume, start_from);
-    if (loss_.kl_beta > 0) reference_ = load_model(start_from);  // frozen: the starting policy
+    model_->set_matmul_dtype(cfg_.train.dtype);
+    if (loss_.kl_beta > 0) {
+        reference_ = load_model(start_from);  // frozen: the starting policy
+        reference_->set_matmul_dtype(cfg_.train.dtype);
+    }
     check_fits_context(start_from);
     remove_unpublished_checkpoints(run_dir_ / "checkpoints");
     if (resume) {

@@ -182,6 +182,7 @@ SftTrainer::SftTrainer(const Config& config, bool resume, std::ostream& log)
         adam_v_.assign(model_->num_params(), 0.0f);
         write_file_durable(run_dir_ / "metrics.jsonl", "");
     }
+    model_->set_matmul_dtype(parse_matmul_dtype(config_.get_string("train.dtype"), "train.dtype"));
     if (model_->config().vocab_size < tokenizer_.vocab_size) {
         throw Error("model vocab_size " + std::to_string(model_->config().vocab_size) +
                     " is smaller than the tokenizer's " + std::to_string(tokenizer_.vocab_size) +

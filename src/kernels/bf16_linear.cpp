@@ -1,0 +1,436 @@
+// GCC 12 reports a false -Wmaybe-uninitialized inside its own AVX-512 intrinsics (the
+// _mm512_undefined_* operand of the lane extractions that horizontal sums use).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include "kernels/bf16_linear.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/parallel.h"
+
+namespace crucible::kernels {
+
+// Two kernels, chosen by the number of input rows, as for fp32 (linear.cpp):
+//  - up to 4 rows (decode of a few sequences) a stream over the weights: each weight row is read
+//    once, 32 values at a time, into per-row accumulators summed across lanes at the end.
+//  - from 5 rows, the broadcast kernel: the input is rounded and transposed into pairs
+//    (xT[k/2][n] holds x[n][k], x[n][k+1]), so one vector holds a pair of input features of 16
+//    (or 8) rows, and each pair of adjacent weights of a row, one 32-bit load, is broadcast and
+//    multiplies all the rows at once (vdpbf16ps does two multiply-adds per lane). The weights are
+//    read in place, row-major, never repacked; a lane is one output summed over k in order, so
+//    its bits do not depend on how many rows came with it. The backward's two matmuls are the
+//    same kernel over transposed operands.
+namespace {
+
+constexpr int kStreamMaxRows = 4;
+
+inline uint32_t pair_at(const uint16_t* w, int kp) {
+    uint32_t p;
+    std::memcpy(&p, w + 2 * (size_t)kp, 4);
+    return p;
+}
+
+// out[r][o] (+)= sum_k X[r][k] * W[o][k] (+ bias[o]), X given as xT pairs.
+struct Gemm {
+    float* out;
+    size_t ldo;
+    bool accumulate;
+    const uint32_t* xT;  // (ceil(K/2), RP): the pair (X[r][2kp], X[r][2kp+1]), 0 past K and R
+    int RP;
+    const uint16_t* w;  // (O, ldw) row-major
+    size_t ldw;
+    const float* bias;
+    int K;
+};
+
+struct Tile {
+    int o0, rows;    // weight rows o0 .. o0 + rows - 1
+    int r0, valid;   // input rows r0 .. r0 + valid - 1
+};
+
+template <int W>
+inline void store_tile(const Gemm& g, const Tile& t, const float* acc) {
+    for (int i = 0; i < t.rows; i++) {
+        const int o = t.o0 + i;
+        for (int n = 0; n < t.valid; n++) {
+            float v = acc[i * W + n];
+            float* dst = g.out + (size_t)(t.r0 + n) * g.ldo + o;
+            if (g.accumulate) v = *dst + v;
+            if (g.bias) v += g.bias[o];
+            *dst = v;
+        }
+    }
+}
+
+// The weight pair of row `w` at pair index kp, the odd K's last one alone (its partner is 0).
+inline uint32_t weight_pair(const uint16_t* w, int kp, int K) {
+    return 2 * kp + 1 < K ? pair_at(w, kp) : w[2 * (size_t)kp];
+}
+
+// RW weight rows x V vectors of 16 input rows: 12 x 2 holds 24 accumulators in zmm registers.
+template <int RW, int V>
+__attribute__((target("avx512f,avx512bf16"))) void tile_dpbf16(const Gemm& g, const Tile& t) {
+    const uint16_t* w[RW];
+    for (int i = 0; i < RW; i++) w[i] = g.w + (size_t)(t.o0 + (i < t.rows ? i : 0)) * g.ldw;
+    __m512 acc[RW][V];
+#pragma GCC unroll 16
+    for (int i = 0; i < RW; i++)
+#pragma GCC unroll 2
+        for (int v = 0; v < V; v++) acc[i][v] = _mm512_setzero_ps();
+    const uint32_t* x = g.xT + t.r0;
+    const int KP = (g.K + 1) / 2, full = g.K / 2;
+    for (int kp = 0; kp < KP; kp++, x += g.RP) {
+        __m512bh xv[V];
+#pragma GCC unroll 2
+        for (int v = 0; v < V; v++) xv[v] = (__m512bh)_mm512_loadu_si512(x + 16 * v);
+        if (kp < full) {
+#pragma GCC unroll 16
+            for (int i = 0; i < RW; i++) {
+                const __m512bh b = (__m512bh)_mm512_set1_epi32((int)pair_at(w[i], kp));
+#pragma GCC unroll 2
+                for (int v = 0; v < V; v++) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], b, xv[v]);
+            }
+        } else {
+            for (int i = 0; i < RW; i++) {
+                const __m512bh b = (__m512bh)_mm512_set1_epi32((int)weight_pair(w[i], kp, g.K));
+                for (int v = 0; v < V; v++) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], b, xv[v]);
+            }
+        }
+    }
+    alignas(64) float buf[RW * V * 16];
+#pragma GCC unroll 16
+    for (int i = 0; i < RW; i++)
+#pragma GCC unroll 2
+        for (int v = 0; v < V; v++) _mm512_store_ps(buf + (i * V + v) * 16, acc[i][v]);
+    store_tile<V * 16>(g, t, buf);
+}
+
+// Widens the high (odd) or low (even) bf16 of each 32-bit lane to fp32.
+inline __m256 odd_half(__m256i pairs) {
+    return _mm256_castsi256_ps(_mm256_and_si256(pairs, _mm256_set1_epi32((int)0xffff0000u)));
+}
+inline __m256 even_half(__m256i pairs) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(pairs, 16));
+}
+
+// The same chains with AVX2 FMAs: 6 weight rows x V vectors of 8 input rows.
+template <int RW, int V>
+void tile_fma(const Gemm& g, const Tile& t) {
+    const uint16_t* w[RW];
+    for (int i = 0; i < RW; i++) w[i] = g.w + (size_t)(t.o0 + (i < t.rows ? i : 0)) * g.ldw;
+    __m256 acc[RW][V];
+#pragma GCC unroll 16
+    for (int i = 0; i < RW; i++)
+#pragma GCC unroll 2
+        for (int v = 0; v < V; v++) acc[i][v] = _mm256_setzero_ps();
+    const uint32_t* x = g.xT + t.r0;
+    const int KP = (g.K + 1) / 2;
+    for (int kp = 0; kp < KP; kp++, x += g.RP) {
+        __m256 xo[V], xe[V];
+#pragma GCC unroll 2
+        for (int v = 0; v < V; v++) {
+            const __m256i p = _mm256_loadu_si256((const __m256i*)(x + 8 * v));
+            xo[v] = odd_half(p);
+            xe[v] = even_half(p);
+        }
+#pragma GCC unroll 16
+        for (int i = 0; i < RW; i++) {
+            const uint32_t p = weight_pair(w[i], kp, g.K);
+            const __m256 bo = _mm256_set1_ps(from_bf16((uint16_t)(p >> 16)));
+            const __m256 be = _mm256_set1_ps(from_bf16((uint16_t)(p & 0xffff)));
+#pragma GCC unroll 2
+            for (int v = 0; v < V; v++) {
+                acc[i][v] = _mm256_fmadd_ps(bo, xo[v], acc[i][v]);
+                acc[i][v] = _mm256_fmadd_ps(be, xe[v], acc[i][v]);
+            }
+        }
+    }
+    alignas(32) float buf[RW * V * 8];
+#pragma GCC unroll 16
+    for (int i = 0; i < RW; i++)
+#pragma GCC unroll 2
+        for (int v = 0; v < V; v++) _mm256_store_ps(buf + (i * V + v) * 8, acc[i][v]);
+    store_tile<V * 8>(g, t, buf);
+}
+
+// xT (ceil(K/2), RP) pairs of X[r][k] = src[r * sr + k * sk], rounded; zero past R and K.
+void pack_pairs(std::vector<uint32_t>& xT, int RP, const float* src, size_t sr, size_t sk, int R,
+                int K) {
+    const int KP = (K + 1) / 2;
+    xT.resize((size_t)KP * RP);
+    constexpr int kBlock = 16;
+    const int blocks = (RP + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < blocks; b++) {
+        const int r0 = b * kBlock, r1 = std::min(RP, r0 + kBlock);
+        for (int kp = 0; kp < KP; kp++) {
+            uint32_t* dst = xT.data() + (size_t)kp * RP;
+            const int k = 2 * kp;
+            for (int r = r0; r < r1; r++) {
+                if (r >= R) {
+                    dst[r] = 0;
+                    continue;
+                }
+                const float* row = src + (size_t)r * sr;
+                const uint32_t lo = to_bf16(row[k * sk]);
+                const uint32_t hi = k + 1 < K ? to_bf16(row[(k + 1) * sk]) : 0;
+                dst[r] = lo | hi << 16;
+            }
+        }
+    }
+}
+
+// Runs the gemm over R input rows and O weight rows: input rows in blocks that stay in cache
+// while every weight tile passes over them; threads split the weight tiles.
+template <int RW, int LANES, void (*Wide)(const Gemm&, const Tile&),
+          void (*Narrow)(const Gemm&, const Tile&)>
+void run_gemm(const Gemm& g, int R, int O) {
+    constexpr int kChunk = 2 * LANES;
+    // Input rows per block: xT of a block (K/2 pairs x kRowBlock x 4 bytes) stays in L2 for
+    // typical K while the weight tiles stream over it.
+    const int row_block = std::max(kChunk, (262144 / std::max(1, 2 * g.K)) / kChunk * kChunk);
+    const int tiles = (O + RW - 1) / RW;
+    for (int rb = 0; rb < R; rb += row_block) {
+        const int rb_end = std::min(R, rb + row_block);
+#pragma omp parallel for schedule(static)
+        for (int j = 0; j < tiles; j++) {
+            Tile t{j * RW, std::min(RW, O - j * RW), 0, 0};
+            for (t.r0 = rb; t.r0 < rb_end; t.r0 += kChunk) {
+                t.valid = std::min(kChunk, rb_end - t.r0);
+                (t.valid > LANES ? Wide : Narrow)(g, t);
+            }
+        }
+    }
+}
+
+void gemm(const Gemm& g, int R, int O, Bf16Path path) {
+    if (path == Bf16Path::dpbf16) {
+        run_gemm<12, 16, tile_dpbf16<12, 2>, tile_dpbf16<12, 1>>(g, R, O);
+    } else {
+        run_gemm<6, 8, tile_fma<6, 2>, tile_fma<6, 1>>(g, R, O);
+    }
+}
+
+// out (R, O) (+)= X (R, K) @ W (O, K)^T + bias, X from src with strides (sr, sk).
+void matmul(float* out, size_t ldo, bool accumulate, const float* src, size_t sr, size_t sk,
+            int R, int K, const uint16_t* w, size_t ldw, int O, const float* bias,
+            Bf16Path path) {
+    if (R <= 0 || O <= 0) return;
+    const int lanes = path == Bf16Path::dpbf16 ? 32 : 16;
+    const int RP = (R + lanes - 1) / lanes * lanes;
+    static thread_local std::vector<uint32_t> xT;
+    pack_pairs(xT, RP, src, sr, sk, R, K);
+    gemm({out, ldo, accumulate, xT.data(), RP, w, ldw, bias, K}, R, O, path);
+}
+
+// ---- up to 4 rows: a stream over the weights ----------------------------------------------
+
+// JR weight rows at a time, two accumulators each per input row, over 64 weights: the
+// independent chains hide vdpbf16ps's latency (one row with four chains left the loop
+// latency-bound at a third of the speed).
+template <int NR>
+__attribute__((target("avx512f,avx512bf16"))) void stream_dpbf16(float* out, const uint16_t* x,
+                                                                 const uint16_t* w,
+                                                                 const float* bias, int C, int OC,
+                                                                 bool accumulate) {
+    constexpr int JR = NR <= 2 ? 4 : 2;
+    const int groups = (OC + JR - 1) / JR;
+#pragma omp parallel for schedule(static)
+    for (int gi = 0; gi < groups; gi++) {
+        const int j0 = gi * JR, jn = std::min(JR, OC - j0);
+        const uint16_t* r[JR];
+        for (int i = 0; i < JR; i++) r[i] = w + (size_t)(j0 + (i < jn ? i : 0)) * C;
+        __m512 acc[JR][NR][2];
+#pragma GCC unroll 4
+        for (int i = 0; i < JR; i++)
+#pragma GCC unroll 4
+            for (int n = 0; n < NR; n++) acc[i][n][0] = acc[i][n][1] = _mm512_setzero_ps();
+        int c = 0;
+        for (; c + 64 <= C; c += 64) {
+            __m512bh xv[NR][2];
+#pragma GCC unroll 4
+            for (int n = 0; n < NR; n++) {
+                xv[n][0] = (__m512bh)_mm512_loadu_si512(x + (size_t)n * C + c);
+                xv[n][1] = (__m512bh)_mm512_loadu_si512(x + (size_t)n * C + c + 32);
+            }
+#pragma GCC unroll 4
+            for (int i = 0; i < JR; i++) {
+                // About a row ahead (a prefetch past the matrix is harmless): from 49 to 68 GB/s
+                // on the 0.5B shape's lm_head on this machine's two cores.
+                _mm_prefetch((const char*)(r[i] + c + 1024), _MM_HINT_T0);
+                _mm_prefetch((const char*)(r[i] + c + 1056), _MM_HINT_T0);
+                const __m512bh w0 = (__m512bh)_mm512_loadu_si512(r[i] + c);
+                const __m512bh w1 = (__m512bh)_mm512_loadu_si512(r[i] + c + 32);
+#pragma GCC unroll 4
+                for (int n = 0; n < NR; n++) {
+                    acc[i][n][0] = _mm512_dpbf16_ps(acc[i][n][0], w0, xv[n][0]);
+                    acc[i][n][1] = _mm512_dpbf16_ps(acc[i][n][1], w1, xv[n][1]);
+                }
+            }
+        }
+        for (; c + 32 <= C; c += 32) {
+#pragma GCC unroll 4
+            for (int i = 0; i < JR; i++) {
+                const __m512bh w0 = (__m512bh)_mm512_loadu_si512(r[i] + c);
+#pragma GCC unroll 4
+                for (int n = 0; n < NR; n++) {
+                    const __m512bh xq = (__m512bh)_mm512_loadu_si512(x + (size_t)n * C + c);
+                    acc[i][n][0] = _mm512_dpbf16_ps(acc[i][n][0], w0, xq);
+                }
+            }
+        }
+        for (int i = 0; i < jn; i++) {
+            for (int n = 0; n < NR; n++) {
+                float s = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][n][0], acc[i][n][1]));
+                const uint16_t* xn = x + (size_t)n * C;
+                for (int t = c; t < C; t++) s += from_bf16(r[i][t]) * from_bf16(xn[t]);
+                float* o = out + (size_t)n * OC + j0 + i;
+                float v = accumulate ? *o + s : s;
+                if (bias) v += bias[j0 + i];
+                *o = v;
+            }
+        }
+    }
+}
+
+template <int NR>
+void stream_fma(float* out, const uint16_t* x, const uint16_t* w, const float* bias, int C, int OC,
+                bool accumulate) {
+#pragma omp parallel for schedule(static)
+    for (int j = 0; j < OC; j++) {
+        const uint16_t* r = w + (size_t)j * C;
+        __m256 acc[NR][2];
+        for (int n = 0; n < NR; n++) acc[n][0] = acc[n][1] = _mm256_setzero_ps();
+        int c = 0;
+        for (; c + 16 <= C; c += 16) {
+            const __m256i wi = _mm256_loadu_si256((const __m256i*)(r + c));
+            const __m256 w0 = _mm256_castsi256_ps(
+                _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(wi)), 16));
+            const __m256 w1 = _mm256_castsi256_ps(
+                _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(wi, 1)), 16));
+#pragma GCC unroll 4
+            for (int n = 0; n < NR; n++) {
+                const __m256i xi = _mm256_loadu_si256((const __m256i*)(x + (size_t)n * C + c));
+                const __m256 x0 = _mm256_castsi256_ps(
+                    _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(xi)), 16));
+                const __m256 x1 = _mm256_castsi256_ps(
+                    _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(xi, 1)), 16));
+                acc[n][0] = _mm256_fmadd_ps(w0, x0, acc[n][0]);
+                acc[n][1] = _mm256_fmadd_ps(w1, x1, acc[n][1]);
+            }
+        }
+        for (int n = 0; n < NR; n++) {
+            alignas(32) float lanes[8];
+            _mm256_store_ps(lanes, _mm256_add_ps(acc[n][0], acc[n][1]));
+            float s = 0.0f;
+            for (float l : lanes) s += l;
+            const uint16_t* xn = x + (size_t)n * C;
+            for (int t = c; t < C; t++) s += from_bf16(r[t]) * from_bf16(xn[t]);
+            float* o = out + (size_t)n * OC + j;
+            float v = accumulate ? *o + s : s;
+            if (bias) v += bias[j];
+            *o = v;
+        }
+    }
+}
+
+template <int NR>
+void stream(float* out, const uint16_t* x, const uint16_t* w, const float* bias, int C, int OC,
+            bool accumulate, Bf16Path path) {
+    if (path == Bf16Path::dpbf16) return stream_dpbf16<NR>(out, x, w, bias, C, OC, accumulate);
+    stream_fma<NR>(out, x, w, bias, C, OC, accumulate);
+}
+
+// dst (cols, rows) = the transpose of the (rows, cols) matrix whose element (r, c) is at(r, c),
+// in 32 x 32 blocks so that both sides move along cache lines.
+template <class At>
+void transpose(uint16_t* dst, int rows, int cols, const At& at) {
+    constexpr int kB = 32;
+    const int rb = (rows + kB - 1) / kB, cb = (cols + kB - 1) / kB;
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < rb * cb; b++) {
+        const int r0 = b / cb * kB, c0 = b % cb * kB;
+        const int r1 = std::min(rows, r0 + kB), c1 = std::min(cols, c0 + kB);
+        for (int c = c0; c < c1; c++)
+            for (int r = r0; r < r1; r++) dst[(size_t)c * rows + r] = at(r, c);
+    }
+}
+
+}  // namespace
+
+void to_bf16(uint16_t* dst, const float* src, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) dst[i] = to_bf16(src[i]);
+}
+
+bool cpu_has_avx512_bf16() {
+    static const bool has =
+        __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+    return has;
+}
+
+Bf16Path default_bf16_path() {
+    return cpu_has_avx512_bf16() ? Bf16Path::dpbf16 : Bf16Path::fma;
+}
+
+void linear_forward_bf16(float* out, const float* inp, const uint16_t* weight, const float* bias,
+                         int N, int C, int OC, bool accumulate, Bf16Path path) {
+    if (N <= 0) return;
+    if (N <= kStreamMaxRows) {
+        static thread_local std::vector<uint16_t> x;
+        x.resize((size_t)N * C);
+        for (size_t i = 0; i < x.size(); i++) x[i] = to_bf16(inp[i]);
+        switch (N) {
+            case 1:
+                return stream<1>(out, x.data(), weight, bias, C, OC, accumulate, path);
+            case 2:
+                return stream<2>(out, x.data(), weight, bias, C, OC, accumulate, path);
+            case 3:
+                return stream<3>(out, x.data(), weight, bias, C, OC, accumulate, path);
+            default:
+                return stream<4>(out, x.data(), weight, bias, C, OC, accumulate, path);
+        }
+    }
+    matmul(out, OC, accumulate, inp, C, 1, N, C, weight, C, OC, bias, path);
+}
+
+void linear_backward_bf16(float* dinp, float* dweight, float* dbias, const float* dout,
+                          const float* inp, const uint16_t* weight, int N, int C, int OC,
+                          Bf16Path path) {
+    static thread_local std::vector<uint16_t> t;
+    if (dinp) {
+        // dinp[n][c] += sum_o dout[n][o] W[o][c]: the forward kernel over W^T (C, OC).
+        t.resize((size_t)C * OC);
+        transpose(t.data(), OC, C, [&](int o, int c) { return weight[(size_t)o * C + c]; });
+        matmul(dinp, C, true, dout, OC, 1, N, OC, t.data(), OC, C, nullptr, path);
+    }
+    // dW[o][c] += sum_n dout[n][o] inp[n][c]: rows o of dout^T against bf16(inp)^T (C, N).
+    t.resize((size_t)C * N);
+    transpose(t.data(), N, C, [&](int n, int c) { return to_bf16(inp[(size_t)n * C + c]); });
+    matmul(dweight, C, true, dout, 1, OC, OC, N, t.data(), N, C, nullptr, path);
+    if (dbias) {
+#pragma omp parallel
+        {
+            int j0, j1;
+            thread_slice(OC, &j0, &j1);
+            for (int n = 0; n < N; n++) {
+                const float* d = dout + (size_t)n * OC;
+                for (int j = j0; j < j1; j++) dbias[j] += d[j];
+            }
+        }
+    }
+}
+
+void embedding_forward_bf16(float* out, const int32_t* tokens, const uint16_t* wte, int N, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const uint16_t* src = wte + (size_t)tokens[n] * C;
+        float* dst = out + (size_t)n * C;
+        for (int c = 0; c < C; c++) dst[c] = from_bf16(src[c]);
+    }
+}
+
+}  // namespace crucible::kernels
