@@ -1,6 +1,8 @@
 // The bf16 linear layer against sums worked in double from the same rounded operands, and its
 // promises: the two paths agree bit for bit, a row's output does not depend on the batch it came
 // in (from 5 rows), and the backward is the forward's transpose in the same precision.
+#include "kernels/bf16_linear.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,7 +10,6 @@
 #include <random>
 #include <vector>
 
-#include "kernels/bf16_linear.h"
 #include "model/float_formats.h"
 
 namespace k = crucible::kernels;
@@ -29,7 +30,9 @@ std::vector<uint16_t> rounded(const std::vector<float>& v) {
     return r;
 }
 
-float r16(float x) { return k::from_bf16(k::to_bf16(x)); }
+float r16(float x) {
+    return k::from_bf16(k::to_bf16(x));
+}
 
 // The exact sum of the rounded products in double, and the sum of their magnitudes (the scale
 // of fp32's rounding error: K * 2^-24 * sum |products| bounds an fp32 chain).
@@ -105,7 +108,8 @@ TEST(Bf16Linear, ForwardIsTheSumOfRoundedProductsForEveryRowCountAndShape) {
                 k::linear_forward_bf16(acc.data(), x.data(), w16.data(), nullptr, N, C, OC, true,
                                        path);
                 for (size_t i = 0; i < out.size(); i++) {
-                    ASSERT_NEAR(acc[i], 2.0f + (out[i] - bias[i % OC]), 1e-4f * (1 + std::fabs(out[i])));
+                    ASSERT_NEAR(acc[i], 2.0f + (out[i] - bias[i % OC]),
+                                1e-4f * (1 + std::fabs(out[i])));
                 }
             }
         }
@@ -149,8 +153,7 @@ TEST(Bf16Linear, BackwardIsTheTransposedSumsOfRoundedOperands) {
             const auto w = randn((size_t)OC * C, 32, 0.1f);
             const auto dout = randn((size_t)N * OC, 33 + C);
             const auto w16 = rounded(w);
-            std::vector<float> dinp((size_t)N * C, 0.5f), dw((size_t)OC * C, -0.25f),
-                db(OC, 1.0f);
+            std::vector<float> dinp((size_t)N * C, 0.5f), dw((size_t)OC * C, -0.25f), db(OC, 1.0f);
             k::linear_backward_bf16(dinp.data(), dw.data(), db.data(), dout.data(), x.data(),
                                     w16.data(), N, C, OC, path);
             for (int n = 0; n < N; n++)

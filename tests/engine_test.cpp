@@ -196,38 +196,39 @@ TEST(Engine, StopTokensAndMaxTokens) {
 // take the weight stream, whose sums round differently): a 5-token prompt and 6 samples.
 TEST(Engine, LogprobsAreTheTrainersSoTheFirstImportanceRatioIsExactlyOne) {
     for (MatmulDtype dtype : {MatmulDtype::float32, MatmulDtype::bfloat16}) {
-    Model& model = tiny_model();
-    model.set_matmul_dtype(dtype);
-    const bool bf16 = dtype == MatmulDtype::bfloat16;
-    GenerationRequest r;
-    r.prompt = bf16 ? std::vector<int32_t>{9, 8, 7, 6, 5} : std::vector<int32_t>{9, 8, 7, 6};
-    r.params.temperature = 1.0f;
-    r.params.max_tokens = 12;
-    r.params.seed = 5;
-    r.params.logprobs = 3;
-    r.n = bf16 ? 6 : 3;
-    const auto out = Engine(model).generate({r});
-    PackedBatch b;  // the samples in order, as the engine packs them
-    for (const auto& s : out[0]) {
-        std::vector<int32_t> seq(r.prompt);
-        seq.insert(seq.end(), s.tokens.begin(), s.tokens.end());
-        b.add_sequence(std::vector<int32_t>(seq.begin(), seq.end() - 1),
-                       std::vector<int32_t>(seq.begin() + 1, seq.end()),
-                       std::vector<float>(seq.size() - 1, 0.0f));
-    }
-    model.forward(b);
-    for (size_t i = 0; i < out[0].size(); i++) {
-        const auto& s = out[0][i];
-        ASSERT_EQ(s.logprobs.size(), s.tokens.size());
-        for (size_t t = 0; t < s.tokens.size(); t++) {
-            const float trainer = -model.token_losses()[b.seq_start[i] + r.prompt.size() - 1 + t];
-            EXPECT_EQ(std::exp(s.logprobs[t] - trainer), 1.0f);  // ratio exactly 1
-            ASSERT_EQ(s.top_logprobs[t].size(), 3u);
-            EXPECT_GE(s.top_logprobs[t][0].logprob, s.logprobs[t]);  // the best is at least it
-            EXPECT_LE(s.top_logprobs[t][0].logprob, 0.0f);
+        Model& model = tiny_model();
+        model.set_matmul_dtype(dtype);
+        const bool bf16 = dtype == MatmulDtype::bfloat16;
+        GenerationRequest r;
+        r.prompt = bf16 ? std::vector<int32_t>{9, 8, 7, 6, 5} : std::vector<int32_t>{9, 8, 7, 6};
+        r.params.temperature = 1.0f;
+        r.params.max_tokens = 12;
+        r.params.seed = 5;
+        r.params.logprobs = 3;
+        r.n = bf16 ? 6 : 3;
+        const auto out = Engine(model).generate({r});
+        PackedBatch b;  // the samples in order, as the engine packs them
+        for (const auto& s : out[0]) {
+            std::vector<int32_t> seq(r.prompt);
+            seq.insert(seq.end(), s.tokens.begin(), s.tokens.end());
+            b.add_sequence(std::vector<int32_t>(seq.begin(), seq.end() - 1),
+                           std::vector<int32_t>(seq.begin() + 1, seq.end()),
+                           std::vector<float>(seq.size() - 1, 0.0f));
         }
-    }
-    model.set_matmul_dtype(MatmulDtype::float32);
+        model.forward(b);
+        for (size_t i = 0; i < out[0].size(); i++) {
+            const auto& s = out[0][i];
+            ASSERT_EQ(s.logprobs.size(), s.tokens.size());
+            for (size_t t = 0; t < s.tokens.size(); t++) {
+                const float trainer =
+                    -model.token_losses()[b.seq_start[i] + r.prompt.size() - 1 + t];
+                EXPECT_EQ(std::exp(s.logprobs[t] - trainer), 1.0f);  // ratio exactly 1
+                ASSERT_EQ(s.top_logprobs[t].size(), 3u);
+                EXPECT_GE(s.top_logprobs[t][0].logprob, s.logprobs[t]);  // the best is at least it
+                EXPECT_LE(s.top_logprobs[t][0].logprob, 0.0f);
+            }
+        }
+        model.set_matmul_dtype(MatmulDtype::float32);
     }
 }
 

@@ -1,6 +1,7 @@
 // The model with bfloat16 matmuls: against its own fp32 path within the bands docs/PERFORMANCE.md
 // states, and never on a stale bf16 copy of weights that changed.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <vector>
@@ -8,6 +9,7 @@
 #include "core/error.h"
 #include "model/model.h"
 #include "model_util.h"
+#include "test_util.h"
 
 using namespace crucible;
 
@@ -78,7 +80,8 @@ TEST(ModelBf16, ForwardAndBackwardStayWithinTheStatedBandsOfFp32) {
     const double la = a.forward(batch), lb = b.forward(batch);
     double worst_token = 0;
     for (int n = 0; n < batch.n_tokens(); n++) {
-        worst_token = std::max(worst_token, (double)std::fabs(a.token_losses()[n] - b.token_losses()[n]));
+        worst_token =
+            std::max(worst_token, (double)std::fabs(a.token_losses()[n] - b.token_losses()[n]));
     }
     EXPECT_LT(worst_token, 0.02);
     EXPECT_GT(worst_token, 0.0) << "the bf16 path computed exactly the fp32 numbers";
@@ -88,7 +91,8 @@ TEST(ModelBf16, ForwardAndBackwardStayWithinTheStatedBandsOfFp32) {
     double worst_grad = 0;
     for (const TensorInfo& t : a.tensors()) {
         std::vector<float> d(t.numel);
-        for (size_t i = 0; i < t.numel; i++) d[i] = a.grads()[t.offset + i] - b.grads()[t.offset + i];
+        for (size_t i = 0; i < t.numel; i++)
+            d[i] = a.grads()[t.offset + i] - b.grads()[t.offset + i];
         const double rel = norm(d.data(), t.numel) / norm(a.grads() + t.offset, t.numel);
         EXPECT_LT(rel, 0.03) << t.name;
         worst_grad = std::max(worst_grad, rel);
@@ -125,4 +129,37 @@ TEST(ModelBf16, AWeightChangeIsSeenByTheNextForwardPass) {
     std::copy(m.params(), m.params() + m.num_params(), exact.params());
     m.set_matmul_dtype(MatmulDtype::float32);
     EXPECT_EQ(m.forward(batch), exact.forward(batch));
+}
+
+// An inference-only bf16 model gives its fp32 matrices back and runs exactly as before; what
+// would need them (training, saving, another dtype, new weights) is a clear error.
+TEST(ModelBf16, AReleasedModelRunsTheSameAndRefusesWhatNeedsTheFp32Weights) {
+    const ModelConfig c = bf16_test_config();
+    Model m(c);
+    m.init_random(5, 0.05f);
+    m.set_matmul_dtype(MatmulDtype::bfloat16);
+    const PackedBatch batch = test_batch(c.vocab_size);
+    const double before = m.forward(batch);
+    m.release_fp32_matrices();
+    EXPECT_TRUE(m.fp32_released());
+    const Model& cm = m;
+    // The whole pages inside a 40 KB matrix were given back: they read as zeros now.
+    const TensorInfo* up = cm.find("model.layers.0.mlp.up_proj.weight");
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGE_SIZE);
+    const float* first = cm.params() + up->offset;
+    const auto begin = (const float*)(((uintptr_t)first + page - 1) / page * page);
+    const auto end = (const float*)(((uintptr_t)(first + up->numel)) / page * page);
+    ASSERT_GT(end - begin, (ptrdiff_t)(up->numel / 2));
+    double released = 0;
+    for (const float* p = begin; p < end; p++) released += std::fabs(*p);
+    EXPECT_EQ(released, 0.0) << "the matrix's pages still hold its fp32 values";
+    EXPECT_EQ(m.forward(batch), before);
+    EXPECT_THROW(m.backward(), Error);
+    testutil::TempDir dir;
+    EXPECT_THROW(save_model(m, dir.path() / "out"), Error);
+    EXPECT_THROW(m.set_matmul_dtype(MatmulDtype::float32), Error);
+    m.params()[0] = 1.0f;  // a write the bf16 copy cannot follow
+    EXPECT_THROW(m.forward(batch), Error);
+    Model f(c);
+    EXPECT_THROW(f.release_fp32_matrices(), Error);  // a float32 model needs its matrices
 }

@@ -123,6 +123,7 @@ TEST(RlConfig, EveryKeyOfTheSchemaIsReadIntoItsField) {
         {"train.beta2", "0.95"},
         {"train.eps", "1e-6"},
         {"train.grad_clip", "0.5"},
+        {"train.dtype", "bfloat16"},
         {"train.micro_batch_tokens", "123"},
         {"train.checkpoint_every", "4"},
         {"train.log_every", "3"},
@@ -225,6 +226,7 @@ TEST(RlConfig, EveryKeyOfTheSchemaIsReadIntoItsField) {
     EXPECT_EQ(r.train.beta2, 0.95);
     EXPECT_EQ(r.train.eps, 1e-6);
     EXPECT_EQ(r.train.grad_clip, 0.5);
+    EXPECT_EQ(r.train.dtype, MatmulDtype::bfloat16);
     EXPECT_EQ(r.train.micro_batch_tokens, 123);
     EXPECT_EQ(r.train.checkpoint_every, 4);
     EXPECT_EQ(r.train.log_every, 3);

@@ -127,32 +127,32 @@ TEST(RlTrainer, SeveralMiniBatchesAtLrZeroHaveEveryRatioExactlyOne) {
     const fs::path model = tiny_model(dir.path());
     double max_off = 0.0, clipped = 0.0;
     for (const std::string dtype : {"float32", "bfloat16"})
-    for (const char* lr : {"0", "5e-2"}) {
-        const bool zero = std::string(lr) == "0";
-        Config c = tiny_config(dir.path(), model);
-        c.set(std::string("run.name=lr") + lr + dtype);
-        c.set("train.dtype=" + dtype);
-        c.set("train.steps=3");
-        c.set(std::string("train.lr=") + lr);
-        c.set("algorithm.minibatches=4");
-        c.set(std::string("algorithm.updates_per_batch=") + (zero ? "2" : "1"));
-        c.set("algorithm.clip_low=0.02");
-        c.set("algorithm.clip_high=0.02");
-        std::ostringstream log;
-        RlTrainer trainer(c, false, log, {low_ids()});
-        trainer.run();
-        for (const json& m : read_jsonl(trainer.run_dir() / "metrics.jsonl")) {
-            EXPECT_EQ(m["optimizer_steps"].get<int64_t>() % (zero ? 8 : 4), 0) << m.dump();
-            if (zero) {
-                EXPECT_EQ(m["ratio_mean"].get<double>(), 1.0) << m.dump();
-                EXPECT_EQ(m["clip_frac_low"].get<double>(), 0.0) << m.dump();
-                EXPECT_EQ(m["clip_frac_high"].get<double>(), 0.0) << m.dump();
-            } else {
-                max_off = std::max(max_off, std::abs(m["ratio_mean"].get<double>() - 1.0));
-                clipped += m["clip_frac_low"].get<double>() + m["clip_frac_high"].get<double>();
+        for (const char* lr : {"0", "5e-2"}) {
+            const bool zero = std::string(lr) == "0";
+            Config c = tiny_config(dir.path(), model);
+            c.set(std::string("run.name=lr") + lr + dtype);
+            c.set("train.dtype=" + dtype);
+            c.set("train.steps=3");
+            c.set(std::string("train.lr=") + lr);
+            c.set("algorithm.minibatches=4");
+            c.set(std::string("algorithm.updates_per_batch=") + (zero ? "2" : "1"));
+            c.set("algorithm.clip_low=0.02");
+            c.set("algorithm.clip_high=0.02");
+            std::ostringstream log;
+            RlTrainer trainer(c, false, log, {low_ids()});
+            trainer.run();
+            for (const json& m : read_jsonl(trainer.run_dir() / "metrics.jsonl")) {
+                EXPECT_EQ(m["optimizer_steps"].get<int64_t>() % (zero ? 8 : 4), 0) << m.dump();
+                if (zero) {
+                    EXPECT_EQ(m["ratio_mean"].get<double>(), 1.0) << m.dump();
+                    EXPECT_EQ(m["clip_frac_low"].get<double>(), 0.0) << m.dump();
+                    EXPECT_EQ(m["clip_frac_high"].get<double>(), 0.0) << m.dump();
+                } else {
+                    max_off = std::max(max_off, std::abs(m["ratio_mean"].get<double>() - 1.0));
+                    clipped += m["clip_frac_low"].get<double>() + m["clip_frac_high"].get<double>();
+                }
             }
         }
-    }
     EXPECT_GT(max_off, 1e-4);
     EXPECT_GT(clipped, 0.0);
 }

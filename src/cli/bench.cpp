@@ -133,6 +133,7 @@ std::function<int()> add_bench(CLI::App& app) {
         std::string script = std::string(CRUCIBLE_SOURCE_DIR) + "/bench/torch_train.py";
         std::string model;  // a model folder instead of the built-in shapes
         int batch = 2, seq = 512;
+        std::string dtype = "float32";
     };
     auto opt = std::make_shared<Options>();
     add_json_option(train, &opt->json_out);
@@ -151,6 +152,11 @@ std::function<int()> add_bench(CLI::App& app) {
     train->add_option("--steps", opt->steps, "timed steps per side (median reported)");
     train->add_option("--warmup", opt->warmup, "untimed warm-up steps per side");
     train->add_flag("--no-torch", opt->no_torch, "skip the PyTorch baseline");
+    train
+        ->add_option("--dtype", opt->dtype,
+                     "our matmuls' precision: float32 or bfloat16 (fp32 master weights, "
+                     "gradients and AdamW state either way)")
+        ->check(CLI::IsMember({"float32", "bfloat16"}));
     train
         ->add_option("--torch-dtype", opt->torch_dtype,
                      "PyTorch's compute: fp32 (as ours) or bf16 (torch.autocast, fp32 master "
@@ -180,10 +186,15 @@ std::function<int()> add_bench(CLI::App& app) {
         // One row: our step on `model` and PyTorch's on the same architecture (`which`).
         const auto measure = [&](const std::string& name, Model& model, int B, int T,
                                  const std::string& which) {
+            model.set_matmul_dtype(parse_matmul_dtype(opt->dtype, "--dtype"));
             const StepTiming ours = time_training_step(model, B, T, opt->warmup, opt->steps);
-            json row = {{"tokens_per_step", B * T}, {"params", ours.params},
-                        {"step_s", ours.step_s},    {"tokens_per_s", ours.tokens_per_s},
-                        {"gflops", ours.gflops},    {"fraction_of_sgemm_peak", ours.gflops / peak},
+            json row = {{"dtype", opt->dtype},
+                        {"tokens_per_step", B * T},
+                        {"params", ours.params},
+                        {"step_s", ours.step_s},
+                        {"tokens_per_s", ours.tokens_per_s},
+                        {"gflops", ours.gflops},
+                        {"fraction_of_sgemm_peak", ours.gflops / peak},
                         {"sgemm_peak_gflops", peak}};
             if (!opt->no_torch) {
                 const json t =
@@ -198,8 +209,11 @@ std::function<int()> add_bench(CLI::App& app) {
                 row["torch_dtype"] = t.value("dtype", "fp32");
             }
             if (opt->json_out.table()) {
-                std::printf("%-6s | crucible %8.0f tok/s %6.1f GFLOP/s (%.0f%% of peak)",
-                            name.c_str(), ours.tokens_per_s, ours.gflops, 100 * ours.gflops / peak);
+                std::printf(
+                    "%-6s | crucible (%s) %8.0f tok/s %6.1f GFLOP/s (%.0f%% of the sgemm "
+                    "peak)",
+                    name.c_str(), opt->dtype.c_str(), ours.tokens_per_s, ours.gflops,
+                    100 * ours.gflops / peak);
                 if (!opt->no_torch) {
                     std::printf(" | torch (%s) %8.0f tok/s | ratio %.2fx",
                                 row["torch_dtype"].get<std::string>().c_str(),

@@ -77,6 +77,7 @@ struct GenerateBenchOptions {
     int prompt_tokens = 32;
     bool decode_only = false;
     std::string save_model;
+    std::string dtype = "float32";
 };
 
 // Decode at each batch size (against the single-stream bandwidth bound), prefill, and the
@@ -86,14 +87,15 @@ json measure_engine(const char* name, Model& model, const GenerateBenchOptions& 
     const int vocab = model.config().vocab_size;
     const int context = model.config().max_position_embeddings;
     Rng rng(1);
-    json row;
+    model.set_matmul_dtype(parse_matmul_dtype(o.dtype, "--dtype"));
+    json row = {{"dtype", o.dtype}};
     if (o.prompt_tokens + o.new_tokens > context || o.new_tokens + 1 > context) {
         throw Error(std::string(name) + ": --prompt-tokens " + std::to_string(o.prompt_tokens) +
                     " + --new-tokens " + std::to_string(o.new_tokens) +
                     " exceed the model's context of " + std::to_string(context));
     }
-    // Single-stream bound: every decode step reads all weights once.
-    const double weight_bytes = 4.0 * model.num_params();
+    // Single-stream bound: every decode step reads all weights once (2 bytes each in bf16).
+    const double weight_bytes = (o.dtype == "bfloat16" ? 2.0 : 4.0) * model.num_params();
     const double bound = bw / weight_bytes;
     row["bandwidth_bound_tokens_per_s"] = bound;
     double batch1 = 0;
@@ -193,6 +195,8 @@ std::function<int()> add_bench_generate(CLI::App& bench) {
     cmd->add_option("--new-tokens", o->new_tokens, "tokens generated per sequence");
     cmd->add_option("--prompt-tokens", o->prompt_tokens, "prompt length for the decode runs");
     cmd->add_flag("--decode-only", o->decode_only, "skip the prefill and GRPO-shaped runs");
+    cmd->add_option("--dtype", o->dtype, "the matmuls' precision: float32 or bfloat16")
+        ->check(CLI::IsMember({"float32", "bfloat16"}));
     cmd->add_option("--save-model", o->save_model,
                     "write each chosen config's model (the benchmarked random weights, byte "
                     "tokenizer files) to DIR/NAME as an HF folder, then exit without measuring");

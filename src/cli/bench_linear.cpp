@@ -124,8 +124,8 @@ std::function<int()> add_bench_linear(CLI::App& bench) {
                             kernels::linear_forward_bf16(out.data(), x.data(), w16.data(), nullptr,
                                                          n, m.C, m.OC);
                         } else {
-                            kernels::linear_forward(out.data(), x.data(), w.data(), nullptr, n,
-                                                    m.C, m.OC);
+                            kernels::linear_forward(out.data(), x.data(), w.data(), nullptr, n, m.C,
+                                                    m.OC);
                         }
                     });
                     const double b = seconds([&] {
@@ -161,8 +161,9 @@ std::function<int()> add_bench_linear(CLI::App& bench) {
                 std::printf(
                     "rows %4d | one decode step's matmuls (%s): crucible %.2f ms, sgemm "
                     "%.2f ms | %.2fx | %.1f vs %.1f GFLOP/s\n",
-                    n, kernel_for_rows(n, bf16), ours_step * 1e3, blas_step * 1e3, blas_step / ours_step,
-                    flops_step / ours_step / 1e9, flops_step / blas_step / 1e9);
+                    n, kernel_for_rows(n, bf16), ours_step * 1e3, blas_step * 1e3,
+                    blas_step / ours_step, flops_step / ours_step / 1e9,
+                    flops_step / blas_step / 1e9);
                 std::fflush(stdout);
             }
         }

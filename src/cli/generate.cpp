@@ -173,7 +173,7 @@ std::set<int> resume_output(const fs::path& out, const std::vector<json>& inputs
 std::function<int()> add_generate(CLI::App& app) {
     CLI::App* cmd = app.add_subcommand("generate", "Complete prompts from a JSONL file (batched)");
     struct Options {
-        std::string model, in, out, chat_format;
+        std::string model, in, out, chat_format, dtype = "float32";
         int n = 1, max_tokens = 64, top_k = 0, logprobs = -1, max_batch_tokens = 512;
         float temperature = 1.0f, top_p = 1.0f, min_p = 0.0f;
         uint64_t seed = 1;
@@ -204,9 +204,13 @@ std::function<int()> add_generate(CLI::App& app) {
                     "logprobs of sampled tokens and N alternatives (-1: none)");
     cmd->add_option("--chat-format", o->chat_format, "chatml, qwen2, qwen2.5 or llama3");
     cmd->add_option("--max-batch-tokens", o->max_batch_tokens, "rows per forward pass");
+    cmd->add_option("--dtype", o->dtype, "the matmuls' precision: float32 or bfloat16")
+        ->check(CLI::IsMember({"float32", "bfloat16"}));
     return [o]() {
         o->model = resolve_model_dir(o->model).string();  // a run folder: its latest checkpoint
         auto model = load_model(o->model);
+        model->set_matmul_dtype(parse_matmul_dtype(o->dtype, "--dtype"));
+        if (model->matmul_dtype() == MatmulDtype::bfloat16) model->release_fp32_matrices();
         const TextCodec tok = codec_for(o->model, model->config().vocab_size);
         const ChatFormat chat = o->chat_format.empty() ? folder_chat_format(o->model)
                                                        : parse_chat_format(o->chat_format);

@@ -38,4 +38,8 @@ void fsync_directory(const std::filesystem::path& dir);
 bool publish_directory(const std::filesystem::path& tmp_dir,
                        const std::filesystem::path& final_dir);
 
+// Gives the whole pages inside [p, p + bytes) back to the kernel (madvise MADV_DONTNEED): an
+// anonymous private range then reads as zeros, a file mapping as the file again.
+void release_pages(const void* p, size_t bytes);
+
 }  // namespace crucible

@@ -47,8 +47,8 @@ struct Gemm {
 };
 
 struct Tile {
-    int o0, rows;    // weight rows o0 .. o0 + rows - 1
-    int r0, valid;   // input rows r0 .. r0 + valid - 1
+    int o0, rows;   // weight rows o0 .. o0 + rows - 1
+    int r0, valid;  // input rows r0 .. r0 + valid - 1
 };
 
 template <int W>
@@ -215,9 +215,8 @@ void gemm(const Gemm& g, int R, int O, Bf16Path path) {
 }
 
 // out (R, O) (+)= X (R, K) @ W (O, K)^T + bias, X from src with strides (sr, sk).
-void matmul(float* out, size_t ldo, bool accumulate, const float* src, size_t sr, size_t sk,
-            int R, int K, const uint16_t* w, size_t ldw, int O, const float* bias,
-            Bf16Path path) {
+void matmul(float* out, size_t ldo, bool accumulate, const float* src, size_t sr, size_t sk, int R,
+            int K, const uint16_t* w, size_t ldw, int O, const float* bias, Bf16Path path) {
     if (R <= 0 || O <= 0) return;
     const int lanes = path == Bf16Path::dpbf16 ? 32 : 16;
     const int RP = (R + lanes - 1) / lanes * lanes;

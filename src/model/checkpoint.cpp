@@ -11,6 +11,11 @@ namespace crucible {
 namespace fs = std::filesystem;
 
 void save_model(const Model& model, const fs::path& dir) {
+    if (model.fp32_released()) {
+        throw Error(dir.string() +
+                    ": cannot save an inference-only model (its fp32 matrices "
+                    "were released)");
+    }
     std::vector<TensorToWrite> out;
     for (const TensorInfo& t : model.tensors()) {
         out.push_back({t.name, t.shape, model.params() + t.offset});
@@ -32,6 +37,7 @@ void load_tensor(Model& model, const TensorInfo& t, const SafetensorsFile& file)
         throw Error(file.path() + ": tensor '" + t.name + "' must be F32, F16 or BF16");
     }
     st.to_f32(model.params() + t.offset);
+    file.release(st);
 }
 
 namespace {

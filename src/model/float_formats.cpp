@@ -2,10 +2,10 @@
 // compiler flag gives the same bytes).
 #include "model/float_formats.h"
 
-#include "kernels/bf16_linear.h"
-
 #include <cmath>
 #include <cstring>
+
+#include "kernels/bf16_linear.h"
 
 namespace crucible {
 
@@ -49,8 +49,12 @@ uint16_t fp32_to_fp16(float f) {
     return static_cast<uint16_t>(sign | h);
 }
 
-float bf16_to_fp32(uint16_t b) { return kernels::from_bf16(b); }
+float bf16_to_fp32(uint16_t b) {
+    return kernels::from_bf16(b);
+}
 
-uint16_t fp32_to_bf16(float f) { return kernels::to_bf16(f); }
+uint16_t fp32_to_bf16(float f) {
+    return kernels::to_bf16(f);
+}
 
 }  // namespace crucible

@@ -189,6 +189,11 @@ GgmlType tensor_type(GgufType file_type, const TensorInfo& t) {
 
 void write_gguf(const Model& model, const GgufTokenizer& tok, const std::string& name,
                 GgufType type, const fs::path& out) {
+    if (model.fp32_released()) {
+        throw Error(out.string() +
+                    ": cannot export an inference-only model (its fp32 matrices "
+                    "were released)");
+    }
     const ModelConfig& c = model.config();
     const bool llama = c.model_type == "llama";
     const std::string arch = llama ? "llama" : "qwen2";

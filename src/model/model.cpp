@@ -8,6 +8,7 @@
 #include <iterator>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "core/rng.h"
 #include "kernels/bf16_linear.h"
 #include "kernels/kernels.h"
@@ -83,6 +84,12 @@ const char* to_string(MatmulDtype dtype) {
 }
 
 void Model::set_matmul_dtype(MatmulDtype dtype) {
+    if (fp32_released_ && dtype != matmul_dtype_) {
+        throw Error(
+            "model: its fp32 matrices were released (an inference-only bfloat16 model); "
+            "it cannot change to " +
+            std::string(to_string(dtype)));
+    }
     matmul_dtype_ = dtype;
     if (dtype == MatmulDtype::float32) {
         std::vector<uint16_t>().swap(bf16_);  // the copy's memory back
@@ -90,8 +97,25 @@ void Model::set_matmul_dtype(MatmulDtype dtype) {
     }
 }
 
+void Model::release_fp32_matrices() {
+    if (matmul_dtype_ != MatmulDtype::bfloat16) {
+        throw Error("model: only a bfloat16 model can release its fp32 matrices");
+    }
+    refresh_bf16();
+    for (const TensorInfo& t : tensors_) {
+        if (t.shape.size() == 2) release_pages(params_.data() + t.offset, t.numel * sizeof(float));
+    }
+    std::vector<float>().swap(grads_);
+    fp32_released_ = true;
+}
+
 void Model::refresh_bf16() {
     if (matmul_dtype_ != MatmulDtype::bfloat16 || !bf16_stale_) return;
+    if (fp32_released_) {
+        throw Error(
+            "model: its weights were written after its fp32 matrices were released "
+            "(an inference-only bfloat16 model): the bf16 copy cannot follow");
+    }
     bf16_.resize(params_.size());
     k::to_bf16(bf16_.data(), params_.data(), params_.size());
     bf16_stale_ = false;
@@ -447,6 +471,11 @@ void Model::forward_cached(const int32_t* tokens, const int32_t* positions, int 
 
 void Model::backward() {
     if (!batch_) throw Error("Model::backward called without a forward pass");
+    if (fp32_released_) {
+        throw Error(
+            "model: cannot train an inference-only model (its fp32 matrices were "
+            "released)");
+    }
     allocate_grads();  // backward accumulates: zeros on first use
     const PackedBatch& batch = *batch_;
     const ModelConfig& c = config_;

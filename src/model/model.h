@@ -92,6 +92,12 @@ class Model {
     // The matmul precision (float32 until set). The weights stay fp32 either way.
     void set_matmul_dtype(MatmulDtype dtype);
     MatmulDtype matmul_dtype() const { return matmul_dtype_; }
+    // For a bfloat16 model that only runs (generate, serve): gives the fp32 matrices' memory
+    // back, keeping their bf16 copy (half the bytes) and the fp32 norms and biases. Afterwards
+    // the model cannot train, be saved or change dtype, and writing its weights is refused at
+    // the next forward pass: each is an Error, never a silent use of the released values.
+    void release_fp32_matrices();
+    bool fp32_released() const { return fp32_released_; }
 
     // HF-style init: linear weights and embeddings N(0, std), biases 0, norm weights 1.
     void init_random(uint64_t seed, float std = 0.02f);
@@ -209,6 +215,7 @@ class Model {
     MatmulDtype matmul_dtype_ = MatmulDtype::float32;
     std::vector<uint16_t> bf16_;  // bfloat16: params_ rounded, same layout; refreshed when stale
     bool bf16_stale_ = true;
+    bool fp32_released_ = false;
     void refresh_bf16();
     // The bf16 copy of the parameter at `p` (a pointer into params_).
     const uint16_t* bf16_of(const float* p) const { return bf16_.data() + (p - params_.data()); }

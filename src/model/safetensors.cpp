@@ -261,6 +261,10 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
     }
 }
 
+void SafetensorsFile::release(const SafeTensor& t) const {
+    release_pages(t.data, t.nbytes);
+}
+
 SafetensorsFile::~SafetensorsFile() {
     if (map_) ::munmap(map_, map_size_);
 }

@@ -55,6 +55,10 @@ class SafetensorsFile {
     // The tensor called `name`; throws Error naming the file if it is absent.
     const SafeTensor& at(const std::string& name) const;
     bool has(const std::string& name) const { return contents_.tensors.count(name) != 0; }
+    // Drops the whole pages of `t`'s bytes from this process's resident memory once they have
+    // been copied (the page cache keeps them; a later read maps them back): loading a model then
+    // never holds the file and the weights at once.
+    void release(const SafeTensor& t) const;
     const std::string& path() const { return path_; }
 
   private:
