@@ -180,7 +180,12 @@ void check_file(const fs::path& folder, const fs::path& file, GgufType type, boo
     expect_str(g, "general.architecture", "qwen2");
     expect_str(g, "general.name", "tiny");
     expect_u32(g, "general.alignment", 32);
-    expect_u32(g, "general.file_type", type == GgufType::f32 ? 0 : type == GgufType::f16 ? 1 : 7);
+    // llama.cpp's llama_ftype values (src/llama.h): ALL_F32 0, MOSTLY_F16 1, Q8_0 7, BF16 32.
+    expect_u32(g, "general.file_type",
+               type == GgufType::f32    ? 0
+               : type == GgufType::f16  ? 1
+               : type == GgufType::bf16 ? 32
+                                        : 7);
     expect_u32(g, "qwen2.context_length", kMaxPos);
     expect_u32(g, "qwen2.embedding_length", 32);
     expect_u32(g, "qwen2.block_count", 2);
@@ -243,17 +248,18 @@ void check_file(const fs::path& folder, const fs::path& file, GgufType type, boo
         EXPECT_EQ(t.ne, e.ne);
         GgmlType want_type = GgmlType::f32;
         if (type != GgufType::f32 && e.ne.size() == 2) {
-            want_type =
-                type == GgufType::q8_0 && e.ne[0] % 32 == 0 ? GgmlType::q8_0 : GgmlType::f16;
+            want_type = type == GgufType::q8_0 && e.ne[0] % 32 == 0 ? GgmlType::q8_0
+                        : type == GgufType::bf16                  ? GgmlType::bf16
+                                                                  : GgmlType::f16;
         }
         EXPECT_EQ(t.type, want_type);
         EXPECT_EQ(t.offset % 32, 0u);
         EXPECT_EQ((g.data_offset + t.offset) % 32, 0u);
         EXPECT_EQ(t.offset, expected_offset);
         const uint64_t n = e.ne.size() == 2 ? e.ne[0] * e.ne[1] : e.ne[0];
-        const uint64_t nbytes = want_type == GgmlType::f32   ? n * 4
-                                : want_type == GgmlType::f16 ? n * 2
-                                                             : n / 32 * 34;
+        const uint64_t nbytes = want_type == GgmlType::f32                                 ? n * 4
+                                : want_type == GgmlType::f16 || want_type == GgmlType::bf16 ? n * 2
+                                                                                          : n / 32 * 34;
         EXPECT_EQ(g.data(t).size(), nbytes);
         expected_offset = pad32(t.offset + nbytes);
 
@@ -264,6 +270,16 @@ void check_file(const fs::path& folder, const fs::path& file, GgufType type, boo
             EXPECT_EQ(std::memcmp(g.data(t).data(), x, n * 4), 0);  // bit-identical
         } else if (want_type == GgmlType::f16) {
             for (uint64_t i = 0; i < n; i++) ASSERT_EQ(got[i], fp16_round(x[i])) << i;
+        } else if (want_type == GgmlType::bf16) {
+            // The top 16 bits, rounded to nearest even: worked by hand from the fp32 bits.
+            for (uint64_t i = 0; i < n; i++) {
+                uint32_t bits;
+                std::memcpy(&bits, &x[i], 4);
+                bits = (bits + 0x7fff + ((bits >> 16) & 1)) & 0xffff0000u;
+                float want;
+                std::memcpy(&want, &bits, 4);
+                ASSERT_EQ(got[i], want) << i;
+            }
         } else {
             for (uint64_t b = 0; b < n / 32; b++) {
                 float amax = 0;
@@ -288,21 +304,24 @@ TEST(Gguf, ExportsEveryTypeTiedAndUntied) {
         TempDir dir;
         make_folder(dir.path(), tiny_config(tied), tied ? 1 : 2);
         const std::pair<GgufType, const char*> types[] = {
-            {GgufType::f32, "f32"}, {GgufType::f16, "f16"}, {GgufType::q8_0, "q8_0"}};
+            {GgufType::f32, "f32"},
+            {GgufType::f16, "f16"},
+            {GgufType::bf16, "bf16"},
+            {GgufType::q8_0, "q8_0"}};
         for (const auto& [type, label] : types) {
             SCOPED_TRACE(label);
             const fs::path out = dir.path() / (std::string("model-") + label + ".gguf");
             export_folder(dir.path(), type, out);
             check_file(dir.path(), out, type, tied);
         }
-        // Only the three files next to the folder's own: no temporaries left behind.
+        // Only the four files next to the folder's own: no temporaries left behind.
         int ggufs = 0;
         for (const auto& entry : fs::directory_iterator(dir.path())) {
             const std::string name = entry.path().filename().string();
             EXPECT_NE(name[0], '.') << name;
             ggufs += entry.path().extension() == ".gguf";
         }
-        EXPECT_EQ(ggufs, 3);
+        EXPECT_EQ(ggufs, 4);
     }
 }
 

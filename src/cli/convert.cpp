@@ -46,13 +46,16 @@ std::function<int()> add_convert(CLI::App& app) {
         ->check(CLI::ExistingDirectory);
     cmd->add_option("OUT", opt->out, "output file, e.g. model.gguf")->required();
     cmd->add_option("--type", opt->type,
-                    "tensor type: f32, f16 or q8_0 (norms and biases stay f32)")
+                    "tensor type: f32, f16, bf16 or q8_0 (norms and biases stay f32)")
         ->capture_default_str()
-        ->check(CLI::IsMember({"f32", "f16", "q8_0"}));
+        ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0"}));
     cmd->add_option("--name", opt->name, "general.name (default: from the folder's path)");
     return [opt]() {
         static const std::map<std::string, GgufType> kTypes = {
-            {"f32", GgufType::f32}, {"f16", GgufType::f16}, {"q8_0", GgufType::q8_0}};
+            {"f32", GgufType::f32},
+            {"f16", GgufType::f16},
+            {"bf16", GgufType::bf16},
+            {"q8_0", GgufType::q8_0}};
         const std::filesystem::path in(opt->in);
         const std::unique_ptr<Model> model = load_model(in);
         const GgufTokenizer tok = load_gguf_tokenizer(in, model->config());

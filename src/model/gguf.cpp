@@ -14,6 +14,7 @@ size_t ggml_nbytes(GgmlType type, size_t n) {
         case GgmlType::f32:
             return n * 4;
         case GgmlType::f16:
+        case GgmlType::bf16:
             return n * 2;
         case GgmlType::q8_0:
             return n / kQ8_0BlockSize * kQ8_0BlockBytes;
@@ -26,9 +27,9 @@ std::vector<uint8_t> encode_ggml(GgmlType type, const float* x, size_t n) {
     uint8_t* p = out.data();
     if (type == GgmlType::f32) {
         std::memcpy(p, x, n * 4);
-    } else if (type == GgmlType::f16) {
+    } else if (type == GgmlType::f16 || type == GgmlType::bf16) {
         for (size_t i = 0; i < n; i++) {
-            const uint16_t h = fp32_to_fp16(x[i]);
+            const uint16_t h = type == GgmlType::f16 ? fp32_to_fp16(x[i]) : fp32_to_bf16(x[i]);
             std::memcpy(p + 2 * i, &h, 2);
         }
     } else {
@@ -52,11 +53,11 @@ std::vector<uint8_t> encode_ggml(GgmlType type, const float* x, size_t n) {
 void decode_ggml(GgmlType type, const uint8_t* data, size_t n, float* out) {
     if (type == GgmlType::f32) {
         std::memcpy(out, data, n * 4);
-    } else if (type == GgmlType::f16) {
+    } else if (type == GgmlType::f16 || type == GgmlType::bf16) {
         for (size_t i = 0; i < n; i++) {
             uint16_t h;
             std::memcpy(&h, data + 2 * i, 2);
-            out[i] = fp16_to_fp32(h);
+            out[i] = type == GgmlType::f16 ? fp16_to_fp32(h) : bf16_to_fp32(h);
         }
     } else {
         for (size_t b = 0; b < n / kQ8_0BlockSize; b++, data += kQ8_0BlockBytes) {

@@ -1,5 +1,5 @@
 // What GGUF's writer and reader share: the metadata value types, the ggml tensor types we
-// write and read with their encodings (F32, F16, Q8_0), and the data section's alignment.
+// write and read with their encodings (F32, F16, BF16, Q8_0), and the data section's alignment.
 // The writer is gguf_writer.h (with gguf_tokenizer.h), the reader gguf_reader.h. The rules
 // llama.cpp checks for a Qwen2 model are in ../shared/reference/gguf-qwen2.md; the format itself
 // is ggml's docs/gguf.md. Little-endian only (as every host we build for).
@@ -12,7 +12,7 @@
 namespace crucible {
 
 // The tensor encodings we write and read (the values are ggml's type ids).
-enum class GgmlType : uint32_t { f32 = 0, f16 = 1, q8_0 = 8 };
+enum class GgmlType : uint32_t { f32 = 0, f16 = 1, q8_0 = 8, bf16 = 30 };
 
 // A metadata value's type (the values are GGUF's type ids).
 enum class GgufValueType : uint32_t {
@@ -46,7 +46,7 @@ inline uint64_t align_up(uint64_t x, uint64_t a) {
 // (per block of 32: d = max|x| / 127, q = round(x / d), stored as fp16 d then 32 int8).
 // REQUIRES: n % 32 == 0 for Q8_0.
 std::vector<uint8_t> encode_ggml(GgmlType type, const float* x, size_t n);
-// The inverse (Q8_0 and F16 dequantized to fp32) of `n` elements held in `data`.
+// The inverse (Q8_0, F16 and BF16 dequantized to fp32) of `n` elements held in `data`.
 void decode_ggml(GgmlType type, const uint8_t* data, size_t n, float* out);
 // Bytes that `n` elements of `type` take. REQUIRES: n % 32 == 0 for Q8_0.
 size_t ggml_nbytes(GgmlType type, size_t n);

@@ -233,9 +233,9 @@ GgufFile read_gguf(const fs::path& path) {
             t.ne.push_back(n);
         }
         const auto type = c.get<uint32_t>("a tensor type");
-        if (type != 0 && type != 1 && type != 8) {
+        if (type != 0 && type != 1 && type != 8 && type != 30) {
             throw Error(p + ": tensor '" + t.name + "' has unknown or unsupported ggml type " +
-                        std::to_string(type) + " (F32 0, F16 1, Q8_0 8 are read)");
+                        std::to_string(type) + " (F32 0, F16 1, Q8_0 8, BF16 30 are read)");
         }
         t.type = static_cast<GgmlType>(type);
         if (t.type == GgmlType::q8_0 && t.ne[0] % kQ8_0BlockSize != 0) {

@@ -182,6 +182,7 @@ class TempFile {
 GgmlType tensor_type(GgufType file_type, const TensorInfo& t) {
     if (file_type == GgufType::f32 || t.shape.size() < 2) return GgmlType::f32;
     if (file_type == GgufType::q8_0 && t.shape.back() % kQ8_0BlockSize == 0) return GgmlType::q8_0;
+    if (file_type == GgufType::bf16) return GgmlType::bf16;
     return GgmlType::f16;
 }
 
@@ -207,7 +208,11 @@ void write_gguf(const Model& model, const GgufTokenizer& tok, const std::string&
     kv.str("general.architecture", arch);
     kv.str("general.name", name);
     kv.u32("general.alignment", kGgufAlignment);
-    kv.u32("general.file_type", type == GgufType::f32 ? 0 : type == GgufType::f16 ? 1 : 7);
+    // llama.cpp's llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q8_0 7, MOSTLY_BF16 32.
+    kv.u32("general.file_type", type == GgufType::f32    ? 0
+                                : type == GgufType::f16  ? 1
+                                : type == GgufType::bf16 ? 32
+                                                         : 7);
     kv.u32(arch + ".context_length", c.max_position_embeddings);
     kv.u32(arch + ".embedding_length", c.hidden_size);
     kv.u32(arch + ".block_count", c.num_hidden_layers);
