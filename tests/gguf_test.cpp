@@ -249,17 +249,18 @@ void check_file(const fs::path& folder, const fs::path& file, GgufType type, boo
         GgmlType want_type = GgmlType::f32;
         if (type != GgufType::f32 && e.ne.size() == 2) {
             want_type = type == GgufType::q8_0 && e.ne[0] % 32 == 0 ? GgmlType::q8_0
-                        : type == GgufType::bf16                  ? GgmlType::bf16
-                                                                  : GgmlType::f16;
+                        : type == GgufType::bf16                    ? GgmlType::bf16
+                                                                    : GgmlType::f16;
         }
         EXPECT_EQ(t.type, want_type);
         EXPECT_EQ(t.offset % 32, 0u);
         EXPECT_EQ((g.data_offset + t.offset) % 32, 0u);
         EXPECT_EQ(t.offset, expected_offset);
         const uint64_t n = e.ne.size() == 2 ? e.ne[0] * e.ne[1] : e.ne[0];
-        const uint64_t nbytes = want_type == GgmlType::f32                                 ? n * 4
-                                : want_type == GgmlType::f16 || want_type == GgmlType::bf16 ? n * 2
-                                                                                          : n / 32 * 34;
+        const uint64_t nbytes = want_type == GgmlType::f32 ? n * 4
+                                : want_type == GgmlType::f16 || want_type == GgmlType::bf16
+                                    ? n * 2
+                                    : n / 32 * 34;
         EXPECT_EQ(g.data(t).size(), nbytes);
         expected_offset = pad32(t.offset + nbytes);
 
@@ -303,11 +304,10 @@ TEST(Gguf, ExportsEveryTypeTiedAndUntied) {
         SCOPED_TRACE(tied ? "tied" : "untied");
         TempDir dir;
         make_folder(dir.path(), tiny_config(tied), tied ? 1 : 2);
-        const std::pair<GgufType, const char*> types[] = {
-            {GgufType::f32, "f32"},
-            {GgufType::f16, "f16"},
-            {GgufType::bf16, "bf16"},
-            {GgufType::q8_0, "q8_0"}};
+        const std::pair<GgufType, const char*> types[] = {{GgufType::f32, "f32"},
+                                                          {GgufType::f16, "f16"},
+                                                          {GgufType::bf16, "bf16"},
+                                                          {GgufType::q8_0, "q8_0"}};
         for (const auto& [type, label] : types) {
             SCOPED_TRACE(label);
             const fs::path out = dir.path() / (std::string("model-") + label + ".gguf");

@@ -48,37 +48,47 @@ std::vector<std::string> tiny_overrides(const fs::path& dir, const std::string& 
             "train.log_every=1000"};
 }
 
-Config tiny_config(const fs::path& dir, const std::string& name, int steps, int every) {
+Config tiny_config(const fs::path& dir, const std::string& name, int steps, int every,
+                   const std::string& dtype = "float32") {
     Config c(kSftConfigDefaults);
     for (const std::string& s : tiny_overrides(dir, name)) c.set(s);
+    c.set("train.dtype=" + dtype);
     c.set("train.steps=" + std::to_string(steps));
     c.set("train.checkpoint_every=" + std::to_string(every));
     return c;
 }
 
+// In both matmul precisions: a bfloat16 run's bf16 copy is re-derived from the checkpoint's fp32
+// master weights, the same copy the uninterrupted run had.
 TEST(SftResume, InterruptedAndResumedRunMatchesUninterruptedByteForByte) {
     const fs::path dir = fresh_dir("resume");
     std::ostringstream log;
-    {
-        SftTrainer straight(tiny_config(dir / "a", "run", 9, 3), false, log);
-        straight.run();
+    for (const std::string dtype : {"float32", "bfloat16"}) {
+        const fs::path a = dir / ("a-" + dtype), b = dir / ("b-" + dtype);
+        {
+            SftTrainer straight(tiny_config(a, "run", 9, 3, dtype), false, log);
+            straight.run();
+        }
+        {
+            SftTrainer first(tiny_config(b, "run", 9, 3, dtype), false, log);
+            first.run(5);  // stops after step 5; the last checkpoint is step 3
+            EXPECT_EQ(first.step(), 5);
+        }  // everything in memory is gone, as after a kill
+        SftTrainer resumed(tiny_config(b, "run", 9, 3, dtype), true, log);
+        EXPECT_EQ(resumed.step(), 3);
+        resumed.run();
+        for (const char* file : {"model.safetensors", "optimizer.safetensors"}) {
+            const std::string x = read_file(a / "run/checkpoints/step-9" / file);
+            const std::string y = read_file(b / "run/checkpoints/step-9" / file);
+            EXPECT_TRUE(x == y) << dtype << ": " << file << " differs after resume";
+        }
+        // The resumed run trained: its weights moved away from the step-3 checkpoint.
+        EXPECT_NE(read_file(b / "run/checkpoints/step-3/model.safetensors"),
+                  read_file(b / "run/checkpoints/step-9/model.safetensors"));
     }
-    {
-        SftTrainer first(tiny_config(dir / "b", "run", 9, 3), false, log);
-        first.run(5);  // stops after step 5; the last checkpoint is step 3
-        EXPECT_EQ(first.step(), 5);
-    }  // everything in memory is gone, as after a kill
-    SftTrainer resumed(tiny_config(dir / "b", "run", 9, 3), true, log);
-    EXPECT_EQ(resumed.step(), 3);
-    resumed.run();
-    for (const char* file : {"model.safetensors", "optimizer.safetensors"}) {
-        const std::string a = read_file(dir / "a/run/checkpoints/step-9" / file);
-        const std::string b = read_file(dir / "b/run/checkpoints/step-9" / file);
-        EXPECT_TRUE(a == b) << file << " differs after resume";
-    }
-    // The resumed run trained: its weights moved away from the step-3 checkpoint.
-    EXPECT_NE(read_file(dir / "b/run/checkpoints/step-3/model.safetensors"),
-              read_file(dir / "b/run/checkpoints/step-9/model.safetensors"));
+    // The precision took effect: the two dtypes trained to different weights.
+    EXPECT_NE(read_file(dir / "a-float32/run/checkpoints/step-9/model.safetensors"),
+              read_file(dir / "a-bfloat16/run/checkpoints/step-9/model.safetensors"));
     fs::remove_all(dir);
 }
 

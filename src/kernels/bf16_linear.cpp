@@ -407,9 +407,11 @@ void linear_backward_bf16(float* dinp, float* dweight, float* dbias, const float
         matmul(dinp, C, true, dout, OC, 1, N, OC, t.data(), OC, C, nullptr, path);
     }
     // dW[o][c] += sum_n dout[n][o] inp[n][c]: rows o of dout^T against bf16(inp)^T (C, N).
-    t.resize((size_t)C * N);
-    transpose(t.data(), N, C, [&](int n, int c) { return to_bf16(inp[(size_t)n * C + c]); });
-    matmul(dweight, C, true, dout, 1, OC, OC, N, t.data(), N, C, nullptr, path);
+    if (dweight) {
+        t.resize((size_t)C * N);
+        transpose(t.data(), N, C, [&](int n, int c) { return to_bf16(inp[(size_t)n * C + c]); });
+        matmul(dweight, C, true, dout, 1, OC, OC, N, t.data(), N, C, nullptr, path);
+    }
     if (dbias) {
 #pragma omp parallel
         {

@@ -47,7 +47,8 @@ void linear_forward_bf16(float* out, const float* inp, const uint16_t* weight, c
                          int N, int C, int OC, bool accumulate = false,
                          Bf16Path path = default_bf16_path());
 // The backward of linear_forward_bf16 in the same precision (as autocast's): dinp (N, C) +=
-// bf16(dout) @ weight (nullptr to skip), dweight (OC, C) += bf16(dout)^T @ bf16(inp), dbias (OC)
+// bf16(dout) @ weight (nullptr to skip), dweight (OC, C) += bf16(dout)^T @ bf16(inp) (nullptr:
+// frozen), dbias (OC)
 // += the fp32 column sums of dout (nullptr if no bias). Gradients are fp32.
 void linear_backward_bf16(float* dinp, float* dweight, float* dbias, const float* dout,
                           const float* inp, const uint16_t* weight, int N, int C, int OC,

@@ -112,9 +112,11 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C,
                     1.0f, dinp, C);
     }
-    // dweight (OC, C) += dout^T (OC, N) @ inp (N, C)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
-                dweight, C);
+    // dweight (OC, C) += dout^T (OC, N) @ inp (N, C); none for a frozen weight
+    if (dweight) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
+                    dweight, C);
+    }
     if (dbias) {
 #pragma omp parallel
         {

@@ -1,6 +1,6 @@
 // GGUF (version 3) export for llama.cpp: HF tensor names to GGUF's, Llama's q/k row order, and
-// the writer of a whole file (metadata, tokenizer, tensors in F32, F16, BF16 or Q8_0). See gguf.h for
-// what the writer shares with the reader, docs/GGUF.md for the command.
+// the writer of a whole file (metadata, tokenizer, tensors in F32, F16, BF16 or Q8_0). See gguf.h
+// for what the writer shares with the reader, docs/GGUF.md for the command.
 #pragma once
 
 #include <cstdint>
@@ -14,8 +14,8 @@
 
 namespace crucible {
 
-// The requested file type: F16, BF16 and Q8_0 keep norm weights and biases in F32; a Q8_0 file keeps
-// a matrix whose rows are not a multiple of 32 long in F16.
+// The requested file type: F16, BF16 and Q8_0 keep norm weights and biases in F32; a Q8_0 file
+// keeps a matrix whose rows are not a multiple of 32 long in F16.
 enum class GgufType { f32, f16, bf16, q8_0 };
 
 // The GGUF name of an HF tensor name ("model.layers.3.mlp.up_proj.weight" ->

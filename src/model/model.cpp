@@ -271,6 +271,142 @@ Model::LayerParams Model::layer_params(float* base, int l) const {
             p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15]};
 }
 
+namespace {
+
+// LoRA's slots in LayerParams' order of the seven projections.
+const char* const kLoraTargets[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                    "gate_proj", "up_proj", "down_proj"};
+
+}  // namespace
+
+void Model::enable_lora(const LoraConfig& config, uint64_t seed) {
+    if (has_lora()) throw Error("lora: the model already has adapters");
+    if (config.rank < 1) {
+        throw Error("lora.rank: must be at least 1 (got " + std::to_string(config.rank) + ")");
+    }
+    if (!(config.alpha > 0) || !std::isfinite(config.alpha)) {
+        throw Error("lora.alpha: must be a positive number");
+    }
+    if (config.targets.empty()) throw Error("lora.targets: name at least one projection");
+    std::array<bool, kLoraSlots> on{};
+    for (const std::string& t : config.targets) {
+        const auto it = std::find(std::begin(kLoraTargets), std::end(kLoraTargets), t);
+        if (it == std::end(kLoraTargets)) {
+            throw Error("lora.targets: unknown target '" + t +
+                        "' (expected q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj or "
+                        "down_proj)");
+        }
+        on[it - std::begin(kLoraTargets)] = true;
+    }
+    const ModelConfig& c = config_;
+    const int H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim();
+    const int in[kLoraSlots] = {H, H, H, Q, H, H, I};
+    const int out[kLoraSlots] = {Q, KV, KV, H, I, I, H};
+    const size_t r = static_cast<size_t>(config.rank);
+    size_t off = 0;
+    lora_slot_.assign(c.num_hidden_layers, {});
+    for (int l = 0; l < c.num_hidden_layers; l++) {
+        for (int s = 0; s < kLoraSlots; s++) {
+            if (!on[s]) continue;
+            const std::string stem = "base_model.model.model.layers." + std::to_string(l) +
+                                     (s < 4 ? ".self_attn." : ".mlp.") + kLoraTargets[s];
+            LoraSlot& slot = lora_slot_[l][s];
+            slot.in = in[s];
+            slot.out = out[s];
+            slot.a = off;
+            lora_tensors_.push_back(
+                {stem + ".lora_A.weight", {(int64_t)r, in[s]}, off, r * in[s], true});
+            off += r * in[s];
+            slot.b = off;
+            lora_tensors_.push_back(
+                {stem + ".lora_B.weight", {out[s], (int64_t)r}, off, r * out[s], true});
+            off += r * out[s];
+        }
+    }
+    lora_params_.assign(off, 0.0f);
+    lora_grads_.assign(off, 0.0f);
+    Rng rng(seed);
+    for (const TensorInfo& t : lora_tensors_) {
+        if (t.name.find(".lora_A.") == std::string::npos) continue;  // B stays 0
+        const double bound = 1.0 / std::sqrt((double)t.shape[1]);
+        float* p = lora_params_.data() + t.offset;
+        for (size_t i = 0; i < t.numel; i++) p[i] = (float)((2 * rng.uniform() - 1) * bound);
+    }
+    lora_ = config;
+}
+
+void Model::lora_forward(int l, int s, float* out, const float* x, int N, float* h) const {
+    const LoraSlot& slot = lora_slot_[l][s];
+    if (slot.a == kAbsent) return;
+    const int r = lora_.rank;
+    k::linear_forward(h, x, lora_params_.data() + slot.a, nullptr, N, slot.in, r);
+    lora_tmp_.resize((size_t)N * slot.out);
+    k::linear_forward(lora_tmp_.data(), h, lora_params_.data() + slot.b, nullptr, N, r, slot.out);
+    const float scale = (float)(lora_.alpha / r);
+    const size_t n = (size_t)N * slot.out;
+    for (size_t i = 0; i < n; i++) out[i] += scale * lora_tmp_[i];
+}
+
+void Model::lora_backward(int l, int s, float* dx, const float* dout, const float* x,
+                          const float* h, int N) {
+    const LoraSlot& slot = lora_slot_[l][s];
+    if (slot.a == kAbsent) return;
+    const int r = lora_.rank;
+    const float scale = (float)(lora_.alpha / r);
+    const size_t n = (size_t)N * slot.out;
+    lora_tmp_.resize(n + (size_t)N * r);
+    float* ds = lora_tmp_.data();
+    float* dh = ds + n;
+    for (size_t i = 0; i < n; i++) ds[i] = scale * dout[i];
+    std::fill(dh, dh + (size_t)N * r, 0.0f);
+    // h = A x, y += scale * B h: dB += ds^T h, dh = ds B, then dA += dh^T x, dx += dh A.
+    k::linear_backward(dh, lora_grads_.data() + slot.b, nullptr, ds, h,
+                       lora_params_.data() + slot.b, N, r, slot.out);
+    k::linear_backward(dx, lora_grads_.data() + slot.a, nullptr, dh, x,
+                       lora_params_.data() + slot.a, N, slot.in, r);
+}
+
+void Model::merge_lora() {
+    if (!has_lora()) return;
+    if (fp32_released_) {
+        throw Error(
+            "lora: cannot merge into a model whose fp32 matrices were released (an "
+            "inference-only bfloat16 model): the merge writes W + (alpha/r) B A in fp32");
+    }
+    const int r = lora_.rank;
+    const float scale = (float)(lora_.alpha / r);
+    for (int l = 0; l < config_.num_hidden_layers; l++) {
+        const LayerParams w = layer_params(params_.data(), l);
+        float* const weights[kLoraSlots] = {w.q_w, w.k_w, w.v_w, w.o_w, w.gate_w, w.up_w, w.down_w};
+        for (int s = 0; s < kLoraSlots; s++) {
+            const LoraSlot& slot = lora_slot_[l][s];
+            if (slot.a == kAbsent) continue;
+            const float* A = lora_params_.data() + slot.a;
+            const float* B = lora_params_.data() + slot.b;
+            for (int o = 0; o < slot.out; o++) {
+                float* row = weights[s] + (size_t)o * slot.in;
+                for (int c = 0; c < slot.in; c++) {
+                    float d = 0.0f;
+                    for (int q = 0; q < r; q++)
+                        d += B[(size_t)o * r + q] * A[(size_t)q * slot.in + c];
+                    row[c] += scale * d;
+                }
+            }
+        }
+    }
+    bf16_stale_ = true;
+    drop_lora();
+}
+
+void Model::drop_lora() {
+    lora_ = LoraConfig{0, 0.0, {}};
+    lora_tensors_.clear();
+    std::vector<float>().swap(lora_params_);
+    std::vector<float>().swap(lora_grads_);
+    std::vector<float>().swap(lora_h_);
+    lora_slot_.clear();
+}
+
 void Model::init_random(uint64_t seed, float std) {
     bf16_stale_ = true;
     Rng rng(seed);
@@ -285,6 +421,7 @@ void Model::init_random(uint64_t seed, float std) {
 }
 
 void Model::zero_grads() {
+    if (has_lora()) return std::fill(lora_grads_.begin(), lora_grads_.end(), 0.0f);
     if (grads_.size() != params_.size()) return allocate_grads();  // zeroed when allocated
     std::fill(grads_.begin(), grads_.end(), 0.0f);
 }
@@ -387,9 +524,18 @@ double Model::forward(const PackedBatch& batch) {
         const LayerActivations la{L + a.resid, L + a.ln1, L + a.rstd1, L + a.q,   L + a.k,
                                   L + a.v,     L + a.att, L + a.mid,   L + a.ln2, L + a.rstd2,
                                   L + a.gate,  L + a.up,  L + a.act,   resid_out};
-        forward_layer(l, la, batch.positions.data(), N, [&](const LayerActivations& x) {
-            k::attention_forward(x.att, L + a.probs, x.q, x.k, x.v, shape);
-        });
+        float* lora_h = nullptr;
+        if (has_lora()) {
+            const size_t per_layer = (size_t)kLoraSlots * N * lora_.rank;
+            if (l == 0) lora_h_.resize(per_layer * c.num_hidden_layers);
+            lora_h = lora_h_.data() + l * per_layer;
+        }
+        forward_layer(
+            l, la, batch.positions.data(), N,
+            [&](const LayerActivations& x) {
+                k::attention_forward(x.att, L + a.probs, x.q, x.k, x.v, shape);
+            },
+            lora_h);
     }
     // After the loop the last layer's output sits in final_resid.
     forward_head(A + a.logits, A + a.lnf, A + a.rstdf, A + a.final_resid, N);
@@ -400,29 +546,38 @@ double Model::forward(const PackedBatch& batch) {
 }
 
 void Model::forward_layer(int l, const LayerActivations& a, const int32_t* positions, int N,
-                          const std::function<void(const LayerActivations&)>& attend) const {
+                          const std::function<void(const LayerActivations&)>& attend,
+                          float* lora_h) const {
     const ModelConfig& c = config_;
     const int H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim();
     const size_t NH = (size_t)N * H;
     const LayerParams w = layer(l);
+    const size_t hstride = lora_h ? (size_t)N * lora_.rank : 0;  // one slot's A x
     // attention block
     k::rmsnorm_forward(a.ln1, a.rstd1, a.resid, w.ln1_w, N, H, c.rms_norm_eps);
     linear(a.q, a.ln1, w.q_w, w.q_b, N, H, Q);
+    if (lora_h) lora_forward(l, 0, a.q, a.ln1, N, lora_h + 0 * hstride);
     linear(a.k, a.ln1, w.k_w, w.k_b, N, H, KV);
+    if (lora_h) lora_forward(l, 1, a.k, a.ln1, N, lora_h + 1 * hstride);
     linear(a.v, a.ln1, w.v_w, w.v_b, N, H, KV);
+    if (lora_h) lora_forward(l, 2, a.v, a.ln1, N, lora_h + 2 * hstride);
     k::rope_forward(a.q, positions, rope_cos_.data(), rope_sin_.data(), N, c.num_attention_heads,
                     c.head_dim);
     k::rope_forward(a.k, positions, rope_cos_.data(), rope_sin_.data(), N, c.num_key_value_heads,
                     c.head_dim);
     attend(a);
     linear(a.mid, a.att, w.o_w, w.o_b, N, Q, H);
+    if (lora_h) lora_forward(l, 3, a.mid, a.att, N, lora_h + 3 * hstride);
     k::residual_forward(a.mid, a.mid, a.resid, NH);
     // MLP block
     k::rmsnorm_forward(a.ln2, a.rstd2, a.mid, w.ln2_w, N, H, c.rms_norm_eps);
     linear(a.gate, a.ln2, w.gate_w, w.gate_b, N, H, I);
+    if (lora_h) lora_forward(l, 4, a.gate, a.ln2, N, lora_h + 4 * hstride);
     linear(a.up, a.ln2, w.up_w, w.up_b, N, H, I);
+    if (lora_h) lora_forward(l, 5, a.up, a.ln2, N, lora_h + 5 * hstride);
     k::swiglu_forward(a.act, a.gate, a.up, (size_t)N * I);
     linear(a.resid_out, a.act, w.down_w, w.down_b, N, I, H);
+    if (lora_h) lora_forward(l, 6, a.resid_out, a.act, N, lora_h + 6 * hstride);
     k::residual_forward(a.resid_out, a.resid_out, a.mid, NH);
 }
 
@@ -459,9 +614,15 @@ void Model::forward_cached(const int32_t* tokens, const int32_t* positions, int 
     embed(x, tokens, N);
     const LayerActivations la{x,      ln, rstd, buf[3], buf[4], buf[5],  buf[6],
                               buf[7], ln, rstd, buf[8], buf[9], buf[10], x};
+    float* lora_h = nullptr;  // A x of the adapters, not kept: no backward follows
+    if (has_lora()) {
+        lora_cached_h_.resize((size_t)kLoraSlots * N * lora_.rank);
+        lora_h = lora_cached_h_.data();
+    }
     for (int l = 0; l < c.num_hidden_layers; l++) {
-        forward_layer(l, la, positions, N,
-                      [&](const LayerActivations& a) { attend(l, a.q, a.k, a.v, a.att); });
+        forward_layer(
+            l, la, positions, N,
+            [&](const LayerActivations& a) { attend(l, a.q, a.k, a.v, a.att); }, lora_h);
     }
     if (M == 0) return;
     for (int m = 0; m < M; m++)
@@ -476,7 +637,10 @@ void Model::backward() {
             "model: cannot train an inference-only model (its fp32 matrices were "
             "released)");
     }
-    allocate_grads();  // backward accumulates: zeros on first use
+    // With LoRA the base is frozen: only the adapters get gradients, and no buffer of the base's
+    // size is allocated (the frozen norms' gradients go to a scratch row, the rest nowhere).
+    const bool frozen = has_lora();
+    if (!frozen) allocate_grads();  // backward accumulates: zeros on first use
     const PackedBatch& batch = *batch_;
     const ModelConfig& c = config_;
     const int N = batch.n_tokens();
@@ -500,30 +664,49 @@ void Model::backward() {
     const bool tied = c.tie_word_embeddings;
     const float* head =
         params_.data() + find(tied ? "model.embed_tokens.weight" : "lm_head.weight")->offset;
-    float* dhead = tied ? grad("model.embed_tokens.weight") : grad("lm_head.weight");
+    float* dhead = frozen ? nullptr
+                   : tied ? grad("model.embed_tokens.weight")
+                          : grad("lm_head.weight");
+    frozen_norm_grad_.resize(frozen ? H : 0);
+    float* const norm_scratch = frozen_norm_grad_.data();
     zero(d_tmp, NH);
     linear_back(d_tmp, dhead, nullptr, dlogits, A + a.lnf, head, N, H, V);
     zero(d_resid, NH);
-    k::rmsnorm_backward(d_resid, grad("model.norm.weight"), d_tmp, A + a.final_resid,
-                        params_.data() + find("model.norm.weight")->offset, A + a.rstdf, N, H);
+    k::rmsnorm_backward(d_resid, frozen ? norm_scratch : grad("model.norm.weight"), d_tmp,
+                        A + a.final_resid, params_.data() + find("model.norm.weight")->offset,
+                        A + a.rstdf, N, H);
 
     for (int l = c.num_hidden_layers - 1; l >= 0; l--) {
         const LayerParams w = layer_params(params_.data(), l);
-        const LayerParams g = layer_params(grads_.data(), l);
+        LayerParams g{};
+        if (frozen) {
+            g.ln1_w = g.ln2_w = norm_scratch;
+        } else {
+            g = layer_params(grads_.data(), l);
+        }
+        const size_t hs = frozen ? (size_t)N * lora_.rank : 0;
+        const float* h = frozen ? lora_h_.data() + (size_t)l * kLoraSlots * hs : nullptr;
+        auto adapters = [&](int s, float* dx, const float* dout, const float* x) {
+            if (frozen) lora_backward(l, s, dx, dout, x, h + s * hs, N);
+        };
         float* L = A + l * a.layer_stride;
         // MLP block: resid_out = mid + down(act)
         zero(A + a.d_act, NI);
         linear_back(A + a.d_act, g.down_w, g.down_b, d_resid, L + a.act, w.down_w, N, I, H);
+        adapters(6, A + a.d_act, d_resid, L + a.act);
         zero(A + a.d_gate, NI);
         zero(A + a.d_up, NI);
         k::swiglu_backward(A + a.d_gate, A + a.d_up, A + a.d_act, L + a.gate, L + a.up, NI);
         zero(d_tmp, NH);
         linear_back(d_tmp, g.gate_w, g.gate_b, A + a.d_gate, L + a.ln2, w.gate_w, N, H, I);
+        adapters(4, d_tmp, A + a.d_gate, L + a.ln2);
         linear_back(d_tmp, g.up_w, g.up_b, A + a.d_up, L + a.ln2, w.up_w, N, H, I);
+        adapters(5, d_tmp, A + a.d_up, L + a.ln2);
         k::rmsnorm_backward(d_resid, g.ln2_w, d_tmp, L + a.mid, w.ln2_w, L + a.rstd2, N, H);
         // attention block: mid = resid + o(att)
         zero(A + a.d_att, (size_t)N * Q);
         linear_back(A + a.d_att, g.o_w, g.o_b, d_resid, L + a.att, w.o_w, N, Q, H);
+        adapters(3, A + a.d_att, d_resid, L + a.att);
         zero(A + a.d_q, (size_t)N * Q);
         zero(A + a.d_k, (size_t)N * KV);
         zero(A + a.d_v, (size_t)N * KV);
@@ -535,11 +718,17 @@ void Model::backward() {
                          c.num_key_value_heads, c.head_dim);
         zero(d_tmp, NH);
         linear_back(d_tmp, g.q_w, g.q_b, A + a.d_q, L + a.ln1, w.q_w, N, H, Q);
+        adapters(0, d_tmp, A + a.d_q, L + a.ln1);
         linear_back(d_tmp, g.k_w, g.k_b, A + a.d_k, L + a.ln1, w.k_w, N, H, KV);
+        adapters(1, d_tmp, A + a.d_k, L + a.ln1);
         linear_back(d_tmp, g.v_w, g.v_b, A + a.d_v, L + a.ln1, w.v_w, N, H, KV);
+        adapters(2, d_tmp, A + a.d_v, L + a.ln1);
         k::rmsnorm_backward(d_resid, g.ln1_w, d_tmp, L + a.resid, w.ln1_w, L + a.rstd1, N, H);
     }
-    k::embedding_backward(grad("model.embed_tokens.weight"), d_resid, batch.tokens.data(), N, H);
+    if (!frozen) {
+        k::embedding_backward(grad("model.embed_tokens.weight"), d_resid, batch.tokens.data(), N,
+                              H);
+    }
     batch_ = nullptr;  // logits now hold gradients; a second backward would be wrong
 }
 

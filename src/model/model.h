@@ -42,6 +42,16 @@ struct PackedBatch {
 // The machine's physical memory in bytes (sysconf): what memory estimates are checked against.
 double physical_memory_bytes();
 
+// LoRA adapters (Hu et al. 2021, as PEFT computes them): a targeted linear layer computes
+// y = W x + b + (alpha / rank) * B (A x), A (rank, in) and B (out, rank) trainable, the base
+// frozen. Targets name the projections: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj.
+struct LoraConfig {
+    int rank = 16;
+    double alpha = 32.0;
+    std::vector<std::string> targets{"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                     "gate_proj", "up_proj", "down_proj"};
+};
+
 // The precision of the matmuls. float32: exact fp32, what the PyTorch fixtures check.
 // bfloat16: every matrix (embeddings, projections, lm_head) is read as its bf16 rounding and the
 // matmuls' inputs are rounded to bf16, products summed in fp32 (kernels/bf16_linear.h); norms,
@@ -98,6 +108,30 @@ class Model {
     // the next forward pass: each is an Error, never a silent use of the released values.
     void release_fp32_matrices();
     bool fp32_released() const { return fp32_released_; }
+
+    // LoRA: adapters on the configured projections of every layer, A ~ U(-1/sqrt(in),
+    // 1/sqrt(in)) from `seed` (PEFT's kaiming-uniform with a = sqrt(5)), B = 0, so the model
+    // computes exactly what it did. From then on the base is frozen: backward() computes the
+    // adapters' gradients only (no gradient buffer of the base's size is ever allocated) and
+    // what trains are lora_params(). Throws Error for a rank < 1, an unknown target, or a
+    // second call.
+    void enable_lora(const LoraConfig& config, uint64_t seed);
+    bool has_lora() const { return lora_.rank > 0; }
+    const LoraConfig& lora_config() const { return lora_; }
+    // The adapters' tensors (PEFT names, base_model.model.<module>.lora_A.weight / lora_B.weight,
+    // shapes (rank, in) and (out, rank)), with offsets into lora_params() / lora_grads().
+    const std::vector<TensorInfo>& lora_tensors() const { return lora_tensors_; }
+    size_t lora_num_params() const { return lora_params_.size(); }
+    float* lora_params() { return lora_params_.data(); }
+    const float* lora_params() const { return lora_params_.data(); }
+    float* lora_grads() { return lora_grads_.data(); }
+    const float* lora_grads() const { return lora_grads_.data(); }
+    // W += (alpha / rank) * B A for every adapter, then the adapters are gone: the model is a
+    // plain one again (trainable, savable as an HF folder). Refused (Error) on a model whose
+    // fp32 matrices were released: the merge needs them.
+    void merge_lora();
+    // Removes the adapters unmerged: the base model as it was.
+    void drop_lora();
 
     // HF-style init: linear weights and embeddings N(0, std), biases 0, norm weights 1.
     void init_random(uint64_t seed, float std = 0.02f);
@@ -194,8 +228,11 @@ class Model {
     };
     // The transformer layer l over N rows at `positions`: the one definition of the layer
     // sequence. `attend` turns a.q, a.k, a.v into a.att.
+    // lora_h: (kLoraSlots, N, rank) the adapters' A x of this layer (kept for backward), or
+    // nullptr without LoRA.
     void forward_layer(int l, const LayerActivations& a, const int32_t* positions, int N,
-                       const std::function<void(const LayerActivations&)>& attend) const;
+                       const std::function<void(const LayerActivations&)>& attend,
+                       float* lora_h = nullptr) const;
     // logits (M, V) = lm_head(rmsnorm(x)) for M rows of x (N, H); ln, rstd: scratch.
     void forward_head(float* logits, float* ln, float* rstd, const float* x, int M) const;
 
@@ -212,6 +249,25 @@ class Model {
     void allocate_grads() {
         if (grads_.size() != params_.size()) grads_.assign(params_.size(), 0.0f);
     }
+    // LoRA: slot s of layer l (q, k, v, o, gate, up, down) has A at lora_slot_[l][s].a and B at
+    // .b in lora_params_, or kAbsent.
+    static constexpr int kLoraSlots = 7;
+    struct LoraSlot {
+        size_t a = kAbsent, b = kAbsent;
+        int in = 0, out = 0;
+    };
+    LoraConfig lora_{0, 0.0, {}};
+    std::vector<TensorInfo> lora_tensors_;
+    std::vector<float> lora_params_, lora_grads_;
+    std::vector<std::array<LoraSlot, kLoraSlots>> lora_slot_;
+    std::vector<float> lora_h_;                            // (L, kLoraSlots, N, rank) for backward
+    mutable std::vector<float> lora_tmp_, lora_cached_h_;  // scratch
+    std::vector<float> frozen_norm_grad_;                  // where frozen norms' gradients go
+    // out (N, OUT) += scale * B (A x) for slot s of layer l, A x kept in h (N, rank).
+    void lora_forward(int l, int s, float* out, const float* x, int N, float* h) const;
+    // The adapters' backward for slot s of layer l: dA, dB +=, dx += (nullptr to skip).
+    void lora_backward(int l, int s, float* dx, const float* dout, const float* x, const float* h,
+                       int N);
     MatmulDtype matmul_dtype_ = MatmulDtype::float32;
     std::vector<uint16_t> bf16_;  // bfloat16: params_ rounded, same layout; refreshed when stale
     bool bf16_stale_ = true;
