@@ -320,3 +320,21 @@ TEST(Lora, ConvertMergesAnAdapterIntoAnHfFolderAndAGguf) {
                               .c_str()),
               0);
 }
+
+// ../shared/reference/environments-and-scale.md: Qwen2.5-0.5B with adapters on every linear
+// layer has 549,888 x r adapter parameters. One layer of that shape (24 in the model) holds a
+// 24th of them.
+TEST(Lora, TheAdapterCountOfQwen25HalfBIsThePublishedOne) {
+    ModelConfig c;
+    c.vocab_size = 16;
+    c.hidden_size = 896;
+    c.intermediate_size = 4864;
+    c.num_hidden_layers = 1;
+    c.num_attention_heads = 14;
+    c.num_key_value_heads = 2;
+    c.head_dim = 64;
+    c.max_position_embeddings = 8;
+    Model m(c);
+    m.enable_lora(LoraConfig{}, 1);  // rank 16, all seven projections
+    EXPECT_EQ(24 * m.lora_num_params(), 549888u * 16);
+}

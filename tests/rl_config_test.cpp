@@ -124,6 +124,9 @@ TEST(RlConfig, EveryKeyOfTheSchemaIsReadIntoItsField) {
         {"train.eps", "1e-6"},
         {"train.grad_clip", "0.5"},
         {"train.dtype", "bfloat16"},
+        {"lora.rank", "8"},
+        {"lora.alpha", "16"},
+        {"lora.targets", "q_proj, down_proj"},
         {"train.micro_batch_tokens", "123"},
         {"train.checkpoint_every", "4"},
         {"train.log_every", "3"},
@@ -227,6 +230,9 @@ TEST(RlConfig, EveryKeyOfTheSchemaIsReadIntoItsField) {
     EXPECT_EQ(r.train.eps, 1e-6);
     EXPECT_EQ(r.train.grad_clip, 0.5);
     EXPECT_EQ(r.train.dtype, MatmulDtype::bfloat16);
+    EXPECT_EQ(r.lora.rank, 8);
+    EXPECT_EQ(r.lora.alpha, 16.0);
+    EXPECT_EQ(r.lora.targets, (std::vector<std::string>{"q_proj", "down_proj"}));
     EXPECT_EQ(r.train.micro_batch_tokens, 123);
     EXPECT_EQ(r.train.checkpoint_every, 4);
     EXPECT_EQ(r.train.log_every, 3);

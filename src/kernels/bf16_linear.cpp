@@ -1,6 +1,8 @@
 // GCC 12 reports a false -Wmaybe-uninitialized inside its own AVX-512 intrinsics (the
 // _mm512_undefined_* operand of the lane extractions that horizontal sums use).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 #include "kernels/bf16_linear.h"
 
@@ -230,15 +232,13 @@ void matmul(float* out, size_t ldo, bool accumulate, const float* src, size_t sr
 // JR weight rows at a time, two accumulators each per input row, over 64 weights: the
 // independent chains hide vdpbf16ps's latency (one row with four chains left the loop
 // latency-bound at a third of the speed).
-template <int NR>
-__attribute__((target("avx512f,avx512bf16"))) void stream_dpbf16(float* out, const uint16_t* x,
-                                                                 const uint16_t* w,
-                                                                 const float* bias, int C, int OC,
-                                                                 bool accumulate) {
-    constexpr int JR = NR <= 2 ? 4 : 2;
-    const int groups = (OC + JR - 1) / JR;
-#pragma omp parallel for schedule(static)
-    for (int gi = 0; gi < groups; gi++) {
+// One group of JR weight rows; the parallel loop is outside (stream_dpbf16): an OpenMP region's
+// outlined body does not inherit a target attribute under every compiler (clang's does not).
+template <int NR, int JR>
+__attribute__((target("avx512f,avx512bf16"))) void stream_group_dpbf16(
+    float* out, const uint16_t* x, const uint16_t* w, const float* bias, int C, int OC,
+    bool accumulate, int gi) {
+    {
         const int j0 = gi * JR, jn = std::min(JR, OC - j0);
         const uint16_t* r[JR];
         for (int i = 0; i < JR; i++) r[i] = w + (size_t)(j0 + (i < jn ? i : 0)) * C;
@@ -292,6 +292,17 @@ __attribute__((target("avx512f,avx512bf16"))) void stream_dpbf16(float* out, con
                 *o = v;
             }
         }
+    }
+}
+
+template <int NR>
+void stream_dpbf16(float* out, const uint16_t* x, const uint16_t* w, const float* bias, int C,
+                   int OC, bool accumulate) {
+    constexpr int JR = NR <= 2 ? 4 : 2;
+    const int groups = (OC + JR - 1) / JR;
+#pragma omp parallel for schedule(static)
+    for (int gi = 0; gi < groups; gi++) {
+        stream_group_dpbf16<NR, JR>(out, x, w, bias, C, OC, accumulate, gi);
     }
 }
 

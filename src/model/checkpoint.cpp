@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "model/lora_adapter.h"
 
 namespace crucible {
 
@@ -127,6 +128,24 @@ std::vector<SafetensorsFile> open_weight_files(const fs::path& dir) {
 }  // namespace
 
 std::unique_ptr<Model> load_model(const fs::path& dir) {
+    if (fs::exists(dir / "adapter_config.json")) {  // a PEFT LoRA folder: its base + adapters
+        const fs::path cfg = dir / "adapter_config.json";
+        std::string base;
+        try {
+            base = nlohmann::json::parse(read_file(cfg)).value("base_model_name_or_path", "");
+        } catch (const nlohmann::json::exception& e) {
+            throw Error(cfg.string() + ": not valid JSON: " + e.what());
+        }
+        if (base.empty() || !fs::is_directory(base) ||
+            fs::exists(fs::path(base) / "adapter_config.json")) {
+            throw Error(cfg.string() + ": base_model_name_or_path '" + base +
+                        "' is not a model folder (a LoRA folder loads on top of its base's "
+                        "config.json and model.safetensors)");
+        }
+        auto model = load_model(base);
+        load_lora_adapter(*model, dir);
+        return model;
+    }
     const fs::path config_path = dir / "config.json";
     nlohmann::json j;
     try {

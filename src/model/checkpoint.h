@@ -17,7 +17,9 @@ void save_model(const Model& model, const std::filesystem::path& dir);
 
 // Reads `dir`/config.json and `dir`/model.safetensors. Throws Error naming the file and the
 // tensor for missing tensors, wrong shapes or unsupported dtypes.
-// A sharded folder (model.safetensors.index.json + shards) loads the same way.
+// A sharded folder (model.safetensors.index.json + shards) loads the same way. A PEFT LoRA
+// folder (adapter_config.json) loads as its base_model_name_or_path folder with the adapters
+// enabled (model/lora_adapter.h).
 std::unique_ptr<Model> load_model(const std::filesystem::path& dir);
 
 // Copies every parameter of `model` from `file` (matching names and shapes; a redundant

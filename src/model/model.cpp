@@ -632,7 +632,7 @@ void Model::forward_cached(const int32_t* tokens, const int32_t* positions, int 
 
 void Model::backward() {
     if (!batch_) throw Error("Model::backward called without a forward pass");
-    if (fp32_released_) {
+    if (fp32_released_ && !has_lora()) {  // LoRA trains the adapters over the bf16 base
         throw Error(
             "model: cannot train an inference-only model (its fp32 matrices were "
             "released)");

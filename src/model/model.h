@@ -104,8 +104,9 @@ class Model {
     MatmulDtype matmul_dtype() const { return matmul_dtype_; }
     // For a bfloat16 model that only runs (generate, serve): gives the fp32 matrices' memory
     // back, keeping their bf16 copy (half the bytes) and the fp32 norms and biases. Afterwards
-    // the model cannot train, be saved or change dtype, and writing its weights is refused at
-    // the next forward pass: each is an Error, never a silent use of the released values.
+    // the model cannot train (but its LoRA adapters can: the base is frozen), be saved or change
+    // dtype, and writing its weights is refused at the next forward pass: each is an Error,
+    // never a silent use of the released values.
     void release_fp32_matrices();
     bool fp32_released() const { return fp32_released_; }
 
@@ -132,6 +133,21 @@ class Model {
     void merge_lora();
     // Removes the adapters unmerged: the base model as it was.
     void drop_lora();
+
+    // What training updates: the adapters with LoRA, else every parameter. The optimizer, the
+    // gradient norm and the optimizer state go through this one view.
+    struct Trainable {
+        float* params;
+        float* grads;
+        size_t size;
+        const std::vector<TensorInfo>& tensors;
+    };
+    Trainable trainable() {
+        if (has_lora()) {
+            return {lora_params_.data(), lora_grads_.data(), lora_params_.size(), lora_tensors_};
+        }
+        return {params(), grads(), params_.size(), tensors_};
+    }
 
     // HF-style init: linear weights and embeddings N(0, std), biases 0, norm weights 1.
     void init_random(uint64_t seed, float std = 0.02f);

@@ -248,6 +248,7 @@ RlConfig read_rl_config(const Config& c) {
     r.rollout = read_rollout(c);
     r.algorithm = read_algorithm(c);
     r.train = read_train(c);
+    r.lora = read_lora_settings(c);
     const std::string schedule = c.get_string("train.schedule");
     check_rl_config(r, schedule);
     r.train.schedule =

@@ -18,6 +18,7 @@
 #include "kernels/kernels.h"
 #include "model/model.h"
 #include "rl/objective.h"
+#include "run/lora_settings.h"
 
 namespace crucible {
 
@@ -142,7 +143,7 @@ algorithm:
   max_generation_batches: 3 # [1, 1000] dynamic sampling: generation rounds per step at most
   updates_per_batch: 1      # [1, 1000] mu: passes over the rollout batch
   minibatches: 1            # [1, 1e6] optimizer steps per pass (the batch is split by groups)
-train:
+)" CRUCIBLE_LORA_CONFIG_DEFAULTS R"(train:
   steps: 100                # [1, 1e9] rollout steps
   lr: 5.0e-5                # [0, 1] AdamW's peak learning rate
   min_lr_ratio: 1.0         # [0, 1] cosine decays to lr * min_lr_ratio (1: constant after warm-up)
@@ -317,6 +318,7 @@ struct RlConfig {
     RlRolloutConfig rollout;
     RlAlgorithmConfig algorithm;
     RlTrainConfig train;
+    LoraConfig lora{0, 0.0, {}};  // rank 0: full fine-tuning
 
     // The clipped objective's settings (algorithm.*, with rollout.max_new_tokens as L_max).
     PolicyLossOptions loss_options() const;

@@ -104,9 +104,14 @@ RlTrainer::RlTrainer(const Config& config, bool resume, std::ostream& log,
     check_rewards_pay_every_item();
     open_run(resume, start_from);
     model_->set_matmul_dtype(cfg_.train.dtype);
+    // A frozen bf16 base is read only as bf16: its fp32 matrices need not stay resident.
+    if (model_->has_lora() && cfg_.train.dtype == MatmulDtype::bfloat16) {
+        model_->release_fp32_matrices();
+    }
     if (loss_.kl_beta > 0) {
         reference_ = load_model(start_from);  // frozen: the starting policy
         reference_->set_matmul_dtype(cfg_.train.dtype);
+        if (cfg_.train.dtype == MatmulDtype::bfloat16) reference_->release_fp32_matrices();
     }
     check_fits_context(start_from);
     remove_unpublished_checkpoints(run_dir_ / "checkpoints");
@@ -114,10 +119,13 @@ RlTrainer::RlTrainer(const Config& config, bool resume, std::ostream& log,
         truncate_jsonl_after_step(run_dir_ / "metrics.jsonl", step_);
         truncate_jsonl_after_step(run_dir_ / "samples.jsonl", step_);
     }
-    log_ << "rl: " << model_->config().model_type << ", " << model_->num_params()
-         << " parameters; task " << task_.name << " (" << task_.train.size() << " train, "
-         << task_.eval.size() << " held-out); advantage " << to_string(cfg_.algorithm.advantage)
-         << ", ratio " << to_string(cfg_.algorithm.ratio) << ", loss "
+    log_ << "rl: " << model_->config().model_type << ", " << model_->num_params() << " parameters"
+         << (model_->has_lora() ? " (LoRA rank " + std::to_string(model_->lora_config().rank) +
+                                      ": " + std::to_string(model_->lora_num_params()) + " trained)"
+                                : std::string())
+         << "; task " << task_.name << " (" << task_.train.size() << " train, " << task_.eval.size()
+         << " held-out); advantage " << to_string(cfg_.algorithm.advantage) << ", ratio "
+         << to_string(cfg_.algorithm.ratio) << ", loss "
          << to_string(cfg_.algorithm.loss_aggregation) << "; run folder " << run_dir_.string()
          << "\n";
 }
@@ -219,8 +227,9 @@ void RlTrainer::open_run(bool resume, const fs::path& start_from) {
         return;
     }
     model_ = load_model(start_from);
-    adam_m_.assign(model_->num_params(), 0.0f);
-    adam_v_.assign(model_->num_params(), 0.0f);
+    if (cfg_.lora.rank > 0) model_->enable_lora(cfg_.lora, Rng::mix(cfg_.seed, 0x1024a));
+    adam_m_.assign(model_->trainable().size, 0.0f);
+    adam_v_.assign(model_->trainable().size, 0.0f);
     write_file_durable(run_dir_ / "metrics.jsonl", "");
     write_file_durable(run_dir_ / "samples.jsonl", "");
 }
@@ -762,9 +771,10 @@ void RlTrainer::update(std::vector<Rollout>& rollouts, const std::vector<size_t>
 
 void RlTrainer::optimizer_step(UpdateStats* st) {
     const double clip = cfg_.train.grad_clip;
-    const double gnorm = clip > 0
-                             ? kernels::clip_grad_norm(model_->grads(), model_->num_params(), clip)
-                             : kernels::global_norm(model_->grads(), model_->num_params());
+    const double gnorm =
+        clip > 0
+            ? kernels::clip_grad_norm(model_->trainable().grads, model_->trainable().size, clip)
+            : kernels::global_norm(model_->trainable().grads, model_->trainable().size);
     // A loss or gradient that went non-finite stops the run before the update reaches the
     // weights, so no checkpoint of that state is ever written (earlier ones stay).
     if (!std::isfinite(st->loss) || !std::isfinite(gnorm)) {
@@ -877,6 +887,7 @@ void RlTrainer::save_checkpoint() {
     c.model = model_.get();
     c.adam_m = &adam_m_;
     c.adam_v = &adam_v_;
+    c.lora_base = cfg_.model.path;
     c.write_tokenizer = [&](const fs::path& to) { copy_tokenizer_files(cfg_.model.path, to); };
     c.config_yaml = config_.dump();
     c.state = {{"format", "crucible-rl-state-1"},

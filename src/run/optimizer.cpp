@@ -10,10 +10,11 @@ namespace fs = std::filesystem;
 
 void adamw_step(Model& model, std::vector<float>& m, std::vector<float>& v,
                 const kernels::AdamWParams& hp, int64_t t) {
-    for (const TensorInfo& tensor : model.tensors()) {
+    const Model::Trainable w = model.trainable();
+    for (const TensorInfo& tensor : w.tensors) {
         kernels::AdamWParams p = hp;
         if (!tensor.decay) p.weight_decay = 0.0f;
-        kernels::adamw_update(model.params() + tensor.offset, model.grads() + tensor.offset,
+        kernels::adamw_update(w.params + tensor.offset, w.grads + tensor.offset,
                               m.data() + tensor.offset, v.data() + tensor.offset, tensor.numel, p,
                               t);
     }
@@ -22,7 +23,7 @@ void adamw_step(Model& model, std::vector<float>& m, std::vector<float>& v,
 void save_optimizer_state(const Model& model, const std::vector<float>& m,
                           const std::vector<float>& v, const fs::path& file) {
     std::vector<TensorToWrite> opt;
-    for (const TensorInfo& t : model.tensors()) {
+    for (const TensorInfo& t : model.has_lora() ? model.lora_tensors() : model.tensors()) {
         opt.push_back({"exp_avg." + t.name, t.shape, m.data() + t.offset});
         opt.push_back({"exp_avg_sq." + t.name, t.shape, v.data() + t.offset});
     }
@@ -31,10 +32,11 @@ void save_optimizer_state(const Model& model, const std::vector<float>& m,
 
 void load_optimizer_state(const Model& model, const fs::path& file, std::vector<float>* m,
                           std::vector<float>* v) {
-    m->assign(model.num_params(), 0.0f);
-    v->assign(model.num_params(), 0.0f);
+    const size_t n = model.has_lora() ? model.lora_num_params() : model.num_params();
+    m->assign(n, 0.0f);
+    v->assign(n, 0.0f);
     const SafetensorsFile opt(file);
-    for (const TensorInfo& t : model.tensors()) {
+    for (const TensorInfo& t : model.has_lora() ? model.lora_tensors() : model.tensors()) {
         const SafeTensor& mt = opt.at("exp_avg." + t.name);
         const SafeTensor& vt = opt.at("exp_avg_sq." + t.name);
         if (mt.numel() != t.numel || vt.numel() != t.numel) {

@@ -1,5 +1,6 @@
-// The optimizer both trainers share: AdamW over every parameter tensor of a Model, and its
-// state (first and second moments, laid out like the parameters) as optimizer.safetensors.
+// The optimizer both trainers share: AdamW over every trainable tensor of a Model (every
+// parameter, or its LoRA adapters: Model::trainable), and its state (first and second moments,
+// laid out like them) as optimizer.safetensors.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +14,7 @@ namespace crucible {
 
 // One AdamW update of every tensor from the model's gradients (kernels::adamw_update);
 // `hp.weight_decay` applies only to the tensors that take decay (TensorInfo::decay). `m` and
-// `v` hold num_params() floats each; `t` is the 1-based optimizer step.
+// `v` hold trainable().size floats each; `t` is the 1-based optimizer step.
 void adamw_step(Model& model, std::vector<float>& m, std::vector<float>& v,
                 const kernels::AdamWParams& hp, int64_t t);
 

@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "model/checkpoint.h"
+#include "model/lora_adapter.h"
 #include "run/optimizer.h"
 #include "run/run_folder.h"
 
@@ -16,8 +17,10 @@ using nlohmann::json;
 
 void write_trainer_checkpoint(const fs::path& dir, const TrainerCheckpoint& c,
                               const std::string& trainer, int64_t step, std::ostream& log) {
-    const float* w = c.model->params();
-    if (!std::all_of(w, w + c.model->num_params(), [](float x) { return std::isfinite(x); })) {
+    const bool lora = c.model->has_lora();
+    const float* w = lora ? c.model->lora_params() : c.model->params();
+    const size_t n = lora ? c.model->lora_num_params() : c.model->num_params();
+    if (!std::all_of(w, w + n, [](float x) { return std::isfinite(x); })) {
         throw Error(trainer + ": step " + std::to_string(step) +
                     ": the weights after the update are not finite; stopped without a "
                     "checkpoint of this state");
@@ -25,7 +28,11 @@ void write_trainer_checkpoint(const fs::path& dir, const TrainerCheckpoint& c,
     const fs::path tmp = dir.parent_path() / (".tmp-" + dir.filename().string());
     fs::remove_all(tmp);
     fs::create_directories(tmp);
-    save_model(*c.model, tmp);
+    if (lora) {  // the adapters, naming their base: load_model reads the two together
+        save_lora_adapter(*c.model, tmp, fs::absolute(c.lora_base).lexically_normal().string());
+    } else {
+        save_model(*c.model, tmp);
+    }
     c.write_tokenizer(tmp);
     save_optimizer_state(*c.model, *c.adam_m, *c.adam_v, tmp / "optimizer.safetensors");
     write_file_durable(tmp / "config.yaml", c.config_yaml);

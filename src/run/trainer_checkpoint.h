@@ -1,5 +1,7 @@
 // A training run's checkpoint, the one layout SFT and RL write and read: RUN/checkpoints/step-N
-// holding the model (config.json, model.safetensors), the tokenizer files, the optimizer state
+// holding the model (config.json, model.safetensors; with LoRA the PEFT adapter folder's files
+// instead, naming the base, which load_model reads back as base + adapters), the tokenizer
+// files, the optimizer state
 // (optimizer.safetensors), config.yaml and trainer_state.json. It is filled as a .tmp-step-N
 // folder and published by one rename; trainer_state.json is written last, so a folder without
 // it is never taken as a checkpoint (latest_checkpoint in run_folder.h).
@@ -24,7 +26,8 @@ struct TrainerCheckpoint {
     const std::vector<float>* adam_m = nullptr;  // AdamW's moments, laid out like the parameters
     const std::vector<float>* adam_v = nullptr;
     std::function<void(const std::filesystem::path&)> write_tokenizer;  // into the folder given
-    std::string config_yaml;                                            // the run's whole config
+    std::filesystem::path lora_base;  // with LoRA: the base model folder the adapters need
+    std::string config_yaml;          // the run's whole config
     nlohmann::json state;  // trainer_state.json: "format" names the trainer, "step" the step
 };
 

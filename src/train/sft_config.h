@@ -4,6 +4,8 @@
 // what memory a model and batch need is checked by the trainer against the machine's.
 #pragma once
 
+#include "run/lora_settings.h"
+
 namespace crucible {
 
 inline constexpr const char* kSftConfigDefaults = R"(
@@ -34,7 +36,7 @@ data:
   builtin_train_examples: 20000  # [1, 1e7]
   builtin_eval_examples: 200     # [0, 1e7]
   max_seq_len: 64           # [1, 1e7] tokens; longer examples are truncated (and counted)
-train:
+)" CRUCIBLE_LORA_CONFIG_DEFAULTS R"(train:
   steps: 1000               # [1, 1e9]
   batch_size: 64            # [1, 1e9] sequences per optimizer step
   grad_accum: 1             # [1, 1e9] micro-batches per step (batch_size must divide evenly)

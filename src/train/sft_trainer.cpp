@@ -178,11 +178,22 @@ SftTrainer::SftTrainer(const Config& config, bool resume, std::ostream& log)
                                 (float)config_.get_double("model.init_std"));
         }
         if (!path.empty()) check_memory(config_, model_->config(), false, train_, eval_);
-        adam_m_.assign(model_->num_params(), 0.0f);
-        adam_v_.assign(model_->num_params(), 0.0f);
+        const LoraConfig lora = read_lora_settings(config_);
+        if (lora.rank > 0) {
+            if (path.empty()) {
+                throw Error("lora.rank: LoRA trains adapters on a base model: set model.path");
+            }
+            model_->enable_lora(lora, Rng::mix(seed_, 0x1024a));
+        }
+        adam_m_.assign(model_->trainable().size, 0.0f);
+        adam_v_.assign(model_->trainable().size, 0.0f);
         write_file_durable(run_dir_ / "metrics.jsonl", "");
     }
     model_->set_matmul_dtype(parse_matmul_dtype(config_.get_string("train.dtype"), "train.dtype"));
+    // A frozen bf16 base is read only as bf16: its fp32 matrices need not stay resident.
+    if (model_->has_lora() && model_->matmul_dtype() == MatmulDtype::bfloat16) {
+        model_->release_fp32_matrices();
+    }
     if (model_->config().vocab_size < tokenizer_.vocab_size) {
         throw Error("model vocab_size " + std::to_string(model_->config().vocab_size) +
                     " is smaller than the tokenizer's " + std::to_string(tokenizer_.vocab_size) +
@@ -193,8 +204,12 @@ SftTrainer::SftTrainer(const Config& config, bool resume, std::ostream& log)
     // A resumed run forgets metrics logged after its checkpoint: those steps run again.
     if (resume) truncate_jsonl_after_step(run_dir_ / "metrics.jsonl", step_);
     const int64_t params = static_cast<int64_t>(model_->num_params());
-    log_ << "model: " << model_->config().model_type << ", " << params << " parameters; train "
-         << train_.examples.size() << " examples, eval " << eval_.examples.size()
+    log_ << "model: " << model_->config().model_type << ", " << params << " parameters";
+    if (model_->has_lora()) {
+        log_ << " (LoRA rank " << model_->lora_config().rank << ": " << model_->lora_num_params()
+             << " trained)";
+    }
+    log_ << "; train " << train_.examples.size() << " examples, eval " << eval_.examples.size()
          << " examples; run folder " << run_dir_.string() << "\n";
 }
 
@@ -243,9 +258,10 @@ void SftTrainer::train_step() {
         model_->backward();
     }
     const double clip = hp_.grad_clip;
-    const double gnorm = clip > 0
-                             ? kernels::clip_grad_norm(model_->grads(), model_->num_params(), clip)
-                             : kernels::global_norm(model_->grads(), model_->num_params());
+    const double gnorm =
+        clip > 0
+            ? kernels::clip_grad_norm(model_->trainable().grads, model_->trainable().size, clip)
+            : kernels::global_norm(model_->trainable().grads, model_->trainable().size);
     // A loss or gradient that went non-finite stops the run before the update reaches the
     // weights, so no checkpoint of that state is ever written (earlier ones stay).
     if (!std::isfinite(loss) || !std::isfinite(gnorm)) {
@@ -360,6 +376,7 @@ void SftTrainer::save_checkpoint() {
     c.model = model_.get();
     c.adam_m = &adam_m_;
     c.adam_v = &adam_v_;
+    c.lora_base = config_.get_string("model.path");
     c.write_tokenizer = [&](const fs::path& to) {
         if (tokenizer_.byte_level) {
             ByteTokenizer::save_hf_files(to, model_->config().max_position_embeddings);
