@@ -202,6 +202,11 @@ TEST(Lora, BadAdaptersAndSettingsAreClearErrorsAndLeaveNothingBehind) {
     expect_error([&] { m.enable_lora(LoraConfig{0, 1.0, {"q_proj"}}, 1); }, "lora.rank");
     expect_error([&] { m.enable_lora(LoraConfig{4, 8.0, {"lm_head"}}, 1); }, "lm_head");
     expect_error([&] { m.enable_lora(LoraConfig{4, 8.0, {}}, 1); }, "lora.targets");
+    // k_proj is 16 x 32 here: a rank of 17 could never be reached (and a huge one would only
+    // fail allocating).
+    expect_error([&] { m.enable_lora(LoraConfig{17, 8.0, {"k_proj"}}, 1); }, "exceeds 16");
+    m.enable_lora(LoraConfig{16, 8.0, {"k_proj"}}, 1);
+    m.drop_lora();
     EXPECT_FALSE(m.has_lora());
     expect_error([&] { load_lora_adapter(m, dir.path() / "none"); }, "adapter_config.json");
 

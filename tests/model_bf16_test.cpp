@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "model/checkpoint.h"
 #include "model/model.h"
 #include "model_util.h"
 #include "test_util.h"
@@ -162,4 +163,26 @@ TEST(ModelBf16, AReleasedModelRunsTheSameAndRefusesWhatNeedsTheFp32Weights) {
     EXPECT_THROW(m.forward(batch), Error);
     Model f(c);
     EXPECT_THROW(f.release_fp32_matrices(), Error);  // a float32 model needs its matrices
+}
+
+// Loading with the matrices held in bf16 alone computes what loading in fp32 and switching to
+// bf16 computes, bit for bit; the matrices' fp32 pages were never kept.
+TEST(ModelBf16, LoadingStraightToBf16ComputesTheSameAsConvertingAfterTheLoad) {
+    testutil::TempDir dir;
+    const ModelConfig c = bf16_test_config();
+    Model m(c);
+    m.init_random(21, 0.05f);
+    save_model(m, dir.path());
+    auto full = load_model(dir.path());
+    full->set_matmul_dtype(MatmulDtype::bfloat16);
+    auto lean = load_model(dir.path(), /*bf16_only=*/true);
+    EXPECT_TRUE(lean->fp32_released());
+    EXPECT_EQ(lean->matmul_dtype(), MatmulDtype::bfloat16);
+    const PackedBatch batch = test_batch(c.vocab_size);
+    EXPECT_EQ(full->forward(batch), lean->forward(batch));
+    // norms and biases stay fp32
+    const Model& cl = *lean;
+    EXPECT_EQ(cl.params()[cl.find("model.norm.weight")->offset],
+              m.params()[m.find("model.norm.weight")->offset]);
+    EXPECT_THROW(lean->backward(), Error);  // no adapters: nothing may train
 }

@@ -208,9 +208,9 @@ std::function<int()> add_generate(CLI::App& app) {
         ->check(CLI::IsMember({"float32", "bfloat16"}));
     return [o]() {
         o->model = resolve_model_dir(o->model).string();  // a run folder: its latest checkpoint
-        auto model = load_model(o->model);
-        model->set_matmul_dtype(parse_matmul_dtype(o->dtype, "--dtype"));
-        if (model->matmul_dtype() == MatmulDtype::bfloat16) model->release_fp32_matrices();
+        // Generation never trains: in bf16 the matrices are loaded as bf16 alone.
+        auto model =
+            load_model(o->model, parse_matmul_dtype(o->dtype, "--dtype") == MatmulDtype::bfloat16);
         const TextCodec tok = codec_for(o->model, model->config().vocab_size);
         const ChatFormat chat = o->chat_format.empty() ? folder_chat_format(o->model)
                                                        : parse_chat_format(o->chat_format);

@@ -37,7 +37,7 @@ void load_tensor(Model& model, const TensorInfo& t, const SafetensorsFile& file)
     if (st.dtype != DType::f32 && st.dtype != DType::f16 && st.dtype != DType::bf16) {
         throw Error(file.path() + ": tensor '" + t.name + "' must be F32, F16 or BF16");
     }
-    st.to_f32(model.params() + t.offset);
+    model.write_tensor(t, [&](float* dst) { st.to_f32(dst); });
     file.release(st);
 }
 
@@ -127,7 +127,7 @@ std::vector<SafetensorsFile> open_weight_files(const fs::path& dir) {
 
 }  // namespace
 
-std::unique_ptr<Model> load_model(const fs::path& dir) {
+std::unique_ptr<Model> load_model(const fs::path& dir, bool bf16_only) {
     if (fs::exists(dir / "adapter_config.json")) {  // a PEFT LoRA folder: its base + adapters
         const fs::path cfg = dir / "adapter_config.json";
         std::string base;
@@ -142,7 +142,7 @@ std::unique_ptr<Model> load_model(const fs::path& dir) {
                         "' is not a model folder (a LoRA folder loads on top of its base's "
                         "config.json and model.safetensors)");
         }
-        auto model = load_model(base);
+        auto model = load_model(base, bf16_only);
         load_lora_adapter(*model, dir);
         return model;
     }
@@ -154,6 +154,7 @@ std::unique_ptr<Model> load_model(const fs::path& dir) {
         throw Error(config_path.string() + ": not valid JSON: " + e.what());
     }
     auto model = std::make_unique<Model>(parse_model_config(j, config_path.string()));
+    if (bf16_only) model->hold_matrices_in_bf16();
     load_weights(*model, open_weight_files(dir));
     return model;
 }

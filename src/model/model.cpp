@@ -109,6 +109,29 @@ void Model::release_fp32_matrices() {
     fp32_released_ = true;
 }
 
+void Model::hold_matrices_in_bf16() {
+    matmul_dtype_ = MatmulDtype::bfloat16;
+    bf16_.assign(params_.size(), 0);
+    bf16_stale_ = false;
+    fp32_released_ = true;
+}
+
+void Model::write_tensor(const TensorInfo& t, const std::function<void(float*)>& fill) {
+    float* dst = params_.data() + t.offset;
+    if (!fp32_released_) {
+        fill(dst);
+        bf16_stale_ = true;
+        return;
+    }
+    fill(dst);  // a norm or bias stays fp32; a matrix passes through on its way to bf16
+    if (t.shape.size() == 2) {
+        k::to_bf16(bf16_.data() + t.offset, dst, t.numel);
+        release_pages(dst, t.numel * sizeof(float));
+    } else {
+        for (size_t i = 0; i < t.numel; i++) bf16_[t.offset + i] = k::to_bf16(dst[i]);
+    }
+}
+
 void Model::refresh_bf16() {
     if (matmul_dtype_ != MatmulDtype::bfloat16 || !bf16_stale_) return;
     if (fp32_released_) {
@@ -241,7 +264,7 @@ void Model::build_layout() {
         }
     }
     if (!c.tie_word_embeddings) add("lm_head.weight", {c.vocab_size, H}, true);
-    params_.assign(offset, 0.0f);
+    params_.resize(offset);  // zeros (calloc), resident only where written
 }
 
 const TensorInfo* Model::find(const std::string& name) const {
@@ -302,6 +325,14 @@ void Model::enable_lora(const LoraConfig& config, uint64_t seed) {
     const int H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim();
     const int in[kLoraSlots] = {H, H, H, Q, H, H, I};
     const int out[kLoraSlots] = {Q, KV, KV, H, I, I, H};
+    for (int s = 0; s < kLoraSlots; s++) {
+        if (on[s] && config.rank > std::min(in[s], out[s])) {
+            throw Error("lora.rank: " + std::to_string(config.rank) + " exceeds " +
+                        std::to_string(std::min(in[s], out[s])) + ", the smaller side of " +
+                        kLoraTargets[s] + " (" + std::to_string(out[s]) + " x " +
+                        std::to_string(in[s]) + "): B A could not have that rank");
+        }
+    }
     const size_t r = static_cast<size_t>(config.rank);
     size_t off = 0;
     lora_slot_.assign(c.num_hidden_layers, {});

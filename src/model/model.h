@@ -4,7 +4,9 @@
 
 #include <array>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
+#include <new>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -109,6 +111,13 @@ class Model {
     // never a silent use of the released values.
     void release_fp32_matrices();
     bool fp32_released() const { return fp32_released_; }
+    // The same before any weights are written (a load): from here on every matrix written
+    // through write_tensor() is kept as bf16 only, so loading never holds it in fp32 — the
+    // resident peak is the bf16 weights plus one tensor. Only on a fresh model.
+    void hold_matrices_in_bf16();
+    // Writes one parameter tensor: fill(dst) fills its numel floats. The way loaders write
+    // weights (a bf16-held matrix goes straight to its bf16 copy).
+    void write_tensor(const TensorInfo& t, const std::function<void(float*)>& fill);
 
     // LoRA: adapters on the configured projections of every layer, A ~ U(-1/sqrt(in),
     // 1/sqrt(in)) from `seed` (PEFT's kaiming-uniform with a = sqrt(5)), B = 0, so the model
@@ -260,8 +269,30 @@ class Model {
     std::vector<TensorInfo> tensors_;
     std::unordered_map<std::string, size_t> index_;
     std::vector<LayerOffsets> layer_offsets_;
-    std::vector<float> params_;  // all parameters, one allocation
-    std::vector<float> grads_;   // same layout as params_; empty until first needed
+    // Zeroed by calloc, not written: a large allocation is fresh pages that become resident as
+    // they are written, so matrices held only in bf16 never cost their fp32 size.
+    template <class T>
+    struct LazyZeroAllocator {
+        using value_type = T;
+        LazyZeroAllocator() = default;
+        template <class U>
+        LazyZeroAllocator(const LazyZeroAllocator<U>&) {}
+        T* allocate(size_t n) {
+            void* p = std::calloc(n, sizeof(T));
+            if (!p) throw std::bad_alloc();
+            return static_cast<T*>(p);
+        }
+        void deallocate(T* p, size_t) { std::free(p); }
+        template <class U>
+        void construct(U*) {}  // calloc's zeros stand
+        template <class U, class... A>
+        void construct(U* p, A&&... a) {
+            ::new (static_cast<void*>(p)) U(std::forward<A>(a)...);
+        }
+        bool operator==(const LazyZeroAllocator&) const { return true; }
+    };
+    std::vector<float, LazyZeroAllocator<float>> params_;  // all parameters, one allocation
+    std::vector<float> grads_;  // same layout as params_; empty until first needed
     void allocate_grads() {
         if (grads_.size() != params_.size()) grads_.assign(params_.size(), 0.0f);
     }

@@ -104,14 +104,10 @@ RlTrainer::RlTrainer(const Config& config, bool resume, std::ostream& log,
     check_rewards_pay_every_item();
     open_run(resume, start_from);
     model_->set_matmul_dtype(cfg_.train.dtype);
-    // A frozen bf16 base is read only as bf16: its fp32 matrices need not stay resident.
-    if (model_->has_lora() && cfg_.train.dtype == MatmulDtype::bfloat16) {
-        model_->release_fp32_matrices();
-    }
     if (loss_.kl_beta > 0) {
-        reference_ = load_model(start_from);  // frozen: the starting policy
+        // frozen: the starting policy, held in bf16 alone when the run computes in bf16
+        reference_ = load_model(start_from, cfg_.train.dtype == MatmulDtype::bfloat16);
         reference_->set_matmul_dtype(cfg_.train.dtype);
-        if (cfg_.train.dtype == MatmulDtype::bfloat16) reference_->release_fp32_matrices();
     }
     check_fits_context(start_from);
     remove_unpublished_checkpoints(run_dir_ / "checkpoints");
@@ -226,7 +222,7 @@ void RlTrainer::open_run(bool resume, const fs::path& start_from) {
         log_ << "resumed " << run_dir_.string() << " at step " << step_ << "\n";
         return;
     }
-    model_ = load_model(start_from);
+    model_ = load_model(start_from, frozen_bf16_base());
     if (cfg_.lora.rank > 0) model_->enable_lora(cfg_.lora, Rng::mix(cfg_.seed, 0x1024a));
     adam_m_.assign(model_->trainable().size, 0.0f);
     adam_v_.assign(model_->trainable().size, 0.0f);
@@ -901,7 +897,7 @@ void RlTrainer::save_checkpoint() {
 void RlTrainer::load_checkpoint(const fs::path& dir) {
     const json state = read_trainer_state(dir, "crucible-rl-state-1",
                                           {"step", "optimizer_steps", "prompt_cursor"}, "RL");
-    model_ = load_model(dir);
+    model_ = load_model(dir, frozen_bf16_base());
     load_optimizer_state(*model_, dir / "optimizer.safetensors", &adam_m_, &adam_v_);
     step_ = state["step"].get<int64_t>();
     optimizer_steps_ = state["optimizer_steps"].get<int64_t>();

@@ -115,6 +115,10 @@ class RlTrainer {
     void score_rubrics(std::vector<Rollout>& rollouts, size_t first, Judging& judging);
     // One optimizer step over `mb` (indices into rollouts) with forward/backward in
     // micro-batches; accumulates statistics.
+    // A LoRA run in bf16 never needs its base's fp32 matrices: it loads them as bf16 alone.
+    bool frozen_bf16_base() const {
+        return cfg_.lora.rank > 0 && cfg_.train.dtype == MatmulDtype::bfloat16;
+    }
     void update(std::vector<Rollout>& rollouts, const std::vector<size_t>& mb, int iteration,
                 UpdateStats* st);
     // Clips the accumulated gradient, refuses a non-finite loss or norm, and steps AdamW.

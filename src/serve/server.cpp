@@ -153,12 +153,9 @@ Server::Impl::Impl(ServerOptions options)
         tok = o.tokenizer;
         served.stop_ids = o.stop_ids;
     } else {
-        owned_model = load_model(o.model_dir);
-        owned_model->set_matmul_dtype(parse_matmul_dtype(o.dtype, "--dtype"));
-        // A served model never trains: in bf16 only the bf16 copy needs to stay resident.
-        if (owned_model->matmul_dtype() == MatmulDtype::bfloat16) {
-            owned_model->release_fp32_matrices();
-        }
+        // A served model never trains: in bf16 its matrices are loaded as bf16 alone.
+        const MatmulDtype dtype = parse_matmul_dtype(o.dtype, "--dtype");
+        owned_model = load_model(o.model_dir, dtype == MatmulDtype::bfloat16);
         model = owned_model.get();
         owned_tok = fs::exists(o.model_dir / "tokenizer.json") ? load_text_tokenizer(o.model_dir)
                                                                : TextTokenizer(ByteTokenizer());

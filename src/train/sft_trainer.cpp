@@ -171,7 +171,7 @@ SftTrainer::SftTrainer(const Config& config, bool resume, std::ostream& log)
     } else {
         const std::string path = config_.get_string("model.path");
         if (!path.empty()) {
-            model_ = load_model(path);
+            model_ = load_model(path, frozen_bf16_base());
         } else {
             model_ = std::make_unique<Model>(arch_from_config(config_));
             model_->init_random(Rng::mix(seed_, 0x1417),
@@ -190,10 +190,6 @@ SftTrainer::SftTrainer(const Config& config, bool resume, std::ostream& log)
         write_file_durable(run_dir_ / "metrics.jsonl", "");
     }
     model_->set_matmul_dtype(parse_matmul_dtype(config_.get_string("train.dtype"), "train.dtype"));
-    // A frozen bf16 base is read only as bf16: its fp32 matrices need not stay resident.
-    if (model_->has_lora() && model_->matmul_dtype() == MatmulDtype::bfloat16) {
-        model_->release_fp32_matrices();
-    }
     if (model_->config().vocab_size < tokenizer_.vocab_size) {
         throw Error("model vocab_size " + std::to_string(model_->config().vocab_size) +
                     " is smaller than the tokenizer's " + std::to_string(tokenizer_.vocab_size) +
@@ -211,6 +207,13 @@ SftTrainer::SftTrainer(const Config& config, bool resume, std::ostream& log)
     }
     log_ << "; train " << train_.examples.size() << " examples, eval " << eval_.examples.size()
          << " examples; run folder " << run_dir_.string() << "\n";
+}
+
+bool SftTrainer::frozen_bf16_base() const {
+    // A LoRA run in bf16 never needs its base's fp32 matrices: it loads them as bf16 alone.
+    return read_lora_settings(config_).rank > 0 &&
+           parse_matmul_dtype(config_.get_string("train.dtype"), "train.dtype") ==
+               MatmulDtype::bfloat16;
 }
 
 SftTrainer::~SftTrainer() = default;
@@ -403,7 +406,7 @@ void SftTrainer::load_checkpoint(const fs::path& dir) {
                     ": the training data differs from the data this run "
                     "was trained on; resuming would not continue it exactly");
     }
-    model_ = load_model(dir);
+    model_ = load_model(dir, frozen_bf16_base());
     load_optimizer_state(*model_, dir / "optimizer.safetensors", &adam_m_, &adam_v_);
     step_ = state["step"].get<int64_t>();
 }

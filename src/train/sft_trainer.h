@@ -47,6 +47,7 @@ class SftTrainer {
     std::filesystem::path checkpoint_dir(int64_t step) const;
 
   private:
+    bool frozen_bf16_base() const;  // LoRA on a bf16 base: the base loads as bf16 alone
     void train_step();
     void save_checkpoint();
     void load_checkpoint(const std::filesystem::path& dir);
