@@ -11,6 +11,7 @@
 #include "core/rng.h"
 #include "engine/engine.h"
 #include "engine/reference_generate.h"
+#include "fixture_batch.h"
 #include "model/checkpoint.h"
 #include "model/gguf_reader.h"
 #include "model/lora_adapter.h"
@@ -25,14 +26,7 @@ using nlohmann::json;
 
 namespace {
 
-double rel_error(const float* a, const std::vector<float>& b) {
-    double diff = 0, scale = 1e-12;
-    for (size_t i = 0; i < b.size(); i++) {
-        diff = std::max(diff, (double)std::fabs(a[i] - b[i]));
-        scale = std::max(scale, (double)std::fabs(b[i]));
-    }
-    return diff / scale;
-}
+using testutil::rel_error;
 
 struct LoraFixture {
     SafetensorsFile file{std::string(CRUCIBLE_FIXTURE_DIR) + "/lora_qwen2.safetensors"};
@@ -45,29 +39,10 @@ struct LoraFixture {
         lora.rank = l["r"];
         lora.alpha = l["lora_alpha"];
         lora.targets = l["target_modules"].get<std::vector<std::string>>();
-        auto ints = [&](const char* t) {
-            std::vector<int32_t> v(file.at(t).numel());
-            file.at(t).to_i32(v.data());
-            return v;
-        };
-        batch.tokens = ints("batch.tokens");
-        batch.targets = ints("batch.targets");
-        batch.positions = ints("batch.positions");
-        batch.seq_len = ints("batch.seq_lens");
-        const std::vector<float> mask = f32("batch.mask");
-        float total = 0;
-        for (float m : mask) total += m;
-        for (float m : mask) batch.loss_weight.push_back(m / total);
-        int32_t start = 0;
-        for (int32_t len : batch.seq_len) {
-            batch.seq_start.push_back(start);
-            start += len;
-        }
+        batch = testutil::fixture_batch(file);
     }
     std::vector<float> f32(const std::string& name) const {
-        std::vector<float> v(file.at(name).numel());
-        file.at(name).to_f32(v.data());
-        return v;
+        return testutil::fixture_f32(file, name);
     }
     // The base from the fixture, the adapters enabled and set to the fixture's.
     std::unique_ptr<Model> model() const {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "fixture_batch.h"
 #include "kernels/kernels.h"
 #include "model/checkpoint.h"
 #include "model/model.h"
@@ -21,42 +22,14 @@ struct Fixture {
     explicit Fixture(const std::string& name)
         : file(std::string(CRUCIBLE_FIXTURE_DIR) + "/" + name + ".safetensors") {
         config = parse_model_config(nlohmann::json::parse(file.metadata().at("config")), name);
-        auto ints = [&](const char* t) {
-            std::vector<int32_t> v(file.at(t).numel());
-            file.at(t).to_i32(v.data());
-            return v;
-        };
-        batch.tokens = ints("batch.tokens");
-        batch.targets = ints("batch.targets");
-        batch.positions = ints("batch.positions");
-        batch.seq_len = ints("batch.seq_lens");
-        std::vector<float> mask(file.at("batch.mask").numel());
-        file.at("batch.mask").to_f32(mask.data());
-        float total = 0;
-        for (float m : mask) total += m;
-        for (float m : mask) batch.loss_weight.push_back(m / total);
-        int32_t start = 0;
-        for (int32_t len : batch.seq_len) {
-            batch.seq_start.push_back(start);
-            start += len;
-        }
+        batch = testutil::fixture_batch(file);
     }
     std::vector<float> f32(const std::string& name) const {
-        std::vector<float> v(file.at(name).numel());
-        file.at(name).to_f32(v.data());
-        return v;
+        return testutil::fixture_f32(file, name);
     }
 };
 
-// max |a - b| / (max |b| over the tensor): a relative error that tiny entries cannot inflate.
-double rel_error(const float* a, const std::vector<float>& b) {
-    double diff = 0, scale = 1e-12;
-    for (size_t i = 0; i < b.size(); i++) {
-        diff = std::max(diff, (double)std::fabs(a[i] - b[i]));
-        scale = std::max(scale, (double)std::fabs(b[i]));
-    }
-    return diff / scale;
-}
+using testutil::rel_error;
 
 class ModelVsTorch : public ::testing::TestWithParam<const char*> {};
 

@@ -11,7 +11,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "kernels/parallel.h"
+#include "kernels/kernels.h"
 
 namespace crucible::kernels {
 
@@ -423,17 +423,7 @@ void linear_backward_bf16(float* dinp, float* dweight, float* dbias, const float
         transpose(t.data(), N, C, [&](int n, int c) { return to_bf16(inp[(size_t)n * C + c]); });
         matmul(dweight, C, true, dout, 1, OC, OC, N, t.data(), N, C, nullptr, path);
     }
-    if (dbias) {
-#pragma omp parallel
-        {
-            int j0, j1;
-            thread_slice(OC, &j0, &j1);
-            for (int n = 0; n < N; n++) {
-                const float* d = dout + (size_t)n * OC;
-                for (int j = j0; j < j1; j++) dbias[j] += d[j];
-            }
-        }
-    }
+    if (dbias) bias_backward(dbias, dout, N, OC);
 }
 
 void embedding_forward_bf16(float* out, const int32_t* tokens, const uint16_t* wte, int N, int C) {

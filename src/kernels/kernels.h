@@ -40,6 +40,8 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
 // Which of those kernels linear_forward uses for N rows.
 enum class LinearKernel { weight_stream, small_batch, blas };
 LinearKernel linear_kernel(int N);
+// dbias (OC) += the column sums of dout (N, OC), in row order: a linear layer's bias gradient.
+void bias_backward(float* dbias, const float* dout, int N, int OC);
 // dinp (N, C) += (nullptr to skip), dweight (OC, C) += (nullptr: a frozen weight), dbias (OC)
 // += (nullptr if no bias or frozen)
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,

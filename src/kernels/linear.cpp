@@ -105,6 +105,19 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
                 out, OC);
 }
 
+void bias_backward(float* dbias, const float* dout, int N, int OC) {
+    // Threads own output columns, so every column sums its rows in order.
+#pragma omp parallel
+    {
+        int j0, j1;
+        thread_slice(OC, &j0, &j1);
+        for (int n = 0; n < N; n++) {
+            const float* d = dout + (size_t)n * OC;
+            for (int j = j0; j < j1; j++) dbias[j] += d[j];
+        }
+    }
+}
+
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int N, int C, int OC) {
     // dinp (N, C) += dout (N, OC) @ weight (OC, C)
@@ -117,17 +130,7 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
                     dweight, C);
     }
-    if (dbias) {
-#pragma omp parallel
-        {
-            int j0, j1;
-            thread_slice(OC, &j0, &j1);
-            for (int n = 0; n < N; n++) {
-                const float* d = dout + (size_t)n * OC;
-                for (int j = j0; j < j1; j++) dbias[j] += d[j];
-            }
-        }
-    }
+    if (dbias) bias_backward(dbias, dout, N, OC);
 }
 
 }  // namespace crucible::kernels
