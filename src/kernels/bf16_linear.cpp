@@ -83,23 +83,30 @@ __attribute__((target("avx512f,avx512bf16"))) void tile_dpbf16(const Gemm& g, co
 #pragma GCC unroll 2
         for (int v = 0; v < V; v++) acc[i][v] = _mm512_setzero_ps();
     const uint32_t* x = g.xT + t.r0;
-    const int KP = (g.K + 1) / 2, full = g.K / 2;
-    for (int kp = 0; kp < KP; kp++, x += g.RP) {
+    const int full = g.K / 2;
+    // Every loop over i and v is unrolled, here and in the tail, so the accumulators stay in
+    // registers (a loop the compiler does not unroll indexes them and spills all 24 to the
+    // stack around every vdpbf16ps).
+    for (int kp = 0; kp < full; kp++, x += g.RP) {
         __m512bh xv[V];
 #pragma GCC unroll 2
         for (int v = 0; v < V; v++) xv[v] = (__m512bh)_mm512_loadu_si512(x + 16 * v);
-        if (kp < full) {
 #pragma GCC unroll 16
-            for (int i = 0; i < RW; i++) {
-                const __m512bh b = (__m512bh)_mm512_set1_epi32((int)pair_at(w[i], kp));
+        for (int i = 0; i < RW; i++) {
+            const __m512bh b = (__m512bh)_mm512_set1_epi32((int)pair_at(w[i], kp));
 #pragma GCC unroll 2
-                for (int v = 0; v < V; v++) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], b, xv[v]);
-            }
-        } else {
-            for (int i = 0; i < RW; i++) {
-                const __m512bh b = (__m512bh)_mm512_set1_epi32((int)weight_pair(w[i], kp, g.K));
-                for (int v = 0; v < V; v++) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], b, xv[v]);
-            }
+            for (int v = 0; v < V; v++) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], b, xv[v]);
+        }
+    }
+    if (g.K % 2) {  // the last feature alone: its pair's partner is 0 on both sides
+        __m512bh xv[V];
+#pragma GCC unroll 2
+        for (int v = 0; v < V; v++) xv[v] = (__m512bh)_mm512_loadu_si512(x + 16 * v);
+#pragma GCC unroll 16
+        for (int i = 0; i < RW; i++) {
+            const __m512bh b = (__m512bh)_mm512_set1_epi32((int)w[i][2 * (size_t)full]);
+#pragma GCC unroll 2
+            for (int v = 0; v < V; v++) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], b, xv[v]);
         }
     }
     alignas(64) float buf[RW * V * 16];
