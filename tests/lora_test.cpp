@@ -216,8 +216,18 @@ TEST(Lora, BadAdaptersAndSettingsAreClearErrorsAndLeaveNothingBehind) {
         expect_error([&] { load_lora_adapter(m, dir.path() / "ok"); }, key);
         EXPECT_FALSE(m.has_lora());
     }
-    // A tensor the config does not name.
+    // A NaN or an infinity in the adapter's weights: refused, naming the tensor.
     write_file_durable(cfg, good);
+    for (float bad : {std::nanf(""), INFINITY}) {
+        Model poisoned(c);
+        poisoned.enable_lora(LoraConfig{4, 8.0, {"q_proj"}}, 1);
+        poisoned.lora_params()[5] = bad;
+        save_lora_adapter(poisoned, dir.path() / "bad");
+        expect_error([&] { load_lora_adapter(m, dir.path() / "bad"); },
+                     "q_proj.lora_A.weight' holds a non-finite value at element 5");
+        EXPECT_FALSE(m.has_lora());
+    }
+    // A tensor the config does not name.
     json j = json::parse(good);
     j["target_modules"] = {"v_proj"};
     write_file_durable(cfg, j.dump());
@@ -294,6 +304,16 @@ TEST(Lora, ConvertMergesAnAdapterIntoAnHfFolderAndAGguf) {
     const std::vector<float> k = g.tensor_f32("blk.1.attn_k.weight");
     const float* want_k = merged->param("model.layers.1.self_attn.k_proj.weight");
     for (size_t i = 0; i < k.size(); i++) ASSERT_EQ(k[i], want_k[i]) << i;
+    // A LoRA checkpoint given as IN_DIR (an adapter folder naming its base) converts merged,
+    // never as the bare base.
+    save_lora_adapter(m, dir.path() / "ckpt", (dir.path() / "base").string());
+    ASSERT_EQ(std::system((bin + " convert --to hf " + (dir.path() / "ckpt").string() + " " +
+                           (dir.path() / "merged2").string() + q)
+                              .c_str()),
+              0)
+        << read_file(dir.path() / "err.txt");
+    EXPECT_NEAR(load_model(dir.path() / "merged2")->forward(b), want, 1e-5 * std::fabs(want));
+    EXPECT_THROW(save_model(m, dir.path() / "bare"), Error);  // adapters are never dropped
     // A second hf conversion into the same folder is refused.
     EXPECT_NE(std::system((bin + " convert --to hf " + (dir.path() / "base").string() + " " +
                            (dir.path() / "merged").string() + q)

@@ -70,10 +70,10 @@ std::function<int()> add_convert(CLI::App& app) {
                                                                {"q8_0", GgufType::q8_0}};
         const std::filesystem::path in(opt->in);
         const std::unique_ptr<Model> model = load_model(in);
-        if (!opt->lora.empty()) {
-            load_lora_adapter(*model, opt->lora);
-            model->merge_lora();
-        }
+        if (!opt->lora.empty()) load_lora_adapter(*model, opt->lora);
+        // IN_DIR may itself be an adapter folder (a LoRA run's checkpoint): it loaded as base +
+        // adapters, and what it computes is the merge. Either way the output is merged.
+        model->merge_lora();
         if (opt->to == "hf") {
             const std::filesystem::path out(opt->out);
             if (std::filesystem::exists(out)) {

@@ -17,6 +17,11 @@ void save_model(const Model& model, const fs::path& dir) {
                     ": cannot save an inference-only model (its fp32 matrices "
                     "were released)");
     }
+    if (model.has_lora()) {  // the base alone would silently drop what the adapters learned
+        throw Error(dir.string() +
+                    ": the model has LoRA adapters: save them with save_lora_adapter, or "
+                    "merge_lora() first");
+    }
     std::vector<TensorToWrite> out;
     for (const TensorInfo& t : model.tensors()) {
         out.push_back({t.name, t.shape, model.params() + t.offset});

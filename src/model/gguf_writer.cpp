@@ -195,6 +195,9 @@ void write_gguf(const Model& model, const GgufTokenizer& tok, const std::string&
                     ": cannot export an inference-only model (its fp32 matrices "
                     "were released)");
     }
+    if (model.has_lora()) {
+        throw Error(out.string() + ": the model has LoRA adapters: merge them first");
+    }
     const ModelConfig& c = model.config();
     const bool llama = c.model_type == "llama";
     const std::string arch = llama ? "llama" : "qwen2";

@@ -1,5 +1,6 @@
 #include "model/lora_adapter.h"
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -139,7 +140,15 @@ void read_adapter_tensors(Model& model, const fs::path& weights_path) {
         if (st.dtype != DType::f32 && st.dtype != DType::f16 && st.dtype != DType::bf16) {
             throw Error(file.path() + ": tensor '" + t.name + "' must be F32, F16 or BF16");
         }
-        st.to_f32(model.lora_params() + t.offset);
+        float* dst = model.lora_params() + t.offset;
+        st.to_f32(dst);
+        for (size_t i = 0; i < t.numel; i++) {
+            if (!std::isfinite(dst[i])) {
+                throw Error(file.path() + ": tensor '" + t.name + "' holds a non-finite value " +
+                            "at element " + std::to_string(i) + ": the adapted model would " +
+                            "compute NaN");
+            }
+        }
     }
     for (const auto& [name, t] : file.tensors()) {
         if (!wanted.count(name)) {

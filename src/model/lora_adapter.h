@@ -20,7 +20,8 @@ void save_lora_adapter(const Model& model, const std::filesystem::path& dir,
 // file's r, lora_alpha and target_modules, then copies every adapter tensor. Errors name the
 // file and the field or tensor: a missing or unreadable config, a feature this LoRA does not
 // compute (rsLoRA, DoRA, fan_in_fan_out, trained biases, a target other than the seven
-// projections), a missing or extra tensor, a shape that does not match the base.
+// projections), a missing or extra tensor, a shape that does not match the base, a value that
+// is NaN or infinite.
 void load_lora_adapter(Model& model, const std::filesystem::path& dir);
 
 }  // namespace crucible

@@ -124,12 +124,8 @@ void Model::write_tensor(const TensorInfo& t, const std::function<void(float*)>&
         return;
     }
     fill(dst);  // a norm or bias stays fp32; a matrix passes through on its way to bf16
-    if (t.shape.size() == 2) {
-        k::to_bf16(bf16_.data() + t.offset, dst, t.numel);
-        release_pages(dst, t.numel * sizeof(float));
-    } else {
-        for (size_t i = 0; i < t.numel; i++) bf16_[t.offset + i] = k::to_bf16(dst[i]);
-    }
+    k::to_bf16(bf16_.data() + t.offset, dst, t.numel);
+    if (t.shape.size() == 2) release_pages(dst, t.numel * sizeof(float));
 }
 
 void Model::refresh_bf16() {
