@@ -43,7 +43,7 @@ case "$target" in
           serve/tool_calls.cpp serve/rl_sessions.cpp core/python_json.cpp
           engine/engine.cpp engine/kv_cache.cpp engine/sampler.cpp engine/team_size.cpp
           model/checkpoint.cpp model/config.cpp model/model.cpp model/safetensors.cpp
-          model/lora_adapter.cpp
+          model/lora_adapter.cpp model/gguf.cpp
           model/float_formats.cpp tokenizer/bpe_tokenizer.cpp tokenizer/tokenizer_json.cpp
           tokenizer/byte_tokenizer.cpp tokenizer/chat_template.cpp
           tokenizer/pretokenizer.cpp tokenizer/text_tokenizer.cpp tokenizer/unicode.cpp

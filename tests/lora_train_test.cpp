@@ -145,19 +145,52 @@ TEST(LoraTrain, SftRefusesLoraWithoutABase) {
     }
 }
 
+TEST(LoraTrain, AQ8_0BaseTrainsAdaptersOnly) {
+    testutil::TempDir dir;
+    const fs::path base = base_folder(dir.path());
+    std::ostringstream log;
+    // Full fine-tuning of a Q8_0 model is refused before any work, in both trainers.
+    Config sft = sft_config(dir.path(), base, "s");
+    sft.set("lora.rank=0");
+    sft.set("train.dtype=q8_0");
+    Config rl = rl_config(dir.path(), base, "r");
+    rl.set("lora.rank=0");
+    rl.set("train.dtype=q8_0");
+    for (int which = 0; which < 2; which++) {
+        try {
+            if (which == 0) SftTrainer t(sft, false, log);
+            if (which == 1) rl::RlTrainer t(rl, false, log, {low_ids()});
+            FAIL() << "full fine-tuning of a q8_0 base must be refused";
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find("train.dtype: q8_0"), std::string::npos)
+                << e.what();
+        }
+    }
+    // With adapters it trains: the base held as Q8_0 alone, the loss falls.
+    sft.set("lora.rank=4");
+    sft.set("run.name=s2");
+    SftTrainer t(sft, false, log);
+    EXPECT_TRUE(t.model().fp32_released());
+    t.run();
+    const auto m = testutil::read_jsonl(t.run_dir() / "metrics.jsonl");
+    ASSERT_GE(m.size(), 2u);
+    EXPECT_LT(m.back()["loss"].get<double>(), m.front()["loss"].get<double>());
+}
+
 TEST(LoraTrain, RlLearnsThroughTheAdaptersRatioOneAtLrZeroAndResumesExactly) {
     testutil::TempDir dir;
     const fs::path base = base_folder(dir.path());
     std::ostringstream log;
-    // lr 0, bf16 base released: every ratio exactly 1.
-    {
-        Config c = rl_config(dir.path(), base, "zero");
+    // lr 0, a bf16 or Q8_0 base held alone: every ratio exactly 1.
+    for (const std::string dtype : {"bfloat16", "q8_0"}) {
+        Config c = rl_config(dir.path(), base, "zero-" + dtype);
         c.set("train.lr=0");
-        c.set("train.dtype=bfloat16");
+        c.set("train.dtype=" + dtype);
         c.set("algorithm.minibatches=2");
         c.set("algorithm.updates_per_batch=2");
         rl::RlTrainer t(c, false, log, {low_ids()});
         EXPECT_TRUE(t.model().fp32_released());
+        EXPECT_EQ(to_string(t.model().matmul_dtype()), dtype);
         t.run();
         for (const json& m : testutil::read_jsonl(t.run_dir() / "metrics.jsonl")) {
             EXPECT_EQ(m["ratio_mean"].get<double>(), 1.0) << m.dump();

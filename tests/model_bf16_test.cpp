@@ -175,7 +175,7 @@ TEST(ModelBf16, LoadingStraightToBf16ComputesTheSameAsConvertingAfterTheLoad) {
     save_model(m, dir.path());
     auto full = load_model(dir.path());
     full->set_matmul_dtype(MatmulDtype::bfloat16);
-    auto lean = load_model(dir.path(), /*bf16_only=*/true);
+    auto lean = load_model(dir.path(), MatmulDtype::bfloat16);
     EXPECT_TRUE(lean->fp32_released());
     EXPECT_EQ(lean->matmul_dtype(), MatmulDtype::bfloat16);
     const PackedBatch batch = test_batch(c.vocab_size);

@@ -94,8 +94,12 @@ json measure_engine(const char* name, Model& model, const GenerateBenchOptions& 
                     " + --new-tokens " + std::to_string(o.new_tokens) +
                     " exceed the model's context of " + std::to_string(context));
     }
-    // Single-stream bound: every decode step reads all weights once (2 bytes each in bf16).
-    const double weight_bytes = (o.dtype == "bfloat16" ? 2.0 : 4.0) * model.num_params();
+    // Single-stream bound: every decode step reads all weights once (2 bytes each in bf16,
+    // 34 per 32 in Q8_0).
+    const double bytes_per_weight = o.dtype == "bfloat16" ? 2.0
+                                    : o.dtype == "q8_0"   ? 34.0 / 32
+                                                          : 4.0;
+    const double weight_bytes = bytes_per_weight * model.num_params();
     const double bound = bw / weight_bytes;
     row["bandwidth_bound_tokens_per_s"] = bound;
     double batch1 = 0;
@@ -195,8 +199,8 @@ std::function<int()> add_bench_generate(CLI::App& bench) {
     cmd->add_option("--new-tokens", o->new_tokens, "tokens generated per sequence");
     cmd->add_option("--prompt-tokens", o->prompt_tokens, "prompt length for the decode runs");
     cmd->add_flag("--decode-only", o->decode_only, "skip the prefill and GRPO-shaped runs");
-    cmd->add_option("--dtype", o->dtype, "the matmuls' precision: float32 or bfloat16")
-        ->check(CLI::IsMember({"float32", "bfloat16"}));
+    cmd->add_option("--dtype", o->dtype, "the matmuls' precision: float32, bfloat16 or q8_0")
+        ->check(CLI::IsMember({"float32", "bfloat16", "q8_0"}));
     cmd->add_option("--save-model", o->save_model,
                     "write each chosen config's model (the benchmarked random weights, byte "
                     "tokenizer files) to DIR/NAME as an HF folder, then exit without measuring");

@@ -204,13 +204,12 @@ std::function<int()> add_generate(CLI::App& app) {
                     "logprobs of sampled tokens and N alternatives (-1: none)");
     cmd->add_option("--chat-format", o->chat_format, "chatml, qwen2, qwen2.5 or llama3");
     cmd->add_option("--max-batch-tokens", o->max_batch_tokens, "rows per forward pass");
-    cmd->add_option("--dtype", o->dtype, "the matmuls' precision: float32 or bfloat16")
-        ->check(CLI::IsMember({"float32", "bfloat16"}));
+    cmd->add_option("--dtype", o->dtype, "the matmuls' precision: float32, bfloat16 or q8_0")
+        ->check(CLI::IsMember({"float32", "bfloat16", "q8_0"}));
     return [o]() {
         o->model = resolve_model_dir(o->model).string();  // a run folder: its latest checkpoint
-        // Generation never trains: in bf16 the matrices are loaded as bf16 alone.
-        auto model =
-            load_model(o->model, parse_matmul_dtype(o->dtype, "--dtype") == MatmulDtype::bfloat16);
+        // Generation never trains: in bf16 or q8_0 the matrices are loaded in that alone.
+        auto model = load_model(o->model, parse_matmul_dtype(o->dtype, "--dtype"));
         const TextCodec tok = codec_for(o->model, model->config().vocab_size);
         const ChatFormat chat = o->chat_format.empty() ? folder_chat_format(o->model)
                                                        : parse_chat_format(o->chat_format);

@@ -19,8 +19,8 @@ std::function<int()> add_serve(CLI::App& app) {
     cmd->add_option("--model", o->model_dir, "model folder (config.json + model.safetensors)")
         ->required()
         ->check(CLI::ExistingDirectory);
-    cmd->add_option("--dtype", o->dtype, "the matmuls' precision: float32 or bfloat16")
-        ->check(CLI::IsMember({"float32", "bfloat16"}))
+    cmd->add_option("--dtype", o->dtype, "the matmuls' precision: float32, bfloat16 or q8_0")
+        ->check(CLI::IsMember({"float32", "bfloat16", "q8_0"}))
         ->capture_default_str();
     cmd->add_option("--host", o->host, "address to listen on")->capture_default_str();
     cmd->add_option("--port", o->port, "port (0: any free port, printed at start)")

@@ -132,7 +132,7 @@ std::vector<SafetensorsFile> open_weight_files(const fs::path& dir) {
 
 }  // namespace
 
-std::unique_ptr<Model> load_model(const fs::path& dir, bool bf16_only) {
+std::unique_ptr<Model> load_model(const fs::path& dir, MatmulDtype held_as) {
     if (fs::exists(dir / "adapter_config.json")) {  // a PEFT LoRA folder: its base + adapters
         const fs::path cfg = dir / "adapter_config.json";
         std::string base;
@@ -147,7 +147,7 @@ std::unique_ptr<Model> load_model(const fs::path& dir, bool bf16_only) {
                         "' is not a model folder (a LoRA folder loads on top of its base's "
                         "config.json and model.safetensors)");
         }
-        auto model = load_model(base, bf16_only);
+        auto model = load_model(base, held_as);
         load_lora_adapter(*model, dir);
         return model;
     }
@@ -159,7 +159,7 @@ std::unique_ptr<Model> load_model(const fs::path& dir, bool bf16_only) {
         throw Error(config_path.string() + ": not valid JSON: " + e.what());
     }
     auto model = std::make_unique<Model>(parse_model_config(j, config_path.string()));
-    if (bf16_only) model->hold_matrices_in_bf16();
+    if (held_as != MatmulDtype::float32) model->hold_matrices_in(held_as);
     load_weights(*model, open_weight_files(dir));
     return model;
 }

@@ -20,9 +20,11 @@ void save_model(const Model& model, const std::filesystem::path& dir);
 // A sharded folder (model.safetensors.index.json + shards) loads the same way. A PEFT LoRA
 // folder (adapter_config.json) loads as its base_model_name_or_path folder with the adapters
 // enabled (model/lora_adapter.h).
-// With `bf16_only` the matrices are held in bf16 alone (Model::hold_matrices_in_bf16): a model
-// that only generates, or a frozen LoRA base, loads at half its fp32 size.
-std::unique_ptr<Model> load_model(const std::filesystem::path& dir, bool bf16_only = false);
+// With `held_as` bfloat16 or q8_0 the matrices are held in that format alone
+// (Model::hold_matrices_in): a model that only generates, or a frozen LoRA base, loads at half
+// (bf16) or about a quarter (Q8_0) of its fp32 size. float32: fp32 weights, as trained.
+std::unique_ptr<Model> load_model(const std::filesystem::path& dir,
+                                  MatmulDtype held_as = MatmulDtype::float32);
 
 // Copies every parameter of `model` from `file` (matching names and shapes; a redundant
 // lm_head.weight in a tied checkpoint is ignored). Any other tensor the model does not have

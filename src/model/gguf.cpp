@@ -24,7 +24,11 @@ size_t ggml_nbytes(GgmlType type, size_t n) {
 
 std::vector<uint8_t> encode_ggml(GgmlType type, const float* x, size_t n) {
     std::vector<uint8_t> out(ggml_nbytes(type, n));
-    uint8_t* p = out.data();
+    encode_ggml_into(type, x, n, out.data());
+    return out;
+}
+
+void encode_ggml_into(GgmlType type, const float* x, size_t n, uint8_t* p) {
     if (type == GgmlType::f32) {
         std::memcpy(p, x, n * 4);
     } else if (type == GgmlType::f16 || type == GgmlType::bf16) {
@@ -47,7 +51,6 @@ std::vector<uint8_t> encode_ggml(GgmlType type, const float* x, size_t n) {
             }
         }
     }
-    return out;
 }
 
 void decode_ggml(GgmlType type, const uint8_t* data, size_t n, float* out) {

@@ -46,6 +46,8 @@ inline uint64_t align_up(uint64_t x, uint64_t a) {
 // (per block of 32: d = max|x| / 127, q = round(x / d), stored as fp16 d then 32 int8).
 // REQUIRES: n % 32 == 0 for Q8_0.
 std::vector<uint8_t> encode_ggml(GgmlType type, const float* x, size_t n);
+// The same into out, which holds ggml_nbytes(type, n) bytes.
+void encode_ggml_into(GgmlType type, const float* x, size_t n, uint8_t* out);
 // The inverse (Q8_0, F16 and BF16 dequantized to fp32) of `n` elements held in `data`.
 void decode_ggml(GgmlType type, const uint8_t* data, size_t n, float* out);
 // Bytes that `n` elements of `type` take. REQUIRES: n % 32 == 0 for Q8_0.

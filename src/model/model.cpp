@@ -12,6 +12,8 @@
 #include "core/rng.h"
 #include "kernels/bf16_linear.h"
 #include "kernels/kernels.h"
+#include "kernels/q8_0_linear.h"
+#include "model/gguf.h"
 
 namespace crucible {
 
@@ -76,32 +78,74 @@ std::string gb(double bytes) {
 MatmulDtype parse_matmul_dtype(const std::string& value, const std::string& key) {
     if (value == "float32") return MatmulDtype::float32;
     if (value == "bfloat16") return MatmulDtype::bfloat16;
-    throw Error(key + ": unknown dtype '" + value + "' (expected float32 or bfloat16)");
+    if (value == "q8_0") return MatmulDtype::q8_0;
+    throw Error(key + ": unknown dtype '" + value + "' (expected float32, bfloat16 or q8_0)");
 }
 
 const char* to_string(MatmulDtype dtype) {
-    return dtype == MatmulDtype::bfloat16 ? "bfloat16" : "float32";
+    switch (dtype) {
+        case MatmulDtype::bfloat16:
+            return "bfloat16";
+        case MatmulDtype::q8_0:
+            return "q8_0";
+        case MatmulDtype::float32:
+            break;
+    }
+    return "float32";
 }
 
 void Model::set_matmul_dtype(MatmulDtype dtype) {
     if (fp32_released_ && dtype != matmul_dtype_) {
-        throw Error(
-            "model: its fp32 matrices were released (an inference-only bfloat16 model); "
-            "it cannot change to " +
-            std::string(to_string(dtype)));
+        throw Error("model: its fp32 matrices were released (an inference-only " +
+                    std::string(to_string(matmul_dtype_)) + " model); it cannot change to " +
+                    to_string(dtype));
+    }
+    if (dtype == matmul_dtype_) return;
+    if (dtype == MatmulDtype::q8_0) {
+        for (const TensorInfo& t : tensors_) {
+            if (t.shape.size() == 2 && t.shape[1] % k::kQ8_0Block != 0) {
+                throw Error("model: q8_0 quantizes blocks of 32 inputs, but " + t.name +
+                            " has input size " + std::to_string(t.shape[1]) +
+                            ", not a multiple of 32");
+            }
+        }
     }
     matmul_dtype_ = dtype;
-    if (dtype == MatmulDtype::float32) {
-        std::vector<uint16_t>().swap(bf16_);  // the copy's memory back
-        bf16_stale_ = true;
+    allocate_copy();
+    copy_stale_ = true;
+}
+
+void Model::allocate_copy() {
+    // The copy of the other dtype's memory back.
+    if (matmul_dtype_ != MatmulDtype::bfloat16) std::vector<uint16_t>().swap(bf16_);
+    if (matmul_dtype_ != MatmulDtype::q8_0) {
+        std::vector<uint8_t>().swap(q8_);
+        q8_at_.clear();
+    }
+    if (matmul_dtype_ == MatmulDtype::bfloat16) bf16_.resize(params_.size());
+    if (matmul_dtype_ != MatmulDtype::q8_0 || !q8_.empty()) return;
+    size_t bytes = 0;
+    for (const TensorInfo& t : tensors_) {
+        if (t.shape.size() != 2) continue;
+        q8_at_[t.offset] = bytes;
+        bytes += t.numel / k::kQ8_0Block * k::kQ8_0BlockBytes;
+    }
+    q8_.resize(bytes);
+}
+
+void Model::write_copy(const TensorInfo& t, const float* src) {
+    if (matmul_dtype_ == MatmulDtype::bfloat16) {
+        k::to_bf16(bf16_.data() + t.offset, src, t.numel);
+    } else if (matmul_dtype_ == MatmulDtype::q8_0 && t.shape.size() == 2) {
+        encode_ggml_into(GgmlType::q8_0, src, t.numel, q8_.data() + q8_at_.at(t.offset));
     }
 }
 
 void Model::release_fp32_matrices() {
-    if (matmul_dtype_ != MatmulDtype::bfloat16) {
-        throw Error("model: only a bfloat16 model can release its fp32 matrices");
+    if (matmul_dtype_ == MatmulDtype::float32) {
+        throw Error("model: only a bfloat16 or q8_0 model can release its fp32 matrices");
     }
-    refresh_bf16();
+    refresh_copy();
     for (const TensorInfo& t : tensors_) {
         if (t.shape.size() == 2) release_pages(params_.data() + t.offset, t.numel * sizeof(float));
     }
@@ -109,62 +153,80 @@ void Model::release_fp32_matrices() {
     fp32_released_ = true;
 }
 
-void Model::hold_matrices_in_bf16() {
-    matmul_dtype_ = MatmulDtype::bfloat16;
-    bf16_.assign(params_.size(), 0);
-    bf16_stale_ = false;
+void Model::hold_matrices_in(MatmulDtype dtype) {
+    if (dtype == MatmulDtype::float32) {
+        throw Error("model: the matrices can be held alone in bfloat16 or q8_0, not float32");
+    }
+    set_matmul_dtype(dtype);
+    copy_stale_ = false;
     fp32_released_ = true;
 }
 
 void Model::write_tensor(const TensorInfo& t, const std::function<void(float*)>& fill) {
     float* dst = params_.data() + t.offset;
+    fill(dst);
     if (!fp32_released_) {
-        fill(dst);
-        bf16_stale_ = true;
+        copy_stale_ = true;
         return;
     }
-    fill(dst);  // a norm or bias stays fp32; a matrix passes through on its way to bf16
-    k::to_bf16(bf16_.data() + t.offset, dst, t.numel);
+    // A norm or bias stays fp32; a matrix passes through on its way to its copy.
+    write_copy(t, dst);
     if (t.shape.size() == 2) release_pages(dst, t.numel * sizeof(float));
 }
 
-void Model::refresh_bf16() {
-    if (matmul_dtype_ != MatmulDtype::bfloat16 || !bf16_stale_) return;
+void Model::refresh_copy() {
+    if (matmul_dtype_ == MatmulDtype::float32 || !copy_stale_) return;
     if (fp32_released_) {
         throw Error(
-            "model: its weights were written after its fp32 matrices were released "
-            "(an inference-only bfloat16 model): the bf16 copy cannot follow");
+            "model: its weights were written after its fp32 matrices were released (an "
+            "inference-only " +
+            std::string(to_string(matmul_dtype_)) + " model): the copy cannot follow");
     }
-    bf16_.resize(params_.size());
-    k::to_bf16(bf16_.data(), params_.data(), params_.size());
-    bf16_stale_ = false;
+    allocate_copy();
+    for (const TensorInfo& t : tensors_) write_copy(t, params_.data() + t.offset);
+    copy_stale_ = false;
 }
 
 void Model::linear(float* out, const float* inp, const float* w, const float* b, int N, int C,
                    int OC) const {
-    if (matmul_dtype_ == MatmulDtype::bfloat16) {
-        k::linear_forward_bf16(out, inp, bf16_of(w), b, N, C, OC);
-    } else {
-        k::linear_forward(out, inp, w, b, N, C, OC);
+    switch (matmul_dtype_) {
+        case MatmulDtype::bfloat16:
+            return k::linear_forward_bf16(out, inp, bf16_of(w), b, N, C, OC);
+        case MatmulDtype::q8_0:
+            return k::linear_forward_q8_0(out, inp, q8_of(w), b, N, C, OC);
+        case MatmulDtype::float32:
+            break;
     }
+    k::linear_forward(out, inp, w, b, N, C, OC);
 }
 
 void Model::linear_back(float* dinp, float* dw, float* db, const float* dout, const float* inp,
                         const float* w, int N, int C, int OC) const {
-    if (matmul_dtype_ == MatmulDtype::bfloat16) {
-        k::linear_backward_bf16(dinp, dw, db, dout, inp, bf16_of(w), N, C, OC);
-    } else {
-        k::linear_backward(dinp, dw, db, dout, inp, w, N, C, OC);
+    switch (matmul_dtype_) {
+        case MatmulDtype::bfloat16:
+            return k::linear_backward_bf16(dinp, dw, db, dout, inp, bf16_of(w), N, C, OC);
+        case MatmulDtype::q8_0:
+            // backward() lets a q8_0 model train its adapters only: its matrices are frozen.
+            if (dw || db) throw Error("model: a q8_0 base is frozen; only LoRA adapters train");
+            if (dinp) k::linear_backward_q8_0(dinp, dout, q8_of(w), N, C, OC);
+            return;
+        case MatmulDtype::float32:
+            break;
     }
+    k::linear_backward(dinp, dw, db, dout, inp, w, N, C, OC);
 }
 
 void Model::embed(float* out, const int32_t* tokens, int N) const {
     const float* table = params_.data() + find("model.embed_tokens.weight")->offset;
-    if (matmul_dtype_ == MatmulDtype::bfloat16) {
-        k::embedding_forward_bf16(out, tokens, bf16_of(table), N, config_.hidden_size);
-    } else {
-        k::embedding_forward(out, tokens, table, N, config_.hidden_size);
+    switch (matmul_dtype_) {
+        case MatmulDtype::bfloat16:
+            return k::embedding_forward_bf16(out, tokens, bf16_of(table), N, config_.hidden_size);
+        case MatmulDtype::q8_0:
+            return k::embedding_forward_q8_0(out, tokens, q8_of(table), N, config_.hidden_size);
+        case MatmulDtype::float32:
+            break;
     }
+    k::embedding_forward(out, tokens, table, N, config_.hidden_size);
 }
 
 double Model::param_count(const ModelConfig& c) {
@@ -270,7 +332,7 @@ const TensorInfo* Model::find(const std::string& name) const {
 
 float* Model::param(const std::string& name) {
     const TensorInfo* t = find(name);
-    if (t) bf16_stale_ = true;  // the caller may write it
+    if (t) copy_stale_ = true;  // the caller may write it
     return t ? params_.data() + t->offset : nullptr;
 }
 
@@ -395,6 +457,12 @@ void Model::lora_backward(int l, int s, float* dx, const float* dout, const floa
 
 void Model::merge_lora() {
     if (!has_lora()) return;
+    if (matmul_dtype_ == MatmulDtype::q8_0) {
+        throw Error(
+            "lora: cannot merge into a q8_0 base: the adapters were trained on the quantized "
+            "weights, and quantizing W + (alpha/r) B A again would move every block's rounding; "
+            "merge with the base as float32 or bfloat16 (crucible convert --lora)");
+    }
     if (fp32_released_) {
         throw Error(
             "lora: cannot merge into a model whose fp32 matrices were released (an "
@@ -421,7 +489,7 @@ void Model::merge_lora() {
             }
         }
     }
-    bf16_stale_ = true;
+    copy_stale_ = true;
     drop_lora();
 }
 
@@ -435,7 +503,7 @@ void Model::drop_lora() {
 }
 
 void Model::init_random(uint64_t seed, float std) {
-    bf16_stale_ = true;
+    copy_stale_ = true;
     Rng rng(seed);
     for (const TensorInfo& t : tensors_) {
         float* p = params_.data() + t.offset;
@@ -541,7 +609,7 @@ double Model::forward(const PackedBatch& batch) {
         c.num_attention_heads,  c.num_key_value_heads, c.head_dim,          S,
         batch.seq_start.data(), batch.seq_len.data(),  probs_offset_.data()};
 
-    refresh_bf16();
+    refresh_copy();
     embed(A + a.resid, batch.tokens.data(), N);
     for (int l = 0; l < c.num_hidden_layers; l++) {
         float* L = A + l * a.layer_stride;
@@ -637,7 +705,7 @@ void Model::forward_cached(const int32_t* tokens, const int32_t* positions, int 
         at += sizes[i];
     }
     float *x = buf[0], *ln = buf[1], *rstd = buf[2], *sel = buf[11];
-    refresh_bf16();
+    refresh_copy();
     embed(x, tokens, N);
     const LayerActivations la{x,      ln, rstd, buf[3], buf[4], buf[5],  buf[6],
                               buf[7], ln, rstd, buf[8], buf[9], buf[10], x};
@@ -663,6 +731,11 @@ void Model::backward() {
         throw Error(
             "model: cannot train an inference-only model (its fp32 matrices were "
             "released)");
+    }
+    if (matmul_dtype_ == MatmulDtype::q8_0 && !has_lora()) {
+        throw Error(
+            "model: a q8_0 model is a frozen base: it cannot train its own weights (LoRA "
+            "adapters train beside it; full training takes float32 or bfloat16)");
     }
     // With LoRA the base is frozen: only the adapters get gradients, and no buffer of the base's
     // size is allocated (the frozen norms' gradients go to a scratch row, the rest nowhere).

@@ -59,8 +59,12 @@ struct LoraConfig {
 // matmuls' inputs are rounded to bf16, products summed in fp32 (kernels/bf16_linear.h); norms,
 // biases, RoPE, attention, softmax and the loss stay fp32, and so do the weights training
 // updates (params(): the master copy) and every gradient — mixed precision as GPU stacks run it.
-enum class MatmulDtype { float32, bfloat16 };
-// "float32" or "bfloat16"; anything else is an Error naming `key`.
+// q8_0: every matrix is read as its GGUF Q8_0 quantization (blocks of 32 inputs sharing an fp16
+// scale, ggml's rounding; every matrix's input size a multiple of 32) and the matmuls are the
+// fp32 ones over those values, exactly (kernels/q8_0_linear.h). A q8_0 model is a frozen base:
+// it generates and LoRA adapters train beside it, but its own weights do not train.
+enum class MatmulDtype { float32, bfloat16, q8_0 };
+// "float32", "bfloat16" or "q8_0"; anything else is an Error naming `key`.
 MatmulDtype parse_matmul_dtype(const std::string& value, const std::string& key);
 const char* to_string(MatmulDtype dtype);
 
@@ -84,10 +88,10 @@ class Model {
     // The tensor with this HF name, or nullptr.
     const TensorInfo* find(const std::string& name) const;
     size_t num_params() const { return params_.size(); }
-    // Non-const access may write the weights: the bf16 copy is then re-derived before the next
-    // forward pass (bfloat16 matmuls only), so no write path can leave it stale.
+    // Non-const access may write the weights: the matrices' bf16 or Q8_0 copy is then re-derived
+    // before the next forward pass, so no write path can leave it stale.
     float* params() {
-        bf16_stale_ = true;
+        copy_stale_ = true;
         return params_.data();
     }
     const float* params() const { return params_.data(); }
@@ -101,22 +105,26 @@ class Model {
     float* param(const std::string& name);
     float* grad(const std::string& name);
 
-    // The matmul precision (float32 until set). The weights stay fp32 either way.
+    // The matmul precision (float32 until set). The weights stay fp32 either way; bfloat16 and
+    // q8_0 compute from a copy of the matrices in that format. q8_0 is an Error naming the first
+    // matrix whose input size is not a multiple of 32.
     void set_matmul_dtype(MatmulDtype dtype);
     MatmulDtype matmul_dtype() const { return matmul_dtype_; }
-    // For a bfloat16 model that only runs (generate, serve): gives the fp32 matrices' memory
-    // back, keeping their bf16 copy (half the bytes) and the fp32 norms and biases. Afterwards
-    // the model cannot train (but its LoRA adapters can: the base is frozen), be saved or change
-    // dtype, and writing its weights is refused at the next forward pass: each is an Error,
-    // never a silent use of the released values.
+    // For a bfloat16 or q8_0 model that only runs (generate, serve) or is a frozen LoRA base:
+    // gives the fp32 matrices' memory back, keeping their copy (a half or about a quarter of the
+    // bytes) and the fp32 norms and biases. Afterwards the model cannot train (but its LoRA
+    // adapters can: the base is frozen), be saved or change dtype, and writing its weights is
+    // refused at the next forward pass: each is an Error, never a silent use of the released
+    // values.
     void release_fp32_matrices();
     bool fp32_released() const { return fp32_released_; }
-    // The same before any weights are written (a load): from here on every matrix written
-    // through write_tensor() is kept as bf16 only, so loading never holds it in fp32 — the
-    // resident peak is the bf16 weights plus one tensor. Only on a fresh model.
-    void hold_matrices_in_bf16();
+    // The same before any weights are written (a load), for `dtype` bfloat16 or q8_0: from here
+    // on every matrix written through write_tensor() is kept in that format only, so loading
+    // never holds it in fp32 — the resident peak is the copy plus one tensor. Only on a fresh
+    // model.
+    void hold_matrices_in(MatmulDtype dtype);
     // Writes one parameter tensor: fill(dst) fills its numel floats. The way loaders write
-    // weights (a bf16-held matrix goes straight to its bf16 copy).
+    // weights (a matrix held in bf16 or Q8_0 alone goes straight to its copy).
     void write_tensor(const TensorInfo& t, const std::function<void(float*)>& fill);
 
     // LoRA: adapters on the configured projections of every layer, A ~ U(-1/sqrt(in),
@@ -317,11 +325,22 @@ class Model {
                        int N);
     MatmulDtype matmul_dtype_ = MatmulDtype::float32;
     std::vector<uint16_t> bf16_;  // bfloat16: params_ rounded, same layout; refreshed when stale
-    bool bf16_stale_ = true;
+    std::vector<uint8_t> q8_;     // q8_0: the matrices' Q8_0 bytes, one after another
+    std::unordered_map<size_t, size_t> q8_at_;  // a matrix's offset in params_ -> its bytes in q8_
+    bool copy_stale_ = true;  // the copy the matmul dtype reads may not match params_
     bool fp32_released_ = false;
-    void refresh_bf16();
+    // Sizes (bfloat16) or lays out (q8_0) the copy of the matrices for matmul_dtype_.
+    void allocate_copy();
+    // Writes tensor t's part of the copy from its fp32 values at src (norms and biases have none
+    // in q8_0: they stay fp32).
+    void write_copy(const TensorInfo& t, const float* src);
+    void refresh_copy();
     // The bf16 copy of the parameter at `p` (a pointer into params_).
     const uint16_t* bf16_of(const float* p) const { return bf16_.data() + (p - params_.data()); }
+    // The Q8_0 bytes of the matrix at `p`.
+    const uint8_t* q8_of(const float* p) const {
+        return q8_.data() + q8_at_.at((size_t)(p - params_.data()));
+    }
     // linear_forward / linear_backward in the model's matmul precision.
     void linear(float* out, const float* inp, const float* w, const float* b, int N, int C,
                 int OC) const;

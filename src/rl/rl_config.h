@@ -154,8 +154,9 @@ algorithm:
   beta2: 0.99               # [0, 1)
   eps: 1.0e-8               # (0, 1]
   grad_clip: 1.0            # [0, inf) global grad-norm clip; 0 disables
-  dtype: float32            # the matmuls' precision: float32 or bfloat16 (fp32 master weights,
-                            # gradients and optimizer state either way; docs/PERFORMANCE.md)
+  dtype: float32            # the matmuls' precision: float32, bfloat16 (fp32 master weights,
+                            # gradients and optimizer state either way) or q8_0 (a frozen
+                            # quantized base under LoRA adapters; docs/PERFORMANCE.md)
   micro_batch_tokens: 4096  # [1, 1e9] rows per forward/backward (gradient accumulation beyond)
   checkpoint_every: 25      # [0, 1e9] steps; 0: only the last step (always written)
   log_every: 5              # [1, 1e9] steps between console lines

@@ -105,8 +105,8 @@ RlTrainer::RlTrainer(const Config& config, bool resume, std::ostream& log,
     open_run(resume, start_from);
     model_->set_matmul_dtype(cfg_.train.dtype);
     if (loss_.kl_beta > 0) {
-        // frozen: the starting policy, held in bf16 alone when the run computes in bf16
-        reference_ = load_model(start_from, cfg_.train.dtype == MatmulDtype::bfloat16);
+        // frozen: the starting policy, held in bf16 or Q8_0 alone when the run computes so
+        reference_ = load_model(start_from, cfg_.train.dtype);
         reference_->set_matmul_dtype(cfg_.train.dtype);
     }
     check_fits_context(start_from);
@@ -222,7 +222,7 @@ void RlTrainer::open_run(bool resume, const fs::path& start_from) {
         log_ << "resumed " << run_dir_.string() << " at step " << step_ << "\n";
         return;
     }
-    model_ = load_model(start_from, frozen_bf16_base());
+    model_ = load_model(start_from, frozen_base_dtype());
     if (cfg_.lora.rank > 0) model_->enable_lora(cfg_.lora, Rng::mix(cfg_.seed, 0x1024a));
     adam_m_.assign(model_->trainable().size, 0.0f);
     adam_v_.assign(model_->trainable().size, 0.0f);
@@ -897,7 +897,7 @@ void RlTrainer::save_checkpoint() {
 void RlTrainer::load_checkpoint(const fs::path& dir) {
     const json state = read_trainer_state(dir, "crucible-rl-state-1",
                                           {"step", "optimizer_steps", "prompt_cursor"}, "RL");
-    model_ = load_model(dir, frozen_bf16_base());
+    model_ = load_model(dir, frozen_base_dtype());
     load_optimizer_state(*model_, dir / "optimizer.safetensors", &adam_m_, &adam_v_);
     step_ = state["step"].get<int64_t>();
     optimizer_steps_ = state["optimizer_steps"].get<int64_t>();

@@ -116,8 +116,8 @@ class RlTrainer {
     // One optimizer step over `mb` (indices into rollouts) with forward/backward in
     // micro-batches; accumulates statistics.
     // A LoRA run in bf16 never needs its base's fp32 matrices: it loads them as bf16 alone.
-    bool frozen_bf16_base() const {
-        return cfg_.lora.rank > 0 && cfg_.train.dtype == MatmulDtype::bfloat16;
+    MatmulDtype frozen_base_dtype() const {
+        return cfg_.lora.rank > 0 ? cfg_.train.dtype : MatmulDtype::float32;
     }
     void update(std::vector<Rollout>& rollouts, const std::vector<size_t>& mb, int iteration,
                 UpdateStats* st);

@@ -18,6 +18,11 @@ LoraConfig read_lora_settings(const Config& c) {
         if (!t.empty()) l.targets.push_back(t);
     }
     if (l.rank > 0 && l.targets.empty()) throw Error("lora.targets: name at least one projection");
+    if (l.rank == 0 && c.get_string("train.dtype") == "q8_0") {
+        throw Error(
+            "train.dtype: q8_0 is a frozen quantized base; it trains LoRA adapters only (set "
+            "lora.rank > 0) — full fine-tuning takes float32 or bfloat16");
+    }
     return l;
 }
 

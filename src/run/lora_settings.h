@@ -14,7 +14,8 @@ namespace crucible {
     "  alpha: 32.0               # (0, 1e6] the adapters' scale is alpha / rank\n"               \
     "  targets: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj  # comma-separated\n"
 
-// lora.rank, lora.alpha and lora.targets; rank 0 means none. Errors name the key.
+// lora.rank, lora.alpha and lora.targets; rank 0 means none. Errors name the key, and so does
+// train.dtype q8_0 without adapters (a Q8_0 base is frozen).
 LoraConfig read_lora_settings(const Config& c);
 
 }  // namespace crucible

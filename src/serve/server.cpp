@@ -153,9 +153,8 @@ Server::Impl::Impl(ServerOptions options)
         tok = o.tokenizer;
         served.stop_ids = o.stop_ids;
     } else {
-        // A served model never trains: in bf16 its matrices are loaded as bf16 alone.
-        const MatmulDtype dtype = parse_matmul_dtype(o.dtype, "--dtype");
-        owned_model = load_model(o.model_dir, dtype == MatmulDtype::bfloat16);
+        // A served model never trains: in bf16 or q8_0 its matrices are loaded in that alone.
+        owned_model = load_model(o.model_dir, parse_matmul_dtype(o.dtype, "--dtype"));
         model = owned_model.get();
         owned_tok = fs::exists(o.model_dir / "tokenizer.json") ? load_text_tokenizer(o.model_dir)
                                                                : TextTokenizer(ByteTokenizer());

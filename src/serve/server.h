@@ -27,7 +27,7 @@ class RlSessionHub;
 
 struct ServerOptions {
     std::filesystem::path model_dir;  // config.json + model.safetensors (+ tokenizer files)
-    std::string dtype = "float32";    // the loaded model's matmuls: float32 or bfloat16
+    std::string dtype = "float32";    // the loaded model's matmuls: float32, bfloat16 or q8_0
     std::string host = "127.0.0.1";
     int port = 8000;                // 0: an ephemeral port, see Server::port()
     std::string served_model_name;  // the id clients send as "model"; empty: the folder's name

@@ -49,8 +49,9 @@ data:
   beta2: 0.95               # [0, 1)
   eps: 1.0e-8               # (0, 1] (0 divides 0 by 0 where a gradient is 0)
   grad_clip: 1.0            # [0, inf) global grad-norm clip; 0 disables
-  dtype: float32            # the matmuls' precision: float32 or bfloat16 (fp32 master weights,
-                            # gradients and optimizer state either way; docs/PERFORMANCE.md)
+  dtype: float32            # the matmuls' precision: float32, bfloat16 (fp32 master weights,
+                            # gradients and optimizer state either way) or q8_0 (a frozen
+                            # quantized base under LoRA adapters; docs/PERFORMANCE.md)
   checkpoint_every: 100     # [0, 1e9] steps; 0: only the last step (always written)
   log_every: 50             # [1, 1e9] steps between console lines
   eval_every: 250           # [0, 1e9] steps; 0 disables (evaluation also runs after the last)

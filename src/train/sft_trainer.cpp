@@ -171,7 +171,7 @@ SftTrainer::SftTrainer(const Config& config, bool resume, std::ostream& log)
     } else {
         const std::string path = config_.get_string("model.path");
         if (!path.empty()) {
-            model_ = load_model(path, frozen_bf16_base());
+            model_ = load_model(path, frozen_base_dtype());
         } else {
             model_ = std::make_unique<Model>(arch_from_config(config_));
             model_->init_random(Rng::mix(seed_, 0x1417),
@@ -209,11 +209,11 @@ SftTrainer::SftTrainer(const Config& config, bool resume, std::ostream& log)
          << " examples; run folder " << run_dir_.string() << "\n";
 }
 
-bool SftTrainer::frozen_bf16_base() const {
-    // A LoRA run in bf16 never needs its base's fp32 matrices: it loads them as bf16 alone.
-    return read_lora_settings(config_).rank > 0 &&
-           parse_matmul_dtype(config_.get_string("train.dtype"), "train.dtype") ==
-               MatmulDtype::bfloat16;
+MatmulDtype SftTrainer::frozen_base_dtype() const {
+    // A LoRA run in bf16 or q8_0 never needs its base's fp32 matrices: it loads them in that
+    // format alone.
+    const MatmulDtype dtype = parse_matmul_dtype(config_.get_string("train.dtype"), "train.dtype");
+    return read_lora_settings(config_).rank > 0 ? dtype : MatmulDtype::float32;
 }
 
 SftTrainer::~SftTrainer() = default;
@@ -406,7 +406,7 @@ void SftTrainer::load_checkpoint(const fs::path& dir) {
                     ": the training data differs from the data this run "
                     "was trained on; resuming would not continue it exactly");
     }
-    model_ = load_model(dir, frozen_bf16_base());
+    model_ = load_model(dir, frozen_base_dtype());
     load_optimizer_state(*model_, dir / "optimizer.safetensors", &adam_m_, &adam_v_);
     step_ = state["step"].get<int64_t>();
 }

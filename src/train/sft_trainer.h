@@ -47,7 +47,8 @@ class SftTrainer {
     std::filesystem::path checkpoint_dir(int64_t step) const;
 
   private:
-    bool frozen_bf16_base() const;  // LoRA on a bf16 base: the base loads as bf16 alone
+    // LoRA on a bf16 or q8_0 base: the base loads in that format alone; else float32.
+    MatmulDtype frozen_base_dtype() const;
     void train_step();
     void save_checkpoint();
     void load_checkpoint(const std::filesystem::path& dir);
