@@ -17,12 +17,13 @@ inline constexpr int kQ8_0BlockBytes = 34;
 // dst (n floats) = the values of the Q8_0 bytes at src. REQUIRES: n % 32 == 0.
 void dequantize_q8_0(float* dst, const uint8_t* src, size_t n);
 
-// out (N, OC) = inp (N, C) @ dequantize(weight) (OC, C)^T + bias (OC, or nullptr): the rows are
-// dequantized a panel at a time into a buffer the size of a cache and each panel goes through
-// linear_forward's kernel for N rows. Up to kSmallBatchMaxRows rows (the weight stream and
-// small_batch_linear sum an output over its own weight row only) that is linear_forward over
-// the dequantized matrix bit for bit; with more, sgemm's blocking depends on the matrix's size,
-// so a panel's sums may round differently (the same sums, within fp32 rounding).
+// out (N, OC) = inp (N, C) @ dequantize(weight) (OC, C)^T + bias (OC, or nullptr), through
+// linear_forward's kernel for N rows. Up to kSmallBatchMinRows - 1 rows: its weight stream with
+// each block dequantized in registers; up to kSmallBatchMaxRows: small_batch_linear with a tile
+// of rows dequantized at a time on the thread that multiplies it — both bit for bit
+// linear_forward over the dequantized matrix. More rows: panels of about 1 MB dequantized, each
+// an sgemm; sgemm's blocking depends on the matrix's size, so a panel's sums may round
+// differently (the same sums, within fp32 rounding).
 // REQUIRES: C % 32 == 0.
 void linear_forward_q8_0(float* out, const float* inp, const uint8_t* weight, const float* bias,
                          int N, int C, int OC);

@@ -24,7 +24,7 @@ struct Tile {
     float* out;
     const float* inT;  // (C, NP): inT[c * NP + n] = inp[n][c], zero for n >= N
     int NP;
-    const float* weight;
+    const float* w0;  // weight row j0; row j0 + r at w0 + r * C
     const float* bias;
     int C, OC;
     int j0, rows;     // weight rows j0 .. j0 + rows - 1
@@ -49,7 +49,7 @@ inline void store_tile(const Tile& t, const float* acc) {
 template <int R, int V>
 void tile_avx2(const Tile& t) {
     const float* w[R];
-    for (int r = 0; r < R; r++) w[r] = t.weight + (size_t)(t.j0 + (r < t.rows ? r : 0)) * t.C;
+    for (int r = 0; r < R; r++) w[r] = t.w0 + (size_t)(r < t.rows ? r : 0) * t.C;
     __m256 acc[R][V];
 #pragma GCC unroll 16
     for (int r = 0; r < R; r++)
@@ -82,7 +82,7 @@ void tile_avx2(const Tile& t) {
 template <int R, int V>
 __attribute__((target("avx512f"))) void tile_avx512(const Tile& t) {
     const float* w[R];
-    for (int r = 0; r < R; r++) w[r] = t.weight + (size_t)(t.j0 + (r < t.rows ? r : 0)) * t.C;
+    for (int r = 0; r < R; r++) w[r] = t.w0 + (size_t)(r < t.rows ? r : 0) * t.C;
     __m512 acc[R][V];
 #pragma GCC unroll 16
     for (int r = 0; r < R; r++)
@@ -116,8 +116,8 @@ __attribute__((target("avx512f"))) void tile_avx512(const Tile& t) {
 // ones: with 8 rows or fewer the 8-lane tile is up to twice as fast.
 template <int R, int LANES, void (*Wide)(const Tile&), void (*Narrow)(const Tile&),
           void (*Tiny)(const Tile&)>
-void run(float* out, const float* inp, const float* weight, const float* bias, int N, int C,
-         int OC) {
+void run(float* out, const float* inp, const float* weight, const WeightRows* rows_of,
+         const float* bias, int N, int C, int OC) {
     constexpr int kChunk = 2 * LANES;
     const int NP = (N + kChunk - 1) / kChunk * kChunk;
     static thread_local std::vector<float> transposed;
@@ -133,15 +133,39 @@ void run(float* out, const float* inp, const float* weight, const float* bias, i
             for (int n = 0; n < N; n++) dst[n] = inp[(size_t)n * C + c];
             std::fill(dst + N, dst + NP, 0.0f);
         }
+        static thread_local std::vector<float> tile_rows;  // a converted weight's tile
+        if (rows_of) tile_rows.resize((size_t)R * C);
 #pragma omp barrier
 #pragma omp for schedule(static)
         for (int j = 0; j < tiles; j++) {
-            Tile t{out, inT, NP, weight, bias, C, OC, j * R, std::min(R, OC - j * R), 0, 0};
+            const int rows = std::min(R, OC - j * R);
+            const float* w0 = weight + (size_t)j * R * C;
+            if (rows_of) {
+                rows_of->fill(rows_of->source, j * R, rows, C, tile_rows.data());
+                w0 = tile_rows.data();
+                // Static scheduling gives a thread consecutive tiles: the next is likely its.
+                if (rows_of->prefetch && j + 1 < tiles) {
+                    rows_of->prefetch(rows_of->source, (j + 1) * R, std::min(R, OC - (j + 1) * R),
+                                      C);
+                }
+            }
+            Tile t{out, inT, NP, w0, bias, C, OC, j * R, rows, 0, 0};
             for (t.n0 = 0; t.n0 < N; t.n0 += kChunk) {
                 t.n_valid = std::min(kChunk, N - t.n0);
                 (t.n_valid > LANES ? Wide : t.n_valid > 8 ? Narrow : Tiny)(t);
             }
         }
+    }
+}
+
+void dispatch(float* out, const float* inp, const float* weight, const WeightRows* rows_of,
+              const float* bias, int N, int C, int OC, SimdPath path) {
+    if (path == SimdPath::avx512) {
+        run<12, 16, tile_avx512<12, 2>, tile_avx512<12, 1>, tile_avx2<12, 1>>(
+            out, inp, weight, rows_of, bias, N, C, OC);
+    } else {
+        run<6, 8, tile_avx2<6, 2>, tile_avx2<6, 1>, tile_avx2<6, 1>>(out, inp, weight, rows_of,
+                                                                     bias, N, C, OC);
     }
 }
 
@@ -154,13 +178,12 @@ bool cpu_has_avx512() {
 
 void small_batch_linear(float* out, const float* inp, const float* weight, const float* bias, int N,
                         int C, int OC, SimdPath path) {
-    if (path == SimdPath::avx512) {
-        run<12, 16, tile_avx512<12, 2>, tile_avx512<12, 1>, tile_avx2<12, 1>>(out, inp, weight,
-                                                                              bias, N, C, OC);
-    } else {
-        run<6, 8, tile_avx2<6, 2>, tile_avx2<6, 1>, tile_avx2<6, 1>>(out, inp, weight, bias, N, C,
-                                                                     OC);
-    }
+    dispatch(out, inp, weight, nullptr, bias, N, C, OC, path);
+}
+
+void small_batch_linear(float* out, const float* inp, const WeightRows& weight, const float* bias,
+                        int N, int C, int OC, SimdPath path) {
+    dispatch(out, inp, nullptr, &weight, bias, N, C, OC, path);
 }
 
 }  // namespace crucible::kernels

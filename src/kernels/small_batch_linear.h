@@ -21,4 +21,17 @@ bool cpu_has_avx512();
 void small_batch_linear(float* out, const float* inp, const float* weight, const float* bias, int N,
                         int C, int OC, SimdPath path);
 
+// A weight held in another format, which `fill(source, j0, rows, C, dst)` writes as fp32 rows
+// j0 .. j0 + rows - 1 into dst (rows x C), a tile at a time on the thread that multiplies it.
+// `prefetch(source, j0, rows, C)`, if set, asks for the next tile's bytes while this one is
+// multiplied: the fill otherwise waits on memory with no arithmetic to hide it.
+struct WeightRows {
+    void (*fill)(const void* source, int j0, int rows, int C, float* dst);
+    const void* source;
+    void (*prefetch)(const void* source, int j0, int rows, int C) = nullptr;
+};
+// The same over such a weight: bit for bit what the call above computes over its fp32 rows.
+void small_batch_linear(float* out, const float* inp, const WeightRows& weight, const float* bias,
+                        int N, int C, int OC, SimdPath path);
+
 }  // namespace crucible::kernels
