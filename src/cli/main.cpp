@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "dist/world.h"
 
 // libgomp's default waits spin for ~300,000 iterations at every barrier. When another process
 // shares the cores (the normal case on a shared machine), the spinning thread holds up a
@@ -151,28 +152,46 @@ int main(int argc, char** argv) {
     } catch (const CLI::ParseError& e) {
         return app.exit(e);
     }
+    // Under mpirun every rank runs this command; alone, no MPI at all (dist/world.h).
+    std::string where;  // "rank R of N: " in front of an error when there are ranks
+    int code = 0;
     try {
-        if (app.got_subcommand("train")) return train();
-        if (app.got_subcommand("demo")) return demo();
-        if (app.got_subcommand("bench")) return bench();
-        if (app.got_subcommand("tokenize")) return tokenize();
-        if (app.got_subcommand("convert")) return convert();
-        if (app.got_subcommand("generate")) return generate();
-        if (app.got_subcommand("serve")) return serve();
-        if (app.got_subcommand("sandbox")) return sandbox();
-        if (app.got_subcommand("evolve")) return evolve();
-        if (app.got_subcommand("eval")) return eval();
-        if (app.got_subcommand("verify")) return verify();
-        if (app.got_subcommand("compare")) return compare();
-        if (app.got_subcommand("report")) return report();
-        if (app.got_subcommand("rubric")) return rubric();
-        if (app.got_subcommand("index")) return index();
+        const std::string ranks = crucible::dist::init(&argc, &argv);
+        if (crucible::dist::size() > 1) {
+            where = "rank " + std::to_string(crucible::dist::rank()) + " of " +
+                    std::to_string(crucible::dist::size()) + ": ";
+            if (crucible::dist::is_root()) std::printf("%s\n", ranks.c_str());
+            std::fflush(stdout);
+            if (!app.got_subcommand("train")) {
+                throw crucible::Error(
+                    "under mpirun only `crucible train sft` runs across ranks for now; run "
+                    "this command without mpirun");
+            }
+        }
+        if (app.got_subcommand("train")) code = train();
+        if (app.got_subcommand("demo")) code = demo();
+        if (app.got_subcommand("bench")) code = bench();
+        if (app.got_subcommand("tokenize")) code = tokenize();
+        if (app.got_subcommand("convert")) code = convert();
+        if (app.got_subcommand("generate")) code = generate();
+        if (app.got_subcommand("serve")) code = serve();
+        if (app.got_subcommand("sandbox")) code = sandbox();
+        if (app.got_subcommand("evolve")) code = evolve();
+        if (app.got_subcommand("eval")) code = eval();
+        if (app.got_subcommand("verify")) code = verify();
+        if (app.got_subcommand("compare")) code = compare();
+        if (app.got_subcommand("report")) code = report();
+        if (app.got_subcommand("rubric")) code = rubric();
+        if (app.got_subcommand("index")) code = index();
     } catch (const crucible::Error& e) {
-        std::fprintf(stderr, "error: %s\n", e.what());
-        return 1;
+        std::fprintf(stderr, "error: %s%s\n", where.c_str(), e.what());
+        code = 1;
     } catch (const std::exception& e) {  // a bug, not bad input: still one readable line
-        std::fprintf(stderr, "internal error: %s\n", e.what());
-        return 2;
+        std::fprintf(stderr, "internal error: %s%s\n", where.c_str(), e.what());
+        code = 2;
     }
-    return 0;
+    // A rank that failed takes the whole job down: the others would wait for it forever.
+    if (code != 0) crucible::dist::abort_job(code);
+    crucible::dist::finalize();
+    return code;
 }

@@ -8,6 +8,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "dist/world.h"
 #include "rl/presets.h"
 #include "rl/rl_config.h"
 #include "rl/rl_trainer.h"
@@ -17,6 +18,24 @@
 namespace crucible::cli {
 
 namespace {
+
+// Under mpirun: rank 0 names a new run and every rank takes that name; every rank must run the
+// same binary with the same config, checked before any work. Alone: just the naming.
+void agree_across_ranks(Config& config, void (*name_new_run)(Config&)) {
+    if (dist::is_root()) name_new_run(config);
+    if (dist::size() == 1) return;
+    std::string name = config.get_string("run.name");
+    dist::broadcast(name);
+    config.set("run.name=" + name);
+    dist::check_same(read_file("/proc/self/exe"), "the crucible binary");
+    dist::check_same(config.dump(), "the effective config");
+}
+
+// Where a rank's progress lines go: rank 0's to stdout, the others' nowhere.
+std::ostream& rank_log() {
+    static std::ostream discard(nullptr);
+    return dist::is_root() ? std::cout : discard;
+}
 
 struct TrainOptions {
     std::string preset;  // rl only
@@ -119,16 +138,21 @@ std::function<int()> add_train(CLI::App& app) {
                 std::cout << config.dump();
                 return 0;
             }
-            resolve_run_name(config);
-            SftTrainer trainer(config, !sft_opt->resume.empty(), std::cout);
+            agree_across_ranks(config, resolve_run_name);
+            SftTrainer trainer(config, !sft_opt->resume.empty(), rank_log());
             trainer.run();
-            std::cout << "done: " << trainer.checkpoint_dir(trainer.step()).string() << "\n";
+            rank_log() << "done: " << trainer.checkpoint_dir(trainer.step()).string() << "\n";
             return 0;
         }
         Config config = effective_config(kRlConfigDefaults, *rl_opt, "rl");
         if (rl_opt->print_config) {
             std::cout << config.dump();
             return 0;
+        }
+        if (dist::size() > 1) {
+            throw Error(
+                "train rl: runs in one process for now (data-parallel RL over mpirun is "
+                "not built yet); start it without mpirun");
         }
         rl::resolve_rl_run_name(config);
         rl::RlTrainer trainer(config, !rl_opt->resume.empty(), std::cout);

@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/rng.h"
+#include "dist/world.h"
 #include "engine/engine.h"
 #include "env/countdown.h"
 #include "model/checkpoint.h"
@@ -74,8 +75,9 @@ ModelConfig arch_from_config(const Config& cfg) {
 }
 
 // Refuses, before anything large is allocated, a run whose model (parameters, gradients,
-// AdamW's two moments) and largest forward (a micro-batch, or an eval chunk of batch_size
-// sequences) at the longest example would not fit this machine's memory.
+// AdamW's two moments, and the micro-batches' gradient sum with accumulation) and largest forward
+// (a micro-batch, or an eval chunk of batch_size sequences) at the longest example would not fit
+// this machine's memory.
 void check_memory(const Config& cfg, const ModelConfig& mc, bool new_model, const SftDataset& train,
                   const SftDataset& eval) {
     const double batch = double(cfg.get_int("train.batch_size"));
@@ -86,7 +88,7 @@ void check_memory(const Config& cfg, const ModelConfig& mc, bool new_model, cons
             longest = std::max(longest, double(ex.tokens.size()));
     }
     const double seqs = std::max(micro, std::min(batch, double(eval.examples.size())));
-    const double model_bytes = 16 * Model::param_count(mc);
+    const double model_bytes = (batch / micro > 1 ? 20 : 16) * Model::param_count(mc);
     const double act_bytes =
         4 * Model::activation_floats(mc, seqs, longest) + 20 * seqs * longest + 8 * batch;
     const double have = physical_memory_bytes();
@@ -105,8 +107,8 @@ void check_memory(const Config& cfg, const ModelConfig& mc, bool new_model, cons
                   batch, batch / micro, seqs, longest);
     throw Error("config: this run needs about " + gb(model_bytes + act_bytes) +
                 ", more than this machine's " + gb(have) + ": the model " + gb(model_bytes) +
-                " for parameters, gradients and AdamW state (" + model + "), activations " +
-                gb(act_bytes) + " (" + seq_text + ")");
+                " for parameters, gradients, AdamW state and the gradient sum with accumulation (" +
+                model + "), activations " + gb(act_bytes) + " (" + seq_text + ")");
 }
 
 }  // namespace
@@ -128,6 +130,13 @@ SftTrainer::SftTrainer(const Config& config, bool resume, std::ostream& log)
     // Each number's interval is the schema's (sft_config.h); this rule ties two keys.
     if (batch_size_ % grad_accum_ != 0) {
         throw Error("config: train.batch_size must be a positive multiple of train.grad_accum");
+    }
+    // Data parallel (mpirun -np N): each rank takes whole micro-batches of the same global batch.
+    if (grad_accum_ % dist::size() != 0) {
+        throw Error("config: train.grad_accum " + std::to_string(grad_accum_) +
+                    " is not a multiple of the " + std::to_string(dist::size()) +
+                    " ranks (mpirun -np): each rank takes train.grad_accum / ranks whole "
+                    "micro-batches of the global batch");
     }
     hp_.lr = (float)config_.get_double("train.lr");
     hp_.min_lr_ratio = (float)config_.get_double("train.min_lr_ratio");
@@ -164,7 +173,14 @@ SftTrainer::SftTrainer(const Config& config, bool resume, std::ostream& log)
     }
 
     const fs::path ckpt_root = run_dir_ / "checkpoints";
-    const int64_t latest = open_run_folder(run_dir_, config_, kSftConfigDefaults, resume);
+    // Rank 0 owns the run folder; the others read it once rank 0 has checked and opened it.
+    std::string latest_text;
+    if (dist::is_root()) {
+        latest_text =
+            std::to_string(open_run_folder(run_dir_, config_, kSftConfigDefaults, resume));
+    }
+    dist::broadcast(latest_text);
+    const int64_t latest = std::stoll(latest_text);
     if (resume) {
         load_checkpoint(checkpoint_dir(latest));
         log_ << "resumed " << run_dir_.string() << " at step " << step_ << "\n";
@@ -187,7 +203,7 @@ SftTrainer::SftTrainer(const Config& config, bool resume, std::ostream& log)
         }
         adam_m_.assign(model_->trainable().size, 0.0f);
         adam_v_.assign(model_->trainable().size, 0.0f);
-        write_file_durable(run_dir_ / "metrics.jsonl", "");
+        if (dist::is_root()) write_file_durable(run_dir_ / "metrics.jsonl", "");
     }
     model_->set_matmul_dtype(parse_matmul_dtype(config_.get_string("train.dtype"), "train.dtype"));
     if (model_->config().vocab_size < tokenizer_.vocab_size) {
@@ -195,10 +211,12 @@ SftTrainer::SftTrainer(const Config& config, bool resume, std::ostream& log)
                     " is smaller than the tokenizer's " + std::to_string(tokenizer_.vocab_size) +
                     " ids");
     }
-    // Drop half-written checkpoints from a killed run; they were never published.
-    remove_unpublished_checkpoints(ckpt_root);
-    // A resumed run forgets metrics logged after its checkpoint: those steps run again.
-    if (resume) truncate_jsonl_after_step(run_dir_ / "metrics.jsonl", step_);
+    if (dist::is_root()) {
+        // Drop half-written checkpoints from a killed run; they were never published.
+        remove_unpublished_checkpoints(ckpt_root);
+        // A resumed run forgets metrics logged after its checkpoint: those steps run again.
+        if (resume) truncate_jsonl_after_step(run_dir_ / "metrics.jsonl", step_);
+    }
     const int64_t params = static_cast<int64_t>(model_->num_params());
     log_ << "model: " << model_->config().model_type << ", " << params << " parameters";
     if (model_->has_lora()) {
@@ -247,19 +265,36 @@ void SftTrainer::train_step() {
     }
     // Token-mean over the whole step: every micro-batch weighs its tokens by 1 / targets.
     const float weight = 1.0f / static_cast<float>(std::max<int64_t>(targets, 1));
-    model_->zero_grads();
+    // This rank's micro-batches: all of them alone, else its consecutive share.
+    const int64_t per_rank = grad_accum_ / dist::size();
+    const int64_t first = dist::rank() * per_rank;
+    const int64_t micro = batch_size_ / grad_accum_;
     double loss = 0.0;
     int64_t tokens = 0;
-    const int64_t micro = batch_size_ / grad_accum_;
-    for (int64_t a = 0; a < grad_accum_; a++) {
+    const Model::Trainable tr = model_->trainable();
+    // Each micro-batch's gradient is computed alone and the micro-batch sums are added in order
+    // (the kernels' own accumulation would round another way), so a run of N ranks with one
+    // micro-batch each sums ((g0 + g1) + g2)... as one process with train.grad_accum N does.
+    if (per_rank > 1) grad_sum_.assign(tr.size, 0.0f);
+    for (int64_t a = first; a < first + per_rank; a++) {
         batch_.clear();
         for (int64_t b = a * micro; b < (a + 1) * micro; b++) {
             pack_example(train_.examples[idx[b]], weight, &batch_);
         }
         tokens += batch_.n_tokens();
+        model_->zero_grads();
         loss += model_->forward(batch_);
         model_->backward();
+        if (per_rank > 1) {
+            for (size_t i = 0; i < tr.size; i++) grad_sum_[i] = grad_sum_[i] + tr.grads[i];
+        }
     }
+    if (per_rank > 1) std::copy(grad_sum_.begin(), grad_sum_.end(), tr.grads);
+    dist::reset_comm_stats();
+    dist::sum_in_rank_order(tr.grads, tr.size);
+    dist::sum_in_rank_order(&loss, 1);
+    tokens = dist::sum(tokens);
+    const dist::CommStats comm = dist::comm_stats();
     const double clip = hp_.grad_clip;
     const double gnorm =
         clip > 0
@@ -284,8 +319,15 @@ void SftTrainer::train_step() {
                  {"lr", lr},         {"grad_norm", gnorm},
                  {"tokens", tokens}, {"target_tokens", targets},
                  {"step_s", dt},     {"tokens_per_s", tokens / dt}};
+    if (dist::size() > 1) {
+        line["ranks"] = dist::size();
+        line["comm_s"] = comm.seconds;
+        line["comm_bytes_sent"] = comm.bytes_sent;
+    }
     const int64_t eval_every = hp_.eval_every;
     const bool last = step_ == total_steps_;
+    // Rank 0 evaluates and writes; the others go on to the next step's sum and wait there.
+    if (!dist::is_root()) return;
     if (!eval_.examples.empty() && (last || (eval_every > 0 && step_ % eval_every == 0))) {
         const EvalResult ev = evaluate();
         line["eval_loss"] = ev.loss;
@@ -323,7 +365,9 @@ void SftTrainer::run(int64_t until_step) {
     const int64_t every = hp_.checkpoint_every;
     while (step_ < until_step) {
         train_step();
-        if (step_ == total_steps_ || (every > 0 && step_ % every == 0)) save_checkpoint();
+        if (step_ == total_steps_ || (every > 0 && step_ % every == 0)) {
+            if (dist::is_root()) save_checkpoint();
+        }
     }
 }
 

@@ -62,6 +62,7 @@ class SftTrainer {
     std::unique_ptr<Model> model_;
     SftDataset train_, eval_;
     std::vector<float> adam_m_, adam_v_;
+    std::vector<float> grad_sum_;  // the step's micro-batch gradients, added in order
     int64_t step_ = 0;
     int64_t total_steps_;
     int64_t batch_size_, grad_accum_;

@@ -1,0 +1,57 @@
+// The processes one job spans, on MPI (Open MPI from Debian): `mpirun -np N crucible train ...`
+// runs N ranks of the same command. Started without mpirun the binary is a world of one and
+// never touches MPI, so a single process needs no launcher and pays nothing.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace crucible::dist {
+
+// Whether mpirun (Open MPI's launcher, or any PMIx one) started this process.
+bool launched_by_mpirun();
+
+// Initializes MPI when launched_by_mpirun(), else a world of one; idempotent. With more than one
+// rank it also picks the OpenMP threads of this rank (OMP_NUM_THREADS when set; else the cores
+// mpirun bound it to, or the host's cores shared by the ranks on it) and returns the line that
+// says so; "" in a world of one.
+std::string init(int* argc, char*** argv);
+// MPI_Finalize when init() started MPI.
+void finalize();
+
+int rank();
+int size();
+inline bool is_root() {
+    return rank() == 0;
+}
+
+// x (n values, the same n on every rank) becomes ((x_0 + x_1) + x_2) + ... over the ranks in
+// order, the same bits on every rank and in every run: a chain through the ranks in chunks (each
+// adds its own values to the partial sum it receives and passes it on), then a broadcast from the
+// last rank. A world of one leaves x as it is. Collective: every rank must call it.
+void sum_in_rank_order(float* x, size_t n);
+void sum_in_rank_order(double* x, size_t n);
+int64_t sum(int64_t value);
+// Rank 0's value of `s` on every rank.
+void broadcast(std::string& s);
+void barrier();
+
+// Every rank must hold the same `bytes`: Error "WHAT differs between the ranks (rank R's is not
+// rank 0's)" on the ranks that differ — one clear message before any work starts.
+void check_same(const std::string& bytes, const std::string& what);
+
+// Seconds spent in the calls above, and the bytes this rank sent in them, since the last reset:
+// what docs/SCALING.md reports per step.
+struct CommStats {
+    double seconds = 0;
+    double bytes_sent = 0;
+};
+CommStats comm_stats();
+void reset_comm_stats();
+
+// Ends every rank of the job after this one's error was printed (MPI_Abort); returns in a world
+// of one.
+void abort_job(int code);
+
+}  // namespace crucible::dist

@@ -1,0 +1,177 @@
+// Data-parallel SFT under Open MPI: `mpirun --oversubscribe -np 2 crucible train sft` against
+// the same run in one process, bad rank counts and mismatched ranks, a rank killed mid-run.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include "core/file_io.h"
+#include "test_util.h"
+
+namespace crucible {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using testutil::TempDir;
+
+struct Proc {
+    int rc = 0;
+    std::string out, err;
+};
+
+// mpirun as root needs Open MPI's two confirmations; each rank gets one thread (two ranks on
+// the CI's two cores).
+const char* kMpiEnv =
+    "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+    "OMPI_MCA_rmaps_base_oversubscribe=1 ";
+
+std::string sft_args(const fs::path& dir, const std::string& name, const std::string& extra) {
+    return "train sft --set run.dir=" + dir.string() + " --set run.name=" + name +
+           " --set train.steps=6 --set train.batch_size=8 --set train.grad_accum=2"
+           " --set train.eval_every=0 --set train.eval_generate=0 --set train.checkpoint_every=2"
+           " --set train.log_every=1 --set train.warmup_steps=2 --set "
+           "data.builtin_train_examples=200"
+           " --set data.builtin_eval_examples=8 --set data.max_seq_len=48"
+           " --set model.arch.hidden_size=32 --set model.arch.intermediate_size=64"
+           " --set model.arch.num_hidden_layers=2 --set model.arch.num_attention_heads=2"
+           " --set model.arch.num_key_value_heads=1 " +
+           extra;
+}
+
+Proc run(const TempDir& t, const std::string& cmd) {
+    const fs::path out = t.path() / "run.out", err = t.path() / "run.err";
+    const int status = std::system((cmd + " > " + out.string() + " 2> " + err.string()).c_str());
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, testutil::slurp(out),
+            testutil::slurp(err)};
+}
+
+Proc one_process(const TempDir& t, const std::string& args) {
+    return run(t, std::string("OMP_NUM_THREADS=1 ") + CRUCIBLE_BINARY + " " + args);
+}
+
+Proc ranks(const TempDir& t, int n, const std::string& args) {
+    return run(t, std::string(kMpiEnv) + "OMP_NUM_THREADS=1 mpirun -np " + std::to_string(n) + " " +
+                      CRUCIBLE_BINARY + " " + args);
+}
+
+std::string bytes(const fs::path& f) {
+    return read_file(f);
+}
+
+}  // namespace
+
+TEST(DataParallelSft, TwoRanksEqualOneProcessBitForBit) {
+    TempDir t;
+    // One micro-batch per rank: ((g0) + g1) on either side, the same bits.
+    const Proc one = one_process(t, sft_args(t.path(), "one", ""));
+    ASSERT_EQ(one.rc, 0) << one.err;
+    const Proc two = ranks(t, 2, sft_args(t.path(), "two", ""));
+    ASSERT_EQ(two.rc, 0) << two.out << two.err;
+    EXPECT_NE(two.out.find("crucible: rank 0 of 2 (mpirun), 1 OpenMP thread per rank"),
+              std::string::npos)
+        << two.out;
+    for (const char* f : {"model.safetensors", "optimizer.safetensors"}) {
+        EXPECT_TRUE(bytes(t.path() / "one/checkpoints/step-6" / f) ==
+                    bytes(t.path() / "two/checkpoints/step-6" / f))
+            << f << " differs";
+    }
+    const auto a = testutil::read_jsonl(t.path() / "one/metrics.jsonl");
+    const auto b = testutil::read_jsonl(t.path() / "two/metrics.jsonl");
+    ASSERT_EQ(a.size(), 6u);
+    ASSERT_EQ(b.size(), 6u);
+    for (size_t i = 0; i < a.size(); i++) {
+        EXPECT_EQ(a[i]["loss"], b[i]["loss"]) << i;
+        EXPECT_EQ(a[i]["grad_norm"], b[i]["grad_norm"]) << i;
+        EXPECT_EQ(a[i]["tokens"], b[i]["tokens"]) << i;
+        EXPECT_EQ(b[i]["ranks"], 2);
+        EXPECT_GT(b[i]["comm_bytes_sent"].get<double>(), 0.0);
+    }
+    // Two micro-batches per rank: (g0 + g1) + (g2 + g3) against ((g0 + g1) + g2) + g3, the
+    // same sums rounded in another order.
+    const std::string four = " --set train.grad_accum=4";
+    ASSERT_EQ(one_process(t, sft_args(t.path(), "one4", four)).rc, 0);
+    const Proc two4 = ranks(t, 2, sft_args(t.path(), "two4", four));
+    ASSERT_EQ(two4.rc, 0) << two4.err;
+    const auto c = testutil::read_jsonl(t.path() / "one4/metrics.jsonl");
+    const auto d = testutil::read_jsonl(t.path() / "two4/metrics.jsonl");
+    ASSERT_EQ(c.size(), d.size());
+    for (size_t i = 0; i < c.size(); i++) {
+        const double x = c[i]["loss"], y = d[i]["loss"];
+        EXPECT_NEAR(x, y, 1e-5 * std::fabs(x)) << i;
+    }
+}
+
+TEST(DataParallelSft, BadRankCountsAndMismatchedRanksAreRefusedBeforeAnyWork) {
+    TempDir t;
+    Proc r = ranks(t, 2, sft_args(t.path(), "odd", "--set train.grad_accum=1"));
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.err.find("train.grad_accum 1 is not a multiple of the 2 ranks"), std::string::npos)
+        << r.err;
+    EXPECT_FALSE(fs::exists(t.path() / "odd"));
+    // Two ranks started with different configs (Open MPI's MPMD syntax).
+    r = run(t, std::string(kMpiEnv) + "OMP_NUM_THREADS=1 mpirun -np 1 " + CRUCIBLE_BINARY + " " +
+                   sft_args(t.path(), "mixed", "--set seed=1") + " : -np 1 " + CRUCIBLE_BINARY +
+                   " " + sft_args(t.path(), "mixed", "--set seed=2"));
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.err.find("the effective config differs between the ranks"), std::string::npos)
+        << r.err;
+    EXPECT_FALSE(fs::exists(t.path() / "mixed"));
+    // Commands that do not run across ranks yet say so.
+    r = ranks(t, 2, "train rl --set train.steps=1");
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.err.find("train rl: runs in one process for now"), std::string::npos) << r.err;
+}
+
+TEST(DataParallelSft, AKilledRankStopsTheJobAndResumeContinuesExactly) {
+    TempDir t;
+    const std::string longer = " --set train.steps=1000 --set train.checkpoint_every=20";
+    // The reference: uninterrupted, one process.
+    ASSERT_EQ(one_process(t, sft_args(t.path(), "ref", longer)).rc, 0);
+    // Two ranks; rank 1 is killed once a few steps are logged.
+    const std::string cmd = std::string(kMpiEnv) + "OMP_NUM_THREADS=1 exec mpirun -np 2 " +
+                            CRUCIBLE_BINARY + " " + sft_args(t.path(), "killed", longer) + " > " +
+                            (t.path() / "k.out").string() + " 2> " + (t.path() / "k.err").string();
+    const pid_t launcher = fork();
+    ASSERT_GE(launcher, 0);
+    if (launcher == 0) {
+        execl("/bin/sh", "sh", "-c", cmd.c_str(), (char*)nullptr);
+        _exit(127);
+    }
+    const fs::path metrics = t.path() / "killed/metrics.jsonl";
+    for (int i = 0; i < 600; i++) {
+        if (fs::exists(metrics) && testutil::read_jsonl(metrics).size() >= 30) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    // The rank-1 process: mpirun's child whose environment says OMPI_COMM_WORLD_RANK=1.
+    const Proc ps = run(t, "for p in $(pgrep -P " + std::to_string(launcher) +
+                               "); do tr '\\0' '\\n' < /proc/$p/environ | grep -qx "
+                               "OMPI_COMM_WORLD_RANK=1 && echo $p; done");
+    ASSERT_FALSE(ps.out.empty()) << "rank 1 not found (the run may have finished already)";
+    kill(std::stoi(ps.out), SIGKILL);
+    int status = 0;
+    waitpid(launcher, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+    const std::string err = testutil::slurp(t.path() / "k.err");
+    EXPECT_NE(err.find("rank 1"), std::string::npos) << err;  // mpirun names the lost rank
+    ASSERT_FALSE(fs::exists(t.path() / "killed/checkpoints/step-1000")) << "it was not killed";
+    // --resume on two ranks continues from the last checkpoint and ends on the reference's bytes.
+    const Proc resumed = ranks(
+        t, 2, sft_args(t.path(), "killed", longer + " --resume " + (t.path() / "killed").string()));
+    ASSERT_EQ(resumed.rc, 0) << resumed.err;
+    EXPECT_NE(resumed.out.find("resumed"), std::string::npos) << resumed.out;
+    for (const char* f : {"model.safetensors", "optimizer.safetensors"}) {
+        EXPECT_TRUE(bytes(t.path() / "ref/checkpoints/step-1000" / f) ==
+                    bytes(t.path() / "killed/checkpoints/step-1000" / f))
+            << f << " differs";
+    }
+}
+
+}  // namespace crucible
