@@ -275,7 +275,7 @@ void SftTrainer::train_step() {
     // Each micro-batch's gradient is computed alone and the micro-batch sums are added in order
     // (the kernels' own accumulation would round another way), so a run of N ranks with one
     // micro-batch each sums ((g0 + g1) + g2)... as one process with train.grad_accum N does.
-    if (per_rank > 1) grad_sum_.assign(tr.size, 0.0f);
+    if (per_rank > 1) grad_sum_.resize(tr.size);
     for (int64_t a = first; a < first + per_rank; a++) {
         batch_.clear();
         for (int64_t b = a * micro; b < (a + 1) * micro; b++) {
@@ -285,7 +285,9 @@ void SftTrainer::train_step() {
         model_->zero_grads();
         loss += model_->forward(batch_);
         model_->backward();
-        if (per_rank > 1) {
+        if (per_rank > 1 && a == first) {
+            std::copy(tr.grads, tr.grads + tr.size, grad_sum_.begin());  // not 0 + g: keeps -0
+        } else if (per_rank > 1) {
             for (size_t i = 0; i < tr.size; i++) grad_sum_[i] = grad_sum_[i] + tr.grads[i];
         }
     }
