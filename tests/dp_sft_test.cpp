@@ -13,6 +13,8 @@
 #include <thread>
 
 #include "core/file_io.h"
+#include "eval/sample_store.h"
+#include "model_util.h"
 #include "test_util.h"
 
 namespace crucible {
@@ -172,6 +174,55 @@ TEST(DataParallelSft, AKilledRankStopsTheJobAndResumeContinuesExactly) {
                     bytes(t.path() / "killed/checkpoints/step-1000" / f))
             << f << " differs";
     }
+}
+
+TEST(ShardedEval, TwoRanksStoreWhatOneProcessStoresAndResume) {
+    TempDir t;
+    testutil::write_byte_model(t.path() / "model", 128);
+    std::string lines;
+    for (int i = 0; i < 7; i++) {
+        lines += "{\"id\": \"q" + std::to_string(i) + "\", \"prompt\": \"" + std::to_string(i) +
+                 "+1=\", \"answer\": \"" + std::to_string(i + 1) + "\"}\n";
+    }
+    const fs::path data = t.path() / "d.jsonl";
+    write_file_durable(data, lines);
+    const std::string base = "eval --model " + (t.path() / "model").string() + " --data " +
+                             data.string() + " --max-tokens 6 --seed 5 --batch 4 --raw --out ";
+    const Proc one = one_process(t, base + (t.path() / "one").string() + " --n 3");
+    ASSERT_EQ(one.rc, 0) << one.err;
+    const Proc two = ranks(t, 2, base + (t.path() / "two").string() + " --n 3");
+    ASSERT_EQ(two.rc, 0) << two.out << two.err;
+    EXPECT_NE(two.err.find("eval: 21 generated (0 failed), 0 already stored"), std::string::npos)
+        << two.err;
+    auto by_key = [](const fs::path& run) {
+        std::map<std::pair<std::string, int>, eval::SampleRecord> m;
+        for (eval::SampleRecord& r : eval::SampleStore(run.string()).samples())
+            m[{r.item_id, r.sample}] = r;
+        return m;
+    };
+    const auto a = by_key(t.path() / "one"), b = by_key(t.path() / "two");
+    ASSERT_EQ(a.size(), 21u);
+    ASSERT_EQ(b.size(), 21u);
+    for (const auto& [key, r] : a) {
+        const eval::SampleRecord& x = b.at(key);
+        EXPECT_EQ(r.completion, x.completion) << key.first << " " << key.second;
+        EXPECT_EQ(r.seed, x.seed);
+        EXPECT_EQ(r.score, x.score);
+        EXPECT_EQ(r.prompt, x.prompt);
+        EXPECT_EQ(r.completion_tokens, x.completion_tokens);
+    }
+    // The results are the same numbers (results.json's metrics, not its timings).
+    const json ra = json::parse(read_file(t.path() / "one/results.json"));
+    const json rb = json::parse(read_file(t.path() / "two/results.json"));
+    ASSERT_TRUE(ra["metrics"].is_object() && !ra["metrics"].empty()) << ra.dump();
+    EXPECT_EQ(ra["metrics"], rb["metrics"]);
+    EXPECT_EQ(ra["pass_at_k_curve"], rb["pass_at_k_curve"]);
+    // A larger --n on 2 ranks generates only the new samples, as on one process.
+    const Proc more = ranks(t, 2, base + (t.path() / "two").string() + " --n 5");
+    ASSERT_EQ(more.rc, 0) << more.err;
+    EXPECT_NE(more.err.find("eval: 14 generated (0 failed), 21 already stored"), std::string::npos)
+        << more.err;
+    EXPECT_EQ(by_key(t.path() / "two").size(), 35u);
 }
 
 }  // namespace crucible

@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/jsonl.h"
+#include "dist/world.h"
 #include "eval/dataset.h"
 #include "eval/episode_generator.h"
 #include "eval/harness.h"
@@ -197,9 +198,10 @@ std::function<int()> add_eval(CLI::App& app) {
         } else {
             mode = eval::default_prompt_mode(o->model);
         }
-        std::fprintf(stderr, "eval: %s prompts (%s; %s to change)\n",
-                     mode.chat ? "chat-template" : "raw", mode.why.c_str(),
-                     mode.chat ? "--raw" : "--chat");
+        if (dist::is_root())
+            std::fprintf(stderr, "eval: %s prompts (%s; %s to change)\n",
+                         mode.chat ? "chat-template" : "raw", mode.why.c_str(),
+                         mode.chat ? "--raw" : "--chat");
         eval::Dataset data = eval::load_dataset(o->data, o->verifier, o->cluster_field);
         for (const std::string& e : data.excluded)
             std::fprintf(stderr, "excluded: %s\n", e.c_str());
@@ -273,13 +275,17 @@ std::function<int()> add_eval(CLI::App& app) {
                 tty ? "\r" : "", (long long)done, (long long)total, rate, clock_text(s).c_str(),
                 clock_text(eta).c_str(), (done == total || !tty) ? "\n" : "   ");
         };
-        {
+        // Under mpirun rank 0 alone writes the run (eval/harness.h); the others generate.
+        if (dist::is_root()) {
             eval::SampleStore store(o->out);
             store.set_setting("excluded", json(data.excluded).dump());
             store.set_setting("chat_reason", mode.why);
         }
         size_t n_rubric = 0;
         for (const eval::EvalItem& it : data.items) n_rubric += it.is_rubric() ? 1 : 0;
+        if (n_rubric > 0 && dist::size() > 1) {
+            throw Error("eval: rubric items are judged in one process for now; run without mpirun");
+        }
         std::unique_ptr<reward::RubricScorer> scorer, scorer_b;
         if (n_rubric > 0) {
             const std::string why = missing_judge(data.items, o->judge.aggregation);
@@ -318,7 +324,9 @@ std::function<int()> add_eval(CLI::App& app) {
         } else if (!o->judge.judge.empty() || !o->judge_b.empty()) {
             std::fprintf(stderr, "eval: no rubric items, so --judge/--judge-b are not used\n");
         }
+        if (!dist::is_root()) eo.on_progress = nullptr;
         const eval::EvalSummary sum = eval::run_eval(data.items, *gen, eo);
+        if (!dist::is_root()) return 0;
         std::fprintf(stderr, "eval: %lld generated (%lld failed), %lld already stored\n",
                      (long long)sum.generated, (long long)sum.failed, (long long)sum.skipped);
         if (sum.rejudged > 0)

@@ -162,10 +162,10 @@ int main(int argc, char** argv) {
                     std::to_string(crucible::dist::size()) + ": ";
             if (crucible::dist::is_root()) std::printf("%s\n", ranks.c_str());
             std::fflush(stdout);
-            if (!app.got_subcommand("train")) {
+            if (!app.got_subcommand("train") && !app.got_subcommand("eval")) {
                 throw crucible::Error(
-                    "under mpirun only `crucible train sft` runs across ranks for now; run "
-                    "this command without mpirun");
+                    "under mpirun only `crucible train sft` and `crucible eval` run across "
+                    "ranks for now; run this command without mpirun");
             }
         }
         if (app.got_subcommand("train")) code = train();

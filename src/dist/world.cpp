@@ -91,8 +91,13 @@ bool launched_by_mpirun() {
 std::string init(int* argc, char*** argv) {
     if (g_mpi || !launched_by_mpirun()) return "";
     int provided = 0;
-    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
         throw Error("mpirun started this process but MPI_Init failed");
+    }
+    if (provided < MPI_THREAD_SERIALIZED) {
+        throw Error(
+            "this MPI library cannot take calls from several threads one at a time "
+            "(MPI_THREAD_SERIALIZED), which the eval's generators need");
     }
     g_mpi = true;
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
@@ -180,6 +185,58 @@ void check_same(const std::string& bytes, const std::string& what) {
                         "'s is not rank 0's): every rank must run the same binary and config");
         }
     }
+}
+
+namespace {
+constexpr int kMessageTag = 10, kDoneTag = 11;
+int g_done_ranks = 0;  // rank 0: ranks that called done_sending()
+
+// Receives one message that MPI_Probe/Iprobe found.
+void receive(const MPI_Status& st, const std::function<void(const std::string&)>& handle) {
+    int len = 0;
+    MPI_Get_count(&st, MPI_CHAR, &len);
+    std::string msg((size_t)len, '\0');
+    MPI_Recv(msg.data(), len, MPI_CHAR, st.MPI_SOURCE, st.MPI_TAG, MPI_COMM_WORLD,
+             MPI_STATUS_IGNORE);
+    if (st.MPI_TAG == kDoneTag) {
+        ++g_done_ranks;
+    } else {
+        handle(msg);
+    }
+}
+}  // namespace
+
+void send_to_root(const std::string& message) {
+    Timed timed;
+    MPI_Send(message.data(), (int)message.size(), MPI_CHAR, 0, kMessageTag, MPI_COMM_WORLD);
+    g_stats.bytes_sent += (double)message.size();
+}
+
+void done_sending() {
+    if (g_size == 1 || g_rank == 0) return;
+    MPI_Send(nullptr, 0, MPI_CHAR, 0, kDoneTag, MPI_COMM_WORLD);
+}
+
+int poll_messages(const std::function<void(const std::string&)>& handle) {
+    if (g_size == 1) return 0;
+    int handled = 0;
+    for (;;) {
+        int flag = 0;
+        MPI_Status st;
+        MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st);
+        if (!flag) return handled;
+        receive(st, handle);
+        ++handled;
+    }
+}
+
+void drain_messages(const std::function<void(const std::string&)>& handle) {
+    while (g_size > 1 && g_done_ranks < g_size - 1) {
+        MPI_Status st;
+        MPI_Probe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &st);
+        receive(st, handle);
+    }
+    g_done_ranks = 0;
 }
 
 CommStats comm_stats() {

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace crucible::dist {
@@ -36,6 +37,17 @@ int64_t sum(int64_t value);
 // Rank 0's value of `s` on every rank.
 void broadcast(std::string& s);
 void barrier();
+
+// Messages to rank 0 (a sharded eval's samples, stored by rank 0 alone). Ranks > 0 send_to_root
+// each message and done_sending() once at the end; rank 0 handles what has arrived with
+// poll_messages() while it works, then drain_messages() until every other rank is done. Calls
+// may come from any thread, one at a time (MPI_THREAD_SERIALIZED).
+void send_to_root(const std::string& message);
+void done_sending();
+// Rank 0: handle(message) for each message that has arrived; returns how many.
+int poll_messages(const std::function<void(const std::string&)>& handle);
+// Rank 0: handles messages until every other rank has called done_sending().
+void drain_messages(const std::function<void(const std::string&)>& handle);
 
 // Every rank must hold the same `bytes`: Error "WHAT differs between the ranks (rank R's is not
 // rank 0's)" on the ranks that differ — one clear message before any work starts.

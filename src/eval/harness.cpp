@@ -20,6 +20,7 @@
 #include "core/rng.h"
 #include "core/strings.h"
 #include "core/worker_pool.h"
+#include "dist/world.h"
 #include "reward/verify/math_answer.h"
 #include "reward/verify/verifiers.h"
 #include "serve/openai_client.h"
@@ -425,6 +426,152 @@ void judge_b_pass(const std::vector<EvalItem>& items, SampleStore& store,
 
 }  // namespace
 
+namespace {
+
+using PythonPools = std::map<std::string, std::unique_ptr<reward::PythonRewardPool>>;
+
+// Python verifiers: one pool per kind, started before any generation so that a file that does
+// not load stops the run first.
+PythonPools make_python_pools(const std::vector<EvalItem>& items) {
+    PythonPools pools;
+    for (const EvalItem& item : items) {
+        if (is_python_verifier(item.verifier) && !pools.count(item.verifier))
+            pools[item.verifier] =
+                std::make_unique<reward::PythonRewardPool>(python_verifier_options(item.verifier));
+    }
+    return pools;
+}
+
+// A generated sample as a record: its fields, and its score by the item's verifier (Python
+// verifiers through their pools; rubric items are scored later, by the judge). `text` gets what
+// was scored.
+SampleRecord finish_sample(const EvalItem& item, const SampleJob& job, GeneratedSample g,
+                           const EvalOptions& options, PythonPools& python_pools,
+                           std::string* text_out) {
+    SampleRecord r;
+    r.item_id = item.id;
+    r.sample = job.sample;
+    r.seed = job.seed;
+    r.prompt = std::move(g.prompt);
+    r.completion = std::move(g.completion);
+    r.prompt_tokens = g.prompt_tokens;
+    r.completion_tokens = g.completion_tokens;
+    r.finish_reason = std::move(g.finish_reason);
+    r.latency_s = g.latency_s;
+    r.error = std::move(g.error);
+    if (!g.info.is_null())
+        r.info = g.info.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    const std::string text = g.scored ? scored_text(*g.scored, options.strip_think)
+                                      : scored_text(r.completion, options.strip_think);
+    if (r.error.empty() && is_python_verifier(item.verifier)) {
+        const reward::PythonRewardResult p =
+            python_pools.at(item.verifier)
+                ->score(
+                    {{r.prompt, text, item.answer, {{"id", item.id}, {"answer", item.answer}}}})[0];
+        if (!p.score) {
+            r.error = "scoring: " + p.error;
+        } else if (*p.score < 0.0 || *p.score > 1.0) {
+            r.error = "scoring: " + item.verifier + " returned " + std::to_string(*p.score) +
+                      ", not a score in [0, 1]";
+        } else {
+            r.score = *p.score;
+            r.answer = normalize_text(text);
+            if (r.answer.size() > 200) r.answer.clear();
+        }
+    } else if (r.error.empty() && !item.is_rubric()) {
+        try {
+            const auto verdict = call_with_deadline<std::pair<double, std::string>>(
+                [item, text] {
+                    std::string answer;
+                    const double score = score_sample(item, text, &answer);
+                    return std::make_pair(score, answer);
+                },
+                options.verifier_timeout_s, "the verifier");
+            if (verdict) {
+                r.score = verdict->first;
+                r.answer = verdict->second;
+            } else {
+                char why[128];
+                std::snprintf(why, sizeof why,
+                              "scoring: reward_timeout: no verdict within %g s "
+                              "(--verifier-timeout-s)",
+                              options.verifier_timeout_s);
+                r.error = why;
+            }
+        } catch (const Error& e) {
+            r.error = std::string("scoring: ") + e.what();
+        }
+    }
+    *text_out = text;
+    return r;
+}
+
+// A record as one message between ranks, and back.
+std::string record_to_message(const SampleRecord& r) {
+    nlohmann::json j = {{"item_id", r.item_id},
+                        {"sample", r.sample},
+                        {"seed", r.seed},
+                        {"prompt", r.prompt},
+                        {"completion", r.completion},
+                        {"prompt_tokens", r.prompt_tokens},
+                        {"completion_tokens", r.completion_tokens},
+                        {"finish_reason", r.finish_reason},
+                        {"answer", r.answer},
+                        {"latency_s", r.latency_s},
+                        {"error", r.error},
+                        {"info", r.info}};
+    if (r.score) j["score"] = *r.score;
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+SampleRecord record_from_message(const std::string& message) {
+    const nlohmann::json j = nlohmann::json::parse(message);
+    SampleRecord r;
+    r.item_id = j.at("item_id").get<std::string>();
+    r.sample = j.at("sample").get<int>();
+    r.seed = j.at("seed").get<uint64_t>();
+    r.prompt = j.at("prompt").get<std::string>();
+    r.completion = j.at("completion").get<std::string>();
+    r.prompt_tokens = j.at("prompt_tokens").get<int64_t>();
+    r.completion_tokens = j.at("completion_tokens").get<int64_t>();
+    r.finish_reason = j.at("finish_reason").get<std::string>();
+    r.answer = j.at("answer").get<std::string>();
+    r.latency_s = j.at("latency_s").get<double>();
+    r.error = j.at("error").get<std::string>();
+    r.info = j.at("info").get<std::string>();
+    if (j.contains("score")) r.score = j.at("score").get<double>();
+    return r;
+}
+
+// Ranks > 0 of a sharded eval: rank 0's job list, this rank's share (every N-th job) generated
+// and scored here, each record sent to rank 0, which alone stores.
+EvalSummary run_eval_shard(const std::vector<EvalItem>& items, Generator& generator,
+                           const EvalOptions& options) {
+    std::string text;
+    dist::broadcast(text);
+    const nlohmann::json all = nlohmann::json::parse(text);
+    std::vector<SampleJob> mine;
+    for (size_t i = (size_t)dist::rank(); i < all.size(); i += (size_t)dist::size()) {
+        mine.push_back({all[i][0].get<size_t>(), all[i][1].get<int>(), all[i][2].get<uint64_t>()});
+    }
+    PythonPools python_pools = make_python_pools(items);
+    EvalSummary summary;
+    generator.generate(items, mine, options.sampling, [&](const SampleJob& job, GeneratedSample g) {
+        std::string scored;
+        const SampleRecord r =
+            finish_sample(items[job.item], job, std::move(g), options, python_pools, &scored);
+        ++summary.generated;
+        if (!r.error.empty()) ++summary.failed;
+        dist::send_to_root(record_to_message(r));
+        return !(summary.failed >= kMaxFailuresBeforeSuccess &&
+                 summary.failed == summary.generated);
+    });
+    dist::done_sending();
+    return summary;
+}
+
+}  // namespace
+
 EvalSummary run_eval(const std::vector<EvalItem>& items, Generator& generator,
                      const EvalOptions& options) {
     if (options.k < 1)
@@ -433,6 +580,12 @@ EvalSummary run_eval(const std::vector<EvalItem>& items, Generator& generator,
     for (const EvalItem& it : items) has_rubric = has_rubric || it.is_rubric();
     if (has_rubric && !options.rubric_scorer)
         throw Error("eval: the dataset has rubric items and no rubric scorer was given");
+    // Under mpirun the samples are shared out by rank and rank 0 alone opens and writes the
+    // store: a re-run resumes as on one process, and the seeds are the samples' own.
+    if (dist::size() > 1 && has_rubric) {
+        throw Error("eval: rubric items are judged in one process for now; run without mpirun");
+    }
+    if (!dist::is_root()) return run_eval_shard(items, generator, options);
     SampleStore store(options.run_dir);
     char buf[64];
     auto num = [&buf](double v) {
@@ -526,75 +679,28 @@ EvalSummary run_eval(const std::vector<EvalItem>& items, Generator& generator,
                 add_judge_stats(store, kJudgeStatsKey, *options.rubric_scorer, &judge_last);
             });
     }
-    // Python verifiers: one pool per kind, started before any generation so that a file that
-    // does not load stops the run first.
-    std::map<std::string, std::unique_ptr<reward::PythonRewardPool>> python_pools;
-    for (const EvalItem& item : items) {
-        if (is_python_verifier(item.verifier) && !python_pools.count(item.verifier))
-            python_pools[item.verifier] =
-                std::make_unique<reward::PythonRewardPool>(python_verifier_options(item.verifier));
+    PythonPools python_pools = make_python_pools(items);
+    // Sharded: every rank gets the job list; rank 0 keeps every N-th job from the first and
+    // stores the others' records as they arrive.
+    std::vector<SampleJob> mine = jobs;
+    const auto receive = [&](const std::string& m) {
+        store_sample(record_from_message(m), false, false);
+    };
+    if (dist::size() > 1) {
+        nlohmann::json all = nlohmann::json::array();
+        for (const SampleJob& j : jobs) all.push_back({j.item, j.sample, j.seed});
+        std::string text = all.dump();
+        dist::broadcast(text);
+        mine.clear();
+        for (size_t i = 0; i < jobs.size(); i += (size_t)dist::size()) mine.push_back(jobs[i]);
     }
     int64_t generated = 0, generation_failed = 0;  // only touched by the serialized callback
     if (options.on_progress) options.on_progress(0, total);
     for (PendingRubric& p : rejudge) rubric_queue->push(std::move(p));
-    generator.generate(items, jobs, s, [&](const SampleJob& job, GeneratedSample g) {
+    generator.generate(items, mine, s, [&](const SampleJob& job, GeneratedSample g) {
         const EvalItem& item = items[job.item];
-        SampleRecord r;
-        r.item_id = item.id;
-        r.sample = job.sample;
-        r.seed = job.seed;
-        r.prompt = std::move(g.prompt);
-        r.completion = std::move(g.completion);
-        r.prompt_tokens = g.prompt_tokens;
-        r.completion_tokens = g.completion_tokens;
-        r.finish_reason = std::move(g.finish_reason);
-        r.latency_s = g.latency_s;
-        r.error = std::move(g.error);
-        if (!g.info.is_null())
-            r.info = g.info.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-        const std::string text = g.scored ? scored_text(*g.scored, options.strip_think)
-                                          : scored_text(r.completion, options.strip_think);
-        if (r.error.empty() && is_python_verifier(item.verifier)) {
-            const reward::PythonRewardResult p =
-                python_pools.at(item.verifier)
-                    ->score({{r.prompt,
-                              text,
-                              item.answer,
-                              {{"id", item.id}, {"answer", item.answer}}}})[0];
-            if (!p.score) {
-                r.error = "scoring: " + p.error;
-            } else if (*p.score < 0.0 || *p.score > 1.0) {
-                r.error = "scoring: " + item.verifier + " returned " + std::to_string(*p.score) +
-                          ", not a score in [0, 1]";
-            } else {
-                r.score = *p.score;
-                r.answer = normalize_text(text);
-                if (r.answer.size() > 200) r.answer.clear();
-            }
-        } else if (r.error.empty() && !item.is_rubric()) {
-            try {
-                const auto verdict = call_with_deadline<std::pair<double, std::string>>(
-                    [item, text] {
-                        std::string answer;
-                        const double score = score_sample(item, text, &answer);
-                        return std::make_pair(score, answer);
-                    },
-                    options.verifier_timeout_s, "the verifier");
-                if (verdict) {
-                    r.score = verdict->first;
-                    r.answer = verdict->second;
-                } else {
-                    char why[128];
-                    std::snprintf(why, sizeof why,
-                                  "scoring: reward_timeout: no verdict within %g s "
-                                  "(--verifier-timeout-s)",
-                                  options.verifier_timeout_s);
-                    r.error = why;
-                }
-            } catch (const Error& e) {
-                r.error = std::string("scoring: ") + e.what();
-            }
-        }
+        std::string text;
+        SampleRecord r = finish_sample(item, job, std::move(g), options, python_pools, &text);
         // The stop rule counts generation and verifier failures, not the judge's: a judge
         // failure never stops a run.
         ++generated;
@@ -607,8 +713,10 @@ EvalSummary run_eval(const std::vector<EvalItem>& items, Generator& generator,
         } else {
             store_sample(r, false, false);
         }
+        dist::poll_messages(receive);
         return !(generation_failed >= kMaxFailuresBeforeSuccess && generation_failed == generated);
     });
+    dist::drain_messages(receive);
     if (rubric_queue) rubric_queue->finish();
     if (generation_failed >= kMaxFailuresBeforeSuccess && generation_failed == generated &&
         generated < total)
