@@ -176,6 +176,51 @@ TEST(DataParallelSft, AKilledRankStopsTheJobAndResumeContinuesExactly) {
     }
 }
 
+// Two "hosts": network namespaces joined by a veth pair, Open MPI's ranks talking over TCP
+// between them (--mca btl tcp,self; the remote rank's daemon started in the other namespace by
+// an rsh agent that enters it instead of ssh).
+TEST(DataParallelSft, TwoRanksInTwoNetworkNamespacesOverTcp) {
+    TempDir t;
+    const std::string id = std::to_string(getpid() % 100000);
+    const std::string ns1 = "crs" + id + "a", ns2 = "crs" + id + "b";
+    const std::string setup =
+        "ip netns add " + ns1 + " && ip netns add " + ns2 + " && ip link add v" + id +
+        "a type veth peer name v" + id + "b && ip link set v" + id + "a netns " + ns1 +
+        " && ip link set v" + id + "b netns " + ns2 + " && ip -n " + ns1 +
+        " addr add 10.9.0.1/24 dev v" + id + "a && ip -n " + ns2 + " addr add 10.9.0.2/24 dev v" +
+        id + "b && ip -n " + ns1 + " link set v" + id + "a up && ip -n " + ns2 + " link set v" +
+        id + "b up && ip -n " + ns1 + " link set lo up && ip -n " + ns2 + " link set lo up";
+    const Proc made = run(t, setup);
+    struct Teardown {
+        std::string a, b;
+        ~Teardown() {
+            std::system(
+                ("ip netns del " + a + " 2>/dev/null; ip netns del " + b + " 2>/dev/null").c_str());
+        }
+    } teardown{ns1, ns2};
+    if (made.rc != 0) GTEST_SKIP() << "network namespaces are not allowed here: " << made.err;
+    write_file_durable(t.path() / "agent.sh",
+                       "#!/bin/sh\nhost=\"$1\"; shift\ncase \"$host\" in 10.9.0.1) ns=" + ns1 +
+                           " ;; 10.9.0.2) ns=" + ns2 +
+                           " ;; *) exit 1 ;; esac\nexec ip netns exec \"$ns\" /bin/sh -c \"$*\"\n");
+    fs::permissions(t.path() / "agent.sh", fs::perms::owner_all);
+    write_file_durable(t.path() / "hosts", "10.9.0.1 slots=1\n10.9.0.2 slots=1\n");
+    ASSERT_EQ(one_process(t, sft_args(t.path(), "one", "")).rc, 0);
+    const Proc tcp = run(
+        t, "ip netns exec " + ns1 + " env " + kMpiEnv + "OMP_NUM_THREADS=1 mpirun --hostfile " +
+               (t.path() / "hosts").string() + " -np 2 -x OMP_NUM_THREADS --mca plm_rsh_agent " +
+               (t.path() / "agent.sh").string() +
+               " --mca btl tcp,self --mca btl_tcp_if_include 10.9.0.0/24 --mca "
+               "oob_tcp_if_include 10.9.0.0/24 " +
+               CRUCIBLE_BINARY + " " + sft_args(t.path(), "tcp", ""));
+    ASSERT_EQ(tcp.rc, 0) << tcp.out << tcp.err;
+    for (const char* f : {"model.safetensors", "optimizer.safetensors"}) {
+        EXPECT_TRUE(bytes(t.path() / "one/checkpoints/step-6" / f) ==
+                    bytes(t.path() / "tcp/checkpoints/step-6" / f))
+            << f << " differs";
+    }
+}
+
 TEST(ShardedEval, TwoRanksStoreWhatOneProcessStoresAndResume) {
     TempDir t;
     testutil::write_byte_model(t.path() / "model", 128);
