@@ -126,10 +126,10 @@ TEST(DataParallelSft, BadRankCountsAndMismatchedRanksAreRefusedBeforeAnyWork) {
     EXPECT_NE(r.err.find("the effective config differs between the ranks"), std::string::npos)
         << r.err;
     EXPECT_FALSE(fs::exists(t.path() / "mixed"));
-    // Commands that do not run across ranks yet say so.
-    r = ranks(t, 2, "train rl --set train.steps=1");
+    // Commands that do not run across ranks say so.
+    r = ranks(t, 2, "serve --model " + t.path().string());
     EXPECT_NE(r.rc, 0);
-    EXPECT_NE(r.err.find("train rl: runs in one process for now"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("under mpirun only `crucible train sft`"), std::string::npos) << r.err;
 }
 
 TEST(DataParallelSft, AKilledRankStopsTheJobAndResumeContinuesExactly) {
@@ -219,6 +219,53 @@ TEST(DataParallelSft, TwoRanksInTwoNetworkNamespacesOverTcp) {
                     bytes(t.path() / "tcp/checkpoints/step-6" / f))
             << f << " differs";
     }
+}
+
+// RL under mpirun: each rank generates and scores every N-th group of a round (here 3 groups on
+// 2 ranks: 2 and 1), every rank gathers the round and trains on it, so the run is the
+// one-process run: the same rewards at every step and the same checkpoint bytes.
+TEST(DataParallelRl, TwoRanksGenerateTheirGroupsAndEqualOneProcessBitForBit) {
+    TempDir t;
+    testutil::write_byte_model(t.path() / "base", 128);
+    // A reward that varies from sample to sample (so the advantages and the update are not 0),
+    // computed on the rank that generated the sample.
+    write_file_durable(t.path() / "reward.py",
+                       "def f(prompts, completions, **kw):\n"
+                       "    return [(len(c) * 7 + sum(map(ord, c))) % 11 / 10.0 for c in "
+                       "completions]\n");
+    auto args = [&](const std::string& name) {
+        return "train rl --set model.path=" + (t.path() / "base").string() +
+               " --set run.dir=" + t.path().string() + " --set run.name=" + name +
+               " --set task.train_examples=200 --set task.eval_examples=8"
+               " --set rollout.prompts_per_step=3 --set rollout.samples_per_prompt=4"
+               " --set rollout.max_new_tokens=6 --set train.steps=3 --set train.eval_every=0"
+               " --set train.eval_problems=4 --set train.eval_samples=2"
+               " --set train.checkpoint_every=3 --set train.lr=5e-2 --set train.warmup_steps=0"
+               " --set rewards.correct=0 --set rewards.format=0 --set rewards.python.file=" +
+               (t.path() / "reward.py").string() + " --set rewards.python.function=f";
+    };
+    const Proc one = one_process(t, args("one"));
+    ASSERT_EQ(one.rc, 0) << one.err;
+    const Proc two = ranks(t, 2, args("two"));
+    ASSERT_EQ(two.rc, 0) << two.out << two.err;
+    const auto a = testutil::read_jsonl(t.path() / "one/metrics.jsonl");
+    const auto b = testutil::read_jsonl(t.path() / "two/metrics.jsonl");
+    ASSERT_EQ(a.size(), 3u);
+    ASSERT_EQ(b.size(), 3u);
+    for (size_t i = 0; i < a.size(); i++) {
+        EXPECT_EQ(a[i]["reward_mean"], b[i]["reward_mean"]) << i;
+        EXPECT_EQ(a[i]["response_length_mean"], b[i]["response_length_mean"]) << i;
+        EXPECT_EQ(a[i]["loss"], b[i]["loss"]) << i;
+        EXPECT_EQ(a[i]["grad_norm"], b[i]["grad_norm"]) << i;
+    }
+    EXPECT_NE(a[0]["grad_norm"].get<double>(), 0.0);  // the update is not empty
+    for (const char* f : {"model.safetensors", "optimizer.safetensors"}) {
+        EXPECT_TRUE(bytes(t.path() / "one/checkpoints/step-3" / f) ==
+                    bytes(t.path() / "two/checkpoints/step-3" / f))
+            << f << " differs";
+    }
+    EXPECT_TRUE(testutil::slurp(t.path() / "one/samples.jsonl") ==
+                testutil::slurp(t.path() / "two/samples.jsonl"));
 }
 
 TEST(ShardedEval, TwoRanksStoreWhatOneProcessStoresAndResume) {

@@ -149,15 +149,10 @@ std::function<int()> add_train(CLI::App& app) {
             std::cout << config.dump();
             return 0;
         }
-        if (dist::size() > 1) {
-            throw Error(
-                "train rl: runs in one process for now (data-parallel RL over mpirun is "
-                "not built yet); start it without mpirun");
-        }
-        rl::resolve_rl_run_name(config);
-        rl::RlTrainer trainer(config, !rl_opt->resume.empty(), std::cout);
+        agree_across_ranks(config, rl::resolve_rl_run_name);
+        rl::RlTrainer trainer(config, !rl_opt->resume.empty(), rank_log());
         trainer.run();
-        std::cout << "done: " << trainer.checkpoint_dir(trainer.step()).string() << "\n";
+        rank_log() << "done: " << trainer.checkpoint_dir(trainer.step()).string() << "\n";
         return 0;
     };
 }

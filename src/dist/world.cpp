@@ -168,6 +168,26 @@ void broadcast(std::string& s) {
     MPI_Bcast(s.data(), (int)len, MPI_CHAR, 0, MPI_COMM_WORLD);
 }
 
+std::vector<std::string> allgather(const std::string& s) {
+    if (g_size == 1) return {s};
+    Timed timed;
+    const int len = (int)s.size();
+    std::vector<int> lens(g_size), offsets(g_size);
+    MPI_Allgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, MPI_COMM_WORLD);
+    int total = 0;
+    for (int r = 0; r < g_size; r++) {
+        offsets[r] = total;
+        total += lens[r];
+    }
+    std::string all((size_t)total, '\0');
+    MPI_Allgatherv(s.data(), len, MPI_CHAR, all.data(), lens.data(), offsets.data(), MPI_CHAR,
+                   MPI_COMM_WORLD);
+    g_stats.bytes_sent += (double)len * (g_size - 1);
+    std::vector<std::string> out;
+    for (int r = 0; r < g_size; r++) out.push_back(all.substr((size_t)offsets[r], (size_t)lens[r]));
+    return out;
+}
+
 void barrier() {
     if (g_size == 1) return;
     Timed timed;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace crucible::dist {
 
@@ -34,6 +35,8 @@ inline bool is_root() {
 void sum_in_rank_order(float* x, size_t n);
 void sum_in_rank_order(double* x, size_t n);
 int64_t sum(int64_t value);
+// Every rank's `s`, in rank order, on every rank.
+std::vector<std::string> allgather(const std::string& s);
 // Rank 0's value of `s` on every rank.
 void broadcast(std::string& s);
 void barrier();

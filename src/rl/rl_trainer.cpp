@@ -15,12 +15,14 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/rng.h"
+#include "dist/world.h"
 #include "engine/engine.h"
 #include "kernels/kernels.h"
 #include "model/checkpoint.h"
 #include "reward/rubric_scorer.h"
 #include "rl/rl_config.h"
 #include "rl/rollout.h"
+#include "rl/rollout_wire.h"
 #include "rl/step_metrics.h"
 #include "run/optimizer.h"
 #include "run/run_folder.h"
@@ -102,6 +104,12 @@ RlTrainer::RlTrainer(const Config& config, bool resume, std::ostream& log,
     if (task_.train.empty()) throw Error("rl: the task has no training items");
     set_up_rewards(std::move(extra_rewards));
     check_rewards_pay_every_item();
+    if (dist::size() > 1 && cfg_.env.name == EnvKind::server) {
+        throw Error("env.name server: an agent-driven run trains in one process (no mpirun)");
+    }
+    if (dist::size() > 1 && rubric_) {
+        throw Error("rewards: a rubric reward trains in one process for now (no mpirun)");
+    }
     open_run(resume, start_from);
     model_->set_matmul_dtype(cfg_.train.dtype);
     if (loss_.kl_beta > 0) {
@@ -110,10 +118,12 @@ RlTrainer::RlTrainer(const Config& config, bool resume, std::ostream& log,
         reference_->set_matmul_dtype(cfg_.train.dtype);
     }
     check_fits_context(start_from);
-    remove_unpublished_checkpoints(run_dir_ / "checkpoints");
-    if (resume) {
-        truncate_jsonl_after_step(run_dir_ / "metrics.jsonl", step_);
-        truncate_jsonl_after_step(run_dir_ / "samples.jsonl", step_);
+    if (dist::is_root()) {
+        remove_unpublished_checkpoints(run_dir_ / "checkpoints");
+        if (resume) {
+            truncate_jsonl_after_step(run_dir_ / "metrics.jsonl", step_);
+            truncate_jsonl_after_step(run_dir_ / "samples.jsonl", step_);
+        }
     }
     log_ << "rl: " << model_->config().model_type << ", " << model_->num_params() << " parameters"
          << (model_->has_lora() ? " (LoRA rank " + std::to_string(model_->lora_config().rank) +
@@ -216,7 +226,13 @@ void RlTrainer::check_rewards_pay_every_item() const {
 // A new run writes its config.yaml and empty logs; a resumed one must have been started with
 // the same config and reloads its latest checkpoint.
 void RlTrainer::open_run(bool resume, const fs::path& start_from) {
-    const int64_t latest = open_run_folder(run_dir_, config_, kRlConfigDefaults, resume);
+    // Rank 0 owns the run folder; the others read it once rank 0 has checked and opened it.
+    std::string latest_text;
+    if (dist::is_root()) {
+        latest_text = std::to_string(open_run_folder(run_dir_, config_, kRlConfigDefaults, resume));
+    }
+    dist::broadcast(latest_text);
+    const int64_t latest = std::stoll(latest_text);
     if (resume) {
         load_checkpoint(checkpoint_dir(latest));
         log_ << "resumed " << run_dir_.string() << " at step " << step_ << "\n";
@@ -226,6 +242,7 @@ void RlTrainer::open_run(bool resume, const fs::path& start_from) {
     if (cfg_.lora.rank > 0) model_->enable_lora(cfg_.lora, Rng::mix(cfg_.seed, 0x1024a));
     adam_m_.assign(model_->trainable().size, 0.0f);
     adam_v_.assign(model_->trainable().size, 0.0f);
+    if (!dist::is_root()) return;
     write_file_durable(run_dir_ / "metrics.jsonl", "");
     write_file_durable(run_dir_ / "samples.jsonl", "");
 }
@@ -472,15 +489,19 @@ void RlTrainer::generate_agent_batch(std::vector<Rollout>* out, int64_t* generat
 }
 
 void RlTrainer::generate_group_batch(std::vector<Rollout>* out, int64_t* generated_tokens,
-                                     Judging* judging) {
+                                     Judging* judging, int first_group) {
     if (cfg_.env.name == EnvKind::server) return generate_agent_batch(out, generated_tokens);
     const int P = cfg_.rollout.prompts_per_step;
     const int G = cfg_.rollout.samples_per_prompt;
     std::vector<EpisodeGroup> groups;
     std::vector<size_t> items;
+    std::vector<int> index;  // each group's place p in the round
     for (int p = 0; p < P; p++) {
         const int64_t k = prompt_cursor_++;
         const size_t item = prompt_at(k);
+        // Under mpirun a rank runs every N-th group of the round (collect_rollouts gathers).
+        if (p % dist::size() != dist::rank()) continue;
+        index.push_back(p);
         EpisodeGroup g;
         g.item = &task_.train[item];
         for (int s = 0; s < G; s++)
@@ -493,8 +514,9 @@ void RlTrainer::generate_group_batch(std::vector<Rollout>* out, int64_t* generat
         groups.push_back(std::move(g));
         items.push_back(item);
     }
+    const int mine = static_cast<int>(groups.size());
     judging->groups.clear();
-    judging->groups.resize(rubric_ ? P : 0);
+    judging->groups.resize(rubric_ ? mine : 0);
     const auto start_judging = [&](size_t p, const std::vector<Episode>& episodes) {
         if (!rubric_) return;
         std::vector<reward::RubricItem> rubric(episodes.size(), *task_.train[items[p]].rubric);
@@ -509,12 +531,11 @@ void RlTrainer::generate_group_batch(std::vector<Rollout>* out, int64_t* generat
     const EpisodeLimits limits = episode_limits(cfg_.env, loss_.max_completion_tokens);
     auto episodes = run_episodes(groups, EpisodeSource{model_.get(), generator_}, tokenizer_,
                                  limits, start_judging);
-    const int first_group = out->empty() ? 0 : out->back().group + 1;
-    for (int p = 0; p < P; p++) {
+    for (int p = 0; p < mine; p++) {
         for (int s = 0; s < G; s++) {
             Episode& e = episodes[p][s];
             Rollout r;
-            r.group = first_group + p;
+            r.group = first_group + index[p];
             r.item = items[p];
             r.sample = s;
             r.model_mask = e.model_mask();
@@ -613,9 +634,10 @@ RolloutBatch RlTrainer::collect_rollouts() {
     b.multi_turn = cfg_.env.name != EnvKind::single_turn;
     while (b.rounds < cfg_.algorithm.max_generation_batches) {
         const size_t first = b.rollouts.size();
+        const int first_group = b.rollouts.empty() ? 0 : b.rollouts.back().group + 1;
         auto t0 = Clock::now();
         Judging judging;
-        generate_group_batch(&b.rollouts, &b.generated_tokens, &judging);
+        generate_group_batch(&b.rollouts, &b.generated_tokens, &judging, first_group);
         b.time_generate_s += seconds_since(t0);
         t0 = Clock::now();
         score_rubrics(b.rollouts, first, judging);
@@ -639,6 +661,7 @@ RolloutBatch RlTrainer::collect_rollouts() {
                  << " s and are excluded (reward_timeout)\n";
         }
         b.time_reward_s += seconds_since(t0);
+        if (dist::size() > 1) gather_round(&b, first);
         b.rounds++;
         select_groups(&b, first);
         if (!cfg_.algorithm.dynamic_sampling ||
@@ -647,6 +670,26 @@ RolloutBatch RlTrainer::collect_rollouts() {
         }
     }
     return b;
+}
+
+void RlTrainer::gather_round(RolloutBatch* b, size_t first) {
+    // Every rank's scored share of the round, in group order: the round as one process has it.
+    const std::vector<Rollout> mine(std::make_move_iterator(b->rollouts.begin() + first),
+                                    std::make_move_iterator(b->rollouts.end()));
+    b->rollouts.resize(first);
+    std::vector<Rollout> all;
+    for (const std::string& m : dist::allgather(rollouts_to_message(mine))) {
+        for (Rollout& r : rollouts_from_message(m)) all.push_back(std::move(r));
+    }
+    std::stable_sort(all.begin(), all.end(), [](const Rollout& x, const Rollout& y) {
+        return x.group != y.group ? x.group < y.group : x.sample < y.sample;
+    });
+    for (Rollout& r : all) b->rollouts.push_back(std::move(r));
+    // The round's generated ids, every rank's (this rank counted its own).
+    for (const Rollout& r : mine) b->generated_tokens -= static_cast<int64_t>(r.model_tokens());
+    for (size_t i = first; i < b->rollouts.size(); i++) {
+        b->generated_tokens += static_cast<int64_t>(b->rollouts[i].model_tokens());
+    }
 }
 
 void RlTrainer::select_groups(RolloutBatch* b, size_t first) const {
@@ -798,6 +841,8 @@ float RlTrainer::lr_at(int64_t optimizer_step) const {
 
 void RlTrainer::log_step(const RolloutBatch& b, const UpdateStats& st, double t_train,
                          Clock::time_point t_step) {
+    // Under mpirun every rank trains on the same rollouts; rank 0 evaluates and writes.
+    if (!dist::is_root()) return;
     json line =
         step_metrics(step_, b, st, optimizer_steps_,
                      lr_at(std::max<int64_t>(optimizer_steps_ - 1, 0)), loss_.kl_beta > 0, t_train);
@@ -874,7 +919,9 @@ void RlTrainer::run(int64_t until_step) {
     const int64_t every = cfg_.train.checkpoint_every;
     while (step_ < until_step) {
         train_step();
-        if (step_ == total || (every > 0 && step_ % every == 0)) save_checkpoint();
+        if (step_ == total || (every > 0 && step_ % every == 0)) {
+            if (dist::is_root()) save_checkpoint();
+        }
     }
 }
 

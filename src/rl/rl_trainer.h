@@ -88,6 +88,9 @@ class RlTrainer {
     // Counts the groups of the round that starts at rollouts[first] and keeps the
     // informative ones (every one without dynamic sampling) up to prompts_per_step.
     void select_groups(RolloutBatch* b, size_t first) const;
+    // Under mpirun: replaces this rank's share of the round that starts at rollouts[first]
+    // with every rank's, in group order (rl/rollout_wire.h).
+    void gather_round(RolloutBatch* b, size_t first);
     // Advantages over the kept groups and the loss mask; returns the kept rollouts' indices.
     std::vector<size_t> assign_advantages(RolloutBatch* b) const;
     // mu passes over the batch, each over `minibatches` mini-batches split by groups.
@@ -100,7 +103,7 @@ class RlTrainer {
     // sample finished decoding, so judge calls overlap the generation of the other groups.
     struct Judging;
     void generate_group_batch(std::vector<Rollout>* out, int64_t* generated_tokens,
-                              Judging* judging);
+                              Judging* judging, int first_group);
     // env server: the round's groups as episodes an external agent runs (rl/agent_server.h).
     void generate_agent_batch(std::vector<Rollout>* out, int64_t* generated_tokens);
     // A rollout's prompt ids: its own (an agent's session) or its item's.
