@@ -266,6 +266,20 @@ TEST(DataParallelRl, TwoRanksGenerateTheirGroupsAndEqualOneProcessBitForBit) {
     }
     EXPECT_TRUE(testutil::slurp(t.path() / "one/samples.jsonl") ==
                 testutil::slurp(t.path() / "two/samples.jsonl"));
+    // Resumed on another rank count: 2 ranks to step 2 (the step-3 checkpoint removed, as if
+    // killed after step 2's), then one process from there ends on the same bytes.
+    const std::string every = " --set train.checkpoint_every=1";
+    ASSERT_EQ(ranks(t, 2, args("mixed") + every).rc, 0);
+    fs::remove_all(t.path() / "mixed/checkpoints/step-3");
+    const Proc resumed =
+        one_process(t, args("mixed") + every + " --resume " + (t.path() / "mixed").string());
+    ASSERT_EQ(resumed.rc, 0) << resumed.err;
+    EXPECT_NE(resumed.out.find("resumed"), std::string::npos) << resumed.out;
+    for (const char* f : {"model.safetensors", "optimizer.safetensors"}) {
+        EXPECT_TRUE(bytes(t.path() / "one/checkpoints/step-3" / f) ==
+                    bytes(t.path() / "mixed/checkpoints/step-3" / f))
+            << f << " differs after a resume on one process";
+    }
 }
 
 TEST(ShardedEval, TwoRanksStoreWhatOneProcessStoresAndResume) {
