@@ -266,6 +266,14 @@ TEST(DataParallelRl, TwoRanksGenerateTheirGroupsAndEqualOneProcessBitForBit) {
     }
     EXPECT_TRUE(testutil::slurp(t.path() / "one/samples.jsonl") ==
                 testutil::slurp(t.path() / "two/samples.jsonl"));
+    // One group a round on 2 ranks: rank 1 generates nothing and still trains on the round.
+    const std::string one_group = " --set rollout.prompts_per_step=1 --set train.steps=1";
+    const std::string tail = " --set train.checkpoint_every=1";
+    ASSERT_EQ(one_process(t, args("g1") + one_group + tail).rc, 0);
+    const Proc g2 = ranks(t, 2, args("g2") + one_group + tail);
+    ASSERT_EQ(g2.rc, 0) << g2.err;
+    EXPECT_TRUE(bytes(t.path() / "g1/checkpoints/step-1/model.safetensors") ==
+                bytes(t.path() / "g2/checkpoints/step-1/model.safetensors"));
     // Resumed on another rank count: 2 ranks to step 2 (the step-3 checkpoint removed, as if
     // killed after step 2's), then one process from there ends on the same bytes.
     const std::string every = " --set train.checkpoint_every=1";

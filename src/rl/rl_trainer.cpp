@@ -528,6 +528,7 @@ void RlTrainer::generate_group_batch(std::vector<Rollout>* out, int64_t* generat
                 return rubric_->score_batch(rubric, texts);
             });
     };
+    if (groups.empty()) return;  // more ranks than this round's groups: none is this rank's
     const EpisodeLimits limits = episode_limits(cfg_.env, loss_.max_completion_tokens);
     auto episodes = run_episodes(groups, EpisodeSource{model_.get(), generator_}, tokenizer_,
                                  limits, start_judging);
