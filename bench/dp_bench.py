@@ -5,8 +5,10 @@ SFT: `crucible train sft` on the built-in task per shape, alone with all the cor
 under `mpirun -np N` with the cores split between the ranks, alternating; the median tokens/s
 of each (the first steps skipped), the communication time per step and the bytes rank 0 sent
 (metrics.jsonl's `comm_s` and `comm_bytes_sent`). The same global batch either way.
-RL (--rl): `crucible train rl` from a briefly SFT-trained default model, the step's generate /
-reward / train seconds (medians). Eval (--eval): `crucible eval` of that model, samples/s.
+RL (--rl): `crucible train rl` (8 groups of 8, up to 64 new tokens) from the 512 x 8 shape after
+one SFT step, the step's generate / reward / train seconds (medians of steps 2-5). Eval
+(--eval): `crucible eval` of that model, 128 items x 8 samples of up to 64 tokens, samples/s of
+the whole command (model load and launcher included).
 
 Usage: python3 bench/dp_bench.py --binary build/crucible [--ranks 2] [--threads 1]
        [--steps 30] [--runs 2] [--workdir /tmp/dpbench] [--no-sft] [--rl] [--eval]
@@ -63,14 +65,17 @@ def launcher(ranks):
 
 
 def base_model(binary, workdir):
-    """The default model after 300 SFT steps (answers with some structure)."""
-    ckpt = os.path.join(workdir, "base", "checkpoints", "step-300")
+    """The 512 x 8 shape after one SFT step: nearly random, so its answers run to the token
+    limit and generation is a real share of the work."""
+    ckpt = os.path.join(workdir, "base", "checkpoints", "step-1")
     if not os.path.isdir(ckpt):
         shutil.rmtree(os.path.join(workdir, "base"), ignore_errors=True)
-        subprocess.run([binary, "train", "sft", "--set", f"run.dir={workdir}", "--set",
-                        "run.name=base", "--set", "train.steps=300", "--set",
-                        "train.eval_every=0", "--set", "train.checkpoint_every=0"],
-                       env=env_for(2), check=True, stdout=subprocess.DEVNULL)
+        args = [binary, "train", "sft", "--set", f"run.dir={workdir}", "--set", "run.name=base",
+                "--set", "train.steps=1", "--set", "train.eval_every=0", "--set",
+                "train.checkpoint_every=0"]
+        for kv in SHAPES["512 x 8 (23M)"]:
+            args += ["--set", kv]
+        subprocess.run(args, env=env_for(2), check=True, stdout=subprocess.DEVNULL)
     return ckpt
 
 
@@ -83,6 +88,7 @@ def run_rl(binary, workdir, model, ranks, threads, steps):
                               "train.eval_problems=0", "--set", "train.checkpoint_every=0",
                               "--set", "rollout.prompts_per_step=8", "--set",
                               "rollout.samples_per_prompt=8", "--set",
+                              "rollout.max_new_tokens=64", "--set",
                               "algorithm.dynamic_sampling=false"]
     subprocess.run(args, env=env_for(threads), check=True, stdout=subprocess.DEVNULL)
     lines = [json.loads(l) for l in open(os.path.join(workdir, name, "metrics.jsonl"))][1:]
@@ -95,15 +101,15 @@ def run_eval(binary, workdir, model, ranks, threads):
     shutil.rmtree(out, ignore_errors=True)
     data = os.path.join(workdir, "items.jsonl")
     with open(data, "w") as f:
-        for i in range(64):
+        for i in range(128):
             f.write(json.dumps({"id": f"a{i}", "prompt": f"{i} + {i % 7} =",
                                 "answer": str(i + i % 7)}) + "\n")
-    args = launcher(ranks) + [binary, "eval", "--model", model, "--data", data, "--n", "4",
-                              "--max-tokens", "48", "--raw", "--out", out]
+    args = launcher(ranks) + [binary, "eval", "--model", model, "--data", data, "--n", "8",
+                              "--max-tokens", "64", "--raw", "--out", out]
     t0 = time.time()
     subprocess.run(args, env=env_for(threads), check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
-    return 256 / (time.time() - t0)
+    return 1024 / (time.time() - t0)  # wall time, model load and launcher included
 
 
 def main():
