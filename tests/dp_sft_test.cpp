@@ -127,6 +127,18 @@ TEST(DataParallelSft, BadRankCountsAndMismatchedRanksAreRefusedBeforeAnyWork) {
     EXPECT_NE(r.err.find("the effective config differs between the ranks"), std::string::npos)
         << r.err;
     EXPECT_FALSE(fs::exists(t.path() / "mixed"));
+    // Two ranks started from different binaries: a copy with one byte more (ELF ignores it).
+    const fs::path other = t.path() / "crucible-other";
+    fs::copy_file(CRUCIBLE_BINARY, other);
+    append_file_checked(other, "x");
+    fs::permissions(other, fs::perms::owner_all);
+    r = run(t, std::string(kMpiEnv) + "OMP_NUM_THREADS=1 mpirun -np 1 " + CRUCIBLE_BINARY + " " +
+                   sft_args(t.path(), "twobin", "") + " : -np 1 " + other.string() + " " +
+                   sft_args(t.path(), "twobin", ""));
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.err.find("the crucible binary differs between the ranks"), std::string::npos)
+        << r.err;
+    EXPECT_FALSE(fs::exists(t.path() / "twobin"));
     // Commands that do not run across ranks say so.
     r = ranks(t, 2, "serve --model " + t.path().string());
     EXPECT_NE(r.rc, 0);
