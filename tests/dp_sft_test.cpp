@@ -287,6 +287,37 @@ TEST(DataParallelRl, TwoRanksGenerateTheirGroupsAndEqualOneProcessBitForBit) {
     ASSERT_EQ(g2.rc, 0) << g2.err;
     EXPECT_TRUE(bytes(t.path() / "g1/checkpoints/step-1/model.safetensors") ==
                 bytes(t.path() / "g2/checkpoints/step-1/model.safetensors"));
+    // The update shared out: train.micro_batch_tokens=1 makes every sequence a micro-batch.
+    // Two sequences on 2 ranks: one micro-batch each, the update one process's bit for bit.
+    const std::string split =
+        " --set rollout.prompts_per_step=1 --set rollout.samples_per_prompt=2"
+        " --set train.micro_batch_tokens=1";
+    ASSERT_EQ(one_process(t, args("s1") + split).rc, 0);
+    const Proc s2 = ranks(t, 2, args("s2") + split);
+    ASSERT_EQ(s2.rc, 0) << s2.err;
+    const auto x = testutil::read_jsonl(t.path() / "s1/metrics.jsonl");
+    const auto y = testutil::read_jsonl(t.path() / "s2/metrics.jsonl");
+    ASSERT_EQ(x.size(), y.size());
+    for (size_t i = 0; i < x.size(); i++) {
+        EXPECT_EQ(x[i]["loss"], y[i]["loss"]) << i;
+        EXPECT_EQ(x[i]["grad_norm"], y[i]["grad_norm"]) << i;
+        EXPECT_EQ(x[i]["micro_batches"], y[i]["micro_batches"]) << i;
+    }
+    EXPECT_TRUE(bytes(t.path() / "s1/checkpoints/step-3/model.safetensors") ==
+                bytes(t.path() / "s2/checkpoints/step-3/model.safetensors"));
+    // Twelve sequences, six micro-batches a rank: each rank sums its own first, so the sums
+    // round in another order (docs/SCALING.md); the same run within rounding.
+    const std::string many = " --set train.micro_batch_tokens=1";
+    ASSERT_EQ(one_process(t, args("m1") + many).rc, 0);
+    ASSERT_EQ(ranks(t, 2, args("m2") + many).rc, 0);
+    const auto u = testutil::read_jsonl(t.path() / "m1/metrics.jsonl");
+    const auto v = testutil::read_jsonl(t.path() / "m2/metrics.jsonl");
+    ASSERT_EQ(u.size(), v.size());
+    // Step 1 (later steps sample from weights a rounding apart, which may flip a token).
+    EXPECT_EQ(u[0]["reward_mean"], v[0]["reward_mean"]);  // the same rollouts
+    EXPECT_NEAR(u[0]["grad_norm"].get<double>(), v[0]["grad_norm"].get<double>(),
+                1e-5 * u[0]["grad_norm"].get<double>());
+    EXPECT_EQ(u[0]["micro_batches"], 12);
     // Resumed on another rank count: 2 ranks to step 2 (the step-3 checkpoint removed, as if
     // killed after step 2's), then one process from there ends on the same bytes.
     const std::string every = " --set train.checkpoint_every=1";

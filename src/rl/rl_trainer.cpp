@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -779,6 +780,52 @@ UpdateStats RlTrainer::train_on(RolloutBatch* b, const std::vector<size_t>& batc
     return st;
 }
 
+namespace {
+
+// The additive fields of UpdateStats, in one order (the update's micro-batch statistics).
+std::array<double, 10> update_stats_fields(const UpdateStats& s) {
+    return {s.loss,
+            s.loss_stats.loss,
+            (double)s.loss_stats.tokens,
+            (double)s.loss_stats.clipped_low,
+            (double)s.loss_stats.clipped_high,
+            s.loss_stats.kl_sum,
+            s.loss_stats.ratio_sum,
+            s.entropy_sum,
+            (double)s.entropy_tokens,
+            (double)s.train_rows};
+}
+
+void set_update_stats_fields(UpdateStats* s, const std::array<double, 10>& f, int64_t micro) {
+    s->loss = f[0];
+    s->loss_stats.loss = f[1];
+    s->loss_stats.tokens = (int64_t)f[2];
+    s->loss_stats.clipped_low = (int64_t)f[3];
+    s->loss_stats.clipped_high = (int64_t)f[4];
+    s->loss_stats.kl_sum = f[5];
+    s->loss_stats.ratio_sum = f[6];
+    s->entropy_sum = f[7];
+    s->entropy_tokens = (int64_t)f[8];
+    s->train_rows = (int64_t)f[9];
+    s->micro_batches = micro;
+}
+
+}  // namespace
+
+// to (+)= part, field by field (`first`: to = part, not 0 + part).
+void add_update_stats(UpdateStats* to, const UpdateStats& part, bool first) {
+    std::array<double, 10> a = update_stats_fields(*to);
+    const std::array<double, 10> b = update_stats_fields(part);
+    for (size_t i = 0; i < a.size(); i++) a[i] = first ? b[i] : a[i] + b[i];
+    set_update_stats_fields(to, a, (first ? 0 : to->micro_batches) + part.micro_batches);
+}
+
+void sum_update_stats_across_ranks(UpdateStats* s) {
+    std::array<double, 10> f = update_stats_fields(*s);
+    dist::sum_in_rank_order(f.data(), f.size());
+    set_update_stats_fields(s, f, dist::sum(s->micro_batches));
+}
+
 void RlTrainer::update(std::vector<Rollout>& rollouts, const std::vector<size_t>& mb, int iteration,
                        UpdateStats* st) {
     MiniBatchSize size;
@@ -788,24 +835,49 @@ void RlTrainer::update(std::vector<Rollout>& rollouts, const std::vector<size_t>
         size.tokens += static_cast<int64_t>(rollouts[idx].model_tokens());
     }
     if (size.sequences == 0) return;
-    model_->zero_grads();
+    // Each micro-batch's gradient and statistics are computed alone and added in order; under
+    // mpirun each rank takes a consecutive share of the micro-batches and the shares are summed
+    // in rank order (dist::sum_in_rank_order), so with at most one micro-batch per rank the
+    // update is one process's bit for bit (as SFT's accumulation, docs/SCALING.md).
+    const std::vector<std::vector<size_t>> micros = micro_batches(rollouts, mb);
+    const size_t n = micros.size(), ranks = (size_t)dist::size(), me = (size_t)dist::rank();
+    const size_t lo = n * me / ranks, hi = n * (me + 1) / ranks;
+    const Model::Trainable tr = model_->trainable();
+    if (hi - lo > 1) grad_sum_.resize(tr.size);
+    UpdateStats sum;  // this rank's micro-batches' statistics
     PackedBatch batch;
     SequenceScratch scratch;
-    for (const auto& micro : micro_batches(rollouts, mb)) {
+    model_->zero_grads();
+    for (size_t i = lo; i < hi; i++) {
+        const std::vector<size_t>& micro = micros[i];
+        if (i > lo) model_->zero_grads();
+        UpdateStats part;
         pack(rollouts, micro, &batch);
         model_->forward(batch);
         const ForwardRows rows{model_->token_losses(), model_->logits(),
                                model_->config().vocab_size, batch.loss_weight.data()};
-        st->train_rows += batch.n_tokens();
-        st->micro_batches++;
+        part.train_rows += batch.n_tokens();
+        part.micro_batches++;
         for (size_t j = 0; j < micro.size(); j++) {
             Rollout& r = rollouts[micro[j]];
             const int p = static_cast<int>(prompt_ids(r).size());
             add_sequence_gradient(loss_, size, rows, batch.seq_start[j] + p - 1, iteration == 0, r,
-                                  scratch, st);
+                                  scratch, &part);
         }
         model_->backward();
+        add_update_stats(&sum, part, i == lo);
+        if (hi - lo > 1 && i == lo) {
+            std::copy(tr.grads, tr.grads + tr.size, grad_sum_.begin());  // not 0 + g: keeps -0
+        } else if (hi - lo > 1) {
+            for (size_t k = 0; k < tr.size; k++) grad_sum_[k] = grad_sum_[k] + tr.grads[k];
+        }
     }
+    if (hi - lo > 1) std::copy(grad_sum_.begin(), grad_sum_.end(), tr.grads);
+    if (ranks > 1) {
+        dist::sum_in_rank_order(tr.grads, tr.size);
+        sum_update_stats_across_ranks(&sum);
+    }
+    add_update_stats(st, sum, false);
     optimizer_step(st);
 }
 

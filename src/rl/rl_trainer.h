@@ -159,6 +159,7 @@ class RlTrainer {
     std::unique_ptr<reward::PythonRewardPool> python_;  // when rewards.python.file is set
     PolicyLossOptions loss_;
     std::vector<float> adam_m_, adam_v_;
+    std::vector<float> grad_sum_;  // an update's micro-batch gradients, added in order
     int64_t step_ = 0, optimizer_steps_ = 0, prompt_cursor_ = 0;
     int64_t perm_epoch_ = -1;
     std::vector<size_t> perm_;
@@ -186,6 +187,11 @@ struct SequenceScratch {
 // its log-probabilities (and on the first pass the policy's entropy there), its part of the
 // objective (masked_sequence_loss: the model's ids only), and its rows' loss weights, which
 // are exactly 0 at the rows that predict an observation's ids.
+// UpdateStats' additive fields: to (+)= part (`first`: to = part exactly, not 0 + part), and the
+// sum over the ranks in rank order (every rank gets it; a world of one keeps its own).
+void add_update_stats(UpdateStats* to, const UpdateStats& part, bool first);
+void sum_update_stats_across_ranks(UpdateStats* s);
+
 void add_sequence_gradient(const PolicyLossOptions& loss, const MiniBatchSize& size,
                            const ForwardRows& f, int row0, bool first_pass, Rollout& r,
                            SequenceScratch& s, UpdateStats* st);
