@@ -89,7 +89,8 @@ def run_rl(binary, workdir, model, ranks, threads, steps):
                               "--set", "rollout.prompts_per_step=8", "--set",
                               "rollout.samples_per_prompt=8", "--set",
                               "rollout.max_new_tokens=64", "--set",
-                              "algorithm.dynamic_sampling=false"]
+                              "algorithm.dynamic_sampling=false", "--set",
+                              "train.micro_batch_tokens=2048"]
     subprocess.run(args, env=env_for(threads), check=True, stdout=subprocess.DEVNULL)
     lines = [json.loads(l) for l in open(os.path.join(workdir, name, "metrics.jsonl"))][1:]
     return {k: statistics.median(l[k] for l in lines)
