@@ -94,12 +94,12 @@ std::string init(int* argc, char*** argv) {
     if (MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
         throw Error("mpirun started this process but MPI_Init failed");
     }
+    g_mpi = true;  // from here an error aborts the job (abort_job) instead of leaving it waiting
     if (provided < MPI_THREAD_SERIALIZED) {
         throw Error(
             "this MPI library cannot take calls from several threads one at a time "
             "(MPI_THREAD_SERIALIZED), which the eval's generators need");
     }
-    g_mpi = true;
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_size);
     if (g_size == 1) return "";
