@@ -288,10 +288,13 @@ TEST(DataParallelRl, TwoRanksGenerateTheirGroupsAndEqualOneProcessBitForBit) {
     EXPECT_TRUE(bytes(t.path() / "g1/checkpoints/step-1/model.safetensors") ==
                 bytes(t.path() / "g2/checkpoints/step-1/model.safetensors"));
     // The update shared out: train.micro_batch_tokens=1 makes every sequence a micro-batch.
-    // Two sequences on 2 ranks: one micro-batch each, the update one process's bit for bit.
+    // Two mini-batches of one group of 2 on 2 ranks: one micro-batch each, so the old and the
+    // reference log-probabilities (scored on the rank that trains the sequence) and the update
+    // are one process's bit for bit.
     const std::string split =
-        " --set rollout.prompts_per_step=1 --set rollout.samples_per_prompt=2"
-        " --set train.micro_batch_tokens=1";
+        " --set rollout.prompts_per_step=2 --set rollout.samples_per_prompt=2"
+        " --set train.micro_batch_tokens=1 --set algorithm.minibatches=2"
+        " --set algorithm.kl_beta=0.1";
     ASSERT_EQ(one_process(t, args("s1") + split).rc, 0);
     const Proc s2 = ranks(t, 2, args("s2") + split);
     ASSERT_EQ(s2.rc, 0) << s2.err;
@@ -302,7 +305,10 @@ TEST(DataParallelRl, TwoRanksGenerateTheirGroupsAndEqualOneProcessBitForBit) {
         EXPECT_EQ(x[i]["loss"], y[i]["loss"]) << i;
         EXPECT_EQ(x[i]["grad_norm"], y[i]["grad_norm"]) << i;
         EXPECT_EQ(x[i]["micro_batches"], y[i]["micro_batches"]) << i;
+        EXPECT_EQ(x[i]["kl"], y[i]["kl"]) << i;
     }
+    EXPECT_EQ(x[0]["micro_batches"].get<int>(), 4);
+    EXPECT_TRUE(x[0].contains("kl")) << x[0].dump();
     EXPECT_TRUE(bytes(t.path() / "s1/checkpoints/step-3/model.safetensors") ==
                 bytes(t.path() / "s2/checkpoints/step-3/model.safetensors"));
     // Twelve sequences, six micro-batches a rank: each rank sums its own first, so the sums

@@ -601,8 +601,13 @@ std::vector<std::vector<size_t>> RlTrainer::micro_batches(const std::vector<Roll
 // forward reproduces them bit for bit, so the first ratio is exactly 1.
 void RlTrainer::score_logprobs(Model& model, std::vector<Rollout>& rollouts,
                                const std::vector<size_t>& mb, bool reference) {
+    // Only this rank's share of the micro-batches: the update reads these sequences' log-probs
+    // on this rank alone (the same micro-batches, so the same bits as its own forward).
+    const std::vector<std::vector<size_t>> micros = micro_batches(rollouts, mb);
+    const auto [lo, hi] = rank_share(micros.size());
     PackedBatch batch;
-    for (const auto& micro : micro_batches(rollouts, mb)) {
+    for (size_t i = lo; i < hi; i++) {
+        const std::vector<size_t>& micro = micros[i];
         pack(rollouts, micro, &batch);
         model.forward(batch);
         const float* losses = model.token_losses();
@@ -812,6 +817,12 @@ void set_update_stats_fields(UpdateStats* s, const std::array<double, 10>& f, in
 
 }  // namespace
 
+// This rank's consecutive share [lo, hi) of n micro-batches (all of them alone).
+std::pair<size_t, size_t> rank_share(size_t n) {
+    const size_t ranks = (size_t)dist::size(), me = (size_t)dist::rank();
+    return {n * me / ranks, n * (me + 1) / ranks};
+}
+
 // to (+)= part, field by field (`first`: to = part, not 0 + part).
 void add_update_stats(UpdateStats* to, const UpdateStats& part, bool first) {
     std::array<double, 10> a = update_stats_fields(*to);
@@ -840,8 +851,8 @@ void RlTrainer::update(std::vector<Rollout>& rollouts, const std::vector<size_t>
     // in rank order (dist::sum_in_rank_order), so with at most one micro-batch per rank the
     // update is one process's bit for bit (as SFT's accumulation, docs/SCALING.md).
     const std::vector<std::vector<size_t>> micros = micro_batches(rollouts, mb);
-    const size_t n = micros.size(), ranks = (size_t)dist::size(), me = (size_t)dist::rank();
-    const size_t lo = n * me / ranks, hi = n * (me + 1) / ranks;
+    const size_t ranks = (size_t)dist::size();
+    const auto [lo, hi] = rank_share(micros.size());
     const Model::Trainable tr = model_->trainable();
     if (hi - lo > 1) grad_sum_.resize(tr.size);
     UpdateStats sum;  // this rank's micro-batches' statistics

@@ -190,6 +190,8 @@ struct SequenceScratch {
 // UpdateStats' additive fields: to (+)= part (`first`: to = part exactly, not 0 + part), and the
 // sum over the ranks in rank order (every rank gets it; a world of one keeps its own).
 void add_update_stats(UpdateStats* to, const UpdateStats& part, bool first);
+// This rank's consecutive share [lo, hi) of n micro-batches (under mpirun; alone all of them).
+std::pair<size_t, size_t> rank_share(size_t n);
 void sum_update_stats_across_ranks(UpdateStats* s);
 
 void add_sequence_gradient(const PolicyLossOptions& loss, const MiniBatchSize& size,
