@@ -48,6 +48,22 @@ int panel_rows(int C) {
     return std::max(48, 262144 / C / 12 * 12);
 }
 
+// The sgemm path: each panel of rows dequantized by all threads into one buffer, then
+// use(deq, o0, rows) for weight rows o0 .. o0 + rows - 1, in order.
+template <class Use>
+void for_each_panel(const uint8_t* weight, int C, int OC, const Use& use) {
+    const int P = panel_rows(C);
+    std::vector<float> deq((size_t)std::min(P, OC) * C);
+    for (int o0 = 0; o0 < OC; o0 += P) {
+        const int rows = std::min(P, OC - o0);
+#pragma omp parallel for schedule(static)
+        for (int j = 0; j < rows; j++) {
+            dequantize_rows(deq.data() + (size_t)j * C, weight + (o0 + j) * row_bytes(C), 1, C);
+        }
+        use(deq.data(), o0, rows);
+    }
+}
+
 // dot_rows (linear.cpp) over the dequantized rows, bit for bit, reading the bytes: the same K
 // chains of 8 lanes (a block of 32 is 32 / 8K of its iterations, chain k taking the block's
 // vectors i with i % K == k, in order), each weight d * q formed exactly before its FMA, the
@@ -141,14 +157,7 @@ void linear_forward_q8_0(float* out, const float* inp, const uint8_t* weight, co
     if (linear_kernel(N) == LinearKernel::blas) {
         // Many rows (training, prefill): panels in turn, each dequantized by all threads and
         // multiplied by the threaded sgemm straight into out's columns.
-        const int P = panel_rows(C);
-        std::vector<float> deq((size_t)std::min(P, OC) * C);
-        for (int o0 = 0; o0 < OC; o0 += P) {
-            const int rows = std::min(P, OC - o0);
-#pragma omp parallel for schedule(static)
-            for (int j = 0; j < rows; j++) {
-                dequantize_rows(deq.data() + (size_t)j * C, weight + (o0 + j) * row_bytes(C), 1, C);
-            }
+        for_each_panel(weight, C, OC, [&](const float* deq, int o0, int rows) {
             float beta = 0.0f;
             if (bias) {
 #pragma omp parallel for schedule(static)
@@ -157,9 +166,9 @@ void linear_forward_q8_0(float* out, const float* inp, const uint8_t* weight, co
                 }
                 beta = 1.0f;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, rows, C, 1.0f, inp, C,
-                        deq.data(), C, beta, out + o0, OC);
-        }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, rows, C, 1.0f, inp, C, deq, C,
+                        beta, out + o0, OC);
+        });
         return;
     }
     // Up to 128 rows (decode): the weight stream and the small-batch kernel read the bytes,
@@ -188,18 +197,11 @@ void linear_forward_q8_0(float* out, const float* inp, const uint8_t* weight, co
 void linear_backward_q8_0(float* dinp, const float* dout, const uint8_t* weight, int N, int C,
                           int OC) {
     if (N <= 0 || OC <= 0) return;
-    const int P = panel_rows(C);
-    std::vector<float> deq((size_t)std::min(P, OC) * C);
-    for (int o0 = 0; o0 < OC; o0 += P) {
-        const int rows = std::min(P, OC - o0);
-#pragma omp parallel for schedule(static)
-        for (int j = 0; j < rows; j++) {
-            dequantize_rows(deq.data() + (size_t)j * C, weight + (o0 + j) * row_bytes(C), 1, C);
-        }
+    for_each_panel(weight, C, OC, [&](const float* deq, int o0, int rows) {
         // dinp += dout[:, o0:o0+rows] @ W[o0:o0+rows, :]
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, rows, 1.0f, dout + o0, OC,
-                    deq.data(), C, 1.0f, dinp, C);
-    }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, rows, 1.0f, dout + o0, OC, deq,
+                    C, 1.0f, dinp, C);
+    });
 }
 
 void embedding_forward_q8_0(float* out, const int32_t* tokens, const uint8_t* wte, int N, int C) {
