@@ -8,6 +8,48 @@
 
 namespace crucible::eval {
 
+std::string record_to_message(const SampleRecord& r) {
+    nlohmann::json j = {{"item_id", r.item_id},
+                        {"sample", r.sample},
+                        {"seed", r.seed},
+                        {"prompt", r.prompt},
+                        {"completion", r.completion},
+                        {"prompt_tokens", r.prompt_tokens},
+                        {"completion_tokens", r.completion_tokens},
+                        {"finish_reason", r.finish_reason},
+                        {"answer", r.answer},
+                        {"latency_s", r.latency_s},
+                        {"error", r.error},
+                        {"info", r.info}};
+    if (r.score) j["score"] = *r.score;
+    const std::vector<uint8_t> bytes = nlohmann::json::to_cbor(j);
+    return std::string(bytes.begin(), bytes.end());
+}
+
+SampleRecord record_from_message(const std::string& message) {
+    try {
+        const nlohmann::json j = nlohmann::json::from_cbor(message);
+        SampleRecord r;
+        r.item_id = j.at("item_id").get<std::string>();
+        r.sample = j.at("sample").get<int>();
+        r.seed = j.at("seed").get<uint64_t>();
+        r.prompt = j.at("prompt").get<std::string>();
+        r.completion = j.at("completion").get<std::string>();
+        r.prompt_tokens = j.at("prompt_tokens").get<int64_t>();
+        r.completion_tokens = j.at("completion_tokens").get<int64_t>();
+        r.finish_reason = j.at("finish_reason").get<std::string>();
+        r.answer = j.at("answer").get<std::string>();
+        r.latency_s = j.at("latency_s").get<double>();
+        r.error = j.at("error").get<std::string>();
+        r.info = j.at("info").get<std::string>();
+        if (j.contains("score")) r.score = j.at("score").get<double>();
+        return r;
+    } catch (const nlohmann::json::exception& e) {
+        throw Error(std::string("eval: a sample message from another rank is malformed: ") +
+                    e.what());
+    }
+}
+
 using nlohmann::json;
 
 namespace {

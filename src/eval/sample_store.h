@@ -39,6 +39,12 @@ struct SampleRecord {
     std::string info;
 };
 
+// A record as one message between ranks (a sharded eval's samples, stored by rank 0), and back:
+// CBOR, so every string's bytes travel as they are (a completion need not be valid UTF-8) and
+// every double exactly. record_from_message throws Error on bytes that are not one.
+std::string record_to_message(const SampleRecord& r);
+SampleRecord record_from_message(const std::string& message);
+
 // Settings holding a run's judge totals (JudgeStats::to_json keys): each eval call adds what
 // its rubric scorers spent, so the figures cover every call that worked on the run.
 constexpr const char* kJudgeStatsKey = "judge_stats";

@@ -1,24 +1,12 @@
 #include "rl/rollout_wire.h"
 
-#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 
 namespace crucible::rl {
 
-namespace {
-
 using nlohmann::json;
-
-json number(double v) {
-    return std::isnan(v) ? json(nullptr) : json(v);
-}
-double number(const json& j) {
-    return j.is_null() ? NAN : j.get<double>();
-}
-
-}  // namespace
 
 std::string rollouts_to_message(const std::vector<Rollout>& rollouts) {
     json all = json::array();
@@ -28,7 +16,7 @@ std::string rollouts_to_message(const std::vector<Rollout>& rollouts) {
             spans.push_back({s.kind == EpisodeSpan::Kind::tool ? 1 : 0, s.begin, s.end});
         }
         json components = json::array();
-        for (const auto& [name, v] : r.components) components.push_back({name, number(v)});
+        for (const auto& [name, v] : r.components) components.push_back({name, v});
         all.push_back({{"group", r.group},
                        {"item", r.item},
                        {"sample", r.sample},
@@ -43,25 +31,26 @@ std::string rollouts_to_message(const std::vector<Rollout>& rollouts) {
                        {"malformed_calls", r.malformed_calls},
                        {"tool_errors", r.tool_errors},
                        {"end", r.end},
-                       {"python", number(r.python)},
+                       {"python", r.python},
                        {"python_error", r.python_error},
                        {"step_reward", r.step_reward},
                        {"has_step_reward", r.has_step_reward},
                        {"correct", r.correct ? json(*r.correct) : json(nullptr)},
                        {"components", components},
-                       {"rubric", number(r.rubric)},
+                       {"rubric", r.rubric},
                        {"rubric_error", r.rubric_error},
-                       {"reward", number(r.reward)},
+                       {"reward", r.reward},
                        {"valid", r.valid},
                        {"error", r.error}});
     }
-    return all.dump(-1, ' ', false, json::error_handler_t::replace);
+    const std::vector<uint8_t> bytes = json::to_cbor(all);
+    return std::string(bytes.begin(), bytes.end());
 }
 
 std::vector<Rollout> rollouts_from_message(const std::string& message) {
     std::vector<Rollout> out;
     try {
-        for (const json& j : json::parse(message)) {
+        for (const json& j : json::from_cbor(message)) {
             Rollout r;
             r.group = j.at("group").get<int>();
             r.item = j.at("item").get<size_t>();
@@ -81,17 +70,17 @@ std::vector<Rollout> rollouts_from_message(const std::string& message) {
             r.malformed_calls = j.at("malformed_calls").get<int>();
             r.tool_errors = j.at("tool_errors").get<int>();
             r.end = j.at("end").get<std::string>();
-            r.python = number(j.at("python"));
+            r.python = j.at("python").get<double>();
             r.python_error = j.at("python_error").get<std::string>();
             r.step_reward = j.at("step_reward").get<double>();
             r.has_step_reward = j.at("has_step_reward").get<bool>();
             if (!j.at("correct").is_null()) r.correct = j.at("correct").get<double>();
             for (const json& c : j.at("components")) {
-                r.components.emplace_back(c[0].get<std::string>(), number(c[1]));
+                r.components.emplace_back(c[0].get<std::string>(), c[1].get<double>());
             }
-            r.rubric = number(j.at("rubric"));
+            r.rubric = j.at("rubric").get<double>();
             r.rubric_error = j.at("rubric_error").get<std::string>();
-            r.reward = number(j.at("reward"));
+            r.reward = j.at("reward").get<double>();
             r.valid = j.at("valid").get<bool>();
             r.error = j.at("error").get<std::string>();
             out.push_back(std::move(r));

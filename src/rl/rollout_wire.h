@@ -11,7 +11,8 @@
 
 namespace crucible::rl {
 
-// The rollouts as one message (JSON; doubles round-trip exactly, NaN as null).
+// The rollouts as one message: CBOR, so text travels byte for byte (a completion need not be
+// valid UTF-8) and every double exactly, NaN included.
 std::string rollouts_to_message(const std::vector<Rollout>& rollouts);
 // The inverse. Throws Error on a message that is not one.
 std::vector<Rollout> rollouts_from_message(const std::string& message);
