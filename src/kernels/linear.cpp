@@ -2,6 +2,7 @@
 #include <immintrin.h>
 
 #include "kernels/kernels.h"
+#include "kernels/lane_sum.h"
 #include "kernels/parallel.h"
 #include "kernels/small_batch_linear.h"
 
@@ -41,16 +42,7 @@ void dot_rows(float* out, const float* x, const float* w, int C, int OC, bool ac
         }
 #pragma GCC unroll 4
         for (int n = 0; n < NR; n++) {
-            __m256 a = acc[n][0];
-            if constexpr (K == 2) a = _mm256_add_ps(acc[n][0], acc[n][1]);
-            if constexpr (K == 4) {
-                a = _mm256_add_ps(_mm256_add_ps(acc[n][0], acc[n][1]),
-                                  _mm256_add_ps(acc[n][2], acc[n][3]));
-            }
-            __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-            h = _mm_add_ss(h, _mm_movehdup_ps(h));
-            float s = _mm_cvtss_f32(h);
+            float s = sum_chains<K>(acc[n]);
             const float* xn = x + (size_t)n * C;
             for (int t = c; t < C; t++) s += r[t] * xn[t];
             float* o = out + (size_t)n * OC + j;

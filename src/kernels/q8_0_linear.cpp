@@ -1,8 +1,3 @@
-// GCC 12 reports a false -Wmaybe-uninitialized inside its own AVX-512 intrinsics (the
-// _mm512_undefined_* operand of the widening conversions).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 #include "kernels/q8_0_linear.h"
 
 #include <cblas.h>
@@ -13,24 +8,30 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "kernels/lane_sum.h"
 #include "kernels/small_batch_linear.h"
 
 namespace crucible::kernels {
 
 namespace {
 
-// One block: its fp16 scale widened (F16C, exact), times each int8 (exact in fp32).
-inline void dequantize_block(float* dst, const uint8_t* b) {
+// One block's 32 weights as four vectors of 8: its fp16 scale widened (F16C, exact) times each
+// int8 (exact in fp32).
+inline void block_vectors(const uint8_t* b, __m256 v[4]) {
     uint16_t dh;
     std::memcpy(&dh, b, 2);
     const __m256 d = _mm256_set1_ps(_cvtsh_ss(dh));
     const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2));
     const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
     const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
-    for (int i = 0; i < 4; i++) {
-        const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[i]));
-        _mm256_storeu_ps(dst + 8 * i, _mm256_mul_ps(v, d));
-    }
+    for (int i = 0; i < 4; i++)
+        v[i] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[i])), d);
+}
+
+inline void dequantize_block(float* dst, const uint8_t* b) {
+    __m256 v[4];
+    block_vectors(b, v);
+    for (int i = 0; i < 4; i++) _mm256_storeu_ps(dst + 8 * i, v[i]);
 }
 
 void dequantize_rows(float* dst, const uint8_t* w, int rows, int C) {
@@ -80,53 +81,23 @@ void dot_rows_q8_0(float* out, const float* x, const uint8_t* w, const float* bi
 #pragma GCC unroll 4
             for (int k = 0; k < K; k++) acc[n][k] = _mm256_setzero_ps();
         for (int b = 0; b < blocks; b++, r += kQ8_0BlockBytes) {
-            uint16_t dh;
-            std::memcpy(&dh, r, 2);
-            const __m256 d = _mm256_set1_ps(_cvtsh_ss(dh));
-            const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r + 2));
-            const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
-            const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+            __m256 wv[4];
+            block_vectors(r, wv);
 #pragma GCC unroll 4
             for (int i = 0; i < 4; i++) {
-                const __m256 wv =
-                    _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[i])), d);
                 const size_t c = (size_t)b * kQ8_0Block + 8 * i;
 #pragma GCC unroll 4
                 for (int n = 0; n < NR; n++) {
-                    acc[n][i % K] =
-                        _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + (size_t)n * C + c), acc[n][i % K]);
+                    acc[n][i % K] = _mm256_fmadd_ps(wv[i], _mm256_loadu_ps(x + (size_t)n * C + c),
+                                                    acc[n][i % K]);
                 }
             }
         }
 #pragma GCC unroll 4
         for (int n = 0; n < NR; n++) {
-            __m256 a = acc[n][0];
-            if constexpr (K == 2) a = _mm256_add_ps(acc[n][0], acc[n][1]);
-            if constexpr (K == 4) {
-                a = _mm256_add_ps(_mm256_add_ps(acc[n][0], acc[n][1]),
-                                  _mm256_add_ps(acc[n][2], acc[n][3]));
-            }
-            __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-            h = _mm_add_ss(h, _mm_movehdup_ps(h));
-            const float s = _mm_cvtss_f32(h);
+            const float s = sum_chains<K>(acc[n]);
             out[(size_t)n * OC + j] = bias ? bias[j] + s : s;
         }
-    }
-}
-
-// dequantize_rows with 16-lane conversions: half the instructions, the same values.
-__attribute__((target("avx512f"))) void dequantize_rows_avx512(float* dst, const uint8_t* w,
-                                                               int rows, int C) {
-    const size_t blocks = (size_t)rows * (C / kQ8_0Block);
-    for (size_t b = 0; b < blocks; b++, w += kQ8_0BlockBytes, dst += kQ8_0Block) {
-        uint16_t dh;
-        std::memcpy(&dh, w, 2);
-        const __m512 d = _mm512_set1_ps(_cvtsh_ss(dh));
-        const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 2));
-        const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 18));
-        _mm512_storeu_ps(dst, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo)), d));
-        _mm512_storeu_ps(dst + 16, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi)), d));
     }
 }
 
@@ -138,9 +109,7 @@ void prefetch_rows(const void* source, int j0, int rows, int C) {
 
 // small_batch_linear's weight tiles.
 void fill_rows(const void* source, int j0, int rows, int C, float* dst) {
-    const uint8_t* w = static_cast<const uint8_t*>(source) + j0 * row_bytes(C);
-    if (cpu_has_avx512()) return dequantize_rows_avx512(dst, w, rows, C);
-    dequantize_rows(dst, w, rows, C);
+    dequantize_rows(dst, static_cast<const uint8_t*>(source) + j0 * row_bytes(C), rows, C);
 }
 
 }  // namespace
