@@ -204,7 +204,7 @@ std::function<int()> add_eval(CLI::App& app) {
                          mode.chat ? "--raw" : "--chat");
         eval::Dataset data = eval::load_dataset(o->data, o->verifier, o->cluster_field);
         for (const std::string& e : data.excluded)
-            std::fprintf(stderr, "excluded: %s\n", e.c_str());
+            if (dist::is_root()) std::fprintf(stderr, "excluded: %s\n", e.c_str());
         if (data.items.empty()) throw Error(o->data + ": no usable item");
         std::unique_ptr<eval::Generator> gen;
         std::string env_setting;
