@@ -314,6 +314,27 @@ TEST(ModelQ8_0, ShapesThatDoNotFitItsBlocksAreRefusedByName) {
             << e.what();
     }
     EXPECT_EQ(m.matmul_dtype(), MatmulDtype::float32);  // unchanged
+    // Values Q8_0 cannot hold (a NaN, an inf, a block scale past fp16's range) are named, never
+    // quantized into NaN blocks.
+    const ModelConfig ok = q8_test_config();
+    for (float bad : {NAN, INFINITY, 1e7f}) {
+        Model q(ok);
+        q.init_random(2, 0.05f);
+        q.param("model.layers.1.mlp.up_proj.weight")[70] = bad;
+        q.set_matmul_dtype(MatmulDtype::q8_0);
+        try {
+            q.forward(batch_of(320, {5}, 1));
+            FAIL() << bad;
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find("up_proj.weight: element 70"), std::string::npos)
+                << e.what();
+        }
+    }
+    Model edge(ok);  // the largest magnitude it holds
+    edge.init_random(2, 0.05f);
+    edge.param("model.layers.1.mlp.up_proj.weight")[70] = 65504.0f * 127.0f;
+    edge.set_matmul_dtype(MatmulDtype::q8_0);
+    EXPECT_NO_THROW(edge.forward(batch_of(320, {5}, 1)));
     EXPECT_EQ(parse_matmul_dtype("q8_0", "--dtype"), MatmulDtype::q8_0);
     EXPECT_THROW(parse_matmul_dtype("q8", "--dtype"), Error);
 }

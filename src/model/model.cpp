@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <iterator>
@@ -137,6 +138,16 @@ void Model::write_copy(const TensorInfo& t, const float* src) {
     if (matmul_dtype_ == MatmulDtype::bfloat16) {
         k::to_bf16(bf16_.data() + t.offset, src, t.numel);
     } else if (matmul_dtype_ == MatmulDtype::q8_0 && t.shape.size() == 2) {
+        // A block's scale is an fp16 of amax / 127: past 65504 * 127 it would be inf and the
+        // block NaN, and a NaN or inf has no Q8_0 value at all (ggml's rounding casts NaN).
+        constexpr float kMax = 65504.0f * 127.0f;
+        for (size_t i = 0; i < t.numel; i++) {
+            if (!(std::fabs(src[i]) <= kMax)) {
+                throw Error("model: q8_0 cannot hold " + t.name + ": element " + std::to_string(i) +
+                            " is " + std::to_string(src[i]) +
+                            " (Q8_0 holds finite values up to 65504 x 127 in magnitude)");
+            }
+        }
         encode_ggml_into(GgmlType::q8_0, src, t.numel, q8_.data() + q8_at_.at(t.offset));
     }
 }
