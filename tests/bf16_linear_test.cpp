@@ -91,10 +91,11 @@ TEST(Bf16Linear, RoundingIsTorchsAndMatchesTheFileFormatConversion) {
 TEST(Bf16Linear, ForwardIsTheSumOfRoundedProductsForEveryRowCountAndShape) {
     // Rows 1 to 4 take the weight stream, from 5 the broadcast kernel; odd C exercises the last
     // unpaired feature, OC not a multiple of the weight tile the edge tiles, N past 32 the
-    // second input chunk.
+    // second input chunk; C = 300 takes the stream's 128-weight steps, a 32-weight step and a
+    // scalar tail, and OC = 1 leaves a thread without rows.
     for (k::Bf16Path path : paths()) {
         for (int N : {1, 2, 3, 4, 5, 17, 33, 70}) {
-            for (auto [C, OC] : {std::pair{64, 24}, {37, 13}, {130, 7}}) {
+            for (auto [C, OC] : {std::pair{64, 24}, {37, 13}, {130, 7}, {300, 9}, {300, 1}}) {
                 const auto x = randn((size_t)N * C, N * 100 + C);
                 const auto w = randn((size_t)OC * C, C * 7 + OC, 0.1f);
                 const auto bias = randn(OC, 5);

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -323,6 +324,23 @@ TEST(CliExperience, BenchesRunOnAModelFolder) {
     EXPECT_GE(
         gen.value("peak_resident_mib", gen.value("peak_resident_mib_with_bandwidth_buffers", 0.0)),
         gen["resident_mib_after_load"].get<double>());
+    // Several dtypes take turns on the same requests: a row each and the ratios of every round.
+    const fs::path g2 = t.path() / "g2.json";
+    c = run_cli(t, "bench generate --model " + dir.string() +
+                       " --batches 1 --new-tokens 4 --prompt-tokens 8 --decode-only --dtype "
+                       "float32,bfloat16 --rounds 3 --json " +
+                       g2.string());
+    ASSERT_EQ(c.rc, 0) << c.err;
+    const json both = json::parse(testutil::slurp(g2))["model"];
+    for (const char* dt : {"float32", "bfloat16"}) {
+        EXPECT_EQ(both["by_dtype"][dt]["dtype"], dt);
+        EXPECT_GT(both["by_dtype"][dt]["decode_tokens_per_s_batch_1"].get<double>(), 0.0);
+    }
+    const json ratio = both["decode_ratios"]["bfloat16_over_float32"]["batch_1"];
+    ASSERT_EQ(ratio["rounds"].size(), 3u);
+    std::vector<double> rounds = ratio["rounds"].get<std::vector<double>>();
+    std::sort(rounds.begin(), rounds.end());
+    EXPECT_EQ(ratio["median_of_rounds"].get<double>(), rounds[1]);
     c = run_cli(t, "bench train --model " + dir.string() +
                        " --no-torch --batch 2 --seq 200 --steps 1 --warmup 0 --json " +
                        tr.string());

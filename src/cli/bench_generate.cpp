@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "cli/bench_shapes.h"
@@ -77,32 +78,35 @@ struct GenerateBenchOptions {
     int prompt_tokens = 32;
     bool decode_only = false;
     std::string save_model;
-    std::string dtype = "float32";
+    std::vector<std::string> dtypes{"float32"};
+    int rounds = 3;
 };
 
-// Decode at each batch size (against the single-stream bandwidth bound), prefill, and the
-// GRPO-shaped load with and without prefix sharing, on `model`; timed in the process, model
-// load excluded. Prompt lengths are capped by the model's context.
-json measure_engine(const char* name, Model& model, const GenerateBenchOptions& o, double bw) {
+// Single-stream bound: every decode step reads all weights once (2 bytes each in bf16, 34 per 32
+// in Q8_0).
+double bandwidth_bound(const Model& model, const std::string& dtype, double bw) {
+    const double bytes_per_weight = dtype == "bfloat16" ? 2.0 : dtype == "q8_0" ? 34.0 / 32 : 4.0;
+    return bw / (bytes_per_weight * model.num_params());
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// Decode at each batch size in every dtype. With several dtypes they take turns, round after
+// round, on the same requests: on a shared machine the load drifts over seconds, so a ratio of
+// two runs far apart measures the drift as much as the kernels. Each dtype's figure is its best
+// round; the ratio against the first dtype is the median of the rounds' ratios (each round's
+// pair ran back to back).
+json measure_decode(const char* name, Model& model, const GenerateBenchOptions& o, double bw,
+                    std::map<std::string, json>& rows) {
     const int vocab = model.config().vocab_size;
-    const int context = model.config().max_position_embeddings;
     Rng rng(1);
-    model.set_matmul_dtype(parse_matmul_dtype(o.dtype, "--dtype"));
-    json row = {{"dtype", o.dtype}};
-    if (o.prompt_tokens + o.new_tokens > context || o.new_tokens + 1 > context) {
-        throw Error(std::string(name) + ": --prompt-tokens " + std::to_string(o.prompt_tokens) +
-                    " + --new-tokens " + std::to_string(o.new_tokens) +
-                    " exceed the model's context of " + std::to_string(context));
-    }
-    // Single-stream bound: every decode step reads all weights once (2 bytes each in bf16,
-    // 34 per 32 in Q8_0).
-    const double bytes_per_weight = o.dtype == "bfloat16" ? 2.0
-                                    : o.dtype == "q8_0"   ? 34.0 / 32
-                                                          : 4.0;
-    const double weight_bytes = bytes_per_weight * model.num_params();
-    const double bound = bw / weight_bytes;
-    row["bandwidth_bound_tokens_per_s"] = bound;
-    double batch1 = 0;
+    json ratios = json::object();
+    std::map<std::string, double> batch1;
+    const size_t D = o.dtypes.size();
     for (int b : o.batches) {
         std::vector<GenerationRequest> reqs(b);
         for (auto& r : reqs) {
@@ -113,20 +117,56 @@ json measure_engine(const char* name, Model& model, const GenerateBenchOptions& 
         EngineOptions eo;
         eo.max_batch_seqs = std::max(b, 1);
         eo.max_batch_tokens = std::max(512, b);
-        Engine engine(model, eo);
-        const double tps = decode_throughput(engine, reqs, b <= 8 ? 2 : 1);
-        if (b == 1) batch1 = tps;
-        row["decode_tokens_per_s_batch_" + std::to_string(b)] = tps;
-        if (o.json_out.table()) {
-            std::printf("%-6s | batch %4d | %9.1f decode tok/s", name, b, tps);
-            if (b == 1)
-                std::printf(" | %.2fx of the bandwidth bound (%.1f tok/s)", tps / bound, bound);
-            if (b > 1 && batch1 > 0) std::printf(" | %.1fx batch 1", tps / batch1);
+        // One run per round when comparing; alone, the best of two at small batches as before.
+        const int rounds = D > 1 ? o.rounds : 1, reps = D > 1 ? 1 : (b <= 8 ? 2 : 1);
+        std::vector<double> best(D, 0.0);
+        std::vector<std::vector<double>> round_ratio(D);
+        for (int round = 0; round < rounds; round++) {
+            std::vector<double> tps(D);
+            for (size_t d = 0; d < D; d++) {
+                model.set_matmul_dtype(parse_matmul_dtype(o.dtypes[d], "--dtype"));
+                Engine engine(model, eo);
+                tps[d] = decode_throughput(engine, reqs, reps);
+                best[d] = std::max(best[d], tps[d]);
+            }
+            for (size_t d = 1; d < D; d++) round_ratio[d].push_back(tps[d] / tps[0]);
+        }
+        for (size_t d = 0; d < D; d++) {
+            const std::string& dt = o.dtypes[d];
+            rows[dt]["decode_tokens_per_s_batch_" + std::to_string(b)] = best[d];
+            if (b == 1) batch1[dt] = best[d];
+            const double ratio = d > 0 ? median(round_ratio[d]) : 1.0;
+            if (d > 0) {
+                ratios[dt + "_over_" + o.dtypes[0]]["batch_" + std::to_string(b)] = {
+                    {"median_of_rounds", ratio}, {"rounds", round_ratio[d]}};
+            }
+            if (!o.json_out.table()) continue;
+            std::printf("%-6s | %-8s | batch %4d | %9.1f decode tok/s", name, dt.c_str(), b,
+                        best[d]);
+            if (b == 1) {
+                const double bound = bandwidth_bound(model, dt, bw);
+                std::printf(" | %.2fx of the bandwidth bound (%.1f tok/s)", best[d] / bound, bound);
+            }
+            if (b > 1 && batch1[dt] > 0) std::printf(" | %.1fx batch 1", best[d] / batch1[dt]);
+            if (d > 0) {
+                std::printf(" | %.2fx %s (median of %d back-to-back rounds)", ratio,
+                            o.dtypes[0].c_str(), rounds);
+            }
             std::printf("\n");
             std::fflush(stdout);
         }
     }
-    if (o.decode_only) return row;
+    return ratios;
+}
+
+// Prefill and the GRPO-shaped load with and without prefix sharing, in the model's current
+// dtype; timed in the process, model load excluded.
+void measure_prefill_and_grpo(const char* name, Model& model, const GenerateBenchOptions& o,
+                              json& row) {
+    const int vocab = model.config().vocab_size;
+    const int context = model.config().max_position_embeddings;
+    Rng rng(2);
+    const std::string dt = to_string(model.matmul_dtype());
     const int prefill_len = std::min(512, context - 1);
     {  // prefill: one 512-token prompt (shorter when the context is), one new token
         GenerationRequest r;
@@ -143,8 +183,10 @@ json measure_engine(const char* name, Model& model, const GenerateBenchOptions& 
             best = std::max(best, engine.prefill_tokens() / seconds_since(t0));
         }
         row["prefill_tokens_per_s"] = best;
-        if (o.json_out.table())
-            std::printf("%-6s | prefill %d tokens | %9.1f tok/s\n", name, prefill_len, best);
+        if (o.json_out.table()) {
+            std::printf("%-6s | %-8s | prefill %d tokens | %9.1f tok/s\n", name, dt.c_str(),
+                        prefill_len, best);
+        }
     }
     {  // GRPO-shaped: 32 prompts x 8 samples, shared prefix vs 256 independent requests
         const int prompts = 32, samples = 8, plen = std::min(128, context - o.new_tokens);
@@ -175,11 +217,36 @@ json measure_engine(const char* name, Model& model, const GenerateBenchOptions& 
         row["prefix_sharing_speedup"] = t_separate / t_shared;
         if (o.json_out.table()) {
             std::printf(
-                "%-6s | 32 prompts x 8 samples (128-token prompts) | shared %.2f s, "
+                "%-6s | %-8s | 32 prompts x 8 samples (128-token prompts) | shared %.2f s, "
                 "separate %.2f s | %.2fx\n",
-                name, t_shared, t_separate, t_separate / t_shared);
+                name, dt.c_str(), t_shared, t_separate, t_separate / t_shared);
         }
     }
+}
+
+// Everything on `model` for every dtype. One dtype: its row (as it always was). Several: a row
+// per dtype under "by_dtype" and the decode ratios against the first.
+json measure_engine(const char* name, Model& model, const GenerateBenchOptions& o, double bw) {
+    const int context = model.config().max_position_embeddings;
+    if (o.prompt_tokens + o.new_tokens > context || o.new_tokens + 1 > context) {
+        throw Error(std::string(name) + ": --prompt-tokens " + std::to_string(o.prompt_tokens) +
+                    " + --new-tokens " + std::to_string(o.new_tokens) +
+                    " exceed the model's context of " + std::to_string(context));
+    }
+    std::map<std::string, json> rows;
+    for (const std::string& dt : o.dtypes) {
+        rows[dt] = {{"dtype", dt},
+                    {"bandwidth_bound_tokens_per_s", bandwidth_bound(model, dt, bw)}};
+    }
+    const json ratios = measure_decode(name, model, o, bw, rows);
+    if (!o.decode_only) {
+        for (const std::string& dt : o.dtypes) {
+            model.set_matmul_dtype(parse_matmul_dtype(dt, "--dtype"));
+            measure_prefill_and_grpo(name, model, o, rows[dt]);
+        }
+    }
+    if (o.dtypes.size() == 1) return rows[o.dtypes[0]];
+    json row = {{"by_dtype", rows}, {"decode_ratios", ratios}};
     return row;
 }
 
@@ -199,8 +266,14 @@ std::function<int()> add_bench_generate(CLI::App& bench) {
     cmd->add_option("--new-tokens", o->new_tokens, "tokens generated per sequence");
     cmd->add_option("--prompt-tokens", o->prompt_tokens, "prompt length for the decode runs");
     cmd->add_flag("--decode-only", o->decode_only, "skip the prefill and GRPO-shaped runs");
-    cmd->add_option("--dtype", o->dtype, "the matmuls' precision: float32, bfloat16 or q8_0")
+    cmd->add_option("--dtype", o->dtypes,
+                    "the matmuls' precision: float32, bfloat16 or q8_0; several (comma-separated) "
+                    "take turns round after round and print each one's ratio to the first")
+        ->delimiter(',')
         ->check(CLI::IsMember({"float32", "bfloat16", "q8_0"}));
+    cmd->add_option("--rounds", o->rounds,
+                    "with several dtypes: rounds of back-to-back decode runs per batch size")
+        ->check(CLI::PositiveNumber);
     cmd->add_option("--save-model", o->save_model,
                     "write each chosen config's model (the benchmarked random weights, byte "
                     "tokenizer files) to DIR/NAME as an HF folder, then exit without measuring");

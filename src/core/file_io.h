@@ -42,4 +42,10 @@ bool publish_directory(const std::filesystem::path& tmp_dir,
 // anonymous private range then reads as zeros, a file mapping as the file again.
 void release_pages(const void* p, size_t bytes);
 
+// `bytes` of fresh zeroed pages from the kernel (an anonymous private mapping: page-aligned,
+// resident only where written); std::bad_alloc when the kernel refuses. free_zero_pages takes
+// back what allocate_zero_pages(bytes) gave.
+void* allocate_zero_pages(size_t bytes);
+void free_zero_pages(void* p, size_t bytes);
+
 }  // namespace crucible

@@ -7,6 +7,7 @@
 #include "kernels/bf16_linear.h"
 
 #include <immintrin.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <vector>
@@ -172,6 +173,30 @@ void pack_pairs(std::vector<uint32_t>& xT, int RP, const float* src, size_t sr, 
     xT.resize((size_t)KP * RP);
     constexpr int kBlock = 16;
     const int blocks = (RP + kBlock - 1) / kBlock;
+    if (sk == 1) {
+        // Rows in place (the forward's input): each row of a block rounded along its length,
+        // where the loop vectorizes, then the block's pairs written out kp by kp. Column by
+        // column instead, the rounding was a tenth of batch-32 decode.
+#pragma omp parallel for schedule(static)
+        for (int b = 0; b < blocks; b++) {
+            const int r0 = b * kBlock, r1 = std::min(RP, r0 + kBlock);
+            static thread_local std::vector<uint16_t> h;
+            h.assign((size_t)kBlock * 2 * KP, 0);  // zeros: rows past R and the odd K's pair
+            for (int r = r0; r < std::min(r1, R); r++) {
+                const float* row = src + (size_t)r * sr;
+                uint16_t* hr = h.data() + (size_t)(r - r0) * 2 * KP;
+                for (int k = 0; k < K; k++) hr[k] = to_bf16(row[k]);
+            }
+            for (int kp = 0; kp < KP; kp++) {
+                uint32_t* dst = xT.data() + (size_t)kp * RP;
+                for (int r = r0; r < r1; r++) {
+                    const uint16_t* pair = h.data() + (size_t)(r - r0) * 2 * KP + 2 * kp;
+                    dst[r] = pair[0] | uint32_t(pair[1]) << 16;
+                }
+            }
+        }
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < blocks; b++) {
         const int r0 = b * kBlock, r1 = std::min(RP, r0 + kBlock);
@@ -236,80 +261,74 @@ void matmul(float* out, size_t ldo, bool accumulate, const float* src, size_t sr
 
 // ---- up to 4 rows: a stream over the weights ----------------------------------------------
 
-// JR weight rows at a time, two accumulators each per input row, over 64 weights: the
-// independent chains hide vdpbf16ps's latency (one row with four chains left the loop
-// latency-bound at a third of the speed).
-// One group of JR weight rows; the parallel loop is outside (stream_dpbf16): an OpenMP region's
-// outlined body does not inherit a target attribute under every compiler (clang's does not).
-template <int NR, int JR>
-__attribute__((target("avx512f,avx512bf16"))) void stream_group_dpbf16(
-    float* out, const uint16_t* x, const uint16_t* w, const float* bias, int C, int OC,
-    bool accumulate, int gi) {
-    {
-        const int j0 = gi * JR, jn = std::min(JR, OC - j0);
-        const uint16_t* r[JR];
-        for (int i = 0; i < JR; i++) r[i] = w + (size_t)(j0 + (i < jn ? i : 0)) * C;
-        __m512 acc[JR][NR][2];
+// Weight rows j0..j1 one after another: one forward stream through memory, which this CPU's
+// prefetchers follow better than several interleaved ones (on the 0.5B shape's matrices, 64-byte
+// aligned, 85-92 GB/s on two cores against 55-68 for four rows interleaved: the fp32 stream's
+// rate at half the bytes). Four accumulators per input row over 128 weights hide vdpbf16ps's
+// latency; consecutive rows overlap in the out-of-order window. A software prefetch 4 KB ahead
+// covers the step from one row (and one thread's chunk) to the next.
+// The parallel loop is outside (stream_dpbf16): an OpenMP region's outlined body does not inherit
+// a target attribute under every compiler (clang's does not).
+template <int NR>
+__attribute__((target("avx512f,avx512bf16"))) void stream_rows_dpbf16(float* out, const uint16_t* x,
+                                                                      const uint16_t* w,
+                                                                      const float* bias, int C,
+                                                                      int OC, bool accumulate,
+                                                                      int j0, int j1) {
+    constexpr size_t kAhead = 2048;  // weights (4 KB)
+    for (int j = j0; j < j1; j++) {
+        const uint16_t* r = w + (size_t)j * C;
+        __m512 acc[NR][4];
 #pragma GCC unroll 4
-        for (int i = 0; i < JR; i++)
+        for (int n = 0; n < NR; n++)
 #pragma GCC unroll 4
-            for (int n = 0; n < NR; n++) acc[i][n][0] = acc[i][n][1] = _mm512_setzero_ps();
+            for (int k = 0; k < 4; k++) acc[n][k] = _mm512_setzero_ps();
         int c = 0;
-        for (; c + 64 <= C; c += 64) {
-            __m512bh xv[NR][2];
+        for (; c + 128 <= C; c += 128) {
+            _mm_prefetch((const char*)(r + c + kAhead), _MM_HINT_T0);
+            _mm_prefetch((const char*)(r + c + kAhead + 64), _MM_HINT_T0);
 #pragma GCC unroll 4
-            for (int n = 0; n < NR; n++) {
-                xv[n][0] = (__m512bh)_mm512_loadu_si512(x + (size_t)n * C + c);
-                xv[n][1] = (__m512bh)_mm512_loadu_si512(x + (size_t)n * C + c + 32);
-            }
-#pragma GCC unroll 4
-            for (int i = 0; i < JR; i++) {
-                // About a row ahead (a prefetch past the matrix is harmless): from 49 to 68 GB/s
-                // on the 0.5B shape's lm_head on this machine's two cores.
-                _mm_prefetch((const char*)(r[i] + c + 1024), _MM_HINT_T0);
-                _mm_prefetch((const char*)(r[i] + c + 1056), _MM_HINT_T0);
-                const __m512bh w0 = (__m512bh)_mm512_loadu_si512(r[i] + c);
-                const __m512bh w1 = (__m512bh)_mm512_loadu_si512(r[i] + c + 32);
+            for (int k = 0; k < 4; k++) {
+                const __m512bh wv = (__m512bh)_mm512_loadu_si512(r + c + 32 * k);
 #pragma GCC unroll 4
                 for (int n = 0; n < NR; n++) {
-                    acc[i][n][0] = _mm512_dpbf16_ps(acc[i][n][0], w0, xv[n][0]);
-                    acc[i][n][1] = _mm512_dpbf16_ps(acc[i][n][1], w1, xv[n][1]);
+                    const __m512bh xv =
+                        (__m512bh)_mm512_loadu_si512(x + (size_t)n * C + c + 32 * k);
+                    acc[n][k] = _mm512_dpbf16_ps(acc[n][k], wv, xv);
                 }
             }
         }
         for (; c + 32 <= C; c += 32) {
+            const __m512bh wv = (__m512bh)_mm512_loadu_si512(r + c);
 #pragma GCC unroll 4
-            for (int i = 0; i < JR; i++) {
-                const __m512bh w0 = (__m512bh)_mm512_loadu_si512(r[i] + c);
-#pragma GCC unroll 4
-                for (int n = 0; n < NR; n++) {
-                    const __m512bh xq = (__m512bh)_mm512_loadu_si512(x + (size_t)n * C + c);
-                    acc[i][n][0] = _mm512_dpbf16_ps(acc[i][n][0], w0, xq);
-                }
+            for (int n = 0; n < NR; n++) {
+                const __m512bh xv = (__m512bh)_mm512_loadu_si512(x + (size_t)n * C + c);
+                acc[n][0] = _mm512_dpbf16_ps(acc[n][0], wv, xv);
             }
         }
-        for (int i = 0; i < jn; i++) {
-            for (int n = 0; n < NR; n++) {
-                float s = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][n][0], acc[i][n][1]));
-                const uint16_t* xn = x + (size_t)n * C;
-                for (int t = c; t < C; t++) s += from_bf16(r[i][t]) * from_bf16(xn[t]);
-                float* o = out + (size_t)n * OC + j0 + i;
-                float v = accumulate ? *o + s : s;
-                if (bias) v += bias[j0 + i];
-                *o = v;
-            }
+#pragma GCC unroll 4
+        for (int n = 0; n < NR; n++) {
+            float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[n][0], acc[n][1]),
+                                                         _mm512_add_ps(acc[n][2], acc[n][3])));
+            const uint16_t* xn = x + (size_t)n * C;
+            for (int t = c; t < C; t++) s += from_bf16(r[t]) * from_bf16(xn[t]);
+            float* o = out + (size_t)n * OC + j;
+            float v = accumulate ? *o + s : s;
+            if (bias) v += bias[j];
+            *o = v;
         }
     }
 }
 
+// Each thread one contiguous range of rows (a static schedule's split, so one stream each).
 template <int NR>
 void stream_dpbf16(float* out, const uint16_t* x, const uint16_t* w, const float* bias, int C,
                    int OC, bool accumulate) {
-    constexpr int JR = NR <= 2 ? 4 : 2;
-    const int groups = (OC + JR - 1) / JR;
-#pragma omp parallel for schedule(static)
-    for (int gi = 0; gi < groups; gi++) {
-        stream_group_dpbf16<NR, JR>(out, x, w, bias, C, OC, accumulate, gi);
+#pragma omp parallel
+    {
+        const int t = omp_get_thread_num(), T = omp_get_num_threads();
+        const int per = (OC + T - 1) / T, j0 = std::min(OC, t * per), j1 = std::min(OC, j0 + per);
+        if (j0 < j1) stream_rows_dpbf16<NR>(out, x, w, bias, C, OC, accumulate, j0, j1);
     }
 }
 

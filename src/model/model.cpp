@@ -118,9 +118,9 @@ void Model::set_matmul_dtype(MatmulDtype dtype) {
 
 void Model::allocate_copy() {
     // The copy of the other dtype's memory back.
-    if (matmul_dtype_ != MatmulDtype::bfloat16) std::vector<uint16_t>().swap(bf16_);
+    if (matmul_dtype_ != MatmulDtype::bfloat16) decltype(bf16_)().swap(bf16_);
     if (matmul_dtype_ != MatmulDtype::q8_0) {
-        std::vector<uint8_t>().swap(q8_);
+        decltype(q8_)().swap(q8_);
         q8_at_.clear();
     }
     if (matmul_dtype_ == MatmulDtype::bfloat16) bf16_.resize(params_.size());
