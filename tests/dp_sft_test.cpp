@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -14,6 +15,7 @@
 
 #include "core/file_io.h"
 #include "eval/sample_store.h"
+#include "http_test_server.h"
 #include "model_util.h"
 #include "test_util.h"
 
@@ -387,6 +389,135 @@ TEST(ShardedEval, TwoRanksStoreWhatOneProcessStoresAndResume) {
     EXPECT_NE(more.err.find("eval: 14 generated (0 failed), 21 already stored"), std::string::npos)
         << more.err;
     EXPECT_EQ(by_key(t.path() / "two").size(), 35u);
+}
+
+// A rubric reward judged by a model under mpirun: each rank judges the groups it generated (one
+// judge cache, shared through SQLite's locking) and the judge's totals are summed over ranks; the
+// rewards, the update and the totals equal one process's.
+TEST(DataParallelRl, RubricRewardsAreJudgedWhereGeneratedAndTotalsSummed) {
+    TempDir t;
+    testutil::write_byte_model(t.path() / "base", 128);
+    // The judge: "met" for two requests in three, decided by the request's text alone.
+    testutil::TestServer judge;
+    std::atomic<int> requests{0};
+    judge.http().Post(
+        "/v1/chat/completions", [&](const httplib::Request& req, httplib::Response& res) {
+            requests++;
+            const json body = json::parse(req.body);
+            const std::string user = body["messages"][1]["content"].get<std::string>();
+            const bool met = std::hash<std::string>()(user) % 3 != 0;
+            const json reply{{"explanation", "checked"}, {"criteria_met", met}};
+            const json out{{"id", "c"},
+                           {"object", "chat.completion"},
+                           {"model", "m"},
+                           {"choices",
+                            {{{"index", 0},
+                              {"message", {{"role", "assistant"}, {"content", reply.dump()}}},
+                              {"finish_reason", "stop"}}}},
+                           {"usage", {{"prompt_tokens", 100}, {"completion_tokens", 10}}}};
+            res.set_content(out.dump(), "application/json");
+        });
+    std::string lines;
+    for (int i = 0; i < 12; i++) {
+        lines += "{\"id\": \"i" + std::to_string(i) + "\", \"prompt\": \"say " + std::to_string(i) +
+                 "\", \"rubric\": [{\"criterion\": \"It is polite\", \"points\": 2}, "
+                 "{\"criterion\": \"It is short\", \"points\": 1}]}\n";
+    }
+    write_file_durable(t.path() / "rubric.jsonl", lines);
+    auto args = [&](const std::string& name) {
+        return "train rl --set model.path=" + (t.path() / "base").string() +
+               " --set run.dir=" + t.path().string() + " --set run.name=" + name +
+               " --set task.name=jsonl --set task.data=" + (t.path() / "rubric.jsonl").string() +
+               " --set rollout.prompts_per_step=3 --set rollout.samples_per_prompt=4"
+               " --set rollout.max_new_tokens=6 --set train.steps=2 --set train.eval_every=0"
+               " --set train.checkpoint_every=2 --set train.lr=5e-2 --set train.warmup_steps=0"
+               " --set algorithm.dynamic_sampling=false --set rewards.correct=0"
+               " --set rewards.format=0 --set rewards.rubric=1 --set rubric.judge=openai:" +
+               judge.base_url() + "#m";
+    };
+    const Proc one = one_process(t, args("one"));
+    ASSERT_EQ(one.rc, 0) << one.err;
+    const int one_requests = requests.exchange(0);
+    const Proc two = ranks(t, 2, args("two"));
+    ASSERT_EQ(two.rc, 0) << two.out << two.err;
+    const auto a = testutil::read_jsonl(t.path() / "one/metrics.jsonl");
+    const auto b = testutil::read_jsonl(t.path() / "two/metrics.jsonl");
+    ASSERT_EQ(a.size(), 2u);
+    ASSERT_EQ(b.size(), 2u);
+    for (size_t i = 0; i < a.size(); i++) {
+        EXPECT_EQ(a[i]["reward_mean"], b[i]["reward_mean"]) << i;
+        EXPECT_EQ(a[i]["reward/rubric"], b[i]["reward/rubric"]) << i;
+        EXPECT_EQ(a[i]["loss"], b[i]["loss"]) << i;
+        EXPECT_EQ(a[i]["grad_norm"], b[i]["grad_norm"]) << i;
+        // Every judgement is a request or a cache hit, whichever rank made it.
+        const json& ja = a[i]["judge"];
+        const json& jb = b[i]["judge"];
+        EXPECT_EQ(ja["judge_requests"].get<int64_t>() + ja["judge_cache_hits"].get<int64_t>(),
+                  jb["judge_requests"].get<int64_t>() + jb["judge_cache_hits"].get<int64_t>())
+            << i;
+        EXPECT_EQ(jb["judge_prompt_tokens"].get<int64_t>(),
+                  100 * jb["judge_requests"].get<int64_t>());
+    }
+    EXPECT_GT(a[0]["judge"]["judge_requests"].get<int64_t>(), 0);
+    // The totals are what the judge saw: rank 1's requests counted with rank 0's.
+    EXPECT_EQ(b.back()["judge"]["judge_requests"].get<int64_t>(), requests.load());
+    EXPECT_EQ(a.back()["judge"]["judge_requests"].get<int64_t>(), one_requests);
+    // The rewards vary (so the advantages and the update are not 0).
+    EXPECT_GT(a[0]["reward_std"].get<double>(), 0.0) << a[0].dump();
+    EXPECT_TRUE(bytes(t.path() / "one/checkpoints/step-2/model.safetensors") ==
+                bytes(t.path() / "two/checkpoints/step-2/model.safetensors"));
+}
+
+// Rubric items under mpirun: every rank generates its share, rank 0 alone judges (here the
+// programmatic criteria, through the same queue a judge model's calls take) and stores; the
+// scores and per-criterion results equal one process's.
+TEST(ShardedEval, RubricItemsAreJudgedOnRankZeroAsOneProcessJudgesThem) {
+    TempDir t;
+    testutil::write_byte_model(t.path() / "model", 128);
+    std::string lines;
+    for (int i = 0; i < 5; i++) {
+        lines += "{\"id\": \"q" + std::to_string(i) + "\", \"prompt\": \"" + std::to_string(i) +
+                 "+1=\", \"answer\": \"" + std::to_string(i + 1) + "\"}\n";
+        lines += "{\"id\": \"r" + std::to_string(i) + "\", \"prompt\": \"say " + std::to_string(i) +
+                 "\", \"rubric\": [{\"kind\": \"regex\", \"pattern\": \"[a-m]\", "
+                 "\"points\": 2}, {\"kind\": \"contains\", \"value\": \"" +
+                 std::to_string(i) + "\", \"points\": 1}]}\n";
+    }
+    const fs::path data = t.path() / "d.jsonl";
+    write_file_durable(data, lines);
+    const std::string base = "eval --model " + (t.path() / "model").string() + " --data " +
+                             data.string() +
+                             " --max-tokens 6 --seed 5 --batch 4 --raw --n 3 --out ";
+    const Proc one = one_process(t, base + (t.path() / "one").string());
+    ASSERT_EQ(one.rc, 0) << one.err;
+    const Proc two = ranks(t, 2, base + (t.path() / "two").string());
+    ASSERT_EQ(two.rc, 0) << two.out << two.err;
+    EXPECT_NE(two.err.find("eval: 30 generated (0 failed), 0 already stored"), std::string::npos)
+        << two.err;
+    std::map<std::pair<std::string, int>, eval::SampleRecord> a, b;
+    for (eval::SampleRecord& r : eval::SampleStore((t.path() / "one").string()).samples())
+        a[{r.item_id, r.sample}] = r;
+    for (eval::SampleRecord& r : eval::SampleStore((t.path() / "two").string()).samples())
+        b[{r.item_id, r.sample}] = r;
+    ASSERT_EQ(a.size(), 30u);
+    ASSERT_EQ(b.size(), 30u);
+    int judged = 0;
+    for (const auto& [key, r] : a) {
+        const eval::SampleRecord& x = b.at(key);
+        EXPECT_EQ(r.completion, x.completion) << key.first << " " << key.second;
+        EXPECT_EQ(r.score, x.score) << key.first << " " << key.second;
+        EXPECT_EQ(r.rubric, x.rubric) << key.first << " " << key.second;
+        EXPECT_EQ(r.error, x.error);
+        if (key.first[0] == 'r') {
+            ASSERT_FALSE(x.rubric.empty()) << key.first << " was not judged";
+            ASSERT_TRUE(x.score.has_value());
+            judged++;
+        }
+    }
+    EXPECT_EQ(judged, 15);
+    const json ra = json::parse(read_file(t.path() / "one/results.json"));
+    const json rb = json::parse(read_file(t.path() / "two/results.json"));
+    EXPECT_EQ(ra["metrics"], rb["metrics"]);
 }
 
 }  // namespace crucible

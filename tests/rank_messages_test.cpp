@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <optional>
 #include <string>
 
 #include "core/error.h"
@@ -46,6 +47,14 @@ TEST(RankMessages, ASampleRecordArrivesByteForByte) {
     EXPECT_EQ(b.answer, "\xff");
     EXPECT_EQ(b.latency_s, 1e-300);
     EXPECT_EQ(b.info, r.info);
+    // A rubric sample travels unjudged with the text its judge scores; others carry none.
+    std::optional<std::string> to_judge = "stale";
+    eval::record_from_message(eval::record_to_message(r), &to_judge);
+    EXPECT_FALSE(to_judge.has_value());
+    const std::string text = kBadUtf8 + "answer";
+    eval::record_from_message(eval::record_to_message(r, &text), &to_judge);
+    ASSERT_TRUE(to_judge.has_value());
+    EXPECT_EQ(*to_judge, text);
     r.score.reset();  // a failed sample has none
     r.error = "scoring: boom";
     const eval::SampleRecord c = eval::record_from_message(eval::record_to_message(r));

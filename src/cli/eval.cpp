@@ -283,14 +283,14 @@ std::function<int()> add_eval(CLI::App& app) {
         }
         size_t n_rubric = 0;
         for (const eval::EvalItem& it : data.items) n_rubric += it.is_rubric() ? 1 : 0;
-        if (n_rubric > 0 && dist::size() > 1) {
-            throw Error("eval: rubric items are judged in one process for now; run without mpirun");
-        }
         std::unique_ptr<reward::RubricScorer> scorer, scorer_b;
         if (n_rubric > 0) {
             const std::string why = missing_judge(data.items, o->judge.aggregation);
             if (!why.empty() && o->judge.judge.empty())
                 throw Error(o->data + ": " + why + ": pass --judge openai:BASE_URL#MODEL");
+        }
+        // Under mpirun rank 0 alone judges (the others send it their rubric samples unjudged).
+        if (n_rubric > 0 && dist::is_root()) {
             reward::RubricScorerConfig config = o->judge;
             config.seed = o->seed;
             config.cache = o->judge_cache.empty()
@@ -321,7 +321,7 @@ std::function<int()> add_eval(CLI::App& app) {
             std::fprintf(
                 stderr, "eval: %zu rubric items, judge %s\n", n_rubric,
                 config.judge.empty() ? "(none: programmatic criteria only)" : config.judge.c_str());
-        } else if (!o->judge.judge.empty() || !o->judge_b.empty()) {
+        } else if (n_rubric == 0 && (!o->judge.judge.empty() || !o->judge_b.empty())) {
             std::fprintf(stderr, "eval: no rubric items, so --judge/--judge-b are not used\n");
         }
         if (!dist::is_root()) eo.on_progress = nullptr;

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -525,7 +526,9 @@ EvalSummary run_eval_shard(const std::vector<EvalItem>& items, Generator& genera
             finish_sample(items[job.item], job, std::move(g), options, python_pools, &scored);
         ++summary.generated;
         if (!r.error.empty()) ++summary.failed;
-        dist::send_to_root(record_to_message(r));
+        // A rubric item's sample goes to rank 0 unjudged, with the text its judge scores.
+        const bool judge = r.error.empty() && items[job.item].is_rubric();
+        dist::send_to_root(record_to_message(r, judge ? &scored : nullptr));
         return !(summary.failed >= kMaxFailuresBeforeSuccess &&
                  summary.failed == summary.generated);
     });
@@ -541,14 +544,12 @@ EvalSummary run_eval(const std::vector<EvalItem>& items, Generator& generator,
         throw Error("--n must be at least 1 (got " + std::to_string(options.k) + ")");
     bool has_rubric = false;
     for (const EvalItem& it : items) has_rubric = has_rubric || it.is_rubric();
+    // Under mpirun the samples are shared out by rank and rank 0 alone opens and writes the
+    // store and judges rubric items: a re-run resumes as on one process, and the seeds are the
+    // samples' own.
+    if (!dist::is_root()) return run_eval_shard(items, generator, options);
     if (has_rubric && !options.rubric_scorer)
         throw Error("eval: the dataset has rubric items and no rubric scorer was given");
-    // Under mpirun the samples are shared out by rank and rank 0 alone opens and writes the
-    // store: a re-run resumes as on one process, and the seeds are the samples' own.
-    if (dist::size() > 1 && has_rubric) {
-        throw Error("eval: rubric items are judged in one process for now; run without mpirun");
-    }
-    if (!dist::is_root()) return run_eval_shard(items, generator, options);
     SampleStore store(options.run_dir);
     char buf[64];
     auto num = [&buf](double v) {
@@ -646,8 +647,17 @@ EvalSummary run_eval(const std::vector<EvalItem>& items, Generator& generator,
     // Sharded: every rank gets the job list; rank 0 keeps every N-th job from the first and
     // stores the others' records as they arrive.
     std::vector<SampleJob> mine = jobs;
+    std::map<std::string, const EvalItem*> by_id;
+    for (const EvalItem& it : items) by_id[it.id] = &it;
     const auto receive = [&](const std::string& m) {
-        store_sample(record_from_message(m), false, false);
+        std::optional<std::string> to_judge;
+        SampleRecord r = record_from_message(m, &to_judge);
+        const auto item = by_id.find(r.item_id);
+        if (!to_judge) return store_sample(r, false, false);
+        if (!rubric_queue || item == by_id.end() || !item->second->is_rubric()) {
+            throw Error("eval: rank message for " + r.item_id + " asks for a judge it has none");
+        }
+        rubric_queue->push({item->second, std::move(r), std::move(*to_judge)});
     };
     if (dist::size() > 1) {
         nlohmann::json all = nlohmann::json::array();

@@ -8,7 +8,7 @@
 
 namespace crucible::eval {
 
-std::string record_to_message(const SampleRecord& r) {
+std::string record_to_message(const SampleRecord& r, const std::string* to_judge) {
     nlohmann::json j = {{"item_id", r.item_id},
                         {"sample", r.sample},
                         {"seed", r.seed},
@@ -22,11 +22,12 @@ std::string record_to_message(const SampleRecord& r) {
                         {"error", r.error},
                         {"info", r.info}};
     if (r.score) j["score"] = *r.score;
+    if (to_judge) j["to_judge"] = *to_judge;
     const std::vector<uint8_t> bytes = nlohmann::json::to_cbor(j);
     return std::string(bytes.begin(), bytes.end());
 }
 
-SampleRecord record_from_message(const std::string& message) {
+SampleRecord record_from_message(const std::string& message, std::optional<std::string>* to_judge) {
     try {
         const nlohmann::json j = nlohmann::json::from_cbor(message);
         SampleRecord r;
@@ -43,6 +44,10 @@ SampleRecord record_from_message(const std::string& message) {
         r.error = j.at("error").get<std::string>();
         r.info = j.at("info").get<std::string>();
         if (j.contains("score")) r.score = j.at("score").get<double>();
+        if (to_judge) {
+            to_judge->reset();
+            if (j.contains("to_judge")) *to_judge = j.at("to_judge").get<std::string>();
+        }
         return r;
     } catch (const nlohmann::json::exception& e) {
         throw Error(std::string("eval: a sample message from another rank is malformed: ") +

@@ -42,8 +42,11 @@ struct SampleRecord {
 // A record as one message between ranks (a sharded eval's samples, stored by rank 0), and back:
 // CBOR, so every string's bytes travel as they are (a completion need not be valid UTF-8) and
 // every double exactly. record_from_message throws Error on bytes that are not one.
-std::string record_to_message(const SampleRecord& r);
-SampleRecord record_from_message(const std::string& message);
+// `to_judge`, when given, is a rubric item's text still to be judged (rank 0 alone judges, as it
+// alone stores); record_from_message returns it in *to_judge, or nullopt when none was sent.
+std::string record_to_message(const SampleRecord& r, const std::string* to_judge = nullptr);
+SampleRecord record_from_message(const std::string& message,
+                                 std::optional<std::string>* to_judge = nullptr);
 
 // Settings holding a run's judge totals (JudgeStats::to_json keys): each eval call adds what
 // its rubric scorers spent, so the figures cover every call that worked on the run.

@@ -108,9 +108,6 @@ RlTrainer::RlTrainer(const Config& config, bool resume, std::ostream& log,
     if (dist::size() > 1 && cfg_.env.name == EnvKind::server) {
         throw Error("env.name server: an agent-driven run trains in one process (no mpirun)");
     }
-    if (dist::size() > 1 && rubric_) {
-        throw Error("rewards: a rubric reward trains in one process for now (no mpirun)");
-    }
     open_run(resume, start_from);
     model_->set_matmul_dtype(cfg_.train.dtype);
     if (loss_.kl_beta > 0) {
@@ -925,12 +922,34 @@ float RlTrainer::lr_at(int64_t optimizer_step) const {
 
 void RlTrainer::log_step(const RolloutBatch& b, const UpdateStats& st, double t_train,
                          Clock::time_point t_step) {
+    // Each rank judges the groups it generated (its scorer, the judge cache shared through
+    // SQLite's locking): the judge's totals are the sum over ranks.
+    json judge;
+    if (rubric_) {
+        judge = rubric_->judge_stats().to_json();
+        if (dist::size() > 1) {
+            const std::vector<std::string> all = dist::allgather(judge.dump());
+            std::vector<json> ranks;
+            for (const std::string& r : all) ranks.push_back(json::parse(r));
+            for (json::iterator it = judge.begin(); it != judge.end(); ++it) {
+                int64_t count = 0;
+                double amount = 0;
+                for (const json& r : ranks) {
+                    if (it->is_number_integer())
+                        count += r.at(it.key()).get<int64_t>();
+                    else
+                        amount += r.at(it.key()).get<double>();
+                }
+                *it = it->is_number_integer() ? json(count) : json(amount);
+            }
+        }
+    }
     // Under mpirun every rank trains on the same rollouts; rank 0 evaluates and writes.
     if (!dist::is_root()) return;
     json line =
         step_metrics(step_, b, st, optimizer_steps_,
                      lr_at(std::max<int64_t>(optimizer_steps_ - 1, 0)), loss_.kl_beta > 0, t_train);
-    if (rubric_) line["judge"] = rubric_->judge_stats().to_json();
+    if (rubric_) line["judge"] = judge;
     const int64_t eval_every = cfg_.train.eval_every;
     const bool last = step_ == cfg_.train.steps;
     if (has_eval_items() && (last || (eval_every > 0 && step_ % eval_every == 0))) {
