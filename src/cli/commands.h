@@ -27,6 +27,8 @@ std::function<int()> add_sandbox(CLI::App& app);
 std::function<int()> add_evolve(CLI::App& app);
 // The eval harness (src/cli/eval.cpp).
 std::function<int()> add_eval(CLI::App& app);
+// `crucible experiment run|report` (experiment.cpp).
+std::function<int()> add_experiment(CLI::App& app);
 std::function<int()> add_verify(CLI::App& app);
 std::function<int()> add_compare(CLI::App& app);
 std::function<int()> add_report(CLI::App& app);

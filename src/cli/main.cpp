@@ -137,6 +137,7 @@ int main(int argc, char** argv) {
     auto report = crucible::cli::add_report(app);
     auto rubric = crucible::cli::add_rubric(app);
     auto index = crucible::cli::add_index(app);
+    auto experiment = crucible::cli::add_experiment(app);
     app.name("crucible");
     app.set_version_flag("--version", std::string("crucible ") + CRUCIBLE_VERSION);
     if (argc == 1) {  // no command: the help, not an error
@@ -183,6 +184,7 @@ int main(int argc, char** argv) {
         if (app.got_subcommand("report")) code = report();
         if (app.got_subcommand("rubric")) code = rubric();
         if (app.got_subcommand("index")) code = index();
+        if (app.got_subcommand("experiment")) code = experiment();
     } catch (const crucible::Error& e) {
         std::fprintf(stderr, "error: %s%s\n", where.c_str(), e.what());
         code = 1;

@@ -618,4 +618,94 @@ PowerInputs estimate_power_inputs(const ScoreRows& a, const ScoreRows& b) {
     return in;
 }
 
+namespace {
+
+// The estimate of seeds_and_items_bootstrap on runs `r` and items `it` (indices, repeats kept).
+double mean_of_run_means(const ScoreRows& runs, std::span<const size_t> r,
+                         std::span<const size_t> it) {
+    double total = 0.0;
+    int used = 0;
+    for (size_t s : r) {
+        double sum = 0.0;
+        int n = 0;
+        for (size_t i : it) {
+            const double v = runs[s][i];
+            if (std::isnan(v)) continue;
+            sum += v;
+            n++;
+        }
+        if (n == 0) continue;
+        total += sum / n;
+        used++;
+    }
+    return used ? total / used : kNaN;
+}
+
+BootstrapResult percentile_result(double estimate, std::vector<double> reps, double level) {
+    BootstrapResult r;
+    r.estimate = estimate;
+    std::vector<double> kept;
+    for (double x : reps)
+        if (!std::isnan(x)) kept.push_back(x);
+    if (kept.empty()) {
+        r.se = kNaN;
+        r.interval = {kNaN, kNaN};
+        return r;
+    }
+    const double m = mean_of(kept);
+    double ss = 0.0;
+    for (double x : kept) ss += (x - m) * (x - m);
+    r.se = kept.size() > 1 ? std::sqrt(ss / static_cast<double>(kept.size() - 1)) : 0.0;
+    std::sort(kept.begin(), kept.end());
+    const double tail = (1.0 - level) / 2.0;
+    r.interval = {sorted_quantile(kept, tail), sorted_quantile(kept, 1.0 - tail)};
+    return r;
+}
+
+std::vector<size_t> iota_indices(size_t n) {
+    std::vector<size_t> v(n);
+    for (size_t i = 0; i < n; ++i) v[i] = i;
+    return v;
+}
+
+}  // namespace
+
+BootstrapResult seeds_and_items_bootstrap(const ScoreRows& runs, int resamples, uint64_t seed,
+                                          double level) {
+    assert(!runs.empty() && !runs[0].empty() && resamples > 0);
+    const size_t S = runs.size(), n = runs[0].size();
+    std::vector<size_t> r = iota_indices(S), it = iota_indices(n);
+    const double estimate = mean_of_run_means(runs, r, it);
+    Rng rng(seed);
+    std::vector<double> reps(static_cast<size_t>(resamples));
+    for (double& rep : reps) {
+        for (size_t& j : r) j = static_cast<size_t>(rng.below(S));
+        for (size_t& j : it) j = static_cast<size_t>(rng.below(n));
+        rep = mean_of_run_means(runs, r, it);
+    }
+    return percentile_result(estimate, std::move(reps), level);
+}
+
+BootstrapResult seeds_and_items_bootstrap_diff(const ScoreRows& a, const ScoreRows& b,
+                                               int resamples, uint64_t seed, double level) {
+    assert(!a.empty() && !b.empty() && !a[0].empty() && a[0].size() == b[0].size());
+    const size_t n = a[0].size();
+    std::vector<size_t> ra = iota_indices(a.size()), rb = iota_indices(b.size()),
+                        it = iota_indices(n);
+    const double estimate = mean_of_run_means(b, rb, it) - mean_of_run_means(a, ra, it);
+    Rng rng(seed);
+    std::vector<double> reps(static_cast<size_t>(resamples));
+    for (double& rep : reps) {
+        for (size_t& j : it) j = static_cast<size_t>(rng.below(n));
+        for (size_t& j : ra) j = static_cast<size_t>(rng.below(a.size()));
+        for (size_t& j : rb) j = static_cast<size_t>(rng.below(b.size()));
+        rep = mean_of_run_means(b, rb, it) - mean_of_run_means(a, ra, it);
+    }
+    return percentile_result(estimate, std::move(reps), level);
+}
+
+double minimum_detectable_difference(double se) {
+    return (z_for_level(0.95) + normal_quantile(0.8)) * se;
+}
+
 }  // namespace crucible::eval

@@ -239,4 +239,24 @@ double samples_needed(const PowerInputs& in, double n_items, double delta);
 // REQUIRES: a.size() == b.size().
 PowerInputs estimate_power_inputs(const ScoreRows& a, const ScoreRows& b);
 
+// ---- experiments: seeds x items ----------------------------------------------------------------
+// `runs[s][i]`: run s's value on item i (its per-item mean; NaN: missing), every run over the
+// same items. The estimate is the mean over runs of each run's mean over its present items (a
+// run with none is left out). Two-stage percentile bootstrap (Davison & Hinkley 1997, §3.8, the
+// "hierarchical bootstrap"): each replicate draws S runs with replacement, then n items with
+// replacement — one draw for all chosen runs, since an item is hard or easy for every seed
+// alike — and evaluates the estimate on them. Its spread carries both the seed-to-seed variance
+// and the item sampling: with identical runs it is the item bootstrap, with items that score the
+// same it is the bootstrap over seeds. REQUIRES: runs non-empty, rows of one length > 0.
+BootstrapResult seeds_and_items_bootstrap(const ScoreRows& runs, int resamples, uint64_t seed,
+                                          double level = 0.95);
+// The difference b - a of two arms' estimates over the same items: each replicate draws the
+// items once for both (paired on items) and each arm's runs on their own (a seed of one arm is
+// not the same run as that seed of the other).
+BootstrapResult seeds_and_items_bootstrap_diff(const ScoreRows& a, const ScoreRows& b,
+                                               int resamples, uint64_t seed, double level = 0.95);
+// The true difference a two-sided test at level 0.05 detects with probability 0.8 given the
+// difference's standard error: (z_0.975 + z_0.8) * se = 2.8016 * se.
+double minimum_detectable_difference(double se);
+
 }  // namespace crucible::eval

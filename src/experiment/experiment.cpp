@@ -1,0 +1,556 @@
+#include "experiment/experiment.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "core/file_io.h"
+#include "core/svg_chart.h"
+#include "core/yaml_reader.h"
+#include "eval/statistics.h"
+#include "rl/evaluate.h"
+#include "rl/presets.h"
+#include "rl/rl_config.h"
+#include "rl/rl_trainer.h"
+#include "rl/task.h"
+#include "run/run_folder.h"
+#include "tokenizer/byte_tokenizer.h"
+#include "tokenizer/text_tokenizer.h"
+
+namespace crucible::experiment {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kEvalFile = "experiment_eval.json";
+
+json spec_to_json(const ExperimentSpec& s) {
+    json arms = json::array();
+    for (const ArmSpec& a : s.arms) arms.push_back({{"name", a.name}, {"set", a.set}});
+    return {{"base", s.base},
+            {"preset", s.preset},
+            {"set", s.set},
+            {"arms", arms},
+            {"seeds", s.seeds},
+            {"eval",
+             {{"items", s.eval_items},
+              {"samples", s.eval_samples},
+              {"temperature", s.eval_temperature},
+              {"seed", s.eval_seed}}},
+            {"bootstrap", {{"resamples", s.resamples}, {"seed", s.bootstrap_seed}}}};
+}
+
+ExperimentSpec spec_from_json(const json& j) {
+    ExperimentSpec s;
+    s.base = j.at("base");
+    s.preset = j.at("preset");
+    s.set = j.at("set").get<std::vector<std::string>>();
+    for (const json& a : j.at("arms")) {
+        s.arms.push_back({a.at("name"), a.at("set").get<std::vector<std::string>>()});
+    }
+    s.seeds = j.at("seeds").get<std::vector<int64_t>>();
+    s.eval_items = j.at("eval").at("items");
+    s.eval_samples = j.at("eval").at("samples");
+    s.eval_temperature = j.at("eval").at("temperature");
+    s.eval_seed = j.at("eval").at("seed");
+    s.resamples = j.at("bootstrap").at("resamples");
+    s.bootstrap_seed = j.at("bootstrap").at("seed");
+    return s;
+}
+
+fs::path run_dir(const fs::path& out, const std::string& arm, int64_t seed) {
+    return out / "runs" / arm / ("seed-" + std::to_string(seed));
+}
+
+Config run_config(const ExperimentSpec& spec, const ArmSpec& arm, int64_t seed,
+                  const fs::path& out) {
+    Config c(kRlConfigDefaults);
+    try {
+        if (!spec.preset.empty()) c.merge_text(rl::rl_preset(spec.preset), "preset " + spec.preset);
+        if (!spec.base.empty()) c.merge_file(spec.base);
+        for (const std::string& s : spec.set) c.set(s);
+        for (const std::string& s : arm.set) c.set(s);
+    } catch (const Error& e) {
+        throw Error("experiment: arm '" + arm.name + "': " + e.what());
+    }
+    c.set("seed=" + std::to_string(seed));
+    c.set("run.dir=" + (out / "runs" / arm.name).string());
+    c.set("run.name=seed-" + std::to_string(seed));
+    return c;
+}
+
+json nan_to_null(const std::vector<std::vector<double>>& rows) {
+    json out = json::array();
+    for (const auto& row : rows) {
+        json r = json::array();
+        for (double v : row) r.push_back(std::isnan(v) ? json(nullptr) : json(v));
+        out.push_back(r);
+    }
+    return out;
+}
+
+eval::ScoreRows rows_from_json(const json& j) {
+    eval::ScoreRows rows;
+    for (const json& row : j) {
+        std::vector<double> r;
+        for (const json& v : row) r.push_back(v.is_null() ? NAN : v.get<double>());
+        rows.push_back(std::move(r));
+    }
+    return rows;
+}
+
+json read_json_file(const fs::path& p) {
+    try {
+        return json::parse(read_file(p));
+    } catch (const json::exception& e) {
+        throw Error(p.string() + ": not valid JSON: " + e.what());
+    }
+}
+
+// The held-out items every run is evaluated on: the control's task read with the spec's eval
+// seed, its first eval_items items with a gold answer.
+struct HeldOut {
+    TextTokenizer tokenizer{ByteTokenizer()};
+    rl::Task task;
+    std::vector<rl::TaskItem> items;
+};
+
+HeldOut held_out_items(const ExperimentSpec& spec, const Config& control) {
+    HeldOut h;
+    const fs::path model(control.get_string("model.path"));
+    if (fs::exists(model / "tokenizer.json")) h.tokenizer = load_text_tokenizer(model);
+    h.task = rl::load_task(rl::read_rl_task_config(control), spec.eval_seed, h.tokenizer);
+    for (const rl::TaskItem& item : h.task.eval) {
+        if ((int)h.items.size() == spec.eval_items) break;
+        if (item.has_gold) h.items.push_back(item);
+    }
+    if (h.items.empty()) {
+        throw Error("experiment: the control's task has no held-out items with a gold answer");
+    }
+    return h;
+}
+
+double stddev(const std::vector<double>& v) {
+    if (v.size() < 2) return NAN;
+    double m = 0;
+    for (double x : v) m += x;
+    m /= v.size();
+    double ss = 0;
+    for (double x : v) ss += (x - m) * (x - m);
+    return std::sqrt(ss / (v.size() - 1));
+}
+
+json interval_json(const eval::BootstrapResult& b) {
+    return {{"estimate", b.estimate}, {"se", b.se}, {"ci95", {b.interval.lo, b.interval.hi}}};
+}
+
+// A run's curves from its metrics.jsonl: step and each metric the report draws.
+const std::vector<std::string> kCurves = {"reward_mean", "accuracy", "response_length_mean",
+                                          "entropy", "eval_accuracy"};
+
+json read_curves(const fs::path& metrics) {
+    json curves = json::object();
+    curves["step"] = json::array();
+    for (const std::string& k : kCurves) curves[k] = json::array();
+    std::ifstream in(metrics);
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.empty()) continue;
+        json m;
+        try {
+            m = json::parse(line);
+        } catch (const json::exception&) {
+            continue;  // a line cut by a kill; the run resumed and wrote it again
+        }
+        if (!m.contains("step")) continue;
+        curves["step"].push_back(m["step"]);
+        for (const std::string& k : kCurves) {
+            curves[k].push_back(m.contains(k) && m[k].is_number() ? m[k] : json(nullptr));
+        }
+    }
+    return curves;
+}
+
+std::string fmt(const char* f, double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, f, v);
+    return buf;
+}
+
+std::string points(double v) {
+    return std::isnan(v) ? "—" : fmt("%.1f", 100 * v);
+}
+// A number of results.json, NaN where it holds null (a statistic with too few runs or items).
+double num(const json& v) {
+    return v.is_number() ? v.get<double>() : NAN;
+}
+
+std::string report_html(const json& r) {
+    std::ostringstream h;
+    h << "<!doctype html><html><head><meta charset=\"utf-8\"><title>experiment</title>"
+         "<style>body{font-family:sans-serif;max-width:960px;margin:2em auto}"
+         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
+         "text-align:right}th{background:#f4f4f4}</style></head><body>";
+    h << "<h1>Experiment</h1><p>" << html_escape(r["estimator"].get<std::string>()) << "</p>";
+    h << "<p>" << r["items"].get<int>() << " held-out items &times; " << r["samples"].get<int>()
+      << " samples per run; accuracy in points (percent of fully correct samples).</p>";
+    h << "<h2>Arms</h2><table><tr><th>arm</th><th>runs</th><th>mean</th><th>95% interval</th>"
+         "<th>seed-to-seed SD</th><th>runs' accuracy</th></tr>";
+    for (const json& a : r["arms"]) {
+        std::string runs;
+        for (const json& run : a["runs"]) {
+            runs += (runs.empty() ? "" : ", ") + points(num(run["accuracy"]));
+        }
+        if (!a.contains("mean")) {
+            h << "<tr><td>" << html_escape(a["name"].get<std::string>())
+              << "</td><td>0</td><td colspan=4>no finished run</td></tr>";
+            continue;
+        }
+        h << "<tr><td>" << html_escape(a["name"].get<std::string>()) << "</td><td>"
+          << a["runs"].size() << "</td><td>" << points(num(a["mean"]["estimate"])) << "</td><td>"
+          << points(num(a["mean"]["ci95"][0])) << " – " << points(num(a["mean"]["ci95"][1]))
+          << "</td><td>" << points(num(a["seed_sd"])) << "</td><td>" << runs << "</td></tr>";
+    }
+    h << "</table><h2>Against the control (" << html_escape(r["control"].get<std::string>())
+      << ")</h2><table><tr><th>arm</th><th>difference</th><th>95% interval</th>"
+         "<th>detectable (80% power)</th><th>verdict</th></tr>";
+    for (const json& d : r["differences"]) {
+        h << "<tr><td>" << html_escape(d["arm"].get<std::string>()) << "</td><td>"
+          << points(num(d["difference"]["estimate"])) << "</td><td>"
+          << points(num(d["difference"]["ci95"][0])) << " – "
+          << points(num(d["difference"]["ci95"][1])) << "</td><td>&plusmn;"
+          << points(num(d["minimum_detectable"])) << "</td><td>"
+          << html_escape(d["verdict"].get<std::string>()) << "</td></tr>";
+    }
+    h << "</table><h2>Curves (every run, seeds overlaid)</h2>";
+    for (const std::string& k : kCurves) {
+        std::vector<ChartSeries> series;
+        int arm_index = 0;
+        for (const json& a : r["arms"]) {
+            for (const json& run : a["runs"]) {
+                ChartSeries s;
+                s.name = a["name"].get<std::string>() + " seed " +
+                         std::to_string(run["seed"].get<int64_t>());
+                s.colour = arm_index;
+                const json& c = run["curves"];
+                for (size_t i = 0; i < c["step"].size(); i++) {
+                    s.x.push_back(c["step"][i].get<double>());
+                    s.y.push_back(num(c[k][i]));
+                }
+                bool any = false;
+                for (double y : s.y) any = any || !std::isnan(y);
+                if (any) series.push_back(std::move(s));
+            }
+            arm_index++;
+        }
+        if (!series.empty()) h << svg_line_chart(k, series, "step", k);
+    }
+    std::vector<ChartSeries> pass;
+    int arm_index = 0;
+    for (const json& a : r["arms"]) {
+        if (a.contains("pass_at_k")) {
+            ChartSeries s;
+            s.name = a["name"];
+            s.colour = arm_index;
+            for (size_t k = 0; k < a["pass_at_k"].size(); k++) {
+                s.x.push_back(k + 1.0);
+                s.y.push_back(num(a["pass_at_k"][k]));
+            }
+            pass.push_back(std::move(s));
+        }
+        arm_index++;
+    }
+    if (!pass.empty()) h << svg_line_chart("pass@k (mean over seeds)", pass, "k", "pass@k");
+    h << "</body></html>\n";
+    return h.str();
+}
+
+}  // namespace
+
+ExperimentSpec load_spec(const fs::path& file) {
+    const std::string where = file.string();
+    const YAML::Node root = parse_yaml(read_file(file), where);
+    YamlSection top(root, where, "");
+    ExperimentSpec s;
+    top.get("base", s.base);
+    if (!s.base.empty() && fs::path(s.base).is_relative()) {
+        s.base = (fs::absolute(file).parent_path() / s.base).lexically_normal().string();
+    }
+    top.get("preset", s.preset);
+    s.set = top.strings("set");
+    std::set<std::string> names;
+    for (YamlSection& a : top.items("arms")) {
+        ArmSpec arm;
+        a.get("name", arm.name);
+        arm.set = a.strings("set");
+        a.finish();
+        const bool ok = !arm.name.empty() &&
+                        std::all_of(arm.name.begin(), arm.name.end(),
+                                    [](char c) {
+                                        return std::isalnum(static_cast<unsigned char>(c)) ||
+                                               c == '_' || c == '-' || c == '.';
+                                    }) &&
+                        arm.name[0] != '.';
+        if (!ok) {
+            a.fail(a.node(), "key '" + a.full("name") +
+                                 "' must be a name of letters, digits, '_', '-' or '.' (a folder)");
+        }
+        if (!names.insert(arm.name).second) {
+            a.fail(a.node(), "arm '" + arm.name + "' is named twice");
+        }
+        s.arms.push_back(std::move(arm));
+    }
+    if (s.arms.size() < 2) {
+        throw Error(where + ": 'arms' must list at least two arms (the first is the control)");
+    }
+    for (const std::string& v : top.strings("seeds")) {
+        try {
+            size_t used = 0;
+            const long long seed = std::stoll(v, &used);
+            if (used != v.size() || seed < 0) throw std::invalid_argument(v);
+            s.seeds.push_back(seed);
+        } catch (const std::exception&) {
+            throw Error(where + ": 'seeds' must be non-negative integers (got '" + v + "')");
+        }
+    }
+    if (s.seeds.empty()) throw Error(where + ": 'seeds' must list at least one seed");
+    if (std::set<int64_t>(s.seeds.begin(), s.seeds.end()).size() != s.seeds.size()) {
+        throw Error(where + ": 'seeds' lists a seed twice");
+    }
+    {
+        YamlSection e(top.raw("eval"), where, "eval");
+        e.get("items", s.eval_items);
+        e.get("samples", s.eval_samples);
+        e.get("temperature", s.eval_temperature);
+        e.get("seed", s.eval_seed);
+        e.finish();
+        if (s.eval_items < 1) e.fail(e.node(), "key 'eval.items' must be at least 1");
+        if (s.eval_samples < 1) e.fail(e.node(), "key 'eval.samples' must be at least 1");
+        if (!(s.eval_temperature >= 0 && s.eval_temperature <= 2)) {
+            e.fail(e.node(), "key 'eval.temperature' must be in [0, 2]");
+        }
+    }
+    {
+        YamlSection b(top.raw("bootstrap"), where, "bootstrap");
+        b.get("resamples", s.resamples);
+        b.get("seed", s.bootstrap_seed);
+        b.finish();
+        if (s.resamples < 100) b.fail(b.node(), "key 'bootstrap.resamples' must be at least 100");
+    }
+    top.finish();
+    return s;
+}
+
+std::string run_config_yaml(const ExperimentSpec& spec, const ArmSpec& arm, int64_t seed,
+                            const fs::path& out) {
+    return run_config(spec, arm, seed, out).dump();
+}
+
+void run_experiment(const ExperimentSpec& spec, const fs::path& out, std::ostream& log) {
+    // The folder's experiment first: another spec's runs are never mixed with these.
+    const fs::path spec_file = out / "spec.json";
+    const json spec_json = spec_to_json(spec);
+    if (fs::exists(spec_file) && read_json_file(spec_file) != spec_json) {
+        throw Error(out.string() + " holds an experiment with another spec (" + spec_file.string() +
+                    "); give another --out or the same spec");
+    }
+    // Every run's config is built, then read (refused naming the arm and key), before any
+    // training.
+    std::vector<std::pair<std::string, Config>> configs;
+    for (const ArmSpec& arm : spec.arms) {
+        for (int64_t seed : spec.seeds) {
+            configs.emplace_back("arm '" + arm.name + "' seed " + std::to_string(seed),
+                                 run_config(spec, arm, seed, out));
+        }
+    }
+    for (const auto& [name, config] : configs) {
+        try {
+            rl::validate_rl_config(config);
+        } catch (const Error& e) {
+            throw Error("experiment: " + name + ": " + e.what());
+        }
+    }
+    fs::create_directories(out);
+    if (!fs::exists(spec_file)) write_file_durable(spec_file, spec_json.dump(2) + "\n");
+    const HeldOut held = held_out_items(spec, run_config(spec, spec.arms[0], spec.seeds[0], out));
+    const size_t total = spec.arms.size() * spec.seeds.size();
+    size_t done = 0;
+    for (const ArmSpec& arm : spec.arms) {
+        for (int64_t seed : spec.seeds) {
+            if (fs::exists(run_dir(out, arm.name, seed) / kEvalFile)) done++;
+        }
+    }
+    log << "experiment: " << spec.arms.size() << " arms x " << spec.seeds.size() << " seeds, "
+        << done << " of " << total << " runs done; held-out: " << held.items.size() << " items x "
+        << spec.eval_samples << " samples\n";
+    for (const ArmSpec& arm : spec.arms) {
+        for (int64_t seed : spec.seeds) {
+            const fs::path dir = run_dir(out, arm.name, seed);
+            if (fs::exists(dir / kEvalFile)) continue;
+            const bool resume = latest_checkpoint(dir / "checkpoints") >= 0;
+            // Killed before its first checkpoint: nothing to keep, start the run again.
+            if (!resume && fs::exists(dir)) fs::remove_all(dir);
+            log << "experiment: " << arm.name << " seed " << seed << (resume ? " (resuming)" : "")
+                << "\n";
+            const Config config = run_config(spec, arm, seed, out);
+            const auto t0 = std::chrono::steady_clock::now();
+            rl::RlTrainer trainer(config, resume, log);
+            trainer.run();
+            const double train_s =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            SamplingParams params;
+            params.temperature = static_cast<float>(spec.eval_temperature);
+            params.max_tokens = static_cast<int>(config.get_int("rollout.max_new_tokens"));
+            const rl::TaskEvaluation ev =
+                rl::evaluate_task(trainer.model(), held.tokenizer, held.task, held.items,
+                                  spec.eval_samples, params, spec.eval_seed);
+            json ids = json::array();
+            for (const rl::TaskItem& item : held.items) ids.push_back(item.id);
+            const json record = {{"arm", arm.name},
+                                 {"seed", seed},
+                                 {"steps", trainer.step()},
+                                 {"item_ids", ids},
+                                 {"scores", nan_to_null(ev.scores)},
+                                 {"accuracy", ev.mean},
+                                 {"failures", ev.failures},
+                                 {"mean_length", ev.mean_length},
+                                 {"train_seconds", train_s},
+                                 {"eval_seconds", ev.seconds}};
+            write_file_durable(dir / kEvalFile, record.dump() + "\n");
+            log << "experiment: " << arm.name << " seed " << seed << ": held-out accuracy "
+                << points(ev.mean) << " points (" << fmt("%.0f", train_s) << " s training)\n";
+        }
+    }
+    write_experiment_report(out);
+    log << "experiment: wrote " << (out / "results.json").string() << " and "
+        << (out / "report.html").string() << "\n";
+}
+
+json experiment_results(const fs::path& out) {
+    const fs::path spec_file = out / "spec.json";
+    if (!fs::exists(spec_file)) {
+        throw Error(out.string() +
+                    ": no experiment here (no spec.json; run `crucible experiment "
+                    "run` first)");
+    }
+    ExperimentSpec spec;
+    try {
+        spec = spec_from_json(read_json_file(spec_file));
+    } catch (const json::exception& e) {
+        throw Error(spec_file.string() + ": malformed: " + e.what());
+    }
+    json r;
+    r["control"] = spec.arms[0].name;
+    r["estimator"] =
+        "Each run's accuracy is the mean over the held-out items of the item's mean over its "
+        "samples; an arm's estimate is the mean over its seeds. The 95% intervals are "
+        "two-stage percentile bootstraps (" +
+        std::to_string(spec.resamples) +
+        " replicates): seeds drawn with replacement, then items drawn with replacement (one "
+        "draw for every seed), so they carry both the seed-to-seed spread and the item "
+        "sampling. Differences against the control draw the items once for both arms (paired "
+        "on items) and each arm's seeds on their own.";
+    r["items"] = spec.eval_items;
+    r["samples"] = spec.eval_samples;
+    r["arms"] = json::array();
+    std::vector<eval::ScoreRows> arm_runs;  // [arm][run][item]: item means
+    std::vector<std::string> item_ids;
+    for (const ArmSpec& arm : spec.arms) {
+        json a = {{"name", arm.name}, {"set", arm.set}, {"runs", json::array()}};
+        eval::ScoreRows runs;
+        std::vector<double> accuracies;
+        std::vector<std::vector<double>> curves;  // pass@k per run
+        for (int64_t seed : spec.seeds) {
+            const fs::path dir = run_dir(out, arm.name, seed);
+            if (!fs::exists(dir / kEvalFile)) continue;
+            const json e = read_json_file(dir / kEvalFile);
+            std::vector<std::string> ids;
+            eval::ScoreRows scores;
+            try {
+                ids = e.at("item_ids").get<std::vector<std::string>>();
+                scores = rows_from_json(e.at("scores"));
+            } catch (const json::exception& ex) {
+                throw Error((dir / kEvalFile).string() + ": malformed: " + ex.what());
+            }
+            if (item_ids.empty()) item_ids = ids;
+            if (ids != item_ids) {
+                throw Error((dir / kEvalFile).string() +
+                            ": evaluated on other items than the experiment's other runs");
+            }
+            const eval::Estimate acc = eval::mean_accuracy(scores);
+            json curve = json::array();
+            std::vector<double> pk;
+            for (const eval::Estimate& p : eval::pass_at_k_curve(scores)) {
+                curve.push_back(std::isnan(p.mean) ? json(nullptr) : json(p.mean));
+                pk.push_back(p.mean);
+            }
+            a["runs"].push_back({{"seed", seed},
+                                 {"accuracy", acc.mean},
+                                 {"item_se", acc.se},
+                                 {"pass_at_k", curve},
+                                 {"train_seconds", e.value("train_seconds", 0.0)},
+                                 {"eval_seconds", e.value("eval_seconds", 0.0)},
+                                 {"curves", read_curves(dir / "metrics.jsonl")}});
+            runs.push_back(eval::item_means(scores));
+            accuracies.push_back(acc.mean);
+            curves.push_back(pk);
+        }
+        if (!runs.empty()) {
+            a["mean"] = interval_json(
+                eval::seeds_and_items_bootstrap(runs, spec.resamples, spec.bootstrap_seed));
+            const double sd = stddev(accuracies);
+            a["seed_sd"] = std::isnan(sd) ? json(nullptr) : json(sd);
+            json pk = json::array();
+            size_t K = curves[0].size();
+            for (const auto& c : curves) K = std::min(K, c.size());
+            for (size_t k = 0; k < K; k++) {
+                double sum = 0;
+                for (const auto& c : curves) sum += c[k];
+                pk.push_back(sum / curves.size());
+            }
+            a["pass_at_k"] = pk;
+        }
+        r["arms"].push_back(a);
+        arm_runs.push_back(std::move(runs));
+    }
+    r["differences"] = json::array();
+    for (size_t i = 1; i < spec.arms.size(); i++) {
+        if (arm_runs[0].empty() || arm_runs[i].empty()) continue;
+        const eval::BootstrapResult d = eval::seeds_and_items_bootstrap_diff(
+            arm_runs[0], arm_runs[i], spec.resamples, spec.bootstrap_seed);
+        const double mde = eval::minimum_detectable_difference(d.se);
+        std::string verdict;
+        if (d.interval.lo > 0) {
+            verdict = "higher than the control";
+        } else if (d.interval.hi < 0) {
+            verdict = "lower than the control";
+        } else {
+            verdict = "no detectable difference (the interval holds 0; a true difference of " +
+                      points(mde) + " points would be detected with 80% power)";
+        }
+        r["differences"].push_back({{"arm", spec.arms[i].name},
+                                    {"runs", arm_runs[i].size()},
+                                    {"control_runs", arm_runs[0].size()},
+                                    {"difference", interval_json(d)},
+                                    {"minimum_detectable", mde},
+                                    {"verdict", verdict}});
+    }
+    return r;
+}
+
+void write_experiment_report(const fs::path& out) {
+    const json r = experiment_results(out);
+    write_file_durable(out / "results.json", r.dump(2) + "\n");
+    write_file_durable(out / "report.html", report_html(r));
+}
+
+}  // namespace crucible::experiment

@@ -1,0 +1,281 @@
+// `crucible experiment`: the two-stage bootstrap against formulas worked by hand, and a two-arm,
+// two-seed experiment end to end (resumed run by run, refused when its spec changes).
+#include "experiment/experiment.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "core/error.h"
+#include "core/file_io.h"
+#include "core/rng.h"
+#include "eval/statistics.h"
+#include "model_util.h"
+#include "test_util.h"
+
+namespace crucible {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using testutil::TempDir;
+
+// With every run the same, the seeds stage changes nothing: the spread is the item bootstrap's,
+// whose SE is the plug-in SE of a mean, sd_pop / sqrt(n).
+TEST(SeedsAndItemsBootstrap, IdenticalRunsGiveTheItemSamplingError) {
+    Rng rng(3);
+    std::vector<double> items(200);
+    for (double& v : items) v = rng.uniform();
+    double m = 0, ss = 0;
+    for (double v : items) m += v;
+    m /= items.size();
+    for (double v : items) ss += (v - m) * (v - m);
+    const double plug_in_se = std::sqrt(ss / items.size()) / std::sqrt((double)items.size());
+    const eval::BootstrapResult b = eval::seeds_and_items_bootstrap({items, items, items}, 4000, 1);
+    EXPECT_NEAR(b.estimate, m, 1e-12);
+    EXPECT_NEAR(b.se, plug_in_se, 0.06 * plug_in_se);
+    EXPECT_NEAR(b.interval.lo, m - 1.96 * plug_in_se, 0.25 * plug_in_se);
+    EXPECT_NEAR(b.interval.hi, m + 1.96 * plug_in_se, 0.25 * plug_in_se);
+}
+
+// With items that all score alike within a run, the items stage changes nothing: the spread is
+// the bootstrap over the S run means, SE sd_pop(run means) / sqrt(S).
+TEST(SeedsAndItemsBootstrap, ItemsThatScoreAlikeGiveTheSeedToSeedError) {
+    const std::vector<double> run_means = {0.30, 0.42, 0.35, 0.51, 0.38, 0.45, 0.33, 0.40};
+    eval::ScoreRows runs;
+    for (double r : run_means) runs.push_back(std::vector<double>(50, r));
+    double m = 0, ss = 0;
+    for (double r : run_means) m += r;
+    m /= run_means.size();
+    for (double r : run_means) ss += (r - m) * (r - m);
+    const double S = run_means.size();
+    const double se = std::sqrt(ss / S) / std::sqrt(S);
+    const eval::BootstrapResult b = eval::seeds_and_items_bootstrap(runs, 4000, 2);
+    EXPECT_NEAR(b.estimate, m, 1e-12);
+    EXPECT_NEAR(b.se, se, 0.06 * se);
+}
+
+// Paired on items: an arm that adds 0.1 to every item of the same runs differs by exactly 0.1
+// in every replicate, whatever the items' own spread; with seed-to-seed spread in both arms the
+// difference's SE is that of two independent means of S runs.
+TEST(SeedsAndItemsBootstrap, TheDifferenceIsPairedOnItemsAndNotOnSeeds) {
+    Rng rng(5);
+    std::vector<double> items(100);
+    for (double& v : items) v = rng.uniform() * 0.8;
+    std::vector<double> shifted = items;
+    for (double& v : shifted) v += 0.1;
+    const eval::BootstrapResult d =
+        eval::seeds_and_items_bootstrap_diff({items}, {shifted}, 2000, 3);
+    EXPECT_NEAR(d.estimate, 0.1, 1e-12);
+    EXPECT_NEAR(d.interval.lo, 0.1, 1e-12);
+    EXPECT_NEAR(d.interval.hi, 0.1, 1e-12);
+    EXPECT_NEAR(d.se, 0.0, 1e-12);
+    // Seed spread only (items alike): var = var_a/S + var_b/S with plug-in variances.
+    const std::vector<double> a_means = {0.2, 0.3, 0.25, 0.35}, b_means = {0.4, 0.3, 0.45, 0.5};
+    eval::ScoreRows a, b;
+    for (double r : a_means) a.push_back(std::vector<double>(30, r));
+    for (double r : b_means) b.push_back(std::vector<double>(30, r));
+    auto pop_var = [](const std::vector<double>& v) {
+        double m = 0, ss = 0;
+        for (double x : v) m += x;
+        m /= v.size();
+        for (double x : v) ss += (x - m) * (x - m);
+        return ss / v.size();
+    };
+    const double se = std::sqrt(pop_var(a_means) / 4 + pop_var(b_means) / 4);
+    const eval::BootstrapResult d2 = eval::seeds_and_items_bootstrap_diff(a, b, 6000, 4);
+    EXPECT_NEAR(d2.estimate, 0.4125 - 0.275, 1e-12);
+    EXPECT_NEAR(d2.se, se, 0.06 * se);
+    EXPECT_NEAR(eval::minimum_detectable_difference(1.0), 1.959964 + 0.841621, 1e-5);
+}
+
+struct Cli {
+    int rc = 0;
+    std::string err;
+};
+
+Cli run_cli(const TempDir& t, const std::string& args) {
+    const fs::path err = t.path() / "cli.err";
+    const std::string cmd =
+        std::string(CRUCIBLE_BINARY) + " " + args + " > /dev/null 2> " + err.string();
+    const int status = std::system(cmd.c_str());
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, testutil::slurp(err)};
+}
+
+// A tiny experiment: a random byte model, a task whose regex pays a completion holding a letter
+// a-m (about a quarter of them at first), two arms — the control and lr 0, whose final policy
+// is the base model whatever the seed — over two seeds.
+struct TinyExperiment {
+    TempDir t;
+    fs::path spec, out;
+    TinyExperiment() {
+        testutil::write_byte_model(t.path() / "base", 128);
+        std::string lines;
+        for (int i = 0; i < 40; i++) {
+            lines += "{\"id\": \"i" + std::to_string(i) + "\", \"prompt\": \"say " +
+                     std::to_string(i) +
+                     "\", \"answer\": \"(?s).*[a-m].*\", \"verifier\": \"regex\"}\n";
+        }
+        write_file_durable(t.path() / "task.jsonl", lines);
+        std::string held_out;
+        for (int i = 0; i < 12; i++) {
+            held_out += "{\"id\": \"h" + std::to_string(i) + "\", \"prompt\": \"tell " +
+                        std::to_string(i) +
+                        "\", \"answer\": \"(?s).*[a-m].*\", \"verifier\": \"regex\"}\n";
+        }
+        write_file_durable(t.path() / "held_out.jsonl", held_out);
+        spec = t.path() / "exp.yaml";
+        write_file_durable(spec,
+                           "set:\n"
+                           "  - model.path=" +
+                               (t.path() / "base").string() +
+                               "\n"
+                               "  - task.name=jsonl\n"
+                               "  - task.data=" +
+                               (t.path() / "task.jsonl").string() +
+                               "\n"
+                               "  - task.eval_data=" +
+                               (t.path() / "held_out.jsonl").string() +
+                               "\n"
+                               "  - rollout.prompts_per_step=2\n"
+                               "  - rollout.samples_per_prompt=4\n"
+                               "  - rollout.max_new_tokens=6\n"
+                               "  - train.steps=2\n"
+                               "  - train.eval_every=0\n"
+                               "  - train.checkpoint_every=1\n"
+                               "  - train.lr=5e-2\n"
+                               "  - train.warmup_steps=0\n"
+                               "  - algorithm.dynamic_sampling=false\n"
+                               "arms:\n"
+                               "  - name: control\n"
+                               "  - name: lr0\n"
+                               "    set: [train.lr=0]\n"
+                               "seeds: [1, 2]\n"
+                               "eval: {items: 10, samples: 3, temperature: 1.0, seed: 7}\n"
+                               "bootstrap: {resamples: 500, seed: 1}\n");
+        out = t.path() / "exp";
+    }
+};
+
+TEST(Experiment, TwoArmsTwoSeedsRunEvaluateAndReport) {
+    TinyExperiment x;
+    std::ostringstream log;
+    experiment::run_experiment(experiment::load_spec(x.spec), x.out, log);
+    EXPECT_NE(log.str().find("0 of 4 runs done"), std::string::npos) << log.str();
+    const json r = json::parse(read_file(x.out / "results.json"));
+    ASSERT_EQ(r["arms"].size(), 2u);
+    EXPECT_EQ(r["control"], "control");
+    // Each run's accuracy is its stored scores' mean; each arm's estimate the mean of its runs.
+    for (const json& arm : r["arms"]) {
+        ASSERT_EQ(arm["runs"].size(), 2u) << arm.dump();
+        double sum = 0;
+        for (const json& run : arm["runs"]) {
+            const json e = json::parse(read_file(
+                x.out / "runs" / arm["name"].get<std::string>() /
+                ("seed-" + std::to_string(run["seed"].get<int>())) / "experiment_eval.json"));
+            ASSERT_EQ(e["scores"].size(), 10u);
+            double s = 0;
+            int n = 0;
+            for (const json& item : e["scores"]) {
+                ASSERT_EQ(item.size(), 3u);
+                double m = 0;
+                for (const json& v : item) m += v.get<double>();
+                s += m / 3;
+                n++;
+            }
+            EXPECT_NEAR(run["accuracy"].get<double>(), s / n, 1e-12);
+            sum += s / n;
+            EXPECT_EQ(run["curves"]["step"].size(), 2u);  // the run's metrics.jsonl
+            ASSERT_EQ(run["pass_at_k"].size(), 3u);
+        }
+        EXPECT_NEAR(arm["mean"]["estimate"].get<double>(), sum / 2, 1e-12);
+        const double lo = arm["mean"]["ci95"][0], hi = arm["mean"]["ci95"][1];
+        EXPECT_LE(lo, arm["mean"]["estimate"].get<double>());
+        EXPECT_GE(hi, arm["mean"]["estimate"].get<double>());
+    }
+    // At lr 0 both seeds end on the base model and are evaluated on the same items with the
+    // same sampling seeds: the same scores, no seed-to-seed spread.
+    const json& lr0 = r["arms"][1];
+    EXPECT_EQ(lr0["runs"][0]["accuracy"], lr0["runs"][1]["accuracy"]);
+    EXPECT_EQ(lr0["seed_sd"].get<double>(), 0.0);
+    EXPECT_GT(lr0["runs"][0]["accuracy"].get<double>(), 0.0);  // the task is not all zeros
+    // The difference is the arms' estimates' difference, with its interval and verdict.
+    ASSERT_EQ(r["differences"].size(), 1u);
+    const json& d = r["differences"][0];
+    EXPECT_NEAR(
+        d["difference"]["estimate"].get<double>(),
+        lr0["mean"]["estimate"].get<double>() - r["arms"][0]["mean"]["estimate"].get<double>(),
+        1e-12);
+    EXPECT_FALSE(d["verdict"].get<std::string>().empty());
+    const std::string html = read_file(x.out / "report.html");
+    EXPECT_NE(html.find("<svg"), std::string::npos);
+    EXPECT_NE(html.find("lr0"), std::string::npos);
+
+    // A second call finds every run done and trains nothing.
+    std::ostringstream again;
+    experiment::run_experiment(experiment::load_spec(x.spec), x.out, again);
+    EXPECT_NE(again.str().find("4 of 4 runs done"), std::string::npos) << again.str();
+    EXPECT_EQ(again.str().find("seed 1 (resuming)"), std::string::npos);
+    // A run whose evaluation was lost (killed after its last checkpoint) resumes from that
+    // checkpoint, trains no further, and evaluates to the same scores.
+    const fs::path eval_file = x.out / "runs/control/seed-2/experiment_eval.json";
+    const json before = json::parse(read_file(eval_file));
+    fs::remove(eval_file);
+    std::ostringstream resumed;
+    experiment::run_experiment(experiment::load_spec(x.spec), x.out, resumed);
+    EXPECT_NE(resumed.str().find("3 of 4 runs done"), std::string::npos) << resumed.str();
+    EXPECT_NE(resumed.str().find("control seed 2 (resuming)"), std::string::npos) << resumed.str();
+    const json after = json::parse(read_file(eval_file));
+    EXPECT_EQ(before["scores"], after["scores"]);
+    // `experiment report` redraws the same results from the stored runs.
+    const std::string results = read_file(x.out / "results.json");
+    fs::remove(x.out / "results.json");
+    const Cli rep = run_cli(x.t, "experiment report " + x.out.string());
+    ASSERT_EQ(rep.rc, 0) << rep.err;
+    EXPECT_EQ(read_file(x.out / "results.json"), results);
+    // The same folder with another spec is refused before any training.
+    write_file_durable(x.spec, read_file(x.spec) + "preset: dapo\n");
+    const std::string e = testutil::error_of(
+        [&] { experiment::run_experiment(experiment::load_spec(x.spec), x.out, log); });
+    EXPECT_NE(e.find("another spec"), std::string::npos) << e;
+}
+
+// Bad specs: one message naming the file and the field, before any run starts.
+TEST(Experiment, BadSpecsAreRefusedNamingTheField) {
+    TempDir t;
+    auto error_for = [&](const std::string& yaml) {
+        const fs::path f = t.path() / "bad.yaml";
+        write_file_durable(f, yaml);
+        return testutil::error_of([&] {
+            std::ostringstream log;
+            experiment::run_experiment(experiment::load_spec(f), t.path() / "out", log);
+        });
+    };
+    const std::string two_arms = "arms: [{name: a}, {name: b}]\n";
+    EXPECT_NE(error_for(two_arms + "seeds: [1]\nevals: {items: 3}\n").find("'evals'"),
+              std::string::npos);
+    EXPECT_NE(error_for("arms: [{name: a}]\nseeds: [1]\n").find("at least two arms"),
+              std::string::npos);
+    EXPECT_NE(error_for(two_arms + "seeds: []\n").find("at least one seed"), std::string::npos);
+    EXPECT_NE(error_for(two_arms + "seeds: [1, 1]\n").find("a seed twice"), std::string::npos);
+    EXPECT_NE(error_for("arms: [{name: a}, {name: a}]\nseeds: [1]\n").find("named twice"),
+              std::string::npos);
+    EXPECT_NE(error_for("arms: [{name: a}, {name: ../b}]\nseeds: [1]\n").find("'arms[1].name'"),
+              std::string::npos);
+    EXPECT_NE(error_for(two_arms + "seeds: [1]\neval: {samples: 0}\n").find("eval.samples"),
+              std::string::npos);
+    const std::string bad_key =
+        error_for("arms: [{name: a}, {name: b, set: [algorithm.nope=1]}]\nseeds: [1]\n");
+    EXPECT_NE(bad_key.find("arm 'b'"), std::string::npos) << bad_key;
+    EXPECT_NE(bad_key.find("algorithm.nope"), std::string::npos) << bad_key;
+    EXPECT_FALSE(fs::exists(t.path() / "out"));
+}
+
+}  // namespace
+}  // namespace crucible
