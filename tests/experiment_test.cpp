@@ -239,6 +239,28 @@ TEST(Experiment, TwoArmsTwoSeedsRunEvaluateAndReport) {
     const Cli rep = run_cli(x.t, "experiment report " + x.out.string());
     ASSERT_EQ(rep.rc, 0) << rep.err;
     EXPECT_EQ(read_file(x.out / "results.json"), results);
+    // `compare --seed-spread`: two eval runs' difference set against the seeds' spread.
+    for (const char* run : {"A", "B"}) {
+        const Cli ev =
+            run_cli(x.t, "eval --model " + (x.t.path() / "base").string() + " --data " +
+                             (x.t.path() / "held_out.jsonl").string() +
+                             " --n 2 --max-tokens 6 --raw --seed " + (run[0] == 'A' ? "1" : "2") +
+                             " --out " + (x.t.path() / run).string());
+        ASSERT_EQ(ev.rc, 0) << ev.err;
+    }
+    const fs::path cmp = x.t.path() / "cmp.json";
+    const Cli c =
+        run_cli(x.t, "compare " + (x.t.path() / "A").string() + " " + (x.t.path() / "B").string() +
+                         " --seed-spread " + x.out.string() + " --json " + cmp.string());
+    ASSERT_EQ(c.rc, 0) << c.err;
+    const json spread = json::parse(read_file(cmp))["seed_spread"];
+    const double sd0 = r["arms"][0]["seed_sd"], sd1 = r["arms"][1]["seed_sd"];
+    EXPECT_NEAR(spread["seed_sd"].get<double>(), std::sqrt((sd0 * sd0 + sd1 * sd1) / 2), 1e-12);
+    EXPECT_NEAR(spread["single_run_difference_sd"].get<double>(),
+                std::sqrt(2.0) * spread["seed_sd"].get<double>(), 1e-12);
+    const double diff = json::parse(read_file(cmp))["diff"];
+    EXPECT_EQ(spread["within_seed_spread"].get<bool>(),
+              std::fabs(diff) < 2 * spread["single_run_difference_sd"].get<double>());
     // The same folder with another spec is refused before any training.
     write_file_durable(x.spec, read_file(x.spec) + "preset: dapo\n");
     const std::string e = testutil::error_of(

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -404,12 +405,63 @@ std::function<int()> add_verify(CLI::App& app) {
     };
 }
 
+namespace {
+
+// Whether `diff` (A - B, a fraction) is within the seed-to-seed spread an experiment measured:
+// its arms' seed standard deviations pooled (the root mean square over arms with two or more
+// runs); two single runs then differ by about sqrt(2) times that from the seed alone.
+json seed_spread_note(const std::string& dir, const json& diff) {
+    const fs::path file = fs::path(dir) / "results.json";
+    if (!fs::exists(file)) {
+        throw Error("--seed-spread " + dir +
+                    ": no results.json (an experiment folder: crucible "
+                    "experiment run)");
+    }
+    json r;
+    try {
+        r = json::parse(read_file(file));
+    } catch (const json::exception& e) {
+        throw Error(file.string() + ": not valid JSON: " + e.what());
+    }
+    double sum = 0;
+    int arms = 0, runs = 0;
+    for (const json& a : r.value("arms", json::array())) {
+        if (!a.contains("seed_sd") || !a["seed_sd"].is_number()) continue;
+        sum += a["seed_sd"].get<double>() * a["seed_sd"].get<double>();
+        arms++;
+        runs += static_cast<int>(a["runs"].size());
+    }
+    if (arms == 0) {
+        throw Error(file.string() +
+                    ": no arm with two or more finished runs to measure the "
+                    "seed-to-seed spread");
+    }
+    const double sd = std::sqrt(sum / arms), pair_sd = std::sqrt(2.0) * sd;
+    char buf[512];
+    const double d = diff.is_number() ? diff.get<double>() : NAN;
+    const bool within = std::fabs(d) < 2 * pair_sd;
+    std::snprintf(buf, sizeof buf,
+                  "seed spread (%s: %d runs over %d arms): seed-to-seed SD %.2f pp, so two "
+                  "single runs differ by about %.2f pp from the seed alone; A - B = %.2f pp is %s",
+                  dir.c_str(), runs, arms, 100 * sd, 100 * pair_sd, 100 * d,
+                  within ? "within twice that: another seed could reverse it (compare several "
+                           "seeds per side, crucible experiment)"
+                         : "beyond twice that");
+    return {{"experiment", dir},
+            {"seed_sd", sd},
+            {"single_run_difference_sd", pair_sd},
+            {"within_seed_spread", within},
+            {"note", buf}};
+}
+
+}  // namespace
+
 std::function<int()> add_compare(CLI::App& app) {
     CLI::App* cmd =
         app.add_subcommand("compare", "Paired comparison of two eval runs, with power analysis");
     cmd->option_defaults()->always_capture_default();
     struct Options {
-        std::string a, b, json_out;
+        std::string a, b, json_out, seed_spread;
         double delta = 0.05;
         int permutations = 10000;
         uint64_t seed = 1;
@@ -422,14 +474,22 @@ std::function<int()> add_compare(CLI::App& app) {
     cmd->add_option("--permutations", o->permutations, "sign-flip resamples beyond 20 items");
     cmd->add_option("--seed", o->seed, "seed of the sign-flip resamples");
     cmd->add_option("--json", o->json_out, "also write the comparison as JSON");
+    cmd->add_option("--seed-spread", o->seed_spread,
+                    "an experiment folder (crucible experiment): say whether A - B is within "
+                    "the seed-to-seed spread it measured")
+        ->check(CLI::ExistingDirectory);
     return [o]() {
         if (!(o->delta > 0)) throw Error("--delta must be positive");
         eval::CompareOptions co;
         co.delta = o->delta;
         co.permutations = o->permutations;
         co.seed = o->seed;
-        const json c = eval::compare_runs(eval::load_run(o->a), eval::load_run(o->b), co);
+        json c = eval::compare_runs(eval::load_run(o->a), eval::load_run(o->b), co);
         std::fputs(eval::comparison_text(c).c_str(), stdout);
+        if (!o->seed_spread.empty()) {
+            c["seed_spread"] = seed_spread_note(o->seed_spread, c.value("diff", json()));
+            std::printf("%s\n", c["seed_spread"]["note"].get<std::string>().c_str());
+        }
         if (!o->json_out.empty()) write_file_durable(o->json_out, c.dump(2) + "\n");
         return 0;
     };
