@@ -266,7 +266,8 @@ void matmul(float* out, size_t ldo, bool accumulate, const float* src, size_t sr
 // aligned, 85-92 GB/s on two cores against 55-68 for four rows interleaved: the fp32 stream's
 // rate at half the bytes). Four accumulators per input row over 128 weights hide vdpbf16ps's
 // latency; consecutive rows overlap in the out-of-order window. A software prefetch 4 KB ahead
-// covers the step from one row (and one thread's chunk) to the next.
+// covers the step from one row (and one thread's chunk) to the next (a prefetch past the
+// matrix's end is harmless: it never faults).
 // The parallel loop is outside (stream_dpbf16): an OpenMP region's outlined body does not inherit
 // a target attribute under every compiler (clang's does not).
 template <int NR>
