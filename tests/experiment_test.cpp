@@ -217,6 +217,10 @@ TEST(Experiment, TwoArmsTwoSeedsRunEvaluateAndReport) {
     EXPECT_NE(html.find("<svg"), std::string::npos);
     EXPECT_NE(html.find("lr0"), std::string::npos);
 
+    // Each run's config is the spec's, the arm's overrides and its seed.
+    const std::string lr0_config = read_file(x.out / "runs/lr0/seed-2/config.yaml");
+    EXPECT_NE(lr0_config.find("lr: 0"), std::string::npos) << lr0_config;
+    EXPECT_NE(lr0_config.find("seed: 2"), std::string::npos) << lr0_config;
     // A second call finds every run done and trains nothing.
     std::ostringstream again;
     experiment::run_experiment(experiment::load_spec(x.spec), x.out, again);
@@ -292,6 +296,10 @@ TEST(Experiment, BadSpecsAreRefusedNamingTheField) {
               std::string::npos);
     EXPECT_NE(error_for(two_arms + "seeds: [1]\neval: {samples: 0}\n").find("eval.samples"),
               std::string::npos);
+    const std::string bad_preset =
+        error_for("arms: [{name: a}, {name: b, preset: grpo2}]\nseeds: [1]\n");
+    EXPECT_NE(bad_preset.find("arm 'b'"), std::string::npos) << bad_preset;
+    EXPECT_NE(bad_preset.find("grpo2"), std::string::npos) << bad_preset;
     const std::string bad_key =
         error_for("arms: [{name: a}, {name: b, set: [algorithm.nope=1]}]\nseeds: [1]\n");
     EXPECT_NE(bad_key.find("arm 'b'"), std::string::npos) << bad_key;

@@ -35,7 +35,9 @@ constexpr const char* kEvalFile = "experiment_eval.json";
 
 json spec_to_json(const ExperimentSpec& s) {
     json arms = json::array();
-    for (const ArmSpec& a : s.arms) arms.push_back({{"name", a.name}, {"set", a.set}});
+    for (const ArmSpec& a : s.arms) {
+        arms.push_back({{"name", a.name}, {"preset", a.preset}, {"set", a.set}});
+    }
     return {{"base", s.base},
             {"preset", s.preset},
             {"set", s.set},
@@ -55,7 +57,8 @@ ExperimentSpec spec_from_json(const json& j) {
     s.preset = j.at("preset");
     s.set = j.at("set").get<std::vector<std::string>>();
     for (const json& a : j.at("arms")) {
-        s.arms.push_back({a.at("name"), a.at("set").get<std::vector<std::string>>()});
+        s.arms.push_back(
+            {a.at("name"), a.value("preset", ""), a.at("set").get<std::vector<std::string>>()});
     }
     s.seeds = j.at("seeds").get<std::vector<int64_t>>();
     s.eval_items = j.at("eval").at("items");
@@ -75,7 +78,8 @@ Config run_config(const ExperimentSpec& spec, const ArmSpec& arm, int64_t seed,
                   const fs::path& out) {
     Config c(kRlConfigDefaults);
     try {
-        if (!spec.preset.empty()) c.merge_text(rl::rl_preset(spec.preset), "preset " + spec.preset);
+        const std::string& preset = arm.preset.empty() ? spec.preset : arm.preset;
+        if (!preset.empty()) c.merge_text(rl::rl_preset(preset), "preset " + preset);
         if (!spec.base.empty()) c.merge_file(spec.base);
         for (const std::string& s : spec.set) c.set(s);
         for (const std::string& s : arm.set) c.set(s);
@@ -291,6 +295,7 @@ ExperimentSpec load_spec(const fs::path& file) {
     for (YamlSection& a : top.items("arms")) {
         ArmSpec arm;
         a.get("name", arm.name);
+        a.get("preset", arm.preset);
         arm.set = a.strings("set");
         a.finish();
         const bool ok = !arm.name.empty() &&
@@ -465,7 +470,10 @@ json experiment_results(const fs::path& out) {
     std::vector<eval::ScoreRows> arm_runs;  // [arm][run][item]: item means
     std::vector<std::string> item_ids;
     for (const ArmSpec& arm : spec.arms) {
-        json a = {{"name", arm.name}, {"set", arm.set}, {"runs", json::array()}};
+        json a = {{"name", arm.name},
+                  {"preset", arm.preset.empty() ? spec.preset : arm.preset},
+                  {"set", arm.set},
+                  {"runs", json::array()}};
         eval::ScoreRows runs;
         std::vector<double> accuracies;
         std::vector<std::vector<double>> curves;  // pass@k per run

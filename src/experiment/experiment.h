@@ -17,6 +17,7 @@ namespace crucible::experiment {
 
 struct ArmSpec {
     std::string name;
+    std::string preset;            // an RL preset for this arm ("" : the spec's)
     std::vector<std::string> set;  // "key=value" overrides of the base config
 };
 
@@ -37,8 +38,9 @@ struct ExperimentSpec {
 // Reads a spec (YAML). Every error is one crucible::Error naming the file and the field.
 ExperimentSpec load_spec(const std::filesystem::path& file);
 
-// The RL config of one run: base, preset, the spec's overrides, the arm's, then seed and
-// run folder (`out`/runs/<arm>/seed-<seed>). Throws Error naming a bad override.
+// The RL config of one run: the arm's preset (else the spec's), base, the spec's overrides, the
+// arm's, then seed and run folder (`out`/runs/<arm>/seed-<seed>). Throws Error naming a bad
+// override.
 std::string run_config_yaml(const ExperimentSpec& spec, const ArmSpec& arm, int64_t seed,
                             const std::filesystem::path& out);
 
