@@ -213,6 +213,12 @@ TEST(Experiment, TwoArmsTwoSeedsRunEvaluateAndReport) {
         lr0["mean"]["estimate"].get<double>() - r["arms"][0]["mean"]["estimate"].get<double>(),
         1e-12);
     EXPECT_FALSE(d["verdict"].get<std::string>().empty());
+    // pass@3 (every sample of the item): the arms' mean pass@3 curves' last points differ by the
+    // pass@K difference's estimate.
+    ASSERT_EQ(d["pass_at_k_difference"]["k"], 3);
+    EXPECT_NEAR(d["pass_at_k_difference"]["estimate"].get<double>(),
+                lr0["pass_at_k"][2].get<double>() - r["arms"][0]["pass_at_k"][2].get<double>(),
+                1e-12);
     const std::string html = read_file(x.out / "report.html");
     EXPECT_NE(html.find("<svg"), std::string::npos);
     EXPECT_NE(html.find("lr0"), std::string::npos);

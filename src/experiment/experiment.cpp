@@ -226,14 +226,21 @@ std::string report_html(const json& r) {
     }
     h << "</table><h2>Against the control (" << html_escape(r["control"].get<std::string>())
       << ")</h2><table><tr><th>arm</th><th>difference</th><th>95% interval</th>"
-         "<th>detectable (80% power)</th><th>verdict</th></tr>";
+         "<th>detectable (80% power)</th><th>verdict</th><th>pass@K difference [95%]</th>"
+         "</tr>";
     for (const json& d : r["differences"]) {
         h << "<tr><td>" << html_escape(d["arm"].get<std::string>()) << "</td><td>"
           << points(num(d["difference"]["estimate"])) << "</td><td>"
           << points(num(d["difference"]["ci95"][0])) << " – "
           << points(num(d["difference"]["ci95"][1])) << "</td><td>&plusmn;"
           << points(num(d["minimum_detectable"])) << "</td><td>"
-          << html_escape(d["verdict"].get<std::string>()) << "</td></tr>";
+          << html_escape(d["verdict"].get<std::string>()) << "</td><td>";
+        if (d.contains("pass_at_k_difference")) {
+            const json& p = d["pass_at_k_difference"];
+            h << "pass@" << p["k"].get<int>() << " " << points(num(p["estimate"])) << " ["
+              << points(num(p["ci95"][0])) << ", " << points(num(p["ci95"][1])) << "]";
+        }
+        h << "</td></tr>";
     }
     h << "</table><h2>Curves (every run, seeds overlaid)</h2>";
     for (const std::string& k : kCurves) {
@@ -468,13 +475,15 @@ json experiment_results(const fs::path& out) {
     r["samples"] = spec.eval_samples;
     r["arms"] = json::array();
     std::vector<eval::ScoreRows> arm_runs;  // [arm][run][item]: item means
+    std::vector<eval::ScoreRows> arm_pass;  // [arm][run][item]: the item's pass@K
+    const int K = spec.eval_samples;
     std::vector<std::string> item_ids;
     for (const ArmSpec& arm : spec.arms) {
         json a = {{"name", arm.name},
                   {"preset", arm.preset.empty() ? spec.preset : arm.preset},
                   {"set", arm.set},
                   {"runs", json::array()}};
-        eval::ScoreRows runs;
+        eval::ScoreRows runs, pass;
         std::vector<double> accuracies;
         std::vector<std::vector<double>> curves;  // pass@k per run
         for (int64_t seed : spec.seeds) {
@@ -509,6 +518,18 @@ json experiment_results(const fs::path& out) {
                                  {"eval_seconds", e.value("eval_seconds", 0.0)},
                                  {"curves", read_curves(dir / "metrics.jsonl")}});
             runs.push_back(eval::item_means(scores));
+            // Each item's unbiased pass@K (all K samples present; NaN otherwise).
+            std::vector<double> item_pass;
+            for (const std::vector<double>& row : scores) {
+                int n = 0, c = 0;
+                for (double v : row) {
+                    if (std::isnan(v)) continue;
+                    n++;
+                    c += v >= 1.0;
+                }
+                item_pass.push_back(n >= K ? eval::pass_at_k_item(n, c, K) : NAN);
+            }
+            pass.push_back(std::move(item_pass));
             accuracies.push_back(acc.mean);
             curves.push_back(pk);
         }
@@ -529,6 +550,7 @@ json experiment_results(const fs::path& out) {
         }
         r["arms"].push_back(a);
         arm_runs.push_back(std::move(runs));
+        arm_pass.push_back(std::move(pass));
     }
     r["differences"] = json::array();
     for (size_t i = 1; i < spec.arms.size(); i++) {
@@ -545,12 +567,17 @@ json experiment_results(const fs::path& out) {
             verdict = "no detectable difference (the interval holds 0; a true difference of " +
                       points(mde) + " points would be detected with 80% power)";
         }
-        r["differences"].push_back({{"arm", spec.arms[i].name},
-                                    {"runs", arm_runs[i].size()},
-                                    {"control_runs", arm_runs[0].size()},
-                                    {"difference", interval_json(d)},
-                                    {"minimum_detectable", mde},
-                                    {"verdict", verdict}});
+        json row = {{"arm", spec.arms[i].name},           {"runs", arm_runs[i].size()},
+                    {"control_runs", arm_runs[0].size()}, {"difference", interval_json(d)},
+                    {"minimum_detectable", mde},          {"verdict", verdict}};
+        // The same for pass@K: does the arm solve what the control solves at all, within K?
+        if (K > 1) {
+            json pk = interval_json(eval::seeds_and_items_bootstrap_diff(
+                arm_pass[0], arm_pass[i], spec.resamples, spec.bootstrap_seed));
+            pk["k"] = K;
+            row["pass_at_k_difference"] = pk;
+        }
+        r["differences"].push_back(row);
     }
     return r;
 }
