@@ -2,11 +2,12 @@
 
 #include "kernels/fast_exp.h"
 #include "kernels/kernels.h"
+#include "kernels/parallel.h"
 
 namespace crucible::kernels {
 
 void swiglu_forward(float* out, const float* gate, const float* up, size_t n) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if ((long)n >= kParallelMinElements)
     for (size_t i = 0; i < n; i++) {
         const float g = gate[i];
         out[i] = g / (1.0f + fast_exp(-g)) * up[i];
@@ -27,7 +28,7 @@ void swiglu_backward(float* dgate, float* dup, const float* dout, const float* g
 }
 
 void residual_forward(float* out, const float* a, const float* b, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)n >= kParallelMinElements)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 

@@ -7,7 +7,7 @@ namespace crucible::kernels {
 
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C,
                      float eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * C >= kParallelMinElements)
     for (int n = 0; n < N; n++) {
         const float* x = inp + (size_t)n * C;
         float* y = out + (size_t)n * C;

@@ -1,6 +1,7 @@
 #include <cmath>
 
 #include "kernels/kernels.h"
+#include "kernels/parallel.h"
 
 namespace crucible::kernels {
 
@@ -22,7 +23,7 @@ void rope_table_init(float* cos_table, float* sin_table, int max_pos, int head_d
 static void rope_apply(float* x, const int32_t* positions, const float* cos_table,
                        const float* sin_table, int N, int n_heads, int head_dim, float sign) {
     const int half = head_dim / 2;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * n_heads * head_dim >= kParallelMinElements)
     for (int n = 0; n < N; n++) {
         const float* c = cos_table + (size_t)positions[n] * half;
         const float* s = sin_table + (size_t)positions[n] * half;
