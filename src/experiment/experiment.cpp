@@ -552,6 +552,8 @@ json experiment_results(const fs::path& out) {
         arm_runs.push_back(std::move(runs));
         arm_pass.push_back(std::move(pass));
     }
+    // What was evaluated (a task with fewer held-out items than eval.items gives them all).
+    if (!item_ids.empty()) r["items"] = item_ids.size();
     r["differences"] = json::array();
     for (size_t i = 1; i < spec.arms.size(); i++) {
         if (arm_runs[0].empty() || arm_runs[i].empty()) continue;
