@@ -409,20 +409,12 @@ Interval clopper_pearson_interval(double successes, double n, double level) {
 
 // ---- bootstrap --------------------------------------------------------------------------------
 
-BootstrapResult bootstrap(size_t n_items,
-                          const std::function<double(std::span<const size_t>)>& statistic,
-                          int resamples, uint64_t seed, double level) {
-    assert(n_items > 0 && resamples > 0);
+namespace {
+
+// The SE (standard deviation of the replicates) and percentile interval of `reps`.
+BootstrapResult from_replicates(double estimate, std::vector<double> reps, double level) {
     BootstrapResult r;
-    std::vector<size_t> idx(n_items);
-    for (size_t i = 0; i < n_items; ++i) idx[i] = i;
-    r.estimate = statistic(idx);
-    Rng rng(seed);
-    std::vector<double> reps(static_cast<size_t>(resamples));
-    for (auto& rep : reps) {
-        for (auto& j : idx) j = static_cast<size_t>(rng.below(n_items));
-        rep = statistic(idx);
-    }
+    r.estimate = estimate;
     const double m = mean_of(reps);
     double ss = 0.0;
     for (double x : reps) ss += (x - m) * (x - m);
@@ -431,6 +423,24 @@ BootstrapResult bootstrap(size_t n_items,
     const double tail = (1.0 - level) / 2.0;
     r.interval = {sorted_quantile(reps, tail), sorted_quantile(reps, 1.0 - tail)};
     return r;
+}
+
+}  // namespace
+
+BootstrapResult bootstrap(size_t n_items,
+                          const std::function<double(std::span<const size_t>)>& statistic,
+                          int resamples, uint64_t seed, double level) {
+    assert(n_items > 0 && resamples > 0);
+    std::vector<size_t> idx(n_items);
+    for (size_t i = 0; i < n_items; ++i) idx[i] = i;
+    const double estimate = statistic(idx);
+    Rng rng(seed);
+    std::vector<double> reps(static_cast<size_t>(resamples));
+    for (auto& rep : reps) {
+        for (auto& j : idx) j = static_cast<size_t>(rng.below(n_items));
+        rep = statistic(idx);
+    }
+    return from_replicates(estimate, std::move(reps), level);
 }
 
 BootstrapResult bootstrap_mean(std::span<const double> values, int resamples, uint64_t seed,
@@ -641,25 +651,20 @@ double mean_of_run_means(const ScoreRows& runs, std::span<const size_t> r,
     return used ? total / used : kNaN;
 }
 
-BootstrapResult percentile_result(double estimate, std::vector<double> reps, double level) {
-    BootstrapResult r;
-    r.estimate = estimate;
+// from_replicates over the replicates that are numbers (one drawing only runs without a present
+// item is NaN); NaN throughout when none is.
+BootstrapResult percentile_result(double estimate, const std::vector<double>& reps, double level) {
     std::vector<double> kept;
     for (double x : reps)
         if (!std::isnan(x)) kept.push_back(x);
     if (kept.empty()) {
+        BootstrapResult r;
+        r.estimate = estimate;
         r.se = kNaN;
         r.interval = {kNaN, kNaN};
         return r;
     }
-    const double m = mean_of(kept);
-    double ss = 0.0;
-    for (double x : kept) ss += (x - m) * (x - m);
-    r.se = kept.size() > 1 ? std::sqrt(ss / static_cast<double>(kept.size() - 1)) : 0.0;
-    std::sort(kept.begin(), kept.end());
-    const double tail = (1.0 - level) / 2.0;
-    r.interval = {sorted_quantile(kept, tail), sorted_quantile(kept, 1.0 - tail)};
-    return r;
+    return from_replicates(estimate, std::move(kept), level);
 }
 
 std::vector<size_t> iota_indices(size_t n) {
@@ -683,7 +688,7 @@ BootstrapResult seeds_and_items_bootstrap(const ScoreRows& runs, int resamples, 
         for (size_t& j : it) j = static_cast<size_t>(rng.below(n));
         rep = mean_of_run_means(runs, r, it);
     }
-    return percentile_result(estimate, std::move(reps), level);
+    return percentile_result(estimate, reps, level);
 }
 
 BootstrapResult seeds_and_items_bootstrap_diff(const ScoreRows& a, const ScoreRows& b,
@@ -701,7 +706,7 @@ BootstrapResult seeds_and_items_bootstrap_diff(const ScoreRows& a, const ScoreRo
         for (size_t& j : rb) j = static_cast<size_t>(rng.below(b.size()));
         rep = mean_of_run_means(b, rb, it) - mean_of_run_means(a, ra, it);
     }
-    return percentile_result(estimate, std::move(reps), level);
+    return percentile_result(estimate, reps, level);
 }
 
 double minimum_detectable_difference(double se) {
