@@ -271,6 +271,19 @@ TEST(Experiment, TwoArmsTwoSeedsRunEvaluateAndReport) {
     const double diff = json::parse(read_file(cmp))["diff"];
     EXPECT_EQ(spread["within_seed_spread"].get<bool>(),
               std::fabs(diff) < 2 * spread["single_run_difference_sd"].get<double>());
+    // An edited base config is another experiment too (spec.json keeps its content's hash).
+    {
+        TempDir b;
+        write_file_durable(b.path() / "base.yaml", "train:\n  lr: 0.05\n");
+        write_file_durable(b.path() / "s.yaml", read_file(x.spec) + "base: base.yaml\n");
+        const experiment::ExperimentSpec s = experiment::load_spec(b.path() / "s.yaml");
+        std::ostringstream l;
+        experiment::run_experiment(s, b.path() / "o", l);
+        write_file_durable(b.path() / "base.yaml", "train:\n  lr: 0.01\n");
+        const std::string edited =
+            testutil::error_of([&] { experiment::run_experiment(s, b.path() / "o", l); });
+        EXPECT_NE(edited.find("another spec"), std::string::npos) << edited;
+    }
     // The same folder with another spec is refused before any training.
     write_file_durable(x.spec, read_file(x.spec) + "preset: dapo\n");
     const std::string e = testutil::error_of(

@@ -12,6 +12,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/strings.h"
 #include "core/svg_chart.h"
 #include "core/yaml_reader.h"
 #include "eval/statistics.h"
@@ -370,7 +371,9 @@ std::string run_config_yaml(const ExperimentSpec& spec, const ArmSpec& arm, int6
 void run_experiment(const ExperimentSpec& spec, const fs::path& out, std::ostream& log) {
     // The folder's experiment first: another spec's runs are never mixed with these.
     const fs::path spec_file = out / "spec.json";
-    const json spec_json = spec_to_json(spec);
+    json spec_json = spec_to_json(spec);
+    // The base file's content, not only its name: an edited base is another experiment.
+    if (!spec.base.empty()) spec_json["base_content"] = fnv1a64_hex(read_file(spec.base));
     if (fs::exists(spec_file) && read_json_file(spec_file) != spec_json) {
         throw Error(out.string() + " holds an experiment with another spec (" + spec_file.string() +
                     "); give another --out or the same spec");
