@@ -1,6 +1,11 @@
 #include "core/sqlite.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <vector>
 
 #include "core/error.h"
 #include "test_util.h"
@@ -55,4 +60,40 @@ TEST(Sqlite, ErrorsNameTheFile) {
 }
 
 }  // namespace
+// Processes that open one new database at the same moment (the ranks of an mpirun job sharing a
+// judge cache) all get it: the switch to WAL that one of them loses is retried, not an error.
+TEST(Sqlite, ProcessesOpeningANewDatabaseAtOnceAllSucceed) {
+    testutil::TempDir dir;
+    for (int round = 0; round < 10; round++) {
+        const std::string path = (dir.path() / ("db" + std::to_string(round))).string();
+        std::vector<pid_t> children;
+        for (int p = 0; p < 6; p++) {
+            const pid_t pid = fork();
+            ASSERT_GE(pid, 0);
+            if (pid == 0) {
+                int code = 0;
+                try {
+                    SqliteDb db(path);
+                    db.exec("CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY)");
+                    db.exec("INSERT OR IGNORE INTO t VALUES ('" + std::to_string(p) + "')");
+                } catch (const std::exception& e) {
+                    std::fprintf(stderr, "child %d: %s\n", p, e.what());
+                    code = 1;
+                }
+                _exit(code);
+            }
+            children.push_back(pid);
+        }
+        for (pid_t pid : children) {
+            int status = 0;
+            ASSERT_EQ(waitpid(pid, &status, 0), pid);
+            EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "round " << round;
+        }
+        SqliteDb db(path);
+        SqliteStatement s = db.prepare("SELECT count(*) FROM t");
+        ASSERT_TRUE(s.step());
+        EXPECT_EQ(s.column_int(0), 6) << "round " << round;
+    }
+}
+
 }  // namespace crucible

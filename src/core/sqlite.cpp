@@ -26,7 +26,13 @@ SqliteDb::SqliteDb(const std::string& path) : path_(path) {
         throw Error(path + ": cannot open SQLite database: " + message);
     }
     sqlite3_busy_timeout(db_, 10000);
-    exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
+    try {
+        exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
+    } catch (const Error&) {
+        sqlite3_close(db_);
+        db_ = nullptr;
+        throw;
+    }
 }
 
 SqliteDb::~SqliteDb() {
@@ -48,7 +54,22 @@ SqliteDb& SqliteDb::operator=(SqliteDb&& other) noexcept {
 void SqliteDb::exec(std::string_view sql) {
     char* message = nullptr;
     std::string text(sql);
-    if (sqlite3_exec(db_, text.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
+    // SQLite returns SQLITE_BUSY without waiting in the busy handler where waiting could
+    // deadlock — as when processes that open one new database at once (the ranks of an mpirun
+    // job sharing a judge cache) race to switch it to WAL or to create its tables. Outside a
+    // transaction the statement that met the lock took no effect, so `sql` is run again for
+    // about as long as the busy timeout (its earlier statements too: see sqlite.h); inside a
+    // transaction the caller decides.
+    int code = SQLITE_OK;
+    for (int attempt = 0; attempt <= 1000; attempt++) {
+        code = sqlite3_exec(db_, text.c_str(), nullptr, nullptr, &message);
+        const bool busy = code == SQLITE_BUSY || code == SQLITE_LOCKED;
+        if (!busy || sqlite3_get_autocommit(db_) == 0) break;
+        sqlite3_free(message);
+        message = nullptr;
+        sqlite3_sleep(10);
+    }
+    if (code != SQLITE_OK) {
         std::string error = message != nullptr ? message : sqlite3_errmsg(db_);
         sqlite3_free(message);
         throw Error(path_ + ": SQLite: " + error);

@@ -27,7 +27,10 @@ class SqliteDb {
     SqliteDb(SqliteDb&& other) noexcept;
     SqliteDb& operator=(SqliteDb&& other) noexcept;
 
-    // Runs one or more statements that return no rows (schema, pragmas, BEGIN/COMMIT).
+    // Runs one or more statements that return no rows (schema, pragmas, BEGIN/COMMIT). Outside
+    // a transaction, a lock that SQLite will not wait on (SQLITE_BUSY) runs `sql` again, whole,
+    // for up to about 10 s: give it one statement, or statements that may run twice
+    // (CREATE ... IF NOT EXISTS, pragmas).
     void exec(std::string_view sql);
     SqliteStatement prepare(std::string_view sql);
     int64_t last_insert_rowid() const;
