@@ -131,34 +131,35 @@ struct TinyExperiment {
         }
         write_file_durable(t.path() / "held_out.jsonl", held_out);
         spec = t.path() / "exp.yaml";
-        write_file_durable(spec,
-                           "set:\n"
-                           "  - model.path=" +
-                               (t.path() / "base").string() +
-                               "\n"
-                               "  - task.name=jsonl\n"
-                               "  - task.data=" +
-                               (t.path() / "task.jsonl").string() +
-                               "\n"
-                               "  - task.eval_data=" +
-                               (t.path() / "held_out.jsonl").string() +
-                               "\n"
-                               "  - rollout.prompts_per_step=2\n"
-                               "  - rollout.samples_per_prompt=4\n"
-                               "  - rollout.max_new_tokens=6\n"
-                               "  - train.steps=2\n"
-                               "  - train.eval_every=0\n"
-                               "  - train.checkpoint_every=1\n"
-                               "  - train.lr=5e-2\n"
-                               "  - train.warmup_steps=0\n"
-                               "  - algorithm.dynamic_sampling=false\n"
-                               "arms:\n"
-                               "  - name: control\n"
-                               "  - name: lr0\n"
-                               "    set: [train.lr=0]\n"
-                               "seeds: [1, 2]\n"
-                               "eval: {items: 10, samples: 3, temperature: 1.0, seed: 7}\n"
-                               "bootstrap: {resamples: 500, seed: 1}\n");
+        write_file_durable(
+            spec,
+            "set:\n"
+            "  - model.path=" +
+                (t.path() / "base").string() +
+                "\n"
+                "  - task.name=jsonl\n"
+                "  - task.data=" +
+                (t.path() / "task.jsonl").string() +
+                "\n"
+                "  - task.eval_data=" +
+                (t.path() / "held_out.jsonl").string() +
+                "\n"
+                "  - rollout.prompts_per_step=2\n"
+                "  - rollout.samples_per_prompt=4\n"
+                "  - rollout.max_new_tokens=6\n"
+                "  - train.steps=2\n"
+                "  - train.eval_every=0\n"
+                "  - train.checkpoint_every=1\n"
+                "  - train.lr=5e-2\n"
+                "  - train.warmup_steps=0\n"
+                "  - algorithm.dynamic_sampling=false\n"
+                "arms:\n"
+                "  - name: control\n"
+                "  - name: lr0\n"
+                "    set: [train.lr=0]\n"
+                "seeds: [1, 2]\n"
+                "eval: {items: 10, samples: 3, temperature: 1.0, seed: 7, every: 1}\n"
+                "bootstrap: {resamples: 500, seed: 1}\n");
         out = t.path() / "exp";
     }
 };
@@ -192,6 +193,13 @@ TEST(Experiment, TwoArmsTwoSeedsRunEvaluateAndReport) {
             EXPECT_NEAR(run["accuracy"].get<double>(), s / n, 1e-12);
             sum += s / n;
             EXPECT_EQ(run["curves"]["step"].size(), 2u);  // the run's metrics.jsonl
+            // eval.every 1: the step-1 checkpoint evaluated too, and the last point is the
+            // final evaluation (the same policy, items and seeds).
+            ASSERT_EQ(run["accuracy_by_step"].size(), 2u);
+            EXPECT_EQ(run["accuracy_by_step"][0]["step"], 1);
+            EXPECT_EQ(run["accuracy_by_step"][1]["step"], 2);
+            EXPECT_NEAR(run["accuracy_by_step"][1]["accuracy"].get<double>(),
+                        run["accuracy"].get<double>(), 1e-12);
             ASSERT_EQ(run["pass_at_k"].size(), 3u);
         }
         EXPECT_NEAR(arm["mean"]["estimate"].get<double>(), sum / 2, 1e-12);
@@ -204,6 +212,9 @@ TEST(Experiment, TwoArmsTwoSeedsRunEvaluateAndReport) {
     const json& lr0 = r["arms"][1];
     EXPECT_EQ(lr0["runs"][0]["accuracy"], lr0["runs"][1]["accuracy"]);
     EXPECT_EQ(lr0["seed_sd"].get<double>(), 0.0);
+    // ... and its step-1 checkpoint, the same base policy reloaded, scores the same.
+    EXPECT_NEAR(lr0["runs"][0]["accuracy_by_step"][0]["accuracy"].get<double>(),
+                lr0["runs"][0]["accuracy"].get<double>(), 1e-12);
     EXPECT_GT(lr0["runs"][0]["accuracy"].get<double>(), 0.0);  // the task is not all zeros
     // The difference is the arms' estimates' difference, with its interval and verdict.
     ASSERT_EQ(r["differences"].size(), 1u);

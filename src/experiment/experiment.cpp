@@ -16,6 +16,7 @@
 #include "core/svg_chart.h"
 #include "core/yaml_reader.h"
 #include "eval/statistics.h"
+#include "model/checkpoint.h"
 #include "rl/evaluate.h"
 #include "rl/presets.h"
 #include "rl/rl_config.h"
@@ -48,7 +49,8 @@ json spec_to_json(const ExperimentSpec& s) {
              {{"items", s.eval_items},
               {"samples", s.eval_samples},
               {"temperature", s.eval_temperature},
-              {"seed", s.eval_seed}}},
+              {"seed", s.eval_seed},
+              {"every", s.eval_every}}},
             {"bootstrap", {{"resamples", s.resamples}, {"seed", s.bootstrap_seed}}}};
 }
 
@@ -66,6 +68,7 @@ ExperimentSpec spec_from_json(const json& j) {
     s.eval_samples = j.at("eval").at("samples");
     s.eval_temperature = j.at("eval").at("temperature");
     s.eval_seed = j.at("eval").at("seed");
+    s.eval_every = j.at("eval").value("every", 0);
     s.resamples = j.at("bootstrap").at("resamples");
     s.bootstrap_seed = j.at("bootstrap").at("seed");
     return s;
@@ -266,6 +269,26 @@ std::string report_html(const json& r) {
         }
         if (!series.empty()) h << svg_line_chart(k, series, "step", k);
     }
+    std::vector<ChartSeries> along;
+    int along_arm = 0;
+    for (const json& a : r["arms"]) {
+        for (const json& run : a["runs"]) {
+            if (run["accuracy_by_step"].empty()) continue;
+            ChartSeries s;
+            s.name = a["name"].get<std::string>() + " seed " +
+                     std::to_string(run["seed"].get<int64_t>());
+            s.colour = along_arm;
+            for (const json& p : run["accuracy_by_step"]) {
+                s.x.push_back(p["step"].get<double>());
+                s.y.push_back(num(p["accuracy"]));
+            }
+            along.push_back(std::move(s));
+        }
+        along_arm++;
+    }
+    if (!along.empty()) {
+        h << svg_line_chart("held-out accuracy by step (eval.every)", along, "step", "accuracy");
+    }
     std::vector<ChartSeries> pass;
     int arm_index = 0;
     for (const json& a : r["arms"]) {
@@ -345,7 +368,9 @@ ExperimentSpec load_spec(const fs::path& file) {
         e.get("samples", s.eval_samples);
         e.get("temperature", s.eval_temperature);
         e.get("seed", s.eval_seed);
+        e.get("every", s.eval_every);
         e.finish();
+        if (s.eval_every < 0) e.fail(e.node(), "key 'eval.every' must be 0 or more");
         if (s.eval_items < 1) e.fail(e.node(), "key 'eval.items' must be at least 1");
         if (s.eval_samples < 1) e.fail(e.node(), "key 'eval.samples' must be at least 1");
         if (!(s.eval_temperature >= 0 && s.eval_temperature <= 2)) {
@@ -428,6 +453,23 @@ void run_experiment(const ExperimentSpec& spec, const fs::path& out, std::ostrea
             const rl::TaskEvaluation ev =
                 rl::evaluate_task(trainer.model(), held.tokenizer, held.task, held.items,
                                   spec.eval_samples, params, spec.eval_seed);
+            // Held-out accuracy along the run: its checkpoints at multiples of eval.every (those
+            // that train.checkpoint_every wrote), evaluated as the final policy is.
+            json along = json::array();
+            if (spec.eval_every > 0) {
+                for (int64_t step = spec.eval_every; step < trainer.step();
+                     step += spec.eval_every) {
+                    const fs::path ck = trainer.checkpoint_dir(step);
+                    if (!fs::exists(ck / "model.safetensors")) continue;
+                    std::unique_ptr<Model> m = load_model(ck);
+                    m->set_matmul_dtype(trainer.model().matmul_dtype());
+                    const rl::TaskEvaluation e =
+                        rl::evaluate_task(*m, held.tokenizer, held.task, held.items,
+                                          spec.eval_samples, params, spec.eval_seed);
+                    along.push_back({{"step", step}, {"accuracy", e.mean}});
+                }
+                along.push_back({{"step", trainer.step()}, {"accuracy", ev.mean}});
+            }
             json ids = json::array();
             for (const rl::TaskItem& item : held.items) ids.push_back(item.id);
             const json record = {{"arm", arm.name},
@@ -436,6 +478,7 @@ void run_experiment(const ExperimentSpec& spec, const fs::path& out, std::ostrea
                                  {"item_ids", ids},
                                  {"scores", nan_to_null(ev.scores)},
                                  {"accuracy", ev.mean},
+                                 {"accuracy_by_step", along},
                                  {"failures", ev.failures},
                                  {"mean_length", ev.mean_length},
                                  {"train_seconds", train_s},
@@ -517,6 +560,7 @@ json experiment_results(const fs::path& out) {
                                  {"accuracy", acc.mean},
                                  {"item_se", acc.se},
                                  {"pass_at_k", curve},
+                                 {"accuracy_by_step", e.value("accuracy_by_step", json::array())},
                                  {"train_seconds", e.value("train_seconds", 0.0)},
                                  {"eval_seconds", e.value("eval_seconds", 0.0)},
                                  {"curves", read_curves(dir / "metrics.jsonl")}});

@@ -31,6 +31,7 @@ struct ExperimentSpec {
     int eval_samples = 4;  // K samples of each
     double eval_temperature = 1.0;
     uint64_t eval_seed = 0;  // the held-out items (a built-in task's) and the samples' seeds
+    int64_t eval_every = 0;  // also evaluate the checkpoints at multiples of this step (0: none)
     int resamples = 2000;    // bootstrap replicates
     uint64_t bootstrap_seed = 0;
 };
