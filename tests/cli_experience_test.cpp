@@ -341,6 +341,10 @@ TEST(CliExperience, BenchesRunOnAModelFolder) {
     std::vector<double> rounds = ratio["rounds"].get<std::vector<double>>();
     std::sort(rounds.begin(), rounds.end());
     EXPECT_EQ(ratio["median_of_rounds"].get<double>(), rounds[1]);
+    c = run_cli(t, "bench generate --model " + dir.string() +
+                       " --batches 1 --new-tokens 4 --prompt-tokens 8 --dtype float32,float32");
+    EXPECT_NE(c.rc, 0);
+    EXPECT_NE(c.err.find("--dtype names float32 twice"), std::string::npos) << c.err;
     c = run_cli(t, "bench train --model " + dir.string() +
                        " --no-torch --batch 2 --seq 200 --steps 1 --warmup 0 --json " +
                        tr.string());

@@ -295,6 +295,23 @@ TEST(Experiment, TwoArmsTwoSeedsRunEvaluateAndReport) {
             testutil::error_of([&] { experiment::run_experiment(s, b.path() / "o", l); });
         EXPECT_NE(edited.find("another spec"), std::string::npos) << edited;
     }
+    // A stored evaluation edited by hand is refused by name, never averaged: a score past 1, a
+    // missing row.
+    {
+        const fs::path f = x.out / "runs/lr0/seed-1/experiment_eval.json";
+        const std::string good = read_file(f);
+        json e = json::parse(good);
+        e["scores"][0][0] = 7.0;
+        write_file_durable(f, e.dump());
+        std::string err = testutil::error_of([&] { experiment::experiment_results(x.out); });
+        EXPECT_NE(err.find("a score outside [0, 1]"), std::string::npos) << err;
+        e = json::parse(good);
+        e["scores"].erase(e["scores"].size() - 1);
+        write_file_durable(f, e.dump());
+        err = testutil::error_of([&] { experiment::experiment_results(x.out); });
+        EXPECT_NE(err.find("9 score rows for 10 items"), std::string::npos) << err;
+        write_file_durable(f, good);
+    }
     // The same folder with another spec is refused before any training.
     write_file_durable(x.spec, read_file(x.spec) + "preset: dapo\n");
     const std::string e = testutil::error_of(
@@ -325,6 +342,9 @@ TEST(Experiment, BadSpecsAreRefusedNamingTheField) {
     EXPECT_NE(error_for("arms: [{name: a}, {name: ../b}]\nseeds: [1]\n").find("'arms[1].name'"),
               std::string::npos);
     EXPECT_NE(error_for(two_arms + "seeds: [1]\neval: {samples: 0}\n").find("eval.samples"),
+              std::string::npos);
+    EXPECT_NE(error_for(two_arms + "seeds: [1]\nbootstrap: {resamples: 1e12}\n")
+                  .find("bootstrap.resamples"),
               std::string::npos);
     const std::string bad_preset =
         error_for("arms: [{name: a}, {name: b, preset: grpo2}]\nseeds: [1]\n");

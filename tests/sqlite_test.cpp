@@ -60,8 +60,10 @@ TEST(Sqlite, ErrorsNameTheFile) {
 }
 
 }  // namespace
-// Processes that open one new database at the same moment (the ranks of an mpirun job sharing a
-// judge cache) all get it: the switch to WAL that one of them loses is retried, not an error.
+// Processes that open one new database at the same moment all get it, and every row each wrote.
+// (The race on the switch to WAL that SqliteDb::exec retries showed in two ranks of
+// DataParallelRl.RubricRewardsAreJudgedWhereGeneratedAndTotalsSummed under load; this test did
+// not reproduce it before the retry, so it guards concurrent opening in general.)
 TEST(Sqlite, ProcessesOpeningANewDatabaseAtOnceAllSucceed) {
     testutil::TempDir dir;
     for (int round = 0; round < 10; round++) {

@@ -234,6 +234,12 @@ json measure_engine(const char* name, Model& model, const GenerateBenchOptions& 
                     " exceed the model's context of " + std::to_string(context));
     }
     std::map<std::string, json> rows;
+    for (size_t d = 0; d < o.dtypes.size(); d++) {
+        if (std::find(o.dtypes.begin(), o.dtypes.begin() + d, o.dtypes[d]) !=
+            o.dtypes.begin() + d) {
+            throw Error("--dtype names " + o.dtypes[d] + " twice");
+        }
+    }
     for (const std::string& dt : o.dtypes) {
         rows[dt] = {{"dtype", dt},
                     {"bandwidth_bound_tokens_per_s", bandwidth_bound(model, dt, bw)}};

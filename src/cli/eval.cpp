@@ -429,7 +429,7 @@ json seed_spread_note(const std::string& dir, const json& diff) {
         if (!a.contains("seed_sd") || !a["seed_sd"].is_number()) continue;
         sum += a["seed_sd"].get<double>() * a["seed_sd"].get<double>();
         arms++;
-        runs += static_cast<int>(a["runs"].size());
+        runs += static_cast<int>(a.value("runs", json::array()).size());
     }
     if (arms == 0) {
         throw Error(file.string() +

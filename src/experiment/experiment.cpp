@@ -382,7 +382,9 @@ ExperimentSpec load_spec(const fs::path& file) {
         b.get("resamples", s.resamples);
         b.get("seed", s.bootstrap_seed);
         b.finish();
-        if (s.resamples < 100) b.fail(b.node(), "key 'bootstrap.resamples' must be at least 100");
+        if (s.resamples < 100 || s.resamples > 1000000) {
+            b.fail(b.node(), "key 'bootstrap.resamples' must be in [100, 1000000]");
+        }
     }
     top.finish();
     return s;
@@ -543,6 +545,21 @@ json experiment_results(const fs::path& out) {
                 scores = rows_from_json(e.at("scores"));
             } catch (const json::exception& ex) {
                 throw Error((dir / kEvalFile).string() + ": malformed: " + ex.what());
+            }
+            // A hand-edited or cut file must not reach the statistics: one row per item, every
+            // score a number in [0, 1] or null (a failed verdict).
+            if (scores.size() != ids.size()) {
+                throw Error((dir / kEvalFile).string() +
+                            ": malformed: " + std::to_string(scores.size()) + " score rows for " +
+                            std::to_string(ids.size()) + " items");
+            }
+            for (const std::vector<double>& row : scores) {
+                for (double v : row) {
+                    if (!std::isnan(v) && !(v >= 0.0 && v <= 1.0)) {
+                        throw Error((dir / kEvalFile).string() +
+                                    ": malformed: a score outside [0, 1]");
+                    }
+                }
             }
             if (item_ids.empty()) item_ids = ids;
             if (ids != item_ids) {
