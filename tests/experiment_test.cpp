@@ -100,12 +100,16 @@ struct Cli {
     std::string err;
 };
 
-Cli run_cli(const TempDir& t, const std::string& args) {
+// A shell command line's exit status and stderr.
+Cli run_shell(const TempDir& t, const std::string& command) {
     const fs::path err = t.path() / "cli.err";
-    const std::string cmd =
-        std::string(CRUCIBLE_BINARY) + " " + args + " > /dev/null 2> " + err.string();
+    const std::string cmd = command + " > /dev/null 2> " + err.string();
     const int status = std::system(cmd.c_str());
     return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, testutil::slurp(err)};
+}
+
+Cli run_cli(const TempDir& t, const std::string& args) {
+    return run_shell(t, std::string(CRUCIBLE_BINARY) + " " + args);
 }
 
 // A tiny experiment: a random byte model, a task whose regex pays a completion holding a letter
@@ -317,6 +321,79 @@ TEST(Experiment, TwoArmsTwoSeedsRunEvaluateAndReport) {
     const std::string e = testutil::error_of(
         [&] { experiment::run_experiment(experiment::load_spec(x.spec), x.out, log); });
     EXPECT_NE(e.find("another spec"), std::string::npos) << e;
+}
+
+// Under mpirun the runs are dealt to groups of ranks: two ranks one run each at a time, or both
+// ranks on every run (data-parallel), give the results of one process — a run's result does not
+// depend on where it ran. A killed sharded experiment resumes the same way.
+TEST(Experiment, RunsShardedAcrossRanksGiveOneProcesssResults) {
+    TinyExperiment x;
+    auto run = [&](const std::string& launcher, const fs::path& out, const std::string& extra) {
+        return run_shell(x.t, launcher + std::string(CRUCIBLE_BINARY) + " experiment run --spec " +
+                                  x.spec.string() + " --out " + out.string() + extra);
+    };
+    const std::string one = "OMP_NUM_THREADS=1 ";
+    const std::string two = std::string(testutil::kMpiEnv) + "OMP_NUM_THREADS=1 mpirun -np 2 ";
+    const Cli alone = run(one, x.out, "");
+    ASSERT_EQ(alone.rc, 0) << alone.err;
+    // What a run's result is, without the wall times.
+    auto results = [](const fs::path& out) {
+        json r = json::parse(read_file(out / "results.json"));
+        for (json& arm : r["arms"]) {
+            for (json& run : arm["runs"]) {
+                run.erase("train_seconds");
+                run.erase("eval_seconds");
+            }
+        }
+        return r;
+    };
+    auto ranks_of = [](const fs::path& out, const char* arm, int seed) {
+        return json::parse(read_file(out / "runs" / arm / ("seed-" + std::to_string(seed)) /
+                                     "experiment_eval.json"))["ranks"]
+            .get<int>();
+    };
+    const json expected = results(x.out);
+    ASSERT_EQ(expected["arms"][0]["runs"].size(), 2u);
+
+    const fs::path side_by_side = x.t.path() / "side_by_side";
+    const Cli s = run(two, side_by_side, "");
+    ASSERT_EQ(s.rc, 0) << s.err;
+    EXPECT_NE(s.err.find("2 runs at a time on 1 rank(s) each"), std::string::npos) << s.err;
+    EXPECT_EQ(results(side_by_side), expected);
+    EXPECT_EQ(ranks_of(side_by_side, "lr0", 2), 1);
+    // The trained weights too, byte for byte.
+    EXPECT_EQ(read_file(side_by_side / "runs/control/seed-2/checkpoints/step-2/model.safetensors"),
+              read_file(x.out / "runs/control/seed-2/checkpoints/step-2/model.safetensors"));
+
+    const fs::path together = x.t.path() / "together";
+    const Cli d = run(two, together, " --ranks-per-run 2");
+    ASSERT_EQ(d.rc, 0) << d.err;
+    EXPECT_NE(d.err.find("1 runs at a time on 2 rank(s) each"), std::string::npos) << d.err;
+    EXPECT_EQ(results(together), expected);
+    EXPECT_EQ(ranks_of(together, "control", 1), 2);
+
+    // A lost run (its evaluation gone, its checkpoints kept) is redone by whichever group gets it.
+    const fs::path lost = side_by_side / "runs/lr0/seed-1/experiment_eval.json";
+    fs::remove(lost);
+    fs::remove(side_by_side / "results.json");
+    const Cli again = run(two, side_by_side, "");
+    ASSERT_EQ(again.rc, 0) << again.err;
+    EXPECT_NE(again.err.find("3 of 4 runs done"), std::string::npos) << again.err;
+    EXPECT_NE(again.err.find("lr0 seed 1 (resuming)"), std::string::npos) << again.err;
+    EXPECT_EQ(results(side_by_side), expected);
+
+    // Ranks that groups of the asked size cannot divide are refused before any run.
+    const Cli bad = run(two, x.t.path() / "bad", " --ranks-per-run 3");
+    EXPECT_NE(bad.rc, 0);
+    EXPECT_NE(bad.err.find("--ranks-per-run 3 must divide the 2 rank(s)"), std::string::npos)
+        << bad.err;
+    EXPECT_FALSE(fs::exists(x.t.path() / "bad"));
+    const Cli report =
+        run_shell(x.t, two + CRUCIBLE_BINARY + " experiment report " + side_by_side.string());
+    EXPECT_NE(report.rc, 0);
+    EXPECT_NE(report.err.find("only `crucible experiment run` runs across ranks"),
+              std::string::npos)
+        << report.err;
 }
 
 // Bad specs: one message naming the file and the field, before any run starts.

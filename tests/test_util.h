@@ -97,4 +97,11 @@ inline std::string slurp(const std::filesystem::path& p) {
     return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
+// mpirun as root needs Open MPI's two confirmations; ranks may outnumber the cores (the CI has
+// two). In a sanitizer build the ranks unwind allocations fully, so that Open MPI's own leaks are
+// recognised as its (cmake/lsan_suppressions.cpp).
+inline const char* const kMpiEnv =
+    "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+    "OMPI_MCA_rmaps_base_oversubscribe=1 ASAN_OPTIONS=fast_unwind_on_malloc=0 ";
+
 }  // namespace crucible::testutil

@@ -6,6 +6,8 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "core/error.h"
+#include "dist/world.h"
 
 namespace crucible::cli {
 
@@ -23,6 +25,11 @@ std::function<int()> add_experiment(CLI::App& app) {
         ->required()
         ->check(CLI::ExistingFile);
     run->add_option("--out", *out, "the experiment's folder (a re-run resumes it)")->required();
+    auto ranks_per_run = std::make_shared<int>(1);
+    run->add_option("--ranks-per-run", *ranks_per_run,
+                    "under mpirun: the ranks that train one run together (data-parallel); the "
+                    "runs are dealt to ranks/R groups that work side by side (default 1)")
+        ->check(CLI::PositiveNumber);
     CLI::App* report = cmd->add_subcommand(
         "report", "Redraw results.json and report.html from the runs stored in DIR");
     auto dir = std::make_shared<std::string>();
@@ -31,8 +38,12 @@ std::function<int()> add_experiment(CLI::App& app) {
         ->check(CLI::ExistingDirectory);
     return [=]() {
         if (run->parsed()) {
-            experiment::run_experiment(experiment::load_spec(*spec), *out, std::cerr);
+            experiment::run_experiment(experiment::load_spec(*spec), *out, std::cerr,
+                                       *ranks_per_run);
             return 0;
+        }
+        if (dist::size() > 1) {
+            throw Error("under mpirun only `crucible experiment run` runs across ranks");
         }
         experiment::write_experiment_report(*dir);
         std::cerr << "experiment: wrote " << *dir << "/results.json and " << *dir

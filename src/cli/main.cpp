@@ -163,9 +163,11 @@ int main(int argc, char** argv) {
                     std::to_string(crucible::dist::size()) + ": ";
             if (crucible::dist::is_root()) std::printf("%s\n", ranks.c_str());
             std::fflush(stdout);
-            if (!app.got_subcommand("train") && !app.got_subcommand("eval")) {
+            if (!app.got_subcommand("train") && !app.got_subcommand("eval") &&
+                !app.got_subcommand("experiment")) {
                 throw crucible::Error(
-                    "under mpirun only `crucible train sft` and `crucible eval` run across "
+                    "under mpirun only `crucible train`, `crucible eval` and `crucible "
+                    "experiment run` run across "
                     "ranks for now; run this command without mpirun");
             }
         }

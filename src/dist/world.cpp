@@ -20,6 +20,10 @@ namespace {
 
 bool g_mpi = false;  // MPI was initialized by init()
 int g_rank = 0, g_size = 1;
+int g_world_size = 1;
+// The ranks every call acts within: MPI_COMM_WORLD, or this rank's group while a RankGroups
+// lives.
+MPI_Comm g_comm = MPI_COMM_WORLD;
 CommStats g_stats;
 
 // Values per message of the chain: 1 MiB of floats, so the ranks work on different chunks at
@@ -58,20 +62,19 @@ void chain_sum(T* x, size_t n) {
     for (size_t at = 0; at < n; at += chunk) {
         const int len = (int)std::min(chunk, n - at);
         if (g_rank > 0) {
-            MPI_Recv(partial.data(), len, mpi_type<T>(), g_rank - 1, 0, MPI_COMM_WORLD,
-                     MPI_STATUS_IGNORE);
+            MPI_Recv(partial.data(), len, mpi_type<T>(), g_rank - 1, 0, g_comm, MPI_STATUS_IGNORE);
             // The partial sum of the ranks before, then this rank's values: ((x0 + x1) + x2)...
             for (int i = 0; i < len; i++) x[at + i] = partial[i] + x[at + i];
         }
         if (g_rank + 1 < g_size) {
-            MPI_Send(x + at, len, mpi_type<T>(), g_rank + 1, 0, MPI_COMM_WORLD);
+            MPI_Send(x + at, len, mpi_type<T>(), g_rank + 1, 0, g_comm);
             g_stats.bytes_sent += (double)len * sizeof(T);
         }
     }
     // The last rank holds the sums; everyone gets its bits.
     for (size_t at = 0; at < n; at += chunk) {
         const int len = (int)std::min(chunk, n - at);
-        MPI_Bcast(x + at, len, mpi_type<T>(), g_size - 1, MPI_COMM_WORLD);
+        MPI_Bcast(x + at, len, mpi_type<T>(), g_size - 1, g_comm);
         if (g_rank == g_size - 1) g_stats.bytes_sent += (double)len * sizeof(T) * (g_size - 1);
     }
 }
@@ -102,6 +105,7 @@ std::string init(int* argc, char*** argv) {
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    g_world_size = g_size;
     if (g_size == 1) return "";
     // Ranks × threads must not oversubscribe the cores.
     MPI_Comm local;
@@ -155,7 +159,7 @@ int64_t sum(int64_t value) {
     if (g_size == 1) return value;
     Timed timed;
     int64_t out = 0;
-    MPI_Allreduce(&value, &out, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Allreduce(&value, &out, 1, MPI_INT64_T, MPI_SUM, g_comm);
     return out;
 }
 
@@ -163,9 +167,9 @@ void broadcast(std::string& s) {
     if (g_size == 1) return;
     Timed timed;
     int64_t len = (int64_t)s.size();
-    MPI_Bcast(&len, 1, MPI_INT64_T, 0, MPI_COMM_WORLD);
+    MPI_Bcast(&len, 1, MPI_INT64_T, 0, g_comm);
     s.resize((size_t)len);
-    MPI_Bcast(s.data(), (int)len, MPI_CHAR, 0, MPI_COMM_WORLD);
+    MPI_Bcast(s.data(), (int)len, MPI_CHAR, 0, g_comm);
 }
 
 std::vector<std::string> allgather(const std::string& s) {
@@ -173,7 +177,7 @@ std::vector<std::string> allgather(const std::string& s) {
     Timed timed;
     const int len = (int)s.size();
     std::vector<int> lens(g_size), offsets(g_size);
-    MPI_Allgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, MPI_COMM_WORLD);
+    MPI_Allgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, g_comm);
     int total = 0;
     for (int r = 0; r < g_size; r++) {
         offsets[r] = total;
@@ -181,7 +185,7 @@ std::vector<std::string> allgather(const std::string& s) {
     }
     std::string all((size_t)total, '\0');
     MPI_Allgatherv(s.data(), len, MPI_CHAR, all.data(), lens.data(), offsets.data(), MPI_CHAR,
-                   MPI_COMM_WORLD);
+                   g_comm);
     g_stats.bytes_sent += (double)len * (g_size - 1);
     std::vector<std::string> out;
     for (int r = 0; r < g_size; r++) out.push_back(all.substr((size_t)offsets[r], (size_t)lens[r]));
@@ -191,14 +195,14 @@ std::vector<std::string> allgather(const std::string& s) {
 void barrier() {
     if (g_size == 1) return;
     Timed timed;
-    MPI_Barrier(MPI_COMM_WORLD);
+    MPI_Barrier(g_comm);
 }
 
 void check_same(const std::string& bytes, const std::string& what) {
     if (g_size == 1) return;
     const uint64_t h = std::stoull(fnv1a64_hex(bytes), nullptr, 16);
     std::vector<uint64_t> all(g_size);
-    MPI_Allgather(&h, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD);
+    MPI_Allgather(&h, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, g_comm);
     for (int r = 1; r < g_size; r++) {
         if (all[r] != all[0]) {
             throw Error(what + " differs between the ranks (rank " + std::to_string(r) +
@@ -216,8 +220,7 @@ void receive(const MPI_Status& st, const std::function<void(const std::string&)>
     int len = 0;
     MPI_Get_count(&st, MPI_CHAR, &len);
     std::string msg((size_t)len, '\0');
-    MPI_Recv(msg.data(), len, MPI_CHAR, st.MPI_SOURCE, st.MPI_TAG, MPI_COMM_WORLD,
-             MPI_STATUS_IGNORE);
+    MPI_Recv(msg.data(), len, MPI_CHAR, st.MPI_SOURCE, st.MPI_TAG, g_comm, MPI_STATUS_IGNORE);
     if (st.MPI_TAG == kDoneTag) {
         ++g_done_ranks;
     } else {
@@ -228,13 +231,13 @@ void receive(const MPI_Status& st, const std::function<void(const std::string&)>
 
 void send_to_root(const std::string& message) {
     Timed timed;
-    MPI_Send(message.data(), (int)message.size(), MPI_CHAR, 0, kMessageTag, MPI_COMM_WORLD);
+    MPI_Send(message.data(), (int)message.size(), MPI_CHAR, 0, kMessageTag, g_comm);
     g_stats.bytes_sent += (double)message.size();
 }
 
 void done_sending() {
     if (g_size == 1 || g_rank == 0) return;
-    MPI_Send(nullptr, 0, MPI_CHAR, 0, kDoneTag, MPI_COMM_WORLD);
+    MPI_Send(nullptr, 0, MPI_CHAR, 0, kDoneTag, g_comm);
 }
 
 int poll_messages(const std::function<void(const std::string&)>& handle) {
@@ -243,7 +246,7 @@ int poll_messages(const std::function<void(const std::string&)>& handle) {
     for (;;) {
         int flag = 0;
         MPI_Status st;
-        MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st);
+        MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, g_comm, &flag, &st);
         if (!flag) return handled;
         receive(st, handle);
         ++handled;
@@ -253,7 +256,7 @@ int poll_messages(const std::function<void(const std::string&)>& handle) {
 void drain_messages(const std::function<void(const std::string&)>& handle) {
     while (g_size > 1 && g_done_ranks < g_size - 1) {
         MPI_Status st;
-        MPI_Probe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &st);
+        MPI_Probe(MPI_ANY_SOURCE, MPI_ANY_TAG, g_comm, &st);
         receive(st, handle);
     }
     g_done_ranks = 0;
@@ -266,8 +269,34 @@ void reset_comm_stats() {
     g_stats = {};
 }
 
+RankGroups::RankGroups(int ranks_per_group) {
+    if (ranks_per_group < 1 || g_size % ranks_per_group != 0) {
+        throw Error("cannot split " + std::to_string(g_size) + " rank(s) into groups of " +
+                    std::to_string(ranks_per_group) + ": the ranks must be a multiple of it");
+    }
+    if (g_comm != MPI_COMM_WORLD) throw Error("RankGroups: the ranks are already split");
+    group_ = g_rank / ranks_per_group;
+    groups_ = g_size / ranks_per_group;
+    if (g_size == 1) return;  // a world of one (maybe without MPI) is its own group
+    world_rank_ = g_rank;
+    world_size_ = g_size;
+    MPI_Comm group;
+    MPI_Comm_split(MPI_COMM_WORLD, group_, g_rank, &group);
+    g_comm = group;
+    MPI_Comm_rank(g_comm, &g_rank);
+    MPI_Comm_size(g_comm, &g_size);
+}
+
+RankGroups::~RankGroups() {
+    if (world_size_ == 0) return;
+    MPI_Comm_free(&g_comm);
+    g_comm = MPI_COMM_WORLD;
+    g_rank = world_rank_;
+    g_size = world_size_;
+}
+
 void abort_job(int code) {
-    if (g_mpi && g_size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+    if (g_mpi && g_world_size > 1) MPI_Abort(MPI_COMM_WORLD, code);
 }
 
 }  // namespace crucible::dist

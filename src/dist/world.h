@@ -65,6 +65,25 @@ struct CommStats {
 CommStats comm_stats();
 void reset_comm_stats();
 
+// Splits the ranks into groups of `ranks_per_group` consecutive ranks (size() must be a multiple
+// of it: Error otherwise) for as long as it lives: every call above then acts within this rank's
+// group — rank() and size() are the group's, a collective waits only on the group — so groups run
+// independent jobs side by side (an experiment's runs). Collective over all ranks, at creation
+// and when it ends; one split at a time. abort_job still ends every rank.
+class RankGroups {
+  public:
+    explicit RankGroups(int ranks_per_group);
+    ~RankGroups();
+    RankGroups(const RankGroups&) = delete;
+    RankGroups& operator=(const RankGroups&) = delete;
+    int group() const { return group_; }  // this rank's group, 0..groups()-1
+    int groups() const { return groups_; }
+
+  private:
+    int group_ = 0, groups_ = 1;
+    int world_rank_ = 0, world_size_ = 0;  // world_size_ 0: no split was made
+};
+
 // Ends every rank of the job after this one's error was printed (MPI_Abort); returns in a world
 // of one.
 void abort_job(int code);

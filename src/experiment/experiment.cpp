@@ -15,6 +15,7 @@
 #include "core/strings.h"
 #include "core/svg_chart.h"
 #include "core/yaml_reader.h"
+#include "dist/world.h"
 #include "eval/statistics.h"
 #include "model/checkpoint.h"
 #include "rl/evaluate.h"
@@ -395,12 +396,82 @@ std::string run_config_yaml(const ExperimentSpec& spec, const ArmSpec& arm, int6
     return run_config(spec, arm, seed, out).dump();
 }
 
-void run_experiment(const ExperimentSpec& spec, const fs::path& out, std::ostream& log) {
+namespace {
+
+// Trains one arm x seed (resuming it when a checkpoint survives) and evaluates its final policy
+// (and its checkpoints at multiples of eval.every) on the held-out items. Every rank of the
+// current group calls it; the group's first rank evaluates and writes the evaluation file.
+void train_and_evaluate(const ExperimentSpec& spec, const ArmSpec& arm, int64_t seed,
+                        const fs::path& out, const HeldOut& held, std::ostream& log) {
+    const fs::path dir = run_dir(out, arm.name, seed);
+    const bool resume = latest_checkpoint(dir / "checkpoints") >= 0;
+    // Killed before its first checkpoint: nothing to keep, start the run again. The group's
+    // other ranks read the folder only after this (the trainer's first collective).
+    if (!resume && fs::exists(dir) && dist::is_root()) fs::remove_all(dir);
+    dist::barrier();
+    log << "experiment: " << arm.name << " seed " << seed << (resume ? " (resuming)" : "") << "\n";
+    const Config config = run_config(spec, arm, seed, out);
+    const auto t0 = std::chrono::steady_clock::now();
+    rl::RlTrainer trainer(config, resume, log);
+    trainer.run();
+    const double train_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!dist::is_root()) return;
+    SamplingParams params;
+    params.temperature = static_cast<float>(spec.eval_temperature);
+    params.max_tokens = static_cast<int>(config.get_int("rollout.max_new_tokens"));
+    const rl::TaskEvaluation ev =
+        rl::evaluate_task(trainer.model(), held.tokenizer, held.task, held.items, spec.eval_samples,
+                          params, spec.eval_seed);
+    // Held-out accuracy along the run: its checkpoints at multiples of eval.every (those that
+    // train.checkpoint_every wrote), evaluated as the final policy is.
+    json along = json::array();
+    if (spec.eval_every > 0) {
+        for (int64_t step = spec.eval_every; step < trainer.step(); step += spec.eval_every) {
+            const fs::path ck = trainer.checkpoint_dir(step);
+            if (!fs::exists(ck / "model.safetensors")) continue;
+            std::unique_ptr<Model> m = load_model(ck);
+            m->set_matmul_dtype(trainer.model().matmul_dtype());
+            const rl::TaskEvaluation e =
+                rl::evaluate_task(*m, held.tokenizer, held.task, held.items, spec.eval_samples,
+                                  params, spec.eval_seed);
+            along.push_back({{"step", step}, {"accuracy", e.mean}});
+        }
+        along.push_back({{"step", trainer.step()}, {"accuracy", ev.mean}});
+    }
+    json ids = json::array();
+    for (const rl::TaskItem& item : held.items) ids.push_back(item.id);
+    const json record = {{"arm", arm.name},
+                         {"seed", seed},
+                         {"steps", trainer.step()},
+                         {"item_ids", ids},
+                         {"scores", nan_to_null(ev.scores)},
+                         {"accuracy", ev.mean},
+                         {"accuracy_by_step", along},
+                         {"failures", ev.failures},
+                         {"mean_length", ev.mean_length},
+                         {"train_seconds", train_s},
+                         {"eval_seconds", ev.seconds},
+                         {"ranks", dist::size()}};
+    write_file_durable(dir / kEvalFile, record.dump() + "\n");
+    log << "experiment: " << arm.name << " seed " << seed << ": held-out accuracy "
+        << points(ev.mean) << " points (" << fmt("%.0f", train_s) << " s training)\n";
+}
+
+}  // namespace
+
+void run_experiment(const ExperimentSpec& spec, const fs::path& out, std::ostream& log,
+                    int ranks_per_run) {
+    if (ranks_per_run < 1 || dist::size() % ranks_per_run != 0) {
+        throw Error("experiment: --ranks-per-run " + std::to_string(ranks_per_run) +
+                    " must divide the " + std::to_string(dist::size()) + " rank(s) mpirun started");
+    }
     // The folder's experiment first: another spec's runs are never mixed with these.
     const fs::path spec_file = out / "spec.json";
     json spec_json = spec_to_json(spec);
     // The base file's content, not only its name: an edited base is another experiment.
     if (!spec.base.empty()) spec_json["base_content"] = fnv1a64_hex(read_file(spec.base));
+    dist::check_same(spec_json.dump(), "the experiment's spec");
     if (fs::exists(spec_file) && read_json_file(spec_file) != spec_json) {
         throw Error(out.string() + " holds an experiment with another spec (" + spec_file.string() +
                     "); give another --out or the same spec");
@@ -421,75 +492,47 @@ void run_experiment(const ExperimentSpec& spec, const fs::path& out, std::ostrea
             throw Error("experiment: " + name + ": " + e.what());
         }
     }
-    fs::create_directories(out);
-    if (!fs::exists(spec_file)) write_file_durable(spec_file, spec_json.dump(2) + "\n");
     const HeldOut held = held_out_items(spec, run_config(spec, spec.arms[0], spec.seeds[0], out));
-    const size_t total = spec.arms.size() * spec.seeds.size();
-    size_t done = 0;
-    for (const ArmSpec& arm : spec.arms) {
-        for (int64_t seed : spec.seeds) {
-            if (fs::exists(run_dir(out, arm.name, seed) / kEvalFile)) done++;
-        }
-    }
-    log << "experiment: " << spec.arms.size() << " arms x " << spec.seeds.size() << " seeds, "
-        << done << " of " << total << " runs done; held-out: " << held.items.size() << " items x "
-        << spec.eval_samples << " samples\n";
-    for (const ArmSpec& arm : spec.arms) {
-        for (int64_t seed : spec.seeds) {
-            const fs::path dir = run_dir(out, arm.name, seed);
-            if (fs::exists(dir / kEvalFile)) continue;
-            const bool resume = latest_checkpoint(dir / "checkpoints") >= 0;
-            // Killed before its first checkpoint: nothing to keep, start the run again.
-            if (!resume && fs::exists(dir)) fs::remove_all(dir);
-            log << "experiment: " << arm.name << " seed " << seed << (resume ? " (resuming)" : "")
-                << "\n";
-            const Config config = run_config(spec, arm, seed, out);
-            const auto t0 = std::chrono::steady_clock::now();
-            rl::RlTrainer trainer(config, resume, log);
-            trainer.run();
-            const double train_s =
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-            SamplingParams params;
-            params.temperature = static_cast<float>(spec.eval_temperature);
-            params.max_tokens = static_cast<int>(config.get_int("rollout.max_new_tokens"));
-            const rl::TaskEvaluation ev =
-                rl::evaluate_task(trainer.model(), held.tokenizer, held.task, held.items,
-                                  spec.eval_samples, params, spec.eval_seed);
-            // Held-out accuracy along the run: its checkpoints at multiples of eval.every (those
-            // that train.checkpoint_every wrote), evaluated as the final policy is.
-            json along = json::array();
-            if (spec.eval_every > 0) {
-                for (int64_t step = spec.eval_every; step < trainer.step();
-                     step += spec.eval_every) {
-                    const fs::path ck = trainer.checkpoint_dir(step);
-                    if (!fs::exists(ck / "model.safetensors")) continue;
-                    std::unique_ptr<Model> m = load_model(ck);
-                    m->set_matmul_dtype(trainer.model().matmul_dtype());
-                    const rl::TaskEvaluation e =
-                        rl::evaluate_task(*m, held.tokenizer, held.task, held.items,
-                                          spec.eval_samples, params, spec.eval_seed);
-                    along.push_back({{"step", step}, {"accuracy", e.mean}});
-                }
-                along.push_back({{"step", trainer.step()}, {"accuracy", ev.mean}});
+    // Rank 0 decides which runs are left (before any rank starts one) and tells the others.
+    std::string left;
+    size_t total = 0;
+    for (size_t a = 0; a < spec.arms.size(); a++) {
+        for (size_t s = 0; s < spec.seeds.size(); s++, total++) {
+            if (!fs::exists(run_dir(out, spec.arms[a].name, spec.seeds[s]) / kEvalFile)) {
+                left += std::to_string(a) + " " + std::to_string(s) + "\n";
             }
-            json ids = json::array();
-            for (const rl::TaskItem& item : held.items) ids.push_back(item.id);
-            const json record = {{"arm", arm.name},
-                                 {"seed", seed},
-                                 {"steps", trainer.step()},
-                                 {"item_ids", ids},
-                                 {"scores", nan_to_null(ev.scores)},
-                                 {"accuracy", ev.mean},
-                                 {"accuracy_by_step", along},
-                                 {"failures", ev.failures},
-                                 {"mean_length", ev.mean_length},
-                                 {"train_seconds", train_s},
-                                 {"eval_seconds", ev.seconds}};
-            write_file_durable(dir / kEvalFile, record.dump() + "\n");
-            log << "experiment: " << arm.name << " seed " << seed << ": held-out accuracy "
-                << points(ev.mean) << " points (" << fmt("%.0f", train_s) << " s training)\n";
         }
     }
+    dist::broadcast(left);
+    std::vector<std::pair<size_t, size_t>> todo;  // (arm, seed) indices
+    {
+        std::istringstream in(left);
+        size_t a = 0, s = 0;
+        while (in >> a >> s) todo.emplace_back(a, s);
+    }
+    if (dist::is_root()) {
+        fs::create_directories(out);
+        if (!fs::exists(spec_file)) write_file_durable(spec_file, spec_json.dump(2) + "\n");
+        log << "experiment: " << spec.arms.size() << " arms x " << spec.seeds.size() << " seeds, "
+            << total - todo.size() << " of " << total
+            << " runs done; held-out: " << held.items.size() << " items x " << spec.eval_samples
+            << " samples\n";
+        if (dist::size() > 1) {
+            log << "experiment: " << dist::size() / ranks_per_run << " runs at a time on "
+                << ranks_per_run << " rank(s) each\n";
+        }
+    }
+    {
+        const dist::RankGroups groups(ranks_per_run);
+        static std::ostream discard(nullptr);
+        std::ostream& group_log = dist::is_root() ? log : discard;
+        for (size_t i = (size_t)groups.group(); i < todo.size(); i += (size_t)groups.groups()) {
+            train_and_evaluate(spec, spec.arms[todo[i].first], spec.seeds[todo[i].second], out,
+                               held, group_log);
+        }
+    }
+    dist::barrier();  // every group's evaluation files are written
+    if (!dist::is_root()) return;
     write_experiment_report(out);
     log << "experiment: wrote " << (out / "results.json").string() << " and "
         << (out / "report.html").string() << "\n";

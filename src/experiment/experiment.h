@@ -49,8 +49,13 @@ std::string run_config_yaml(const ExperimentSpec& spec, const ArmSpec& arm, int6
 // exists; a run killed after a checkpoint resumes from it, one killed before starts again),
 // then writes `out`/results.json and `out`/report.html. The spec is copied to `out`/spec.yaml;
 // a second call with a different spec on the same `out` is refused naming what differs.
-void run_experiment(const ExperimentSpec& spec, const std::filesystem::path& out,
-                    std::ostream& log);
+// Under mpirun the ranks split into groups of `ranks_per_run` (dist::RankGroups) and the
+// unfinished runs are dealt to the groups in turn: each run is an ordinary (data-parallel when
+// ranks_per_run > 1) RL run of its group, evaluated by the group's first rank, and rank 0 writes
+// the report once every group is done. A run's result does not depend on the ranks it ran on.
+// `log` is written by the first rank of each group.
+void run_experiment(const ExperimentSpec& spec, const std::filesystem::path& out, std::ostream& log,
+                    int ranks_per_run = 1);
 
 // results.json's content from the runs stored under `out` (each run's evaluation and metrics).
 nlohmann::json experiment_results(const std::filesystem::path& out);
