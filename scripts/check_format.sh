@@ -18,10 +18,10 @@ if [[ "${1:-}" == "--self-test" ]]; then
   exit 0
 fi
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-  mapfile -t files < <(git ls-files 'src/*.cpp' 'src/*.h' 'tests/*.cpp' 'tests/*.h' \
+  mapfile -t files < <(git ls-files 'src/*.cpp' 'src/*.h' 'src/*.cu' 'src/*.cuh' 'tests/*.cpp' 'tests/*.h' \
                                     'bench/*.cpp' 'bench/*.h')
 else
-  mapfile -t files < <(find src tests -name '*.cpp' -o -name '*.h')
+  mapfile -t files < <(find src tests -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh')
 fi
 clang-format --dry-run --Werror "${files[@]}"
 echo "format check: ${#files[@]} files as clang-format writes them"

@@ -42,7 +42,7 @@ INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"')
 NAME = re.compile(r"^[a-z0-9_]+(/[a-z0-9_]+)*$")
 NONE = {"—", "–", "-", ""}
 EVERYTHING = "everything"
-SOURCE_SUFFIXES = {".h", ".hpp", ".cpp", ".cc", ".inc"}
+SOURCE_SUFFIXES = {".h", ".hpp", ".cpp", ".cc", ".inc", ".cu", ".cuh"}
 
 
 class TableError(Exception):
