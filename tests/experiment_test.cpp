@@ -388,6 +388,25 @@ TEST(Experiment, RunsShardedAcrossRanksGiveOneProcesssResults) {
     EXPECT_NE(bad.err.find("--ranks-per-run 3 must divide the 2 rank(s)"), std::string::npos)
         << bad.err;
     EXPECT_FALSE(fs::exists(x.t.path() / "bad"));
+    // Ranks started with different experiments (mpirun's A : B form) are refused by name before
+    // any run: a different spec, a different --ranks-per-run (which would split the ranks
+    // differently and leave them waiting on each other).
+    const fs::path other_spec = x.t.path() / "other.yaml";
+    write_file_durable(other_spec, read_file(x.spec) + "preset: dapo\n");
+    const std::string each = std::string(CRUCIBLE_BINARY) + " experiment run --out " +
+                             (x.t.path() / "mixed").string() + " --spec ";
+    for (const std::string& second :
+         {other_spec.string(), x.spec.string() + " --ranks-per-run 2"}) {
+        const Cli mixed =
+            run_shell(x.t, std::string(testutil::kMpiEnv) + "OMP_NUM_THREADS=1 mpirun -np 1 " +
+                               each + x.spec.string() + " : -np 1 " + each + second);
+        EXPECT_NE(mixed.rc, 0) << second;
+        EXPECT_NE(mixed.err.find("the experiment (its spec, --out or --ranks-per-run) differs "
+                                 "between the ranks"),
+                  std::string::npos)
+            << mixed.err;
+        EXPECT_FALSE(fs::exists(x.t.path() / "mixed" / "runs")) << second;
+    }
     const Cli report =
         run_shell(x.t, two + CRUCIBLE_BINARY + " experiment report " + side_by_side.string());
     EXPECT_NE(report.rc, 0);

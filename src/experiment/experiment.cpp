@@ -471,7 +471,10 @@ void run_experiment(const ExperimentSpec& spec, const fs::path& out, std::ostrea
     json spec_json = spec_to_json(spec);
     // The base file's content, not only its name: an edited base is another experiment.
     if (!spec.base.empty()) spec_json["base_content"] = fnv1a64_hex(read_file(spec.base));
-    dist::check_same(spec_json.dump(), "the experiment's spec");
+    // Ranks that disagree on any of these would split or write differently (and wait forever).
+    dist::check_same(spec_json.dump() + "\n" + fs::absolute(out).lexically_normal().string() +
+                         "\n" + std::to_string(ranks_per_run),
+                     "the experiment (its spec, --out or --ranks-per-run)");
     if (fs::exists(spec_file) && read_json_file(spec_file) != spec_json) {
         throw Error(out.string() + " holds an experiment with another spec (" + spec_file.string() +
                     "); give another --out or the same spec");
