@@ -20,8 +20,8 @@ file(GLOB CRUCIBLE_CUDA_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/cuda/*
 add_library(crucible_cuda STATIC ${CRUCIBLE_CUDA_SOURCES})
 target_include_directories(crucible_cuda PUBLIC ${CMAKE_SOURCE_DIR}/src)
 target_link_libraries(crucible_cuda PUBLIC CUDA::cudart CUDA::cublas)
-# Warnings are errors here too; --fmad=false keeps a*b+c two roundings, as the CPU kernels
-# (compiled without contraction) round them.
+# Warnings are errors here too. --fmad=false: a*b + c rounds twice, as written; the CPU's
+# compiler fuses some such pairs (tolerances.h says which ops that makes inexact).
 target_compile_options(crucible_cuda PRIVATE
   $<$<COMPILE_LANGUAGE:CUDA>:--fmad=false --Werror=all-warnings -Xcompiler=-Wall,-Wextra,-Werror>)
 

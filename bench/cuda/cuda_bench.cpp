@@ -6,7 +6,7 @@
 //     read and as a fraction of the HBM bandwidth (decode at batch 1 is bound by that read);
 //   - paged decode attention and the sampler at batch 32, causal attention forward/backward
 //     at 8 x 1024 tokens, in milliseconds.
-// Each figure is the median of --reps timed calls after warm-up calls. This measures the
+// Each figure is the median over five rounds of --reps calls queued back to back. This measures the
 // kernels, not the model: the model does not run on the GPU yet (docs/CUDA.md).
 //
 // Usage: crucible_cuda_bench [--json FILE] [--reps 20] [--bf16-peak-tflops 989]
@@ -34,16 +34,18 @@ std::vector<float> random_floats(size_t n, uint64_t seed) {
     return v;
 }
 
-// Median seconds of one call.
+// Seconds per call: `reps` calls queued back to back and one wait, five times; the median.
+// (A wait after every call would add the launch-and-sync latency to each small decode GEMM.)
 double time_call(const std::function<void()>& call, int reps) {
     for (int i = 0; i < 3; i++) call();
     cuda::synchronize();
     std::vector<double> t;
-    for (int i = 0; i < reps; i++) {
+    for (int round = 0; round < 5; round++) {
         const auto t0 = std::chrono::steady_clock::now();
-        call();
+        for (int i = 0; i < reps; i++) call();
         cuda::synchronize();
-        t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() /
+                    reps);
     }
     std::sort(t.begin(), t.end());
     return t[t.size() / 2];

@@ -6,6 +6,7 @@
 
 #include <cfloat>
 #include <cmath>
+#include <string>
 
 #include "core/error.h"
 #include "cuda/common.cuh"
@@ -152,9 +153,20 @@ __global__ void paged_attention_kernel(float* out, const float* q, PagedKvView k
 
 }  // namespace
 
+namespace {
+// Query rows go in the grid's z dimension, which holds at most 65535.
+void check_rows(int max_len, const char* op) {
+    if (max_len > 65535) {
+        throw Error(std::string(op) + ": sequences of " + std::to_string(max_len) +
+                    " tokens are longer than this kernel takes (65535)");
+    }
+}
+}  // namespace
+
 void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v,
                        const kernels::AttentionShape& shape, int max_len) {
-    if (shape.n_seqs == 0 || max_len == 0) return;
+    if (shape.n_seqs == 0 || max_len == 0 || shape.n_heads == 0) return;
+    check_rows(max_len, "attention_forward");
     const dim3 grid(shape.n_seqs, shape.n_heads, max_len);
     const float scale = 1.0f / std::sqrt(static_cast<float>(shape.head_dim));
     attention_forward_kernel<<<grid, kAttentionThreads>>>(out, probs, q, k, v, shape, scale);
@@ -164,7 +176,8 @@ void attention_forward(float* out, float* probs, const float* q, const float* k,
 void attention_backward(float* dq, float* dk, float* dv, float* dprobs, const float* dout,
                         const float* q, const float* k, const float* v, const float* probs,
                         const kernels::AttentionShape& shape, int max_len) {
-    if (shape.n_seqs == 0 || max_len == 0) return;
+    if (shape.n_seqs == 0 || max_len == 0 || shape.n_heads == 0) return;
+    check_rows(max_len, "attention_backward");
     const dim3 grid(shape.n_seqs, shape.n_heads, max_len);
     const float scale = 1.0f / std::sqrt(static_cast<float>(shape.head_dim));
     attention_backward_kernel<<<grid, kAttentionThreads>>>(dq, dk, dv, dprobs, dout, q, k, v, probs,
@@ -174,15 +187,18 @@ void attention_backward(float* dq, float* dk, float* dv, float* dprobs, const fl
 
 void paged_attention_forward(float* out, const float* q, const PagedKvView& kv,
                              const PagedQueryRows& rows) {
-    if (rows.n_rows == 0) return;
+    if (rows.n_rows == 0 || rows.n_heads == 0) return;
     // Scores for every position a row may see: the longest its block table holds.
     const size_t positions = (size_t)rows.max_blocks * kv.block_size;
     const size_t smem = positions * sizeof(float);
-    if (smem > 48 * 1024) {
-        int limit = 0;
-        check(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0),
+    // The block reductions' own static shared memory (two arrays of 32 floats) comes on top.
+    const size_t static_smem = 2 * 32 * sizeof(float);
+    if (smem + static_smem > 48 * 1024) {
+        int device = 0, limit = 0;
+        check(cudaGetDevice(&device), "cudaGetDevice");
+        check(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
               "cudaDeviceGetAttribute");
-        if (smem > (size_t)limit) {
+        if (smem + static_smem > (size_t)limit) {
             throw Error("paged_attention_forward: " + std::to_string(positions) +
                         " positions need more shared memory than a block has (" +
                         std::to_string(limit) + " bytes)");

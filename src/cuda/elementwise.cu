@@ -1,6 +1,7 @@
 // The ops that touch each element once: embedding, bf16 rounding, RoPE, SwiGLU, residual,
-// scaling and AdamW. Built with --fmad=false (CMakeLists.txt), so each product and sum rounds as
-// the CPU kernel's does; expf may differ from the CPU's fast_exp by a few ulp.
+// scaling and AdamW. Built with --fmad=false (cmake/cuda.cmake): every product and sum rounds on
+// its own, where the CPU's compiler fuses some into FMAs (tolerances.h); expf may differ from the
+// CPU's fast_exp by a few ulp.
 #include <cuda_runtime.h>
 
 #include <cmath>

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "cuda/common.cuh"
+#include "cuda/device.h"
 #include "cuda/ops.h"
 
 namespace crucible::cuda {
@@ -26,7 +27,8 @@ cublasHandle_t handle() {
     thread_local cublasHandle_t h = [] {
         cublasHandle_t made = nullptr;
         check_cublas(cublasCreate(&made), "cublasCreate");
-        check_cublas(cublasSetMathMode(made, CUBLAS_PEDANTIC_MATH), "cublasSetMathMode");
+        // fp32 inputs with CUBLAS_COMPUTE_32F never use TF32 in the default math mode.
+        check_cublas(cublasSetMathMode(made, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
         return made;
     }();
     return h;
@@ -67,6 +69,11 @@ void add_bias(float* out, const float* bias, int N, int OC) {
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
                     int C, int OC) {
     if (N == 0 || OC == 0) return;
+    if (C == 0) {  // an empty sum: the bias alone, as the CPU computes it
+        fill_zero(out, (size_t)N * OC * sizeof(float));
+        add_bias(out, bias, N, OC);
+        return;
+    }
     gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, weight, CUDA_R_32F, C, inp, CUDA_R_32F, C, 0.0f, out,
          OC, "linear_forward");
     add_bias(out, bias, N, OC);
@@ -74,7 +81,9 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int N, int C, int OC) {
-    if (N == 0) return;
+    if (N == 0 || C == 0 || OC == 0) {  // nothing to add (a zero-row bias gradient sums nothing)
+        return;
+    }
     if (dinp != nullptr) {  // dinp^T (C x N) += W^T (C x OC) dout^T (OC x N)
         gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, weight, CUDA_R_32F, C, dout, CUDA_R_32F, OC, 1.0f,
              dinp, C, "linear_backward (input)");
@@ -92,6 +101,11 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
 void linear_forward_bf16(float* out, const float* inp, const uint16_t* weight, const float* bias,
                          int N, int C, int OC, uint16_t* scratch) {
     if (N == 0 || OC == 0) return;
+    if (C == 0) {
+        fill_zero(out, (size_t)N * OC * sizeof(float));
+        add_bias(out, bias, N, OC);
+        return;
+    }
     to_bf16(scratch, inp, (size_t)N * C);
     gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, weight, CUDA_R_16BF, C, scratch, CUDA_R_16BF, C, 0.0f,
          out, OC, "linear_forward_bf16");

@@ -87,14 +87,14 @@ __global__ void cross_entropy_backward_kernel(float* logits, const float* lse,
 
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C,
                      float eps) {
-    if (N == 0) return;
+    if (N == 0 || C == 0) return;
     rmsnorm_forward_kernel<<<N, kThreads>>>(out, rstd, inp, weight, C, eps);
     check_launch("rmsnorm_forward");
 }
 
 void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
                       const float* weight, const float* rstd, int N, int C) {
-    if (N == 0) return;
+    if (N == 0 || C == 0) return;
     rmsnorm_backward_inp_kernel<<<N, kThreads>>>(dinp, dout, inp, weight, rstd, C);
     check_launch("rmsnorm_backward (input)");
     rmsnorm_backward_weight_kernel<<<blocks_for(C), kThreads>>>(dweight, dout, inp, rstd, N, C);

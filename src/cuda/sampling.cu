@@ -1,12 +1,13 @@
 // Token sampling on the GPU, engine/sampler.cpp's rule: one thread block per row. Filters (top-k,
-// top-p, min-p) need the candidates by decreasing probability, ties by id: a stable segmented
-// radix sort (CUB) of the rows' probabilities, descending, with their ids.
+// top-p, min-p) need the candidates by decreasing probability, ties by id: CUB's stable segmented
+// sort of the rows' probabilities, descending, with their ids.
 #include <cuda_runtime.h>
 
 #include <cfloat>
-#include <cub/device/device_segmented_radix_sort.cuh>
+#include <cub/device/device_segmented_sort.cuh>
 #include <vector>
 
+#include "core/error.h"
 #include "cuda/common.cuh"
 #include "cuda/device.h"
 #include "cuda/ops.h"
@@ -31,7 +32,9 @@ __device__ inline bool filters(const RowParams& p, int V) {
 
 // The smallest i < n whose prefix sum value(0) + ... + value(i) passes `target` (> when strict,
 // else >=), or -1. Each thread sums a contiguous chunk; thread 0 walks the chunks' sums, then the
-// elements of the chunk where the sum passes. Every thread of the block must call it.
+// elements of the chunk where the sum passes. Where the chunks' sums pass but no element's
+// running sum does (the two differ by rounding), the chunk's last positive element. Every
+// thread of the block must call it.
 template <class F>
 __device__ int first_prefix_passing(F value, int n, double target, bool strict) {
     __shared__ double chunk_sum[kSampleThreads];
@@ -49,14 +52,17 @@ __device__ int first_prefix_passing(F value, int n, double target, bool strict) 
             const double next = base + chunk_sum[t];
             if (strict ? next > target : next >= target) {
                 double cum = base;
+                int last_positive = -1;
                 for (int i = t * chunk; i < min(n, (t + 1) * chunk); i++) {
-                    cum += value(i);
+                    const double v = value(i);
+                    cum += v;
+                    if (v > 0.0) last_positive = i;
                     if (strict ? cum > target : cum >= target) {
                         found = i;
                         break;
                     }
                 }
-                if (found < 0) found = min(n, (t + 1) * chunk) - 1;  // rounding between the sums
+                if (found < 0) found = last_positive;  // -1 (none): the next chunks go on
             }
             base = next;
         }
@@ -189,12 +195,17 @@ void sample_tokens(int32_t* tokens, const float* logits, int B, int V, const Sam
                                      params[b].top_p < 1.0f || params[b].min_p > 0.0f));
     }
     const size_t n = (size_t)B * V;
+    if (n > (size_t)INT_MAX) {  // CUB's item count and the row offsets are ints
+        throw Error("sample_tokens: " + std::to_string(B) + " rows of " + std::to_string(V) +
+                    " logits are more than one call samples (2^31 - 1 values)");
+    }
     std::vector<int> offsets(B + 1);
     for (int b = 0; b <= B; b++) offsets[b] = b * V;
     size_t sort_bytes = 0;
-    cub::DeviceSegmentedRadixSort::SortPairsDescending(
-        nullptr, sort_bytes, (const double*)nullptr, (double*)nullptr, (const int*)nullptr,
-        (int*)nullptr, (int)n, B, (const int*)nullptr, (const int*)nullptr);
+    check(cub::DeviceSegmentedSort::StableSortPairsDescending(
+              nullptr, sort_bytes, (const double*)nullptr, (double*)nullptr, (const int*)nullptr,
+              (int*)nullptr, (int)n, B, (const int*)nullptr, (const int*)nullptr),
+          "sample_tokens (sort size)");
     const size_t sizes[] = {align_up(B * sizeof(RowParams)),
                             align_up((B + 1) * sizeof(int)),
                             align_up(n * sizeof(double)),
@@ -227,9 +238,9 @@ void sample_tokens(int32_t* tokens, const float* logits, int B, int V, const Sam
     softmax_kernel<<<B, kSampleThreads>>>(probs, ids, logits, V, d_params);
     check_launch("sample_tokens (softmax)");
     if (any_filter) {
-        check(cub::DeviceSegmentedRadixSort::SortPairsDescending(sort_temp, sort_bytes, probs,
-                                                                 sorted, ids, sorted_ids, (int)n, B,
-                                                                 d_offsets, d_offsets + 1),
+        check(cub::DeviceSegmentedSort::StableSortPairsDescending(sort_temp, sort_bytes, probs,
+                                                                  sorted, ids, sorted_ids, (int)n,
+                                                                  B, d_offsets, d_offsets + 1),
               "sample_tokens (sort)");
     }
     draw_kernel<<<B, kSampleThreads>>>(d_tokens, logits, probs, sorted, sorted_ids, flags, V,
