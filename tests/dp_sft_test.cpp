@@ -160,10 +160,17 @@ TEST(DataParallelSft, AKilledRankStopsTheJobAndResumeContinuesExactly) {
         _exit(127);
     }
     const fs::path metrics = t.path() / "killed/metrics.jsonl";
-    for (int i = 0; i < 600; i++) {
+    // Up to 2 minutes: a sanitizer build under a parallel ctest took more than 12 s to start.
+    for (int i = 0; i < 6000; i++) {
         if (fs::exists(metrics) && testutil::read_jsonl(metrics).size() >= 30) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
+    const bool logged = fs::exists(metrics) && testutil::read_jsonl(metrics).size() >= 30;
+    if (!logged) {  // mpirun ends its ranks on SIGTERM
+        kill(launcher, SIGTERM);
+        waitpid(launcher, nullptr, 0);
+    }
+    ASSERT_TRUE(logged) << "the two-rank run did not log 30 steps in 2 minutes";
     // The rank-1 process: mpirun's child whose environment says OMPI_COMM_WORLD_RANK=1.
     const Proc ps = run(t, "for p in $(pgrep -P " + std::to_string(launcher) +
                                "); do tr '\\0' '\\n' < /proc/$p/environ | grep -qx "

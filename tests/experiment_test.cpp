@@ -359,6 +359,10 @@ TEST(Experiment, RunsShardedAcrossRanksGiveOneProcesssResults) {
     const Cli s = run(two, side_by_side, "");
     ASSERT_EQ(s.rc, 0) << s.err;
     EXPECT_NE(s.err.find("2 runs at a time on 1 rank(s) each"), std::string::npos) << s.err;
+    // Runs side by side: each run's lines say whose they are.
+    EXPECT_NE(s.err.find("[lr0 seed 2] experiment: lr0 seed 2: held-out accuracy"),
+              std::string::npos)
+        << s.err;
     EXPECT_EQ(results(side_by_side), expected);
     EXPECT_EQ(ranks_of(side_by_side, "lr0", 2), 1);
     // The trained weights too, byte for byte.

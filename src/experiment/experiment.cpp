@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <streambuf>
 
 #include "core/config.h"
 #include "core/error.h"
@@ -398,6 +399,30 @@ std::string run_config_yaml(const ExperimentSpec& spec, const ArmSpec& arm, int6
 
 namespace {
 
+// Writes through to `target`, with `prefix` at the start of every line.
+class LinePrefixBuf : public std::streambuf {
+  public:
+    LinePrefixBuf(std::streambuf* target, std::string prefix)
+        : target_(target), prefix_(std::move(prefix)) {}
+
+  protected:
+    int overflow(int c) override {
+        if (c == traits_type::eof()) return traits_type::not_eof(c);
+        if (at_line_start_ && target_->sputn(prefix_.data(), (std::streamsize)prefix_.size()) !=
+                                  (std::streamsize)prefix_.size()) {
+            return traits_type::eof();
+        }
+        at_line_start_ = c == '\n';
+        return target_->sputc(static_cast<char>(c));
+    }
+    int sync() override { return target_->pubsync(); }
+
+  private:
+    std::streambuf* target_;
+    std::string prefix_;
+    bool at_line_start_ = true;
+};
+
 // Trains one arm x seed (resuming it when a checkpoint survives) and evaluates its final policy
 // (and its checkpoints at multiples of eval.every) on the held-out items. Every rank of the
 // current group calls it; the group's first rank evaluates and writes the evaluation file.
@@ -528,10 +553,17 @@ void run_experiment(const ExperimentSpec& spec, const fs::path& out, std::ostrea
     {
         const dist::RankGroups groups(ranks_per_run);
         static std::ostream discard(nullptr);
-        std::ostream& group_log = dist::is_root() ? log : discard;
         for (size_t i = (size_t)groups.group(); i < todo.size(); i += (size_t)groups.groups()) {
-            train_and_evaluate(spec, spec.arms[todo[i].first], spec.seeds[todo[i].second], out,
-                               held, group_log);
+            const ArmSpec& arm = spec.arms[todo[i].first];
+            const int64_t seed = spec.seeds[todo[i].second];
+            // Runs side by side write one stream: each line says whose it is.
+            LinePrefixBuf prefixed(log.rdbuf(),
+                                   "[" + arm.name + " seed " + std::to_string(seed) + "] ");
+            std::ostream run_log(&prefixed);
+            std::ostream& group_log =
+                !dist::is_root() ? discard : (groups.groups() > 1 ? run_log : log);
+            train_and_evaluate(spec, arm, seed, out, held, group_log);
+            run_log.flush();
         }
     }
     dist::barrier();  // every group's evaluation files are written
