@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <exception>
 #include <thread>
 #include <vector>
 
@@ -280,6 +281,7 @@ RankGroups::RankGroups(int ranks_per_group) {
     if (g_size == 1) return;  // a world of one (maybe without MPI) is its own group
     world_rank_ = g_rank;
     world_size_ = g_size;
+    uncaught_at_split_ = std::uncaught_exceptions();
     MPI_Comm group;
     MPI_Comm_split(MPI_COMM_WORLD, group_, g_rank, &group);
     g_comm = group;
@@ -289,7 +291,9 @@ RankGroups::RankGroups(int ranks_per_group) {
 
 RankGroups::~RankGroups() {
     if (world_size_ == 0) return;
-    MPI_Comm_free(&g_comm);
+    // Unwinding an error: the job is about to end (abort_job), and freeing the group's
+    // communicator, a collective, could wait forever on ranks busy elsewhere. Left to the abort.
+    if (std::uncaught_exceptions() <= uncaught_at_split_) MPI_Comm_free(&g_comm);
     g_comm = MPI_COMM_WORLD;
     g_rank = world_rank_;
     g_size = world_size_;

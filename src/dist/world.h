@@ -82,6 +82,7 @@ class RankGroups {
   private:
     int group_ = 0, groups_ = 1;
     int world_rank_ = 0, world_size_ = 0;  // world_size_ 0: no split was made
+    int uncaught_at_split_ = 0;
 };
 
 // Ends every rank of the job after this one's error was printed (MPI_Abort); returns in a world
