@@ -2,8 +2,11 @@
 // two-seed experiment end to end (resumed run by run, refused when its spec changes).
 #include "experiment/experiment.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -389,8 +392,11 @@ TEST(Experiment, RunsShardedAcrossRanksGiveOneProcesssResults) {
     // Ranks that groups of the asked size cannot divide are refused before any run.
     const Cli bad = run(two, x.t.path() / "bad", " --ranks-per-run 3");
     EXPECT_NE(bad.rc, 0);
-    EXPECT_NE(bad.err.find("--ranks-per-run 3 must divide the 2 rank(s)"), std::string::npos)
+    EXPECT_NE(bad.err.find("--ranks-per-run 3 must divide the number of ranks (2)"),
+              std::string::npos)
         << bad.err;
+    // One message, from rank 0 (the others wait for the abort).
+    EXPECT_EQ(bad.err.find("rank 1 of 2"), std::string::npos) << bad.err;
     EXPECT_FALSE(fs::exists(x.t.path() / "bad"));
     // Ranks started with different experiments (mpirun's A : B form) are refused by name before
     // any run: a different spec, a different --ranks-per-run (which would split the ranks
@@ -417,6 +423,57 @@ TEST(Experiment, RunsShardedAcrossRanksGiveOneProcesssResults) {
     EXPECT_NE(report.err.find("only `crucible experiment run` runs across ranks"),
               std::string::npos)
         << report.err;
+}
+
+// A run that fails while training says which run it was, and keeps the runs already done; a
+// folder another `experiment run` is working on is refused (it would retrain that one's runs).
+TEST(Experiment, AFailingRunIsNamedAndABusyFolderIsRefused) {
+    TinyExperiment x;
+    // The lr0 arm's task file disappears after the configs are checked: its runs fail.
+    const fs::path doomed = x.t.path() / "doomed.jsonl";
+    write_file_durable(doomed, read_file(x.t.path() / "task.jsonl"));
+    std::string spec = read_file(x.spec);
+    const std::string arm = "  - name: lr0\n    set: [train.lr=0]\n";
+    ASSERT_NE(spec.find(arm), std::string::npos);
+    spec.replace(spec.find(arm), arm.size(),
+                 "  - name: lr0\n    set: [train.lr=0, task.data=" + doomed.string() + "]\n");
+    write_file_durable(x.spec, spec);
+    const experiment::ExperimentSpec s = experiment::load_spec(x.spec);
+    fs::remove(doomed);
+    std::ostringstream log;
+    const std::string e = testutil::error_of([&] { experiment::run_experiment(s, x.out, log); });
+    EXPECT_NE(e.find("experiment: arm 'lr0' seed 1: "), std::string::npos) << e;
+    EXPECT_NE(e.find("doomed.jsonl"), std::string::npos) << e;
+    // The control's runs came first and are kept: a rerun does not train them again.
+    EXPECT_TRUE(fs::exists(x.out / "runs/control/seed-1/experiment_eval.json"));
+    EXPECT_TRUE(fs::exists(x.out / "runs/control/seed-2/experiment_eval.json"));
+
+    // Another process holds the folder: refused before any run, and nothing of it touched.
+    write_file_durable(doomed, read_file(x.t.path() / "task.jsonl"));
+    const int fd = ::open((x.out / ".lock").c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+    const pid_t child = fork();  // flock locks belong to the open file: another process tries
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        std::ostringstream l;
+        const std::string busy =
+            testutil::error_of([&] { experiment::run_experiment(s, x.out, l); });
+        _exit(busy.find("another `crucible experiment run` is working on this folder") !=
+                      std::string::npos
+                  ? 0
+                  : 1);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    EXPECT_FALSE(fs::exists(x.out / "runs/lr0/seed-1/experiment_eval.json"));
+    ::close(fd);
+    // Released: the rerun trains only the failed arm's runs.
+    std::ostringstream again;
+    experiment::run_experiment(s, x.out, again);
+    EXPECT_NE(again.str().find("2 of 4 runs done"), std::string::npos) << again.str();
+    EXPECT_TRUE(fs::exists(x.out / "runs/lr0/seed-2/experiment_eval.json"));
 }
 
 // Bad specs: one message naming the file and the field, before any run starts.

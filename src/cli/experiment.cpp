@@ -29,7 +29,7 @@ std::function<int()> add_experiment(CLI::App& app) {
     run->add_option("--ranks-per-run", *ranks_per_run,
                     "under mpirun: the ranks that train one run together (data-parallel); the "
                     "runs are dealt to ranks/R groups that work side by side (default 1)")
-        ->check(CLI::PositiveNumber);
+        ->check(CLI::Range(1, 1 << 20).description(""));
     CLI::App* report = cmd->add_subcommand(
         "report", "Redraw results.json and report.html from the runs stored in DIR");
     auto dir = std::make_shared<std::string>();

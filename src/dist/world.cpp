@@ -199,6 +199,18 @@ void barrier() {
     MPI_Barrier(g_comm);
 }
 
+void wait_for_all() {
+    if (g_size == 1) return;
+    Timed timed;
+    MPI_Request request;
+    MPI_Ibarrier(g_comm, &request);
+    for (int done = 0;;) {
+        MPI_Test(&request, &done, MPI_STATUS_IGNORE);
+        if (done) return;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+}
+
 void check_same(const std::string& bytes, const std::string& what) {
     if (g_size == 1) return;
     const uint64_t h = std::stoull(fnv1a64_hex(bytes), nullptr, 16);

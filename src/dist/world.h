@@ -40,6 +40,10 @@ std::vector<std::string> allgather(const std::string& s);
 // Rank 0's value of `s` on every rank.
 void broadcast(std::string& s);
 void barrier();
+// barrier() for ranks that may wait long (an experiment's groups, one rank evaluating while the
+// others wait): polls every millisecond instead of spinning a core, so waiting ranks leave the
+// cores to the ranks still working.
+void wait_for_all();
 
 // Messages to rank 0 (a sharded eval's samples, stored by rank 0 alone). Ranks > 0 send_to_root
 // each message and done_sending() once at the end; rank 0 handles what has arrived with

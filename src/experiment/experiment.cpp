@@ -1,11 +1,16 @@
 #include "experiment/experiment.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <streambuf>
@@ -399,28 +404,58 @@ std::string run_config_yaml(const ExperimentSpec& spec, const ArmSpec& arm, int6
 
 namespace {
 
-// Writes through to `target`, with `prefix` at the start of every line.
+// Writes through to `target` whole lines, each with `prefix` in front, in one write: runs side
+// by side share a stream (stderr under mpirun), and a line written in pieces would interleave
+// with theirs.
 class LinePrefixBuf : public std::streambuf {
   public:
     LinePrefixBuf(std::streambuf* target, std::string prefix)
-        : target_(target), prefix_(std::move(prefix)) {}
+        : target_(target), prefix_(std::move(prefix)), line_(prefix_) {}
+    ~LinePrefixBuf() override { flush_line(); }
 
   protected:
     int overflow(int c) override {
         if (c == traits_type::eof()) return traits_type::not_eof(c);
-        if (at_line_start_ && target_->sputn(prefix_.data(), (std::streamsize)prefix_.size()) !=
-                                  (std::streamsize)prefix_.size()) {
-            return traits_type::eof();
-        }
-        at_line_start_ = c == '\n';
-        return target_->sputc(static_cast<char>(c));
+        line_ += static_cast<char>(c);
+        if (c == '\n' && !flush_line()) return traits_type::eof();
+        return c;
     }
-    int sync() override { return target_->pubsync(); }
+    int sync() override { return flush_line() && target_->pubsync() == 0 ? 0 : -1; }
 
   private:
+    bool flush_line() {
+        if (line_.size() == prefix_.size()) return true;  // nothing but the prefix yet
+        const bool ok = target_->sputn(line_.data(), (std::streamsize)line_.size()) ==
+                        (std::streamsize)line_.size();
+        line_ = prefix_;
+        return ok;
+    }
     std::streambuf* target_;
     std::string prefix_;
-    bool at_line_start_ = true;
+    std::string line_;  // the prefix and the line so far
+};
+
+// Rank 0's hold on an experiment folder while it runs: a second `experiment run` on the same
+// folder (another terminal, another job) would remove and retrain the runs this one is training.
+class FolderLock {
+  public:
+    explicit FolderLock(const fs::path& dir) {
+        const fs::path file = dir / ".lock";
+        fd_ = ::open(file.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+        if (fd_ < 0) throw Error(file.string() + ": cannot open the experiment's lock file");
+        if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+            ::close(fd_);
+            throw Error(dir.string() +
+                        ": another `crucible experiment run` is working on this folder; wait for "
+                        "it to end (or give another --out)");
+        }
+    }
+    ~FolderLock() { ::close(fd_); }
+    FolderLock(const FolderLock&) = delete;
+    FolderLock& operator=(const FolderLock&) = delete;
+
+  private:
+    int fd_ = -1;
 };
 
 // Trains one arm x seed (resuming it when a checkpoint survives) and evaluates its final policy
@@ -433,7 +468,7 @@ void train_and_evaluate(const ExperimentSpec& spec, const ArmSpec& arm, int64_t 
     // Killed before its first checkpoint: nothing to keep, start the run again. The group's
     // other ranks read the folder only after this (the trainer's first collective).
     if (!resume && fs::exists(dir) && dist::is_root()) fs::remove_all(dir);
-    dist::barrier();
+    dist::wait_for_all();
     log << "experiment: " << arm.name << " seed " << seed << (resume ? " (resuming)" : "") << "\n";
     const Config config = run_config(spec, arm, seed, out);
     const auto t0 = std::chrono::steady_clock::now();
@@ -488,8 +523,12 @@ void train_and_evaluate(const ExperimentSpec& spec, const ArmSpec& arm, int64_t 
 void run_experiment(const ExperimentSpec& spec, const fs::path& out, std::ostream& log,
                     int ranks_per_run) {
     if (ranks_per_run < 1 || dist::size() % ranks_per_run != 0) {
-        throw Error("experiment: --ranks-per-run " + std::to_string(ranks_per_run) +
-                    " must divide the " + std::to_string(dist::size()) + " rank(s) mpirun started");
+        // One message: rank 0 reports and ends the job (main's abort_job); the others wait.
+        if (dist::is_root()) {
+            throw Error("experiment: --ranks-per-run " + std::to_string(ranks_per_run) +
+                        " must divide the number of ranks (" + std::to_string(dist::size()) + ")");
+        }
+        dist::wait_for_all();
     }
     // The folder's experiment first: another spec's runs are never mixed with these.
     const fs::path spec_file = out / "spec.json";
@@ -521,7 +560,14 @@ void run_experiment(const ExperimentSpec& spec, const fs::path& out, std::ostrea
         }
     }
     const HeldOut held = held_out_items(spec, run_config(spec, spec.arms[0], spec.seeds[0], out));
-    // Rank 0 decides which runs are left (before any rank starts one) and tells the others.
+    // Rank 0 holds the folder, writes spec.json, and decides which runs are left before any
+    // rank starts one; then tells the others.
+    std::optional<FolderLock> lock;
+    if (dist::is_root()) {
+        fs::create_directories(out);
+        lock.emplace(out);
+        if (!fs::exists(spec_file)) write_file_durable(spec_file, spec_json.dump(2) + "\n");
+    }
     std::string left;
     size_t total = 0;
     for (size_t a = 0; a < spec.arms.size(); a++) {
@@ -539,13 +585,11 @@ void run_experiment(const ExperimentSpec& spec, const fs::path& out, std::ostrea
         while (in >> a >> s) todo.emplace_back(a, s);
     }
     if (dist::is_root()) {
-        fs::create_directories(out);
-        if (!fs::exists(spec_file)) write_file_durable(spec_file, spec_json.dump(2) + "\n");
         log << "experiment: " << spec.arms.size() << " arms x " << spec.seeds.size() << " seeds, "
             << total - todo.size() << " of " << total
             << " runs done; held-out: " << held.items.size() << " items x " << spec.eval_samples
             << " samples\n";
-        if (dist::size() > 1) {
+        if (dist::size() > 1 && !todo.empty()) {
             log << "experiment: " << dist::size() / ranks_per_run << " runs at a time on "
                 << ranks_per_run << " rank(s) each\n";
         }
@@ -562,11 +606,17 @@ void run_experiment(const ExperimentSpec& spec, const fs::path& out, std::ostrea
             std::ostream run_log(&prefixed);
             std::ostream& group_log =
                 !dist::is_root() ? discard : (groups.groups() > 1 ? run_log : log);
-            train_and_evaluate(spec, arm, seed, out, held, group_log);
+            try {
+                train_and_evaluate(spec, arm, seed, out, held, group_log);
+            } catch (const Error& e) {
+                run_log.flush();
+                throw Error("experiment: arm '" + arm.name + "' seed " + std::to_string(seed) +
+                            ": " + e.what());
+            }
             run_log.flush();
         }
     }
-    dist::barrier();  // every group's evaluation files are written
+    dist::wait_for_all();  // every group's evaluation files are written
     if (!dist::is_root()) return;
     write_experiment_report(out);
     log << "experiment: wrote " << (out / "results.json").string() << " and "
