@@ -191,14 +191,9 @@ void scale_inplace(float* x, size_t n, float scale) {
 void adamw_update(float* param, const float* grad, float* m, float* v, size_t n,
                   const kernels::AdamWParams& hp, int64_t t) {
     if (n == 0) return;
-    // The host computes the step's constants exactly as kernels::adamw_update does.
-    const double bc1 = 1.0 - std::pow((double)hp.beta1, (double)t);
-    const double bc2 = 1.0 - std::pow((double)hp.beta2, (double)t);
-    const float step_size = static_cast<float>(hp.lr / bc1);
-    const float bc2_sqrt = static_cast<float>(std::sqrt(bc2));
-    const float decay = 1.0f - hp.lr * hp.weight_decay;
-    adamw_kernel<<<blocks_for(n), kThreads>>>(param, grad, m, v, n, step_size, bc2_sqrt, decay,
-                                              hp.beta1, hp.beta2, hp.eps);
+    const kernels::AdamWStep s = kernels::adamw_step(hp, t);  // the CPU's constants
+    adamw_kernel<<<blocks_for(n), kThreads>>>(param, grad, m, v, n, s.step_size, s.bc2_sqrt,
+                                              s.decay, hp.beta1, hp.beta2, hp.eps);
     check_launch("adamw_update");
 }
 
@@ -215,7 +210,7 @@ double global_norm(const float* grad, size_t n) {
 
 double clip_grad_norm(float* grad, size_t n, double max_norm) {
     const double norm = global_norm(grad, n);
-    const double coef = max_norm / (norm + 1e-6);
+    const double coef = kernels::clip_coefficient(norm, max_norm);
     if (coef < 1.0) scale_inplace(grad, n, static_cast<float>(coef));
     return norm;
 }

@@ -54,15 +54,17 @@ int32_t sample_token(const float* logits, int vocab, const SamplingParams& p, Rn
     if (p.temperature <= 0.0f) {
         return static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);
     }
-    const std::vector<double> prob = sampling_distribution(logits, vocab, p);
-    const double u = rng.uniform();
+    return draw_token(sampling_distribution(logits, vocab, p), rng.uniform());
+}
+
+int32_t draw_token(const std::vector<double>& prob, double u) {
     double cum = 0.0;
-    int last = 0;
-    for (int i = 0; i < vocab; i++) {
+    int32_t last = 0;
+    for (size_t i = 0; i < prob.size(); i++) {
         if (prob[i] <= 0.0) continue;
         cum += prob[i];
-        last = i;
-        if (u < cum) return i;
+        last = static_cast<int32_t>(i);
+        if (u < cum) return last;
     }
     return last;  // rounding left u above the total
 }

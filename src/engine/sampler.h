@@ -26,6 +26,10 @@ struct SamplingParams {
 // over the vocabulary (zeros for filtered tokens). REQUIRES temperature > 0.
 std::vector<double> sampling_distribution(const float* logits, int vocab, const SamplingParams& p);
 
+// The first id whose cumulative probability passes u (in [0, 1)), skipping zeros; the last
+// candidate when rounding leaves u above the total. What sample_token draws with.
+int32_t draw_token(const std::vector<double>& prob, double u);
+
 // Draws one token id. Greedy when temperature == 0 (the first maximum).
 int32_t sample_token(const float* logits, int vocab, const SamplingParams& p, Rng& rng);
 

@@ -216,6 +216,10 @@ std::vector<double> item_means(const ScoreRows& scores) {
     return means;
 }
 
+double sample_sd(const std::vector<double>& values) {
+    return std::sqrt(sample_variance(values));
+}
+
 Estimate mean_with_se(std::span<const double> values) {
     const std::vector<double> v = present(values);
     Estimate e;

@@ -58,6 +58,9 @@ double student_t_cdf(double t, double df);
 // s_i: the mean of item i's present samples, NaN for an item with none.
 std::vector<double> item_means(const ScoreRows& scores);
 
+// The sample standard deviation (n - 1 denominator) of `values`; NaN for fewer than two.
+double sample_sd(const std::vector<double>& values);
+
 // Mean of the non-NaN `values` with the CLT standard error
 //   SE = sqrt( 1/(n(n-1)) * sum_i (v_i - v_bar)^2 ).
 Estimate mean_with_se(std::span<const double> values);

@@ -154,16 +154,6 @@ HeldOut held_out_items(const ExperimentSpec& spec, const Config& control) {
     return h;
 }
 
-double stddev(const std::vector<double>& v) {
-    if (v.size() < 2) return NAN;
-    double m = 0;
-    for (double x : v) m += x;
-    m /= v.size();
-    double ss = 0;
-    for (double x : v) ss += (x - m) * (x - m);
-    return std::sqrt(ss / (v.size() - 1));
-}
-
 json interval_json(const eval::BootstrapResult& b) {
     return {{"estimate", b.estimate}, {"se", b.se}, {"ci95", {b.interval.lo, b.interval.hi}}};
 }
@@ -569,11 +559,13 @@ void run_experiment(const ExperimentSpec& spec, const fs::path& out, std::ostrea
         if (!fs::exists(spec_file)) write_file_durable(spec_file, spec_json.dump(2) + "\n");
     }
     std::string left;
-    size_t total = 0;
-    for (size_t a = 0; a < spec.arms.size(); a++) {
-        for (size_t s = 0; s < spec.seeds.size(); s++, total++) {
-            if (!fs::exists(run_dir(out, spec.arms[a].name, spec.seeds[s]) / kEvalFile)) {
-                left += std::to_string(a) + " " + std::to_string(s) + "\n";
+    const size_t total = spec.arms.size() * spec.seeds.size();
+    if (dist::is_root()) {
+        for (size_t a = 0; a < spec.arms.size(); a++) {
+            for (size_t s = 0; s < spec.seeds.size(); s++) {
+                if (!fs::exists(run_dir(out, spec.arms[a].name, spec.seeds[s]) / kEvalFile)) {
+                    left += std::to_string(a) + " " + std::to_string(s) + "\n";
+                }
             }
         }
     }
@@ -728,7 +720,7 @@ json experiment_results(const fs::path& out) {
         if (!runs.empty()) {
             a["mean"] = interval_json(
                 eval::seeds_and_items_bootstrap(runs, spec.resamples, spec.bootstrap_seed));
-            const double sd = stddev(accuracies);
+            const double sd = eval::sample_sd(accuracies);
             a["seed_sd"] = std::isnan(sd) ? json(nullptr) : json(sd);
             json pk = json::array();
             size_t K = curves[0].size();

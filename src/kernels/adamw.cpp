@@ -7,15 +7,18 @@
 
 namespace crucible::kernels {
 
-void adamw_update(float* param, const float* grad, float* m, float* v, size_t n,
-                  const AdamWParams& hp, int64_t t) {
+AdamWStep adamw_step(const AdamWParams& hp, int64_t t) {
     // torch.optim.AdamW (single-tensor path): decay first, then the Adam step with
     // step_size = lr / (1 - b1^t) and denom = sqrt(v) / sqrt(1 - b2^t) + eps.
     const double bc1 = 1.0 - std::pow((double)hp.beta1, (double)t);
     const double bc2 = 1.0 - std::pow((double)hp.beta2, (double)t);
-    const float step_size = static_cast<float>(hp.lr / bc1);
-    const float bc2_sqrt = static_cast<float>(std::sqrt(bc2));
-    const float decay = 1.0f - hp.lr * hp.weight_decay;
+    return {static_cast<float>(hp.lr / bc1), static_cast<float>(std::sqrt(bc2)),
+            1.0f - hp.lr * hp.weight_decay};
+}
+
+void adamw_update(float* param, const float* grad, float* m, float* v, size_t n,
+                  const AdamWParams& hp, int64_t t) {
+    const auto [step_size, bc2_sqrt, decay] = adamw_step(hp, t);
     const float b1 = hp.beta1, b2 = hp.beta2;
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {

@@ -110,6 +110,15 @@ struct AdamWParams {
 };
 void adamw_update(float* param, const float* grad, float* m, float* v, size_t n,
                   const AdamWParams& hp, int64_t t);
+// The scalars of step t that every element's update uses, computed as torch computes them (the
+// bias corrections in double, then rounded to fp32): p = p * decay, then
+// p -= step_size * m / (sqrt(v) / bc2_sqrt + eps). The CUDA kernel uses the same.
+struct AdamWStep {
+    float step_size;
+    float bc2_sqrt;
+    float decay;
+};
+AdamWStep adamw_step(const AdamWParams& hp, int64_t t);
 // sqrt(sum g^2) accumulated in double, in a fixed order.
 double global_norm(const float* grad, size_t n);
 // Multiplies grads by scale.
@@ -129,6 +138,8 @@ float lr_at(int64_t step, int64_t total, int64_t warmup, float lr, float min_rat
 // ---- global gradient-norm clipping (torch.nn.utils.clip_grad_norm_) ---------------------
 // Scales grad by max_norm / (norm + 1e-6) when that is below 1. Returns the norm before.
 double clip_grad_norm(float* grad, size_t n, double max_norm);
+// The factor clip_grad_norm scales by for a gradient of this norm (>= 1: no clipping).
+double clip_coefficient(double norm, double max_norm);
 
 // ---- entropy of the softmax ---------------------------------------------------------------
 // entropy (N) = -sum_v p_v log p_v of each row's softmax, in double; logits (N, V)

@@ -15,9 +15,13 @@ float lr_at(int64_t step, int64_t total, int64_t warmup, float lr, float min_rat
     return static_cast<float>(lr * (min_ratio + (1.0 - min_ratio) * cosine));
 }
 
+double clip_coefficient(double norm, double max_norm) {
+    return max_norm / (norm + 1e-6);
+}
+
 double clip_grad_norm(float* grad, size_t n, double max_norm) {
     const double norm = global_norm(grad, n);
-    const double coef = max_norm / (norm + 1e-6);
+    const double coef = clip_coefficient(norm, max_norm);
     if (coef < 1.0) scale_inplace(grad, n, static_cast<float>(coef));
     return norm;
 }

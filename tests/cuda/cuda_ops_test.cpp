@@ -407,20 +407,12 @@ TEST(CudaOps, AdamWClippingAndNorm) {
     expect_close(d_g.to_host(), g, {0.0, 1e-6}, "clip_grad_norm");
 }
 
-// sample_token's rule with a given draw u: the CPU's distribution, then its walk.
+// sample_token's rule with a given draw u (its one draw forced).
 int32_t cpu_draw(const float* logits, int V, const SamplingParams& p, double u) {
-    if (p.temperature <= 0.0f)
+    if (p.temperature <= 0.0f) {
         return static_cast<int32_t>(std::max_element(logits, logits + V) - logits);
-    const std::vector<double> prob = sampling_distribution(logits, V, p);
-    double cum = 0.0;
-    int last = 0;
-    for (int i = 0; i < V; i++) {
-        if (prob[i] <= 0.0) continue;
-        cum += prob[i];
-        last = i;
-        if (u < cum) return i;
     }
-    return last;
+    return draw_token(sampling_distribution(logits, V, p), u);
 }
 
 // The sampled token equals the CPU sampler's for the same logits, params and draw: greedy,
@@ -493,7 +485,7 @@ TEST(CudaOps, SamplingDrawsTheCpuSamplersToken) {
                 u[b] = draw.uniform();  // sample_token's one draw
                 Rng rng(p.seed);
                 expected[b] = sample_token(row, V, p, rng);
-                EXPECT_EQ(cpu_draw(row, V, p, u[b]), expected[b]) << "the test's own walk";
+                EXPECT_EQ(cpu_draw(row, V, p, u[b]), expected[b]) << "u is sample_token's one draw";
             }
         }
         DeviceArray<float> d_logits(logits);
