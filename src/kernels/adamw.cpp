@@ -18,7 +18,10 @@ AdamWStep adamw_step(const AdamWParams& hp, int64_t t) {
 
 void adamw_update(float* param, const float* grad, float* m, float* v, size_t n,
                   const AdamWParams& hp, int64_t t) {
-    const auto [step_size, bc2_sqrt, decay] = adamw_step(hp, t);
+    // Plain locals, not a structured binding: clang 14 (the fuzz build) cannot capture those in
+    // an OpenMP region.
+    const AdamWStep s = adamw_step(hp, t);
+    const float step_size = s.step_size, bc2_sqrt = s.bc2_sqrt, decay = s.decay;
     const float b1 = hp.beta1, b2 = hp.beta2;
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
